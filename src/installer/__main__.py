@@ -1,0 +1,5 @@
+"""Allow `python -m installer`."""
+
+from installer.cli import main
+
+main()
