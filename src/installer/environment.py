@@ -1,0 +1,224 @@
+"""What machine this is: OS, architecture, Python, free disk, git and uv.
+
+[`detect_environment`][installer.environment.detect_environment] returns a frozen
+[`Environment`][installer.environment.Environment] that the planner reads; it is
+the only place that asks the operating system these questions. The differences
+between Windows and POSIX layouts (where a venv keeps its Python, what a
+launcher script is called) also live here, as pure functions of the target
+platform so a Linux machine can plan a Windows install.
+"""
+
+from __future__ import annotations
+
+import os
+import platform as _platform
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
+
+SUPPORTED_PLATFORMS = ("linux", "windows")
+
+
+@dataclass(frozen=True)
+class Tool:
+    """An external program: where it is, its version, or why it is unusable."""
+
+    name: str
+    path: str | None = None
+    version: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the tool was found and answered."""
+        return self.path is not None and self.error is None
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The machine the installer runs on, as far as planning needs it."""
+
+    platform: str
+    arch: str
+    os_name: str
+    python_version: str
+    python_executable: str
+    free_disk_bytes: int | None
+    disk_path: str
+    git: Tool
+    uv: Tool
+    compiler: Tool
+    nvcc: Tool
+
+
+def current_platform() -> str:
+    """Return `linux`, `windows`, `darwin` or the raw ``sys.platform`` for others."""
+    if sys.platform.startswith("linux"):
+        return "linux"
+    if sys.platform in ("win32", "cygwin"):
+        return "windows"
+    return sys.platform
+
+
+def pure_path(platform: str, *parts: str | PurePath) -> PurePath:
+    """Return a pure path of the target platform's flavour."""
+    cls = PureWindowsPath if platform == "windows" else PurePosixPath
+    return cls(*parts)
+
+
+def venv_python(venv_dir: PurePath | str, platform: str) -> PurePath:
+    r"""Return the interpreter path inside a venv for ``platform``.
+
+    `venv/bin/python` on POSIX, `venv\\Scripts\\python.exe` on Windows.
+    """
+    if platform == "windows":
+        return PureWindowsPath(venv_dir) / "Scripts" / "python.exe"
+    return PurePosixPath(venv_dir) / "bin" / "python"
+
+
+def launcher_name(platform: str) -> str:
+    """Return the file name of the generated launcher script for ``platform``."""
+    return "run_comfyui.bat" if platform == "windows" else "run_comfyui.sh"
+
+
+def free_disk_bytes(path: Path) -> tuple[int | None, Path]:
+    """Return the free bytes on the filesystem that holds (or will hold) ``path``.
+
+    The nearest existing ancestor is measured, so a DIR that does not exist
+    yet is measured where it will be created.
+    """
+    probe = path.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        return shutil.disk_usage(probe).free, probe
+    except OSError:
+        return None, probe
+
+
+def _run_version(name: str, path: str | None, args: list[str], pattern: str) -> Tool:
+    if path is None:
+        return Tool(name, error=f"{name} was not found on PATH")
+    try:
+        done = subprocess.run(
+            [path, *args], capture_output=True, text=True, timeout=20, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Tool(name, path=path, error=f"{name} could not be started: {exc}")
+    text = (done.stdout or "") + (done.stderr or "")
+    if done.returncode != 0:
+        return Tool(name, path=path, error=f"{name} exited with {done.returncode}: {text.strip()}")
+    match = re.search(pattern, text)
+    return Tool(name, path=path, version=match.group(1) if match else text.strip()[:40])
+
+
+def detect_git() -> Tool:
+    """Find git on PATH and read its version."""
+    return _run_version("git", shutil.which("git"), ["--version"], r"git version (\S+)")
+
+
+def find_uv_binary() -> str | None:
+    """Return the uv executable shipped with the `uv` package, else uv on PATH."""
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        return shutil.which("uv")
+
+
+def detect_uv() -> Tool:
+    """Find uv (the bundled binary first) and read its version."""
+    return _run_version("uv", find_uv_binary(), ["--version"], r"uv (\S+)")
+
+
+def detect_compiler(platform: str) -> Tool:
+    """Find a C/C++ compiler (for source builds): cl on Windows, else c++/g++/clang++."""
+    names = ["cl"] if platform == "windows" else ["c++", "g++", "clang++"]
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return Tool("compiler", path=path, version=name)
+    return Tool("compiler", error=f"no C++ compiler found (looked for {', '.join(names)})")
+
+
+def detect_nvcc() -> Tool:
+    """Find the CUDA compiler (nvcc) on PATH or under CUDA_HOME and read its version."""
+    path = shutil.which("nvcc")
+    cuda_home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if path is None and cuda_home:
+        candidate = Path(cuda_home) / "bin" / ("nvcc.exe" if os.name == "nt" else "nvcc")
+        path = str(candidate) if candidate.is_file() else None
+    tool = _run_version("nvcc", path, ["--version"], r"release ([0-9.]+)")
+    return tool if path else Tool("nvcc", error="the CUDA toolkit (nvcc) was not found")
+
+
+def os_pretty_name() -> str:
+    """Return a human name for the OS, e.g. 'Ubuntu 24.04.3 LTS' or 'Windows 11'."""
+    if current_platform() == "linux":
+        try:
+            info = _platform.freedesktop_os_release()
+            return info.get("PRETTY_NAME") or info.get("NAME") or "Linux"
+        except OSError:
+            return f"Linux {_platform.release()}"
+    return f"{_platform.system()} {_platform.release()}".strip()
+
+
+def detect_environment(target_dir: Path, *, probe_build_tools: bool = True) -> Environment:
+    """Detect everything about this machine that the plan depends on.
+
+    Args:
+        target_dir: The install directory (measured for free disk space even
+            if it does not exist yet).
+        probe_build_tools: Also look for a C++ compiler and nvcc (needed only
+            when a package must be compiled).
+    """
+    platform = current_platform()
+    free, measured = free_disk_bytes(target_dir)
+    return Environment(
+        platform=platform,
+        arch=_platform.machine().lower() or "unknown",
+        os_name=os_pretty_name(),
+        python_version=_platform.python_version(),
+        python_executable=sys.executable,
+        free_disk_bytes=free,
+        disk_path=str(measured),
+        git=detect_git(),
+        uv=detect_uv(),
+        compiler=detect_compiler(platform) if probe_build_tools else Tool("compiler"),
+        nvcc=detect_nvcc() if probe_build_tools else Tool("nvcc"),
+    )
+
+
+def pid_alive(pid: int) -> bool:
+    """Return True when a process with ``pid`` exists on this machine."""
+    if pid <= 0:
+        return False
+    if os.name == "nt":
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return False
+        exit_code = ctypes.c_ulong()
+        kernel32.GetExitCodeProcess(handle, ctypes.byref(exit_code))
+        kernel32.CloseHandle(handle)
+        return bool(exit_code.value == 259)  # STILL_ACTIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def site_packages_dirs(venv_dir: Path, platform: str) -> list[Path]:
+    r"""Return the site-packages folders of a venv (`Lib\\site-packages` on Windows)."""
+    if platform == "windows":
+        return [venv_dir / "Lib" / "site-packages"]
+    return sorted(venv_dir.glob("lib/python*/site-packages"))

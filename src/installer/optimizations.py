@@ -1,0 +1,730 @@
+"""Step 10: the accelerator packages (xformers, triton, SageAttention), planned and installed.
+
+`dependencies.json` declares the step: `optimizations.packages` lists packages
+resolved from an index (each with `requires` terms, a per-platform
+distribution name, `torch_constraints` mapping torch versions to the release
+built for them, `install_options` and `retry_options`), and
+`pip_packages.sageattention_wheels` lists prebuilt SageAttention wheels with
+the compute capabilities, torch, CUDA build, Python and platform they fit; their
+sha256 comes from `tools_manifest.json`. `sageattention_fallback` is installed
+only when no wheel fits.
+
+The whole step is skipped, with that reason, when there is no NVIDIA GPU (or
+torch is a CPU build). Everything it installs carries a constraints file that
+pins the torch trio already in the venv, so no package can replace torch: a
+package that needs another torch is reported as skipped with uv's reason.
+
+[`plan_optimizations`][installer.optimizations.plan_optimizations] is the pure
+part used by the plan (and `--dry-run`);
+[`install_optimizations`][installer.optimizations.install_optimizations] runs it
+against the torch the venv really has (read from the venv, not from the
+config), and [`install_sageattention`][installer.optimizations.install_sageattention]
+downloads each chosen wheel (resumable, to the download cache), checks its
+sha256 against `tools_manifest.json` before installing it from the local file,
+and never downloads or runs a script.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from packaging.version import Version
+from pydantic import BaseModel, Field
+
+from installer.compat import (
+    requires_met,
+    resolve_torch_constraint,
+    select_sageattention_wheels,
+    spec_contains,
+)
+from installer.config import (
+    Dependencies,
+    OptimizationPackage,
+    RetryOptions,
+    SageAttentionWheel,
+    ToolsManifest,
+)
+from installer.errors import (
+    EnvironmentUnsupportedError,
+    InstallerError,
+    IntegrityError,
+    StepFailedError,
+    TorchConflictError,
+)
+from installer.gpu import GpuReport
+from installer.log import InstallerLogger
+from installer.uv import TORCH_TRIO, Uv, write_constraints
+
+
+class PlannedWheel(BaseModel):
+    """A wheel file to download, verify and install."""
+
+    filename: str
+    url: str
+    sha256: str | None = Field(description="From tools_manifest.json; None only if unverified.")
+    size: int | None = None
+
+
+class PlannedOptimization(BaseModel):
+    """One package of step 10 as the plan decided it."""
+
+    name: str
+    kind: Literal["package", "wheel", "fallback"]
+    action: Literal["install", "skip"]
+    reason: str
+    distribution: str | None = None
+    requirement: str | None = Field(default=None, description="What uv is asked to install.")
+    import_name: str | None = None
+    install_options: list[str] = Field(default_factory=list)
+    extra_index_urls: list[str] = Field(default_factory=list)
+    retry: RetryOptions = Field(default_factory=RetryOptions)
+    required: bool = False
+    wheel: PlannedWheel | None = None
+    builds_from_source: bool = False
+
+
+def plan_optimizations(
+    deps: Dependencies,
+    manifest: ToolsManifest,
+    *,
+    platform: str,
+    gpu: GpuReport,
+    torch_version: Version | str,
+    torch_cuda: str | None,
+    torch_index_url: str | None,
+    python_version: Version | str,
+    build_tools: tuple[bool, bool] = (False, False),
+    allow_unverified: bool = False,
+) -> list[PlannedOptimization]:
+    """Decide, for each package of step 10, what will be installed or why not.
+
+    Args:
+        deps: The loaded `dependencies.json`.
+        manifest: The loaded `tools_manifest.json` (wheel checksums).
+        platform: Target OS.
+        gpu: Detected or overridden GPUs.
+        torch_version: The torch the venv has (or will have).
+        torch_cuda: Its CUDA build (`cu128`), None for a CPU build.
+        torch_index_url: The index torch comes from (None: default index);
+            packages with `index: torch` also look there.
+        python_version: The venv's Python version.
+        build_tools: ``(compiler found, nvcc found)``, for source fallbacks.
+        allow_unverified: Accept wheels without a checksum in the manifest.
+
+    Returns:
+        One entry per configured package and wheel, in install order.
+    """
+    planned: list[PlannedOptimization] = []
+    gate = requires_met(["nvidia"], platform, gpu, torch_cuda)
+    for package in deps.optimizations.packages:
+        distribution = package.package_for(platform)
+        base = PlannedOptimization(
+            name=package.name,
+            kind="package",
+            action="skip",
+            reason="",
+            distribution=distribution,
+            import_name=package.import_name,
+            required=package.required,
+            retry=package.retry_options,
+        )
+        planned.append(
+            _plan_package(
+                package,
+                base,
+                distribution,
+                gate.value and gate.reason,
+                platform,
+                gpu,
+                torch_version,
+                torch_cuda,
+                torch_index_url,
+            )
+        )
+    planned.extend(
+        _plan_sageattention(
+            deps,
+            manifest,
+            platform=platform,
+            gpu=gpu,
+            torch_version=torch_version,
+            torch_cuda=torch_cuda,
+            python_version=python_version,
+            gate_reason=None if gate.value else gate.reason,
+            build_tools=build_tools,
+            allow_unverified=allow_unverified,
+        )
+    )
+    return planned
+
+
+def _plan_package(
+    package: OptimizationPackage,
+    base: PlannedOptimization,
+    distribution: str | None,
+    gate_ok: str | bool,
+    platform: str,
+    gpu: GpuReport,
+    torch_version: Version | str,
+    torch_cuda: str | None,
+    torch_index_url: str | None,
+) -> PlannedOptimization:
+    if not gate_ok:
+        met = requires_met(["nvidia"], platform, gpu, torch_cuda)
+        return base.model_copy(update={"reason": met.reason})
+    if distribution is None:
+        return base.model_copy(update={"reason": f"not published for {platform}"})
+    met = requires_met(package.requires, platform, gpu, torch_cuda)
+    if not met.value:
+        return base.model_copy(update={"reason": met.reason})
+    spec = resolve_torch_constraint(package, distribution, torch_version)
+    if spec.value is None:
+        return base.model_copy(update={"reason": spec.reason})
+    extra = [torch_index_url] if package.index == "torch" and torch_index_url else []
+    return base.model_copy(
+        update={
+            "action": "install",
+            "reason": spec.reason,
+            "requirement": spec.value,
+            "install_options": list(package.install_options),
+            "extra_index_urls": extra,
+        }
+    )
+
+
+def _wheel_entry(wheel: SageAttentionWheel, manifest: ToolsManifest) -> PlannedOptimization:
+    entry = manifest.files.get(wheel.filename)
+    return PlannedOptimization(
+        name=wheel.name,
+        kind="wheel",
+        action="skip",
+        reason="",
+        import_name=wheel.import_name,
+        requirement=wheel.filename,
+        wheel=PlannedWheel(
+            filename=wheel.filename,
+            url=wheel.url,
+            sha256=entry.sha256 if entry else None,
+            size=entry.size if entry else None,
+        ),
+    )
+
+
+def _plan_sageattention(
+    deps: Dependencies,
+    manifest: ToolsManifest,
+    *,
+    platform: str,
+    gpu: GpuReport,
+    torch_version: Version | str,
+    torch_cuda: str | None,
+    python_version: Version | str,
+    gate_reason: str | None,
+    build_tools: tuple[bool, bool],
+    allow_unverified: bool,
+) -> list[PlannedOptimization]:
+    section = deps.pip_packages
+    fallback = section.sageattention_fallback
+    fallback_entry = (
+        None
+        if fallback is None
+        else PlannedOptimization(
+            name=f"{fallback.spec} (fallback)",
+            kind="fallback",
+            action="skip",
+            reason="",
+            requirement=fallback.spec,
+            import_name=fallback.import_name,
+            builds_from_source=fallback.build == "source",
+        )
+    )
+    if gate_reason is not None:
+        skipped = [
+            _wheel_entry(w, manifest).model_copy(update={"reason": gate_reason})
+            for w in section.sageattention_wheels
+        ]
+        if fallback_entry is not None:
+            skipped.append(fallback_entry.model_copy(update={"reason": gate_reason}))
+        return skipped
+    chosen, rejected = select_sageattention_wheels(
+        section.sageattention_wheels,
+        gpu.planning_cc,
+        torch_version,
+        torch_cuda,
+        python_version,
+        platform,
+    )
+    planned: list[PlannedOptimization] = []
+    installable = 0
+    for choice in chosen:
+        entry = _wheel_entry(choice.value, manifest)
+        verified = entry.wheel is not None and entry.wheel.sha256 is not None
+        if not verified and not allow_unverified:
+            planned.append(
+                entry.model_copy(
+                    update={
+                        "reason": f"refused: {choice.value.filename} has no sha256 in "
+                        "tools_manifest.json (pass --allow-unverified to accept it)"
+                    }
+                )
+            )
+            continue
+        note = "" if verified else " (UNVERIFIED: no checksum, --allow-unverified)"
+        planned.append(
+            entry.model_copy(update={"action": "install", "reason": choice.reason + note})
+        )
+        installable += 1
+    planned.extend(
+        _wheel_entry(choice.value, manifest).model_copy(update={"reason": choice.reason})
+        for choice in rejected
+    )
+    if fallback is None or fallback_entry is None:
+        return planned
+    if installable:
+        reason = "a prebuilt SageAttention wheel fits"
+    elif fallback.cc is not None and not spec_contains(fallback.cc, gpu.planning_cc or "0"):
+        reason = f"supports compute capability {fallback.cc}, GPU is {gpu.planning_cc}"
+    elif fallback.build == "source" and not all(build_tools):
+        missing = [
+            name
+            for name, ok in zip(
+                ("a C++ compiler", "the CUDA toolkit (nvcc)"), build_tools, strict=True
+            )
+            if not ok
+        ]
+        reason = f"no prebuilt wheel fits and building it needs {' and '.join(missing)}"
+    else:
+        how = (
+            "will COMPILE from source (--no-build-isolation)"
+            if fallback.build == "source"
+            else "a prebuilt wheel from the index"
+        )
+        options = ["--no-build-isolation"] if fallback.build == "source" else []
+        text = f"{fallback.description} ({how})" if fallback.description else how
+        planned.append(
+            fallback_entry.model_copy(
+                update={
+                    "action": "install",
+                    "install_options": options,
+                    "reason": f"no prebuilt SageAttention 2/3 wheel fits; {text}",
+                }
+            )
+        )
+        return planned
+    planned.append(fallback_entry.model_copy(update={"reason": reason}))
+    return planned
+
+
+def installing(planned: Sequence[PlannedOptimization]) -> list[PlannedOptimization]:
+    """Return the entries the step will install."""
+    return [entry for entry in planned if entry.action == "install"]
+
+
+Status = Literal["installed", "skipped", "failed"]
+
+
+@dataclass(frozen=True)
+class OptimizationOutcome:
+    """How one package of step 10 ended."""
+
+    name: str
+    kind: str
+    status: Status
+    reason: str
+    requirement: str | None = None
+    import_name: str | None = None
+    version: str | None = None
+    sha256: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        """Return the outcome as a plain dict (for state.json and JSON output)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class VenvTorch:
+    """The torch trio a venv's interpreter really sees (its own or system site-packages)."""
+
+    pins: dict[str, str]
+    cuda: str | None
+    python: str
+
+    @property
+    def version(self) -> str | None:
+        """The torch version, None when torch is absent."""
+        return self.pins.get("torch")
+
+    @property
+    def build(self) -> str | None:
+        """The CUDA build name (`cu128`), None for a CPU build or no torch."""
+        return "cu" + self.cuda.replace(".", "") if self.cuda else None
+
+
+_INSPECT = r"""
+import importlib.metadata as md, importlib.util as iu, json, os, re, sys
+pins = {}
+for name in sys.argv[1:]:
+    try:
+        pins[name] = md.version(name)
+    except md.PackageNotFoundError:
+        pass
+cuda = None
+spec = iu.find_spec("torch")
+if spec and spec.origin:
+    try:
+        text = open(os.path.join(os.path.dirname(spec.origin), "version.py")).read()
+        m = re.search(r"^cuda\s*(?::[^=]*)?=\s*'([^']+)'", text, re.M)
+        cuda = m.group(1) if m else None
+    except OSError:
+        pass
+print(json.dumps({"pins": pins, "cuda": cuda, "python": "%d.%d.%d" % sys.version_info[:3]}))
+"""
+
+
+def inspect_venv_torch(python_exe: Path) -> VenvTorch:
+    """Ask the venv's interpreter which torch trio it has, without importing torch.
+
+    This sees a torch from the system site-packages too (a venv made with
+    `--system-site-packages`), which reading the venv's folders would miss.
+
+    Raises:
+        EnvironmentUnsupportedError: The interpreter does not run.
+    """
+    try:
+        done = subprocess.run(
+            [str(python_exe), "-c", _INSPECT, *TORCH_TRIO],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise EnvironmentUnsupportedError(
+            f"The venv's Python ({python_exe}) does not run: {exc}.",
+            "Redo the venv with `--force venv`.",
+        ) from exc
+    data = json.loads(done.stdout.strip().splitlines()[-1])
+    return VenvTorch(pins=data["pins"], cuda=data["cuda"], python=data["python"])
+
+
+def download_cache_dir() -> Path:
+    """Return the folder downloaded wheels are kept in (`COMFY_INSTALL_CACHE_DIR` overrides)."""
+    override = os.environ.get("COMFY_INSTALL_CACHE_DIR")
+    if override:
+        return Path(override) / "downloads"
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("comfy-install", appauthor=False)) / "downloads"
+
+
+@dataclass(frozen=True)
+class StepTarget:
+    """Where and how step 10 installs: the venv, its uv, and the machine's facts."""
+
+    python_exe: Path
+    install_path: Path
+    platform: str
+    gpu: GpuReport
+    uv: Uv
+    manifest: ToolsManifest
+    torch_index_url: str | None = None
+    build_tools: tuple[bool, bool] = (False, False)
+    allow_unverified: bool = False
+    download_jobs: int = 4
+
+
+def install_optimizations(
+    python_exe: Path,
+    comfy_path: Path,
+    install_path: Path,
+    deps: Dependencies,
+    log: InstallerLogger,
+    *,
+    target: StepTarget,
+) -> list[OptimizationOutcome]:
+    """Run step 10: install every optimization package that fits, torch held.
+
+    Args:
+        python_exe: The venv's interpreter.
+        comfy_path: The ComfyUI clone (for messages; nothing there is changed).
+        install_path: The install directory (the constraints file lives in its
+            `.comfy-install/`).
+        deps: The loaded `dependencies.json`.
+        log: Where progress goes.
+        target: The venv's uv, the GPUs, the manifest and the other facts.
+
+    Returns:
+        One outcome per configured package and wheel: installed, skipped
+        (reason) or failed (reason).
+
+    Raises:
+        IntegrityError: A downloaded wheel does not match its checksum (exit 4).
+        InstallerError: A package marked `required` failed.
+        StepFailedError: torch changed (it never should: the constraints hold it).
+    """
+    torch = inspect_venv_torch(python_exe)
+    if torch.version is None:
+        raise StepFailedError(
+            f"torch is not installed in the venv of {comfy_path}.",
+            "Run the torch step first (`comfy-install install DIR`).",
+        )
+    planned = plan_optimizations(
+        deps,
+        target.manifest,
+        platform=target.platform,
+        gpu=target.gpu,
+        torch_version=torch.version,
+        torch_cuda=torch.build,
+        torch_index_url=target.torch_index_url,
+        python_version=torch.python,
+        build_tools=target.build_tools,
+        allow_unverified=target.allow_unverified,
+    )
+    log.info(f"torch in the venv: {torch.version} ({torch.build or 'CPU build'})")
+    constraints = write_constraints(install_path / ".comfy-install" / "constraints.txt", torch.pins)
+    outcomes: list[OptimizationOutcome] = []
+    for entry in planned:
+        if entry.kind != "package":
+            continue
+        if entry.action == "skip":
+            outcomes.append(_skipped(entry, entry.reason))
+            continue
+        outcomes.append(_install_entry(entry, python_exe, constraints, target.uv, log))
+    outcomes.extend(_install_sage(planned, python_exe, constraints, target, log))
+    _check_torch_held(python_exe, torch)
+    return outcomes
+
+
+def install_sageattention(
+    python_exe: Path,
+    install_path: Path,
+    deps: Dependencies,
+    log: InstallerLogger,
+    *,
+    target: StepTarget,
+) -> list[OptimizationOutcome]:
+    """Install the SageAttention wheels that fit (or the fallback when none does).
+
+    Every fitting wheel is downloaded to the cache, checked against its sha256
+    in `tools_manifest.json`, and installed from the local file.
+
+    Raises:
+        IntegrityError: A wheel's checksum does not match (the file is deleted).
+    """
+    torch = inspect_venv_torch(python_exe)
+    planned = plan_optimizations(
+        deps,
+        target.manifest,
+        platform=target.platform,
+        gpu=target.gpu,
+        torch_version=torch.version or "0",
+        torch_cuda=torch.build,
+        torch_index_url=target.torch_index_url,
+        python_version=torch.python,
+        build_tools=target.build_tools,
+        allow_unverified=target.allow_unverified,
+    )
+    constraints = write_constraints(install_path / ".comfy-install" / "constraints.txt", torch.pins)
+    outcomes = _install_sage(planned, python_exe, constraints, target, log)
+    _check_torch_held(python_exe, torch)
+    return outcomes
+
+
+def _skipped(entry: PlannedOptimization, reason: str) -> OptimizationOutcome:
+    return OptimizationOutcome(
+        entry.name,
+        entry.kind,
+        "skipped",
+        reason,
+        entry.requirement,
+        entry.import_name,
+        sha256=entry.wheel.sha256 if entry.wheel else None,
+    )
+
+
+def _install_entry(
+    entry: PlannedOptimization,
+    python_exe: Path,
+    constraints: Path,
+    uv: Uv,
+    log: InstallerLogger,
+    requirement: str | None = None,
+    sha256: str | None = None,
+) -> OptimizationOutcome:
+    what = f"install {entry.name}"
+    try:
+        uv.pip_install(
+            python_exe,
+            [requirement or entry.requirement or entry.name],
+            constraints=[constraints],
+            options=entry.install_options,
+            extra_index_urls=entry.extra_index_urls,
+            what=what,
+            retry=entry.retry,
+        )
+    except TorchConflictError as exc:
+        log.warn(f"{entry.name} skipped: {exc.message}")
+        if entry.required:
+            raise
+        return OptimizationOutcome(
+            entry.name,
+            entry.kind,
+            "skipped",
+            f"needs another torch: {exc.message}",
+            entry.requirement,
+            entry.import_name,
+            sha256=sha256,
+        )
+    except InstallerError as exc:
+        if entry.required:
+            raise
+        log.warn(f"{entry.name} failed (optional, the install goes on): {exc.message}")
+        return OptimizationOutcome(
+            entry.name,
+            entry.kind,
+            "failed",
+            exc.message,
+            entry.requirement,
+            entry.import_name,
+            sha256=sha256,
+        )
+    version = _installed_version(python_exe, entry)
+    log.success(f"{entry.name} installed" + (f" ({version})" if version else ""))
+    return OptimizationOutcome(
+        entry.name,
+        entry.kind,
+        "installed",
+        entry.reason,
+        entry.requirement,
+        entry.import_name,
+        version,
+        sha256,
+    )
+
+
+def _installed_version(python_exe: Path, entry: PlannedOptimization) -> str | None:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    name = entry.distribution
+    if name is None and entry.requirement and not entry.requirement.endswith(".whl"):
+        try:
+            name = Requirement(entry.requirement).name
+        except InvalidRequirement:
+            name = None
+    if entry.kind == "wheel" and entry.wheel is not None:
+        name = entry.wheel.filename.split("-", 1)[0]
+    if name is None:
+        return None
+    script = (
+        "import importlib.metadata as m, sys\n"
+        "try: print(m.version(sys.argv[1]))\nexcept m.PackageNotFoundError: print('')"
+    )
+    done = subprocess.run(
+        [str(python_exe), "-c", script, name],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.stdout.strip() or None
+
+
+def _install_sage(
+    planned: Sequence[PlannedOptimization],
+    python_exe: Path,
+    constraints: Path,
+    target: StepTarget,
+    log: InstallerLogger,
+) -> list[OptimizationOutcome]:
+    from installer.download import DownloadRequest, download_files
+
+    outcomes: list[OptimizationOutcome] = []
+    wheels = [e for e in planned if e.kind == "wheel" and e.action == "install" and e.wheel]
+    requests = [
+        DownloadRequest(
+            url=e.wheel.url,
+            dest_dir=download_cache_dir(),
+            filename=e.wheel.filename,
+            sha256=e.wheel.sha256,
+            size=e.wheel.size,
+        )
+        for e in wheels
+        if e.wheel
+    ]
+    files: dict[str, Path] = {}
+    failures: dict[str, str] = {}
+    try:
+        results = download_files(
+            requests, log=log, jobs=target.download_jobs, allow_unverified=target.allow_unverified
+        )
+        files = {
+            request.filename or "": result.path
+            for request, result in zip(requests, results, strict=True)
+        }
+    except IntegrityError:
+        raise
+    except InstallerError:
+        # Find out which file failed; finished files are verified and skipped without a request.
+        for request in requests:
+            try:
+                (result,) = download_files(
+                    [request], log=log, allow_unverified=target.allow_unverified
+                )
+                files[request.filename or ""] = result.path
+            except IntegrityError:
+                raise
+            except InstallerError as exc:
+                failures[request.filename or ""] = exc.message
+    for entry in planned:
+        if entry.kind == "package":
+            continue
+        if entry.action == "skip":
+            outcomes.append(_skipped(entry, entry.reason))
+            continue
+        if entry.kind == "wheel" and entry.wheel is not None:
+            name = entry.wheel.filename
+            if name in failures:
+                if entry.required:
+                    raise StepFailedError(f"{name} could not be downloaded: {failures[name]}")
+                log.warn(f"{entry.name}: download failed: {failures[name]}")
+                outcomes.append(
+                    OptimizationOutcome(
+                        entry.name,
+                        entry.kind,
+                        "failed",
+                        f"download failed: {failures[name]}",
+                        name,
+                        entry.import_name,
+                        sha256=entry.wheel.sha256,
+                    )
+                )
+                continue
+            outcomes.append(
+                _install_entry(
+                    entry,
+                    python_exe,
+                    constraints,
+                    target.uv,
+                    log,
+                    requirement=str(files[name]),
+                    sha256=entry.wheel.sha256,
+                )
+            )
+        else:
+            outcomes.append(_install_entry(entry, python_exe, constraints, target.uv, log))
+    return outcomes
+
+
+def _check_torch_held(python_exe: Path, before: VenvTorch) -> None:
+    after = inspect_venv_torch(python_exe)
+    if after.pins != before.pins:
+        raise StepFailedError(
+            f"step 10 changed torch ({before.pins} → {after.pins}) despite the constraints.",
+            "Reinstall torch with `comfy-install install DIR --force torch`.",
+        )

@@ -1,0 +1,79 @@
+"""Gathering the inputs of a plan: configuration, machine, GPUs, existing install.
+
+This is the effectful counterpart of [`installer.plan`][installer.plan]: it
+loads the configuration files, detects the environment and the GPUs (or takes
+the `--gpu` override), probes the install directory, and hands all of it to
+the pure [`build_plan`][installer.plan.build_plan]. `install`, `doctor` and
+`status` all start here, so they always agree.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from installer.config import Dependencies, ToolsManifest, load_dependencies, load_tools_manifest
+from installer.environment import Environment, detect_environment
+from installer.errors import UsageError
+from installer.gpu import GpuReport, detect_gpus, gpu_override, no_gpu
+from installer.plan import InstallOptions, Plan, build_plan
+from installer.probe import InstallProbe, probe_install
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """Everything a plan was made from, and the plan."""
+
+    options: InstallOptions
+    deps: Dependencies
+    manifest: ToolsManifest
+    env: Environment
+    gpu: GpuReport
+    probe: InstallProbe
+    plan: Plan
+
+
+def gpu_for(options: InstallOptions) -> GpuReport:
+    """Return the GPU report the options ask for: detected, overridden, or none.
+
+    Raises:
+        UsageError: A malformed `--gpu`, or `--cuda-driver` without `--gpu CC`.
+    """
+    choice = options.gpu.strip().lower()
+    if options.cuda_driver is not None:
+        if not re.fullmatch(r"[0-9]+\.[0-9]+", options.cuda_driver):
+            raise UsageError(f"--cuda-driver {options.cuda_driver}: expected X.Y, like 12.8.")
+        if not re.fullmatch(r"[0-9]+\.[0-9]+", choice):
+            raise UsageError(
+                "--cuda-driver needs --gpu CC (it describes another machine's driver).",
+                "Add --gpu 8.9 (the target's compute capability).",
+            )
+    if choice == "auto":
+        return detect_gpus()
+    if choice == "none":
+        return no_gpu("--gpu none: planning for the CPU")
+    if re.fullmatch(r"[0-9]+\.[0-9]+", choice):
+        return gpu_override(choice, options.cuda_driver)
+    raise UsageError(f"--gpu {options.gpu}: expected auto, none or a compute capability like 8.9.")
+
+
+def make_plan(options: InstallOptions) -> PlanContext:
+    """Load config, detect the machine and GPUs, probe DIR, and build the plan.
+
+    Raises:
+        ConfigError: A configuration file is invalid (exit code 2).
+        UsageError: Contradictory options (exit code 2).
+        PlanError: No plan fits (exit code 2).
+    """
+    deps = load_dependencies(options.config_path)
+    manifest = load_tools_manifest(options.tools_manifest_path)
+    gpu = gpu_for(options)
+    fallback = deps.pip_packages.sageattention_fallback
+    env = detect_environment(
+        options.install_dir,
+        probe_build_tools=fallback is not None and fallback.build == "source",
+    )
+    platform = options.platform or env.platform
+    probe = probe_install(options.install_dir, platform)
+    plan = build_plan(deps, manifest, env, gpu, options, probe)
+    return PlanContext(options, deps, manifest, env, gpu, probe, plan)
