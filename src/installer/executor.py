@@ -1,0 +1,292 @@
+"""Running a plan: the lock, the state, step headers, interruption and the summary.
+
+[`execute`][installer.executor.execute] prepares DIR (created if missing), opens
+the log file under `DIR/.comfy-install/logs/`, takes the install lock, builds
+the plan *under the lock* (so two processes never act on one plan), and runs
+each step the plan marks `run`, in order, with a `[n/13] step` header. Before a
+step starts it is recorded as `running`; when it finishes, as `done` with its
+fingerprint, outputs and time. A failure is recorded as `failed` and stops the
+run; Ctrl-C or SIGTERM is recorded as `interrupted` and exits 130 with the step
+named. Either way the next run of the same command continues from that step.
+A summary table ends every run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from installer import __version__
+from installer.errors import (
+    EnvironmentUnsupportedError,
+    InstallerError,
+    InterruptedByUserError,
+)
+from installer.log import InstallerLogger
+from installer.plan import STEP_IDS, InstallOptions, Plan
+from installer.planning import PlanContext, make_plan
+from installer.probe import layout
+from installer.state import (
+    InstallLock,
+    InstallState,
+    StepRecord,
+    now_iso,
+    state_dir,
+    write_state,
+)
+from installer.uv import Uv
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """How one step ended in this run."""
+
+    number: int
+    step_id: str
+    result: str
+    seconds: float | None = None
+    note: str = ""
+
+
+@dataclass
+class ExecutionResult:
+    """The outcome of a whole run."""
+
+    plan: Plan | None
+    outcomes: list[StepOutcome] = field(default_factory=list)
+    error: InstallerError | None = None
+    log_path: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 on success, else the error's exit code."""
+        return int(self.error.exit_code) if self.error else 0
+
+    def as_data(self) -> dict[str, Any]:
+        """Return the result as the `data` of the JSON envelope."""
+        return {
+            "install_dir": self.plan.install_dir if self.plan else None,
+            "steps": [
+                {
+                    "number": o.number,
+                    "id": o.step_id,
+                    "result": o.result,
+                    "seconds": o.seconds,
+                    "note": o.note,
+                }
+                for o in self.outcomes
+            ],
+            "log": str(self.log_path) if self.log_path else None,
+        }
+
+
+def prepare_install_dir(install_dir: Path) -> None:
+    """Create DIR (and its state folder) or explain why it cannot be used.
+
+    Raises:
+        EnvironmentUnsupportedError: DIR is a file, or cannot be created/written.
+    """
+    if install_dir.exists() and not install_dir.is_dir():
+        raise EnvironmentUnsupportedError(
+            f"{install_dir} exists and is not a directory.",
+            "Choose another DIR, or move that file away.",
+        )
+    try:
+        state_dir(install_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EnvironmentUnsupportedError(
+            f"Cannot create {install_dir}: {exc.strerror or exc}.",
+            "Choose a DIR you can write to, or fix the permissions.",
+        ) from exc
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C while steps run, so state is recorded the same way."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (tests calling execute from a worker)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def execute(options: InstallOptions, log: InstallerLogger) -> ExecutionResult:
+    """Plan under the install lock and run the plan.
+
+    Args:
+        options: The command-line options (not a dry run).
+        log: Terminal and log-file output.
+
+    Returns:
+        The result; ``result.error`` holds the error a failed run ended with
+        (the summary has been printed by then).
+
+    Raises:
+        InstallerError: Before any step ran (bad config, DIR unusable, lock held).
+        InterruptedByUserError: Ctrl-C or SIGTERM (exit code 130), after the
+            interrupted step was recorded.
+    """
+    install_dir = options.install_dir
+    prepare_install_dir(install_dir)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    log.attach_file(state_dir(install_dir) / "logs" / f"install-{stamp}.log")
+    lock = InstallLock(install_dir, command="install")
+    with lock.held():
+        if lock.taken_over is not None:
+            held = lock.taken_over
+            log.warn(
+                f"took over a stale lock of pid {held.pid} on {held.host} "
+                f"(since {held.started_at}); that process is gone"
+            )
+        context = make_plan(options)
+        with _sigterm_as_interrupt():
+            return run_plan(context, log)
+
+
+def run_plan(context: PlanContext, log: InstallerLogger) -> ExecutionResult:
+    """Run the steps of an already built plan (the lock must be held).
+
+    Raises:
+        InterruptedByUserError: Ctrl-C or SIGTERM during a step.
+    """
+    from installer.environment import find_uv_binary
+    from installer.render import render_summary
+    from installer.steps import runners
+    from installer.steps.context import StepContext
+
+    plan = context.plan
+    install_dir = Path(plan.install_dir)
+    state = context.probe.state or InstallState(tool_version=__version__)
+    state.tool_version = __version__
+    paths = layout(install_dir, plan.platform)
+    uv = Uv(binary=context.env.uv.path or find_uv_binary() or "uv", index=plan.index, log=log)
+    ctx = StepContext(
+        plan=plan,
+        deps=context.deps,
+        manifest=context.manifest,
+        env=context.env,
+        gpu=context.gpu,
+        options=context.options,
+        log=log,
+        uv=uv,
+        state=state,
+        paths=paths,
+    )
+    for warning in plan.warnings:
+        log.warn(warning)
+    table = runners()
+    result = ExecutionResult(plan=plan, log_path=log.log_path)
+    total = len(STEP_IDS)
+    for step in plan.steps:
+        log.step(step.number, total, f"{step.id} — {step.title}")
+        if step.action == "done":
+            log.info("up to date")
+            result.outcomes.append(StepOutcome(step.number, step.id, "up to date"))
+            continue
+        if step.action == "skip":
+            log.info(f"skipped: {step.reason}")
+            previous = state.steps.get(step.id)
+            if previous is None or previous.status != "done":
+                state.steps[step.id] = StepRecord(
+                    status="skipped",
+                    fingerprint=step.fingerprint,
+                    inputs=step.inputs,
+                    message=step.reason,
+                    finished_at=now_iso(),
+                )
+            result.outcomes.append(StepOutcome(step.number, step.id, "skipped", note=step.reason))
+            continue
+        log.debug(f"running: {step.reason}")
+        record = state.steps.get(step.id)
+        record = StepRecord(
+            status="running",
+            fingerprint=step.fingerprint,
+            inputs=step.inputs,
+            started_at=now_iso(),
+            seq=record.seq if record else 0,
+        )
+        state.steps[step.id] = record
+        write_state(install_dir, state)
+        started = time.monotonic()
+        try:
+            outputs = table[step.id](ctx, step)
+        except KeyboardInterrupt:
+            record.status, record.message = "interrupted", "interrupted by the user"
+            record.seconds = time.monotonic() - started
+            with contextlib.suppress(InstallerError):
+                write_state(install_dir, state)
+            result.outcomes.append(StepOutcome(step.number, step.id, "interrupted", record.seconds))
+            _not_run(plan, step.number, result)
+            with contextlib.suppress(Exception):
+                render_summary(result.outcomes, log.console, _rerun_hint(plan))
+            raise InterruptedByUserError(
+                f"Interrupted during step {step.id}; run the same command to continue."
+            ) from None
+        except InstallerError as error:
+            record.status, record.message = "failed", error.message
+            record.seconds = time.monotonic() - started
+            record.finished_at = now_iso()
+            with contextlib.suppress(InstallerError):
+                write_state(install_dir, state)
+            result.outcomes.append(
+                StepOutcome(
+                    step.number, step.id, "failed", record.seconds, error.message.splitlines()[0]
+                )
+            )
+            _not_run(plan, step.number, result)
+            render_summary(result.outcomes, log.console, _rerun_hint(plan))
+            error.message = f"Step {step.number} ({step.id}) failed: {error.message}"
+            result.error = error
+            return result
+        record.status, record.outputs = "done", outputs
+        record.seconds = round(time.monotonic() - started, 3)
+        record.finished_at = now_iso()
+        record.seq = state.next_seq()
+        write_state(install_dir, state)
+        result.outcomes.append(
+            StepOutcome(step.number, step.id, "done", record.seconds, _note(step.id, outputs))
+        )
+    write_state(install_dir, state)
+    if log.verbosity >= 0:
+        render_summary(result.outcomes, log.console, f"comfy-install launch {plan.install_dir}")
+    return result
+
+
+def _not_run(plan: Plan, after: int, result: ExecutionResult) -> None:
+    for step in plan.steps:
+        if step.number > after:
+            result.outcomes.append(StepOutcome(step.number, step.id, "not run"))
+
+
+def _rerun_hint(plan: Plan) -> str:
+    return f"comfy-install install {plan.install_dir} (the same command: finished steps are kept)"
+
+
+def _note(step_id: str, outputs: dict[str, Any]) -> str:
+    if step_id == "torch":
+        build = f"CUDA {outputs['cuda']}" if outputs.get("cuda") else "CPU"
+        return f"torch {outputs.get('torch')} ({build})"
+    if step_id == "comfyui":
+        return f"{outputs.get('ref')} @ {str(outputs.get('commit'))[:12]}"
+    if step_id == "optimizations":
+        return (
+            f"{outputs.get('installed', 0)} installed, {outputs.get('skipped', 0)} skipped, "
+            f"{outputs.get('failed', 0)} failed"
+        )
+    if step_id == "python":
+        return f"Python {outputs.get('version')}"
+    return ""

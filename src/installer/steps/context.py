@@ -1,0 +1,51 @@
+"""What every step runner gets: the plan, the config, the machine and the tools."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from installer.config import Dependencies, ToolsManifest
+from installer.environment import Environment
+from installer.gpu import GpuReport
+from installer.log import InstallerLogger
+from installer.plan import InstallOptions, Plan
+from installer.state import InstallState
+from installer.uv import Uv
+
+
+@dataclass
+class StepContext:
+    """The shared inputs of the step runners of one install run."""
+
+    plan: Plan
+    deps: Dependencies
+    manifest: ToolsManifest
+    env: Environment
+    gpu: GpuReport
+    options: InstallOptions
+    log: InstallerLogger
+    uv: Uv
+    state: InstallState
+    paths: dict[str, Path]
+
+    @property
+    def install_dir(self) -> Path:
+        """The install directory."""
+        return self.paths["install_dir"]
+
+    @property
+    def venv_python(self) -> Path:
+        """The venv's interpreter."""
+        return self.paths["venv_python"]
+
+    @property
+    def comfyui_dir(self) -> Path:
+        """The ComfyUI clone."""
+        return self.paths["comfyui"]
+
+    def outputs(self, step_id: str) -> dict[str, Any]:
+        """Return the recorded outputs of a finished step ({} if it has none)."""
+        record = self.state.done(step_id)
+        return dict(record.outputs) if record else {}

@@ -1,0 +1,121 @@
+"""Steps 7 and 8: torch from the planned index, then ComfyUI's requirements with torch held.
+
+After torch is installed, its exact versions (torch, torchvision, torchaudio)
+go into `DIR/.comfy-install/constraints.txt`; every later install passes that
+file to uv, so no requirement can swap torch for another version or build.
+Each held install also checks afterwards that torch really is unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from installer.config import RetryOptions
+from installer.errors import StepFailedError
+from installer.plan import PlannedStep
+from installer.probe import installed_distributions, installed_torch
+from installer.proc import CommandResult
+from installer.steps.context import StepContext
+from installer.uv import TORCH_TRIO, write_constraints
+
+
+def torch_pins(ctx: StepContext) -> dict[str, str]:
+    """Return the exact versions of the torch trio installed in the venv."""
+    found = installed_distributions(ctx.paths["venv"], ctx.plan.platform)
+    return {name: found[name] for name in TORCH_TRIO if name in found}
+
+
+def constraints_path(ctx: StepContext) -> Path:
+    """Return the path of the torch constraints file."""
+    return ctx.paths["state_dir"] / "constraints.txt"
+
+
+def held_install(
+    ctx: StepContext,
+    requirements: Sequence[str] = (),
+    *,
+    requirement_files: Sequence[Path] = (),
+    options: Sequence[str] = (),
+    extra_index_urls: Sequence[str] = (),
+    what: str,
+    retry: RetryOptions | None = None,
+) -> CommandResult:
+    """Install into the venv with the installed torch trio pinned, and prove it unchanged.
+
+    Raises:
+        TorchConflictError: A package wanted another torch.
+        StepFailedError: The install failed, or torch changed despite the pins.
+    """
+    before = torch_pins(ctx)
+    constraints = [write_constraints(constraints_path(ctx), before)] if before else []
+    result = ctx.uv.pip_install(
+        ctx.venv_python,
+        requirements,
+        requirement_files=requirement_files,
+        constraints=constraints,
+        options=options,
+        extra_index_urls=extra_index_urls,
+        what=what,
+        retry=retry or RetryOptions(attempts=2, backoff_seconds=2),
+    )
+    after = torch_pins(ctx)
+    if after != before:
+        raise StepFailedError(
+            f"{what} changed torch ({before} → {after}) despite the constraints.",
+            "Report this; reinstall torch with `comfy-install install DIR --force torch`.",
+        )
+    return result
+
+
+def run_torch(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
+    """Install the pinned torch trio from the planned index and record what arrived."""
+    torch = ctx.plan.torch
+    extra = [torch.index_url] if torch.index_url else []
+    ctx.uv.pip_install(
+        ctx.venv_python,
+        torch.packages,
+        extra_index_urls=extra,
+        what="install torch",
+        retry=RetryOptions(attempts=3, backoff_seconds=3),
+    )
+    pins = torch_pins(ctx)
+    info = installed_torch(ctx.paths["venv"], ctx.plan.platform)
+    if "torch" not in pins:
+        raise StepFailedError(
+            "torch is not in the venv after installing it.",
+            "Run again with --verbose to see uv's output.",
+        )
+    write_constraints(constraints_path(ctx), pins)
+    cuda = info.cuda if info else None
+    ctx.log.info(
+        f"torch {pins['torch']} ({'CUDA ' + cuda if cuda else 'CPU build'}), "
+        f"torchvision {pins.get('torchvision')}, torchaudio {pins.get('torchaudio')}"
+    )
+    if torch.cuda and cuda is None:
+        ctx.log.warn(
+            f"the plan wanted a {torch.cuda} build but the index gave a CPU build of "
+            "torch; the GPU will not be used"
+        )
+    return {**pins, "cuda": cuda, "variant": torch.variant, "index_url": torch.index_url}
+
+
+def run_requirements(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
+    """Install ComfyUI's requirements.txt (and extra requirements) with torch held."""
+    requirements = ctx.comfyui_dir / "requirements.txt"
+    if not requirements.is_file():
+        raise StepFailedError(
+            f"{requirements} does not exist.", "Check that DIR/ComfyUI is a ComfyUI checkout."
+        )
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    held_install(
+        ctx,
+        list(ctx.deps.extra_requirements),
+        requirement_files=[requirements],
+        what="install ComfyUI's requirements",
+    )
+    count = len(installed_distributions(ctx.paths["venv"], ctx.plan.platform))
+    ctx.log.info(f"{count} distributions in the venv; torch held at {torch_pins(ctx)['torch']}")
+    return {"requirements_sha256": digest, "distributions": count}

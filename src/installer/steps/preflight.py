@@ -1,0 +1,84 @@
+"""Step 1 (preflight) and step 6 (gpu): checks before work, and the GPU on record."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+from installer.environment import SUPPORTED_PLATFORMS
+from installer.errors import EnvironmentUnsupportedError
+from installer.plan import PlannedStep
+from installer.steps.context import StepContext
+
+HEAVY_STEPS = (
+    "python",
+    "venv",
+    "comfyui",
+    "torch",
+    "requirements",
+    "custom_nodes",
+    "optimizations",
+    "models",
+)
+GIT_STEPS = ("comfyui", "custom_nodes")
+
+
+def check_writable(directory: os.PathLike[str]) -> None:
+    """Prove ``directory`` accepts new files by creating and removing one.
+
+    Raises:
+        EnvironmentUnsupportedError: It does not (read-only, no permission, full).
+    """
+    try:
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise EnvironmentUnsupportedError(
+            f"{os.fspath(directory)} is not writable ({exc.strerror or exc}).",
+            "Choose a DIR you can write to, or fix its permissions.",
+        ) from exc
+
+
+def run_preflight(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
+    """Check the OS, git, free disk space and that DIR is writable.
+
+    Disk space and git are required only when a step that needs them will run,
+    so a finished install can be re-checked on a full disk.
+    """
+    plan, env = ctx.plan, ctx.env
+    if env.platform not in SUPPORTED_PLATFORMS:
+        raise EnvironmentUnsupportedError(
+            f"{env.os_name} is not supported.", "comfy-install supports Linux and Windows."
+        )
+    will_run = {s.id for s in plan.to_run}
+    if will_run & set(GIT_STEPS) and not env.git.ok:
+        raise EnvironmentUnsupportedError(
+            f"git is needed to clone ComfyUI, but {env.git.error}.",
+            "Install git (https://git-scm.com/downloads), make sure it is on PATH, run again.",
+        )
+    check_writable(ctx.install_dir)
+    needed = plan.min_free_gb * 2**30
+    free = env.free_disk_bytes
+    if will_run & set(HEAVY_STEPS) and free is not None and free < needed:
+        raise EnvironmentUnsupportedError(
+            f"Not enough free disk space at {env.disk_path}: {free / 2**30:.1f} GiB free, "
+            f"{plan.min_free_gb:g} GiB needed.",
+            "Free some space or choose a DIR on another drive (--min-free-gb changes the "
+            "threshold, at your own risk).",
+        )
+    ctx.log.info(
+        f"{env.os_name}, {env.arch}; git {env.git.version}; "
+        + (f"{free / 2**30:.1f} GiB free" if free is not None else "free space unknown")
+    )
+    return {"free_bytes": free, "platform": env.platform}
+
+
+def run_gpu(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
+    """Record the GPU the install is planned for (detected or given with --gpu)."""
+    gpu = ctx.plan.gpu
+    for card in gpu.gpus:
+        ctx.log.info(f"GPU {card.index}: {card.name}, compute capability {card.cc}")
+    if not gpu.gpus:
+        ctx.log.info(gpu.reason)
+    return gpu.model_dump(mode="json", exclude={"gpus": {"__all__": {"vram_free_bytes"}}})

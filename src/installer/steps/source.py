@@ -1,0 +1,41 @@
+"""Steps 5 and 9: the ComfyUI clone and the custom nodes, pinned and verified."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from installer.git import checkout_pinned
+from installer.plan import PlannedStep
+from installer.steps.context import StepContext
+from installer.steps.packages import held_install
+
+COMFYUI_FOLDERS = ("custom_nodes", "models", "input", "output")
+
+
+def run_comfyui(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
+    """Clone ComfyUI at the pin (or move a clean clone to it) and create its folders."""
+    plan = ctx.plan.comfyui
+    target = plan.commit or plan.ref
+    commit = checkout_pinned(ctx.comfyui_dir, plan.url, target, ctx.log, expected=plan.commit)
+    for folder in COMFYUI_FOLDERS:
+        (ctx.comfyui_dir / folder).mkdir(exist_ok=True)
+    ctx.log.info(f"ComfyUI at {commit} ({plan.ref})")
+    return {"commit": commit, "url": plan.url, "ref": plan.ref}
+
+
+def run_custom_nodes(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
+    """Clone each configured custom node at its commit and install its requirements."""
+    installed: dict[str, str] = {}
+    for node in ctx.plan.custom_nodes:
+        dest = ctx.comfyui_dir / "custom_nodes" / node.name
+        commit = checkout_pinned(dest, node.url, node.commit, ctx.log, expected=node.commit)
+        requirements = dest / "requirements.txt"
+        if node.requirements and requirements.is_file():
+            held_install(
+                ctx,
+                requirement_files=[requirements],
+                what=f"requirements of custom node {node.name}",
+            )
+        installed[node.name] = commit
+        ctx.log.info(f"{node.name} at {commit[:12]}")
+    return {"nodes": installed}

@@ -1,0 +1,104 @@
+"""Steps 2–4: uv, the Python interpreter, and the virtual environment."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+from installer.errors import EnvironmentUnsupportedError
+from installer.plan import PlannedStep
+from installer.proc import CommandFailedError
+from installer.steps.context import StepContext
+
+
+def run_uv(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
+    """Check that the bundled uv runs and record its version."""
+    version = ctx.uv.version()
+    ctx.log.info(f"uv {version} ({ctx.uv.binary})")
+    return {"path": ctx.uv.binary, "version": version}
+
+
+def python_version_of(interpreter: str) -> str:
+    """Return the full version of a Python interpreter by running it.
+
+    Raises:
+        EnvironmentUnsupportedError: It does not run.
+    """
+    try:
+        done = subprocess.run(
+            [interpreter, "-c", "import platform; print(platform.python_version())"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise EnvironmentUnsupportedError(
+            f"The Python at {interpreter} does not run ({exc}).",
+            "Pass another interpreter with --python.",
+        ) from exc
+    return done.stdout.strip()
+
+
+def run_python(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
+    """Find the wanted Python (`uv python find`), downloading it with uv if missing.
+
+    When the configured default cannot be found or downloaded (no network), the
+    newest installed Python in the supported range is used, with a warning; a
+    version the user asked for with --python is never swapped.
+    """
+    request, supported = ctx.plan.python, ctx.plan.python_supported
+    interpreter = ctx.uv.python_find(request)
+    failure = ""
+    if interpreter is None and not ctx.plan.index.offline:
+        ctx.log.info(f"Python {request} not found; asking uv to download it")
+        try:
+            ctx.uv.python_install(request)
+            interpreter = ctx.uv.python_find(request)
+        except CommandFailedError as exc:
+            failure = exc.message.splitlines()[-1].strip()
+    if interpreter is None and ctx.options.python is None:
+        interpreter = ctx.uv.python_find(supported)
+        if interpreter is not None:
+            ctx.log.warn(
+                f"Python {request} is not available here"
+                + (f" ({failure})" if failure else "")
+                + f"; using {interpreter}, which is in the supported range {supported}"
+            )
+    if interpreter is None:
+        raise EnvironmentUnsupportedError(
+            f"Python {request} was not found and could not be downloaded"
+            + (f" ({failure})" if failure else "")
+            + ".",
+            f"Install Python {request}, or pass --python with a version or path that exists "
+            "here (`uv python list` shows them).",
+        )
+    version = python_version_of(interpreter)
+    try:
+        ok = Version(version) in ctx.deps.python.supported_specifier
+    except InvalidVersion:
+        ok = False
+    if not ok:
+        raise EnvironmentUnsupportedError(
+            f"{interpreter} is Python {version}, outside the supported {supported}.",
+            f"Pass --python with a version in {supported}.",
+        )
+    ctx.log.info(f"Python {version} at {interpreter}")
+    return {"interpreter": interpreter, "version": version}
+
+
+def run_venv(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
+    """Create (or recreate, when the Python changed or it is broken) the venv."""
+    interpreter = ctx.outputs("python").get("interpreter")
+    if not interpreter:
+        raise EnvironmentUnsupportedError(
+            "No Python was recorded by the python step.",
+            "Run without --only/--skip so it runs first.",
+        )
+    venv = ctx.paths["venv"]
+    ctx.uv.venv(venv, interpreter, clear=venv.exists())
+    version = python_version_of(str(ctx.venv_python))
+    ctx.log.info(f"venv at {venv} (Python {version})")
+    return {"python": str(ctx.venv_python), "version": version}

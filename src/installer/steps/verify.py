@@ -1,0 +1,94 @@
+"""Step 13: prove the install works: imports in the venv, and ComfyUI's `main.py --help`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from installer.errors import StepFailedError
+from installer.plan import PlannedStep
+from installer.proc import CommandFailedError, run_command
+from installer.steps.context import StepContext
+
+_PROBE = r"""
+import importlib, json, sys
+result = {"python": sys.version.split()[0], "imports": {}}
+import torch
+result["torch"] = torch.__version__
+result["torch_cuda"] = torch.version.cuda
+try:
+    result["cuda_available"] = bool(torch.cuda.is_available())
+except Exception as exc:
+    result["cuda_available"] = False
+    result["cuda_error"] = str(exc)
+for name in sys.argv[1:]:
+    try:
+        module = importlib.import_module(name)
+        result["imports"][name] = getattr(module, "__version__", "ok")
+    except Exception as exc:
+        result["imports"][name] = "ERROR: " + type(exc).__name__ + ": " + str(exc)
+print("COMFY_INSTALL_VERIFY " + json.dumps(result))
+"""
+
+
+def installed_import_names(ctx: StepContext) -> list[str]:
+    """Return the modules of the optimization packages recorded as installed."""
+    packages = ctx.outputs("optimizations").get("packages", [])
+    names = [
+        p["import_name"]
+        for p in packages
+        if p.get("status") == "installed" and p.get("import_name")
+    ]
+    return sorted(set(names))
+
+
+def run_verify(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
+    """Import torch (and CUDA when a GPU is planned) and every installed optimization.
+
+    Then run `python ComfyUI/main.py --help`, which exercises ComfyUI's argument
+    parsing and start-up imports without starting a server.
+    """
+    names = installed_import_names(ctx)
+    try:
+        output = run_command(
+            [ctx.venv_python, "-c", _PROBE, *names],
+            log=ctx.log,
+            what="import check in the venv",
+            timeout=600,
+        ).output
+    except CommandFailedError as exc:
+        raise StepFailedError(
+            f"torch does not import in the venv: {exc.message}", "Redo torch with `--force torch`."
+        ) from exc
+    line = next((x for x in output.splitlines() if x.startswith("COMFY_INSTALL_VERIFY ")), "")
+    result = json.loads(line.removeprefix("COMFY_INSTALL_VERIFY ") or "{}")
+    broken = {k: v for k, v in result.get("imports", {}).items() if str(v).startswith("ERROR")}
+    for name, error in broken.items():
+        ctx.log.warn(f"{name} is installed but does not import: {error}")
+    gpu_planned = bool(ctx.plan.gpu.gpus) and ctx.plan.torch.cuda is not None
+    if gpu_planned and not result.get("cuda_available"):
+        ctx.log.warn(
+            "torch does not see the GPU (torch.cuda.is_available() is False): "
+            + str(result.get("cuda_error", "check the NVIDIA driver"))
+        )
+    main = ctx.comfyui_dir / "main.py"
+    try:
+        run_command(
+            [ctx.venv_python, main, "--help"],
+            log=ctx.log,
+            cwd=ctx.comfyui_dir,
+            what="python ComfyUI/main.py --help",
+            timeout=600,
+        )
+    except CommandFailedError as exc:
+        raise StepFailedError(
+            f"ComfyUI does not start: {exc.message}",
+            "Read the lines above; a missing module usually means the "
+            "requirements step must be redone (`--force requirements`).",
+        ) from exc
+    ctx.log.success(
+        f"torch {result.get('torch')} imports"
+        + (" with CUDA" if result.get("cuda_available") else "")
+        + "; ComfyUI main.py --help runs"
+    )
+    return {**result, "main_help": "ok", "broken_imports": sorted(broken)}
