@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 
 from installer import __version__
+from installer.cli_models import models_app
 
 if TYPE_CHECKING:
     from installer.errors import InstallerError
@@ -34,6 +35,7 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect and check configuration files.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(models_app, name="models")
 
 DEFAULT_DIR = Path("ComfyUI-install")
 

@@ -56,8 +56,8 @@ _OFFLINE_PATTERNS = (
     "not found in the cache",
 )
 _CONFLICT = re.compile(
-    r"(?P<pkg>[A-Za-z0-9][A-Za-z0-9._-]*)(?:[=<>!~]=?[^\s,]+)?\s+depends on\s+"
-    r"(?P<torch>torch(?:vision|audio)?)(?P<spec>[^\s,]*)",
+    r"(?:all versions of\s+)?(?P<pkg>[A-Za-z0-9][A-Za-z0-9._-]*)(?:[=<>!~]=?[^\s,]+)?"
+    r"\s+depends?\s+on\s+(?P<torch>torch(?:vision|audio)?)(?P<spec>[^\s,]*)",
 )
 
 

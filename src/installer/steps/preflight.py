@@ -24,6 +24,11 @@ HEAVY_STEPS = (
 GIT_STEPS = ("comfyui", "custom_nodes")
 
 
+def format_gib(value: float) -> str:
+    """Format a GiB amount without exponent or trailing zeros (15, 0.5, 1000000)."""
+    return f"{value:.1f}".rstrip("0").rstrip(".")
+
+
 def check_writable(directory: os.PathLike[str]) -> None:
     """Prove ``directory`` accepts new files by creating and removing one.
 
@@ -63,7 +68,7 @@ def run_preflight(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     if will_run & set(HEAVY_STEPS) and free is not None and free < needed:
         raise EnvironmentUnsupportedError(
             f"Not enough free disk space at {env.disk_path}: {free / 2**30:.1f} GiB free, "
-            f"{plan.min_free_gb:g} GiB needed.",
+            f"{format_gib(plan.min_free_gb)} GiB needed.",
             "Free some space or choose a DIR on another drive (--min-free-gb changes the "
             "threshold, at your own risk).",
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from installer.errors import StepFailedError
@@ -45,8 +46,9 @@ def installed_import_names(ctx: StepContext) -> list[str]:
 def run_verify(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     """Import torch (and CUDA when a GPU is planned) and every installed optimization.
 
-    Then run `python ComfyUI/main.py --help`, which exercises ComfyUI's argument
-    parsing and start-up imports without starting a server.
+    Then run `python ComfyUI/main.py --help` and, when this ComfyUI has it,
+    `main.py --quick-test-for-ci`: every start-up import, all nodes and the database,
+    without binding a port (`--cpu` when torch sees no GPU).
     """
     names = installed_import_names(ctx)
     try:
@@ -72,23 +74,45 @@ def run_verify(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
             + str(result.get("cuda_error", "check the NVIDIA driver"))
         )
     main = ctx.comfyui_dir / "main.py"
+    hint = (
+        "Read the lines above; a missing module usually means the requirements step must be "
+        "redone (`--force requirements`) or belongs in extra_requirements."
+    )
     try:
-        run_command(
+        usage = run_command(
             [ctx.venv_python, main, "--help"],
             log=ctx.log,
             cwd=ctx.comfyui_dir,
             what="python ComfyUI/main.py --help",
             timeout=600,
-        )
+        ).output
+        quick_test = "--quick-test-for-ci" in usage
+        if quick_test:
+            # Loads every node, the server module and the database, then exits: the whole
+            # start-up except binding a port.
+            args: list[str | Path] = [main, "--quick-test-for-ci"]
+            if not result.get("cuda_available"):
+                args.append("--cpu")
+            started = run_command(
+                [ctx.venv_python, *args],
+                log=ctx.log,
+                cwd=ctx.comfyui_dir,
+                what="ComfyUI start-up test (main.py --quick-test-for-ci)",
+                timeout=900,
+            ).output
+            for line in started.splitlines():
+                if "IMPORT FAILED" in line:
+                    ctx.log.warn(f"a node failed to load: {line.strip()}")
     except CommandFailedError as exc:
-        raise StepFailedError(
-            f"ComfyUI does not start: {exc.message}",
-            "Read the lines above; a missing module usually means the "
-            "requirements step must be redone (`--force requirements`).",
-        ) from exc
+        raise StepFailedError(f"ComfyUI does not start: {exc.message}", hint) from exc
     ctx.log.success(
         f"torch {result.get('torch')} imports"
         + (" with CUDA" if result.get("cuda_available") else "")
-        + "; ComfyUI main.py --help runs"
+        + ("; ComfyUI starts (every node loads)" if quick_test else "; main.py --help runs")
     )
-    return {**result, "main_help": "ok", "broken_imports": sorted(broken)}
+    return {
+        **result,
+        "main_help": "ok",
+        "startup_test": "ok" if quick_test else "not available",
+        "broken_imports": sorted(broken),
+    }
