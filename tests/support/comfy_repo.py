@@ -22,6 +22,7 @@ parser.add_argument("--listen", default="127.0.0.1", nargs="?", const="0.0.0.0")
 parser.add_argument("--port", type=int, default=8188)
 parser.add_argument("--cpu", action="store_true")
 parser.add_argument("--use-sage-attention", action="store_true")
+parser.add_argument("--quick-test-for-ci", action="store_true")
 args, extra = parser.parse_known_args()
 
 echo = os.environ.get("COMFY_FIXTURE_ECHO")
@@ -33,6 +34,10 @@ if exit_code:
     print("fixture ComfyUI: exiting early on purpose", flush=True)
     sys.exit(int(exit_code))
 time.sleep(float(os.environ.get("COMFY_FIXTURE_DELAY", "0")))
+import torch  # like ComfyUI: the quick test fails when torch is missing
+if args.quick_test_for_ci:
+    print("fixture ComfyUI: nodes loaded, quick test done", flush=True)
+    sys.exit(0)
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
@@ -60,11 +65,17 @@ except KeyboardInterrupt:
 
 def git(*args: str, cwd: Path) -> str:
     """Run git in ``cwd`` with a fixed identity; return stdout."""
-    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.invalid",
-               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.invalid",
-               GIT_CONFIG_NOSYSTEM="1")
-    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          check=True)
+    env = dict(
+        os.environ,
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.invalid",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.invalid",
+        GIT_CONFIG_NOSYSTEM="1",
+    )
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True
+    )
     return done.stdout.strip()
 
 

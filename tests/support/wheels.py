@@ -54,8 +54,9 @@ def build_wheel(spec: WheelSpec, dest: Path) -> Path:
         "Wheel-Version: 1.0\nGenerator: comfy-install-tests\nRoot-Is-Purelib: true\n"
         f"Tag: {spec.tag}\n"
     )
-    record_lines = [f"{name},{_record_hash(text.encode())},{len(text.encode())}"
-                    for name, text in files.items()]
+    record_lines = [
+        f"{name},{_record_hash(text.encode())},{len(text.encode())}" for name, text in files.items()
+    ]
     record_lines.append(f"{dist_info}/RECORD,,")
     filename = spec.filename or f"{spec.dist}-{spec.version}-{spec.tag}.whl"
     path = dest / filename
@@ -73,27 +74,32 @@ from torch import cuda
 __version__ = version.__version__
 '''
 
-FAKE_TORCH_CUDA = '''
+FAKE_TORCH_CUDA = """
 def is_available():
     return False
 
 def device_count():
     return 0
-'''
+"""
 
 
-def torch_wheel_specs(torch_version: str = "2.9.1", cuda: str | None = None,
-                      local: str | None = None) -> list[WheelSpec]:
+def torch_wheel_specs(
+    torch_version: str = "2.9.1", cuda: str | None = None, local: str | None = None
+) -> list[WheelSpec]:
     """Specs of a fake torch trio (torch, torchvision, torchaudio) pinned together."""
     full = f"{torch_version}+{local}" if local else torch_version
     version_py = f"__version__ = '{full}'\ncuda = {cuda!r}\n"
     vision = {"2.9.1": "0.24.1", "2.10.0": "0.25.0"}.get(torch_version, "0.0.1")
     return [
-        WheelSpec("torch", full, files={
-            "torch/__init__.py": FAKE_TORCH_INIT,
-            "torch/version.py": version_py,
-            "torch/cuda.py": FAKE_TORCH_CUDA,
-        }),
+        WheelSpec(
+            "torch",
+            full,
+            files={
+                "torch/__init__.py": FAKE_TORCH_INIT,
+                "torch/version.py": version_py,
+                "torch/cuda.py": FAKE_TORCH_CUDA,
+            },
+        ),
         WheelSpec("torchvision", vision, requires=[f"torch=={torch_version}"]),
         WheelSpec("torchaudio", torch_version, requires=[f"torch=={torch_version}"]),
     ]

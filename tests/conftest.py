@@ -1,0 +1,53 @@
+"""Shared fixtures, built once per session: a local ComfyUI repo, tiny wheels, an index.
+
+Everything the installer talks to in these tests is real (uv, git, httpx, a
+local HTTP server); only the *contents* are stand-ins: a ComfyUI-shaped git
+repository and small wheels named torch, xformers, ... with real metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from support.cli import Fixtures
+from support.comfy_repo import make_comfy_repo
+from support.http_server import LocalHTTPServer
+from support.package_index import serve_index
+from support.wheels import WheelSpec, build_wheel, torch_wheel_specs
+
+@pytest.fixture(scope="session")
+def fixtures(tmp_path_factory: pytest.TempPathFactory) -> Fixtures:
+    """Build the fixture ComfyUI repository and the folder of tiny wheels once."""
+    root = tmp_path_factory.mktemp("fixtures")
+    links = root / "links"
+    wheels: dict[str, Path] = {}
+    specs = [
+        *torch_wheel_specs("2.9.1", cuda="12.8", local="cu128"),
+        *torch_wheel_specs("2.10.0", cuda="12.8", local="cu128"),
+        WheelSpec("needs-torch", "1.0", requires=["torch"]),
+        WheelSpec("wants-new-torch", "1.0", requires=["torch==2.10.0"]),
+        WheelSpec("xformers", "0.0.33.post2", requires=["torch==2.9.1"]),
+        WheelSpec("xformers", "0.0.34", requires=["torch==2.10.0"]),
+        WheelSpec("triton", "3.5.1"),
+        WheelSpec("sageattention", "1.0.6"),
+    ]
+    for spec in specs:
+        path = build_wheel(spec, links)
+        wheels[f"{spec.name}=={spec.version}"] = path
+    repo = root / "comfy-src"
+    commits = make_comfy_repo(repo, ["torch", "torchvision", "torchaudio", "needs-torch"])
+    uv_cache = root / "uv-cache"
+    return Fixtures(root, links, wheels, repo, commits, uv_cache)
+
+
+@pytest.fixture
+def index_server(fixtures: Fixtures) -> Iterator[tuple[LocalHTTPServer, str]]:
+    """A local simple index with every fixture wheel: ``(server, index_url)``."""
+    with LocalHTTPServer() as server:
+        url = serve_index(server, sorted(fixtures.links.glob("*.whl")))
+        yield server, url
+
+
