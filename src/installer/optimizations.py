@@ -558,10 +558,26 @@ def _install_entry(
     sha256: str | None = None,
 ) -> OptimizationOutcome:
     what = f"install {entry.name}"
+    spec = requirement or entry.requirement or entry.name
+
+    def outcome(status: Status, reason: str, version: str | None = None) -> OptimizationOutcome:
+        return OptimizationOutcome(
+            entry.name,
+            entry.kind,
+            status,
+            reason,
+            entry.requirement,
+            entry.import_name,
+            version,
+            sha256,
+        )
+
     try:
+        if "--no-deps" in entry.install_options:
+            _check_against_torch(entry, python_exe, spec, constraints, uv, log)
         uv.pip_install(
             python_exe,
-            [requirement or entry.requirement or entry.name],
+            [spec],
             constraints=[constraints],
             options=entry.install_options,
             extra_index_urls=entry.extra_index_urls,
@@ -572,67 +588,121 @@ def _install_entry(
         log.warn(f"{entry.name} skipped: {exc.message}")
         if entry.required:
             raise
-        return OptimizationOutcome(
-            entry.name,
-            entry.kind,
-            "skipped",
-            f"needs another torch: {exc.message}",
-            entry.requirement,
-            entry.import_name,
-            sha256=sha256,
-        )
+        return outcome("skipped", f"needs another torch: {exc.message}")
     except InstallerError as exc:
         if entry.required:
             raise
         log.warn(f"{entry.name} failed (optional, the install goes on): {exc.message}")
-        return OptimizationOutcome(
-            entry.name,
-            entry.kind,
-            "failed",
-            exc.message,
-            entry.requirement,
-            entry.import_name,
-            sha256=sha256,
-        )
-    version = _installed_version(python_exe, entry)
+        return outcome("failed", exc.message)
+    name = _distribution_name(entry)
+    version, problem = _installed_against_torch(python_exe, name) if name else (None, None)
+    if problem is not None and name is not None:
+        # Installed without dependency resolution (--no-deps) and built for another torch:
+        # take it out again rather than leave a package that cannot load.
+        uv.run(["pip", "uninstall", "--python", python_exe, name], f"uninstall {name}")
+        message = f"{what}: {problem}; it was removed again (torch is held)"
+        if entry.required:
+            raise TorchConflictError(message)
+        log.warn(message)
+        return outcome("skipped", f"needs another torch: {problem}")
     log.success(f"{entry.name} installed" + (f" ({version})" if version else ""))
-    return OptimizationOutcome(
-        entry.name,
-        entry.kind,
-        "installed",
-        entry.reason,
-        entry.requirement,
-        entry.import_name,
-        version,
-        sha256,
-    )
+    return outcome("installed", entry.reason, version)
 
 
-def _installed_version(python_exe: Path, entry: PlannedOptimization) -> str | None:
+def _check_against_torch(
+    entry: PlannedOptimization,
+    python_exe: Path,
+    spec: str,
+    constraints: Path,
+    uv: Uv,
+    log: InstallerLogger,
+) -> None:
+    """Resolve ``spec`` with its dependencies (installing nothing) to let the held torch decide.
+
+    `--no-deps` would otherwise let in a release built for another torch. Only a torch
+    conflict stops the install; other resolution failures (a dependency missing from a
+    mirror, which is what `--no-deps` is for) are left to the real install and the check
+    after it.
+
+    Raises:
+        TorchConflictError: The package needs another torch than the one held.
+    """
+    options = [o for o in entry.install_options if o != "--no-deps"] + ["--dry-run"]
+    try:
+        uv.pip_install(
+            python_exe,
+            [spec],
+            constraints=[constraints],
+            options=options,
+            extra_index_urls=entry.extra_index_urls,
+            what=f"check {entry.name} against the held torch",
+            retry=entry.retry,
+        )
+    except TorchConflictError:
+        raise
+    except InstallerError as exc:
+        log.debug(f"dependency check of {entry.name} inconclusive: {exc.message}")
+
+
+def _distribution_name(entry: PlannedOptimization) -> str | None:
     from packaging.requirements import InvalidRequirement, Requirement
 
-    name = entry.distribution
-    if name is None and entry.requirement and not entry.requirement.endswith(".whl"):
-        try:
-            name = Requirement(entry.requirement).name
-        except InvalidRequirement:
-            name = None
     if entry.kind == "wheel" and entry.wheel is not None:
-        name = entry.wheel.filename.split("-", 1)[0]
-    if name is None:
+        return entry.wheel.filename.split("-", 1)[0]
+    if entry.distribution is not None:
+        return entry.distribution
+    try:
+        return Requirement(entry.requirement or "").name
+    except InvalidRequirement:
         return None
-    script = (
-        "import importlib.metadata as m, sys\n"
-        "try: print(m.version(sys.argv[1]))\nexcept m.PackageNotFoundError: print('')"
-    )
+
+
+_REQUIRES = r"""
+import importlib.metadata as md, json, sys
+try:
+    dist = md.distribution(sys.argv[1])
+    pins = {}
+    for name in ("torch", "torchvision", "torchaudio"):
+        try:
+            pins[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    print(json.dumps({"version": dist.version, "requires": dist.requires or [], "pins": pins}))
+except md.PackageNotFoundError:
+    print(json.dumps({"version": None, "requires": [], "pins": {}}))
+"""
+
+
+def _installed_against_torch(python_exe: Path, name: str) -> tuple[str | None, str | None]:
+    """Return (installed version, problem) where problem says which torch it wanted."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
     done = subprocess.run(
-        [str(python_exe), "-c", script, name],
+        [str(python_exe), "-c", _REQUIRES, name],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    return done.stdout.strip() or None
+    try:
+        data = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        return None, None
+    for text in data["requires"]:
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        have = data["pins"].get(canonicalize_name(requirement.name))
+        if have is not None and not spec_contains(str(requirement.specifier) or ">=0", have):
+            return data["version"], (
+                f"{name} {data['version']} requires {requirement}, the "
+                f"venv has {requirement.name} {have}"
+            )
+    return data["version"], None
 
 
 def _install_sage(
