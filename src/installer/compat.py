@@ -72,20 +72,37 @@ def spec_contains(spec: str, version: Version | str) -> bool:
     return SpecifierSet(spec).contains(public_version(version), prereleases=True)
 
 
-def variant_fits(
-    variant: TorchVariant, cc: Version | None, cuda_driver: Version | None
-) -> Choice[bool]:
+CCs = Version | Sequence[Version] | None
+
+
+def as_ccs(cc: CCs) -> list[Version]:
+    """Normalise one compute capability, several, or None into a list."""
+    if cc is None:
+        return []
+    if isinstance(cc, Version):
+        return [cc]
+    return list(cc)
+
+
+def first_outside(spec: str, cc: CCs) -> Version | None:
+    """Return the first compute capability in ``cc`` that ``spec`` does not contain."""
+    return next((value for value in as_ccs(cc) if not spec_contains(spec, value)), None)
+
+
+def variant_fits(variant: TorchVariant, cc: CCs, cuda_driver: Version | None) -> Choice[bool]:
     """Say whether a CUDA variant runs on a GPU of ``cc`` with a driver supporting ``cuda_driver``.
 
     Args:
         variant: The torch build to check.
-        cc: The GPU's compute capability (None: unknown, not checked).
+        cc: The compute capability of each GPU (None: unknown, not checked).
         cuda_driver: Newest CUDA the driver supports (None: unknown, assumed new enough).
     """
-    if variant.cc is not None and cc is not None and not spec_contains(variant.cc, cc):
+    outside = first_outside(variant.cc, cc) if variant.cc is not None else None
+    if outside is not None:
         return Choice(
             False,
-            f"{variant.name} has no kernels for compute capability {cc} (it covers {variant.cc})",
+            f"{variant.name} has no kernels for compute capability {outside} "
+            f"(it covers {variant.cc})",
         )
     if variant.min_cuda_driver is not None and cuda_driver is not None:
         needed = Version(variant.min_cuda_driver)
@@ -130,7 +147,7 @@ def select_torch(
     """
     variants = [v for v in torch.variants if platform in v.platforms]
     by_name = {v.name: v for v in variants}
-    cc, driver = gpu.planning_cc, gpu.cuda_driver
+    cc, driver = gpu.ccs, gpu.cuda_driver
 
     if request == "default":
         build = (default_index_builds or {}).get(platform)
@@ -195,7 +212,8 @@ def select_torch(
                 variant.name,
                 variant.index_url,
                 variant.name,
-                f"newest configured build for compute capability {cc}{covered}; {driver_text}",
+                f"newest configured build for compute capability "
+                f"{', '.join(str(c) for c in cc)}{covered}; {driver_text}",
             )
         rejected.append(fit.reason)
     if cpu is None:
@@ -242,9 +260,9 @@ def requires_met(
                 return Choice(False, f"only for {term}")
         elif term.startswith("cc"):
             spec = term[2:].strip()
-            cc = gpu.planning_cc
-            if cc is None or not spec_contains(spec, cc):
-                return Choice(False, f"needs compute capability {spec} (have {cc or 'none'})")
+            outside = first_outside(spec, gpu.ccs)
+            if not gpu.ccs or outside is not None:
+                return Choice(False, f"needs compute capability {spec} (have {outside or 'none'})")
     return Choice(True, "requirements met" if terms else "no requirements")
 
 
@@ -282,7 +300,7 @@ def resolve_torch_constraint(
 
 def wheel_fits(
     wheel: SageAttentionWheel,
-    cc: Version | None,
+    cc: CCs,
     torch_version: Version | str,
     torch_cuda: str | None,
     python_version: Version | str,
@@ -291,10 +309,12 @@ def wheel_fits(
     """Say whether one SageAttention wheel fits the machine, and if not, why."""
     if wheel.platform != platform:
         return Choice(False, f"built for {wheel.platform}")
-    if cc is None:
+    ccs = as_ccs(cc)
+    if not ccs:
         return Choice(False, "no NVIDIA GPU")
-    if not spec_contains(wheel.cc, cc):
-        return Choice(False, f"kernels for compute capability {wheel.cc}, GPU is {cc}")
+    outside = first_outside(wheel.cc, ccs)
+    if outside is not None:
+        return Choice(False, f"kernels for compute capability {wheel.cc}, GPU is {outside}")
     if torch_cuda is None:
         return Choice(False, "torch is a CPU build")
     if torch_cuda not in wheel.cuda:
@@ -307,14 +327,14 @@ def wheel_fits(
         return Choice(False, f"for Python {wheel.python}, venv is {python_version}")
     return Choice(
         True,
-        f"cc {cc} in {wheel.cc}, torch {public_version(torch_version)} "
+        f"cc {', '.join(str(c) for c in ccs)} in {wheel.cc}, torch {public_version(torch_version)} "
         f"{torch_cuda}, Python {python_version}, {platform}",
     )
 
 
 def select_sageattention_wheels(
     wheels: Sequence[SageAttentionWheel],
-    cc: Version | None,
+    cc: CCs,
     torch_version: Version | str,
     torch_cuda: str | None,
     python_version: Version | str,

@@ -81,6 +81,15 @@ class GpuReport:
         return min(gpu.cc_version for gpu in self.gpus)
 
     @property
+    def ccs(self) -> tuple[Version, ...]:
+        """Every distinct compute capability present, lowest first.
+
+        A build or wheel must have kernels for each of them to serve the
+        whole machine.
+        """
+        return tuple(sorted({gpu.cc_version for gpu in self.gpus}))
+
+    @property
     def cuda_driver(self) -> Version | None:
         """The newest CUDA version the driver supports, as a version."""
         return Version(self.cuda_driver_version) if self.cuda_driver_version else None
@@ -223,8 +232,12 @@ def _detect_nvidia_smi() -> GpuReport | None:
             check=True,
         )
         header = subprocess.run([smi], capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
+    except subprocess.CalledProcessError as exc:
+        said = (exc.stdout or exc.stderr or "").strip().splitlines()
+        detail = said[0] if said else f"exit code {exc.returncode}"
+        return GpuReport("none", f"nvidia-smi failed ({detail})")
+    except (OSError, subprocess.SubprocessError) as exc:
+        return GpuReport("none", f"nvidia-smi could not run ({exc})")
     return parse_nvidia_smi(query.stdout, header.stdout)
 
 
@@ -239,7 +252,7 @@ def detect_gpus() -> GpuReport:
     fallback = _detect_nvidia_smi()
     if fallback is not None and fallback.has_nvidia:
         return fallback
-    suffix = "; nvidia-smi not found" if fallback is None else "; nvidia-smi listed no GPU"
+    suffix = "; nvidia-smi not found" if fallback is None else f"; {fallback.reason}"
     return GpuReport(
         "none",
         f"no NVIDIA GPU: {report.reason.removeprefix('no NVIDIA GPU: ')}" + suffix,

@@ -38,6 +38,7 @@ from packaging.version import Version
 from pydantic import BaseModel, Field
 
 from installer.compat import (
+    first_outside,
     requires_met,
     resolve_torch_constraint,
     select_sageattention_wheels,
@@ -254,7 +255,7 @@ def _plan_sageattention(
         return skipped
     chosen, rejected = select_sageattention_wheels(
         section.sageattention_wheels,
-        gpu.planning_cc,
+        gpu.ccs,
         torch_version,
         torch_cuda,
         python_version,
@@ -288,8 +289,11 @@ def _plan_sageattention(
         return planned
     if installable:
         reason = "a prebuilt SageAttention wheel fits"
-    elif fallback.cc is not None and not spec_contains(fallback.cc, gpu.planning_cc or "0"):
-        reason = f"supports compute capability {fallback.cc}, GPU is {gpu.planning_cc}"
+    elif fallback.cc is not None and first_outside(fallback.cc, gpu.ccs) is not None:
+        reason = (
+            f"supports compute capability {fallback.cc}, GPU is "
+            f"{first_outside(fallback.cc, gpu.ccs)}"
+        )
     elif fallback.build == "source" and not all(build_tools):
         missing = [
             name
