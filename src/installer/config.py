@@ -40,6 +40,10 @@ Platform = Literal["linux", "windows"]
 
 
 def _specifier(value: str) -> str:
+    if any(not clause.strip() for clause in value.split(",")):
+        raise ValueError(
+            f"{value!r} is not a PEP 440 version specifier (an empty clause between commas)"
+        )
     try:
         SpecifierSet(value)
     except InvalidSpecifier:
@@ -420,10 +424,17 @@ def json_path(loc: tuple[int | str, ...], data: Any) -> str:
             parts.append(f"[{element}]")
             current = current[element]
         elif isinstance(current, dict) and isinstance(element, str):
-            parts.append(f".{element}" if parts else element)
             if element not in current:
-                break
+                # A key the file lacks (named like a field), or a pydantic union member
+                # label such as `constrained-str` (not in the file: skip it, stay here).
+                if element.isidentifier():
+                    parts.append(f".{element}" if parts else element)
+                    break
+                continue
+            parts.append(f".{element}" if parts else element)
             current = current[element]
+        elif isinstance(element, str) and not element.isidentifier():
+            continue
         else:
             break
     return "".join(parts) or "(top level)"
@@ -514,9 +525,10 @@ def load_model_manifest(path: Path) -> ModelManifest:
 def detect_kind(data: Any) -> str:
     """Guess which schema a parsed JSON document follows, by its keys."""
     if isinstance(data, dict):
-        if "files" in data:
+        keys = set(data)
+        if "files" in keys and keys <= {"schema_version", "files"}:
             return "tools-manifest"
-        if "models" in data and "torch" not in data:
+        if "models" in keys and keys <= {"schema_version", "models"}:
             return "model-manifest"
     return "dependencies"
 
