@@ -233,13 +233,13 @@ def _install(
 ) -> int:
     if options.dry_run:
         from installer.planning import make_plan
-        from installer.render import render_plan
+        from installer.render import render_plan, stdout_console
 
         plan = make_plan(options).plan
         if as_json:
             print_json(command, plan.model_dump(mode="json"))
         else:
-            render_plan(plan, log.console)
+            render_plan(plan, stdout_console())
         return 0
     from installer.executor import execute
 
@@ -274,7 +274,7 @@ def doctor(
         options = InstallOptions(
             install_dir=install_dir.expanduser().absolute(), config_path=config, dry_run=True
         )
-        context = make_plan(options)
+        context = make_plan(options, probe_build_tools=True)
         report = doctor_report(context.env, context.gpu, context.plan, context.probe)
         if as_json:
             print_json(command, report)

@@ -93,24 +93,16 @@ def system_checks(env: Environment, min_free_gb: float, python_supported: str) -
             None if enough else "Free disk space or choose a DIR on another drive.",
         )
     )
-    checks.append(
-        Check(
-            "system",
-            "compiler",
-            "ok" if env.compiler.ok else "info",
-            env.compiler.path or str(env.compiler.error),
-            None if env.compiler.ok else "Only needed to build packages from source.",
-        )
-    )
-    checks.append(
-        Check(
-            "system",
-            "cuda toolkit",
-            "ok" if env.nvcc.ok else "info",
-            f"nvcc {env.nvcc.version}" if env.nvcc.ok else str(env.nvcc.error),
-            None if env.nvcc.ok else "Only needed to build packages from source.",
-        )
-    )
+    for name, tool, found in (
+        ("compiler", env.compiler, env.compiler.path),
+        ("cuda toolkit", env.nvcc, f"nvcc {env.nvcc.version}"),
+    ):
+        if tool.ok:
+            checks.append(Check("system", name, "ok", str(found)))
+        else:
+            detail = tool.error or "not checked (nothing in this plan is built from source)"
+            hint = "Only needed to build packages from source."
+            checks.append(Check("system", name, "info", detail, hint))
     return checks
 
 

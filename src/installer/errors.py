@@ -141,6 +141,37 @@ class StepFailedError(InstallerError):
     default_hint = "Fix the cause shown above and run the same command again to continue."
 
 
+class CommandFailedError(StepFailedError):
+    """A program the installer ran exited with an error.
+
+    Cause: uv, git or the venv's Python failed; the message shows its last
+    output lines and the log file has all of it.
+    Fix: read those lines; they usually name the package, file or network
+    problem. Run the same command again once it is fixed.
+    """
+
+    code = "command-failed"
+
+    def __init__(self, what: str, returncode: int, output: str, hint: str | None = None) -> None:
+        """Describe the failure of the program run for ``what``.
+
+        Args:
+            what: Human name of the action, e.g. "uv pip install".
+            returncode: The program's exit code.
+            output: Its combined output (the last lines go into the message).
+            hint: What to do; the class default when omitted.
+        """
+        from installer.log import redact
+
+        tail = [line for line in output.splitlines() if line.strip()][-12:]
+        message = f"{what} failed (exit code {returncode})"
+        if tail:
+            message += ":\n  " + "\n  ".join(redact(line) for line in tail)
+        super().__init__(message, hint)
+        self.returncode = returncode
+        self.output = output
+
+
 class TorchConflictError(StepFailedError):
     """A package wanted a different torch than the one installed.
 

@@ -30,7 +30,7 @@ from installer.errors import (
 )
 from installer.log import InstallerLogger
 from installer.plan import STEP_IDS, InstallOptions, Plan
-from installer.planning import PlanContext, make_plan
+from installer.planning import PlanContext, make_plan, replan
 from installer.probe import layout
 from installer.state import (
     InstallLock,
@@ -140,6 +140,8 @@ def execute(options: InstallOptions, log: InstallerLogger) -> ExecutionResult:
         InterruptedByUserError: Ctrl-C or SIGTERM (exit code 130), after the
             interrupted step was recorded.
     """
+    # Plan first: a bad config or bad options must stop before anything is written.
+    first = make_plan(options)
     install_dir = options.install_dir
     prepare_install_dir(install_dir)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -152,7 +154,7 @@ def execute(options: InstallOptions, log: InstallerLogger) -> ExecutionResult:
                 f"took over a stale lock of pid {held.pid} on {held.host} "
                 f"(since {held.started_at}); that process is gone"
             )
-        context = make_plan(options)
+        context = replan(first)
         with _sigterm_as_interrupt():
             return run_plan(context, log)
 

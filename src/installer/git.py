@@ -16,9 +16,9 @@ import shutil
 import uuid
 from pathlib import Path
 
-from installer.errors import EnvironmentUnsupportedError, StepFailedError
+from installer.errors import CommandFailedError, EnvironmentUnsupportedError, StepFailedError
 from installer.log import InstallerLogger
-from installer.proc import CommandFailedError, run_command
+from installer.proc import run_command
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 

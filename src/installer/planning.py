@@ -57,7 +57,7 @@ def gpu_for(options: InstallOptions) -> GpuReport:
     raise UsageError(f"--gpu {options.gpu}: expected auto, none or a compute capability like 8.9.")
 
 
-def make_plan(options: InstallOptions) -> PlanContext:
+def make_plan(options: InstallOptions, *, probe_build_tools: bool | None = None) -> PlanContext:
     """Load config, detect the machine and GPUs, probe DIR, and build the plan.
 
     Raises:
@@ -71,9 +71,26 @@ def make_plan(options: InstallOptions) -> PlanContext:
     fallback = deps.pip_packages.sageattention_fallback
     env = detect_environment(
         options.install_dir,
-        probe_build_tools=fallback is not None and fallback.build == "source",
+        probe_build_tools=probe_build_tools
+        if probe_build_tools is not None
+        else fallback is not None and fallback.build == "source",
     )
     platform = options.platform or env.platform
     probe = probe_install(options.install_dir, platform)
     plan = build_plan(deps, manifest, env, gpu, options, probe)
     return PlanContext(options, deps, manifest, env, gpu, probe, plan)
+
+
+def replan(context: PlanContext) -> PlanContext:
+    """Probe DIR again and rebuild the plan from the same config, machine and GPUs.
+
+    Called once the install lock is held: what another process did to DIR in the
+    meantime is then part of the plan.
+    """
+    options = context.options
+    platform = options.platform or context.env.platform
+    probe = probe_install(options.install_dir, platform)
+    plan = build_plan(context.deps, context.manifest, context.env, context.gpu, options, probe)
+    return PlanContext(
+        options, context.deps, context.manifest, context.env, context.gpu, probe, plan
+    )

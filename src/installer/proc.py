@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from installer.errors import EnvironmentUnsupportedError, StepFailedError
+from installer.errors import CommandFailedError, EnvironmentUnsupportedError
 from installer.log import InstallerLogger, redact
 
 
@@ -30,28 +30,6 @@ class CommandResult:
     returncode: int
     output: str
     seconds: float
-
-
-class CommandFailedError(StepFailedError):
-    """A program the installer ran exited with an error.
-
-    Cause: uv, git or the venv's Python failed; the message shows its last
-    output lines and the log file has all of it.
-    Fix: read those lines; they usually name the package, file or network
-    problem. Run the same command again once it is fixed.
-    """
-
-    code = "command-failed"
-
-    def __init__(self, result: CommandResult, what: str, hint: str | None = None) -> None:
-        """Describe ``result`` as the failure of ``what``."""
-        tail = [line for line in result.output.splitlines() if line.strip()][-12:]
-        shown = "\n  ".join(redact(line) for line in tail)
-        message = f"{what} failed (exit code {result.returncode})"
-        if shown:
-            message += ":\n  " + shown
-        super().__init__(message, hint)
-        self.result = result
 
 
 def format_command(args: Sequence[str]) -> str:
@@ -132,7 +110,7 @@ def run_command(
     result = CommandResult(tuple(argv), returncode, "".join(lines), time.monotonic() - start)
     log.debug(f"  exit {returncode} after {result.seconds:.1f}s")
     if check and returncode != 0:
-        raise CommandFailedError(result, what, hint)
+        raise CommandFailedError(what, result.returncode, result.output, hint)
     return result
 
 

@@ -17,6 +17,21 @@ if TYPE_CHECKING:
     from installer.executor import StepOutcome
     from installer.plan import Plan
 
+
+def stdout_console() -> Console:
+    """A console on stdout (for requested output such as the plan), colours as for stderr.
+
+    Colours are on only for a terminal and when `NO_COLOR` is not set.
+    """
+    import os
+    import sys
+
+    from rich.console import Console
+
+    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    return Console(file=sys.stdout, no_color=not color, highlight=False, soft_wrap=False)
+
+
 _ACTION_STYLE = {"run": "bold green", "skip": "yellow", "done": "dim"}
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "info": "cyan"}
 

@@ -21,13 +21,14 @@ from pathlib import Path
 
 from installer.config import IndexOptions, RetryOptions
 from installer.errors import (
+    CommandFailedError,
     EnvironmentUnsupportedError,
     NetworkError,
     StepFailedError,
     TorchConflictError,
 )
 from installer.log import InstallerLogger
-from installer.proc import CommandFailedError, CommandResult, run_command
+from installer.proc import CommandResult, run_command
 
 TORCH_TRIO = ("torch", "torchvision", "torchaudio")
 
@@ -198,7 +199,7 @@ class Uv:
             try:
                 return self.run(args, what)
             except CommandFailedError as exc:
-                output = exc.result.output
+                output = exc.output
                 conflict = torch_conflict(output)
                 if conflict is not None:
                     package, wanted = conflict

@@ -7,9 +7,8 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from installer.errors import EnvironmentUnsupportedError
+from installer.errors import CommandFailedError, EnvironmentUnsupportedError
 from installer.plan import PlannedStep
-from installer.proc import CommandFailedError
 from installer.steps.context import StepContext
 
 
