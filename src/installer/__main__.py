@@ -1,5 +1,5 @@
 """Allow `python -m installer`."""
 
-from installer.cli import main
+from installer.entry import main
 
 main()

@@ -32,8 +32,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-config_app = typer.Typer(help="Inspect and check configuration files.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Inspect and check configuration files.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
 

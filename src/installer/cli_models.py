@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 models_app = typer.Typer(
     help="Download, organize and share model files (ComfyUI/models/<kind>/).",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 DEFAULT_DIR = Path("ComfyUI-install")

@@ -301,7 +301,11 @@ def build_plan(
         )
 
     selection = select_torch(
-        gpu, deps.torch, platform, options.torch_index, {str(k): v for k, v in deps.torch.default_index_builds.items()}
+        gpu,
+        deps.torch,
+        platform,
+        options.torch_index,
+        {str(k): v for k, v in deps.torch.default_index_builds.items()},
     )
     warnings.extend(selection.warnings)
     torch_plan = TorchPlan(
@@ -427,7 +431,7 @@ def _draft_steps(
     )
     drafts["venv"] = _StepDraft(
         inputs={"python": python_request, "path": "venv"},
-        details=[f"uv venv {Path(options.install_dir) / 'venv'}"],
+        details=[f"uv venv {pure_path(platform, 'venv')} (in DIR)"],
         outputs_ok=(probe.venv_python_exists, "the venv's Python is missing"),
     )
     recorded_python = python_record.outputs.get("version") if python_record else None
