@@ -362,7 +362,14 @@ def test_failed_or_interrupted_record_is_redone(
             },
         ),
         (
-            {"torch": TorchInstalled("2.10.0+cu128", "12.8")},
+            {
+                "torch": TorchInstalled("2.10.0+cu128", "12.8"),
+                "installed": {
+                    "torch": "2.10.0+cu128",
+                    "torchvision": "0.24.1+cu128",
+                    "torchaudio": "2.9.1+cu128",
+                },
+            },
             {
                 "torch": "the venv has torch 2.10.0+cu128, not the recorded 2.9.1+cu128",
                 "requirements": "torch will run first",
@@ -574,3 +581,24 @@ def test_cli_dry_run_plan_is_on_stdout(cli: Callable[..., Any], tmp_path: Path) 
     assert result.exit_code == 0
     assert "optimizations" in result.stdout
     assert "verify" in result.stdout
+
+
+def test_pypi_torch_whose_dist_version_lacks_the_local_label_stays_done(
+    deps: Dependencies, manifest: ToolsManifest, fake_env: Environment, first: Plan
+) -> None:
+    # PyPI's torch 2.9.1 says 2.9.1 in its dist-info and 2.9.1+cu128 in torch/version.py;
+    # the step records the dist-info version, and a re-run must not reinstall torch.
+    state = finished_state(first)
+    state.steps["torch"].outputs = {
+        "torch": "2.9.1",
+        "torchvision": "0.24.1",
+        "torchaudio": "2.9.1",
+        "cuda": "12.8",
+    }
+    probe = finished_probe(
+        state,
+        installed={"torch": "2.9.1", "torchvision": "0.24.1", "torchaudio": "2.9.1"},
+        torch=TorchInstalled("2.9.1+cu128", "12.8"),
+    )
+    plan = make(deps, manifest, fake_env, probe=probe)
+    assert actions(plan) == expect()
