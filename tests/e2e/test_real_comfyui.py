@@ -64,16 +64,22 @@ def wait_for_object_info(port: int, process: subprocess.Popen[bytes], timeout: f
     pytest.fail(f"/object_info did not answer within {timeout} s")
 
 
+def real_install_args(target: Path) -> list[str]:
+    """The command line of the real install into ``target``."""
+    return [cli_path(), "install", str(target), "--gpu", "none", "--torch-index", "default",
+            "--comfyui-url", str(bundle_path()), "--comfyui-ref", "v0.3.77",
+            "--python", BASE_PYTHON]
+
+
+REAL_ENV = dict(os.environ, NO_COLOR="1", UV_PYTHON_DOWNLOADS="never")
+
+
 @pytest.fixture(scope="session")
 def real_install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One real install of ComfyUI v0.3.77 for the session."""
     target = tmp_path_factory.mktemp("real") / "inst"
-    args = [cli_path(), "install", str(target), "--gpu", "none", "--torch-index", "default",
-            "--comfyui-url", str(bundle_path()), "--comfyui-ref", "v0.3.77",
-            "--python", BASE_PYTHON]
-    env = dict(os.environ, NO_COLOR="1", UV_PYTHON_DOWNLOADS="never")
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900,
-                          check=False)
+    done = subprocess.run(real_install_args(target), env=REAL_ENV, capture_output=True,
+                          text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-4000:]
     yield target
 
@@ -100,3 +106,14 @@ def test_real_comfyui_answers_object_info(real_install: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_real_rerun_changes_nothing(real_install: Path) -> None:
+    before = read_state(real_install)
+    done = subprocess.run(real_install_args(real_install), env=REAL_ENV, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    after = read_state(real_install)
+    assert {k: v["seq"] for k, v in after["steps"].items()} == {
+        k: v["seq"] for k, v in before["steps"].items()}
+    assert done.stderr.count("up to date") >= 10
