@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 
 from installer import __version__
+from installer.cli_launch import LAUNCH_CONTEXT_SETTINGS, launch, stop
 from installer.cli_models import models_app
 
 if TYPE_CHECKING:
@@ -361,6 +362,10 @@ def config_validate(
             log.success(f"{file} is a valid {checked} file.")
 
     guarded(command, as_json, log, False, body)
+
+
+app.command(context_settings=LAUNCH_CONTEXT_SETTINGS)(launch)
+app.command()(stop)
 
 
 def main() -> None:
