@@ -18,6 +18,7 @@ import typer
 
 from installer import __version__
 from installer.cli_launch import LAUNCH_CONTEXT_SETTINGS, launch, stop
+from installer.cli_lock import lock
 from installer.cli_models import models_app
 
 if TYPE_CHECKING:
@@ -195,6 +196,13 @@ def install(
     min_free_gb: Annotated[
         float | None, typer.Option("--min-free-gb", help="Free disk space DIR needs (GiB).")
     ] = None,
+    no_lock: Annotated[
+        bool, typer.Option("--no-lock", help="Resolve the requirements live, even with a lock.")
+    ] = False,
+    lock_dir: Annotated[
+        Path | None,
+        typer.Option("--lock-dir", help="Folder of lock files (default: the shipped locks/)."),
+    ] = None,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
@@ -225,6 +233,8 @@ def install(
         allow_unverified=allow_unverified,
         dry_run=dry_run,
         min_free_gb=min_free_gb,
+        no_lock=no_lock,
+        lock_dir=lock_dir,
     )
     code = guarded(command, as_json, log, verbose, lambda: _install(options, log, command, as_json))
     log.close()
@@ -366,6 +376,7 @@ def config_validate(
 
 app.command(context_settings=LAUNCH_CONTEXT_SETTINGS)(launch)
 app.command()(stop)
+app.command()(lock)
 
 
 def main() -> None:

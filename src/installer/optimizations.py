@@ -441,6 +441,8 @@ class StepTarget:
     build_tools: tuple[bool, bool] = (False, False)
     allow_unverified: bool = False
     download_jobs: int = 4
+    lock: Path | None = None
+    """A lock file whose pins (and hashes) also constrain the index packages."""
 
 
 def install_optimizations(
@@ -578,10 +580,12 @@ def _run_planned(
             done[index] = _outcome(entry, "failed", f"download failed: {failures[name]}")
         else:
             specs[index] = str(files[name])
-    groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
+    groups: dict[tuple[tuple[str, ...], tuple[str, ...], bool], list[int]] = {}
     for index in specs:
         entry = planned[index]
-        key = (tuple(entry.install_options), tuple(entry.extra_index_urls))
+        # Wheel files stay apart from index packages: a lock constrains only the latter
+        # (its sageattention pin would refuse the SageAttention 2 wheel).
+        key = (tuple(entry.install_options), tuple(entry.extra_index_urls), entry.kind == "wheel")
         groups.setdefault(key, []).append(index)
     pending: list[int] = []
     for key, members in groups.items():
@@ -594,7 +598,7 @@ def _run_planned(
 
 def _install_group(
     members: list[int],
-    key: tuple[tuple[str, ...], tuple[str, ...]],
+    key: tuple[tuple[str, ...], tuple[str, ...], bool],
     planned: Sequence[PlannedOptimization],
     specs: dict[int, str],
     python_exe: Path,
@@ -604,7 +608,8 @@ def _install_group(
     done: dict[int, OptimizationOutcome],
 ) -> list[int]:
     """Install one group in one uv call; on failure, each member alone. Return the installed."""
-    options, extra = key
+    options, extra, wheels = key
+    held = [constraints, *([target.lock] if target.lock and not wheels else [])]
     names = ", ".join(planned[i].name for i in members)
     retry = RetryOptions(
         attempts=max(planned[i].retry.attempts for i in members),
@@ -614,12 +619,12 @@ def _install_group(
     try:
         if "--no-deps" in options:
             _check_against_torch(
-                requirements, options, extra, python_exe, constraints, target.uv, log, names, retry
+                requirements, options, extra, python_exe, held, target.uv, log, names, retry
             )
         target.uv.pip_install(
             python_exe,
             requirements,
-            constraints=[constraints],
+            constraints=held,
             options=list(options),
             extra_index_urls=list(extra),
             what=f"install {names}",
@@ -652,7 +657,7 @@ def _check_against_torch(
     options: tuple[str, ...],
     extra: tuple[str, ...],
     python_exe: Path,
-    constraints: Path,
+    constraints: list[Path],
     uv: Uv,
     log: InstallerLogger,
     names: str,
@@ -673,7 +678,7 @@ def _check_against_torch(
         uv.pip_install(
             python_exe,
             requirements,
-            constraints=[constraints],
+            constraints=constraints,
             options=dry,
             extra_index_urls=list(extra),
             what=f"check {names} against the held torch",

@@ -31,6 +31,7 @@ from installer.config import CustomNode, Dependencies, IndexOptions, ToolsManife
 from installer.environment import Environment, launcher_name, pure_path, venv_python
 from installer.errors import PlanError, UsageError
 from installer.gpu import GpuReport
+from installer.lock import LockChoice, choose_lock
 from installer.optimizations import PlannedOptimization, plan_optimizations
 from installer.probe import InstallProbe
 from installer.state import fingerprint
@@ -97,6 +98,8 @@ class InstallOptions:
     allow_unverified: bool = False
     dry_run: bool = False
     min_free_gb: float | None = None
+    no_lock: bool = False
+    lock_dir: Path | None = None
 
 
 class PlannedGpu(BaseModel):
@@ -142,6 +145,14 @@ class ComfyUIPlan(BaseModel):
     commit: str | None = Field(description="The pin HEAD must equal; None for a --comfyui-ref.")
 
 
+class LockPlan(BaseModel):
+    """Whether step 8 installs a lock file or resolves live, and why."""
+
+    path: str | None = Field(description="The lock step 8 installs; None: resolved live.")
+    reason: str
+    inputs_sha256: str | None = None
+
+
 class PathsPlan(BaseModel):
     """Where the install's parts live (relative paths in the target OS's form)."""
 
@@ -182,6 +193,7 @@ class Plan(BaseModel):
     gpu: GpuPlan
     torch: TorchPlan
     index: IndexOptions
+    lock: LockPlan | None = None
     custom_nodes: list[CustomNode] = Field(default_factory=list)
     optimizations: list[PlannedOptimization] = Field(default_factory=list)
     models: int = 0
@@ -323,6 +335,18 @@ def build_plan(
     comfyui_plan = ComfyUIPlan(
         url=options.comfyui_url or deps.comfyui.url, ref=ref or deps.comfyui.ref, commit=expected
     )
+    lock = choose_lock(
+        deps,
+        platform=platform,
+        variant=selection.variant,
+        python=python_request,
+        headers=probe.lock_headers,
+        no_lock=options.no_lock,
+        comfyui_commit=comfyui_plan.commit,
+        arch=env.arch,
+    )
+    if lock.warning:
+        warnings.append(lock.warning)
     index = IndexOptions(
         index_url=options.index_url,
         extra_index_urls=list(options.extra_index_urls),
@@ -356,6 +380,7 @@ def build_plan(
         python_request,
         python_version,
         min_free,
+        lock,
     )
     optimizations: list[PlannedOptimization] = drafts.pop("_optimizations").inputs["planned"]
     steps = _decide(drafts, probe, only, skip, force)
@@ -370,6 +395,11 @@ def build_plan(
         gpu=_gpu_plan(gpu),
         torch=torch_plan,
         index=index,
+        lock=LockPlan(
+            path=str(lock.path) if lock.path else None,
+            reason=lock.reason,
+            inputs_sha256=lock.lock_sha256,
+        ),
         custom_nodes=list(deps.custom_nodes),
         optimizations=optimizations,
         models=len(deps.models),
@@ -400,6 +430,7 @@ def _draft_steps(
     python_request: str,
     python_version: Version | None,
     min_free: float,
+    lock: LockChoice,
 ) -> dict[str, _StepDraft]:
     state = probe.state
     drafts: dict[str, _StepDraft] = {}
@@ -493,8 +524,10 @@ def _draft_steps(
             "comfyui": target,
             "torch": torch_plan.packages,
             "extra": list(deps.extra_requirements),
+            **lock.step_input(),
         },
         details=[
+            lock.reason,
             "ComfyUI/requirements.txt"
             + (f" + {', '.join(deps.extra_requirements)}" if deps.extra_requirements else ""),
             "torch, torchvision, torchaudio held by a constraints file",

@@ -57,6 +57,17 @@ def gpu_for(options: InstallOptions) -> GpuReport:
     raise UsageError(f"--gpu {options.gpu}: expected auto, none or a compute capability like 8.9.")
 
 
+def with_locks(probe: InstallProbe, options: InstallOptions) -> InstallProbe:
+    """Add the lock files' headers (shipped, or --lock-dir) to a probe; none with --no-lock."""
+    if options.no_lock:
+        return probe
+    from dataclasses import replace
+
+    from installer.lock import read_lock_headers, shipped_lock_dir
+
+    return replace(probe, lock_headers=read_lock_headers(options.lock_dir or shipped_lock_dir()))
+
+
 def make_plan(options: InstallOptions, *, probe_build_tools: bool | None = None) -> PlanContext:
     """Load config, detect the machine and GPUs, probe DIR, and build the plan.
 
@@ -76,7 +87,7 @@ def make_plan(options: InstallOptions, *, probe_build_tools: bool | None = None)
         else fallback is not None and fallback.build == "source",
     )
     platform = options.platform or env.platform
-    probe = probe_install(options.install_dir, platform)
+    probe = with_locks(probe_install(options.install_dir, platform), options)
     plan = build_plan(deps, manifest, env, gpu, options, probe)
     return PlanContext(options, deps, manifest, env, gpu, probe, plan)
 
@@ -89,7 +100,7 @@ def replan(context: PlanContext) -> PlanContext:
     """
     options = context.options
     platform = options.platform or context.env.platform
-    probe = probe_install(options.install_dir, platform)
+    probe = with_locks(probe_install(options.install_dir, platform), options)
     plan = build_plan(context.deps, context.manifest, context.env, context.gpu, options, probe)
     return PlanContext(
         options, context.deps, context.manifest, context.env, context.gpu, probe, plan

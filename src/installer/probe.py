@@ -11,14 +11,19 @@ every step is done in milliseconds. The planner takes the result as plain data.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.utils import canonicalize_name
 
 from installer.environment import site_packages_dirs, venv_python
 from installer.git import read_head
 from installer.state import InstallState, read_state
+
+if TYPE_CHECKING:
+    from installer.lock import LockHeader
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class InstallProbe:
     installed: dict[str, str] = field(default_factory=dict)
     torch: TorchInstalled | None = None
     existing_files: frozenset[str] = frozenset()
+    lock_headers: Mapping[str, LockHeader] = field(default_factory=dict)
 
 
 def layout(install_dir: Path, platform: str) -> dict[str, Path]:

@@ -200,6 +200,12 @@ class Uv:
                 return self.run(args, what)
             except CommandFailedError as exc:
                 output = exc.output
+                if "hash mismatch" in output.lower():
+                    from installer.lock import integrity_error
+
+                    mismatch = integrity_error(exc)
+                    if mismatch is not None:
+                        raise mismatch from exc
                 conflict = torch_conflict(output)
                 if conflict is not None:
                     package, wanted = conflict

@@ -19,7 +19,7 @@ from installer.errors import ConfigError, PlanError
 ENVELOPE = ["schema_version", "command", "status", "exit_code", "data", "errors"]
 PLAN_KEYS = {
     "schema_version", "tool_version", "platform", "install_dir", "paths", "python",
-    "python_supported", "min_free_gb", "comfyui", "gpu", "torch", "index", "custom_nodes",
+    "python_supported", "min_free_gb", "comfyui", "gpu", "torch", "index", "lock", "custom_nodes",
     "optimizations", "models", "steps", "warnings",
 }  # fmt: skip
 STEP_KEYS = {

@@ -7,6 +7,7 @@ from typing import Any
 from installer.optimizations import StepTarget, install_optimizations
 from installer.plan import PlannedStep
 from installer.steps.context import StepContext
+from installer.steps.packages import lock_path
 
 
 def run_optimizations(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
@@ -21,6 +22,7 @@ def run_optimizations(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
         torch_index_url=ctx.plan.torch.index_url,
         build_tools=(ctx.env.compiler.ok, ctx.env.nvcc.ok),
         allow_unverified=ctx.options.allow_unverified,
+        lock=lock_path(ctx),
     )
     outcomes = install_optimizations(
         ctx.venv_python, ctx.comfyui_dir, ctx.install_dir, ctx.deps, ctx.log, target=target

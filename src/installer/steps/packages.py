@@ -15,6 +15,7 @@ from typing import Any
 
 from installer.config import RetryOptions
 from installer.errors import StepFailedError
+from installer.lock import install_from_lock, lock_sources_mismatch
 from installer.plan import PlannedStep
 from installer.probe import installed_distributions, installed_torch
 from installer.proc import CommandResult
@@ -26,6 +27,12 @@ def torch_pins(ctx: StepContext) -> dict[str, str]:
     """Return the exact versions of the torch trio installed in the venv."""
     found = installed_distributions(ctx.paths["venv"], ctx.plan.platform)
     return {name: found[name] for name in TORCH_TRIO if name in found}
+
+
+def lock_path(ctx: StepContext) -> Path | None:
+    """Return the lock file the plan installs from (None: resolve live)."""
+    lock = ctx.plan.lock
+    return Path(lock.path) if lock is not None and lock.path else None
 
 
 def constraints_path(ctx: StepContext) -> Path:
@@ -42,6 +49,7 @@ def held_install(
     extra_index_urls: Sequence[str] = (),
     what: str,
     retry: RetryOptions | None = None,
+    extra_constraints: Sequence[Path] = (),
 ) -> CommandResult:
     """Install into the venv with the installed torch trio pinned, and prove it unchanged.
 
@@ -55,7 +63,7 @@ def held_install(
         ctx.venv_python,
         requirements,
         requirement_files=requirement_files,
-        constraints=constraints,
+        constraints=[*constraints, *extra_constraints],
         options=options,
         extra_index_urls=extra_index_urls,
         what=what,
@@ -77,6 +85,7 @@ def run_torch(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     ctx.uv.pip_install(
         ctx.venv_python,
         torch.packages,
+        constraints=[lock] if (lock := lock_path(ctx)) else [],
         extra_index_urls=extra,
         what="install torch",
         retry=RetryOptions(attempts=3, backoff_seconds=3),
@@ -110,12 +119,29 @@ def run_requirements(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
             f"{requirements} does not exist.", "Check that DIR/ComfyUI is a ComfyUI checkout."
         )
     digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
-    held_install(
-        ctx,
-        list(ctx.deps.extra_requirements),
-        requirement_files=[requirements],
-        what="install ComfyUI's requirements",
-    )
+    lock = lock_path(ctx)
+    mismatch = lock_sources_mismatch(lock, ctx.comfyui_dir) if lock else None
+    if lock is not None and mismatch is not None:
+        ctx.log.warn(f"{mismatch}; resolving live instead")
+        lock = None
+    if lock is not None:
+        before = torch_pins(ctx)
+        install_from_lock(
+            ctx.uv, ctx.venv_python, lock, write_constraints(constraints_path(ctx), before), ctx.log
+        )
+        if torch_pins(ctx) != before:
+            raise StepFailedError(f"installing {lock.name} changed torch.", "Report this.")
+    else:
+        held_install(
+            ctx,
+            list(ctx.deps.extra_requirements),
+            requirement_files=[requirements],
+            what="install ComfyUI's requirements",
+        )
     count = len(installed_distributions(ctx.paths["venv"], ctx.plan.platform))
     ctx.log.info(f"{count} distributions in the venv; torch held at {torch_pins(ctx)['torch']}")
-    return {"requirements_sha256": digest, "distributions": count}
+    return {
+        "requirements_sha256": digest,
+        "distributions": count,
+        "lock": str(lock) if lock else None,
+    }

@@ -7,7 +7,7 @@ from typing import Any
 from installer.git import checkout_pinned
 from installer.plan import PlannedStep
 from installer.steps.context import StepContext
-from installer.steps.packages import held_install
+from installer.steps.packages import held_install, lock_path
 
 COMFYUI_FOLDERS = ("custom_nodes", "models", "input", "output")
 
@@ -35,6 +35,7 @@ def run_custom_nodes(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
                 ctx,
                 requirement_files=[requirements],
                 what=f"requirements of custom node {node.name}",
+                extra_constraints=[lock] if (lock := lock_path(ctx)) else [],
             )
         installed[node.name] = commit
         ctx.log.info(f"{node.name} at {commit[:12]}")
