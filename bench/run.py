@@ -34,8 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 WORK = ROOT / "bench" / ".work"
 CLI = str(Path(sys.executable).parent / "comfy-install")
-BUNDLE_CANDIDATES = [ROOT.parent / "shared/fixtures/comfyui-v0.3.77.bundle",
-                     Path("/work/shared/fixtures/comfyui-v0.3.77.bundle")]
+BUNDLE_CANDIDATES = [
+    ROOT.parent / "shared/fixtures/comfyui-v0.3.77.bundle",
+    Path("/work/shared/fixtures/comfyui-v0.3.77.bundle"),
+]
 TRIO = ["torch==2.9.1", "torchvision==0.24.1", "torchaudio==2.9.1"]
 
 
@@ -79,11 +81,22 @@ def bench_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def timed(args: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None,
-          check: bool = True) -> float:
+def timed(
+    args: Sequence[str],
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    check: bool = True,
+) -> float:
     start = time.perf_counter()
-    done = subprocess.run(args, env=env or bench_env(), cwd=cwd, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True, check=False)
+    done = subprocess.run(
+        args,
+        env=env or bench_env(),
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
     elapsed = time.perf_counter() - start
     if check and done.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, args))} failed:\n{done.stderr[-3000:]}")
@@ -112,6 +125,7 @@ def bundle() -> Path | None:
 
 # --- CLI start-up ---------------------------------------------------------------------
 
+
 def bench_cli(n: int) -> list[Result]:
     env = bench_env()
     timed([CLI, "--help"], env)  # compile bytecode once
@@ -119,27 +133,51 @@ def bench_cli(n: int) -> list[Result]:
     version = repeat(n, lambda: timed([CLI, "--version"], env))
     helps = repeat(n, lambda: timed([CLI, "--help"], env))
     return [
-        Result("--version", version, floor, target="<= 4x python -c pass",
-               met=statistics.median(version) <= 4 * statistics.median(floor),
-               floor_name="python -c pass"),
-        Result("--help", helps, floor, target="<= 4x python -c pass",
-               met=statistics.median(helps) <= 4 * statistics.median(floor),
-               floor_name="python -c pass"),
+        Result(
+            "--version",
+            version,
+            floor,
+            target="<= 4x python -c pass",
+            met=statistics.median(version) <= 4 * statistics.median(floor),
+            floor_name="python -c pass",
+        ),
+        Result(
+            "--help",
+            helps,
+            floor,
+            target="<= 4x python -c pass",
+            met=statistics.median(helps) <= 4 * statistics.median(floor),
+            floor_name="python -c pass",
+        ),
     ]
 
 
 def bench_dry_run(n: int) -> Result:
     target = WORK / "dry-run-target"
-    args = [CLI, "install", str(target), "--dry-run", "--json", "--gpu", "9.0",
-            "--cuda-driver", "13.0"]
+    args = [
+        CLI,
+        "install",
+        str(target),
+        "--dry-run",
+        "--json",
+        "--gpu",
+        "9.0",
+        "--cuda-driver",
+        "13.0",
+    ]
     timed(args)
     runs = repeat(n, lambda: timed(args))
     assert not target.exists()
-    return Result("install --dry-run --json", runs, target="<= 0.5 s absolute",
-                  met=statistics.median(runs) <= 0.5)
+    return Result(
+        "install --dry-run --json",
+        runs,
+        target="<= 0.5 s absolute",
+        met=statistics.median(runs) <= 0.5,
+    )
 
 
 # --- Local fixtures: a finished install, step 10 -----------------------------------------
+
 
 def local_fixtures() -> dict[str, Any]:
     """Build the fixture wheels, index and ComfyUI repo the tests use (in bench/.work)."""
@@ -151,9 +189,11 @@ def local_fixtures() -> dict[str, Any]:
     links = root / "links"
     for spec in torch_wheel_specs("2.9.1", cuda="12.8", local="cu128"):
         build_wheel(spec, links)
-    for spec in (WheelSpec("needs-torch", "1.0", requires=["torch"]),
-                 WheelSpec("xformers", "0.0.33.post2", requires=["torch==2.9.1"]),
-                 WheelSpec("triton", "3.5.1")):
+    for spec in (
+        WheelSpec("needs-torch", "1.0", requires=["torch"]),
+        WheelSpec("xformers", "0.0.33.post2", requires=["torch==2.9.1"]),
+        WheelSpec("triton", "3.5.1"),
+    ):
         build_wheel(spec, links)
     sa = {}
     for name, filename, module in (
@@ -163,15 +203,26 @@ def local_fixtures() -> dict[str, Any]:
         dist, version = filename.split("-")[:2]
         # Wheels of realistic size (the real SA2 wheel is about 16 MiB).
         payload = os.urandom(8 * 2**20).hex()
-        sa[name] = build_wheel(WheelSpec(dist, version, tag="cp39-abi3-linux_x86_64",
-                                         filename=filename,
-                                         files={f"{module}/__init__.py": "",
-                                                f"{module}/_blob.py": f"B = '{payload}'\n"}),
-                               root / "sa")
-    commits = make_comfy_repo(root / "comfy-src",
-                              ["torch", "torchvision", "torchaudio", "needs-torch"])
-    return {"root": root, "links": links, "sa": sa, "repo": root / "comfy-src",
-            "commit": commits["v2"]}
+        sa[name] = build_wheel(
+            WheelSpec(
+                dist,
+                version,
+                tag="cp39-abi3-linux_x86_64",
+                filename=filename,
+                files={f"{module}/__init__.py": "", f"{module}/_blob.py": f"B = '{payload}'\n"},
+            ),
+            root / "sa",
+        )
+    commits = make_comfy_repo(
+        root / "comfy-src", ["torch", "torchvision", "torchaudio", "needs-torch"]
+    )
+    return {
+        "root": root,
+        "links": links,
+        "sa": sa,
+        "repo": root / "comfy-src",
+        "commit": commits["v2"],
+    }
 
 
 def local_config(fx: dict[str, Any], server_url: Callable[[str], str]) -> tuple[Path, Path]:
@@ -182,18 +233,40 @@ def local_config(fx: dict[str, Any], server_url: Callable[[str], str]) -> tuple[
     deps["extra_requirements"] = []
     deps["preflight"]["min_free_gb"] = 0.1
     deps["pip_packages"]["sageattention_wheels"] = [
-        {"name": "sageattention2", "cc": ">=8.0,<13.0", "torch": ">=2.9.1,<2.9.2",
-         "cuda": "cu128", "python": ">=3.9", "platform": "linux",
-         "url": server_url(f"/releases/{fx['sa']['sa2'].name}")},
-        {"name": "sageattention3", "cc": ">=10.0,<13.0", "torch": ">=2.9.1,<2.9.2",
-         "cuda": "cu128", "python": ">=3.9", "platform": "linux", "import_name": "sageattn3",
-         "url": server_url(f"/releases/{fx['sa']['sa3'].name}")},
+        {
+            "name": "sageattention2",
+            "cc": ">=8.0,<13.0",
+            "torch": ">=2.9.1,<2.9.2",
+            "cuda": "cu128",
+            "python": ">=3.9",
+            "platform": "linux",
+            "url": server_url(f"/releases/{fx['sa']['sa2'].name}"),
+        },
+        {
+            "name": "sageattention3",
+            "cc": ">=10.0,<13.0",
+            "torch": ">=2.9.1,<2.9.2",
+            "cuda": "cu128",
+            "python": ">=3.9",
+            "platform": "linux",
+            "import_name": "sageattn3",
+            "url": server_url(f"/releases/{fx['sa']['sa3'].name}"),
+        },
     ]
     config = fx["root"] / "deps.json"
     config.write_text(json.dumps(deps))
     manifest = fx["root"] / "tools_manifest.json"
-    manifest.write_text(json.dumps({"schema_version": 1, "files": {
-        p.name: {"sha256": sha256_of(p), "size": p.stat().st_size} for p in fx["sa"].values()}}))
+    manifest.write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "files": {
+                    p.name: {"sha256": sha256_of(p), "size": p.stat().st_size}
+                    for p in fx["sa"].values()
+                },
+            }
+        )
+    )
     return config, manifest
 
 
@@ -212,15 +285,33 @@ def bench_local(n: int) -> list[Result]:
         target = WORK / "local-install"
 
         def install_args(*extra: str) -> list[str]:
-            return [CLI, "install", str(target), "--config", str(config), "--tools-manifest",
-                    str(manifest), "--gpu", "12.0", "--cuda-driver", "12.8",
-                    "--torch-index", "default", "--index-url", index, "--python",
-                    base_python(), "-q", *extra]
+            return [
+                CLI,
+                "install",
+                str(target),
+                "--config",
+                str(config),
+                "--tools-manifest",
+                str(manifest),
+                "--gpu",
+                "12.0",
+                "--cuda-driver",
+                "12.8",
+                "--torch-index",
+                "default",
+                "--index-url",
+                index,
+                "--python",
+                base_python(),
+                "-q",
+                *extra,
+            ]
 
         def fresh_caches() -> dict[str, str]:
             cache = Path(tempfile.mkdtemp(prefix="cache-", dir=WORK))
-            return bench_env(UV_CACHE_DIR=str(cache / "uv"),
-                             COMFY_INSTALL_CACHE_DIR=str(cache / "ci"))
+            return bench_env(
+                UV_CACHE_DIR=str(cache / "uv"), COMFY_INSTALL_CACHE_DIR=str(cache / "ci")
+            )
 
         shutil.rmtree(target, ignore_errors=True)
         env = fresh_caches()
@@ -230,7 +321,7 @@ def bench_local(n: int) -> list[Result]:
         floor_cold: list[float] = []
         floor_warm: list[float] = []
         state = target / ".comfy-install" / "state.json"
-        for i in range(n):
+        for _ in range(n):
             env_cold = fresh_caches()
             timed(install_args("--only", "optimizations", "--force", "optimizations"), env_cold)
             step10_cold.append(json.loads(state.read_text())["steps"]["optimizations"]["seconds"])
@@ -238,36 +329,66 @@ def bench_local(n: int) -> list[Result]:
             step10_warm.append(json.loads(state.read_text())["steps"]["optimizations"]["seconds"])
             floor_cold.append(_step10_floor(fx, index, server.url, fresh_caches()))
             floor_warm.append(_step10_floor(fx, index, server.url, env_cold))
-        results.append(Result(
-            "step 10 on local fixtures, cold caches", step10_cold, floor_cold,
-            target="<= 1.10x", met=statistics.median(step10_cold) <= 1.1 * statistics.median(
-                floor_cold),
-            floor_name="plain uv pip install of the same packages and wheel URLs",
-            notes="ours: the step's own time from state.json (xformers, triton, SA2 + SA3 "
-                  "wheels downloaded and verified, torch held and checked)"))
-        results.append(Result(
-            "step 10 on local fixtures, warm caches", step10_warm, floor_warm,
-            target="<= 1.10x", met=statistics.median(step10_warm) <= 1.1 * statistics.median(
-                floor_warm),
-            floor_name="plain uv pip install of the same packages and wheel URLs"))
+        results.append(
+            Result(
+                "step 10 on local fixtures, cold caches",
+                step10_cold,
+                floor_cold,
+                target="<= 1.10x",
+                met=statistics.median(step10_cold) <= 1.1 * statistics.median(floor_cold),
+                floor_name="plain uv pip install of the same packages and wheel URLs",
+                notes="ours: the step's own time from state.json (xformers, triton, SA2 + SA3 "
+                "wheels downloaded and verified, torch held and checked)",
+            )
+        )
+        results.append(
+            Result(
+                "step 10 on local fixtures, warm caches",
+                step10_warm,
+                floor_warm,
+                target="<= 1.10x",
+                met=statistics.median(step10_warm) <= 1.1 * statistics.median(floor_warm),
+                floor_name="plain uv pip install of the same packages and wheel URLs",
+            )
+        )
         results.append(bench_rerun(install_args(), target, n, "fixture install"))
     return results
 
 
-def _step10_floor(fx: dict[str, Any], index: str, url: Callable[[str], str],
-                  env: dict[str, str]) -> float:
+def _step10_floor(
+    fx: dict[str, Any], index: str, url: Callable[[str], str], env: dict[str, str]
+) -> float:
     venv = Path(tempfile.mkdtemp(prefix="floor-", dir=WORK)) / "venv"
-    subprocess.run([uv_bin(), "venv", "-q", str(venv), "--python", base_python()], env=env,
-                   check=True)
+    subprocess.run(
+        [uv_bin(), "venv", "-q", str(venv), "--python", base_python()], env=env, check=True
+    )
     python = str(venv / "bin" / "python")
-    subprocess.run([uv_bin(), "pip", "install", "-q", "--python", python, "--index-url", index,
-                    *TRIO], env=env, check=True)
+    subprocess.run(
+        [uv_bin(), "pip", "install", "-q", "--python", python, "--index-url", index, *TRIO],
+        env=env,
+        check=True,
+    )
     pins = venv.parent / "pins.txt"
     pins.write_text("torch==2.9.1+cu128\ntorchvision==0.24.1\ntorchaudio==2.9.1\n")
-    return timed([uv_bin(), "pip", "install", "-q", "--python", python, "--index-url", index,
-                  "-c", str(pins), "xformers==0.0.33.post2", "triton>=3.5,<3.6",
-                  url(f"/releases/{fx['sa']['sa2'].name}"),
-                  url(f"/releases/{fx['sa']['sa3'].name}")], env)
+    return timed(
+        [
+            uv_bin(),
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            python,
+            "--index-url",
+            index,
+            "-c",
+            str(pins),
+            "xformers==0.0.33.post2",
+            "triton>=3.5,<3.6",
+            url(f"/releases/{fx['sa']['sa2'].name}"),
+            url(f"/releases/{fx['sa']['sa3'].name}"),
+        ],
+        env,
+    )
 
 
 def bench_rerun(args: list[str], target: Path, n: int, what: str) -> Result:
@@ -277,13 +398,18 @@ def bench_rerun(args: list[str], target: Path, n: int, what: str) -> Result:
     floor = repeat(n, lambda: timed([str(python), "-c", "pass"], env))
     runs = repeat(n, lambda: timed(args, env))
     med = statistics.median(runs)
-    return Result(f"re-run of a finished {what}", runs, floor,
-                  target="<= 1.5 s absolute and <= 20x",
-                  met=med <= 1.5 and med <= 20 * statistics.median(floor),
-                  floor_name="python -c pass in the venv")
+    return Result(
+        f"re-run of a finished {what}",
+        runs,
+        floor,
+        target="<= 1.5 s absolute and <= 20x",
+        met=med <= 1.5 and med <= 20 * statistics.median(floor),
+        floor_name="python -c pass in the venv",
+    )
 
 
 # --- Downloads ------------------------------------------------------------------------
+
 
 def bench_downloads(n: int) -> list[Result]:
     from support.http_server import GeneratedBody, LocalHTTPServer
@@ -301,9 +427,11 @@ def bench_downloads(n: int) -> list[Result]:
                 "import sys; from pathlib import Path\n"
                 "from installer.download import DownloadRequest, download_files\n"
                 "from installer.log import InstallerLogger\n"
-                "reqs=[DownloadRequest(url=u, dest_dir=Path(sys.argv[1]), filename=u.rsplit('/',1)[1],"
-                " sha256=h) for u,h in zip(sys.argv[2::2], sys.argv[3::2])]\n"
-                "download_files(reqs, log=InstallerLogger(verbosity=-1), jobs=4)\n")
+                "reqs=[DownloadRequest(url=u, dest_dir=Path(sys.argv[1]),"
+                " filename=u.rsplit('/',1)[1], sha256=h)"
+                " for u,h in zip(sys.argv[2::2], sys.argv[3::2])]\n"
+                "download_files(reqs, log=InstallerLogger(verbosity=-1), jobs=4)\n"
+            )
             pairs = [x for u, b in zip(urls, bodies, strict=True) for x in (u, b.sha256)]
             ours.append(timed([sys.executable, "-c", script, str(dest), *pairs]))
             shutil.rmtree(dest)
@@ -317,10 +445,18 @@ def bench_downloads(n: int) -> list[Result]:
         ours_rate = [total / t for t in ours]
         floor_rate = [total / t for t in floor]
         ratio = statistics.median(ours_rate) / statistics.median(floor_rate)
-        results.append(Result(
-            "4 x 256 MiB parallel downloads (throughput)", ours_rate, floor_rate, unit="MiB/s",
-            target=">= 0.90x curl", met=ratio >= 0.9, floor_name="curl --parallel (same files)",
-            notes="ours includes sha256 of every byte and an fsync before the rename"))
+        results.append(
+            Result(
+                "4 x 256 MiB parallel downloads (throughput)",
+                ours_rate,
+                floor_rate,
+                unit="MiB/s",
+                target=">= 0.90x curl",
+                met=ratio >= 0.9,
+                floor_name="curl --parallel (same files)",
+                notes="ours includes sha256 of every byte and an fsync before the rename",
+            )
+        )
         results.append(bench_peak_rss(server))
     return results
 
@@ -335,25 +471,44 @@ def bench_peak_rss(server: Any) -> Result:
         "from installer.download import DownloadRequest, download_files\n"
         "from installer.log import InstallerLogger\n"
         "download_files([DownloadRequest(url=sys.argv[1], dest_dir=Path(sys.argv[2]),"
-        " filename='big.bin', sha256=sys.argv[3])], log=InstallerLogger(verbosity=-1))\n")
-    process = subprocess.Popen([sys.executable, "-c", script, server.url("/big.bin"),
-                                str(dest), body.sha256], env=bench_env())
+        " filename='big.bin', sha256=sys.argv[3])], log=InstallerLogger(verbosity=-1))\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, server.url("/big.bin"), str(dest), body.sha256],
+        env=bench_env(),
+    )
     _, status, usage = os.wait4(process.pid, 0)
     assert status == 0
     shutil.rmtree(dest)
     peak = usage.ru_maxrss / 1024
-    return Result("peak RSS of a 1 GiB download", [peak], unit="MiB",
-                  target="<= 100 MiB", met=peak <= 100)
+    return Result(
+        "peak RSS of a 1 GiB download", [peak], unit="MiB", target="<= 100 MiB", met=peak <= 100
+    )
 
 
 # --- Real installs, launch, peer ---------------------------------------------------------
 
+
 def real_install_args(target: Path, *extra: str) -> list[str]:
     src = bundle()
     assert src, "the ComfyUI bundle is needed for --full"
-    return [CLI, "install", str(target), "--gpu", "none", "--torch-index", "default",
-            "--comfyui-url", str(src), "--comfyui-ref", "v0.3.77", "--python",
-            base_python(), "-q", *extra]
+    return [
+        CLI,
+        "install",
+        str(target),
+        "--gpu",
+        "none",
+        "--torch-index",
+        "default",
+        "--comfyui-url",
+        str(src),
+        "--comfyui-ref",
+        "v0.3.77",
+        "--python",
+        base_python(),
+        "-q",
+        *extra,
+    ]
 
 
 def floor_install(target: Path, env: dict[str, str]) -> float:
@@ -361,27 +516,47 @@ def floor_install(target: Path, env: dict[str, str]) -> float:
     src = bundle()
     assert src
     start = time.perf_counter()
-    subprocess.run([uv_bin(), "venv", "-q", str(target / "venv"), "--python", base_python()],
-                   env=env, check=True)
-    subprocess.run(["git", "clone", "-q", str(src), str(target / "ComfyUI")], env=env,
-                   check=True)
-    subprocess.run(["git", "-C", str(target / "ComfyUI"), "checkout", "-q", "v0.3.77"],
-                   env=env, check=True)
+    subprocess.run(
+        [uv_bin(), "venv", "-q", str(target / "venv"), "--python", base_python()],
+        env=env,
+        check=True,
+    )
+    subprocess.run(["git", "clone", "-q", str(src), str(target / "ComfyUI")], env=env, check=True)
+    subprocess.run(
+        ["git", "-C", str(target / "ComfyUI"), "checkout", "-q", "v0.3.77"], env=env, check=True
+    )
     python = str(target / "venv" / "bin" / "python")
-    subprocess.run([uv_bin(), "pip", "install", "-q", "--python", python, *TRIO], env=env,
-                   check=True)
+    subprocess.run(
+        [uv_bin(), "pip", "install", "-q", "--python", python, *TRIO], env=env, check=True
+    )
     pins = target / "pins.txt"
     pins.write_text("\n".join(TRIO) + "\n")
-    subprocess.run([uv_bin(), "pip", "install", "-q", "--python", python, "-r",
-                    str(target / "ComfyUI" / "requirements.txt"), "requests", "-c", str(pins)],
-                   env=env, check=True)
+    subprocess.run(
+        [
+            uv_bin(),
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            python,
+            "-r",
+            str(target / "ComfyUI" / "requirements.txt"),
+            "requests",
+            "-c",
+            str(pins),
+        ],
+        env=env,
+        check=True,
+    )
     return time.perf_counter() - start
 
 
 def bench_full(cold_runs: int, warm_runs: int) -> list[Result]:
     results = []
-    for label, runs, cold in (("cold uv cache", cold_runs, True), ("warm uv cache", warm_runs,
-                                                                     False)):
+    for label, runs, cold in (
+        ("cold uv cache", cold_runs, True),
+        ("warm uv cache", warm_runs, False),
+    ):
         ours: list[float] = []
         ours_noverify: list[float] = []
         floor: list[float] = []
@@ -394,25 +569,37 @@ def bench_full(cold_runs: int, warm_runs: int) -> list[Result]:
                 if kind == "ours":
                     ours.append(timed(real_install_args(target / "inst"), env))
                 elif kind == "noverify":
-                    ours_noverify.append(timed(real_install_args(target / "inst", "--skip",
-                                                                 "verify"), env))
+                    ours_noverify.append(
+                        timed(real_install_args(target / "inst", "--skip", "verify"), env)
+                    )
                 else:
                     floor.append(floor_install(target, env))
                 shutil.rmtree(target, ignore_errors=True)
                 if cold:
                     shutil.rmtree(cache, ignore_errors=True)
         floor_name = "uv venv + git clone + uv pip install (trio) + uv pip install -r"
-        results.append(Result(
-            f"full install, real ComfyUI + registry torch, {label}", ours, floor,
-            target="<= 1.10x", met=statistics.median(ours) <= 1.1 * statistics.median(floor),
-            floor_name=floor_name,
-            notes="ours includes step 13 (imports + ComfyUI --quick-test-for-ci), which the "
-                  "floor does not do"))
-        results.append(Result(
-            f"full install without step 13 (verify), {label}", ours_noverify, floor,
-            target="<= 1.10x",
-            met=statistics.median(ours_noverify) <= 1.1 * statistics.median(floor),
-            floor_name=floor_name))
+        results.append(
+            Result(
+                f"full install, real ComfyUI + registry torch, {label}",
+                ours,
+                floor,
+                target="<= 1.10x",
+                met=statistics.median(ours) <= 1.1 * statistics.median(floor),
+                floor_name=floor_name,
+                notes="ours includes step 13 (imports + ComfyUI --quick-test-for-ci), which the "
+                "floor does not do",
+            )
+        )
+        results.append(
+            Result(
+                f"full install without step 13 (verify), {label}",
+                ours_noverify,
+                floor,
+                target="<= 1.10x",
+                met=statistics.median(ours_noverify) <= 1.1 * statistics.median(floor),
+                floor_name=floor_name,
+            )
+        )
     return results
 
 
@@ -424,15 +611,22 @@ def free_port() -> int:
 
 def time_to_object_info(args: list[str], cwd: Path, port: int) -> float:
     start = time.perf_counter()
-    process = subprocess.Popen(args, cwd=cwd, env=bench_env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        args,
+        cwd=cwd,
+        env=bench_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"{args} exited with {process.returncode}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/object_info",
-                                            timeout=5) as answer:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/object_info", timeout=5
+                ) as answer:
                     if answer.status == 200:
                         return time.perf_counter() - start
             except OSError:
@@ -454,15 +648,40 @@ def bench_launch(n: int) -> Result:
     floor: list[float] = []
     for _ in range(n):
         port = free_port()
-        floor.append(time_to_object_info([python, "main.py", "--cpu", "--listen", "127.0.0.1",
-                                          "--port", str(port)], target / "ComfyUI", port))
+        floor.append(
+            time_to_object_info(
+                [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port)],
+                target / "ComfyUI",
+                port,
+            )
+        )
         port = free_port()
-        ours.append(time_to_object_info([CLI, "launch", str(target), "--listen", "127.0.0.1",
-                                         "--port", str(port), "--", "--cpu"], ROOT, port))
-    return Result("launch to /object_info 200, real ComfyUI --cpu", ours, floor,
-                  target="<= 1.05x", met=statistics.median(ours) <= 1.05 * statistics.median(
-                      floor), floor_name="main.py --cpu started by hand",
-                  notes="both polled the same way every 50 ms")
+        ours.append(
+            time_to_object_info(
+                [
+                    CLI,
+                    "launch",
+                    str(target),
+                    "--listen",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--",
+                    "--cpu",
+                ],
+                ROOT,
+                port,
+            )
+        )
+    return Result(
+        "launch to /object_info 200, real ComfyUI --cpu",
+        ours,
+        floor,
+        target="<= 1.05x",
+        met=statistics.median(ours) <= 1.05 * statistics.median(floor),
+        floor_name="main.py --cpu started by hand",
+        notes="both polled the same way every 50 ms",
+    )
 
 
 def bench_rerun_real(n: int) -> Result:
@@ -476,10 +695,19 @@ def bench_peer(runs: int) -> Result:
     assert src
     tools = WORK / "comfy-cli-venv"
     if not (tools / "bin" / "comfy").exists():
-        subprocess.run([uv_bin(), "venv", "-q", str(tools), "--python", base_python()],
-                       check=True)
-        subprocess.run([uv_bin(), "pip", "install", "-q", "--python",
-                        str(tools / "bin" / "python"), "comfy-cli"], check=True)
+        subprocess.run([uv_bin(), "venv", "-q", str(tools), "--python", base_python()], check=True)
+        subprocess.run(
+            [
+                uv_bin(),
+                "pip",
+                "install",
+                "-q",
+                "--python",
+                str(tools / "bin" / "python"),
+                "comfy-cli",
+            ],
+            check=True,
+        )
     clone = WORK / "comfy-src"
     if not clone.exists():
         subprocess.run(["git", "clone", "-q", str(src), str(clone)], check=True)
@@ -490,39 +718,71 @@ def bench_peer(runs: int) -> Result:
     warm = WORK / "uv-cache-warm"
     for _ in range(runs):
         workspace = Path(tempfile.mkdtemp(prefix="peer-", dir=WORK))
-        env = bench_env(DO_NOT_TRACK="1", COMFY_NO_UPDATE_CHECK="1", GIT_TERMINAL_PROMPT="0",
-                        UV_CONSTRAINT=str(pins), UV_CACHE_DIR=str(warm),
-                        HOME=str(workspace / "home"), VIRTUAL_ENV="")
-        peer.append(timed([str(tools / "bin" / "comfy"), "--workspace",
-                           str(workspace / "ComfyUI"), "--skip-prompt", "--no-json", "install",
-                           "--url", str(clone), "--version", "0.3.77", "--nvidia",
-                           "--cuda-version", "12.8", "--fast-deps", "--skip-manager"], env,
-                          check=False))
+        env = bench_env(
+            DO_NOT_TRACK="1",
+            COMFY_NO_UPDATE_CHECK="1",
+            GIT_TERMINAL_PROMPT="0",
+            UV_CONSTRAINT=str(pins),
+            UV_CACHE_DIR=str(warm),
+            HOME=str(workspace / "home"),
+            VIRTUAL_ENV="",
+        )
+        peer.append(
+            timed(
+                [
+                    str(tools / "bin" / "comfy"),
+                    "--workspace",
+                    str(workspace / "ComfyUI"),
+                    "--skip-prompt",
+                    "--no-json",
+                    "install",
+                    "--url",
+                    str(clone),
+                    "--version",
+                    "0.3.77",
+                    "--nvidia",
+                    "--cuda-version",
+                    "12.8",
+                    "--fast-deps",
+                    "--skip-manager",
+                ],
+                env,
+                check=False,
+            )
+        )
         shutil.rmtree(workspace, ignore_errors=True)
         target = Path(tempfile.mkdtemp(prefix="ours-", dir=WORK))
-        ours.append(timed(real_install_args(target / "inst"),
-                          bench_env(UV_CACHE_DIR=str(warm))))
+        ours.append(timed(real_install_args(target / "inst"), bench_env(UV_CACHE_DIR=str(warm))))
         shutil.rmtree(target, ignore_errors=True)
     return Result(
-        "peer: comfy-cli 'install --fast-deps' vs ours, warm uv cache", ours, peer,
+        "peer: comfy-cli 'install --fast-deps' vs ours, warm uv cache",
+        ours,
+        peer,
         floor_name="comfy-cli (registry) with UV_CONSTRAINT pinning the torch trio",
         notes="comfy-cli: clone from the local bundle clone, checkout tag v0.3.77, venv, pip+uv "
-              "into it from PyPI, uv pip compile (PyPI + download.pytorch.org, unreachable here: "
-              "its extra index fails over to PyPI or errors), uv pip install; no torch held, no "
-              "verification. ours: the full 13 steps with --gpu none --torch-index default.")
+        "into it from PyPI, uv pip compile (PyPI + download.pytorch.org, unreachable here: "
+        "its extra index fails over to PyPI or errors), uv pip install; no torch held, no "
+        "verification. ours: the full 13 steps with --gpu none --torch-index default.",
+    )
 
 
 # --- Report -------------------------------------------------------------------------------
 
+
 def machine() -> dict[str, Any]:
-    uv_version = subprocess.run([uv_bin(), "--version"], capture_output=True, text=True,
-                                check=False).stdout.strip()
+    uv_version = subprocess.run(
+        [uv_bin(), "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     from installer import __version__
 
-    return {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "platform": platform.platform(), "cpus": os.cpu_count(),
-            "python": platform.python_version(), "uv": uv_version,
-            "comfy_install": __version__}
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "uv": uv_version,
+        "comfy_install": __version__,
+    }
 
 
 def fmt(values: Sequence[float], unit: str) -> str:
@@ -531,19 +791,25 @@ def fmt(values: Sequence[float], unit: str) -> str:
 
 
 def report(results: list[Result], info: dict[str, Any]) -> str:
-    lines = [f"# Benchmark results ({info['date']})", "",
-             f"Machine: {info['platform']}, {info['cpus']} CPUs, Python {info['python']}, "
-             f"{info['uv']}, comfy-install {info['comfy_install']}.", "",
-             "Each figure is min / median / max over the runs; the ratio is median ours / "
-             "median floor, both measured in the same run.", "",
-             "| benchmark | ours | floor | ratio | target | met |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Benchmark results ({info['date']})",
+        "",
+        f"Machine: {info['platform']}, {info['cpus']} CPUs, Python {info['python']}, "
+        f"{info['uv']}, comfy-install {info['comfy_install']}.",
+        "",
+        "Each figure is min / median / max over the runs; the ratio is median ours / "
+        "median floor, both measured in the same run.",
+        "",
+        "| benchmark | ours | floor | ratio | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in results:
         ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "-"
         floor = f"{fmt(r.floor, r.unit)} ({r.floor_name})" if r.floor else "-"
         met = {True: "yes", False: "**no**", None: "-"}[r.met]
-        lines.append(f"| {r.name} | {fmt(r.ours, r.unit)} | {floor} | {ratio} | {r.target} | "
-                     f"{met} |")
+        lines.append(
+            f"| {r.name} | {fmt(r.ours, r.unit)} | {floor} | {ratio} | {r.target} | {met} |"
+        )
     notes = [f"- {r.name}: {r.notes}" for r in results if r.notes]
     if notes:
         lines += ["", "Notes:", *notes]
@@ -553,12 +819,16 @@ def report(results: list[Result], info: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs of each quick benchmark")
-    parser.add_argument("--full", action="store_true",
-                        help="also real installs (cold/warm), re-run and launch of the real "
-                        "ComfyUI (several minutes, downloads the torch trio)")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="also real installs (cold/warm), re-run and launch of the real "
+        "ComfyUI (several minutes, downloads the torch trio)",
+    )
     parser.add_argument("--peer", action="store_true", help="also time comfy-cli (with --full)")
-    parser.add_argument("--only", default="", help="comma-separated: cli,dry,local,downloads,"
-                        "full,launch,peer")
+    parser.add_argument(
+        "--only", default="", help="comma-separated: cli,dry,local,downloads,full,launch,peer"
+    )
     args = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
     only = set(filter(None, args.only.split(",")))
@@ -585,10 +855,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = machine()
     for r in results:
         ratio = f"{r.ratio:.2f}x" if r.ratio is not None else ""
-        print(f"{r.name:60s} {fmt(r.ours, r.unit):32s} {ratio:8s} {r.target} "
-              f"{'' if r.met is None else ('met' if r.met else 'MISSED')}")
-    (ROOT / "bench" / "results.json").write_text(json.dumps(
-        {"machine": info, "results": [r.row() for r in results]}, indent=2) + "\n")
+        print(
+            f"{r.name:60s} {fmt(r.ours, r.unit):32s} {ratio:8s} {r.target} "
+            f"{'' if r.met is None else ('met' if r.met else 'MISSED')}"
+        )
+    (ROOT / "bench" / "results.json").write_text(
+        json.dumps({"machine": info, "results": [r.row() for r in results]}, indent=2) + "\n"
+    )
     (ROOT / "bench" / "RESULTS.md").write_text(report(results, info))
     return 0
 

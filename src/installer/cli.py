@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 
 from installer import __version__
+from installer.cli_benchmark import benchmark
 from installer.cli_launch import LAUNCH_CONTEXT_SETTINGS, launch, stop
 from installer.cli_lock import lock
 from installer.cli_models import models_app
@@ -377,6 +378,7 @@ def config_validate(
 app.command(context_settings=LAUNCH_CONTEXT_SETTINGS)(launch)
 app.command()(stop)
 app.command()(lock)
+app.command()(benchmark)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ DIR holds an install, the recorded state of each step.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from installer.environment import SUPPORTED_PLATFORMS, Environment
@@ -194,6 +195,28 @@ def install_checks(plan: Plan, probe: InstallProbe) -> list[Check]:
     return checks
 
 
+def benchmark_checks(install_dir: Path) -> list[Check]:
+    """Report the headline of the install's last `comfy-install benchmark`, if one was saved.
+
+    Args:
+        install_dir: The install directory whose `.comfy-install/benchmarks/` is read.
+    """
+    from installer.benchmark import latest_headline
+
+    line = latest_headline(install_dir)
+    if line is None:
+        return [
+            Check(
+                "benchmark",
+                "attention",
+                "info",
+                "no benchmark saved yet",
+                f"comfy-install benchmark {install_dir}",
+            )
+        ]
+    return [Check("benchmark", "attention", "warn" if "WRONG" in line else "info", line)]
+
+
 def doctor_report(
     env: Environment, gpu: GpuReport, plan: Plan, probe: InstallProbe | None
 ) -> dict[str, Any]:
@@ -209,6 +232,8 @@ def doctor_report(
     checks += gpu_checks(gpu) + plan_checks(plan)
     if probe is not None:
         checks += install_checks(plan, probe)
+        if probe.state is not None:
+            checks += benchmark_checks(probe.install_dir)
     worst = (
         "fail"
         if any(c.status == "fail" for c in checks)

@@ -245,6 +245,23 @@ class InterruptedByUserError(InstallerError):
     default_hint = "Run the same command to continue."
 
 
+class RegressionError(InstallerError):
+    """A benchmark found a regression and `--fail-on-regression` was given.
+
+    Cause: an attention backend got more than 10% slower than in the previous
+    saved run at some shape and dtype, or stopped giving right answers (or any
+    answer) there; typically after an update of torch, the driver or an
+    optimization package.
+    Fix: read the table of changes and roll back the update that caused it.
+    The regressed run is saved too, so the next `--compare` compares with it;
+    scripts that must keep a fixed reference use `--baseline FILE`.
+    """
+
+    code = "regression"
+    exit_code = ExitCode.REGRESSION
+    default_hint = "Read the table of changes above; roll back the update that caused it."
+
+
 @dataclass(frozen=True)
 class CatalogueEntry:
     """One error class as documented for users."""

@@ -29,8 +29,21 @@ from support.comfy_repo import git
 from support.http_server import Stall
 from support.package_index import file_path
 
-STEPS = ["preflight", "uv", "python", "venv", "comfyui", "gpu", "torch", "requirements",
-         "custom_nodes", "optimizations", "launchers", "models", "verify"]
+STEPS = [
+    "preflight",
+    "uv",
+    "python",
+    "venv",
+    "comfyui",
+    "gpu",
+    "torch",
+    "requirements",
+    "custom_nodes",
+    "optimizations",
+    "launchers",
+    "models",
+    "verify",
+]
 
 
 @pytest.fixture
@@ -42,8 +55,14 @@ def installed(tmp_path: Path, fixtures: Fixtures, index_server) -> dict:
     env = installer_env(fixtures)
     done = run(install_args(target, config, url), env)
     assert done.returncode == 0, done.stderr
-    return {"dir": target, "config": config, "url": url, "env": env, "server": server,
-            "first": done}
+    return {
+        "dir": target,
+        "config": config,
+        "url": url,
+        "env": env,
+        "server": server,
+        "first": done,
+    }
 
 
 def test_full_install_leaves_a_working_comfyui(installed: dict, fixtures: Fixtures) -> None:
@@ -63,10 +82,19 @@ def test_full_install_leaves_a_working_comfyui(installed: dict, fixtures: Fixtur
     state = read_state(target)
     statuses = {step: record["status"] for step, record in state["steps"].items()}
     assert statuses == {
-        "preflight": "done", "uv": "done", "python": "done", "venv": "done",
-        "comfyui": "done", "gpu": "done", "torch": "done", "requirements": "done",
-        "custom_nodes": "skipped", "optimizations": "skipped", "launchers": "done",
-        "models": "skipped", "verify": "done",
+        "preflight": "done",
+        "uv": "done",
+        "python": "done",
+        "venv": "done",
+        "comfyui": "done",
+        "gpu": "done",
+        "torch": "done",
+        "requirements": "done",
+        "custom_nodes": "skipped",
+        "optimizations": "skipped",
+        "launchers": "done",
+        "models": "skipped",
+        "verify": "done",
     }
     assert state["steps"]["verify"]["outputs"]["main_help"] == "ok"
     constraints = (target / ".comfy-install" / "constraints.txt").read_text()
@@ -86,7 +114,8 @@ def test_rerun_is_a_no_op_without_network(installed: dict) -> None:
         assert f"[{STEPS.index(step) + 1}/13] {step}" in again.stderr
     after = read_state(target)
     assert {k: v["seq"] for k, v in after["steps"].items()} == {
-        k: v["seq"] for k, v in before["steps"].items()}
+        k: v["seq"] for k, v in before["steps"].items()
+    }
 
 
 def test_status_reports_inputs(installed: dict, fixtures: Fixtures) -> None:
@@ -100,8 +129,9 @@ def test_status_reports_inputs(installed: dict, fixtures: Fixtures) -> None:
     assert [s["id"] for s in data["steps"]] == STEPS
 
 
-def test_changed_pin_reruns_only_affected_steps(installed: dict, fixtures: Fixtures,
-                                                tmp_path: Path) -> None:
+def test_changed_pin_reruns_only_affected_steps(
+    installed: dict, fixtures: Fixtures, tmp_path: Path
+) -> None:
     target: Path = installed["dir"]
     config = write_config(tmp_path / "deps-v1.json", fixtures, comfyui_ref="v1")
     before = read_state(target)
@@ -109,13 +139,19 @@ def test_changed_pin_reruns_only_affected_steps(installed: dict, fixtures: Fixtu
     assert done.returncode == 0, done.stderr
     assert git("rev-parse", "HEAD", cwd=target / "ComfyUI") == fixtures.commits["v1"]
     after = read_state(target)
-    changed = {k for k in STEPS if k in after["steps"] and k in before["steps"]
-               and after["steps"][k]["seq"] != before["steps"][k]["seq"]}
+    changed = {
+        k
+        for k in STEPS
+        if k in after["steps"]
+        and k in before["steps"]
+        and after["steps"][k]["seq"] != before["steps"][k]["seq"]
+    }
     assert changed == {"preflight", "comfyui", "requirements", "verify"}
 
 
-def test_new_torch_version_reruns_torch_and_dependents(installed: dict, fixtures: Fixtures,
-                                                       tmp_path: Path) -> None:
+def test_new_torch_version_reruns_torch_and_dependents(
+    installed: dict, fixtures: Fixtures, tmp_path: Path
+) -> None:
     target: Path = installed["dir"]
     deps = json.loads(installed["config"].read_text())
     deps["torch"]["packages"] = ["torch==2.10.0", "torchvision==0.25.0", "torchaudio==2.10.0"]
@@ -132,19 +168,23 @@ def test_new_torch_version_reruns_torch_and_dependents(installed: dict, fixtures
 def test_force_redoes_a_step(installed: dict) -> None:
     target: Path = installed["dir"]
     before = read_state(target)["steps"]["torch"]
-    done = run(install_args(target, installed["config"], installed["url"], "--force", "torch"),
-               installed["env"])
+    done = run(
+        install_args(target, installed["config"], installed["url"], "--force", "torch"),
+        installed["env"],
+    )
     assert done.returncode == 0, done.stderr
     after = read_state(target)["steps"]
     assert after["torch"]["seq"] > before["seq"]
     assert after["requirements"]["seq"] > after["torch"]["seq"]
 
 
-def test_conflicting_requirement_keeps_torch(tmp_path: Path, fixtures: Fixtures,
-                                             index_server) -> None:
+def test_conflicting_requirement_keeps_torch(
+    tmp_path: Path, fixtures: Fixtures, index_server
+) -> None:
     _, url = index_server
-    config = write_config(tmp_path / "deps.json", fixtures,
-                          extra_requirements=["wants-new-torch==1.0"])
+    config = write_config(
+        tmp_path / "deps.json", fixtures, extra_requirements=["wants-new-torch==1.0"]
+    )
     target = tmp_path / "inst"
     done = run(install_args(target, config, url), installed_env := installer_env(fixtures))
     assert done.returncode == 1
@@ -157,11 +197,13 @@ def test_conflicting_requirement_keeps_torch(tmp_path: Path, fixtures: Fixtures,
     assert again.returncode == 0, again.stderr
 
 
-def _interrupt_at(args: list[str], env: dict[str, str], marker: str, sig: int,
-                  grace: float = 0.5) -> tuple[int, str]:
+def _interrupt_at(
+    args: list[str], env: dict[str, str], marker: str, sig: int, grace: float = 0.5
+) -> tuple[int, str]:
     """Start the installer, send ``sig`` once ``marker`` appears on stderr; return (rc, stderr)."""
-    process = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                               text=True)
+    process = subprocess.Popen(
+        args, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
     assert process.stderr is not None
     seen: list[str] = []
     deadline = time.monotonic() + 120
@@ -178,16 +220,22 @@ def _interrupt_at(args: list[str], env: dict[str, str], marker: str, sig: int,
 
 
 @pytest.mark.parametrize("step", ["torch", "requirements"])
-def test_sigint_during_a_step_then_resume(step: str, tmp_path: Path, fixtures: Fixtures,
-                                          index_server) -> None:
+def test_sigint_during_a_step_then_resume(
+    step: str, tmp_path: Path, fixtures: Fixtures, index_server
+) -> None:
     server, url = index_server
     slow = {"torch": "torch==2.9.1+cu128", "requirements": "needs-torch==1.0"}[step]
     server.inject(file_path(fixtures.wheels[slow]), Stall(seconds=30), times=None)
     config = write_config(tmp_path / "deps.json", fixtures)
     target = tmp_path / "inst"
     env = installer_env(fixtures, UV_HTTP_TIMEOUT="120", UV_CACHE_DIR=str(tmp_path / "cache"))
-    code, stderr = _interrupt_at(install_args(target, config, url), env,
-                                 f"{STEPS.index(step) + 1}/13] {step}", signal.SIGINT, grace=1.5)
+    code, stderr = _interrupt_at(
+        install_args(target, config, url),
+        env,
+        f"{STEPS.index(step) + 1}/13] {step}",
+        signal.SIGINT,
+        grace=1.5,
+    )
     assert code == 130, stderr
     assert f"Interrupted during step {step}; run the same command to continue." in stderr
     state = read_state(target)
@@ -208,8 +256,9 @@ def test_sigkill_mid_step_is_redone(tmp_path: Path, fixtures: Fixtures, index_se
     config = write_config(tmp_path / "deps.json", fixtures)
     target = tmp_path / "inst"
     env = installer_env(fixtures, UV_HTTP_TIMEOUT="120", UV_CACHE_DIR=str(tmp_path / "cache"))
-    code, _ = _interrupt_at(install_args(target, config, url), env, "7/13] torch",
-                            signal.SIGKILL, grace=1.0)
+    code, _ = _interrupt_at(
+        install_args(target, config, url), env, "7/13] torch", signal.SIGKILL, grace=1.0
+    )
     assert code == -signal.SIGKILL
     state = read_state(target)
     assert state["steps"]["torch"]["status"] == "running"
@@ -222,8 +271,7 @@ def test_sigkill_mid_step_is_redone(tmp_path: Path, fixtures: Fixtures, index_se
     assert read_state(target)["steps"]["torch"]["status"] == "done"
 
 
-def test_live_lock_exits_3_naming_the_pid(tmp_path: Path, fixtures: Fixtures,
-                                          index_server) -> None:
+def test_live_lock_exits_3_naming_the_pid(tmp_path: Path, fixtures: Fixtures, index_server) -> None:
     _, url = index_server
     target = tmp_path / "inst"
     (target / ".comfy-install").mkdir(parents=True)
@@ -231,8 +279,9 @@ def test_live_lock_exits_3_naming_the_pid(tmp_path: Path, fixtures: Fixtures,
     try:
         import socket
 
-        (target / ".comfy-install" / "lock").write_text(json.dumps(
-            {"pid": holder.pid, "host": socket.gethostname(), "started_at": "now"}))
+        (target / ".comfy-install" / "lock").write_text(
+            json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started_at": "now"})
+        )
         config = write_config(tmp_path / "deps.json", fixtures)
         done = run(install_args(target, config, url), installer_env(fixtures))
     finally:
@@ -243,8 +292,9 @@ def test_live_lock_exits_3_naming_the_pid(tmp_path: Path, fixtures: Fixtures,
     assert not (target / "venv").exists()
 
 
-def test_dirty_clone_is_never_overwritten(installed: dict, fixtures: Fixtures,
-                                          tmp_path: Path) -> None:
+def test_dirty_clone_is_never_overwritten(
+    installed: dict, fixtures: Fixtures, tmp_path: Path
+) -> None:
     target: Path = installed["dir"]
     main = target / "ComfyUI" / "main.py"
     main.write_text(main.read_text() + "\n# my local change\n")
@@ -266,12 +316,15 @@ def test_missing_git_exits_3(tmp_path: Path, fixtures: Fixtures, index_server) -
     assert "git is needed to clone ComfyUI" in done.stderr
 
 
-def test_too_little_disk_exits_3_with_numbers(tmp_path: Path, fixtures: Fixtures,
-                                              index_server) -> None:
+def test_too_little_disk_exits_3_with_numbers(
+    tmp_path: Path, fixtures: Fixtures, index_server
+) -> None:
     _, url = index_server
     config = write_config(tmp_path / "deps.json", fixtures)
-    done = run(install_args(tmp_path / "inst", config, url, "--min-free-gb", "1000000"),
-               installer_env(fixtures))
+    done = run(
+        install_args(tmp_path / "inst", config, url, "--min-free-gb", "1000000"),
+        installer_env(fixtures),
+    )
     assert done.returncode == 3
     assert "Not enough free disk space" in done.stderr
     assert "1000000 GiB needed" in done.stderr
@@ -289,8 +342,9 @@ def test_dir_that_is_a_file_exits_3(tmp_path: Path, fixtures: Fixtures, index_se
     assert target.read_text() == "not a directory"
 
 
-def test_offline_with_empty_cache_names_what_is_missing(tmp_path: Path, fixtures: Fixtures,
-                                                        index_server) -> None:
+def test_offline_with_empty_cache_names_what_is_missing(
+    tmp_path: Path, fixtures: Fixtures, index_server
+) -> None:
     _, url = index_server
     config = write_config(tmp_path / "deps.json", fixtures)
     env = installer_env(fixtures, UV_CACHE_DIR=str(tmp_path / "empty-cache"))
@@ -303,8 +357,14 @@ def test_offline_with_empty_cache_names_what_is_missing(tmp_path: Path, fixtures
 def test_find_links_mirror_installs_without_an_index(tmp_path: Path, fixtures: Fixtures) -> None:
     config = write_config(tmp_path / "deps.json", fixtures)
     target = tmp_path / "inst"
-    args = install_args(target, config, "http://127.0.0.1:9/simple/", "--find-links",
-                        str(fixtures.links), "--offline")
+    args = install_args(
+        target,
+        config,
+        "http://127.0.0.1:9/simple/",
+        "--find-links",
+        str(fixtures.links),
+        "--offline",
+    )
     done = run(args, installer_env(fixtures))
     assert done.returncode == 0, done.stderr
     assert venv_dists(target)["torch"] == "2.9.1+cu128"

@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 import pytest
-from test_real_comfyui import bundle_path, free_port, wait_for_object_info
 
 from support.cli import BASE_PYTHON, SHIPPED_DEPS, run, venv_dists
 from support.comfy_repo import git
+from support.real import bundle_path, free_port, wait_for_object_info
 
 pytestmark = pytest.mark.real
 

@@ -409,7 +409,7 @@ def test_refresh_all_writes_what_resolves_and_says_what_does_not(
 
 
 def _bundle() -> Path:
-    from e2e.test_real_comfyui import BUNDLE_CANDIDATES
+    from support.real import BUNDLE_CANDIDATES
 
     for candidate in BUNDLE_CANDIDATES:
         if candidate.is_file():

@@ -19,7 +19,9 @@ BASE_PYTHON = os.path.realpath(sys.executable)
 def cli_path() -> str:
     """The installed `comfy-install` console script of the test environment."""
     candidate = Path(sys.executable).parent / "comfy-install"
-    return str(candidate) if candidate.exists() else shutil.which("comfy-install") or "comfy-install"
+    return (
+        str(candidate) if candidate.exists() else shutil.which("comfy-install") or "comfy-install"
+    )
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,11 @@ def write_config(path: Path, fixtures: Fixtures, **changes: Any) -> Path:
     """
     deps = json.loads(SHIPPED_DEPS.read_text())
     ref = changes.pop("comfyui_ref", "v2")
-    deps["comfyui"] = {"url": str(fixtures.comfy_repo), "ref": ref,
-                       "commit": changes.pop("comfyui_commit", fixtures.commits[ref])}
+    deps["comfyui"] = {
+        "url": str(fixtures.comfy_repo),
+        "ref": ref,
+        "commit": changes.pop("comfyui_commit", fixtures.commits[ref]),
+    }
     deps["python"]["default"] = f"{sys.version_info.major}.{sys.version_info.minor}"
     deps["preflight"]["min_free_gb"] = 0.1
     deps["extra_requirements"] = []
@@ -55,25 +60,45 @@ def write_config(path: Path, fixtures: Fixtures, **changes: Any) -> Path:
 def installer_env(fixtures: Fixtures, **extra: str) -> dict[str, str]:
     """Environment for running the installer in tests: isolated uv cache, no colours."""
     env = dict(os.environ)
-    env.update({"UV_CACHE_DIR": str(fixtures.uv_cache), "NO_COLOR": "1",
-                "COMFY_INSTALL_CACHE_DIR": str(fixtures.root / "downloads"),
-                "UV_PYTHON_DOWNLOADS": "never"})
+    env.update(
+        {
+            "UV_CACHE_DIR": str(fixtures.uv_cache),
+            "NO_COLOR": "1",
+            "COMFY_INSTALL_CACHE_DIR": str(fixtures.root / "downloads"),
+            "UV_PYTHON_DOWNLOADS": "never",
+        }
+    )
     env.update(extra)
     return env
 
 
 def install_args(install_dir: Path, config: Path, index_url: str, *extra: str) -> list[str]:
     """Command line for an install against the local fixtures."""
-    return [cli_path(), "install", str(install_dir), "--config", str(config),
-            "--gpu", "none", "--torch-index", "default", "--index-url", index_url,
-            "--python", BASE_PYTHON, *extra]
+    return [
+        cli_path(),
+        "install",
+        str(install_dir),
+        "--config",
+        str(config),
+        "--gpu",
+        "none",
+        "--torch-index",
+        "default",
+        "--index-url",
+        index_url,
+        "--python",
+        BASE_PYTHON,
+        *extra,
+    ]
 
 
-def run(args: list[str], env: dict[str, str], timeout: float = 180,
-        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], env: dict[str, str], timeout: float = 180, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a command, capturing text output."""
-    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout,
-                          check=False, cwd=cwd)
+    return subprocess.run(
+        args, env=env, capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd
+    )
 
 
 def read_state(install_dir: Path) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def build_wheel(spec: WheelSpec, dest: Path) -> Path:
     if not any(name.endswith(".py") for name in files):
         module = spec.dist.lower()
         files[f"{module}/__init__.py"] = f'__version__ = "{spec.version}"\n'
-    metadata = [f"Metadata-Version: 2.1", f"Name: {spec.name}", f"Version: {spec.version}"]
+    metadata = ["Metadata-Version: 2.1", f"Name: {spec.name}", f"Version: {spec.version}"]
     metadata += [f"Requires-Dist: {req}" for req in spec.requires]
     files[f"{dist_info}/METADATA"] = "\n".join(metadata) + "\n"
     files[f"{dist_info}/WHEEL"] = (
