@@ -18,6 +18,7 @@ from support.http_server import LocalHTTPServer
 from support.package_index import serve_index
 from support.wheels import WheelSpec, build_wheel, torch_wheel_specs
 
+
 @pytest.fixture(scope="session")
 def fixtures(tmp_path_factory: pytest.TempPathFactory) -> Fixtures:
     """Build the fixture ComfyUI repository and the folder of tiny wheels once."""
@@ -49,5 +50,3 @@ def index_server(fixtures: Fixtures) -> Iterator[tuple[LocalHTTPServer, str]]:
     with LocalHTTPServer() as server:
         url = serve_index(server, sorted(fixtures.links.glob("*.whl")))
         yield server, url
-
-
