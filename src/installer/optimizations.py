@@ -32,7 +32,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from packaging.version import Version
 from pydantic import BaseModel, Field
@@ -580,6 +580,9 @@ def _run_planned(
             done[index] = _outcome(entry, "failed", f"download failed: {failures[name]}")
         else:
             specs[index] = str(files[name])
+    pending: list[int] = _already_present(specs, planned, python_exe, log)
+    for index in pending:
+        del specs[index]
     groups: dict[tuple[tuple[str, ...], tuple[str, ...], bool], list[int]] = {}
     for index in specs:
         entry = planned[index]
@@ -587,13 +590,64 @@ def _run_planned(
         # (its sageattention pin would refuse the SageAttention 2 wheel).
         key = (tuple(entry.install_options), tuple(entry.extra_index_urls), entry.kind == "wheel")
         groups.setdefault(key, []).append(index)
-    pending: list[int] = []
     for key, members in groups.items():
         pending += _install_group(
             members, key, planned, specs, python_exe, constraints, target, log, done
         )
     _check_installed(pending, planned, python_exe, torch, target, log, done)
     return [done[index] for index in range(len(planned))]
+
+
+def _venv_report(python_exe: Path, names: Sequence[str]) -> dict[str, Any]:
+    """Ask the venv's Python for the torch trio and each named distribution's metadata."""
+    done = subprocess.run(
+        [str(python_exe), "-c", _REQUIRES, *sorted(set(names))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    try:
+        report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        report = {"dists": {}, "pins": inspect_venv_torch(python_exe).pins}
+    return report
+
+
+def _already_present(
+    specs: dict[int, str],
+    planned: Sequence[PlannedOptimization],
+    python_exe: Path,
+    log: InstallerLogger,
+) -> list[int]:
+    """Return the index packages the venv already has in a wanted version (no uv call needed).
+
+    This includes packages a torch brought with it (triton on Linux) and ones from the
+    system site-packages of a venv made over a machine's own torch.
+    """
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    wanted: dict[int, Requirement] = {}
+    for index, spec in specs.items():
+        if planned[index].kind == "wheel":
+            continue
+        try:
+            wanted[index] = Requirement(spec)
+        except InvalidRequirement:
+            continue
+    if not wanted:
+        return []
+    dists = _venv_report(python_exe, [r.name for r in wanted.values()])["dists"]
+    present: list[int] = []
+    for index, requirement in wanted.items():
+        info = dists.get(requirement.name)
+        if info and requirement.specifier.contains(info["version"], prereleases=True):
+            log.info(
+                f"{planned[index].name}: {requirement.name} {info['version']} is already "
+                "in the venv"
+            )
+            present.append(index)
+    return present
 
 
 def _install_group(
@@ -772,17 +826,7 @@ def _check_installed(
         TorchConflictError: A required package needs another torch.
     """
     names = {index: _distribution_name(planned[index]) for index in pending}
-    done_check = subprocess.run(
-        [str(python_exe), "-c", _REQUIRES, *sorted({n for n in names.values() if n})],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    try:
-        report = json.loads(done_check.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        report = {"dists": {}, "pins": inspect_venv_torch(python_exe).pins}
+    report = _venv_report(python_exe, [n for n in names.values() if n])
     if report["pins"] != torch.pins:
         raise StepFailedError(
             f"step 10 changed torch ({torch.pins} → {report['pins']}) despite the constraints.",

@@ -62,6 +62,13 @@ _CONFLICT = re.compile(
 )
 
 
+_TRIO_MISSING = re.compile(
+    r"\btorch(?:vision|audio)?(?:[=<>!~]=?\S+)? (?:was not found|is not available|"
+    r"has no (?:usable )?versions)",
+    re.IGNORECASE,
+)
+
+
 def is_network_failure(output: str) -> bool:
     """Return True when uv's output says the failure was the network, not resolution."""
     text = output.lower()
@@ -76,7 +83,12 @@ def torch_conflict(output: str) -> tuple[str, str] | None:
     Returns:
         ``(package, wanted)`` such as ``("xformers", "torch==2.10.0")``, or None.
     """
-    if "no solution found" not in output.lower():
+    text = output.lower()
+    if "no solution found" not in text:
+        return None
+    # When the held torch itself cannot be found (offline, a mirror without it, a torch
+    # that comes from the system site-packages), nothing can be said about a conflict.
+    if _TRIO_MISSING.search(output):
         return None
     for match in _CONFLICT.finditer(output):
         package = match.group("pkg")

@@ -151,6 +151,21 @@ def test_step10_over_the_machines_torch(gpu_report: Any, tmp_path: Path) -> None
         [python, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True
     )
     venv_python = venv / "bin" / "python"
+    # The machine's python may itself be a venv: --system-site-packages then reaches only
+    # the base interpreter's folders, so point a .pth at the folders that hold its torch.
+    machine_sites = subprocess.run(
+        [python, "-c", "import site; print('\\n'.join(site.getsitepackages()))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    purelib = subprocess.run(
+        [str(venv_python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (Path(purelib) / "machine-torch.pth").write_text(machine_sites)
     before = inspect_venv_torch(venv_python)
     assert before.version, "the machine's torch is not visible in the venv"
     files = {}

@@ -444,3 +444,23 @@ def test_executor_does_what_the_dry_run_planned(
     status = run([cli_path(), "status", str(target), "--json"], env)
     assert "sageattention3" in status.stdout
     assert read_state(target)["steps"]["torch"]["outputs"]["torch"] == "2.9.1+cu128"
+
+
+def test_a_package_already_in_the_venv_is_not_installed_again(
+    venv: Path, wheel_server, sa_files, monkeypatch, tmp_path: Path, fixtures: Fixtures
+) -> None:
+    server, index_url = wheel_server
+    uv = find_uv_binary()
+    assert uv
+    subprocess.run(
+        [uv, "pip", "install", "-q", "--python", str(venv), "--offline", "--find-links",
+         str(fixtures.links), "triton==3.5.1"],
+        check=True, env=installer_env(fixtures),
+    )  # fmt: skip
+    outcomes = run_step(venv, step10_config(server), manifest_for(sa_files), index_url, "9.0",
+                        monkeypatch, tmp_path, fixtures)  # fmt: skip
+    triton = by_name(outcomes)["triton"]
+    assert triton.status == "installed"
+    assert triton.version == "3.5.1"
+    assert server.requests_for("/simple/triton/") == []
+    assert server.requests_for("/simple/xformers/") != []
