@@ -63,12 +63,21 @@ class TorchSelection:
 
 
 def public_version(version: Version | str) -> Version:
-    """Drop the local label (``2.9.1+cu128`` → ``2.9.1``) for range comparisons."""
+    """Drop the local label (``2.9.1+cu128`` → ``2.9.1``) for range comparisons.
+
+    Args:
+        version: A version, e.g. ``2.9.1+cu128``.
+    """
     return Version(Version(str(version)).public)
 
 
 def spec_contains(spec: str, version: Version | str) -> bool:
-    """Return True when ``version`` (local label ignored) satisfies ``spec``."""
+    """Return True when ``version`` (local label ignored) satisfies ``spec``.
+
+    Args:
+        spec: A PEP 440 specifier set, e.g. ``>=2.8,<2.11``.
+        version: The version to test; pre-releases count as inside the range.
+    """
     return SpecifierSet(spec).contains(public_version(version), prereleases=True)
 
 
@@ -76,7 +85,14 @@ CCs = Version | Sequence[Version] | None
 
 
 def as_ccs(cc: CCs) -> list[Version]:
-    """Normalise one compute capability, several, or None into a list."""
+    """Normalise one compute capability, several, or None into a list.
+
+    Args:
+        cc: One compute capability, a sequence of them, or None (no NVIDIA GPU).
+
+    Returns:
+        The capabilities in the order given; empty for None.
+    """
     if cc is None:
         return []
     if isinstance(cc, Version):
@@ -85,7 +101,15 @@ def as_ccs(cc: CCs) -> list[Version]:
 
 
 def first_outside(spec: str, cc: CCs) -> Version | None:
-    """Return the first compute capability in ``cc`` that ``spec`` does not contain."""
+    """Return the first compute capability in ``cc`` that ``spec`` does not contain.
+
+    Args:
+        spec: The range every capability must be in, e.g. ``>=8.0,<10.0``.
+        cc: One compute capability, several, or None (no NVIDIA GPU).
+
+    Returns:
+        That capability, or None when all are inside (or there are none).
+    """
     return next((value for value in as_ccs(cc) if not spec_contains(spec, value)), None)
 
 
@@ -275,6 +299,17 @@ def resolve_torch_constraint(
     version wins. A bare specifier (`<3.6`) applies to ``distribution``; a full
     requirement (`xformers==0.0.33.post2`) is used as written. No entries means
     the package is unconstrained (uv picks a release that accepts the held torch).
+
+    Args:
+        package: The optimization package, with its `torch_constraints`.
+        distribution: Its distribution name on the target platform (from
+            [`package_for`][installer.config.OptimizationPackage.package_for]); a bare specifier is
+            appended to it.
+        torch_version: The torch being installed, e.g. `2.9.1+cu128`.
+
+    Returns:
+        The requirement (``distribution`` alone when unconstrained), or None when no entry's range
+        holds the torch version; the reason says which entry applied.
     """
     torch_public = public_version(torch_version)
     if not package.torch_constraints:
@@ -306,7 +341,21 @@ def wheel_fits(
     python_version: Version | str,
     platform: str,
 ) -> Choice[bool]:
-    """Say whether one SageAttention wheel fits the machine, and if not, why."""
+    """Say whether one SageAttention wheel fits the machine, and if not, why.
+
+    Args:
+        wheel: The configured wheel.
+        cc: The compute capability of each GPU (every one must be in the wheel's `cc`); None or
+            empty: no NVIDIA GPU.
+        torch_version: The torch being installed (its local label is ignored).
+        torch_cuda: Torch's CUDA build, e.g. `cu128`; None for a CPU build.
+        python_version: The venv's Python, e.g. `3.12`.
+        platform: The target OS, `linux` or `windows`.
+
+    Returns:
+        True with the facts that match, or False with the first that does not (checked in the order
+        platform, GPU, compute capability, CUDA, torch, Python).
+    """
     if wheel.platform != platform:
         return Choice(False, f"built for {wheel.platform}")
     ccs = as_ccs(cc)
@@ -344,6 +393,14 @@ def select_sageattention_wheels(
 
     Every fitting wheel is chosen (on Blackwell that is SageAttention 2 and 3);
     each rejected one carries the reason.
+
+    Args:
+        wheels: The configured `sageattention_wheels`, in order.
+        cc: The compute capability of each GPU; None or empty: no NVIDIA GPU.
+        torch_version: The torch being installed (its local label is ignored).
+        torch_cuda: Torch's CUDA build, e.g. `cu128`; None for a CPU build.
+        python_version: The venv's Python, e.g. `3.12`.
+        platform: The target OS, `linux` or `windows`.
 
     Returns:
         ``(chosen, rejected)``, each a list of choices whose reason explains it.

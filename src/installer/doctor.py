@@ -38,7 +38,14 @@ def _gib(value: int | None) -> str:
 
 
 def system_checks(env: Environment, min_free_gb: float, python_supported: str) -> list[Check]:
-    """Check the OS, Python, uv, git and free disk space."""
+    """Check the OS, Python, uv, git and free disk space.
+
+    Args:
+        env: The detected machine.
+        min_free_gb: The free disk space an install needs, in GiB (less: `warn`).
+        python_supported: The venv's supported Python range, e.g. ``>=3.10,<3.14``; the Python
+            running comfy-install outside it is only `info` (uv finds another).
+    """
     from installer.config import PythonConfig
 
     checks = [
@@ -108,7 +115,11 @@ def system_checks(env: Environment, min_free_gb: float, python_supported: str) -
 
 
 def gpu_checks(gpu: GpuReport) -> list[Check]:
-    """Describe each GPU and the driver, or why none was found."""
+    """Describe each GPU and the driver, or why none was found.
+
+    Args:
+        gpu: The detected (or `--gpu` given) GPUs and driver.
+    """
     if not gpu.has_nvidia:
         return [
             Check(
@@ -145,7 +156,11 @@ def gpu_checks(gpu: GpuReport) -> list[Check]:
 
 
 def plan_checks(plan: Plan) -> list[Check]:
-    """Say which torch build fits and which optimizations apply, from the plan."""
+    """Say which torch build fits and which optimizations apply, from the plan.
+
+    Args:
+        plan: The plan for DIR (as `install --dry-run` would make it).
+    """
     torch = plan.torch
     status: Status = "ok" if torch.cuda or not plan.gpu.gpus else "warn"
     checks = [
@@ -170,7 +185,12 @@ def plan_checks(plan: Plan) -> list[Check]:
 
 
 def install_checks(plan: Plan, probe: InstallProbe) -> list[Check]:
-    """Report the recorded state of an existing install, step by step."""
+    """Report the recorded state of an existing install, step by step.
+
+    Args:
+        plan: The plan for DIR; its step actions say what is done or still to run.
+        probe: The existing install in DIR (its recorded `state.json`).
+    """
     if probe.state is None:
         return [Check("install", "state", "info", f"no install recorded in {probe.install_dir}")]
     checks: list[Check] = []
@@ -255,5 +275,10 @@ def doctor_report(
 
 
 def checks_from_report(report: dict[str, Any]) -> list[Check]:
-    """Rebuild the checks of a report (for rendering)."""
+    """Rebuild the checks of a report (for rendering).
+
+    Args:
+        report: A report from [`doctor_report`][installer.doctor.doctor_report] (or its JSON); its
+            `checks` are read.
+    """
     return [Check(**item) for item in report["checks"]]

@@ -54,5 +54,10 @@ def envelope(
 
 
 def dumps(document: dict[str, Any]) -> str:
-    """Serialise an envelope as indented JSON with secrets redacted."""
+    """Serialise an envelope as indented JSON with secrets redacted.
+
+    Args:
+        document: An envelope from [`envelope`][installer.envelope.envelope]; values JSON cannot
+            hold are written with `str()`.
+    """
     return redact(json.dumps(document, indent=2, default=str))

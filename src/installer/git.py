@@ -36,6 +36,9 @@ def read_head(repo: Path) -> str | None:
     """Return the commit HEAD points at, read from `.git` files (no subprocess).
 
     Returns None when ``repo`` is not a plain git clone or HEAD cannot be read.
+
+    Args:
+        repo: The clone's work tree (the folder holding `.git`).
     """
     git_dir = repo / ".git"
     try:
@@ -75,7 +78,16 @@ def _git(
 
 
 def resolve(repo: Path, ref: str, log: InstallerLogger) -> str | None:
-    """Return the commit ``ref`` names in ``repo``, or None if it does not exist there."""
+    """Return the commit ``ref`` names in ``repo``, or None if it does not exist there.
+
+    Args:
+        repo: A git clone.
+        ref: A commit hash, tag, branch or other revision, e.g. `origin/master`.
+        log: Logger for git's output.
+
+    Raises:
+        EnvironmentUnsupportedError: git cannot be started.
+    """
     result = run_command(
         [
             shutil.which("git") or "git",
@@ -96,7 +108,19 @@ def resolve(repo: Path, ref: str, log: InstallerLogger) -> str | None:
 
 
 def changed_files(repo: Path, log: InstallerLogger) -> list[str]:
-    """Return tracked files with local changes (untracked files do not count)."""
+    """Return tracked files with local changes (untracked files do not count).
+
+    Args:
+        repo: A git clone.
+        log: Logger for git's output.
+
+    Returns:
+        Their paths relative to ``repo``, as `git status --porcelain` prints them.
+
+    Raises:
+        EnvironmentUnsupportedError: git is not on PATH.
+        CommandFailedError: `git status` failed (e.g. ``repo`` is not a clone).
+    """
     output = _git(repo, ["status", "--porcelain", "--untracked-files=no"], log, "git status")
     return [line[3:] for line in output.splitlines() if line.strip()]
 

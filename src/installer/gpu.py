@@ -96,7 +96,11 @@ class GpuReport:
 
 
 def cuda_version_from_nvml(value: int) -> str:
-    """Decode NVML's CUDA driver version integer (13000 → '13.0', 12080 → '12.8')."""
+    """Decode NVML's CUDA driver version integer (13000 → '13.0', 12080 → '12.8').
+
+    Args:
+        value: What `nvmlSystemGetCudaDriverVersion` returns: ``major*1000 + minor*10``.
+    """
     return f"{value // 1000}.{(value % 1000) // 10}"
 
 
@@ -277,5 +281,9 @@ def gpu_override(cc: str, cuda_driver: str | None) -> GpuReport:
 
 
 def no_gpu(reason: str) -> GpuReport:
-    """Return a report with no GPU and the reason (``--gpu none``)."""
+    """Return a report with no GPU and the reason (``--gpu none``).
+
+    Args:
+        reason: Why there is no GPU; the plan and `doctor` show it.
+    """
     return GpuReport("none", reason)

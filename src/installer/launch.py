@@ -234,7 +234,12 @@ class LaunchPlan:
     platform: str
 
     def environment(self, base: Mapping[str, str]) -> dict[str, str]:
-        """Return the child's full environment: ``base`` plus the variables set here."""
+        """Return the child's full environment: ``base`` plus the variables set here.
+
+        Args:
+            base: The environment to start from, usually `os.environ`; the plan's variables override
+                its values.
+        """
         merged = dict(base)
         merged.update(self.env_set)
         return merged
@@ -246,7 +251,11 @@ class LaunchPlan:
         return " ".join(shlex.quote(arg) for arg in self.argv)
 
     def tuning(self, name: str) -> Tuning | None:
-        """Return the tuning called ``name``, if the plan has one."""
+        """Return the tuning called ``name``, if the plan has one.
+
+        Args:
+            name: The tuning's name, e.g. `tf32`, `allocator` or `sage-attention`.
+        """
         return next((t for t in self.tunings if t.name == name), None)
 
     def as_data(self) -> dict[str, Any]:
@@ -803,7 +812,12 @@ def _poll_host(listen: str) -> tuple[str, tuple[str, ...]]:
 
 
 def url_for(host: str, port: int) -> str:
-    """Return ``http://host:port`` (IPv6 hosts in brackets)."""
+    """Return ``http://host:port`` (IPv6 hosts in brackets).
+
+    Args:
+        host: Host name or address; one with a `:` (IPv6) is put in brackets.
+        port: The TCP port.
+    """
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
 
@@ -984,7 +998,14 @@ def shim_pth() -> str:
 
 
 def shim_paths(site_packages: Path) -> tuple[Path, Path]:
-    """Return the shim module and its `.pth` file inside ``site_packages``."""
+    """Return the shim module and its `.pth` file inside ``site_packages``.
+
+    Args:
+        site_packages: The venv's site-packages folder.
+
+    Returns:
+        ``(module, pth)``: where the two files are, whether or not they exist.
+    """
     return site_packages / f"{SHIM_MODULE}.py", site_packages / f"{SHIM_MODULE}.pth"
 
 
@@ -1332,12 +1353,24 @@ def check_port(plan: LaunchPlan) -> None:
 
 
 def pid_file(state_dir: Path) -> Path:
-    """Return `DIR/.comfy-install/comfyui.pid`."""
+    """Return `DIR/.comfy-install/comfyui.pid`.
+
+    Args:
+        state_dir: The install's state folder, `DIR/.comfy-install`.
+    """
     return state_dir / PID_FILENAME
 
 
 def read_pid_file(state_dir: Path) -> PidRecord | None:
-    """Read the pid file; None when there is none or it cannot be used."""
+    """Read the pid file; None when there is none or it cannot be used.
+
+    Args:
+        state_dir: The install's state folder, `DIR/.comfy-install`.
+
+    Returns:
+        The recorded process, or None when the file is missing, not JSON, or lacks the record's
+        fields.
+    """
     try:
         data = json.loads(pid_file(state_dir).read_text(encoding="utf-8"))
         return PidRecord(**data)

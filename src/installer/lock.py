@@ -114,7 +114,12 @@ class LockTarget:
         return PYTHON_PLATFORMS[self.platform]
 
     def refresh_command(self, extra: Sequence[str] = ()) -> str:
-        """Return the command that rewrites this lock (``extra``: further options)."""
+        """Return the command that rewrites this lock (``extra``: further options).
+
+        Args:
+            extra: Shell-quoted words the command must repeat, e.g. ``--config my.json`` or
+                ``--lock-dir DIR``.
+        """
         words = [
             "comfy-install lock",
             f"--platform {self.platform}",
@@ -250,7 +255,11 @@ class LockHeader:
         }
 
     def recorded(self, key: str) -> Any:
-        """Return a recorded JSON value of the header (None when absent or unreadable)."""
+        """Return a recorded JSON value of the header (None when absent or unreadable).
+
+        Args:
+            key: A header key, e.g. `extra-requirements` or `custom-nodes`.
+        """
         return _json_value(self.values.get(key, "null"), None)
 
 
@@ -371,7 +380,15 @@ def shipped_lock_dir() -> Path:
 
 
 def python_minor(request: str) -> str | None:
-    """Return ``X.Y`` for a Python request like `3.12` or `3.12.1`, None for a path or name."""
+    """Return ``X.Y`` for a Python request like `3.12` or `3.12.1`, None for a path or name.
+
+    Args:
+        request: A Python request: a version, an interpreter's path or a name.
+
+    Returns:
+        ``X.Y``, or None when ``request`` is not a version, has no minor part, or is older than
+        Python 3.
+    """
     try:
         version = Version(request)
     except InvalidVersion:
@@ -385,12 +402,24 @@ def requirements_sha256(text: str) -> str:
     """Return the sha256 of a requirements file's text, with line endings normalised.
 
     A Windows checkout may turn LF into CRLF; the lock must match it anyway.
+
+    Args:
+        text: The requirements file's content.
+
+    Returns:
+        The lower-case hex digest.
     """
     return hashlib.sha256(text.replace("\r\n", "\n").encode("utf-8")).hexdigest()
 
 
 def torch_source(deps: Dependencies, platform: str, variant: str) -> TorchSource:
     """Return the index and build of a torch variant (`default`: uv's default index).
+
+    Args:
+        deps: The configuration.
+        platform: The target OS, `linux` or `windows`.
+        variant: The torch variant's name, e.g. `cu128`; `default` takes the build from
+            `torch.default_index_builds`.
 
     Raises:
         UsageError: The variant is not configured for ``platform``.
@@ -460,6 +489,10 @@ def step10_requirements(deps: Dependencies, target: LockTarget) -> list[str]:
 
 def lock_inputs(deps: Dependencies, target: LockTarget) -> LockInputs:
     """Collect the configuration inputs of a lock target. Pure.
+
+    Args:
+        deps: The configuration.
+        target: The lock target.
 
     Raises:
         UsageError: The target's variant is not configured.
@@ -578,7 +611,15 @@ def choose_lock(
 
 
 def changed_inputs(header: LockHeader, inputs: LockInputs) -> list[str]:
-    """Name the configuration inputs that differ between a lock's header and ``inputs``."""
+    """Name the configuration inputs that differ between a lock's header and ``inputs``.
+
+    Args:
+        header: The lock's header (what it was resolved from).
+        inputs: The configuration inputs now, from [`lock_inputs`][installer.lock.lock_inputs].
+
+    Returns:
+        Names such as `ComfyUI commit` or `torch packages`; empty when all match.
+    """
     recorded: dict[str, Any] = {
         "ComfyUI commit": header.values.get("comfyui-commit"),
         "extra_requirements": header.recorded("extra-requirements"),
@@ -604,7 +645,11 @@ def changed_inputs(header: LockHeader, inputs: LockInputs) -> list[str]:
 
 
 def read_header(path: Path) -> LockHeader | None:
-    """Read the header of a lock file (its leading comment lines); None if it is not a lock."""
+    """Read the header of a lock file (its leading comment lines); None if it is not a lock.
+
+    Args:
+        path: The file to read.
+    """
     try:
         with path.open(encoding="utf-8") as handle:
             first = handle.readline().rstrip("\n")
@@ -627,7 +672,15 @@ def read_header(path: Path) -> LockHeader | None:
 
 
 def read_lock_headers(lock_dir: Path) -> dict[str, LockHeader]:
-    """Read the header of every lock file in ``lock_dir``, by target name."""
+    """Read the header of every lock file in ``lock_dir``, by target name.
+
+    Args:
+        lock_dir: The folder of lock files (the shipped `locks/` or `--lock-dir`); a file whose name
+            does not match its header's target is ignored.
+
+    Returns:
+        Headers by target name, e.g. `linux-default-py312`; ``{}`` for no folder.
+    """
     headers: dict[str, LockHeader] = {}
     try:
         files = sorted(lock_dir.glob("*.txt"))
@@ -641,7 +694,12 @@ def read_lock_headers(lock_dir: Path) -> dict[str, LockHeader]:
 
 
 def find_lock(lock_dir: Path, target: LockTarget) -> LockHeader | None:
-    """Read the header of the lock for ``target`` in ``lock_dir`` (None: no such lock)."""
+    """Read the header of the lock for ``target`` in ``lock_dir`` (None: no such lock).
+
+    Args:
+        lock_dir: The folder of lock files.
+        target: The lock target; the file's header must name the same one.
+    """
     header = read_header(lock_dir / target.filename)
     if header is None or header.target != target:
         return None
@@ -680,6 +738,9 @@ def lock_choice(
 def parse_lock(path: Path) -> LockFile:
     """Read a whole lock file: its header and its entries by section.
 
+    Args:
+        path: The lock file.
+
     Raises:
         StepFailedError: The file is missing or is not a comfy-install lock.
     """
@@ -706,7 +767,15 @@ def parse_lock(path: Path) -> LockFile:
 
 
 def parse_entries(lines: Iterable[str]) -> list[LockEntry]:
-    """Parse `uv pip compile --generate-hashes` output (split annotations) into entries."""
+    """Parse `uv pip compile --generate-hashes` output (split annotations) into entries.
+
+    Args:
+        lines: Lines of uv's output, or of one section of a lock file.
+
+    Returns:
+        One entry per requirement line: its canonical name, the line, its hashes and the `# via`
+        names.
+    """
     entries: list[LockEntry] = []
     requirement: str | None = None
     hashes: list[str] = []
@@ -760,6 +829,13 @@ def split_sections(entries: Sequence[LockEntry]) -> dict[str, list[LockEntry]]:
     need, not counting what they reach only through torch. `optimizations`:
     what step 10's packages need beyond that. `torch`: the torch trio and what
     only it needs (CUDA libraries, triton, sympy, ...).
+
+    Args:
+        entries: Every resolved entry, with its `via` (from
+            [`parse_entries`][installer.lock.parse_entries]).
+
+    Returns:
+        Entries by section name, in `SECTIONS` order, each sorted by name.
     """
     by_name = {entry.name: entry for entry in entries}
     children: dict[str, set[str]] = defaultdict(set)
@@ -994,6 +1070,11 @@ def compile_lock(
 def write_lock(lock_dir: Path, target: LockTarget, text: str) -> LockWrite:
     """Write a lock file atomically; say whether its content changed.
 
+    Args:
+        lock_dir: The folder the lock goes in (created when missing).
+        target: The lock target; it names the file.
+        text: The whole lock file, from [`render_lock`][installer.lock.render_lock].
+
     Raises:
         EnvironmentUnsupportedError: The folder is not writable.
     """
@@ -1213,7 +1294,15 @@ def integrity_error(error: BaseException, lock_path: Path | None = None) -> Inte
 
 
 def uv_failure_summary(output: str) -> str:
-    """Return uv's error in one line: the `error:` line and its first and last causes."""
+    """Return uv's error in one line: the `error:` line and its first and last causes.
+
+    Args:
+        output: uv's combined output.
+
+    Returns:
+        The summary, secrets redacted. Without an `error:` line: uv's last line, or `uv failed
+        without output` when it printed nothing.
+    """
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     start = next((i for i, line in enumerate(lines) if line.startswith("error:")), None)
     if start is None:
@@ -1273,7 +1362,11 @@ def lock_targets(
 
 
 def display_path(path: Path) -> str:
-    """Return how a lock's path is shown: `locks/NAME` for a shipped lock, else the path."""
+    """Return how a lock's path is shown: `locks/NAME` for a shipped lock, else the path.
+
+    Args:
+        path: The lock file.
+    """
     try:
         if path.parent.resolve() == shipped_lock_dir().resolve():
             return f"locks/{path.name}"

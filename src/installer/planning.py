@@ -36,6 +36,10 @@ class PlanContext:
 def gpu_for(options: InstallOptions) -> GpuReport:
     """Return the GPU report the options ask for: detected, overridden, or none.
 
+    Args:
+        options: The install options; `gpu` (`auto`, `none` or a compute capability like `8.9`) and
+            `cuda_driver` (`X.Y`) are read.
+
     Raises:
         UsageError: A malformed `--gpu`, or `--cuda-driver` without `--gpu CC`.
     """
@@ -58,7 +62,15 @@ def gpu_for(options: InstallOptions) -> GpuReport:
 
 
 def with_locks(probe: InstallProbe, options: InstallOptions) -> InstallProbe:
-    """Add the lock files' headers (shipped, or --lock-dir) to a probe; none with --no-lock."""
+    """Add the lock files' headers (shipped, or --lock-dir) to a probe; none with --no-lock.
+
+    Args:
+        probe: The probe of DIR.
+        options: The install options; `no_lock` and `lock_dir` are read.
+
+    Returns:
+        A copy of ``probe`` with its `lock_headers` set (``probe`` itself with `--no-lock`).
+    """
     if options.no_lock:
         return probe
     from dataclasses import replace
@@ -70,6 +82,11 @@ def with_locks(probe: InstallProbe, options: InstallOptions) -> InstallProbe:
 
 def make_plan(options: InstallOptions, *, probe_build_tools: bool | None = None) -> PlanContext:
     """Load config, detect the machine and GPUs, probe DIR, and build the plan.
+
+    Args:
+        options: What the user asked for.
+        probe_build_tools: Look for a C++ compiler and nvcc (`doctor` does); None: only when the
+            SageAttention fallback is built from source.
 
     Raises:
         ConfigError: A configuration file is invalid (exit code 2).
@@ -97,6 +114,12 @@ def replan(context: PlanContext) -> PlanContext:
 
     Called once the install lock is held: what another process did to DIR in the
     meantime is then part of the plan.
+
+    Args:
+        context: The context the plan was first made from.
+
+    Returns:
+        A new context with a fresh probe of DIR and the plan made from it.
     """
     options = context.options
     platform = options.platform or context.env.platform

@@ -57,7 +57,16 @@ class InstallProbe:
 
 
 def layout(install_dir: Path, platform: str) -> dict[str, Path]:
-    """Return the paths of an install: venv, its Python, ComfyUI, state folder, launcher."""
+    """Return the paths of an install: venv, its Python, ComfyUI, state folder, launcher.
+
+    Args:
+        install_dir: DIR, the install directory (it need not exist).
+        platform: The target OS; it names the venv's interpreter and the launcher.
+
+    Returns:
+        The paths by key: `install_dir`, `venv`, `venv_python`, `comfyui`, `state_dir` and
+        `launcher`.
+    """
     from installer.environment import launcher_name
     from installer.state import state_dir
 
@@ -76,7 +85,15 @@ _DIST_INFO = re.compile(r"^(?P<name>.+?)-(?P<version>[^-]+)\.dist-info$")
 
 
 def installed_distributions(venv_dir: Path, platform: str) -> dict[str, str]:
-    """Return ``{canonical name: version}`` of the distributions installed in a venv."""
+    """Return ``{canonical name: version}`` of the distributions installed in a venv.
+
+    Args:
+        venv_dir: The venv folder.
+        platform: The target OS (where the venv keeps site-packages).
+
+    Returns:
+        Read from the `.dist-info` folder names; ``{}`` when there are none.
+    """
     found: dict[str, str] = {}
     for site in site_packages_dirs(venv_dir, platform):
         try:
@@ -91,7 +108,16 @@ def installed_distributions(venv_dir: Path, platform: str) -> dict[str, str]:
 
 
 def installed_torch(venv_dir: Path, platform: str) -> TorchInstalled | None:
-    """Read torch's version and CUDA build from its `version.py` in the venv."""
+    """Read torch's version and CUDA build from its `version.py` in the venv.
+
+    Args:
+        venv_dir: The venv folder.
+        platform: The target OS (where the venv keeps site-packages).
+
+    Returns:
+        torch's version (e.g. `2.9.1+cu128`) and CUDA version (e.g. `12.8`; None for a CPU build),
+        or None when torch is not installed.
+    """
     for site in site_packages_dirs(venv_dir, platform):
         try:
             text = (site / "torch" / "version.py").read_text(encoding="utf-8")
@@ -105,7 +131,14 @@ def installed_torch(venv_dir: Path, platform: str) -> TorchInstalled | None:
 
 
 def venv_version(venv_dir: Path) -> str | None:
-    """Return the Python version a venv was made with, from its `pyvenv.cfg`."""
+    """Return the Python version a venv was made with, from its `pyvenv.cfg`.
+
+    Args:
+        venv_dir: The venv folder.
+
+    Returns:
+        The version, e.g. `3.12.8`; None without a readable `pyvenv.cfg` version.
+    """
     try:
         text = (venv_dir / "pyvenv.cfg").read_text(encoding="utf-8")
     except OSError:
@@ -115,7 +148,12 @@ def venv_version(venv_dir: Path) -> str | None:
 
 
 def probe_install(install_dir: Path, platform: str) -> InstallProbe:
-    """Read what ``install_dir`` already holds (nothing is written)."""
+    """Read what ``install_dir`` already holds (nothing is written).
+
+    Args:
+        install_dir: DIR, the install directory (it need not exist).
+        platform: The target OS; it says where the venv's files are.
+    """
     if not install_dir.is_dir():
         return InstallProbe(install_dir=install_dir)
     paths = layout(install_dir, platform)

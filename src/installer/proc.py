@@ -33,7 +33,11 @@ class CommandResult:
 
 
 def format_command(args: Sequence[str]) -> str:
-    """Return a command as a copy-pasteable, redacted line for logs and plans."""
+    """Return a command as a copy-pasteable, redacted line for logs and plans.
+
+    Args:
+        args: The program and its arguments; each is quoted for a POSIX shell.
+    """
     import shlex
 
     return redact(" ".join(shlex.quote(str(arg)) for arg in args))

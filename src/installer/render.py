@@ -37,7 +37,12 @@ _STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "info": "c
 
 
 def render_plan(plan: Plan, console: Console) -> None:
-    """Print a plan as a header and a table of the 13 steps with their details."""
+    """Print a plan as a header and a table of the 13 steps with their details.
+
+    Args:
+        plan: The plan to show.
+        console: Where to print.
+    """
     from rich.markup import escape
     from rich.table import Table
 
@@ -70,7 +75,13 @@ def render_plan(plan: Plan, console: Console) -> None:
 
 
 def render_summary(outcomes: Sequence[StepOutcome], console: Console, next_command: str) -> None:
-    """Print the table shown after an install: each step, its result and time."""
+    """Print the table shown after an install: each step, its result and time.
+
+    Args:
+        outcomes: Each step's outcome, in step order.
+        console: Where to print.
+        next_command: The command shown after `Next:`, e.g. `comfy-install launch DIR`.
+    """
     from rich.markup import escape
     from rich.table import Table
 
@@ -103,7 +114,13 @@ def render_summary(outcomes: Sequence[StepOutcome], console: Console, next_comma
 
 
 def render_checks(checks: Sequence[Check], console: Console, title: str) -> None:
-    """Print doctor-style checks: status, subject, finding and hint."""
+    """Print doctor-style checks: status, subject, finding and hint.
+
+    Args:
+        checks: The checks, in the order shown.
+        console: Where to print.
+        title: The table's title.
+    """
     from rich.markup import escape
     from rich.table import Table
 

@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 def install_status(install_dir: Path) -> dict[str, Any]:
     """Return the recorded state of each step of the install in ``install_dir``.
 
+    Args:
+        install_dir: DIR, the install directory.
+
+    Returns:
+        The `data` of `status --json`: `install_dir`, `tool_version`, `updated_at`, a `summary`
+        (ComfyUI, torch, Python, optimizations) and each of the `steps`.
+
     Raises:
         UsageError: DIR holds no install state (exit code 2).
     """
@@ -68,7 +75,12 @@ def install_status(install_dir: Path) -> dict[str, Any]:
 
 
 def render_status(report: dict[str, Any], console: Console) -> None:
-    """Print a status report as a short header and a table of steps."""
+    """Print a status report as a short header and a table of steps.
+
+    Args:
+        report: A report from [`install_status`][installer.status.install_status].
+        console: Where to print.
+    """
     from rich.markup import escape
     from rich.table import Table
 

@@ -46,6 +46,10 @@ class StepContext:
         return self.paths["comfyui"]
 
     def outputs(self, step_id: str) -> dict[str, Any]:
-        """Return the recorded outputs of a finished step ({} if it has none)."""
+        """Return the recorded outputs of a finished step ({} if it has none).
+
+        Args:
+            step_id: A step id, e.g. `python`; a step that is not `done` has none.
+        """
         record = self.state.done(step_id)
         return dict(record.outputs) if record else {}

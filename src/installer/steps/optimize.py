@@ -11,7 +11,20 @@ from installer.steps.packages import lock_path
 
 
 def run_optimizations(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
-    """Install xformers, triton and SageAttention as planned, torch held."""
+    """Install xformers, triton and SageAttention as planned, torch held.
+
+    Args:
+        ctx: The run's context; the packages come from its config and plan.
+        step: The planned `optimizations` step (not used: ``ctx.plan`` holds what to do).
+
+    Returns:
+        `packages` (each package's outcome) and the counts `installed`, `skipped` and `failed`.
+
+    Raises:
+        IntegrityError: A downloaded wheel does not match its checksum.
+        InstallerError: A package marked `required` failed.
+        StepFailedError: torch changed (the constraints should prevent it).
+    """
     target = StepTarget(
         python_exe=ctx.venv_python,
         install_path=ctx.install_dir,
@@ -38,7 +51,22 @@ def run_optimizations(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
 
 
 def run_models(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
-    """Download the models listed in `dependencies.json` into `ComfyUI/models/<kind>/`."""
+    """Download the models listed in `dependencies.json` into `ComfyUI/models/<kind>/`.
+
+    Args:
+        ctx: The run's context; `deps.models` are downloaded.
+        step: The planned `models` step (not used: ``ctx.plan`` holds what to do).
+
+    Returns:
+        `files`: the path of each model file, in the configured order.
+
+    Raises:
+        ConfigError: A bad entry (unknown kind, unsafe file name, duplicate).
+        IntegrityError: An entry without sha256 (without `--allow-unverified`), or a file whose hash
+            or size is wrong.
+        NetworkError: A server stayed unreachable or kept failing.
+        DownloadError: A server refused a file, or a URL breaks the policy.
+    """
     from installer.models import download_models
 
     results = download_models(

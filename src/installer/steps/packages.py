@@ -24,19 +24,37 @@ from installer.uv import TORCH_TRIO, write_constraints
 
 
 def torch_pins(ctx: StepContext) -> dict[str, str]:
-    """Return the exact versions of the torch trio installed in the venv."""
+    """Return the exact versions of the torch trio installed in the venv.
+
+    Args:
+        ctx: The run's context.
+
+    Returns:
+        ``{name: version}`` of each of torch, torchvision and torchaudio installed.
+    """
     found = installed_distributions(ctx.paths["venv"], ctx.plan.platform)
     return {name: found[name] for name in TORCH_TRIO if name in found}
 
 
 def lock_path(ctx: StepContext) -> Path | None:
-    """Return the lock file the plan installs from (None: resolve live)."""
+    """Return the lock file the plan installs from (None: resolve live).
+
+    Args:
+        ctx: The run's context.
+    """
     lock = ctx.plan.lock
     return Path(lock.path) if lock is not None and lock.path else None
 
 
 def constraints_path(ctx: StepContext) -> Path:
-    """Return the path of the torch constraints file."""
+    """Return the path of the torch constraints file.
+
+    Args:
+        ctx: The run's context.
+
+    Returns:
+        `DIR/.comfy-install/constraints.txt`.
+    """
     return ctx.paths["state_dir"] / "constraints.txt"
 
 
@@ -52,6 +70,16 @@ def held_install(
     extra_constraints: Sequence[Path] = (),
 ) -> CommandResult:
     """Install into the venv with the installed torch trio pinned, and prove it unchanged.
+
+    Args:
+        ctx: The run's context.
+        requirements: Requirement strings or wheel file paths.
+        requirement_files: `-r` files.
+        options: Further uv options (e.g. `--no-deps`).
+        extra_index_urls: Indexes with priority for this call.
+        what: Name of the action for messages, e.g. `install ComfyUI's requirements`.
+        retry: Attempts and backoff for network failures (default: 2 attempts, 2 s backoff).
+        extra_constraints: `-c` files besides the torch constraints file (e.g. the lock).
 
     Raises:
         TorchConflictError: A package wanted another torch.
@@ -79,7 +107,20 @@ def held_install(
 
 
 def run_torch(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
-    """Install the pinned torch trio from the planned index and record what arrived."""
+    """Install the pinned torch trio from the planned index and record what arrived.
+
+    Args:
+        ctx: The run's context.
+        step: The planned `torch` step (not used: ``ctx.plan`` holds what to do).
+
+    Returns:
+        The trio's versions by name, `cuda` (torch's CUDA version; None for a CPU build), `variant`
+        and `index_url`.
+
+    Raises:
+        StepFailedError: The install failed, or torch is not in the venv after it.
+        NetworkError: The index stayed unreachable after the retries.
+    """
     torch = ctx.plan.torch
     extra = [torch.index_url] if torch.index_url else []
     ctx.uv.pip_install(
@@ -112,7 +153,20 @@ def run_torch(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
 
 
 def run_requirements(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
-    """Install ComfyUI's requirements.txt (and extra requirements) with torch held."""
+    """Install ComfyUI's requirements.txt (and extra requirements) with torch held.
+
+    Args:
+        ctx: The run's context.
+        step: The planned `requirements` step (not used: ``ctx.plan`` holds what to do).
+
+    Returns:
+        `requirements_sha256` of ComfyUI's `requirements.txt`, `distributions` (how many the venv
+        holds) and `lock` (the lock used; None: resolved live).
+
+    Raises:
+        StepFailedError: `requirements.txt` is missing, the install failed, or torch changed.
+        TorchConflictError: A requirement wants another torch.
+    """
     requirements = ctx.comfyui_dir / "requirements.txt"
     if not requirements.is_file():
         raise StepFailedError(

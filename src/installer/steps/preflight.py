@@ -25,12 +25,19 @@ GIT_STEPS = ("comfyui", "custom_nodes")
 
 
 def format_gib(value: float) -> str:
-    """Format a GiB amount without exponent or trailing zeros (15, 0.5, 1000000)."""
+    """Format a GiB amount without exponent or trailing zeros (15, 0.5, 1000000).
+
+    Args:
+        value: An amount in GiB; it is rounded to one decimal.
+    """
     return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
 def check_writable(directory: os.PathLike[str]) -> None:
     """Prove ``directory`` accepts new files by creating and removing one.
+
+    Args:
+        directory: The folder to test; it must exist.
 
     Raises:
         EnvironmentUnsupportedError: It does not (read-only, no permission, full).
@@ -50,6 +57,17 @@ def run_preflight(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
 
     Disk space and git are required only when a step that needs them will run,
     so a finished install can be re-checked on a full disk.
+
+    Args:
+        ctx: The run's context; its plan says which steps will run.
+        step: The planned `preflight` step (not used: ``ctx.plan`` holds what to do).
+
+    Returns:
+        `free_bytes` at DIR (None: unknown) and `platform`.
+
+    Raises:
+        EnvironmentUnsupportedError: The OS is not supported, DIR is not writable, or a step that
+            will run lacks git or free disk space.
     """
     plan, env = ctx.plan, ctx.env
     if env.platform not in SUPPORTED_PLATFORMS:
@@ -80,7 +98,15 @@ def run_preflight(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
 
 
 def run_gpu(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
-    """Record the GPU the install is planned for (detected or given with --gpu)."""
+    """Record the GPU the install is planned for (detected or given with --gpu).
+
+    Args:
+        ctx: The run's context.
+        step: The planned `gpu` step (not used: ``ctx.plan`` holds what to do).
+
+    Returns:
+        The plan's GPU report as JSON, without each GPU's free VRAM.
+    """
     gpu = ctx.plan.gpu
     for card in gpu.gpus:
         ctx.log.info(f"GPU {card.index}: {card.name}, compute capability {card.cc}")

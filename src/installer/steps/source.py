@@ -13,7 +13,19 @@ COMFYUI_FOLDERS = ("custom_nodes", "models", "input", "output")
 
 
 def run_comfyui(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
-    """Clone ComfyUI at the pin (or move a clean clone to it) and create its folders."""
+    """Clone ComfyUI at the pin (or move a clean clone to it) and create its folders.
+
+    Args:
+        ctx: The run's context.
+        step: The planned `comfyui` step (not used: ``ctx.plan`` holds what to do).
+
+    Returns:
+        The `commit` checked out, and the `url` and `ref` it came from.
+
+    Raises:
+        StepFailedError: The clone has local changes, the commit does not exist, or HEAD does not
+            match the pin.
+    """
     plan = ctx.plan.comfyui
     target = plan.commit or plan.ref
     commit = checkout_pinned(ctx.comfyui_dir, plan.url, target, ctx.log, expected=plan.commit)
@@ -24,7 +36,20 @@ def run_comfyui(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
 
 
 def run_custom_nodes(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
-    """Clone each configured custom node at its commit and install its requirements."""
+    """Clone each configured custom node at its commit and install its requirements.
+
+    Args:
+        ctx: The run's context.
+        step: The planned `custom_nodes` step (not used: ``ctx.plan`` holds what to do).
+
+    Returns:
+        `nodes`: the commit of each custom node, by name.
+
+    Raises:
+        StepFailedError: A clone or checkout failed, or a node's requirements could not be
+            installed.
+        TorchConflictError: A node's requirements want another torch.
+    """
     installed: dict[str, str] = {}
     for node in ctx.plan.custom_nodes:
         dest = ctx.comfyui_dir / "custom_nodes" / node.name

@@ -33,7 +33,14 @@ print("COMFY_INSTALL_VERIFY " + json.dumps(result))
 
 
 def installed_import_names(ctx: StepContext) -> list[str]:
-    """Return the modules of the optimization packages recorded as installed."""
+    """Return the modules of the optimization packages recorded as installed.
+
+    Args:
+        ctx: The run's context; the `optimizations` step's outputs are read.
+
+    Returns:
+        The import names, sorted, each once.
+    """
     packages = ctx.outputs("optimizations").get("packages", [])
     names = [
         p["import_name"]
@@ -49,6 +56,18 @@ def run_verify(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     Then run `python ComfyUI/main.py --help` and, when this ComfyUI has it,
     `main.py --quick-test-for-ci`: every start-up import, all nodes and the database,
     without binding a port (`--cpu` when torch sees no GPU).
+
+    Args:
+        ctx: The run's context.
+        step: The planned `verify` step (not used: ``ctx.plan`` holds what to do).
+
+    Returns:
+        The import check's findings (`python`, `torch`, `torch_cuda`, `cuda_available`, each
+        module's version or error in `imports`), `broken_imports`, `main_help` and `startup_test`
+        (`not available` when this ComfyUI lacks the test).
+
+    Raises:
+        StepFailedError: torch does not import, or ComfyUI does not start.
     """
     names = installed_import_names(ctx)
     try:
