@@ -73,7 +73,13 @@ def _root(
 
 
 def make_logger(verbose: bool = False, quiet: bool = False) -> InstallerLogger:
-    """Return the terminal logger for the verbosity flags."""
+    """Return the terminal logger for the verbosity flags.
+
+    Args:
+        verbose: `--verbose`: subprocess output on the terminal too (verbosity 1).
+        quiet: `--quiet`: only warnings and errors (verbosity -1); ``verbose`` wins when both are
+            set.
+    """
     from installer.log import InstallerLogger
 
     return InstallerLogger(verbosity=1 if verbose else (-1 if quiet else 0))
@@ -87,7 +93,19 @@ def fail(
     verbose: bool = False,
     data: Any = None,
 ) -> NoReturn:
-    """Report ``error`` once (stderr, or the JSON envelope) and exit with its code."""
+    """Report ``error`` once (stderr, or the JSON envelope) and exit with its code.
+
+    Args:
+        error: The error to report; its exit code becomes the process's.
+        log: The command's logger; it prints the message and hint, then is closed.
+        command: The command words and arguments, e.g. ``["install", "/srv/x"]``.
+        as_json: `--json` was given: also print the envelope, with the error, on stdout.
+        verbose: Also write the traceback to the log (the terminal shows it with `--verbose`).
+        data: The envelope's `data`, e.g. the steps run before the failure; ``{}`` when None.
+
+    Raises:
+        typer.Exit: Always, with the error's exit code.
+    """
     from installer.envelope import dumps, envelope
 
     if as_json:
@@ -106,7 +124,22 @@ def fail(
 def guarded(
     command: list[str], as_json: bool, log: InstallerLogger, verbose: bool, body: Callable[[], T]
 ) -> T:
-    """Run ``body``; turn InstallerError and Ctrl-C into one message and an exit code."""
+    """Run ``body``; turn InstallerError and Ctrl-C into one message and an exit code.
+
+    Args:
+        command: The command words and arguments, e.g. ``["doctor", "/srv/x"]``.
+        as_json: `--json` was given: a failure is also printed as the JSON envelope.
+        log: The command's logger.
+        verbose: Write the traceback of a failure to the log.
+        body: The command's work, called with no arguments.
+
+    Returns:
+        What ``body`` returns.
+
+    Raises:
+        typer.Exit: ``body`` raised an InstallerError (its exit code) or was interrupted (the exit
+            code of InterruptedByUserError).
+    """
     from installer.errors import InstallerError, InterruptedByUserError
 
     try:
@@ -118,7 +151,13 @@ def guarded(
 
 
 def print_json(command: list[str], data: Any, exit_code: int = 0) -> None:
-    """Print a result in the JSON envelope on stdout."""
+    """Print a result in the JSON envelope on stdout.
+
+    Args:
+        command: The command words and arguments, e.g. ``["status", "/srv/x"]``.
+        data: The command's result, JSON-serialisable (other values are written with `str()`).
+        exit_code: The envelope's `exit_code`; non-zero makes its `status` `error`.
+    """
     from installer.envelope import dumps, envelope
 
     sys.stdout.write(dumps(envelope(command, data=data, exit_code=exit_code)) + "\n")
@@ -236,6 +275,7 @@ def install(
         min_free_gb=min_free_gb,
         no_lock=no_lock,
         lock_dir=lock_dir,
+        command_line=tuple(sys.argv[1:]) if sys.argv[1:2] == ["install"] else tuple(command),
     )
     code = guarded(command, as_json, log, verbose, lambda: _install(options, log, command, as_json))
     log.close()

@@ -118,7 +118,14 @@ class PythonConfig(_Strict):
         return SpecifierSet(self.supported, prereleases=True)
 
     def supported_contains(self, version: Version | str) -> bool:
-        """Return True when ``version`` (e.g. 3.12 or 3.12.1) is in `supported`."""
+        """Return True when ``version`` (e.g. 3.12 or 3.12.1) is in `supported`.
+
+        Args:
+            version: A Python version, `X.Y` or `X.Y.Z`.
+
+        Raises:
+            InvalidVersion: ``version`` is not a PEP 440 version (e.g. a path).
+        """
         return self.supported_specifier.contains(Version(str(version)))
 
 
@@ -258,7 +265,11 @@ class OptimizationPackage(_Strict):
     description: str = ""
 
     def package_for(self, platform: str) -> str | None:
-        """Return the distribution name for ``platform``, or None if not published there."""
+        """Return the distribution name for ``platform``, or None if not published there.
+
+        Args:
+            platform: The target OS, `linux` or `windows`.
+        """
         if isinstance(self.pypi_package, str):
             return self.pypi_package
         return self.pypi_package.get(platform)  # type: ignore[call-overload, no-any-return]
@@ -288,6 +299,19 @@ class SageAttentionWheel(_Strict):
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("url")
+    @classmethod
+    def _names_a_wheel_file(cls, value: str) -> str:
+        from urllib.parse import unquote, urlsplit
+
+        name = unquote(urlsplit(value).path.rsplit("/", 1)[-1])
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+!-]*\.whl", name) or ".." in name:
+            raise ValueError(
+                f"the URL must end in a plain wheel file name (like 'name-1.0-py3-none-any.whl'), "
+                f"not {name!r}"
+            )
+        return value
 
     @property
     def filename(self) -> str:
@@ -416,6 +440,13 @@ def json_path(loc: tuple[int | str, ...], data: Any) -> str:
     Location parts that do not exist in ``data`` (pydantic's union member
     labels such as ``str`` or ``function-after[...]``) are dropped, unless the
     part is a key the file is missing, which is kept as the last element.
+
+    Args:
+        loc: The `loc` of one pydantic validation error.
+        data: The parsed document that was validated.
+
+    Returns:
+        The path, or `(top level)` when no part of ``loc`` is in ``data``.
     """
     parts: list[str] = []
     current: Any = data
@@ -489,7 +520,17 @@ def _describe(error: Any) -> str:
 
 
 def read_json(path: Path) -> Any:
-    """Read a JSON file, raising ConfigError with the line and column of a syntax error."""
+    """Read a JSON file, raising ConfigError with the line and column of a syntax error.
+
+    Args:
+        path: The file to read (UTF-8).
+
+    Returns:
+        The parsed document.
+
+    Raises:
+        ConfigError: The file is missing, unreadable, or not valid JSON.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -506,24 +547,53 @@ def read_json(path: Path) -> Any:
 
 
 def load_dependencies(path: Path | None = None) -> Dependencies:
-    """Load and validate `dependencies.json` (the shipped one when ``path`` is None)."""
+    """Load and validate `dependencies.json` (the shipped one when ``path`` is None).
+
+    Args:
+        path: A `dependencies.json` to use instead (`--config`).
+
+    Raises:
+        ConfigError: The file is missing, not JSON, or not valid (each fault listed).
+    """
     path = path or shipped_path("dependencies.json")
     return parse_model(Dependencies, read_json(path), str(path))
 
 
 def load_tools_manifest(path: Path | None = None) -> ToolsManifest:
-    """Load and validate `tools_manifest.json` (the shipped one when ``path`` is None)."""
+    """Load and validate `tools_manifest.json` (the shipped one when ``path`` is None).
+
+    Args:
+        path: A `tools_manifest.json` to use instead (`--tools-manifest`).
+
+    Raises:
+        ConfigError: The file is missing, not JSON, or not valid (each fault listed).
+    """
     path = path or shipped_path("tools_manifest.json")
     return parse_model(ToolsManifest, read_json(path), str(path))
 
 
 def load_model_manifest(path: Path) -> ModelManifest:
-    """Load and validate a model manifest file."""
+    """Load and validate a model manifest file.
+
+    Args:
+        path: The manifest, e.g. given with `comfy-install models --manifest`.
+
+    Raises:
+        ConfigError: The file is missing, not JSON, or not valid (each fault listed).
+    """
     return parse_model(ModelManifest, read_json(path), str(path))
 
 
 def detect_kind(data: Any) -> str:
-    """Guess which schema a parsed JSON document follows, by its keys."""
+    """Guess which schema a parsed JSON document follows, by its keys.
+
+    Args:
+        data: The parsed JSON document.
+
+    Returns:
+        `tools-manifest` (only `files`, `schema_version`), `model-manifest` (only `models`,
+        `schema_version`), else `dependencies`.
+    """
     if isinstance(data, dict):
         keys = set(data)
         if "files" in keys and keys <= {"schema_version", "files"}:
@@ -551,5 +621,12 @@ def validate_file(path: Path, kind: str | None = None) -> str:
 
 
 def json_schema(kind: str = "dependencies") -> dict[str, Any]:
-    """Return the JSON Schema of a configuration file kind."""
+    """Return the JSON Schema of a configuration file kind.
+
+    Args:
+        kind: `dependencies`, `tools-manifest` or `model-manifest`.
+
+    Raises:
+        KeyError: ``kind`` is not one of those.
+    """
     return SCHEMAS[kind].model_json_schema()

@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Protocol
 import httpx
 
 from installer import __version__
+from installer.environment import proxy_note
 from installer.errors import (
     ConfigError,
     DownloadError,
@@ -214,13 +215,29 @@ class ProgressSink(Protocol):
     """
 
     def started(self, request: DownloadRequest, name: str, total: int | None, done: int) -> None:
-        """A transfer of ``request`` began (again) with ``done`` bytes already on disk."""
+        """A transfer of ``request`` began (again) with ``done`` bytes already on disk.
+
+        Args:
+            request: The file being fetched.
+            name: The file name shown for it.
+            total: The file's full size in bytes, None when unknown.
+            done: Bytes already on disk from an earlier try (the resume offset); 0 if none.
+        """
 
     def advanced(self, request: DownloadRequest, amount: int) -> None:
-        """``amount`` more bytes of ``request`` arrived."""
+        """``amount`` more bytes of ``request`` arrived.
+
+        Args:
+            request: The file being fetched.
+            amount: The bytes received since the last call.
+        """
 
     def finished(self, request: DownloadRequest) -> None:
-        """``request`` ended: downloaded, skipped or failed."""
+        """``request`` ended: downloaded, skipped or failed.
+
+        Args:
+            request: The file whose transfer ended.
+        """
 
 
 class _NoProgress:
@@ -563,7 +580,14 @@ def _hash_into(digest: _Digest, path: Path) -> None:
 
 
 def human_size(count: float) -> str:
-    """Return a byte count as text with binary units, e.g. ``12.3 MiB``."""
+    """Return a byte count as text with binary units, e.g. ``12.3 MiB``.
+
+    Args:
+        count: A number of bytes (a float for rates, e.g. bytes per second).
+
+    Returns:
+        Whole bytes below 1 KiB (``512 B``), else one decimal in KiB, MiB or GiB.
+    """
     if abs(count) < 1024:
         return f"{count:.0f} B"
     units = ("KiB", "MiB", "GiB")
@@ -748,8 +772,9 @@ class _FileDownload:
         host = _host(self.request.url)
         attempts = "attempt" if tries == 1 else "attempts"
         return NetworkError(
-            f"could not download {self.name} from {host} ({self.shown_url}) "
-            f"after {tries} {attempts}: {reason.rstrip('.')}",
+            f"could not download {self.name} from {host} ({self.shown_url})"
+            f"{proxy_note(self.request.url, self.env)} after {tries} {attempts}: "
+            f"{reason.rstrip('.')}",
             hint="Check the network connection or proxy settings (or the server's status), "
             "then run the same command again; the partial download resumes.",
         )
@@ -1227,6 +1252,88 @@ def download_files(
         DownloadError: A server refused a file, or a URL breaks the policy.
         EnvironmentUnsupportedError: A file cannot be written.
     """
+    futures = _run_downloads(
+        requests,
+        log=log,
+        jobs=jobs,
+        retry=retry,
+        timeout=timeout,
+        allow_unverified=allow_unverified,
+        env=env,
+        token_hosts=token_hosts,
+    )
+    return _collect(requests, futures, log)
+
+
+def download_files_settled(
+    requests: Sequence[DownloadRequest],
+    *,
+    log: InstallerLogger,
+    jobs: int = 4,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    timeout: float = 30.0,
+    allow_unverified: bool = False,
+    env: Mapping[str, str] | None = None,
+    token_hosts: Mapping[str, str] = DEFAULT_TOKEN_HOSTS,
+) -> list[DownloadResult | InstallerError]:
+    """Download several files like `download_files`, returning each file's own outcome.
+
+    A caller that can go on without some of the files (optional packages) learns
+    which ones failed from one round of transfers, each with its full retry
+    budget, instead of downloading again to find out.
+
+    Args:
+        requests: The files to fetch.
+        log: Rich bars on an interactive terminal, otherwise one line per file.
+        jobs: Transfers at a time (at least 1).
+        retry: Retry policy for each file.
+        timeout: Seconds allowed for connecting and for each read.
+        allow_unverified: Accept requests without `sha256` (not over plain HTTP).
+        env: Where tokens are read from (default: `os.environ`).
+        token_hosts: Host suffix → token variable.
+
+    Returns:
+        For each request, in order, its result or the InstallerError it failed with.
+
+    Raises:
+        UsageError: ``jobs`` below 1.
+        ConfigError: Two requests write the same file, or a malformed request.
+        IntegrityError: A request lacks a sha256 (checked before any transfer).
+    """
+    futures = _run_downloads(
+        requests,
+        log=log,
+        jobs=jobs,
+        retry=retry,
+        timeout=timeout,
+        allow_unverified=allow_unverified,
+        env=env,
+        token_hosts=token_hosts,
+    )
+    outcomes: list[DownloadResult | InstallerError] = []
+    for future in futures:
+        error = future.exception()
+        if error is None:
+            outcomes.append(future.result())
+        elif isinstance(error, InstallerError):
+            outcomes.append(error)
+        else:
+            raise error
+    return outcomes
+
+
+def _run_downloads(
+    requests: Sequence[DownloadRequest],
+    *,
+    log: InstallerLogger,
+    jobs: int,
+    retry: RetryPolicy,
+    timeout: float,
+    allow_unverified: bool,
+    env: Mapping[str, str] | None,
+    token_hosts: Mapping[str, str],
+) -> list[Future[DownloadResult]]:
+    """Check the requests, run the transfers and wait for all of them; return the futures."""
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {jobs}")
     for request in requests:
@@ -1264,7 +1371,7 @@ def download_files(
             for future in futures:
                 future.cancel()
             raise
-    return _collect(requests, futures, log)
+    return futures
 
 
 def _start_workers(

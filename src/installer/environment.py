@@ -10,12 +10,14 @@ platform so a Linux machine can plan a Windows install.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform as _platform
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 
@@ -64,7 +66,12 @@ def current_platform() -> str:
 
 
 def pure_path(platform: str, *parts: str | PurePath) -> PurePath:
-    """Return a pure path of the target platform's flavour."""
+    """Return a pure path of the target platform's flavour.
+
+    Args:
+        platform: `windows` for a Windows path; anything else gives a POSIX one.
+        *parts: The path's segments, joined as `PurePath` joins them.
+    """
     cls = PureWindowsPath if platform == "windows" else PurePosixPath
     return cls(*parts)
 
@@ -73,6 +80,10 @@ def venv_python(venv_dir: PurePath | str, platform: str) -> PurePath:
     r"""Return the interpreter path inside a venv for ``platform``.
 
     `venv/bin/python` on POSIX, `venv\\Scripts\\python.exe` on Windows.
+
+    Args:
+        venv_dir: The venv folder (it need not exist).
+        platform: The target OS, `linux` or `windows` (anything else: POSIX).
     """
     if platform == "windows":
         return PureWindowsPath(venv_dir) / "Scripts" / "python.exe"
@@ -80,7 +91,11 @@ def venv_python(venv_dir: PurePath | str, platform: str) -> PurePath:
 
 
 def launcher_name(platform: str) -> str:
-    """Return the file name of the generated launcher script for ``platform``."""
+    """Return the file name of the generated launcher script for ``platform``.
+
+    Args:
+        platform: The target OS, `linux` or `windows` (anything else: POSIX).
+    """
     return "run_comfyui.bat" if platform == "windows" else "run_comfyui.sh"
 
 
@@ -89,6 +104,13 @@ def free_disk_bytes(path: Path) -> tuple[int | None, Path]:
 
     The nearest existing ancestor is measured, so a DIR that does not exist
     yet is measured where it will be created.
+
+    Args:
+        path: The folder to measure; it need not exist.
+
+    Returns:
+        ``(free, measured)``: the free bytes (None when the OS cannot say) and the folder that was
+        measured.
     """
     probe = path.absolute()
     while not probe.exists() and probe != probe.parent:
@@ -136,7 +158,15 @@ def detect_uv() -> Tool:
 
 
 def detect_compiler(platform: str) -> Tool:
-    """Find a C/C++ compiler (for source builds): cl on Windows, else c++/g++/clang++."""
+    """Find a C/C++ compiler (for source builds): cl on Windows, else c++/g++/clang++.
+
+    Args:
+        platform: The target OS; `windows` looks for MSVC's `cl`.
+
+    Returns:
+        The first compiler found on PATH (its name as `version`), or a Tool whose `error` says what
+        was looked for.
+    """
     names = ["cl"] if platform == "windows" else ["c++", "g++", "clang++"]
     for name in names:
         path = shutil.which(name)
@@ -194,7 +224,11 @@ def detect_environment(target_dir: Path, *, probe_build_tools: bool = True) -> E
 
 
 def pid_alive(pid: int) -> bool:
-    """Return True when a process with ``pid`` exists on this machine."""
+    """Return True when a process with ``pid`` exists on this machine.
+
+    Args:
+        pid: A process id; 0 or less is never alive. A process of another user counts as alive.
+    """
     if pid <= 0:
         return False
     if os.name == "nt":
@@ -218,7 +252,98 @@ def pid_alive(pid: int) -> bool:
 
 
 def site_packages_dirs(venv_dir: Path, platform: str) -> list[Path]:
-    r"""Return the site-packages folders of a venv (`Lib\\site-packages` on Windows)."""
+    r"""Return the site-packages folders of a venv (`Lib\\site-packages` on Windows).
+
+    Args:
+        venv_dir: The venv folder.
+        platform: The target OS, `linux` or `windows`.
+
+    Returns:
+        On Windows the one folder, whether or not it exists; elsewhere the existing
+        `lib/python*/site-packages` folders, sorted.
+    """
     if platform == "windows":
         return [venv_dir / "Lib" / "site-packages"]
     return sorted(venv_dir.glob("lib/python*/site-packages"))
+
+
+_LOCK_OFFSET = 2**30  # Windows: lock a byte far past the content, which stays readable
+
+
+def try_lock_file(fd: int) -> bool:
+    """Take an exclusive, non-blocking OS lock on an open file; False if another holds it.
+
+    The operating system drops the lock when the process ends, however it ends,
+    so a lock can never be left behind by a killed process.
+
+    Args:
+        fd: A file descriptor opened for writing.
+    """
+    if os.name == "nt":
+        import msvcrt
+
+        os.lseek(fd, _LOCK_OFFSET, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        except OSError:
+            return False
+        finally:
+            os.lseek(fd, 0, os.SEEK_SET)
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def unlock_file(fd: int) -> None:
+    """Release the OS lock taken with `try_lock_file`.
+
+    Args:
+        fd: The file descriptor the lock was taken on.
+    """
+    if os.name == "nt":
+        import msvcrt
+
+        os.lseek(fd, _LOCK_OFFSET, os.SEEK_SET)
+        with contextlib.suppress(OSError):
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]
+        return
+    import fcntl
+
+    fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def proxy_note(url: str, environ: Mapping[str, str] | None = None) -> str:
+    """Say which proxy variable a request to ``url`` goes through, for error messages.
+
+    Args:
+        url: The URL that failed.
+        environ: The environment to read (default: `os.environ`).
+
+    Returns:
+        `` (through the proxy http://… from HTTPS_PROXY)`` when a proxy variable
+        applies to the URL (and `NO_PROXY` does not exclude it), else ``""``.
+    """
+    from urllib.parse import urlsplit
+    from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
+
+    from installer.log import redact
+
+    env = os.environ if environ is None else environ
+    parts = urlsplit(url)
+    scheme, host = parts.scheme.lower(), parts.hostname or ""
+    if not scheme or not host:
+        return ""
+    no_proxy = {k.lower(): v for k, v in env.items() if k.lower() == "no_proxy"}
+    if no_proxy and proxy_bypass_environment(host, {"no": no_proxy["no_proxy"]}):
+        return ""
+    for name in (f"{scheme}_proxy", "all_proxy"):
+        for variable in (name.upper(), name):
+            value = env.get(variable)
+            if value:
+                return f" (through the proxy {redact(value)} from {variable})"
+    return ""

@@ -89,6 +89,9 @@ class ExecutionResult:
 def prepare_install_dir(install_dir: Path) -> None:
     """Create DIR (and its state folder) or explain why it cannot be used.
 
+    Args:
+        install_dir: DIR, the install directory (created with its parents).
+
     Raises:
         EnvironmentUnsupportedError: DIR is a file, or cannot be created/written.
     """
@@ -104,6 +107,9 @@ def prepare_install_dir(install_dir: Path) -> None:
             f"Cannot create {install_dir}: {exc.strerror or exc}.",
             "Choose a DIR you can write to, or fix the permissions.",
         ) from exc
+    from installer.steps.preflight import check_writable
+
+    check_writable(state_dir(install_dir))
 
 
 @contextlib.contextmanager
@@ -145,7 +151,13 @@ def execute(options: InstallOptions, log: InstallerLogger) -> ExecutionResult:
     install_dir = options.install_dir
     prepare_install_dir(install_dir)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    log.attach_file(state_dir(install_dir) / "logs" / f"install-{stamp}.log")
+    try:
+        log.attach_file(state_dir(install_dir) / "logs" / f"install-{stamp}.log")
+    except OSError as exc:
+        raise EnvironmentUnsupportedError(
+            f"Cannot write the log in {state_dir(install_dir)}: {exc.strerror or exc}.",
+            "Free disk space or fix the folder's permissions, then run again.",
+        ) from exc
     lock = InstallLock(install_dir, command="install")
     with lock.held():
         if lock.taken_over is not None:
@@ -161,6 +173,15 @@ def execute(options: InstallOptions, log: InstallerLogger) -> ExecutionResult:
 
 def run_plan(context: PlanContext, log: InstallerLogger) -> ExecutionResult:
     """Run the steps of an already built plan (the lock must be held).
+
+    Args:
+        context: The plan and everything it was made from (from
+            [`make_plan`][installer.planning.make_plan] or [`replan`][installer.planning.replan]).
+        log: The run's logger: step headers, subprocess output and the summary.
+
+    Returns:
+        Each step's outcome. A step that fails sets the result's `error` (the steps after it are
+        `not run`) instead of raising; the state is saved either way.
 
     Raises:
         InterruptedByUserError: Ctrl-C or SIGTERM during a step.
@@ -192,6 +213,7 @@ def run_plan(context: PlanContext, log: InstallerLogger) -> ExecutionResult:
         log.warn(warning)
     table = runners()
     result = ExecutionResult(plan=plan, log_path=log.log_path)
+    changed: set[str] = set()
     total = len(STEP_IDS)
     for step in plan.steps:
         log.step(step.number, total, f"{step.id} — {step.title}")
@@ -212,14 +234,20 @@ def run_plan(context: PlanContext, log: InstallerLogger) -> ExecutionResult:
                 )
             result.outcomes.append(StepOutcome(step.number, step.id, "skipped", note=step.reason))
             continue
+        if step.cascade and not changed.intersection(step.depends_on):
+            log.info("up to date (the steps it depends on ran again without changes)")
+            result.outcomes.append(StepOutcome(step.number, step.id, "up to date"))
+            continue
         log.debug(f"running: {step.reason}")
-        record = state.steps.get(step.id)
+        previous = state.steps.get(step.id)
+        before = previous.known_outputs if previous else None
         record = StepRecord(
             status="running",
             fingerprint=step.fingerprint,
             inputs=step.inputs,
             started_at=now_iso(),
-            seq=record.seq if record else 0,
+            seq=previous.seq if previous else 0,
+            last_done_outputs=before,
         )
         state.steps[step.id] = record
         write_state(install_dir, state)
@@ -234,7 +262,7 @@ def run_plan(context: PlanContext, log: InstallerLogger) -> ExecutionResult:
             result.outcomes.append(StepOutcome(step.number, step.id, "interrupted", record.seconds))
             _not_run(plan, step.number, result)
             with contextlib.suppress(Exception):
-                render_summary(result.outcomes, log.console, _rerun_hint(plan))
+                render_summary(result.outcomes, log.console, _rerun_hint(context.options))
             raise InterruptedByUserError(
                 f"Interrupted during step {step.id}; run the same command to continue."
             ) from None
@@ -250,22 +278,39 @@ def run_plan(context: PlanContext, log: InstallerLogger) -> ExecutionResult:
                 )
             )
             _not_run(plan, step.number, result)
-            render_summary(result.outcomes, log.console, _rerun_hint(plan))
+            render_summary(result.outcomes, log.console, _rerun_hint(context.options))
             error.message = f"Step {step.number} ({step.id}) failed: {error.message}"
             result.error = error
             return result
         record.status, record.outputs = "done", outputs
+        record.last_done_outputs = None
         record.seconds = round(time.monotonic() - started, 3)
         record.finished_at = now_iso()
-        record.seq = state.next_seq()
+        # Only a step whose outputs changed makes the steps after it that depend on it
+        # run again (now, or in a later run through the sequence numbers).
+        if before is None or _comparable(outputs) != _comparable(before) or record.seq == 0:
+            record.seq = state.next_seq()
+            changed.add(step.id)
         write_state(install_dir, state)
         result.outcomes.append(
             StepOutcome(step.number, step.id, "done", record.seconds, _note(step.id, outputs))
         )
     write_state(install_dir, state)
     if log.verbosity >= 0:
-        render_summary(result.outcomes, log.console, f"comfy-install launch {plan.install_dir}")
+        import shlex
+
+        launch = f"comfy-install launch {shlex.quote(plan.install_dir)}"
+        render_summary(result.outcomes, log.console, launch)
     return result
+
+
+def _comparable(outputs: dict[str, Any]) -> str:
+    """Outputs as canonical JSON (what state.json would hold), for comparing runs."""
+    import json
+
+    from installer.log import redact
+
+    return redact(json.dumps(outputs, sort_keys=True, default=str))
 
 
 def _not_run(plan: Plan, after: int, result: ExecutionResult) -> None:
@@ -274,8 +319,14 @@ def _not_run(plan: Plan, after: int, result: ExecutionResult) -> None:
             result.outcomes.append(StepOutcome(step.number, step.id, "not run"))
 
 
-def _rerun_hint(plan: Plan) -> str:
-    return f"comfy-install install {plan.install_dir} (the same command: finished steps are kept)"
+def _rerun_hint(options: InstallOptions) -> str:
+    """The command to run again after a failure: the user's own, quoted for a shell."""
+    import shlex
+
+    from installer.log import redact
+
+    words = list(options.command_line) or ["install", str(options.install_dir)]
+    return redact(shlex.join(["comfy-install", *words])) + " (finished steps are kept)"
 
 
 def _note(step_id: str, outputs: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ token environment variables (`HF_TOKEN`, `CIVITAI_TOKEN`, ...).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import re
@@ -113,7 +114,11 @@ class InstallerLogger:
         return self._stream.isatty() and self.verbosity >= 0
 
     def attach_file(self, path: Path) -> None:
-        """Start appending the plain log to ``path`` (its folder is created)."""
+        """Start appending the plain log to ``path`` (its folder is created).
+
+        Args:
+            path: The log file, appended to if it exists; a file attached before is closed.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
         self.close()
         self._file = path.open("a", encoding="utf-8")
@@ -122,16 +127,24 @@ class InstallerLogger:
     def close(self) -> None:
         """Close the log file, if one is open."""
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            with contextlib.suppress(OSError):
+                file.close()
 
     def _to_file(self, level: str, message: str) -> None:
         if self._file is None:
             return
         stamp = _dt.datetime.now().isoformat(timespec="seconds")
-        for line in message.splitlines() or [""]:
-            self._file.write(f"{stamp} {level:<5} {line}\n")
-        self._file.flush()
+        try:
+            for line in message.splitlines() or [""]:
+                self._file.write(f"{stamp} {level:<5} {line}\n")
+            self._file.flush()
+        except OSError:
+            # A full disk must not turn the message about the full disk into a traceback:
+            # the terminal still gets everything.
+            file, self._file = self._file, None
+            with contextlib.suppress(OSError):
+                file.close()
 
     def _print(self, markup: str, plain: str) -> None:
         if self._color:
@@ -147,7 +160,13 @@ class InstallerLogger:
         return escape(text)
 
     def step(self, number: int, total: int, title: str) -> None:
-        """Print a step header such as ``[7/13] torch``."""
+        """Print a step header such as ``[7/13] torch``.
+
+        Args:
+            number: The step's number, from 1.
+            total: How many steps there are (13).
+            title: The step's id and title, e.g. ``gpu — record the GPU``.
+        """
         text = redact(f"[{number}/{total}] {title}")
         self._to_file("STEP", text)
         if self.verbosity >= 0:
@@ -181,7 +200,12 @@ class InstallerLogger:
         self._print(f"[yellow]warning:[/] {self._escape(message)}", f"warning: {message}")
 
     def error(self, message: str, hint: str | None = None) -> None:
-        """Print an error and, on the next line, what to do about it."""
+        """Print an error and, on the next line, what to do about it.
+
+        Args:
+            message: What went wrong.
+            hint: What to do about it; no hint line when None.
+        """
         message = redact(message)
         self._to_file("ERROR", message if not hint else f"{message}\nhint: {hint}")
         self._print(f"[bold red]error:[/] {self._escape(message)}", f"error: {message}")
@@ -198,7 +222,11 @@ class InstallerLogger:
             self._print(f"[dim]  {self._escape(line)}[/]", f"  {line}")
 
     def tail(self, lines: int = 20) -> list[str]:
-        """Return the last subprocess output lines seen (for failure reports)."""
+        """Return the last subprocess output lines seen (for failure reports).
+
+        Args:
+            lines: How many lines at most (the logger keeps the last 40).
+        """
         return list(self._tail)[-lines:]
 
     def clear_tail(self) -> None:

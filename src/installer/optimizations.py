@@ -326,7 +326,11 @@ def _plan_sageattention(
 
 
 def installing(planned: Sequence[PlannedOptimization]) -> list[PlannedOptimization]:
-    """Return the entries the step will install."""
+    """Return the entries the step will install.
+
+    Args:
+        planned: The step's entries, as the plan decided them.
+    """
     return [entry for entry in planned if entry.action == "install"]
 
 
@@ -396,6 +400,9 @@ def inspect_venv_torch(python_exe: Path) -> VenvTorch:
 
     This sees a torch from the system site-packages too (a venv made with
     `--system-site-packages`), which reading the venv's folders would miss.
+
+    Args:
+        python_exe: The venv's interpreter.
 
     Raises:
         EnvironmentUnsupportedError: The interpreter does not run.
@@ -860,8 +867,12 @@ def _check_installed(
 def _download_wheels(
     wheels: Sequence[PlannedOptimization], target: StepTarget, log: InstallerLogger
 ) -> tuple[dict[str, Path], dict[str, str]]:
-    """Download (or find in the cache) and verify the wheels; return (files, failures)."""
-    from installer.download import DownloadRequest, download_files
+    """Download (or find in the cache) and verify the wheels; return (files, failures).
+
+    Raises:
+        IntegrityError: A wheel does not match its checksum (whatever else happened).
+    """
+    from installer.download import DownloadRequest, download_files_settled
 
     requests = [
         DownloadRequest(
@@ -878,23 +889,15 @@ def _download_wheels(
     failures: dict[str, str] = {}
     if not requests:
         return files, failures
-    try:
-        results = download_files(
-            requests, log=log, jobs=target.download_jobs, allow_unverified=target.allow_unverified
-        )
-        files = {r.filename or "": res.path for r, res in zip(requests, results, strict=True)}
-    except IntegrityError:
-        raise
-    except InstallerError:
-        # Find out which file failed; finished files are verified and skipped without a request.
-        for request in requests:
-            try:
-                (result,) = download_files(
-                    [request], log=log, allow_unverified=target.allow_unverified
-                )
-                files[request.filename or ""] = result.path
-            except IntegrityError:
-                raise
-            except InstallerError as exc:
-                failures[request.filename or ""] = exc.message
+    outcomes = download_files_settled(
+        requests, log=log, jobs=target.download_jobs, allow_unverified=target.allow_unverified
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, IntegrityError):
+            raise outcome
+    for request, outcome in zip(requests, outcomes, strict=True):
+        if isinstance(outcome, InstallerError):
+            failures[request.filename or ""] = outcome.message
+        else:
+            files[request.filename or ""] = outcome.path
     return files, failures

@@ -98,6 +98,8 @@ class InstallOptions:
     allow_unverified: bool = False
     dry_run: bool = False
     min_free_gb: float | None = None
+    command_line: tuple[str, ...] = ()
+    """The arguments as typed (after `comfy-install`), for the hint to run them again."""
     no_lock: bool = False
     lock_dir: Path | None = None
 
@@ -172,6 +174,10 @@ class PlannedStep(BaseModel):
     title: str
     action: Action
     reason: str
+    cascade: bool = Field(
+        default=False,
+        description="Runs only because a dependency runs; skipped if that changes nothing.",
+    )
     details: list[str] = Field(default_factory=list)
     inputs: dict[str, Any] = Field(default_factory=dict)
     fingerprint: str = ""
@@ -201,7 +207,14 @@ class Plan(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
     def step(self, step_id: str) -> PlannedStep:
-        """Return the planned step with id ``step_id``."""
+        """Return the planned step with id ``step_id``.
+
+        Args:
+            step_id: A step id from `STEP_IDS`, e.g. `torch`.
+
+        Raises:
+            KeyError: The plan has no step ``step_id``.
+        """
         for step in self.steps:
             if step.id == step_id:
                 return step
@@ -224,6 +237,14 @@ class _StepDraft:
 
 def parse_steps(values: Sequence[str], flag: str) -> tuple[str, ...]:
     """Split ``--only a,b`` style values and check every name is a step.
+
+    Args:
+        values: The option's values as given (it may repeat), each one name or several separated by
+            commas.
+        flag: The option, for the message, e.g. `--only`.
+
+    Returns:
+        The step names in the order given, empty parts dropped.
 
     Raises:
         UsageError: An unknown step name (exit code 2).
@@ -565,16 +586,33 @@ def _draft_steps(
         gate = "no NVIDIA GPU"
     elif selection.cuda is None:
         gate = "torch is a CPU build"
+    opt_record = state.done("optimizations") if state else None
+    failed_before = int(opt_record.outputs.get("failed", 0)) if opt_record else 0
     drafts["optimizations"] = _StepDraft(
         inputs={"torch": torch_version, "planned": [p.model_dump(mode="json") for p in planned]},
         details=[_describe_optimization(p) for p in planned],
         not_applicable=gate,
+        outputs_ok=(
+            failed_before == 0,
+            f"{failed_before} optional package(s) failed last time; trying them again",
+        ),
     )
     drafts["launchers"] = _StepDraft(
-        inputs={"platform": platform, "launcher": launcher_name(platform), "template": 1},
+        inputs={"platform": platform, "launcher": launcher_name(platform), "template": 2},
         details=[f"{launcher_name(platform)} → comfy-install launch {options.install_dir}"],
         outputs_ok=("launcher" in probe.existing_files, "the launcher script is missing"),
     )
+    if deps.models:
+        # Refuse now, not at step 12 after everything else has run: unknown kinds, names
+        # that leave models/, entries without a sha256 (unless --allow-unverified).
+        from installer.models import plan_model_downloads
+
+        plan_model_downloads(
+            deps.models,
+            Path(options.install_dir) / "ComfyUI" / "models",
+            allow_unverified=options.allow_unverified,
+            source="dependencies.json",
+        )
     drafts["models"] = _StepDraft(
         inputs={"models": [m.model_dump() for m in deps.models]},
         details=[f"{m.kind}/{m.filename or m.url.rsplit('/', 1)[-1]}" for m in deps.models],
@@ -648,7 +686,8 @@ def _decide(
                 id=step_id,
                 title=title,
                 action=action,
-                reason=reason,
+                reason=reason.removesuffix(CASCADE),
+                cascade=action == "run" and reason.endswith(CASCADE),
                 details=draft.details,
                 inputs=draft.inputs,
                 fingerprint=fp,
@@ -680,7 +719,21 @@ def _natural_action(
         return "run", draft.always
     running = [dep for dep in depends if actions.get(dep) == "run"]
     if running:
-        return "run", f"{', '.join(running)} will run first"
+        own, _ = _own_action(draft, fp, record, depends, state)
+        # A step that is itself up to date runs only if a dependency's outputs change;
+        # the executor skips it when they do not ("cascade").
+        return "run", f"{', '.join(running)} will run first" + (CASCADE if own == "done" else "")
+    return _own_action(draft, fp, record, depends, state)
+
+
+CASCADE = " (if its outputs change)"
+"""Marks a step that runs only because a dependency runs (see `PlannedStep.cascade`)."""
+
+
+def _own_action(
+    draft: _StepDraft, fp: str, record: Any, depends: tuple[str, ...], state: Any
+) -> tuple[Action, str]:
+    """The action a step needs by its own record, inputs and outputs (dependencies aside)."""
     if record is None:
         return "run", "not done yet"
     if record.status == "running":

@@ -28,7 +28,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from installer.environment import pid_alive
 from installer.errors import EnvironmentUnsupportedError, LockHeldError
 
 STATE_DIRNAME = ".comfy-install"
@@ -42,7 +41,15 @@ def now_iso() -> str:
 
 
 def fingerprint(inputs: Any) -> str:
-    """Return a short stable hash of JSON-serialisable step inputs."""
+    """Return a short stable hash of JSON-serialisable step inputs.
+
+    Args:
+        inputs: The step's inputs; keys are sorted, and values JSON cannot hold are hashed as their
+            `str()`.
+
+    Returns:
+        The first 16 hex digits of their sha256.
+    """
     text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -61,6 +68,13 @@ class StepRecord(BaseModel):
     seconds: float | None = None
     seq: int = 0
     message: str = ""
+    last_done_outputs: dict[str, Any] | None = None
+    """The outputs of the last time the step finished, kept while it is redone."""
+
+    @property
+    def known_outputs(self) -> dict[str, Any] | None:
+        """The outputs of the last finished run of the step (None if it never finished)."""
+        return self.outputs if self.status == "done" else self.last_done_outputs
 
 
 class InstallState(BaseModel):
@@ -76,7 +90,11 @@ class InstallState(BaseModel):
     steps: dict[str, StepRecord] = Field(default_factory=dict)
 
     def done(self, step_id: str) -> StepRecord | None:
-        """Return the record of ``step_id`` if that step finished, else None."""
+        """Return the record of ``step_id`` if that step finished, else None.
+
+        Args:
+            step_id: A step id, e.g. `python`.
+        """
         record = self.steps.get(step_id)
         return record if record is not None and record.status == "done" else None
 
@@ -87,17 +105,28 @@ class InstallState(BaseModel):
 
 
 def state_dir(install_dir: Path) -> Path:
-    """Return `DIR/.comfy-install`."""
+    """Return `DIR/.comfy-install`.
+
+    Args:
+        install_dir: DIR, the install directory.
+    """
     return install_dir / STATE_DIRNAME
 
 
 def state_path(install_dir: Path) -> Path:
-    """Return `DIR/.comfy-install/state.json`."""
+    """Return `DIR/.comfy-install/state.json`.
+
+    Args:
+        install_dir: DIR, the install directory.
+    """
     return state_dir(install_dir) / "state.json"
 
 
 def read_state(install_dir: Path) -> tuple[InstallState | None, str | None]:
     """Read the state of an install.
+
+    Args:
+        install_dir: DIR, the install directory.
 
     Returns:
         ``(state, problem)``: the state (None when there is none or it is
@@ -121,6 +150,10 @@ def read_state(install_dir: Path) -> tuple[InstallState | None, str | None]:
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically: temp file, fsync, rename.
 
+    Args:
+        path: The file to write; its folder is created, and the temp file is made next to it.
+        text: The content, written as UTF-8.
+
     Raises:
         EnvironmentUnsupportedError: The disk is full or the folder is not writable.
     """
@@ -142,9 +175,20 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def write_state(install_dir: Path, state: InstallState) -> None:
-    """Save ``state`` atomically to `DIR/.comfy-install/state.json`."""
+    """Save ``state`` atomically to `DIR/.comfy-install/state.json`.
+
+    Args:
+        install_dir: DIR, the install directory.
+        state: The state to save; its `updated_at` is set to now.
+
+    Raises:
+        EnvironmentUnsupportedError: The disk is full or the folder is not writable.
+    """
+    from installer.log import redact
+
     state.updated_at = now_iso()
-    atomic_write_text(state_path(install_dir), state.model_dump_json(indent=2) + "\n")
+    # Inputs can hold index URLs with credentials: the file on disk never keeps them.
+    atomic_write_text(state_path(install_dir), redact(state.model_dump_json(indent=2)) + "\n")
 
 
 class LockInfo(BaseModel):
@@ -157,14 +201,27 @@ class LockInfo(BaseModel):
 
 
 class InstallLock:
-    """An exclusive lock on an install directory (`DIR/.comfy-install/lock`)."""
+    """An exclusive lock on an install directory (`DIR/.comfy-install/lock`).
+
+    The exclusion itself is an OS file lock (`flock`, or `msvcrt.locking` on
+    Windows), which the kernel drops when the process ends however it ends, so
+    two processes can never both hold it. The file's content (pid, host, start
+    time) is for people: it names the holder, and a holder that is gone is
+    reported as a stale lock taken over.
+    """
 
     def __init__(self, install_dir: Path, command: str = "install") -> None:
-        """Prepare (but do not take) the lock of ``install_dir``."""
+        """Prepare (but do not take) the lock of ``install_dir``.
+
+        Args:
+            install_dir: The install directory.
+            command: The command taking it, recorded for the message another
+                process shows.
+        """
         self.path = state_dir(install_dir) / "lock"
         self.command = command
         self.taken_over: LockInfo | None = None
-        self._held = False
+        self._fd: int | None = None
 
     def _info(self) -> LockInfo:
         return LockInfo(
@@ -177,53 +234,118 @@ class InstallLock:
         except (OSError, ValidationError):
             return None
 
+    def _held_by(self, holder: LockInfo | None) -> LockHeldError:
+        if holder is None:
+            return LockHeldError(
+                f"Another comfy-install is working on this directory ({self.path} is locked).",
+                "Wait for it to finish, then run the command again.",
+            )
+        return LockHeldError(
+            f"Another comfy-install ({holder.command}, pid {holder.pid} on {holder.host}, "
+            f"since {holder.started_at}) is working on this directory.",
+            f"Wait for pid {holder.pid} to finish, then run the command again.",
+        )
+
     def acquire(self) -> None:
-        """Take the lock, taking over a stale one.
+        """Take the lock; a lock left by a process that is gone is taken over.
 
         Raises:
-            LockHeldError: A live process holds it (exit code 3).
+            LockHeldError: A live process holds it, or a process on another host
+                wrote it (exit code 3).
+            EnvironmentUnsupportedError: The lock file cannot be written (disk
+                full, read-only folder).
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._read()
-                if holder is not None and holder.pid == os.getpid():
-                    raise LockHeldError(f"{self.path} is already held by this process.") from None
-                if holder is not None and self._alive(holder):
-                    raise LockHeldError(
-                        f"Another comfy-install ({holder.command}, pid {holder.pid} on "
-                        f"{holder.host}, since {holder.started_at}) is working on this "
-                        "directory.",
-                        f"Wait for pid {holder.pid} to finish, then run the command again.",
-                    ) from None
-                self.taken_over = holder
-                with contextlib.suppress(FileNotFoundError):
-                    self.path.unlink()
-                continue
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(self._info().model_dump_json())
-            self._held = True
-            return
-        raise LockHeldError(f"Could not take {self.path}: it keeps being re-created.")
+        from installer.environment import try_lock_file, unlock_file
 
-    @staticmethod
-    def _alive(holder: LockInfo) -> bool:
-        if holder.host != socket.gethostname():
-            # Another host (a shared drive): its pid means nothing here, so only a
-            # person can say the lock is stale.
-            return True
-        return pid_alive(holder.pid)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            for _ in range(5):
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                if not try_lock_file(fd):
+                    os.close(fd)
+                    raise self._held_by(self._read())
+                # The file may have been removed (released) between open and lock; then
+                # this lock is on a name-less file and must be taken again.
+                if not self._same_file(fd):
+                    unlock_file(fd)
+                    os.close(fd)
+                    continue
+                try:
+                    self._claim(fd)
+                except BaseException:
+                    # A lock file left empty (the write failed: disk full) names nobody:
+                    # remove it while still holding the lock.
+                    with contextlib.suppress(OSError):
+                        if os.fstat(fd).st_size == 0:
+                            self.path.unlink()
+                    unlock_file(fd)
+                    os.close(fd)
+                    raise
+                self._fd = fd
+                return
+        except OSError as exc:
+            raise EnvironmentUnsupportedError(
+                f"Could not take the lock {self.path}: {exc.strerror or exc}.",
+                "Free disk space or fix the folder's permissions, then run again.",
+            ) from exc
+        raise LockHeldError(f"Could not take {self.path}: it keeps being removed and re-created.")
+
+    def _same_file(self, fd: int) -> bool:
+        try:
+            return os.path.samestat(os.fstat(fd), self.path.stat())
+        except FileNotFoundError:
+            return False
+
+    def _claim(self, fd: int) -> None:
+        """Read what a previous holder left, then write who holds the lock now."""
+        from installer.environment import pid_alive
+
+        previous_text = os.read(fd, 65536).decode("utf-8", "replace").strip()
+        if previous_text:
+            try:
+                previous = LockInfo.model_validate_json(previous_text)
+            except ValidationError:
+                previous = None
+            if previous is not None and previous.host != socket.gethostname():
+                # A shared drive: the other host's lock is not ours to judge by its pid.
+                raise LockHeldError(
+                    f"{self.path} was written by comfy-install pid {previous.pid} on host "
+                    f"{previous.host} (since {previous.started_at}).",
+                    f"If no comfy-install is running on {previous.host} any more, delete "
+                    f"{self.path} and run again.",
+                )
+            if previous is not None and previous.pid != os.getpid() and pid_alive(previous.pid):
+                # Its OS lock is gone but the process lives: an older comfy-install, or
+                # a reused pid. Only a person can tell which.
+                error = self._held_by(previous)
+                error.hint += f" If pid {previous.pid} is not comfy-install, delete {self.path}."
+                raise error
+            self.taken_over = previous
+        data = self._info().model_dump_json().encode()
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.ftruncate(fd, 0)
+        os.write(fd, data)
+        os.fsync(fd)
 
     def release(self) -> None:
-        """Give the lock back (only if this process holds it)."""
-        if self._held:
-            holder = self._read()
-            if holder is None or holder.pid == os.getpid():
-                with contextlib.suppress(FileNotFoundError):
-                    self.path.unlink()
-            self._held = False
+        """Give the lock back and remove the lock file (only if this process holds it)."""
+        from installer.environment import unlock_file
+
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        if os.name == "nt":
+            unlock_file(fd)
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            return
+        # Remove the name while still holding the lock: a process that opened the file
+        # meanwhile sees it is no longer the lock file and opens the new one.
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        unlock_file(fd)
+        os.close(fd)
 
     @contextlib.contextmanager
     def held(self) -> Iterator[InstallLock]:

@@ -33,6 +33,10 @@ from installer.proc import CommandResult, run_command
 TORCH_TRIO = ("torch", "torchvision", "torchaudio")
 
 _NETWORK_PATTERNS = (
+    "error decoding response body",
+    "request or response body error",
+    "end of file before message length reached",
+    "connection closed before message completed",
     "error sending request",
     "failed to fetch",
     "dns error",
@@ -69,8 +73,18 @@ _TRIO_MISSING = re.compile(
 )
 
 
+_TLS_FAILURE = re.compile(
+    r"invalid peer certificate|certificate verify failed|UnknownIssuer|self[- ]signed certificate",
+    re.IGNORECASE,
+)
+
+
 def is_network_failure(output: str) -> bool:
-    """Return True when uv's output says the failure was the network, not resolution."""
+    """Return True when uv's output says the failure was the network, not resolution.
+
+    Args:
+        output: The combined output of a failed uv command.
+    """
     text = output.lower()
     if "no solution found" in text:
         return False
@@ -79,6 +93,9 @@ def is_network_failure(output: str) -> bool:
 
 def torch_conflict(output: str) -> tuple[str, str] | None:
     """Find the package in uv's resolver error that wanted another torch.
+
+    Args:
+        output: The combined output of a failed `uv pip install`.
 
     Returns:
         ``(package, wanted)`` such as ``("xformers", "torch==2.10.0")``, or None.
@@ -112,6 +129,12 @@ class Uv:
         env.setdefault("UV_NO_PROGRESS", "1")
         return env
 
+    def _proxy_note(self) -> str:
+        from installer.environment import proxy_note
+
+        index = self.index.index_url or self.env.get("UV_INDEX_URL") or "https://pypi.org/simple"
+        return proxy_note(index, self.env)
+
     def index_args(self, extra_index_urls: Sequence[str] = ()) -> list[str]:
         """Return the index, find-links and offline options for a uv call.
 
@@ -131,7 +154,17 @@ class Uv:
         return args
 
     def run(self, args: Sequence[str | Path], what: str, check: bool = True) -> CommandResult:
-        """Run ``uv ARGS`` with output logged."""
+        """Run ``uv ARGS`` with output logged.
+
+        Args:
+            args: uv's arguments, without the binary.
+            what: Name of the action for messages, e.g. `uv venv`.
+            check: Raise when uv exits non-zero.
+
+        Raises:
+            CommandFailedError: uv exited non-zero and ``check`` is set.
+            EnvironmentUnsupportedError: uv could not be started.
+        """
         return run_command(
             [self.binary, *args], log=self.log, what=what, env=self._env(), check=check
         )
@@ -151,7 +184,11 @@ class Uv:
         return output.split()[1] if len(output.split()) > 1 else output.strip()
 
     def python_find(self, request: str) -> str | None:
-        """Return the path of an installed Python matching ``request``, or None."""
+        """Return the path of an installed Python matching ``request``, or None.
+
+        Args:
+            request: A version (`3.12`), a range (``>=3.10,<3.14``) or an interpreter's path.
+        """
         result = self.run(["python", "find", "--system", request], "uv python find", check=False)
         lines = [line for line in result.output.splitlines() if line.strip()]
         if result.returncode != 0 or not lines:
@@ -160,11 +197,27 @@ class Uv:
         return path if Path(path).exists() else None
 
     def python_install(self, request: str) -> None:
-        """Download a managed Python matching ``request`` (uv python install)."""
+        """Download a managed Python matching ``request`` (uv python install).
+
+        Args:
+            request: A Python version, e.g. `3.12`.
+
+        Raises:
+            CommandFailedError: uv could not install it (e.g. no network).
+        """
         self.run(["python", "install", request], f"uv python install {request}")
 
     def venv(self, path: Path, python: str, clear: bool) -> None:
-        """Create the venv at ``path`` with interpreter ``python``."""
+        """Create the venv at ``path`` with interpreter ``python``.
+
+        Args:
+            path: Where the venv goes.
+            python: The interpreter's path (or a version uv can find).
+            clear: Replace a venv already at ``path`` (`--clear`).
+
+        Raises:
+            CommandFailedError: `uv venv` failed.
+        """
         args: list[str | Path] = ["venv", path, "--python", python, "--no-project"]
         if clear:
             args.append("--clear")
@@ -232,6 +285,21 @@ class Uv:
                         "Run once with the network (or add --find-links with the missing "
                         "wheels), then again with --offline.",
                     ) from exc
+                if "no space left on device" in output.lower():
+                    raise EnvironmentUnsupportedError(
+                        f"{what}: the disk is full (no space left on device):\n  "
+                        f"{_last_lines(output)}",
+                        "Free disk space (uv's cache and the venv need room), then run the same "
+                        "command again.",
+                    ) from exc
+                if _TLS_FAILURE.search(output):
+                    raise NetworkError(
+                        f"{what} could not reach the package index{self._proxy_note()}: its "
+                        f"TLS certificate was not trusted:\n  {_last_lines(output)}",
+                        "If the index (or a proxy) uses a private CA, point SSL_CERT_FILE at "
+                        "its certificate, or set UV_SYSTEM_CERTS=1 to use the system's "
+                        "certificate store; then run again.",
+                    ) from exc
                 if is_network_failure(output):
                     if attempt < attempts:
                         wait = backoff * 2 ** (attempt - 1)
@@ -242,8 +310,8 @@ class Uv:
                         time.sleep(wait)
                         continue
                     raise NetworkError(
-                        f"{what} could not reach the package index after {attempts} "
-                        f"attempt(s):\n  {_last_lines(output)}",
+                        f"{what} could not reach the package index{self._proxy_note()} after "
+                        f"{attempts} attempt(s):\n  {_last_lines(output)}",
                     ) from exc
                 raise StepFailedError(exc.message, exc.hint) from exc
         raise AssertionError("unreachable: the loop returns or raises")
@@ -255,7 +323,18 @@ def _last_lines(output: str, count: int = 6) -> str:
 
 
 def write_constraints(path: Path, pins: dict[str, str]) -> Path:
-    """Write a constraints file pinning each package to its exact installed version."""
+    """Write a constraints file pinning each package to its exact installed version.
+
+    Args:
+        path: The constraints file; it is written atomically.
+        pins: ``{name: version}``, e.g. the installed torch trio.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        EnvironmentUnsupportedError: The file cannot be written.
+    """
     from installer.state import atomic_write_text
 
     lines = [f"{name}=={version}" for name, version in sorted(pins.items())]

@@ -9,11 +9,23 @@ from packaging.version import InvalidVersion, Version
 
 from installer.errors import CommandFailedError, EnvironmentUnsupportedError
 from installer.plan import PlannedStep
+from installer.state import now_iso
 from installer.steps.context import StepContext
 
 
 def run_uv(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
-    """Check that the bundled uv runs and record its version."""
+    """Check that the bundled uv runs and record its version.
+
+    Args:
+        ctx: The run's context.
+        step: The planned `uv` step (not used: ``ctx.plan`` holds what to do).
+
+    Returns:
+        The uv binary's `path` and `version`.
+
+    Raises:
+        EnvironmentUnsupportedError: uv cannot be started or fails.
+    """
     version = ctx.uv.version()
     ctx.log.info(f"uv {version} ({ctx.uv.binary})")
     return {"path": ctx.uv.binary, "version": version}
@@ -21,6 +33,12 @@ def run_uv(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
 
 def python_version_of(interpreter: str) -> str:
     """Return the full version of a Python interpreter by running it.
+
+    Args:
+        interpreter: The interpreter's path.
+
+    Returns:
+        The version it prints, e.g. `3.12.8`.
 
     Raises:
         EnvironmentUnsupportedError: It does not run.
@@ -47,6 +65,17 @@ def run_python(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     When the configured default cannot be found or downloaded (no network), the
     newest installed Python in the supported range is used, with a warning; a
     version the user asked for with --python is never swapped.
+
+    Args:
+        ctx: The run's context.
+        step: The planned `python` step (not used: ``ctx.plan`` holds what to do).
+
+    Returns:
+        The `interpreter`'s path and its `version`.
+
+    Raises:
+        EnvironmentUnsupportedError: No Python could be found or downloaded, or the one found is
+            outside the supported range.
     """
     request, supported = ctx.plan.python, ctx.plan.python_supported
     interpreter = ctx.uv.python_find(request)
@@ -89,7 +118,20 @@ def run_python(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
 
 
 def run_venv(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
-    """Create (or recreate, when the Python changed or it is broken) the venv."""
+    """Create (or recreate, when the Python changed or it is broken) the venv.
+
+    Args:
+        ctx: The run's context.
+        step: The planned `venv` step (not used: ``ctx.plan`` holds what to do).
+
+    Returns:
+        The venv's interpreter (`python`), its `version`, and when it was `created`.
+
+    Raises:
+        EnvironmentUnsupportedError: The python step recorded no interpreter, or the venv's Python
+            does not run.
+        CommandFailedError: `uv venv` failed.
+    """
     interpreter = ctx.outputs("python").get("interpreter")
     if not interpreter:
         raise EnvironmentUnsupportedError(
@@ -100,4 +142,6 @@ def run_venv(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     ctx.uv.venv(venv, interpreter, clear=venv.exists())
     version = python_version_of(str(ctx.venv_python))
     ctx.log.info(f"venv at {venv} (Python {version})")
-    return {"python": str(ctx.venv_python), "version": version}
+    # A new venv holds no packages: the creation time makes every step after it that
+    # installs into it see the change.
+    return {"python": str(ctx.venv_python), "version": version, "created": now_iso()}
