@@ -113,6 +113,20 @@ class InstallerLogger:
         """True when live progress displays make sense (a terminal, not quiet)."""
         return self._stream.isatty() and self.verbosity >= 0
 
+    def activity(self, what: str) -> contextlib.AbstractContextManager[object]:
+        """Show a spinner with ``what`` while a long command runs (terminal, normal verbosity).
+
+        Args:
+            what: The action, e.g. "install torch".
+
+        Returns:
+            A context manager; a no-op when output is not a terminal, or quiet, or
+            verbose (the command's own output is shown then).
+        """
+        if not self.interactive or self.verbosity != 0:
+            return contextlib.nullcontext()
+        return self.console.status(f"{self._escape(what)}…", spinner="dots")
+
     def attach_file(self, path: Path) -> None:
         """Start appending the plain log to ``path`` (its folder is created).
 

@@ -99,10 +99,11 @@ def run_command(
             timer.daemon = True
             timer.start()
         assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            log.output(line)
-        returncode = process.wait()
+        with log.activity(what):
+            for line in process.stdout:
+                lines.append(line)
+                log.output(line)
+            returncode = process.wait()
     except BaseException:
         _stop(process)
         raise

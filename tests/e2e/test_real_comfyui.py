@@ -9,7 +9,9 @@ minute with a cold uv cache (`pytest -m "not real"` leaves it out).
 
 from __future__ import annotations
 
+import json
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,33 @@ def test_real_rerun_changes_nothing(real_install: Path) -> None:
         k: v["seq"] for k, v in before["steps"].items()
     }
     assert done.stderr.count("up to date") >= 10
+
+
+def test_real_comfyui_through_comfy_install_launch(real_install: Path) -> None:
+    from support.cli import cli_path
+
+    port = free_port()
+    started = subprocess.run(
+        [cli_path(), "launch", str(real_install), "--listen", "127.0.0.1", "--port", str(port),
+         "--background", "--json", "--", "--cpu"],
+        env=REAL_ENV, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    try:
+        assert started.returncode == 0, started.stderr[-3000:]
+        data = json.loads(started.stdout)["data"]
+        assert data["seconds_to_ready"] > 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/object_info", timeout=10) as r:
+            assert r.status == 200
+            assert "KSampler" in json.loads(r.read())
+    finally:
+        stopped = subprocess.run(
+            [cli_path(), "stop", str(real_install)],
+            env=REAL_ENV,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert stopped.returncode == 0, stopped.stderr
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/object_info", timeout=2)

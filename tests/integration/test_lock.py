@@ -545,3 +545,27 @@ def test_install_uses_the_lock_and_stops_with_exit_4_on_a_tampered_wheel(
     assert failed.returncode == 4, failed.stderr
     assert "lockdep==1.1 does not match its sha256" in failed.stderr
     assert not {"lockapp", "lockdep", "needs-torch"} & set(venv_dists(bad))
+
+
+def test_a_lock_for_another_python_than_the_venvs_is_not_used(tmp_path: Path) -> None:
+    # The plan picks the lock for the Python it asks for (3.12); when the python step had
+    # to take another supported Python (3.11), the lock must not be used.
+    from types import SimpleNamespace
+
+    from installer.log import InstallerLogger
+    from installer.steps.packages import lock_path
+
+    shipped = Path(__file__).resolve().parents[2] / "locks" / "linux-default-py312.txt"
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\nversion_info = 3.11.7\n")
+    log_file = tmp_path / "log.txt"
+    ctx = SimpleNamespace(
+        plan=SimpleNamespace(lock=SimpleNamespace(path=str(shipped))),
+        paths={"venv": venv},
+        log=InstallerLogger(verbosity=-1, log_file=log_file),
+    )
+    assert lock_path(ctx) is None  # type: ignore[arg-type]
+    assert "is for Python 3.12 but the venv has Python 3.11.7" in log_file.read_text()
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\nversion_info = 3.12.1\n")
+    assert lock_path(ctx) == shipped  # type: ignore[arg-type]

@@ -23,7 +23,8 @@ PLAN_KEYS = {
     "optimizations", "models", "steps", "warnings",
 }  # fmt: skip
 STEP_KEYS = {
-    "number", "id", "title", "action", "reason", "cascade", "details", "inputs", "fingerprint", "depends_on",
+    "number", "id", "title", "action", "reason", "cascade", "details", "inputs", "fingerprint",
+    "depends_on",
 }  # fmt: skip
 TORCH_KEYS = {"variant", "index_url", "cuda", "packages", "version", "reason", "installed"}
 GPU_KEYS = {"source", "reason", "driver_version", "cuda_driver_version", "planning_cc", "gpus"}

@@ -43,7 +43,28 @@ def lock_path(ctx: StepContext) -> Path | None:
         ctx: The run's context.
     """
     lock = ctx.plan.lock
-    return Path(lock.path) if lock is not None and lock.path else None
+    if lock is None or not lock.path:
+        return None
+    path = Path(lock.path)
+    # The plan chose the lock for the Python it asked for; when that Python was not
+    # available and the python step took another supported one, the lock does not apply.
+    from installer.lock import python_minor, read_header
+    from installer.probe import venv_version
+
+    header = read_header(path)
+    have = venv_version(ctx.paths["venv"])
+    if header is not None and have is not None and python_minor(have) != header.target.python:
+        if path not in _WARNED:
+            _WARNED.add(path)
+            ctx.log.warn(
+                f"{path.name} is for Python {header.target.python} but the venv has Python "
+                f"{have}; resolving live instead"
+            )
+        return None
+    return path
+
+
+_WARNED: set[Path] = set()
 
 
 def constraints_path(ctx: StepContext) -> Path:
