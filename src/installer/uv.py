@@ -85,7 +85,7 @@ def is_network_failure(output: str) -> bool:
     Args:
         output: The combined output of a failed uv command.
     """
-    text = output.lower()
+    text = " ".join(output.lower().split())  # uv wraps long lines
     if "no solution found" in text:
         return False
     return any(pattern in text for pattern in _NETWORK_PATTERNS)
@@ -265,34 +265,36 @@ class Uv:
                 return self.run(args, what)
             except CommandFailedError as exc:
                 output = exc.output
-                if "hash mismatch" in output.lower():
+                # uv wraps long lines: match on the text with whitespace flattened.
+                flat = " ".join(output.split())
+                if "hash mismatch" in flat.lower():
                     from installer.lock import integrity_error
 
                     mismatch = integrity_error(exc)
                     if mismatch is not None:
                         raise mismatch from exc
-                conflict = torch_conflict(output)
+                conflict = torch_conflict(flat)
                 if conflict is not None:
                     package, wanted = conflict
                     raise TorchConflictError(
                         f"{what}: {package} needs {wanted}, but the installed torch is held "
                         "(it is never replaced).",
                     ) from exc
-                if self.index.offline and any(p in output.lower() for p in _OFFLINE_PATTERNS):
+                if self.index.offline and any(p in flat.lower() for p in _OFFLINE_PATTERNS):
                     raise NetworkError(
                         f"{what} --offline: a package is not in uv's cache or the find-links "
                         f"folders:\n  {_last_lines(output)}",
                         "Run once with the network (or add --find-links with the missing "
                         "wheels), then again with --offline.",
                     ) from exc
-                if "no space left on device" in output.lower():
+                if "no space left on device" in flat.lower():
                     raise EnvironmentUnsupportedError(
                         f"{what}: the disk is full (no space left on device):\n  "
                         f"{_last_lines(output)}",
                         "Free disk space (uv's cache and the venv need room), then run the same "
                         "command again.",
                     ) from exc
-                if _TLS_FAILURE.search(output):
+                if _TLS_FAILURE.search(flat):
                     raise NetworkError(
                         f"{what} could not reach the package index{self._proxy_note()}: its "
                         f"TLS certificate was not trusted:\n  {_last_lines(output)}",
