@@ -36,8 +36,8 @@ StepStatus = Literal["running", "done", "failed", "interrupted", "skipped"]
 
 
 def now_iso() -> str:
-    """Return the current UTC time as an ISO-8601 string (seconds)."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    """Return the current UTC time as an ISO-8601 string (milliseconds)."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
 def fingerprint(inputs: Any) -> str:
