@@ -19,6 +19,15 @@ from support.package_index import serve_index
 from support.wheels import WheelSpec, build_wheel, torch_wheel_specs
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the long `real` files first, so xdist gives them a worker each from the start.
+
+    With `--dist loadfile` a file is one unit of work; starting the minutes-long real
+    files last would leave one worker idle while the other finishes them.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("real") is None)
+
+
 @pytest.fixture(scope="session")
 def fixtures(tmp_path_factory: pytest.TempPathFactory) -> Fixtures:
     """Build the fixture ComfyUI repository and the folder of tiny wheels once."""

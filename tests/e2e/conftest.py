@@ -13,15 +13,29 @@ from support.real import REAL_ENV, real_install_args
 
 @pytest.fixture(scope="session")
 def real_install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One real install of ComfyUI v0.3.77 for the session."""
-    target = tmp_path_factory.mktemp("real") / "inst"
-    done = subprocess.run(
-        real_install_args(target),
-        env=REAL_ENV,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    """One real install of ComfyUI v0.3.77, shared by every test (and xdist worker).
+
+    Under pytest-xdist each worker runs this fixture; they share one DIR in the
+    run's common temp folder, one after the other under a file lock: the first
+    installs, the others find the install done (a re-run is a no-op by design).
+    """
+    import fcntl
+    import os
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    target = shared / "real" / "inst"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with (shared / "real.lock").open("w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        done = subprocess.run(
+            real_install_args(target),
+            env=REAL_ENV,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        fcntl.flock(guard, fcntl.LOCK_UN)
     assert done.returncode == 0, done.stderr[-4000:]
     yield target

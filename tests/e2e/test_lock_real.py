@@ -129,19 +129,6 @@ def test_install_from_real_lock_starts_comfyui(real_lock: dict, tmp_path: Path) 
 
     lock: Path = real_lock["lock"]
     source: Path = real_lock["source"]
-    # Live resolution first (what step 8 does without a lock), then the lock: same cache.
-    live_root = tmp_path / "live"
-    uv, python, constraints, _ = _venv_with_torch(live_root, None)
-    start = time.monotonic()
-    uv.pip_install(
-        python,
-        ["requests"],
-        requirement_files=[source / "requirements.txt"],
-        constraints=[constraints],
-        what="install ComfyUI's requirements (live)",
-    )
-    live_seconds = time.monotonic() - start
-
     locked_root = tmp_path / "locked"
     uv, python, constraints, log = _venv_with_torch(locked_root, lock)
     torch_before = venv_dists(locked_root)["torch"]
@@ -152,16 +139,9 @@ def test_install_from_real_lock_starts_comfyui(real_lock: dict, tmp_path: Path) 
 
     for entry in parse_lock(lock).sections["requirements"]:
         assert locked.get(entry.name) == entry.requirement.split("==", 1)[1], entry.name
-    timings = {
-        "lock_generation_s": round(real_lock["lock_seconds"], 1),
-        "step8_live_s": round(live_seconds, 1),
-        "step8_locked_s": round(result.seconds, 1),
-        "lock_bytes": lock.stat().st_size,
-        "locked_packages": result.packages,
-    }
-    print("lock timings:", json.dumps(timings))
-    (tmp_path.parent / "lock-timings.json").write_text(json.dumps(timings))
-    assert result.seconds <= live_seconds + 5, timings
+    # How long a locked step 8 takes against live resolution is measured in bench/run.py
+    # (never asserted in a test).
+    assert result.packages > 0
 
     # Only the locked set (steps 7 and 8) is installed: ComfyUI must start with it.
     comfy = tmp_path / "ComfyUI"

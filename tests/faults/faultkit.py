@@ -37,8 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from support.cli import BASE_PYTHON, SHIPPED_DEPS, Fixtures, cli_path
 from support.comfy_repo import git

@@ -14,7 +14,7 @@ export PYTHONPATH=/tmp/site:$PWD/src:$PWD/tests
   torch.cuda.get_device_name(0), torch.cuda.get_device_capability(0))'; } > "$R/machine.txt" 2>&1
 
 # Issue 3 and 5: NVML, doctor, dry run, the gpu step, step 10 over the machine's torch.
-GPU_WHEELS=$PWD/.whl OUT="$R" python3 -m pytest tests/gpu/test_h100.py -m gpu -q \
+GPU_WHEELS=$PWD/.whl OUT="$R" python3 -m pytest tests/gpu/test_h100.py -o addopts='' -m gpu -q \
   -p no:cacheprovider > "$R/gpu-tests.log" 2>&1
 echo "gpu tests: exit $?" >> "$OUT/summary.txt"
 
