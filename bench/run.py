@@ -603,6 +603,88 @@ def bench_full(cold_runs: int, warm_runs: int) -> list[Result]:
     return results
 
 
+BUNDLE_COMMIT = "9aeaac3e0f7b5f0711dabde5a4c3988a1361197f"  # the fixture bundle's v0.3.77
+
+
+def bench_lock(runs: int) -> list[Result]:
+    """Step 8 from a hash-pinned lock against live resolution, real bundle, warm cache."""
+    src = bundle()
+    assert src
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    deps = json.loads((ROOT / "dependencies.json").read_text())
+    deps["comfyui"] = {"url": str(src), "ref": "v0.3.77", "commit": BUNDLE_COMMIT}
+    deps["python"]["default"] = python
+    config = WORK / "bench-lock-deps.json"
+    config.write_text(json.dumps(deps))
+    locks = WORK / "locks"
+    shutil.rmtree(locks, ignore_errors=True)
+    timed(
+        [
+            CLI,
+            "lock",
+            "--config",
+            str(config),
+            "--platform",
+            "linux",
+            "--torch-variant",
+            "default",
+            "--python",
+            python,
+            "--lock-dir",
+            str(locks),
+            "-q",
+        ]
+    )
+    warm = bench_env(UV_CACHE_DIR=str(WORK / "uv-cache-warm"))
+    step8: dict[str, list[float]] = {"locked": [], "live": []}
+    total: dict[str, list[float]] = {"locked": [], "live": []}
+    for _ in range(runs):
+        for kind in ("locked", "live"):
+            target = Path(tempfile.mkdtemp(prefix=f"lock-{kind}-", dir=WORK)) / "inst"
+            args = [
+                CLI,
+                "install",
+                str(target),
+                "--config",
+                str(config),
+                "--gpu",
+                "none",
+                "--torch-index",
+                "default",
+                "--python",
+                python,
+                "--lock-dir",
+                str(locks),
+                "-q",
+                *(["--no-lock"] if kind == "live" else []),
+            ]
+            total[kind].append(timed(args, warm))
+            state = json.loads((target / ".comfy-install" / "state.json").read_text())
+            step = state["steps"]["requirements"]
+            assert bool(step["outputs"].get("lock")) == (kind == "locked"), step["outputs"]
+            step8[kind].append(step["seconds"])
+            shutil.rmtree(target.parent, ignore_errors=True)
+    size = sum(p.stat().st_size for p in (ROOT / "locks").glob("*.txt"))
+    return [
+        Result(
+            "step 8 from the lock vs resolved live, real bundle, warm cache",
+            step8["locked"],
+            step8["live"],
+            target="lock not slower (<= 1.00x)",
+            met=statistics.median(step8["locked"]) <= statistics.median(step8["live"]),
+            floor_name="the same step resolving live (--no-lock)",
+        ),
+        Result(
+            "whole install with the lock vs live, warm cache",
+            total["locked"],
+            total["live"],
+            floor_name="the same install with --no-lock",
+            notes=f"shipped locks: {size} bytes in all "
+            f"({len(list((ROOT / 'locks').glob('*.txt')))} files)",
+        ),
+    ]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -827,7 +909,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--peer", action="store_true", help="also time comfy-cli (with --full)")
     parser.add_argument(
-        "--only", default="", help="comma-separated: cli,dry,local,downloads,full,launch,peer"
+        "--only", default="", help="comma-separated: cli,dry,local,downloads,full,lock,launch,peer"
     )
     args = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
@@ -847,6 +929,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results += bench_downloads(3)
     if wanted("full", args.full):
         results += bench_full(cold_runs=2, warm_runs=3)
+    if wanted("lock", args.full):
+        results += bench_lock(2)
     if wanted("launch", args.full):
         results.append(bench_rerun_real(args.runs))
         results.append(bench_launch(3))
