@@ -143,7 +143,11 @@ _DISTRIBUTION = {"sdpa": "torch", "xformers": "xformers", "sageattention": "sage
 
 
 def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:
-    """Return the installed version of each distribution, None when absent."""
+    """Return the installed version of each distribution, None when absent.
+
+    Args:
+        names: Distribution names to look up (default: `PACKAGES`).
+    """
     found: dict[str, str | None] = {}
     for name in names:
         try:
@@ -240,7 +244,12 @@ class Timer:
             self.torch.cuda.synchronize()
 
     def warm(self, function: Callable[[], Any], count: int) -> tuple[float, float]:
-        """Make ``count`` calls; return the seconds per call on the wall clock and to launch."""
+        """Make ``count`` calls; return the seconds per call on the wall clock and to launch.
+
+        Args:
+            function: One call.
+            count: How many calls to make.
+        """
         self.sync()
         start = time.perf_counter()
         for _ in range(count):
@@ -402,7 +411,17 @@ def run_shape(
     timer: Timer,
     settings: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """Measure every backend at one shape and dtype; return one row per backend."""
+    """Measure every backend at one shape and dtype; return one row per backend.
+
+    Args:
+        torch: The imported torch module.
+        shape: The attention call whose random inputs are made.
+        dtype: ``fp16`` or ``bf16``.
+        backends: The usable backends by name; SDPA's output, when it runs, is the reference.
+        timer: Times the calls (on the GPU when its ``cuda`` is set).
+        settings: ``seed`` for the inputs, and the ``warmup``, ``iterations`` and
+            ``budget_s`` that [`measure_cell`][installer.bench_attention.measure_cell] reads.
+    """
     device = "cuda" if timer.cuda else "cpu"
     torch_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
     size = (shape.batch, shape.heads, shape.seq, shape.head_dim)
@@ -447,7 +466,12 @@ def run_shape(
 
 
 def device_report(torch: Any, cuda: bool) -> dict[str, Any]:
-    """Describe the device measured on: GPU name, compute capability, memory; or the CPU."""
+    """Describe the device measured on: GPU name, compute capability, memory; or the CPU.
+
+    Args:
+        torch: The imported torch module.
+        cuda: True to describe the current CUDA device, False for the CPU.
+    """
     if not cuda:
         return {"kind": "cpu", "name": platform.processor() or platform.machine(), "cc": None}
     index = torch.cuda.current_device()

@@ -261,14 +261,22 @@ class BenchmarkRun(_Model):
     workflow: str | None = None
 
     def backend(self, name: str) -> BackendInfo:
-        """Return the info of backend ``name`` (an unavailable stand-in if unknown)."""
+        """Return the info of backend ``name`` (an unavailable stand-in if unknown).
+
+        Args:
+            name: A backend name, e.g. ``sageattention``.
+        """
         for info in self.backends:
             if info.name == name:
                 return info
         return BackendInfo(name=name, available=False)
 
     def shape(self, shape_id: str) -> ShapeInfo | None:
-        """Return the shape with id ``shape_id``, if it was measured."""
+        """Return the shape with id ``shape_id``, if it was measured.
+
+        Args:
+            shape_id: A shape id, e.g. ``sdxl-1024``.
+        """
         return next((shape for shape in self.shapes if shape.id == shape_id), None)
 
 
@@ -350,7 +358,12 @@ def timing_stats(samples: Sequence[float]) -> TimingStats:
 
 
 def tolerance_for(backend: str, dtype: str) -> float:
-    """Return the largest max-abs error from SDPA that ``backend`` may show at ``dtype``."""
+    """Return the largest max-abs error from SDPA that ``backend`` may show at ``dtype``.
+
+    Args:
+        backend: A backend name, e.g. ``xformers``.
+        dtype: ``fp16`` or ``bf16``.
+    """
     return TOLERANCES.get((backend, dtype), DEFAULT_TOLERANCE)
 
 
@@ -361,6 +374,9 @@ def measurement_from_row(row: dict[str, Any]) -> Measurement:
     exceeds [`tolerance_for`][installer.benchmark.tolerance_for] its backend
     and dtype, or a quarter (`RELATIVE_TOLERANCE`) of the reference's largest
     value.
+
+    Args:
+        row: One entry of the ``results`` of the module's document.
     """
     backend, dtype = str(row["backend"]), str(row["dtype"])
     times = [float(value) for value in row.get("times_ms") or []]
@@ -406,7 +422,11 @@ def measurement_from_row(row: dict[str, Any]) -> Measurement:
 
 
 def with_speedups(measurements: Sequence[Measurement]) -> list[Measurement]:
-    """Return the measurements with ``speedup`` over SDPA at the same shape and dtype."""
+    """Return the measurements with ``speedup`` over SDPA at the same shape and dtype.
+
+    Args:
+        measurements: The judged measurements of one run (SDPA's `ok` ones are the baseline).
+    """
     baseline = {
         (m.shape, m.dtype): m.stats.median_ms
         for m in measurements
@@ -484,18 +504,30 @@ def _now() -> str:
 
 
 def benchmarks_dir(install_dir: Path) -> Path:
-    """Return `DIR/.comfy-install/benchmarks`."""
+    """Return `DIR/.comfy-install/benchmarks`.
+
+    Args:
+        install_dir: The install directory (`DIR`).
+    """
     return state_dir(install_dir) / "benchmarks"
 
 
 def run_file_name(created_at: str) -> str:
-    """Return the file name of a run made at ``created_at`` (sorts by time, no colons)."""
+    """Return the file name of a run made at ``created_at`` (sorts by time, no colons).
+
+    Args:
+        created_at: The run's time in ISO 8601 format, as in `BenchmarkRun.created_at`.
+    """
     stamp = dt.datetime.fromisoformat(created_at).astimezone(dt.timezone.utc)
     return stamp.strftime("%Y-%m-%dT%H-%M-%S.%fZ") + ".json"
 
 
 def save_run(install_dir: Path, run: BenchmarkRun) -> Path:
     """Save ``run`` atomically under `DIR/.comfy-install/benchmarks/` and return its path.
+
+    Args:
+        install_dir: The install directory (`DIR`).
+        run: The run to save (its ``created_at`` names the file).
 
     Raises:
         EnvironmentUnsupportedError: The folder is not writable or the disk is full.
@@ -507,6 +539,9 @@ def save_run(install_dir: Path, run: BenchmarkRun) -> Path:
 
 def load_run(path: Path) -> BenchmarkRun:
     """Read a saved run.
+
+    Args:
+        path: The run's JSON file.
 
     Raises:
         UsageError: The file is missing, not JSON or not a benchmark run.
@@ -526,7 +561,11 @@ def load_run(path: Path) -> BenchmarkRun:
 
 
 def saved_runs(install_dir: Path) -> list[Path]:
-    """Return the saved run files of an install, oldest first."""
+    """Return the saved run files of an install, oldest first.
+
+    Args:
+        install_dir: The install directory (`DIR`).
+    """
     folder = benchmarks_dir(install_dir)
     try:
         return sorted(path for path in folder.glob("*.json") if path.is_file())
@@ -535,7 +574,12 @@ def saved_runs(install_dir: Path) -> list[Path]:
 
 
 def latest_run(install_dir: Path, before: str | None = None) -> tuple[Path, BenchmarkRun] | None:
-    """Return the newest readable saved run (made before ``before``, when given)."""
+    """Return the newest readable saved run (made before ``before``, when given).
+
+    Args:
+        install_dir: The install directory (`DIR`).
+        before: A run's ``created_at``: only runs saved earlier count (None: any run).
+    """
     for path in reversed(saved_runs(install_dir)):
         if before is not None and path.name >= run_file_name(before):
             continue
@@ -645,6 +689,9 @@ def headline(run: BenchmarkRun) -> str | None:
     ``SageAttention 1.0.6: 2.1x SDPA at SDXL shapes (fp16, NVIDIA H100 80GB
     HBM3, 2026-11-23)``; SDPA's own time when nothing else ran; a warning
     is appended when a backend gave wrong results. None for an empty run.
+
+    Args:
+        run: The run to sum up.
     """
     ok = [m for m in run.measurements if m.status == "ok"]
     if not run.measurements:
@@ -807,6 +854,9 @@ def _stream(
 def load_workflow(path: Path) -> dict[str, Any]:
     """Read an API-format workflow (``{node id: {"class_type", "inputs"}}``).
 
+    Args:
+        path: The workflow's JSON file (ComfyUI's 'Export (API)').
+
     Raises:
         UsageError: The file is missing, not JSON, or in the UI format.
     """
@@ -829,7 +879,11 @@ def load_workflow(path: Path) -> dict[str, Any]:
 
 
 def bump_seeds(workflow: dict[str, Any]) -> dict[str, Any]:
-    """Return a copy of ``workflow`` with every integer seed input increased by one."""
+    """Return a copy of ``workflow`` with every integer seed input increased by one.
+
+    Args:
+        workflow: An API-format workflow (left unchanged).
+    """
     changed = copy.deepcopy(workflow)
     for node in changed.values():
         inputs = node.get("inputs") if isinstance(node, dict) else None
@@ -1076,6 +1130,9 @@ def _split(values: Sequence[str]) -> tuple[str, ...]:
 def validate_options(options: BenchmarkOptions) -> BenchmarkOptions:
     """Check the options, split comma lists; return them normalised.
 
+    Args:
+        options: The options as given on the command line.
+
     Raises:
         UsageError: A count is out of range or a name is unknown.
     """
@@ -1111,7 +1168,11 @@ def validate_options(options: BenchmarkOptions) -> BenchmarkOptions:
 
 
 def module_config(options: BenchmarkOptions) -> dict[str, Any]:
-    """Return the settings the venv module runs with."""
+    """Return the settings the venv module runs with.
+
+    Args:
+        options: Validated options (shape names already checked).
+    """
     by_id = {shape.id: shape for shape in (*GPU_SHAPES, *CPU_SHAPES)}
     return {
         "shapes": [dataclasses.asdict(by_id[name]) for name in options.shapes],
@@ -1126,7 +1187,11 @@ def module_config(options: BenchmarkOptions) -> dict[str, Any]:
 
 
 def module_timeout(options: BenchmarkOptions) -> float:
-    """Seconds the venv module may run: start-up plus a generous allowance per cell."""
+    """Seconds the venv module may run: start-up plus a generous allowance per cell.
+
+    Args:
+        options: Validated options: the shapes, dtypes and backends (all when empty) and budget.
+    """
     shapes = len(options.shapes) or len(GPU_SHAPES)
     cells = shapes * (len(options.dtypes) or len(DTYPES)) * (len(options.backends) or len(BACKENDS))
     return 300.0 + cells * (2 * options.budget_s + 30.0)
@@ -1208,7 +1273,11 @@ def run_benchmark(
 
 
 def regression_error(outcome: BenchmarkOutcome) -> RegressionError:
-    """Return the error `--fail-on-regression` ends with, naming the regressed cells."""
+    """Return the error `--fail-on-regression` ends with, naming the regressed cells.
+
+    Args:
+        outcome: A benchmark outcome whose comparison found regressions.
+    """
     regressions = outcome.regressions
     named = ", ".join(f"{c.backend}/{c.shape}/{c.dtype}" for c in regressions[:6])
     more = f" and {len(regressions) - 6} more" if len(regressions) > 6 else ""
@@ -1254,7 +1323,12 @@ def _mib(value: int | None) -> str:
 
 
 def render_report(outcome: BenchmarkOutcome, console: Console) -> None:
-    """Print a benchmark outcome: the attention table, ComfyUI timings, changes, headline."""
+    """Print a benchmark outcome: the attention table, ComfyUI timings, changes, headline.
+
+    Args:
+        outcome: What [`run_benchmark`][installer.benchmark.run_benchmark] returned.
+        console: The rich console to print on.
+    """
     from rich.markup import escape
 
     run = outcome.run
@@ -1390,7 +1464,12 @@ def _render_comfyui(run: BenchmarkRun, console: Console) -> None:
 
 
 def render_comparison(comparison: Comparison, console: Console) -> None:
-    """Print the changes since the previous run (unchanged cells are only counted)."""
+    """Print the changes since the previous run (unchanged cells are only counted).
+
+    Args:
+        comparison: The comparison of this run with the previous one.
+        console: The rich console to print on.
+    """
     from rich.markup import escape
     from rich.table import Table
 

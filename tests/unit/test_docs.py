@@ -60,36 +60,7 @@ EXEMPT: dict[str, dict[str, str]] = {
 
 # Found on 2026-11-23; the owners of these modules add the Args: sections, then
 # delete the module's entry (its strict xfail then passes).
-KNOWN_GAPS: dict[str, tuple[str, ...]] = {
-    "installer.bench_attention": (
-        "package_versions",
-        "Timer.warm",
-        "run_shape",
-        "device_report",
-    ),
-    "installer.benchmark": (
-        "BenchmarkRun.backend",
-        "BenchmarkRun.shape",
-        "tolerance_for",
-        "measurement_from_row",
-        "with_speedups",
-        "benchmarks_dir",
-        "run_file_name",
-        "save_run",
-        "load_run",
-        "saved_runs",
-        "latest_run",
-        "headline",
-        "load_workflow",
-        "bump_seeds",
-        "validate_options",
-        "module_config",
-        "module_timeout",
-        "regression_error",
-        "render_report",
-        "render_comparison",
-    ),
-}
+KNOWN_GAPS: dict[str, tuple[str, ...]] = {}
 """Public functions whose docstring does not yet name every parameter in `Args:`."""
 
 
