@@ -247,6 +247,7 @@ def run_plan(context: PlanContext, log: InstallerLogger) -> ExecutionResult:
             inputs=step.inputs,
             started_at=now_iso(),
             seq=previous.seq if previous else 0,
+            ran_seq=previous.ran_seq if previous else 0,
             last_done_outputs=before,
         )
         state.steps[step.id] = record
@@ -291,6 +292,8 @@ def run_plan(context: PlanContext, log: InstallerLogger) -> ExecutionResult:
         if before is None or _comparable(outputs) != _comparable(before) or record.seq == 0:
             record.seq = state.next_seq()
             changed.add(step.id)
+        # Unchanged outputs or not, the step has now seen every dependency as it is.
+        record.ran_seq = state.seq
         write_state(install_dir, state)
         result.outcomes.append(
             StepOutcome(step.number, step.id, "done", record.seconds, _note(step.id, outputs))

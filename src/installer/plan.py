@@ -752,7 +752,9 @@ def _own_action(
         )
         return "run", f"inputs changed ({', '.join(changed) or 'format'})"
     newer = [
-        dep for dep in depends if state.done(dep) is not None and state.steps[dep].seq > record.seq
+        dep
+        for dep in depends
+        if state.done(dep) is not None and state.steps[dep].seq > record.current_as_of
     ]
     if newer:
         return "run", f"{', '.join(newer)} changed since it ran"

@@ -67,9 +67,20 @@ class StepRecord(BaseModel):
     finished_at: str | None = None
     seconds: float | None = None
     seq: int = 0
+    """The state's sequence number when the step's outputs last changed."""
+    ran_seq: int = 0
+    """The state's sequence number when the step last finished, changed outputs or not."""
     message: str = ""
     last_done_outputs: dict[str, Any] | None = None
     """The outputs of the last time the step finished, kept while it is redone."""
+
+    @property
+    def current_as_of(self) -> int:
+        """The sequence number up to which the step has seen its dependencies' outputs.
+
+        A dependency whose `seq` is higher changed after this step last ran.
+        """
+        return max(self.seq, self.ran_seq)
 
     @property
     def known_outputs(self) -> dict[str, Any] | None:

@@ -146,6 +146,13 @@ def test_changed_pin_reruns_only_affected_steps(
         and after["steps"][k]["started_at"] != before["steps"][k]["started_at"]
     }  # fmt: skip
     assert ran == {"preflight", "comfyui", "requirements", "verify"}
+    # Steps that ran again with unchanged outputs are current now: the next run is a no-op.
+    again = run(install_args(target, config, installed["url"]), installed["env"])
+    assert again.returncode == 0, again.stderr
+    final = read_state(target)
+    assert {k: v["started_at"] for k, v in final["steps"].items()} == {
+        k: v["started_at"] for k, v in after["steps"].items()
+    }, again.stderr
 
 
 def test_new_torch_version_reruns_torch_and_dependents(
@@ -162,6 +169,12 @@ def test_new_torch_version_reruns_torch_and_dependents(
     assert "inputs changed (packages)" in done.stderr or "[7/13] torch" in done.stderr
     state = read_state(target)
     assert state["steps"]["comfyui"]["seq"] < state["steps"]["torch"]["seq"]
+    again = run(install_args(target, config, installed["url"]), installed["env"])
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("up to date") >= 10, again.stderr
+    assert {k: v["started_at"] for k, v in read_state(target)["steps"].items()} == {
+        k: v["started_at"] for k, v in state["steps"].items()
+    }, again.stderr
 
 
 def test_force_redoes_a_step(installed: dict) -> None:
