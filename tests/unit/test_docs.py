@@ -58,8 +58,8 @@ EXEMPT: dict[str, dict[str, str]] = {
 }
 """Functions that need no `Args:` section: module → {qualified name: reason}."""
 
-# Found on 2026-11-23; the owners of these modules add the Args: sections, then
-# delete the module's entry (its strict xfail then passes).
+# A module whose functions lack Args: sections is listed here (a strict xfail)
+# until they are added; the entry is then deleted. Empty since 2026-11-23.
 KNOWN_GAPS: dict[str, tuple[str, ...]] = {}
 """Public functions whose docstring does not yet name every parameter in `Args:`."""
 
