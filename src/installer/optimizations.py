@@ -593,9 +593,10 @@ def _run_planned(
     groups: dict[tuple[tuple[str, ...], tuple[str, ...], bool], list[int]] = {}
     for index in specs:
         entry = planned[index]
-        # Wheel files stay apart from index packages: a lock constrains only the latter
-        # (its sageattention pin would refuse the SageAttention 2 wheel).
-        key = (tuple(entry.install_options), tuple(entry.extra_index_urls), entry.kind == "wheel")
+        # With a lock, wheel files stay apart from index packages: the lock constrains only
+        # the latter (its sageattention pin would refuse the SageAttention 2 wheel).
+        apart = entry.kind == "wheel" and target.lock is not None
+        key = (tuple(entry.install_options), tuple(entry.extra_index_urls), apart)
         groups.setdefault(key, []).append(index)
     for key, members in groups.items():
         pending += _install_group(
