@@ -859,6 +859,8 @@ def bench_peer(runs: int) -> Result:
                     "--skip-manager",
                 ],
                 env,
+                # comfy-cli writes override.txt into its working directory.
+                cwd=workspace,
                 check=False,
             )
         )
