@@ -79,13 +79,18 @@ _TLS_FAILURE = re.compile(
 )
 
 
+def _flatten(output: str) -> str:
+    """Return uv's output with its whitespace folded (uv wraps long lines, splitting phrases)."""
+    return " ".join(output.split())
+
+
 def is_network_failure(output: str) -> bool:
     """Return True when uv's output says the failure was the network, not resolution.
 
     Args:
         output: The combined output of a failed uv command.
     """
-    text = " ".join(output.lower().split())  # uv wraps long lines
+    text = _flatten(output).lower()
     if "no solution found" in text:
         return False
     return any(pattern in text for pattern in _NETWORK_PATTERNS)
@@ -265,9 +270,9 @@ class Uv:
                 return self.run(args, what)
             except CommandFailedError as exc:
                 output = exc.output
-                # uv wraps long lines: match on the text with whitespace flattened.
-                flat = " ".join(output.split())
-                if "hash mismatch" in flat.lower():
+                flat = _flatten(output)
+                lowered = flat.lower()
+                if "hash mismatch" in lowered:
                     from installer.lock import integrity_error
 
                     mismatch = integrity_error(exc)
@@ -280,14 +285,14 @@ class Uv:
                         f"{what}: {package} needs {wanted}, but the installed torch is held "
                         "(it is never replaced).",
                     ) from exc
-                if self.index.offline and any(p in flat.lower() for p in _OFFLINE_PATTERNS):
+                if self.index.offline and any(p in lowered for p in _OFFLINE_PATTERNS):
                     raise NetworkError(
                         f"{what} --offline: a package is not in uv's cache or the find-links "
                         f"folders:\n  {_last_lines(output)}",
                         "Run once with the network (or add --find-links with the missing "
                         "wheels), then again with --offline.",
                     ) from exc
-                if "no space left on device" in flat.lower():
+                if "no space left on device" in lowered:
                     raise EnvironmentUnsupportedError(
                         f"{what}: the disk is full (no space left on device):\n  "
                         f"{_last_lines(output)}",
@@ -302,7 +307,7 @@ class Uv:
                         "its certificate, or set UV_SYSTEM_CERTS=1 to use the system's "
                         "certificate store; then run again.",
                     ) from exc
-                if is_network_failure(output):
+                if is_network_failure(flat):
                     if attempt < attempts:
                         wait = backoff * 2 ** (attempt - 1)
                         self.log.warn(
