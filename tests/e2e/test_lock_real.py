@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from support.cli import BASE_PYTHON, SHIPPED_DEPS, run, venv_dists
+from support.cli import BASE_PYTHON, SHIPPED_DEPS, lock_cli, run, venv_dists
 from support.comfy_repo import git
 from support.real import bundle_path
 
@@ -30,10 +30,6 @@ pytestmark = pytest.mark.real
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 MISSING_MODULE_SIGNS = ("No module named", "ModuleNotFoundError", "IMPORT FAILED", "Cannot import")
-
-
-def lock_cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "installer.cli_lock", *args]
 
 
 @pytest.fixture(scope="module")

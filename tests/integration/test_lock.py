@@ -21,7 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from support.cli import BASE_PYTHON, Fixtures, installer_env, run, venv_dists, write_config
+from support.cli import (
+    BASE_PYTHON,
+    Fixtures,
+    installer_env,
+    lock_cli,
+    run,
+    venv_dists,
+    write_config,
+)
 from support.comfy_repo import git
 from support.http_server import LocalHTTPServer
 from support.package_index import serve_index
@@ -30,10 +38,6 @@ from support.wheels import WheelSpec, build_wheel
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 TARGET = f"linux-default-py{PYTHON.replace('.', '')}"
 BUNDLE = "comfyui-v0.3.77.bundle"
-
-
-def lock_cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "installer.cli_lock", *args]
 
 
 @pytest.fixture(scope="module")

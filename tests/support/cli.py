@@ -24,6 +24,11 @@ def cli_path() -> str:
     )
 
 
+def lock_cli(*args: str) -> list[str]:
+    """The command line of `comfy-install lock` (its module, run by this Python)."""
+    return [sys.executable, "-m", "installer.cli_lock", *args]
+
+
 @dataclass(frozen=True)
 class Fixtures:
     """Paths and commits of the session's fixtures."""
