@@ -35,10 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 WORK = ROOT / "bench" / ".work"
 CLI = str(Path(sys.executable).parent / "comfy-install")
-BUNDLE_CANDIDATES = [
-    ROOT.parent / "shared/fixtures/comfyui-v0.3.77.bundle",
-    Path("/work/shared/fixtures/comfyui-v0.3.77.bundle"),
-]
 TRIO = ["torch==2.9.1", "torchvision==0.24.1", "torchaudio==2.9.1"]
 
 
@@ -121,7 +117,9 @@ def base_python() -> str:
 
 
 def bundle() -> Path | None:
-    return next((p for p in BUNDLE_CANDIDATES if p.is_file()), None)
+    from support.real import find_bundle
+
+    return find_bundle()
 
 
 # --- CLI start-up ---------------------------------------------------------------------
@@ -517,25 +515,10 @@ def bench_peak_rss(server: Any) -> Result:
 
 
 def real_install_args(target: Path, *extra: str) -> list[str]:
-    src = bundle()
-    assert src, "the ComfyUI bundle is needed for --full"
-    return [
-        CLI,
-        "install",
-        str(target),
-        "--gpu",
-        "none",
-        "--torch-index",
-        "default",
-        "--comfyui-url",
-        str(src),
-        "--comfyui-ref",
-        "v0.3.77",
-        "--python",
-        base_python(),
-        "-q",
-        *extra,
-    ]
+    from support.real import real_install_args as install_args
+
+    assert bundle(), "the ComfyUI bundle is needed for --full (or set COMFYUI_BUNDLE)"
+    return [*install_args(target), "-q", *extra]
 
 
 def floor_install(target: Path, env: dict[str, str]) -> float:

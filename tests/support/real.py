@@ -22,12 +22,18 @@ BUNDLE_CANDIDATES = [
 ]
 
 
-def bundle_path() -> Path:
+def find_bundle() -> Path | None:
     """The ComfyUI v0.3.77 bundle: COMFYUI_BUNDLE, else the shared fixtures folder."""
     override = os.environ.get("COMFYUI_BUNDLE")
-    for candidate in [Path(override)] if override else BUNDLE_CANDIDATES:
-        if candidate.is_file():
-            return candidate
+    candidates = [Path(override)] if override else BUNDLE_CANDIDATES
+    return next((candidate for candidate in candidates if candidate.is_file()), None)
+
+
+def bundle_path() -> Path:
+    """The ComfyUI v0.3.77 bundle, or a skip of the test that needs it."""
+    found = find_bundle()
+    if found is not None:
+        return found
     pytest.skip(
         f"the real ComfyUI bundle ({BUNDLE_NAME}) is not on this machine; "
         "set COMFYUI_BUNDLE to run the real end-to-end tests"
