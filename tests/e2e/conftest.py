@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from support.cli import run
 from support.real import REAL_ENV, real_install_args
 
 
@@ -28,14 +28,7 @@ def real_install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     with (shared / "real.lock").open("w") as guard:
         fcntl.flock(guard, fcntl.LOCK_EX)
-        done = subprocess.run(
-            real_install_args(target),
-            env=REAL_ENV,
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
+        done = run(real_install_args(target), REAL_ENV, timeout=900)
         fcntl.flock(guard, fcntl.LOCK_UN)
     assert done.returncode == 0, done.stderr[-4000:]
     yield target

@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 
 from installer.benchmark import load_run, save_run, saved_runs, timing_stats, with_speedups
 from installer.cli_benchmark import benchmark
-from support.cli import read_state, venv_dists
+from support.cli import read_state, run, venv_dists
 from support.real import REAL_ENV, free_port, real_install_args
 
 pytestmark = pytest.mark.real
@@ -48,14 +48,7 @@ def test_real_install_has_the_pinned_trio(real_install: Path) -> None:
 
 def test_real_rerun_changes_nothing(real_install: Path) -> None:
     before = read_state(real_install)
-    done = subprocess.run(
-        real_install_args(real_install),
-        env=REAL_ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run(real_install_args(real_install), REAL_ENV, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
     after = read_state(real_install)
     assert {k: v["seq"] for k, v in after["steps"].items()} == {
