@@ -20,12 +20,21 @@ from support.wheels import WheelSpec, build_wheel, torch_wheel_specs
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the long `real` files first, so xdist gives them a worker each from the start.
+    """Order the work for xdist: the shared real install first, other real files last.
 
-    With `--dist loadfile` a file is one unit of work; starting the minutes-long real
-    files last would leave one worker idle while the other finishes them.
+    With `--dist loadfile` a file is one unit of work, handed out in this order.
+    The tests on the shared real install (`real_install`) take minutes, so they
+    start at once on a worker of their own. The other `real` files install the
+    torch trio again: run last, they find it in the uv cache that install filled
+    instead of downloading it a second time beside it.
     """
-    items.sort(key=lambda item: item.get_closest_marker("real") is None)
+
+    def tier(item: pytest.Item) -> int:
+        if "real_install" in getattr(item, "fixturenames", ()):
+            return 0
+        return 2 if item.get_closest_marker("real") is not None else 1
+
+    items.sort(key=tier)
 
 
 @pytest.fixture(scope="session")
