@@ -105,7 +105,7 @@ def repeat(n: int, action: Callable[[], float]) -> list[float]:
 
 
 def uv_bin() -> str:
-    from installer.environment import find_uv_binary
+    from installer.edges.environment import find_uv_binary
 
     path = find_uv_binary()
     assert path
@@ -413,7 +413,7 @@ def bench_rerun(args: list[str], target: Path, n: int, what: str) -> Result:
 DOWNLOAD_SCRIPT = (
     "import sys; from pathlib import Path\n"
     "from installer.download import DownloadRequest, download_files\n"
-    "from installer.log import InstallerLogger\n"
+    "from installer.core.log import InstallerLogger\n"
     "reqs=[DownloadRequest(url=u, dest_dir=Path(sys.argv[1]),"
     " filename=u.rsplit('/',1)[1], sha256=h)"
     " for u,h in zip(sys.argv[2::2], sys.argv[3::2])]\n"

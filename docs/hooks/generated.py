@@ -13,16 +13,16 @@ else: no network, no GPU, no files outside the repository.
 Generators (name, argument: what it renders, from where):
 
 - `errors`: every error the tool can print, with cause, fix and exit code
-  (`installer.errors.error_catalogue()`).
+  (`installer.core.errors.error_catalogue()`).
 - `exit-codes`: the exit codes and the errors that end with each (`ExitCode`).
 - `config-schema KIND`: field tables and the raw JSON Schema of a configuration
   file (`installer.config.json_schema(KIND)`).
 - `plan-schema`: the same for the plan of `install --dry-run --json`
-  (`installer.plan.Plan`).
+  (`installer.plan.build.Plan`).
 - `envelope`: the keys of the `--json` envelope and a real error envelope.
 - `steps`: the 13 step ids, titles and dependencies (`STEPS`, `DEPENDS`).
 - `compat PLATFORM`: compute capability x driver CUDA -> torch build, packages,
-  SageAttention, by running `installer.compat` and `installer.optimizations`
+  SageAttention, by running `installer.plan.compat` and `installer.optimizations`
   on the shipped configuration.
 - `config-matrix`: the torch variants, package pins and SageAttention wheels
   the shipped configuration encodes.
@@ -121,7 +121,7 @@ def slug(*parts: str) -> str:
 
 def gen_errors(_: str | None = None) -> str:
     """Render the error catalogue: one section per error class."""
-    from installer.errors import error_catalogue
+    from installer.core.errors import error_catalogue
 
     out: list[str] = []
     entries = error_catalogue()
@@ -150,7 +150,7 @@ def gen_errors(_: str | None = None) -> str:
 
 def gen_exit_codes(_: str | None = None) -> str:
     """Render the exit codes with their meaning and the errors that end with each."""
-    from installer.errors import ExitCode, error_catalogue
+    from installer.core.errors import ExitCode, error_catalogue
 
     by_code: dict[int, list[str]] = {}
     for entry in error_catalogue():
@@ -328,7 +328,7 @@ def gen_config_schema(kind: str | None) -> str:
 
 def gen_plan_schema(_: str | None = None) -> str:
     """Render the field tables and the raw schema of the plan."""
-    from installer.plan import Plan
+    from installer.plan.build import Plan
 
     schema = Plan.model_json_schema(mode="serialization")
     return f"{schema_tables(schema, 'plan', Plan)}\n" + collapsible(
@@ -338,8 +338,8 @@ def gen_plan_schema(_: str | None = None) -> str:
 
 def gen_envelope(_: str | None = None) -> str:
     """Render the envelope keys and a real error envelope."""
-    from installer.envelope import ENVELOPE_KEYS, ENVELOPE_SCHEMA_VERSION, dumps, envelope
-    from installer.errors import UsageError
+    from installer.core.envelope import ENVELOPE_KEYS, ENVELOPE_SCHEMA_VERSION, dumps, envelope
+    from installer.core.errors import UsageError
 
     meaning = {
         "schema_version": f"Version of the envelope format (now {ENVELOPE_SCHEMA_VERSION}).",
@@ -359,7 +359,7 @@ def gen_envelope(_: str | None = None) -> str:
     )
     return (
         table(["key", "meaning"], rows)
-        + "\n\nAn error, as `installer.envelope` prints it:\n\n```json\n"
+        + "\n\nAn error, as `installer.core.envelope` prints it:\n\n```json\n"
         + dumps(example)
         + "\n```\n"
     )
@@ -370,7 +370,7 @@ def gen_envelope(_: str | None = None) -> str:
 
 def gen_steps(_: str | None = None) -> str:
     """Render the step ids, titles and what each waits for."""
-    from installer.plan import DEPENDS, STEPS
+    from installer.plan.build import DEPENDS, STEPS
 
     rows = [
         [
@@ -420,11 +420,11 @@ def _sage_cell(entries: list[Any]) -> str:
 
 def compat_rows(platform: str) -> list[dict[str, str]]:
     """Compute the compatibility cells for ``platform`` from the shipped configuration."""
-    from installer.compat import select_torch
     from installer.config import load_dependencies, load_tools_manifest
-    from installer.errors import PlanError
-    from installer.gpu import gpu_override
+    from installer.core.errors import PlanError
+    from installer.core.facts import gpu_override
     from installer.optimizations import plan_optimizations
+    from installer.plan.compat import select_torch
 
     deps = load_dependencies()
     manifest = load_tools_manifest()
@@ -625,8 +625,7 @@ def gen_launch_example(variant: str | None) -> str:
     launch = _optional_module("installer.launch")
     if launch is None:
         return '!!! warning "`installer.launch` is not in this build"\n'
-    from installer.gpu import GpuInfo, GpuReport
-    from installer.probe import TorchInstalled
+    from installer.core.facts import GpuInfo, GpuReport, TorchInstalled
 
     root = PurePosixPath("/home/me/ComfyUI-install")
     gpu = GpuReport(

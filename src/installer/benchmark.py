@@ -41,14 +41,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from installer import __version__
 from installer.bench_attention import BACKENDS, CPU_SHAPES, DTYPES, GPU_SHAPES
-from installer.errors import InstallerError, RegressionError, StepFailedError, UsageError
-from installer.state import atomic_write_text, state_dir
+from installer.core.errors import InstallerError, RegressionError, StepFailedError, UsageError
+from installer.edges.state import atomic_write_text, state_dir
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from installer.gpu import GpuReport
-    from installer.log import InstallerLogger
+    from installer.core.facts import GpuReport
+    from installer.core.log import InstallerLogger
 
 REGRESSION_THRESHOLD = 0.10
 """A cell whose median time grew by more than this fraction is a regression."""
@@ -1009,7 +1009,7 @@ def time_comfyui(
     Raises:
         InterruptedByUserError: Ctrl-C (ComfyUI is stopped first).
     """
-    from installer.errors import InterruptedByUserError
+    from installer.core.errors import InterruptedByUserError
     from installer.launch import WARMUP_ENV, LaunchRequest, launch, stop_comfyui
 
     # The launcher must wait for /object_info, whatever the user's own setting.
@@ -1218,8 +1218,8 @@ def run_benchmark(
         StepFailedError: The module in the venv crashed or timed out.
         EnvironmentUnsupportedError: The run could not be saved.
     """
-    from installer.environment import current_platform
-    from installer.probe import layout
+    from installer.edges.environment import current_platform
+    from installer.edges.probe import layout
 
     options = validate_options(options)
     install_dir = options.install_dir
@@ -1245,7 +1245,7 @@ def run_benchmark(
     if not raw.get("measured"):
         return BenchmarkOutcome(run=None, reason=str(raw.get("reason") or "nothing was measured"))
     if gpu is None and (raw.get("device") or {}).get("kind") == "cuda":
-        from installer.gpu import detect_gpus
+        from installer.edges.gpu import detect_gpus
 
         gpu = detect_gpus()
     run = build_run(raw, install_dir, gpu)

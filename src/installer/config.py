@@ -14,7 +14,7 @@ The shipped `dependencies.json` and `tools_manifest.json` live inside the
 package and are read with `importlib.resources`; `--config FILE` and
 `--tools-manifest FILE` replace them. Unknown keys are errors, version specs
 must be PEP 440, and a bad file raises
-[`ConfigError`][installer.errors.ConfigError] naming the file, the JSON path of
+[`ConfigError`][installer.core.errors.ConfigError] naming the file, the JSON path of
 the fault (`optimizations.packages[2].torch_constraints`) and what was
 expected — never a pydantic traceback.
 """
@@ -32,7 +32,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from installer.errors import ConfigError
+from installer.core.errors import ConfigError
 
 SCHEMA_VERSION = 1
 PLATFORMS = ("linux", "windows")

@@ -19,13 +19,13 @@ range or whose file changed is detected and the download restarts from zero.
 Connection errors, timeouts (a stalled transfer included), HTTP 5xx, 408 and
 429 are retried with exponential backoff and jitter, honouring `Retry-After`
 (see [`RetryPolicy`][installer.download.RetryPolicy]); other 4xx answers fail
-at once with a [`DownloadError`][installer.errors.DownloadError].
+at once with a [`DownloadError`][installer.core.errors.DownloadError].
 
 Tokens come from the environment (`HF_TOKEN` for Hugging Face, `CIVITAI_TOKEN`
 for Civitai, see [`auth_headers_for`][installer.download.auth_headers_for]),
 go only to their own hosts over HTTPS, are dropped as soon as a redirect
 leaves the original host, and never reach a log line: every URL shown is
-passed through [`redact`][installer.log.redact]. File names given by a server
+passed through [`redact`][installer.core.log.redact]. File names given by a server
 are cleaned with [`safe_filename`][installer.download.safe_filename] and kept
 inside the destination folder with
 [`ensure_within`][installer.download.ensure_within].
@@ -59,8 +59,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 import httpx
 
 from installer import __version__
-from installer.environment import proxy_note
-from installer.errors import (
+from installer.core.errors import (
     ConfigError,
     DownloadError,
     EnvironmentUnsupportedError,
@@ -69,7 +68,8 @@ from installer.errors import (
     NetworkError,
     UsageError,
 )
-from installer.log import InstallerLogger, redact
+from installer.core.log import InstallerLogger, redact
+from installer.edges.environment import proxy_note
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -1255,7 +1255,7 @@ def download_files(
     Every request is checked against the policy before any transfer starts.
     When a file fails, the others still finish (their verified files stay in
     place, so a re-run skips them), then the first failure is raised, an
-    [`IntegrityError`][installer.errors.IntegrityError] before any other; the
+    [`IntegrityError`][installer.core.errors.IntegrityError] before any other; the
     other failures are logged as warnings. Ctrl-C stops every transfer at its
     next chunk and keeps the `.part` files for a resume.
 

@@ -64,18 +64,20 @@ from typing import IO, Any, Literal
 
 from packaging.version import InvalidVersion, Version
 
-from installer.environment import current_platform, pid_alive, site_packages_dirs
-from installer.errors import (
+from installer.core.errors import (
     EnvironmentUnsupportedError,
     InterruptedByUserError,
     StepFailedError,
     UsageError,
 )
-from installer.gpu import GpuReport, detect_gpus
-from installer.log import InstallerLogger
-from installer.probe import TorchInstalled, installed_torch, layout
-from installer.state import atomic_write_text, now_iso
-from installer.state import state_dir as install_state_dir
+from installer.core.facts import GpuReport, TorchInstalled
+from installer.core.log import InstallerLogger
+from installer.core.records import now_iso
+from installer.edges.environment import current_platform, pid_alive, site_packages_dirs
+from installer.edges.gpu import detect_gpus
+from installer.edges.probe import installed_torch, layout
+from installer.edges.state import atomic_write_text
+from installer.edges.state import state_dir as install_state_dir
 
 DEFAULT_PORT = 8188
 DEFAULT_TIMEOUT = 600.0

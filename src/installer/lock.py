@@ -45,7 +45,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from installer.config import PLATFORMS, Dependencies, RetryOptions, ToolsManifest
-from installer.errors import (
+from installer.core.errors import (
     CommandFailedError,
     InstallerError,
     IntegrityError,
@@ -53,8 +53,8 @@ from installer.errors import (
     StepFailedError,
     UsageError,
 )
-from installer.log import InstallerLogger, redact
-from installer.uv import TORCH_TRIO, Uv, is_network_failure
+from installer.core.log import InstallerLogger, redact
+from installer.edges.uv import TORCH_TRIO, Uv, is_network_failure
 
 LOCK_FORMAT = 1
 DEFAULT_VARIANT = "default"
@@ -456,7 +456,7 @@ def step10_requirements(deps: Dependencies, target: LockTarget) -> list[str]:
         deps: The configuration.
         target: The lock target.
     """
-    from installer.gpu import gpu_override
+    from installer.core.facts import gpu_override
     from installer.optimizations import plan_optimizations
 
     source = torch_source(deps, target.platform, target.variant)
@@ -961,7 +961,7 @@ def read_sources(
     Raises:
         StepFailedError: A clone or checkout failed, or a file is missing.
     """
-    from installer.git import checkout_pinned
+    from installer.edges.git import checkout_pinned
 
     url = comfyui_url or deps.comfyui.url
     target = comfyui_ref or deps.comfyui.commit
@@ -1078,7 +1078,7 @@ def write_lock(lock_dir: Path, target: LockTarget, text: str) -> LockWrite:
     Raises:
         EnvironmentUnsupportedError: The folder is not writable.
     """
-    from installer.state import atomic_write_text
+    from installer.edges.state import atomic_write_text
 
     path = lock_dir / target.filename
     try:
@@ -1213,8 +1213,8 @@ def install_from_lock(
             uv failed otherwise.
         NetworkError: The index could not be reached.
     """
-    from installer.probe import venv_version
-    from installer.state import atomic_write_text
+    from installer.edges.probe import venv_version
+    from installer.edges.state import atomic_write_text
 
     lock = parse_lock(lock_path)
     venv_python = venv_version(python_exe.parent.parent)

@@ -43,18 +43,23 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
+from installer.core.errors import (
+    ConfigError,
+    EnvironmentUnsupportedError,
+    IntegrityError,
+    UsageError,
+)
 from installer.download import (
     DownloadRequest,
     download_files,
     safe_filename,
     sha256_file,
 )
-from installer.errors import ConfigError, EnvironmentUnsupportedError, IntegrityError, UsageError
-from installer.state import atomic_write_text
+from installer.edges.state import atomic_write_text
 
 if TYPE_CHECKING:
     from installer.config import ModelEntry
-    from installer.log import InstallerLogger
+    from installer.core.log import InstallerLogger
 
 MODEL_KINDS: tuple[str, ...] = (
     "checkpoints",

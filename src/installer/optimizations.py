@@ -37,13 +37,6 @@ from typing import Any, Literal
 from packaging.version import Version
 from pydantic import BaseModel, Field
 
-from installer.compat import (
-    first_outside,
-    requires_met,
-    resolve_torch_constraint,
-    select_sageattention_wheels,
-    spec_contains,
-)
 from installer.config import (
     Dependencies,
     OptimizationPackage,
@@ -51,16 +44,23 @@ from installer.config import (
     SageAttentionWheel,
     ToolsManifest,
 )
-from installer.errors import (
+from installer.core.errors import (
     EnvironmentUnsupportedError,
     InstallerError,
     IntegrityError,
     StepFailedError,
     TorchConflictError,
 )
-from installer.gpu import GpuReport
-from installer.log import InstallerLogger
-from installer.uv import TORCH_TRIO, Uv, write_constraints
+from installer.core.facts import GpuReport
+from installer.core.log import InstallerLogger
+from installer.edges.uv import TORCH_TRIO, Uv, write_constraints
+from installer.plan.compat import (
+    first_outside,
+    requires_met,
+    resolve_torch_constraint,
+    select_sageattention_wheels,
+    spec_contains,
+)
 
 
 class PlannedWheel(BaseModel):

@@ -93,7 +93,7 @@ def test_real_lock_pins_everything_with_hashes(real_lock: dict) -> None:
 
 
 def _logger(path: Path):
-    from installer.log import InstallerLogger
+    from installer.core.log import InstallerLogger
 
     return InstallerLogger(verbosity=-1, stream=io.StringIO(), log_file=path)
 
@@ -101,9 +101,9 @@ def _logger(path: Path):
 def _venv_with_torch(root: Path, lock: Path | None):
     """Steps 4 and 7: a venv and the torch trio (pinned by the lock when one is given)."""
     from installer.config import IndexOptions
-    from installer.environment import find_uv_binary
-    from installer.probe import installed_distributions
-    from installer.uv import TORCH_TRIO, Uv, write_constraints
+    from installer.edges.environment import find_uv_binary
+    from installer.edges.probe import installed_distributions
+    from installer.edges.uv import TORCH_TRIO, Uv, write_constraints
 
     log = _logger(root / "install.log")
     uv = Uv(binary=find_uv_binary() or "uv", index=IndexOptions(), log=log)

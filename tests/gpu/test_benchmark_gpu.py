@@ -25,7 +25,7 @@ import typer
 from typer.testing import CliRunner
 
 from installer.benchmark import latest_headline
-from installer.cli_benchmark import benchmark
+from installer.cli.benchmark import benchmark
 
 pytestmark = pytest.mark.gpu
 

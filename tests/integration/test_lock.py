@@ -180,9 +180,9 @@ def test_lock_is_deterministic_hashed_and_newest_allowed(world: dict) -> None:
 
 def _uv(world: dict, index_url: str, log_path: Path):
     from installer.config import IndexOptions
-    from installer.environment import find_uv_binary
-    from installer.log import InstallerLogger
-    from installer.uv import Uv
+    from installer.core.log import InstallerLogger
+    from installer.edges.environment import find_uv_binary
+    from installer.edges.uv import Uv
 
     log = InstallerLogger(verbosity=-1, stream=io.StringIO(), log_file=log_path)
     return Uv(
@@ -195,7 +195,7 @@ def _uv(world: dict, index_url: str, log_path: Path):
 
 def _venv_with_torch(world: dict, root: Path) -> tuple[Path, Path]:
     """Steps 4 and 7 against the first index: a venv, the torch trio, the constraints file."""
-    from installer.uv import write_constraints
+    from installer.edges.uv import write_constraints
 
     uv, _ = _uv(world, world["url"], root / "torch.log")
     uv.venv(root / "venv", BASE_PYTHON, clear=True)
@@ -240,7 +240,7 @@ def test_install_from_lock_checks_every_hash_and_holds_torch(world: dict, tmp_pa
 def test_tampered_wheel_stops_with_integrity_error_and_installs_nothing(
     world: dict, tmp_path: Path
 ) -> None:
-    from installer.errors import IntegrityError
+    from installer.core.errors import IntegrityError
     from installer.lock import install_from_lock
 
     python, constraints = _venv_with_torch(world, tmp_path)
@@ -483,7 +483,7 @@ xformers==0.0.33 \\
 
 
 def test_uv_errors_become_one_line_or_an_integrity_error(tmp_path: Path) -> None:
-    from installer.errors import CommandFailedError
+    from installer.core.errors import CommandFailedError
     from installer.lock import integrity_error, uv_failure_summary
 
     dns = (
@@ -556,7 +556,7 @@ def test_a_lock_for_another_python_than_the_venvs_is_not_used(tmp_path: Path) ->
     # to take another supported Python (3.11), the lock must not be used.
     from types import SimpleNamespace
 
-    from installer.log import InstallerLogger
+    from installer.core.log import InstallerLogger
     from installer.steps.packages import lock_path
 
     shipped = Path(__file__).resolve().parents[2] / "locks" / "linux-default-py312.txt"

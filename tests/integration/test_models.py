@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from installer.cli_models import models_app
+from installer.cli.models import models_app
 from installer.config import ModelEntry
-from installer.errors import ConfigError, IntegrityError, UsageError
-from installer.log import InstallerLogger
+from installer.core.errors import ConfigError, IntegrityError, UsageError
+from installer.core.log import InstallerLogger
 from installer.models import (
     KIND_ALIASES,
     MODEL_KINDS,
@@ -907,29 +907,29 @@ def test_link_copies_where_symlinks_are_not_allowed(
 
 
 def test_models_app_help_and_default_dir() -> None:
-    from installer import cli
+    from installer.cli import common
 
     result = runner.invoke(models_app, ["--help"])
     assert result.exit_code == 0
     for command in ("download", "organize", "share"):
         assert command in result.output
-    from installer.cli_models import DEFAULT_DIR
+    from installer.cli.models import DEFAULT_DIR
 
-    assert DEFAULT_DIR == cli.DEFAULT_DIR
+    assert DEFAULT_DIR == common.DEFAULT_DIR
 
 
 def test_main_app_has_models_commands() -> None:
-    from installer.cli import app
+    from installer.cli.app import app
 
     result = runner.invoke(app, ["models", "--help"])
     if result.exit_code != 0:
-        pytest.skip("models_app is not registered in installer.cli yet")
+        pytest.skip("models_app is not registered in installer.cli.app yet")
     assert "organize" in result.output
 
 
 def test_importing_the_cli_module_stays_light() -> None:
     code = (
-        "import sys, installer.cli_models; "
+        "import sys, installer.cli.models; "
         "print(sorted(m for m in ('httpx', 'pydantic', 'installer.models', 'installer.download')"
         " if m in sys.modules))"
     )

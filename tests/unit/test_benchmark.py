@@ -60,9 +60,9 @@ from installer.benchmark import (
     validate_options,
     with_speedups,
 )
-from installer.cli_benchmark import benchmark
-from installer.errors import ExitCode, StepFailedError, UsageError
-from installer.gpu import GpuInfo, GpuReport
+from installer.cli.benchmark import benchmark
+from installer.core.errors import ExitCode, StepFailedError, UsageError
+from installer.core.facts import GpuInfo, GpuReport
 
 DATA = Path(__file__).parent / "data" / "benchmark"
 RAW: dict[str, Any] = json.loads((DATA / "h100-raw.json").read_text(encoding="utf-8"))
@@ -780,7 +780,7 @@ def invoke(*args: str | os.PathLike[str]) -> Any:
 
 def no_gpu_detection(monkeypatch: pytest.MonkeyPatch) -> None:
     gpu = GpuReport("nvml", "detected", (GpuInfo(0, H100_NAME, "9.0"),), "580.159.04", "13.0")
-    monkeypatch.setattr("installer.gpu.detect_gpus", lambda: gpu)
+    monkeypatch.setattr("installer.edges.gpu.detect_gpus", lambda: gpu)
 
 
 def test_command_measures_saves_and_reports(

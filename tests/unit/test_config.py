@@ -22,7 +22,7 @@ from installer.config import (
     shipped_path,
     validate_file,
 )
-from installer.errors import ConfigError
+from installer.core.errors import ConfigError
 
 Mutate = Callable[[dict[str, Any]], Any]
 

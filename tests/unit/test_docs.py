@@ -45,7 +45,7 @@ HOOKS = DOCS / "hooks"
 ARGS_HEADERS = ("Args:", "Arguments:", "Parameters:")
 
 EXEMPT: dict[str, dict[str, str]] = {
-    "installer.log": {
+    "installer.core.log": {
         name: "a logger method whose one parameter is the text to show"
         for name in (
             "InstallerLogger.info",
@@ -264,7 +264,7 @@ def test_every_marker_of_every_page_expands() -> None:
 
 
 def test_troubleshooting_lists_every_error_and_exit_code() -> None:
-    from installer.errors import ExitCode, error_catalogue
+    from installer.core.errors import ExitCode, error_catalogue
 
     generated = load_hook("generated")
     errors = generated.gen_errors()
@@ -299,8 +299,8 @@ def test_config_reference_covers_every_field() -> None:
 
 def test_dry_run_example_matches_the_plan_model() -> None:
     """The captured `--dry-run --json` example still parses as a Plan in its envelope."""
-    from installer.envelope import ENVELOPE_KEYS
-    from installer.plan import STEP_IDS, Plan
+    from installer.core.envelope import ENVELOPE_KEYS
+    from installer.plan.build import STEP_IDS, Plan
 
     document = json.loads((DOCS / "examples/dry-run-gpu-9.0.json").read_text(encoding="utf-8"))
     assert tuple(document) == ENVELOPE_KEYS
@@ -315,7 +315,7 @@ def test_dry_run_example_matches_the_plan_model() -> None:
 
 
 def test_steps_page_lists_the_steps_in_order() -> None:
-    from installer.plan import STEP_IDS
+    from installer.plan.build import STEP_IDS
 
     text = (DOCS / "steps.md").read_text(encoding="utf-8")
     ids = re.findall(r"^\| \d+ \| `([a-z_]+)` \|", text, re.MULTILINE)

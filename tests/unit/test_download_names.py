@@ -11,6 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from installer.core.errors import ConfigError, DownloadError, IntegrityError, UsageError
+from installer.core.log import InstallerLogger
 from installer.download import (
     DownloadRequest,
     RetryPolicy,
@@ -24,8 +26,6 @@ from installer.download import (
     safe_filename,
     token_env_var,
 )
-from installer.errors import ConfigError, DownloadError, IntegrityError, UsageError
-from installer.log import InstallerLogger
 
 RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
     f"{p}{n}" for p in ("COM", "LPT") for n in "0123456789¹²³"

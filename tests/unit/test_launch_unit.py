@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from installer import tuning_shim as shim
-from installer.errors import ExitCode, UsageError
-from installer.gpu import GpuInfo, GpuReport
+from installer.core.errors import ExitCode, UsageError
+from installer.core.facts import GpuInfo, GpuReport, TorchInstalled
 from installer.launch import (
     LaunchFacts,
     LaunchPlan,
@@ -29,7 +29,6 @@ from installer.launch import (
     split_extra_args,
     validate_settings,
 )
-from installer.probe import TorchInstalled
 
 TORCH_29 = TorchInstalled("2.9.1+cu128", "12.8")
 TORCH_28 = TorchInstalled("2.8.0+cu128", "12.8")

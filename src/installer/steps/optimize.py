@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from installer.optimizations import StepTarget, install_optimizations
-from installer.plan import PlannedStep
+from installer.plan.build import PlannedStep
 from installer.steps.context import StepContext
 from installer.steps.packages import lock_path
 

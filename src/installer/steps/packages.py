@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from installer.config import RetryOptions
-from installer.errors import StepFailedError
+from installer.core.errors import StepFailedError
+from installer.edges.probe import installed_distributions, installed_torch
+from installer.edges.proc import CommandResult
+from installer.edges.uv import TORCH_TRIO, write_constraints
 from installer.lock import install_from_lock, lock_sources_mismatch
-from installer.plan import PlannedStep
-from installer.probe import installed_distributions, installed_torch
-from installer.proc import CommandResult
+from installer.plan.build import PlannedStep
 from installer.steps.context import StepContext
-from installer.uv import TORCH_TRIO, write_constraints
 
 
 def torch_pins(ctx: StepContext) -> dict[str, str]:
@@ -48,8 +48,8 @@ def lock_path(ctx: StepContext) -> Path | None:
     path = Path(lock.path)
     # The plan chose the lock for the Python it asked for; when that Python was not
     # available and the python step took another supported one, the lock does not apply.
+    from installer.edges.probe import venv_version
     from installer.lock import python_minor, read_header
-    from installer.probe import venv_version
 
     header = read_header(path)
     have = venv_version(ctx.paths["venv"])

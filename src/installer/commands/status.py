@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from installer.errors import UsageError
-from installer.plan import STEPS
-from installer.state import read_state
+from installer.core.errors import UsageError
+from installer.edges.state import read_state
+from installer.plan.build import STEPS
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -78,7 +78,7 @@ def render_status(report: dict[str, Any], console: Console) -> None:
     """Print a status report as a short header and a table of steps.
 
     Args:
-        report: A report from [`install_status`][installer.status.install_status].
+        report: A report from [`install_status`][installer.commands.status.install_status].
         console: Where to print.
     """
     from rich.markup import escape

@@ -16,8 +16,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from installer.errors import InstallerError
-from installer.log import redact
+from installer.core.errors import InstallerError
+from installer.core.log import redact
 
 ENVELOPE_SCHEMA_VERSION = 1
 ENVELOPE_KEYS = ("schema_version", "command", "status", "exit_code", "data", "errors")
@@ -57,7 +57,7 @@ def dumps(document: dict[str, Any]) -> str:
     """Serialise an envelope as indented JSON with secrets redacted.
 
     Args:
-        document: An envelope from [`envelope`][installer.envelope.envelope]; values JSON cannot
-            hold are written with `str()`.
+        document: An envelope from [`envelope`][installer.core.envelope.envelope]; values JSON
+            cannot hold are written with `str()`.
     """
     return redact(json.dumps(document, indent=2, default=str))

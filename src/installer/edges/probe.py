@@ -1,6 +1,6 @@
 """What an install directory already holds, read cheaply and without the network.
 
-[`probe_install`][installer.probe.probe_install] reads the state file, checks
+[`probe_install`][installer.edges.probe.probe_install] reads the state file, checks
 the venv's interpreter exists, reads the ComfyUI clone's HEAD from `.git`
 files, and lists the distributions installed in the venv from their
 `*.dist-info` folders (and torch's own `version.py` for its CUDA build). No
@@ -11,49 +11,18 @@ every step is done in milliseconds. The planner takes the result as plain data.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from packaging.utils import canonicalize_name
 
-from installer.environment import site_packages_dirs, venv_python
-from installer.git import read_head
-from installer.state import InstallState, read_state
+from installer.core.facts import InstallProbe, TorchInstalled, venv_python
+from installer.edges.environment import site_packages_dirs
+from installer.edges.git import read_head
+from installer.edges.state import read_state
 
 if TYPE_CHECKING:
-    from installer.lock import LockHeader
-
-
-@dataclass(frozen=True)
-class TorchInstalled:
-    """The torch found in a venv."""
-
-    version: str
-    cuda: str | None
-
-    @property
-    def build(self) -> str | None:
-        """The CUDA build name (`cu128`), or None for a CPU build."""
-        return "cu" + self.cuda.replace(".", "") if self.cuda else None
-
-
-@dataclass(frozen=True)
-class InstallProbe:
-    """The facts about an existing install that planning needs."""
-
-    install_dir: Path
-    state: InstallState | None = None
-    state_problem: str | None = None
-    venv_python_exists: bool = False
-    venv_python_version: str | None = None
-    recorded_python_exists: bool = False
-    comfyui_head: str | None = None
-    installed: dict[str, str] = field(default_factory=dict)
-    torch: TorchInstalled | None = None
-    existing_files: frozenset[str] = frozenset()
-    lock_headers: Mapping[str, LockHeader] = field(default_factory=dict)
+    pass
 
 
 def layout(install_dir: Path, platform: str) -> dict[str, Path]:
@@ -67,8 +36,8 @@ def layout(install_dir: Path, platform: str) -> dict[str, Path]:
         The paths by key: `install_dir`, `venv`, `venv_python`, `comfyui`, `state_dir` and
         `launcher`.
     """
-    from installer.environment import launcher_name
-    from installer.state import state_dir
+    from installer.core.facts import launcher_name
+    from installer.edges.state import state_dir
 
     venv = install_dir / "venv"
     return {

@@ -16,9 +16,9 @@ import shutil
 import uuid
 from pathlib import Path
 
-from installer.errors import CommandFailedError, EnvironmentUnsupportedError, StepFailedError
-from installer.log import InstallerLogger
-from installer.proc import run_command
+from installer.core.errors import CommandFailedError, EnvironmentUnsupportedError, StepFailedError
+from installer.core.log import InstallerLogger
+from installer.edges.proc import run_command
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 

@@ -1,9 +1,9 @@
 """Gathering the inputs of a plan: configuration, machine, GPUs, existing install.
 
-This is the effectful counterpart of [`installer.plan`][installer.plan]: it
+This is the effectful counterpart of [`installer.plan.build`][installer.plan.build]: it
 loads the configuration files, detects the environment and the GPUs (or takes
 the `--gpu` override), probes the install directory, and hands all of it to
-the pure [`build_plan`][installer.plan.build_plan]. `install`, `doctor` and
+the pure [`build_plan`][installer.plan.build.build_plan]. `install`, `doctor` and
 `status` all start here, so they always agree.
 """
 
@@ -13,11 +13,12 @@ import re
 from dataclasses import dataclass
 
 from installer.config import Dependencies, ToolsManifest, load_dependencies, load_tools_manifest
-from installer.environment import Environment, detect_environment
-from installer.errors import UsageError
-from installer.gpu import GpuReport, detect_gpus, gpu_override, no_gpu
-from installer.plan import InstallOptions, Plan, build_plan
-from installer.probe import InstallProbe, probe_install
+from installer.core.errors import UsageError
+from installer.core.facts import Environment, GpuReport, InstallProbe, gpu_override, no_gpu
+from installer.edges.environment import detect_environment
+from installer.edges.gpu import detect_gpus
+from installer.edges.probe import probe_install
+from installer.plan.build import InstallOptions, Plan, build_plan
 
 
 @dataclass(frozen=True)

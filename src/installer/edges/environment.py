@@ -1,7 +1,7 @@
 """What machine this is: OS, architecture, Python, free disk, git and uv.
 
-[`detect_environment`][installer.environment.detect_environment] returns a frozen
-[`Environment`][installer.environment.Environment] that the planner reads; it is
+[`detect_environment`][installer.edges.environment.detect_environment] returns a frozen
+[`Environment`][installer.core.facts.Environment] that the planner reads; it is
 the only place that asks the operating system these questions. The differences
 between Windows and POSIX layouts (where a venv keeps its Python, what a
 launcher script is called) also live here, as pure functions of the target
@@ -18,42 +18,9 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
+from pathlib import Path
 
-SUPPORTED_PLATFORMS = ("linux", "windows")
-
-
-@dataclass(frozen=True)
-class Tool:
-    """An external program: where it is, its version, or why it is unusable."""
-
-    name: str
-    path: str | None = None
-    version: str | None = None
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when the tool was found and answered."""
-        return self.path is not None and self.error is None
-
-
-@dataclass(frozen=True)
-class Environment:
-    """The machine the installer runs on, as far as planning needs it."""
-
-    platform: str
-    arch: str
-    os_name: str
-    python_version: str
-    python_executable: str
-    free_disk_bytes: int | None
-    disk_path: str
-    git: Tool
-    uv: Tool
-    compiler: Tool
-    nvcc: Tool
+from installer.core.facts import Environment, Tool
 
 
 def current_platform() -> str:
@@ -63,40 +30,6 @@ def current_platform() -> str:
     if sys.platform in ("win32", "cygwin"):
         return "windows"
     return sys.platform
-
-
-def pure_path(platform: str, *parts: str | PurePath) -> PurePath:
-    """Return a pure path of the target platform's flavour.
-
-    Args:
-        platform: `windows` for a Windows path; anything else gives a POSIX one.
-        *parts: The path's segments, joined as `PurePath` joins them.
-    """
-    cls = PureWindowsPath if platform == "windows" else PurePosixPath
-    return cls(*parts)
-
-
-def venv_python(venv_dir: PurePath | str, platform: str) -> PurePath:
-    r"""Return the interpreter path inside a venv for ``platform``.
-
-    `venv/bin/python` on POSIX, `venv\\Scripts\\python.exe` on Windows.
-
-    Args:
-        venv_dir: The venv folder (it need not exist).
-        platform: The target OS, `linux` or `windows` (anything else: POSIX).
-    """
-    if platform == "windows":
-        return PureWindowsPath(venv_dir) / "Scripts" / "python.exe"
-    return PurePosixPath(venv_dir) / "bin" / "python"
-
-
-def launcher_name(platform: str) -> str:
-    """Return the file name of the generated launcher script for ``platform``.
-
-    Args:
-        platform: The target OS, `linux` or `windows` (anything else: POSIX).
-    """
-    return "run_comfyui.bat" if platform == "windows" else "run_comfyui.sh"
 
 
 def free_disk_bytes(path: Path) -> tuple[int | None, Path]:
@@ -331,7 +264,7 @@ def proxy_note(url: str, environ: Mapping[str, str] | None = None) -> str:
     from urllib.parse import urlsplit
     from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
 
-    from installer.log import redact
+    from installer.core.log import redact
 
     env = os.environ if environ is None else environ
     parts = urlsplit(url)

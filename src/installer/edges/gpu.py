@@ -11,8 +11,8 @@ Detection tries, in order:
 3. **None**, with the reason (library not found, driver not loaded, no device).
 
 `--gpu CC` / `--cuda-driver X.Y` replace detection for planning another
-machine ([`gpu_override`][installer.gpu.gpu_override]); `--gpu none` plans for
-CPU. Everything is returned as a frozen [`GpuReport`][installer.gpu.GpuReport].
+machine ([`gpu_override`][installer.core.facts.gpu_override]); `--gpu none` plans for
+CPU. Everything is returned as a frozen [`GpuReport`][installer.core.facts.GpuReport].
 """
 
 from __future__ import annotations
@@ -21,78 +21,9 @@ import contextlib
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from packaging.version import Version
-
-Source = Literal["nvml", "nvidia-smi", "override", "none"]
-
-
-@dataclass(frozen=True)
-class GpuInfo:
-    """One NVIDIA GPU."""
-
-    index: int
-    name: str
-    cc: str
-    vram_total_bytes: int | None = None
-    vram_free_bytes: int | None = None
-    uuid: str | None = None
-    pci_bus_id: str | None = None
-
-    @property
-    def cc_version(self) -> Version:
-        """The compute capability as a comparable version (9.0 → Version('9.0'))."""
-        return Version(self.cc)
-
-    @property
-    def vram_gib(self) -> float | None:
-        """Total VRAM in GiB, when known."""
-        return None if self.vram_total_bytes is None else self.vram_total_bytes / 2**30
-
-
-@dataclass(frozen=True)
-class GpuReport:
-    """The GPUs found (possibly none), the driver, and how this was learned."""
-
-    source: Source
-    reason: str
-    gpus: tuple[GpuInfo, ...] = ()
-    driver_version: str | None = None
-    cuda_driver_version: str | None = None
-    warnings: tuple[str, ...] = field(default=())
-
-    @property
-    def has_nvidia(self) -> bool:
-        """True when at least one NVIDIA GPU is present (or assumed by override)."""
-        return bool(self.gpus)
-
-    @property
-    def planning_cc(self) -> Version | None:
-        """The compute capability to plan for: the lowest among the GPUs.
-
-        Builds and wheels chosen for the lowest capability run on every GPU of
-        the machine; planning for the highest would leave the others without
-        kernels.
-        """
-        if not self.gpus:
-            return None
-        return min(gpu.cc_version for gpu in self.gpus)
-
-    @property
-    def ccs(self) -> tuple[Version, ...]:
-        """Every distinct compute capability present, lowest first.
-
-        A build or wheel must have kernels for each of them to serve the
-        whole machine.
-        """
-        return tuple(sorted({gpu.cc_version for gpu in self.gpus}))
-
-    @property
-    def cuda_driver(self) -> Version | None:
-        """The newest CUDA version the driver supports, as a version."""
-        return Version(self.cuda_driver_version) if self.cuda_driver_version else None
+from installer.core.facts import GpuInfo, GpuReport
 
 
 def cuda_version_from_nvml(value: int) -> str:
@@ -265,25 +196,3 @@ def detect_gpus() -> GpuReport:
         report.cuda_driver_version,
         report.warnings,
     )
-
-
-def gpu_override(cc: str, cuda_driver: str | None) -> GpuReport:
-    """Return a report for a GPU given on the command line (``--gpu CC``).
-
-    Args:
-        cc: Compute capability like ``8.9``.
-        cuda_driver: Newest CUDA the target driver supports (``--cuda-driver``);
-            when None, assumed new enough for every CUDA build.
-    """
-    reason = f"--gpu {cc}" + (f" --cuda-driver {cuda_driver}" if cuda_driver else "")
-    gpu = GpuInfo(index=0, name=f"GPU with compute capability {cc} (from --gpu)", cc=cc)
-    return GpuReport("override", f"given on the command line ({reason})", (gpu,), None, cuda_driver)
-
-
-def no_gpu(reason: str) -> GpuReport:
-    """Return a report with no GPU and the reason (``--gpu none``).
-
-    Args:
-        reason: Why there is no GPU; the plan and `doctor` show it.
-    """
-    return GpuReport("none", reason)

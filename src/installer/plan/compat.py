@@ -2,15 +2,15 @@
 
 Nothing here does I/O. Each rule takes the facts (a GPU report, the config,
 the target platform and Python) and returns its answer *with the reason* as a
-[`Choice`][installer.compat.Choice], so the plan can show the user why.
+[`Choice`][installer.plan.compat.Choice], so the plan can show the user why.
 
-* [`select_torch`][installer.compat.select_torch]: the torch build (CUDA
+* [`select_torch`][installer.plan.compat.select_torch]: the torch build (CUDA
   variant or CPU) and its index for a GPU and driver.
-* [`requires_met`][installer.compat.requires_met]: the `requires` terms of an
+* [`requires_met`][installer.plan.compat.requires_met]: the `requires` terms of an
   optimization package (`nvidia`, `linux`, `cc>=8.0`, ...).
-* [`resolve_torch_constraint`][installer.compat.resolve_torch_constraint]: the
+* [`resolve_torch_constraint`][installer.plan.compat.resolve_torch_constraint]: the
   release of a package built for the torch being installed.
-* [`select_sageattention_wheels`][installer.compat.select_sageattention_wheels]:
+* [`select_sageattention_wheels`][installer.plan.compat.select_sageattention_wheels]:
   the prebuilt SageAttention wheels that fit compute capability, torch, CUDA
   build, Python and platform.
 """
@@ -32,8 +32,8 @@ from installer.config import (
     TorchConfig,
     TorchVariant,
 )
-from installer.errors import PlanError
-from installer.gpu import GpuReport
+from installer.core.errors import PlanError
+from installer.core.facts import GpuReport
 
 T = TypeVar("T")
 

@@ -1,7 +1,7 @@
 """Running uv: Python discovery, venvs and `uv pip install` with torch held.
 
 Every package operation of the installer goes through
-[`Uv`][installer.uv.Uv]. It adds the mirror options of the plan
+[`Uv`][installer.edges.uv.Uv]. It adds the mirror options of the plan
 (`--index-url`, `--extra-index-url`, `--find-links`, `--offline`) to each
 call, keeps uv's own environment variables (`UV_INDEX_URL`, `UV_CACHE_DIR`,
 `UV_HTTP_TIMEOUT`, ...) working by passing the environment through, retries
@@ -20,15 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from installer.config import IndexOptions, RetryOptions
-from installer.errors import (
+from installer.core.errors import (
     CommandFailedError,
     EnvironmentUnsupportedError,
     NetworkError,
     StepFailedError,
     TorchConflictError,
 )
-from installer.log import InstallerLogger
-from installer.proc import CommandResult, run_command
+from installer.core.log import InstallerLogger
+from installer.edges.proc import CommandResult, run_command
 
 TORCH_TRIO = ("torch", "torchvision", "torchaudio")
 
@@ -135,7 +135,7 @@ class Uv:
         return env
 
     def _proxy_note(self) -> str:
-        from installer.environment import proxy_note
+        from installer.edges.environment import proxy_note
 
         index = self.index.index_url or self.env.get("UV_INDEX_URL") or "https://pypi.org/simple"
         return proxy_note(index, self.env)
@@ -342,7 +342,7 @@ def write_constraints(path: Path, pins: dict[str, str]) -> Path:
     Raises:
         EnvironmentUnsupportedError: The file cannot be written.
     """
-    from installer.state import atomic_write_text
+    from installer.edges.state import atomic_write_text
 
     lines = [f"{name}=={version}" for name, version in sorted(pins.items())]
     atomic_write_text(

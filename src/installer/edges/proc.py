@@ -1,6 +1,6 @@
 """Running external programs (uv, git, the venv's Python) with their output logged.
 
-[`run_command`][installer.proc.run_command] starts a program without a shell,
+[`run_command`][installer.edges.proc.run_command] starts a program without a shell,
 streams its combined output line by line into the log (the terminal shows it
 with `--verbose`), remembers the last lines for the failure message, and makes
 sure the child does not outlive an interrupted installer.
@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from installer.errors import CommandFailedError, EnvironmentUnsupportedError
-from installer.log import InstallerLogger, redact
+from installer.core.errors import CommandFailedError, EnvironmentUnsupportedError
+from installer.core.log import InstallerLogger, redact
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from installer.doctor import Check
-    from installer.executor import StepOutcome
-    from installer.plan import Plan
+    from installer.commands.doctor import Check
+    from installer.plan.build import Plan
 
 
 def stdout_console() -> Console:
@@ -72,45 +71,6 @@ def render_plan(plan: Plan, console: Console) -> None:
     runs = len(plan.to_run)
     console.print(f"{runs} step(s) to run, " if runs else "Nothing to do: ", end="")
     console.print("the rest are done or skipped." if runs else "the install is up to date.")
-
-
-def render_summary(outcomes: Sequence[StepOutcome], console: Console, next_command: str) -> None:
-    """Print the table shown after an install: each step, its result and time.
-
-    Args:
-        outcomes: Each step's outcome, in step order.
-        console: Where to print.
-        next_command: The command shown after `Next:`, e.g. `comfy-install launch DIR`.
-    """
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title="Summary")
-    table.add_column("#", justify="right")
-    table.add_column("step")
-    table.add_column("result")
-    table.add_column("time", justify="right")
-    table.add_column("note")
-    styles = {
-        "done": "green",
-        "up to date": "dim",
-        "skipped": "yellow",
-        "failed": "bold red",
-        "interrupted": "bold red",
-        "not run": "dim",
-    }
-    for outcome in outcomes:
-        seconds = f"{outcome.seconds:.1f}s" if outcome.seconds is not None else ""
-        style = styles.get(outcome.result, "")
-        table.add_row(
-            str(outcome.number),
-            outcome.step_id,
-            f"[{style}]{outcome.result}[/]",
-            seconds,
-            escape(outcome.note),
-        )
-    console.print(table)
-    console.print(f"Next: [bold]{escape(next_command)}[/]")
 
 
 def render_checks(checks: Sequence[Check], console: Console, title: str) -> None:

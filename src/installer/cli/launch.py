@@ -7,10 +7,9 @@ its output; `--background` returns once it is ready and `stop` ends it;
 `--` (or any option `launch` does not know, as the generated launcher scripts
 pass them) go to ComfyUI.
 
-The commands are registered on the main app by `installer.cli`. This module
-does not import `installer.cli` at import time (that module imports this
-one); its helpers are imported inside the commands, as are the heavy modules,
-so `comfy-install --help` stays fast.
+The commands are registered on the main app by [`installer.cli.app`][installer.cli.app];
+the shared helpers come from [`installer.cli.common`][installer.cli.common], and the
+heavy modules are imported inside the commands, so `comfy-install --help` stays fast.
 """
 
 from __future__ import annotations
@@ -22,12 +21,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-if TYPE_CHECKING:
-    from installer.launch import LaunchFacts, LaunchRequest
-    from installer.log import InstallerLogger
+from installer.cli.common import DEFAULT_DIR
 
-# Same default as `installer.cli.DEFAULT_DIR` (not imported: see the module docstring).
-DEFAULT_DIR = Path("ComfyUI-install")
+if TYPE_CHECKING:
+    from installer.core.log import InstallerLogger
+    from installer.launch import LaunchFacts, LaunchRequest
+
 
 LAUNCH_CONTEXT_SETTINGS: dict[str, Any] = {
     "allow_extra_args": True,
@@ -91,7 +90,7 @@ def launch(
     PYTORCH_ALLOC_CONF, ENABLE_TORCH_COMPILE, ...) are kept; ENABLE_STARTUP_WARMUP=0
     skips the wait. Ctrl-C stops ComfyUI.
     """
-    from installer.cli import guarded, make_logger
+    from installer.cli.common import guarded, make_logger
     from installer.launch import LaunchRequest
 
     extra = list(ctx.args)
@@ -128,8 +127,8 @@ def _launch(
     as_json: bool,
     print_env: bool,
 ) -> None:
-    from installer.cli import print_json
-    from installer.errors import UsageError
+    from installer.cli.common import print_json
+    from installer.core.errors import UsageError
     from installer.launch import gather_facts, plan_launch, render_print_env, run_comfyui
 
     if as_json and not (print_env or request.background):
@@ -184,7 +183,7 @@ def stop(
     verbose: VerboseOpt = False,
 ) -> None:
     """Stop the ComfyUI that `comfy-install launch` started from DIR (SIGINT, then terminate)."""
-    from installer.cli import guarded, make_logger, print_json
+    from installer.cli.common import guarded, make_logger, print_json
     from installer.launch import stop_comfyui
 
     log = make_logger(verbose)

@@ -14,10 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from installer.environment import SUPPORTED_PLATFORMS, Environment
-from installer.gpu import GpuReport
-from installer.plan import Plan
-from installer.probe import InstallProbe
+from installer.core.facts import SUPPORTED_PLATFORMS, Environment, GpuReport, InstallProbe
+from installer.plan.build import Plan
 
 Status = Literal["ok", "warn", "fail", "info"]
 
@@ -278,7 +276,8 @@ def checks_from_report(report: dict[str, Any]) -> list[Check]:
     """Rebuild the checks of a report (for rendering).
 
     Args:
-        report: A report from [`doctor_report`][installer.doctor.doctor_report] (or its JSON); its
+        report: A report from
+            [`doctor_report`][installer.commands.doctor.doctor_report] (or its JSON); its
             `checks` are read.
     """
     return [Check(**item) for item in report["checks"]]

@@ -14,11 +14,7 @@ from typing import Annotated
 
 import typer
 
-DEFAULT_DIR = Path("ComfyUI-install")
-"""The default install directory; the same as `installer.cli.DEFAULT_DIR`.
-
-Not imported from there: `installer.cli` imports this module to register it.
-"""
+from installer.cli.common import DEFAULT_DIR
 
 ListOpt = list[str] | None
 
@@ -116,7 +112,7 @@ def benchmark(
     against SDPA (a fast but wrong kernel is flagged WRONG). With no usable
     GPU it says so and measures nothing.
     """
-    from installer.cli import fail, guarded, make_logger, print_json
+    from installer.cli.common import fail, guarded, make_logger, print_json
 
     log = make_logger(verbose, quiet)
     command = ["benchmark", str(install_dir)]
@@ -130,7 +126,7 @@ def benchmark(
             render_report,
             run_benchmark,
         )
-        from installer.state import state_dir
+        from installer.edges.state import state_dir
 
         target = install_dir.expanduser().absolute()
         options = BenchmarkOptions(

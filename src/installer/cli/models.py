@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from installer.cli.common import DEFAULT_DIR
+
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from installer.log import InstallerLogger
+    from installer.core.log import InstallerLogger
     from installer.models import OrganizePlan, ShareResult
 
 models_app = typer.Typer(
@@ -26,11 +28,6 @@ models_app = typer.Typer(
     rich_markup_mode=None,
 )
 
-DEFAULT_DIR = Path("ComfyUI-install")
-"""The default install directory; the same as `installer.cli.DEFAULT_DIR`.
-
-Not imported from there: `installer.cli` imports this module to register it.
-"""
 
 DirArg = Annotated[Path, typer.Argument(help="Install directory.", show_default=True)]
 ManifestOpt = Annotated[
@@ -70,7 +67,7 @@ _ACTION_STYLE = {
 
 def _comfyui_dir(install_dir: Path) -> Path:
     """Return `DIR/ComfyUI`, which must exist (never created here: step 5 clones into it)."""
-    from installer.errors import UsageError
+    from installer.core.errors import UsageError
 
     comfyui = install_dir.expanduser().absolute() / "ComfyUI"
     if not comfyui.is_dir():
@@ -83,7 +80,7 @@ def _comfyui_dir(install_dir: Path) -> Path:
 
 
 def _check_link(link: bool, shared_models: Path | None) -> None:
-    from installer.errors import UsageError
+    from installer.core.errors import UsageError
 
     if link and shared_models is None:
         raise UsageError("--link needs --shared-models PATH.", "Add --shared-models PATH.")
@@ -124,7 +121,7 @@ def download(
 
     Without --manifest, the `models` list of the shipped dependencies.json is used.
     """
-    from installer.cli import guarded, make_logger, print_json
+    from installer.cli.common import guarded, make_logger, print_json
 
     log = make_logger(verbose, quiet)
     command = ["models", "download", str(install_dir)]
@@ -220,7 +217,7 @@ def organize(
     never overwritten; an identical one makes the loose copy a duplicate that is
     removed; files of no clear kind stay where they are.
     """
-    from installer.cli import guarded, make_logger, print_json
+    from installer.cli.common import guarded, make_logger, print_json
 
     log = make_logger(verbose, quiet)
     command = ["models", "organize", str(install_dir), *(["--dry-run"] if dry_run else [])]
@@ -341,7 +338,7 @@ def share(
     Writes the comfy_install_shared section of DIR/ComfyUI/extra_model_paths.yaml
     (the rest of the file is kept), or with --link links each file.
     """
-    from installer.cli import guarded, make_logger, print_json
+    from installer.cli.common import guarded, make_logger, print_json
 
     log = make_logger(verbose, quiet)
     command = ["models", "share", str(install_dir), str(store)]

@@ -1,13 +1,13 @@
 """Errors that reach the user, and the exit codes they end with.
 
 Every failure a user can cause or meet is raised as a subclass of
-[`InstallerError`][installer.errors.InstallerError]: it carries *what happened*
+[`InstallerError`][installer.core.errors.InstallerError]: it carries *what happened*
 (`message`), *what to do* (`hint`) and the process exit code from the CLI
 contract. The CLI prints it once, without a traceback unless `--verbose`.
 
 Each subclass documents its typical causes and fixes in its docstring; the
 troubleshooting page of the user guide is generated from this module with
-[`error_catalogue`][installer.errors.error_catalogue], so the two cannot drift.
+[`error_catalogue`][installer.core.errors.error_catalogue], so the two cannot drift.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ class CommandFailedError(StepFailedError):
             output: Its combined output (the last lines go into the message).
             hint: What to do; the class default when omitted.
         """
-        from installer.log import redact
+        from installer.core.log import redact
 
         tail = [line for line in output.splitlines() if line.strip()][-12:]
         message = f"{what} failed (exit code {returncode})"

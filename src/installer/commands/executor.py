@@ -1,6 +1,6 @@
 """Running a plan: the lock, the state, step headers, interruption and the summary.
 
-[`execute`][installer.executor.execute] prepares DIR (created if missing), opens
+[`execute`][installer.commands.executor.execute] prepares DIR (created if missing), opens
 the log file under `DIR/.comfy-install/logs/`, takes the install lock, builds
 the plan *under the lock* (so two processes never act on one plan), and runs
 each step the plan marks `run`, in order, with a `[n/13] step` header. Before a
@@ -17,30 +17,27 @@ import contextlib
 import datetime as dt
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from installer import __version__
-from installer.errors import (
+from installer.commands.planning import PlanContext, make_plan, replan
+from installer.core.errors import (
     EnvironmentUnsupportedError,
     InstallerError,
     InterruptedByUserError,
 )
-from installer.log import InstallerLogger
-from installer.plan import STEP_IDS, InstallOptions, Plan
-from installer.planning import PlanContext, make_plan, replan
-from installer.probe import layout
-from installer.state import (
-    InstallLock,
-    InstallState,
-    StepRecord,
-    now_iso,
-    state_dir,
-    write_state,
-)
-from installer.uv import Uv
+from installer.core.log import InstallerLogger
+from installer.core.records import InstallState, StepRecord, now_iso
+from installer.edges.probe import layout
+from installer.edges.state import InstallLock, state_dir, write_state
+from installer.edges.uv import Uv
+from installer.plan.build import STEP_IDS, InstallOptions, Plan
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @dataclass(frozen=True)
@@ -176,7 +173,8 @@ def run_plan(context: PlanContext, log: InstallerLogger) -> ExecutionResult:
 
     Args:
         context: The plan and everything it was made from (from
-            [`make_plan`][installer.planning.make_plan] or [`replan`][installer.planning.replan]).
+            [`make_plan`][installer.commands.planning.make_plan] or
+            [`replan`][installer.commands.planning.replan]).
         log: The run's logger: step headers, subprocess output and the summary.
 
     Returns:
@@ -186,8 +184,8 @@ def run_plan(context: PlanContext, log: InstallerLogger) -> ExecutionResult:
     Raises:
         InterruptedByUserError: Ctrl-C or SIGTERM during a step.
     """
-    from installer.environment import find_uv_binary
-    from installer.render import render_summary
+    pass
+    from installer.edges.environment import find_uv_binary
     from installer.steps import runners
     from installer.steps.context import StepContext
 
@@ -311,7 +309,7 @@ def _comparable(outputs: dict[str, Any]) -> str:
     """Outputs as canonical JSON (what state.json would hold), for comparing runs."""
     import json
 
-    from installer.log import redact
+    from installer.core.log import redact
 
     return redact(json.dumps(outputs, sort_keys=True, default=str))
 
@@ -326,7 +324,7 @@ def _rerun_hint(options: InstallOptions) -> str:
     """The command to run again after a failure: the user's own, quoted for a shell."""
     import shlex
 
-    from installer.log import redact
+    from installer.core.log import redact
 
     words = list(options.command_line) or ["install", str(options.install_dir)]
     return redact(shlex.join(["comfy-install", *words])) + " (finished steps are kept)"
@@ -346,3 +344,42 @@ def _note(step_id: str, outputs: dict[str, Any]) -> str:
     if step_id == "python":
         return f"Python {outputs.get('version')}"
     return ""
+
+
+def render_summary(outcomes: Sequence[StepOutcome], console: Console, next_command: str) -> None:
+    """Print the table shown after an install: each step, its result and time.
+
+    Args:
+        outcomes: Each step's outcome, in step order.
+        console: Where to print.
+        next_command: The command shown after `Next:`, e.g. `comfy-install launch DIR`.
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="Summary")
+    table.add_column("#", justify="right")
+    table.add_column("step")
+    table.add_column("result")
+    table.add_column("time", justify="right")
+    table.add_column("note")
+    styles = {
+        "done": "green",
+        "up to date": "dim",
+        "skipped": "yellow",
+        "failed": "bold red",
+        "interrupted": "bold red",
+        "not run": "dim",
+    }
+    for outcome in outcomes:
+        seconds = f"{outcome.seconds:.1f}s" if outcome.seconds is not None else ""
+        style = styles.get(outcome.result, "")
+        table.add_row(
+            str(outcome.number),
+            outcome.step_id,
+            f"[{style}]{outcome.result}[/]",
+            seconds,
+            escape(outcome.note),
+        )
+    console.print(table)
+    console.print(f"Next: [bold]{escape(next_command)}[/]")

@@ -10,9 +10,9 @@ Pythons of the locks already there) and says which ones could not be resolved
 from this machine and why. `--check` recomputes each lock's inputs hash and
 exits 1 naming every stale lock with the command that refreshes it.
 
-The command is registered on the main app by `installer.cli`
-(`app.command()(lock)`); this module does not import `installer.cli` at import
-time, and imports the heavy modules inside the command so `--help` stays fast.
+The command is registered on the main app by [`installer.cli.app`][installer.cli.app]
+(`app.command()(lock)`); it imports the heavy modules inside the command so `--help`
+stays fast.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ import typer
 
 if TYPE_CHECKING:
     from installer.config import Dependencies
-    from installer.errors import InstallerError
+    from installer.core.errors import InstallerError
+    from installer.core.log import InstallerLogger
+    from installer.edges.uv import Uv
     from installer.lock import LockSources, LockTarget, LockWrite
-    from installer.log import InstallerLogger
-    from installer.uv import Uv
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def lock(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
 ) -> None:
     """Resolve the dependencies into hash-pinned lock files, or check that they are current."""
-    from installer.cli import guarded, make_logger, print_json
+    from installer.cli.common import guarded, make_logger, print_json
 
     log = make_logger(verbose, quiet)
     request = LockRequest(
@@ -154,10 +154,10 @@ def _refresh(request: LockRequest, log: InstallerLogger) -> dict[str, Any]:
     import tempfile
 
     from installer.config import IndexOptions, load_dependencies
-    from installer.environment import find_uv_binary
-    from installer.errors import InstallerError, StepFailedError
+    from installer.core.errors import InstallerError, StepFailedError
+    from installer.edges.environment import find_uv_binary
+    from installer.edges.uv import Uv
     from installer.lock import lock_targets, read_sources, shipped_lock_dir
-    from installer.uv import Uv
 
     deps = load_dependencies(request.config)
     lock_dir = request.lock_dir or shipped_lock_dir()
@@ -239,7 +239,7 @@ def _one_target(
     resolver: str,
     log: InstallerLogger,
 ) -> LockWrite | InstallerError:
-    from installer.errors import InstallerError
+    from installer.core.errors import InstallerError
     from installer.lock import compile_lock, lock_inputs, write_lock
 
     try:
@@ -278,7 +278,7 @@ def _check(request: LockRequest, log: InstallerLogger) -> dict[str, Any]:
     import tempfile
 
     from installer.config import load_dependencies
-    from installer.errors import StepFailedError
+    from installer.core.errors import StepFailedError
     from installer.lock import (
         check_lock,
         display_path,
@@ -341,7 +341,7 @@ def _check(request: LockRequest, log: InstallerLogger) -> dict[str, Any]:
 
 
 def main() -> None:
-    """Run `lock` as a program of its own (`python -m installer.cli_lock`)."""
+    """Run `lock` as a program of its own (`python -m installer.cli.lock`)."""
     typer.run(lock)
 
 

@@ -7,7 +7,7 @@ trace that the next run sees as incomplete and redoes. Every write goes to a
 temporary file that is fsynced and renamed over the old one, so the file is
 always either the old state or the new one, never half of each.
 
-[`InstallLock`][installer.state.InstallLock] keeps two processes from working
+[`InstallLock`][installer.edges.state.InstallLock] keeps two processes from working
 on one DIR: the lock file holds pid, host and start time; a lock whose process
 is gone is taken over with a warning, a live one stops the second process
 with exit code 3.
@@ -16,103 +16,18 @@ with exit code 3.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import hashlib
-import json
 import os
 import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
-from installer.errors import EnvironmentUnsupportedError, LockHeldError
+from installer.core.errors import EnvironmentUnsupportedError, LockHeldError
+from installer.core.records import InstallState, now_iso
 
 STATE_DIRNAME = ".comfy-install"
-STATE_SCHEMA_VERSION = 1
-StepStatus = Literal["running", "done", "failed", "interrupted", "skipped"]
-
-
-def now_iso() -> str:
-    """Return the current UTC time as an ISO-8601 string (milliseconds)."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
-
-
-def fingerprint(inputs: Any) -> str:
-    """Return a short stable hash of JSON-serialisable step inputs.
-
-    Args:
-        inputs: The step's inputs; keys are sorted, and values JSON cannot hold are hashed as their
-            `str()`.
-
-    Returns:
-        The first 16 hex digits of their sha256.
-    """
-    text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-class StepRecord(BaseModel):
-    """What is known about one step of an install."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    status: StepStatus
-    fingerprint: str = ""
-    inputs: dict[str, Any] = Field(default_factory=dict)
-    outputs: dict[str, Any] = Field(default_factory=dict)
-    started_at: str | None = None
-    finished_at: str | None = None
-    seconds: float | None = None
-    seq: int = 0
-    """The state's sequence number when the step's outputs last changed."""
-    ran_seq: int = 0
-    """The state's sequence number when the step last finished, changed outputs or not."""
-    message: str = ""
-    last_done_outputs: dict[str, Any] | None = None
-    """The outputs of the last time the step finished, kept while it is redone."""
-
-    @property
-    def current_as_of(self) -> int:
-        """The sequence number up to which the step has seen its dependencies' outputs.
-
-        A dependency whose `seq` is higher changed after this step last ran.
-        """
-        return max(self.seq, self.ran_seq)
-
-    @property
-    def known_outputs(self) -> dict[str, Any] | None:
-        """The outputs of the last finished run of the step (None if it never finished)."""
-        return self.outputs if self.status == "done" else self.last_done_outputs
-
-
-class InstallState(BaseModel):
-    """The whole `state.json`."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    schema_version: int = STATE_SCHEMA_VERSION
-    tool_version: str = ""
-    created_at: str = Field(default_factory=now_iso)
-    updated_at: str = Field(default_factory=now_iso)
-    seq: int = 0
-    steps: dict[str, StepRecord] = Field(default_factory=dict)
-
-    def done(self, step_id: str) -> StepRecord | None:
-        """Return the record of ``step_id`` if that step finished, else None.
-
-        Args:
-            step_id: A step id, e.g. `python`.
-        """
-        record = self.steps.get(step_id)
-        return record if record is not None and record.status == "done" else None
-
-    def next_seq(self) -> int:
-        """Advance and return the sequence counter (orders step completions)."""
-        self.seq += 1
-        return self.seq
 
 
 def state_dir(install_dir: Path) -> Path:
@@ -195,7 +110,7 @@ def write_state(install_dir: Path, state: InstallState) -> None:
     Raises:
         EnvironmentUnsupportedError: The disk is full or the folder is not writable.
     """
-    from installer.log import redact
+    from installer.core.log import redact
 
     state.updated_at = now_iso()
     # Inputs can hold index URLs with credentials: the file on disk never keeps them.
@@ -266,7 +181,7 @@ class InstallLock:
             EnvironmentUnsupportedError: The lock file cannot be written (disk
                 full, read-only folder).
         """
-        from installer.environment import try_lock_file, unlock_file
+        from installer.edges.environment import try_lock_file, unlock_file
 
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -309,7 +224,7 @@ class InstallLock:
 
     def _claim(self, fd: int) -> None:
         """Read what a previous holder left, then write who holds the lock now."""
-        from installer.environment import pid_alive
+        from installer.edges.environment import pid_alive
 
         previous_text = os.read(fd, 65536).decode("utf-8", "replace").strip()
         if previous_text:
@@ -340,7 +255,7 @@ class InstallLock:
 
     def release(self) -> None:
         """Give the lock back and remove the lock file (only if this process holds it)."""
-        from installer.environment import unlock_file
+        from installer.edges.environment import unlock_file
 
         if self._fd is None:
             return

@@ -1,8 +1,8 @@
 """The plan: every decision of an install, made up front, as plain data.
 
-[`build_plan`][installer.plan.build_plan] takes the configuration, the
+[`build_plan`][installer.plan.build.build_plan] takes the configuration, the
 detected environment and GPUs, the command-line options and what the install
-directory already holds, and returns a [`Plan`][installer.plan.Plan] without
+directory already holds, and returns a [`Plan`][installer.plan.build.Plan] without
 doing any I/O. The plan lists the 13 steps with `run`, `skip` or `done` and
 the reason for each, the torch build and index and why, and for step 10 every
 package and wheel with what will be installed or why not. `--dry-run` renders
@@ -26,15 +26,20 @@ from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, Field
 
 from installer import __version__
-from installer.compat import TorchSelection, select_torch
 from installer.config import CustomNode, Dependencies, IndexOptions, ToolsManifest
-from installer.environment import Environment, launcher_name, pure_path, venv_python
-from installer.errors import PlanError, UsageError
-from installer.gpu import GpuReport
+from installer.core.errors import PlanError, UsageError
+from installer.core.facts import (
+    Environment,
+    GpuReport,
+    InstallProbe,
+    launcher_name,
+    pure_path,
+    venv_python,
+)
+from installer.core.records import fingerprint
 from installer.lock import LockChoice, choose_lock
 from installer.optimizations import PlannedOptimization, plan_optimizations
-from installer.probe import InstallProbe
-from installer.state import fingerprint
+from installer.plan.compat import TorchSelection, select_torch
 
 PLAN_SCHEMA_VERSION = 1
 

@@ -1,13 +1,13 @@
 """What the installer says: a rich terminal on stderr and a plain log file.
 
-[`InstallerLogger`][installer.log.InstallerLogger] is the one way the program
+[`InstallerLogger`][installer.core.log.InstallerLogger] is the one way the program
 talks to the user. The terminal gets step headers (`[7/13] torch`), short
 status lines, warnings and errors; stdout is left alone so `--json` output can
 be piped. The log file (under `DIR/.comfy-install/logs/`) gets everything,
 timestamped, including the full output of every subprocess. Colours are off
 when stderr is not a terminal or `NO_COLOR` is set.
 
-Secrets never reach either: [`redact`][installer.log.redact] removes
+Secrets never reach either: [`redact`][installer.core.log.redact] removes
 `user:password@` from URLs, `token=`-style query values and the values of the
 token environment variables (`HF_TOKEN`, `CIVITAI_TOKEN`, ...).
 """
@@ -79,7 +79,7 @@ class InstallerLogger:
                 without `NO_COLOR`.
             stream: Where terminal output goes (default: stderr).
             log_file: A file to append the plain log to; see
-                [`attach_file`][installer.log.InstallerLogger.attach_file].
+                [`attach_file`][installer.core.log.InstallerLogger.attach_file].
         """
         self.verbosity = verbosity
         self._stream = stream if stream is not None else sys.stderr

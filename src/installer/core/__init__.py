@@ -1,0 +1,10 @@
+"""The foundation every other layer stands on: errors, logging, the JSON envelope and plain data.
+
+What lives here: [`errors`][installer.core.errors] (the `InstallerError` family and exit
+codes), [`log`][installer.core.log] (the terminal and file logger, redaction),
+[`envelope`][installer.core.envelope] (the versioned `--json` envelope),
+[`facts`][installer.core.facts] and [`records`][installer.core.records] (what detection
+found and what `state.json` holds, as frozen records the planner reads).
+May import: the standard library and third-party libraries only; nothing else of
+`installer`.
+"""
