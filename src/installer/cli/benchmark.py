@@ -1,6 +1,6 @@
 """`comfy-install benchmark`: time attention (and ComfyUI) on this GPU, in DIR's venv.
 
-The command parses options and calls [`installer.benchmark`][installer.benchmark];
+The command parses options and calls [`installer.bench.run`][installer.bench.run];
 like the rest of the CLI it holds no logic, imports the heavy modules only
 when it runs, and reports failures with one message, one hint and the exit
 code of the CLI contract (or the JSON envelope with `--json`). A regression
@@ -120,12 +120,9 @@ def benchmark(
     def body() -> None:
         import datetime as dt
 
-        from installer.benchmark import (
-            BenchmarkOptions,
-            regression_error,
-            render_report,
-            run_benchmark,
-        )
+        from installer.bench.options import BenchmarkOptions
+        from installer.bench.render import render_report
+        from installer.bench.run import regression_error, run_benchmark
         from installer.edges.state import state_dir
 
         target = install_dir.expanduser().absolute()

@@ -164,7 +164,7 @@ def load_backends(
 
     Args:
         torch: The imported torch module.
-        names: Backend names from [`BACKENDS`][installer.bench_attention.BACKENDS].
+        names: Backend names from [`BACKENDS`][installer.bench.attention_module.BACKENDS].
 
     Returns:
         ``(usable, report)``: the backends that imported, by name, and for each
@@ -287,7 +287,7 @@ class Timer:
             function: One call.
             count: How many calls to time.
             launch_s: Seconds the CPU needs to launch one call (from
-                [`warm`][installer.bench_attention.Timer.warm]), to size the
+                [`warm`][installer.bench.attention_module.Timer.warm]), to size the
                 GPU sleep the calls are queued behind.
         """
         if not self.cuda:
@@ -420,7 +420,7 @@ def run_shape(
         backends: The usable backends by name; SDPA's output, when it runs, is the reference.
         timer: Times the calls (on the GPU when its ``cuda`` is set).
         settings: ``seed`` for the inputs, and the ``warmup``, ``iterations`` and
-            ``budget_s`` that [`measure_cell`][installer.bench_attention.measure_cell] reads.
+            ``budget_s`` that [`measure_cell`][installer.bench.attention_module.measure_cell] reads.
     """
     device = "cuda" if timer.cuda else "cpu"
     torch_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
@@ -491,7 +491,7 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
 
     Args:
         config: ``shapes`` (dicts with the fields of
-            [`Shape`][installer.bench_attention.Shape]; the GPU or CPU
+            [`Shape`][installer.bench.attention_module.Shape]; the GPU or CPU
             defaults when absent), ``dtypes``, ``backends``, ``warmup``,
             ``iterations``, ``budget_s``, ``seed`` and ``allow_cpu`` (measure
             on the CPU when no GPU is usable).
@@ -575,7 +575,7 @@ def _finite(value: Any) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python bench_attention.py [--config FILE] [--output FILE]``.
+    """Command line: ``python attention_module.py [--config FILE] [--output FILE]``.
 
     Args:
         argv: The arguments (default: ``sys.argv[1:]``).
