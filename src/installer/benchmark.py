@@ -807,7 +807,7 @@ def _stream(
     args: list[str], env: dict[str, str], log: InstallerLogger, timeout: float, cwd: Path
 ) -> tuple[int, list[str], bool]:
     """Run ``args``; turn ``progress:`` lines into status lines; return (code, tail, timed out)."""
-    from installer.launch import stop_process
+    from installer.launch.process import stop_process
 
     log.debug("$ " + " ".join(args))
     try:
@@ -1010,7 +1010,10 @@ def time_comfyui(
         InterruptedByUserError: Ctrl-C (ComfyUI is stopped first).
     """
     from installer.core.errors import InterruptedByUserError
-    from installer.launch import WARMUP_ENV, LaunchRequest, launch, stop_comfyui
+    from installer.launch.process import stop_comfyui
+    from installer.launch.run import launch
+    from installer.plan.launch import LaunchRequest
+    from installer.plan.launch_settings import WARMUP_ENV
 
     # The launcher must wait for /object_info, whatever the user's own setting.
     environ = {key: value for key, value in os.environ.items() if key != WARMUP_ENV}
