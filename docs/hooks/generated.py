@@ -28,7 +28,7 @@ Generators (name, argument: what it renders, from where):
   the shipped configuration encodes.
 - `launch-values`, `launch-example [compile]`: the values the launch variables
   accept, and `launch --print-env` for the reference H100 install
-  (`installer.launch.plan_launch`).
+  (`installer.plan.launch.plan_launch`).
 - `model-kinds`, `shared-section`: ComfyUI's model folders and their aliases,
   and the `extra_model_paths.yaml` section for a shared store
   (`installer.models`).
@@ -593,10 +593,10 @@ def _optional_module(name: str) -> Any | None:
 
 
 def gen_launch_values(_: str | None = None) -> str:
-    """Render the values the launch variables accept, from `installer.launch`."""
-    launch = _optional_module("installer.launch")
+    """Render the values the launch variables accept, from `installer.plan.launch_settings`."""
+    launch = _optional_module("installer.plan.launch_settings")
     if launch is None:
-        return '!!! warning "`installer.launch` is not in this build"\n'
+        return '!!! warning "`installer.plan.launch_settings` is not in this build"\n'
     rows = [
         [
             ", ".join(code(v) for v in launch.BOOL_VARIABLES if v != launch.MARKER_ENV)
@@ -622,10 +622,11 @@ def gen_launch_example(variant: str | None) -> str:
     """
     from pathlib import PurePosixPath
 
-    launch = _optional_module("installer.launch")
+    launch = _optional_module("installer.plan.launch")
     if launch is None:
-        return '!!! warning "`installer.launch` is not in this build"\n'
+        return '!!! warning "`installer.plan.launch` is not in this build"\n'
     from installer.core.facts import GpuInfo, GpuReport, TorchInstalled
+    from installer.plan.launch_attention import SageProbe
 
     root = PurePosixPath("/home/me/ComfyUI-install")
     gpu = GpuReport(
@@ -641,7 +642,7 @@ def gen_launch_example(variant: str | None) -> str:
         comfyui_dir=root / "ComfyUI",
         gpu=gpu,
         torch=TorchInstalled("2.9.1+cu128", "12.8"),
-        sage=launch.SageProbe(sageattention=True, triton=True),
+        sage=SageProbe(sageattention=True, triton=True),
         shim="current",
         site_packages=root / "venv/lib/python3.12/site-packages",
     )

@@ -28,7 +28,9 @@ from typing import Any
 import pytest
 
 from installer.core.envelope import ENVELOPE_KEYS
-from installer.launch import RELEVANT_VARIABLES, ensure_shim, process_running
+from installer.launch.process import process_running
+from installer.launch.shim import ensure_shim
+from installer.plan.launch_settings import RELEVANT_VARIABLES
 from support.comfy_repo import MAIN_PY
 from support.wheels import WheelSpec, build_wheel
 

@@ -84,7 +84,7 @@ def _stream(
     args: list[str], env: dict[str, str], log: InstallerLogger, timeout: float, cwd: Path
 ) -> tuple[int, list[str], bool]:
     """Run ``args``; turn ``progress:`` lines into status lines; return (code, tail, timed out)."""
-    from installer.launch import stop_process
+    from installer.launch.process import stop_process
 
     log.debug("$ " + " ".join(args))
     try:

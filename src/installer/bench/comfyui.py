@@ -193,7 +193,10 @@ def time_comfyui(
         InterruptedByUserError: Ctrl-C (ComfyUI is stopped first).
     """
     from installer.core.errors import InterruptedByUserError
-    from installer.launch import WARMUP_ENV, LaunchRequest, launch, stop_comfyui
+    from installer.launch.process import stop_comfyui
+    from installer.launch.run import launch
+    from installer.plan.launch import LaunchRequest
+    from installer.plan.launch_settings import WARMUP_ENV
 
     # The launcher must wait for /object_info, whatever the user's own setting.
     environ = {key: value for key, value in os.environ.items() if key != WARMUP_ENV}

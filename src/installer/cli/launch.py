@@ -1,7 +1,8 @@
 """The `comfy-install launch` and `comfy-install stop` commands (typer).
 
 `launch` starts ComfyUI from an install directory, tuned for the GPU (see
-[`installer.launch`][installer.launch]), waits until it answers and streams
+[`installer.launch`][installer.launch] and
+[`installer.plan.launch`][installer.plan.launch]), waits until it answers and streams
 its output; `--background` returns once it is ready and `stop` ends it;
 `--print-env` shows what would run without starting anything. Arguments after
 `--` (or any option `launch` does not know, as the generated launcher scripts
@@ -25,7 +26,7 @@ from installer.cli.common import DEFAULT_DIR
 
 if TYPE_CHECKING:
     from installer.core.log import InstallerLogger
-    from installer.launch import LaunchFacts, LaunchRequest
+    from installer.plan.launch import LaunchFacts, LaunchRequest
 
 
 LAUNCH_CONTEXT_SETTINGS: dict[str, Any] = {
@@ -91,7 +92,7 @@ def launch(
     skips the wait. Ctrl-C stops ComfyUI.
     """
     from installer.cli.common import guarded, make_logger
-    from installer.launch import LaunchRequest
+    from installer.plan.launch import LaunchRequest
 
     extra = list(ctx.args)
     if str(install_dir).startswith("-"):
@@ -129,7 +130,9 @@ def _launch(
 ) -> None:
     from installer.cli.common import print_json
     from installer.core.errors import UsageError
-    from installer.launch import gather_facts, plan_launch, render_print_env, run_comfyui
+    from installer.launch.facts import gather_facts
+    from installer.launch.run import run_comfyui
+    from installer.plan.launch import plan_launch, render_print_env
 
     if as_json and not (print_env or request.background):
         raise UsageError(
@@ -184,7 +187,7 @@ def stop(
 ) -> None:
     """Stop the ComfyUI that `comfy-install launch` started from DIR (SIGINT, then terminate)."""
     from installer.cli.common import guarded, make_logger, print_json
-    from installer.launch import stop_comfyui
+    from installer.launch.process import stop_comfyui
 
     log = make_logger(verbose)
     command = ["stop", str(install_dir)]

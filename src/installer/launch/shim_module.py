@@ -6,7 +6,7 @@ reads by itself: TF32, the cuDNN autotuner and the float32 matmul precision
 are switches on the `torch` module, and torch.compile is a function nodes must
 call. `comfy-install launch` therefore copies this file into the venv's
 site-packages as `comfy_install_tuning.py`, next to `comfy_install_tuning.pth`
-whose one line calls [`activate`][installer.tuning_shim.activate]
+whose one line calls [`activate`][installer.launch.shim_module.activate]
 when the interpreter starts. A `.pth` file is used rather than a
 `sitecustomize.py` because only the first `sitecustomize` on `sys.path` runs,
 and a Debian or Ubuntu base interpreter ships its own in the standard library,
@@ -101,7 +101,7 @@ def make_compiler(options: Mapping[str, Any]) -> Callable[..., Any]:
 
     Args:
         options: Keyword arguments for `torch.compile` (see
-            [`compile_options`][installer.tuning_shim.compile_options]).
+            [`compile_options`][installer.launch.shim_module.compile_options]).
 
     Returns:
         ``compile(model, **overrides)``: calls `torch.compile(model, **options)`,
