@@ -22,7 +22,7 @@ Generators (name, argument: what it renders, from where):
 - `envelope`: the keys of the `--json` envelope and a real error envelope.
 - `steps`: the 13 step ids, titles and dependencies (`STEPS`, `DEPENDS`).
 - `compat PLATFORM`: compute capability x driver CUDA -> torch build, packages,
-  SageAttention, by running `installer.plan.compat` and `installer.optimizations`
+  SageAttention, by running `installer.plan.compat` and `installer.plan.optimizations`
   on the shipped configuration.
 - `config-matrix`: the torch variants, package pins and SageAttention wheels
   the shipped configuration encodes.
@@ -423,8 +423,8 @@ def compat_rows(platform: str) -> list[dict[str, str]]:
     from installer.config import load_dependencies, load_tools_manifest
     from installer.core.errors import PlanError
     from installer.core.facts import gpu_override
-    from installer.optimizations import plan_optimizations
     from installer.plan.compat import select_torch
+    from installer.plan.optimizations import plan_optimizations
 
     deps = load_dependencies()
     manifest = load_tools_manifest()

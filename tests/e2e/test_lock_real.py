@@ -77,7 +77,7 @@ def real_lock(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_real_lock_pins_everything_with_hashes(real_lock: dict) -> None:
-    from installer.lock import parse_lock
+    from installer.core.lockfile import parse_lock
 
     lock = parse_lock(real_lock["lock"])
     requirements = {e.name for e in lock.sections["requirements"]}
@@ -121,7 +121,7 @@ def _venv_with_torch(root: Path, lock: Path | None):
 
 
 def test_install_from_real_lock_starts_comfyui(real_lock: dict, tmp_path: Path) -> None:
-    from installer.lock import install_from_lock
+    from installer.lock.install import install_from_lock
 
     lock: Path = real_lock["lock"]
     source: Path = real_lock["source"]
@@ -131,7 +131,7 @@ def test_install_from_real_lock_starts_comfyui(real_lock: dict, tmp_path: Path) 
     result = install_from_lock(uv, python, lock, constraints, log)
     assert venv_dists(locked_root)["torch"] == torch_before
     locked = venv_dists(locked_root)
-    from installer.lock import parse_lock
+    from installer.core.lockfile import parse_lock
 
     for entry in parse_lock(lock).sections["requirements"]:
         assert locked.get(entry.name) == entry.requirement.split("==", 1)[1], entry.name

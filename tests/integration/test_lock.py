@@ -127,7 +127,7 @@ def world(fixtures: Fixtures, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def test_lock_is_deterministic_hashed_and_newest_allowed(world: dict) -> None:
-    from installer.lock import parse_lock
+    from installer.core.lockfile import parse_lock
 
     lock: Path = world["lock"]
     first = lock.read_bytes()
@@ -212,7 +212,7 @@ def _venv_with_torch(world: dict, root: Path) -> tuple[Path, Path]:
 
 
 def test_install_from_lock_checks_every_hash_and_holds_torch(world: dict, tmp_path: Path) -> None:
-    from installer.lock import install_from_lock
+    from installer.lock.install import install_from_lock
 
     python, constraints = _venv_with_torch(world, tmp_path)
     before = venv_dists(tmp_path)
@@ -241,7 +241,7 @@ def test_tampered_wheel_stops_with_integrity_error_and_installs_nothing(
     world: dict, tmp_path: Path
 ) -> None:
     from installer.core.errors import IntegrityError
-    from installer.lock import install_from_lock
+    from installer.lock.install import install_from_lock
 
     python, constraints = _venv_with_torch(world, tmp_path)
     evil = tmp_path / "evil-links"
@@ -293,7 +293,8 @@ def test_check_passes_then_names_the_stale_lock(world: dict, tmp_path: Path) -> 
 
 def test_check_notices_a_changed_requirements_file(world: dict) -> None:
     from installer.config import load_dependencies
-    from installer.lock import LockSources, check_lock, read_header
+    from installer.core.lockfile import LockSources, read_header
+    from installer.lock.check import check_lock
 
     fixtures: Fixtures = world["fixtures"]
     deps = load_dependencies(world["config"])
@@ -312,7 +313,8 @@ def test_check_notices_a_changed_requirements_file(world: dict) -> None:
 
 def test_plan_side_choice_matches_and_falls_back(world: dict) -> None:
     from installer.config import load_dependencies
-    from installer.lock import choose_lock, lock_choice, read_lock_headers
+    from installer.lock.files import lock_choice, read_lock_headers
+    from installer.plan.lock import choose_lock
 
     deps = load_dependencies(world["config"])
     headers = read_lock_headers(world["lock_dir"])
@@ -351,7 +353,7 @@ def test_plan_side_choice_matches_and_falls_back(world: dict) -> None:
 
 
 def test_step8_compares_the_checked_out_requirements(world: dict, tmp_path: Path) -> None:
-    from installer.lock import lock_sources_mismatch
+    from installer.lock.check import lock_sources_mismatch
 
     fixtures: Fixtures = world["fixtures"]
     deps = json.loads(world["config"].read_text())
@@ -440,7 +442,8 @@ def test_shipped_locks_are_current() -> None:
 
 
 def test_sections_split_by_who_needs_a_package() -> None:
-    from installer.lock import parse_entries, split_sections
+    from installer.core.lockfile import parse_entries
+    from installer.lock.compile import split_sections
 
     resolved = """\
 filelock==1.0 \\
@@ -484,7 +487,7 @@ xformers==0.0.33 \\
 
 def test_uv_errors_become_one_line_or_an_integrity_error(tmp_path: Path) -> None:
     from installer.core.errors import CommandFailedError
-    from installer.lock import integrity_error, uv_failure_summary
+    from installer.edges.uv_output import integrity_error, uv_failure_summary
 
     dns = (
         "error: Request failed after 3 retries in 5.2s\n"

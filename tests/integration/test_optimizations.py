@@ -21,12 +21,10 @@ from installer.core.log import InstallerLogger
 from installer.edges.environment import find_uv_binary
 from installer.edges.probe import installed_distributions
 from installer.edges.uv import Uv
-from installer.optimizations import (
-    OptimizationOutcome,
-    StepTarget,
-    inspect_venv_torch,
-    install_optimizations,
-)
+from installer.optimizations.install import install_optimizations
+from installer.optimizations.outcome import OptimizationOutcome
+from installer.optimizations.target import StepTarget
+from installer.optimizations.venv import inspect_venv_torch
 from support.cli import (
     SHIPPED_DEPS,
     Fixtures,

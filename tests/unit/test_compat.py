@@ -37,7 +37,6 @@ from installer.config import (
 )
 from installer.core.errors import PlanError
 from installer.core.facts import GpuInfo, GpuReport, gpu_override, no_gpu
-from installer.optimizations import PlannedOptimization, plan_optimizations
 from installer.plan.compat import (
     requires_met,
     resolve_torch_constraint,
@@ -45,6 +44,7 @@ from installer.plan.compat import (
     select_torch,
     variant_fits,
 )
+from installer.plan.optimizations import PlannedOptimization, plan_optimizations
 
 CC = ("6.1", "7.0", "7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0")
 DRIVERS = ("11.8", "12.4", "12.6", "12.8", "13.0")

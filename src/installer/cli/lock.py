@@ -28,9 +28,10 @@ import typer
 if TYPE_CHECKING:
     from installer.config import Dependencies
     from installer.core.errors import InstallerError
+    from installer.core.lockfile import LockSources, LockTarget
     from installer.core.log import InstallerLogger
     from installer.edges.uv import Uv
-    from installer.lock import LockSources, LockTarget, LockWrite
+    from installer.lock.files import LockWrite
 
 
 @dataclass(frozen=True)
@@ -155,9 +156,11 @@ def _refresh(request: LockRequest, log: InstallerLogger) -> dict[str, Any]:
 
     from installer.config import IndexOptions, load_dependencies
     from installer.core.errors import InstallerError, StepFailedError
+    from installer.core.lockfile import shipped_lock_dir
     from installer.edges.environment import find_uv_binary
     from installer.edges.uv import Uv
-    from installer.lock import lock_targets, read_sources, shipped_lock_dir
+    from installer.lock.sources import read_sources
+    from installer.plan.lock import lock_targets
 
     deps = load_dependencies(request.config)
     lock_dir = request.lock_dir or shipped_lock_dir()
@@ -240,7 +243,9 @@ def _one_target(
     log: InstallerLogger,
 ) -> LockWrite | InstallerError:
     from installer.core.errors import InstallerError
-    from installer.lock import compile_lock, lock_inputs, write_lock
+    from installer.lock.compile import compile_lock
+    from installer.lock.files import write_lock
+    from installer.plan.lock import lock_inputs
 
     try:
         inputs = lock_inputs(deps, target)
@@ -252,7 +257,7 @@ def _one_target(
 
 
 def _report_write(outcome: LockWrite, log: InstallerLogger) -> None:
-    from installer.lock import display_path
+    from installer.core.lockfile import display_path
 
     counts = ", ".join(f"{name} {count}" for name, count in outcome.packages.items())
     what = "wrote" if outcome.changed else "unchanged"
@@ -264,7 +269,7 @@ def _report_write(outcome: LockWrite, log: InstallerLogger) -> None:
 
 def _pythons(deps: Dependencies, lock_dir: Path) -> list[str]:
     """python.default, then the still supported Pythons of the locks already in ``lock_dir``."""
-    from installer.lock import read_lock_headers
+    from installer.lock.files import read_lock_headers
 
     found = [deps.python.default]
     for header in read_lock_headers(lock_dir).values():
@@ -279,14 +284,11 @@ def _check(request: LockRequest, log: InstallerLogger) -> dict[str, Any]:
 
     from installer.config import load_dependencies
     from installer.core.errors import StepFailedError
-    from installer.lock import (
-        check_lock,
-        display_path,
-        python_minor,
-        read_lock_headers,
-        read_sources,
-        shipped_lock_dir,
-    )
+    from installer.core.lockfile import display_path, shipped_lock_dir
+    from installer.lock.check import check_lock
+    from installer.lock.files import read_lock_headers
+    from installer.lock.sources import read_sources
+    from installer.plan.lock import python_minor
 
     deps = load_dependencies(request.config)
     lock_dir = request.lock_dir or shipped_lock_dir()

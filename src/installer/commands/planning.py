@@ -76,7 +76,8 @@ def with_locks(probe: InstallProbe, options: InstallOptions) -> InstallProbe:
         return probe
     from dataclasses import replace
 
-    from installer.lock import read_lock_headers, shipped_lock_dir
+    from installer.core.lockfile import shipped_lock_dir
+    from installer.lock.files import read_lock_headers
 
     return replace(probe, lock_headers=read_lock_headers(options.lock_dir or shipped_lock_dir()))
 

@@ -20,7 +20,7 @@ from packaging.version import Version
 from installer.core.records import InstallState
 
 if TYPE_CHECKING:
-    from installer.lock import LockHeader
+    from installer.core.lockfile import LockHeader
 
 Source = Literal["nvml", "nvidia-smi", "override", "none"]
 

@@ -1,6 +1,7 @@
 """The edges: every side effect the installer has, each behind one small module.
 
-What lives here: running uv ([`uv`][installer.edges.uv]) and git
+What lives here: running uv ([`uv`][installer.edges.uv], its output read by
+[`uv_output`][installer.edges.uv_output]) and git
 ([`git`][installer.edges.git]), subprocesses ([`proc`][installer.edges.proc]), NVML and
 nvidia-smi ([`gpu`][installer.edges.gpu]), questions to the operating system
 ([`environment`][installer.edges.environment]), the state file and the install lock

@@ -29,6 +29,7 @@ from installer.core.errors import (
 )
 from installer.core.log import InstallerLogger
 from installer.edges.proc import CommandResult, run_command
+from installer.edges.uv_output import integrity_error
 
 TORCH_TRIO = ("torch", "torchvision", "torchaudio")
 
@@ -273,8 +274,6 @@ class Uv:
                 flat = _flatten(output)
                 lowered = flat.lower()
                 if "hash mismatch" in lowered:
-                    from installer.lock import integrity_error
-
                     mismatch = integrity_error(exc)
                     if mismatch is not None:
                         raise mismatch from exc

@@ -1,7 +1,9 @@
 """The planner: pure decisions from configuration, detected facts and options.
 
 What lives here: the compatibility rules ([`compat`][installer.plan.compat]: which torch
-build, which wheel, which constraint), the plan itself and how it is built
+build, which wheel, which constraint), the choice of step 10's packages
+([`optimizations`][installer.plan.optimizations]) and of the lock
+([`lock`][installer.plan.lock]), the plan itself and how it is built
 ([`build`][installer.plan.build]). Inputs are data objects (the configuration models and
 the records of [`installer.core.facts`][installer.core.facts]); outputs are data with a
 human reason for every choice.

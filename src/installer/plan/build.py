@@ -37,9 +37,9 @@ from installer.core.facts import (
     venv_python,
 )
 from installer.core.records import fingerprint
-from installer.lock import LockChoice, choose_lock
-from installer.optimizations import PlannedOptimization, plan_optimizations
 from installer.plan.compat import TorchSelection, select_torch
+from installer.plan.lock import LockChoice, choose_lock
+from installer.plan.optimizations import PlannedOptimization, plan_optimizations
 
 PLAN_SCHEMA_VERSION = 1
 

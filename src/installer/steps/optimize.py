@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from installer.optimizations import StepTarget, install_optimizations
+from installer.optimizations.install import install_optimizations
+from installer.optimizations.target import StepTarget
 from installer.plan.build import PlannedStep
 from installer.steps.context import StepContext
 from installer.steps.packages import lock_path
