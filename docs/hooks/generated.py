@@ -18,7 +18,7 @@ Generators (name, argument: what it renders, from where):
 - `config-schema KIND`: field tables and the raw JSON Schema of a configuration
   file (`installer.config.json_schema(KIND)`).
 - `plan-schema`: the same for the plan of `install --dry-run --json`
-  (`installer.plan.build.Plan`).
+  (`installer.plan.model.Plan`).
 - `envelope`: the keys of the `--json` envelope and a real error envelope.
 - `steps`: the 13 step ids, titles and dependencies (`STEPS`, `DEPENDS`).
 - `compat PLATFORM`: compute capability x driver CUDA -> torch build, packages,
@@ -328,7 +328,7 @@ def gen_config_schema(kind: str | None) -> str:
 
 def gen_plan_schema(_: str | None = None) -> str:
     """Render the field tables and the raw schema of the plan."""
-    from installer.plan.build import Plan
+    from installer.plan.model import Plan
 
     schema = Plan.model_json_schema(mode="serialization")
     return f"{schema_tables(schema, 'plan', Plan)}\n" + collapsible(
@@ -370,7 +370,7 @@ def gen_envelope(_: str | None = None) -> str:
 
 def gen_steps(_: str | None = None) -> str:
     """Render the step ids, titles and what each waits for."""
-    from installer.plan.build import DEPENDS, STEPS
+    from installer.plan.model import DEPENDS, STEPS
 
     rows = [
         [

@@ -15,7 +15,8 @@ from installer.config import Dependencies, ToolsManifest
 from installer.core.facts import Environment, GpuReport, InstallProbe, Tool
 from installer.core.records import InstallState, StepRecord
 from installer.edges.gpu import detect_gpus
-from installer.plan.build import InstallOptions, Plan, build_plan
+from installer.plan.build import build_plan
+from installer.plan.model import InstallOptions, Plan
 
 STATUSES = {"ok", "warn", "fail", "info"}
 

@@ -27,7 +27,8 @@ from installer.core.facts import (
     no_gpu,
 )
 from installer.core.records import InstallState, StepRecord
-from installer.plan.build import STEP_IDS, InstallOptions, Plan, build_plan
+from installer.plan.build import build_plan
+from installer.plan.model import STEP_IDS, InstallOptions, Plan
 
 DIR = Path("/srv/comfy")
 COMMIT = "59afc3984868289f808d02fa5cd180edfb2de240"

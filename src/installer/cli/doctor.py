@@ -31,7 +31,7 @@ def doctor(
     verbose: VerboseOpt = False,
 ) -> None:
     """Say what this machine is, what will work on it, and the state of DIR."""
-    from installer.plan.build import InstallOptions
+    from installer.plan.model import InstallOptions
 
     log = make_logger(verbose)
     command = ["doctor", str(install_dir)]

@@ -22,7 +22,7 @@ from installer.cli.common import (
 
 if TYPE_CHECKING:
     from installer.core.log import InstallerLogger
-    from installer.plan.build import InstallOptions
+    from installer.plan.model import InstallOptions
 
 
 def install(
@@ -109,7 +109,7 @@ def install(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Install ComfyUI into DIR (or, with --dry-run, show exactly what would happen)."""
-    from installer.plan.build import InstallOptions
+    from installer.plan.model import InstallOptions
 
     log = make_logger(verbose, quiet)
     command = ["install", str(install_dir), *(["--dry-run"] if dry_run else [])]

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from installer.commands.doctor import Check
-    from installer.plan.build import Plan
+    from installer.plan.model import Plan
 
 
 def stdout_console() -> Console:

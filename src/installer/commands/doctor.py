@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from installer.core.facts import SUPPORTED_PLATFORMS, Environment, GpuReport, InstallProbe
-from installer.plan.build import Plan
+from installer.plan.model import Plan
 
 Status = Literal["ok", "warn", "fail", "info"]
 

@@ -34,7 +34,7 @@ from installer.core.records import InstallState, StepRecord, now_iso
 from installer.edges.probe import layout
 from installer.edges.state import InstallLock, state_dir, write_state
 from installer.edges.uv import Uv
-from installer.plan.build import STEP_IDS, InstallOptions, Plan
+from installer.plan.model import STEP_IDS, InstallOptions, Plan
 
 if TYPE_CHECKING:
     from rich.console import Console

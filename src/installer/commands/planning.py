@@ -18,7 +18,8 @@ from installer.core.facts import Environment, GpuReport, InstallProbe, gpu_overr
 from installer.edges.environment import detect_environment
 from installer.edges.gpu import detect_gpus
 from installer.edges.probe import probe_install
-from installer.plan.build import InstallOptions, Plan, build_plan
+from installer.plan.build import build_plan
+from installer.plan.model import InstallOptions, Plan
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from installer.core.errors import UsageError
 from installer.edges.state import read_state
-from installer.plan.build import STEPS
+from installer.plan.model import STEPS
 
 if TYPE_CHECKING:
     from rich.console import Console

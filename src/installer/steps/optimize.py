@@ -6,7 +6,7 @@ from typing import Any
 
 from installer.optimizations.install import install_optimizations
 from installer.optimizations.target import StepTarget
-from installer.plan.build import PlannedStep
+from installer.plan.model import PlannedStep
 from installer.steps.context import StepContext
 from installer.steps.packages import lock_path
 

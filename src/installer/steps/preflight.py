@@ -8,7 +8,7 @@ from typing import Any
 
 from installer.core.errors import EnvironmentUnsupportedError
 from installer.core.facts import SUPPORTED_PLATFORMS
-from installer.plan.build import PlannedStep
+from installer.plan.model import PlannedStep
 from installer.steps.context import StepContext
 
 HEAVY_STEPS = (

@@ -8,7 +8,7 @@ from typing import Any
 
 from installer.core.errors import CommandFailedError, StepFailedError
 from installer.edges.proc import run_command
-from installer.plan.build import PlannedStep
+from installer.plan.model import PlannedStep
 from installer.steps.context import StepContext
 
 _PROBE = r"""
