@@ -43,18 +43,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
+from installer.core.downloads import DownloadRequest
 from installer.core.errors import (
     ConfigError,
     EnvironmentUnsupportedError,
     IntegrityError,
     UsageError,
 )
-from installer.download import (
-    DownloadRequest,
-    download_files,
-    safe_filename,
-    sha256_file,
-)
+from installer.core.filenames import safe_filename
+from installer.edges.download.api import download_files
+from installer.edges.download.files import sha256_file
 from installer.edges.state import atomic_write_text
 
 if TYPE_CHECKING:
@@ -159,7 +157,7 @@ class PlannedModel:
     Attributes:
         index: The entry's position in the manifest's `models` list.
         kind: The entry's kind with aliases resolved (`clip` → `text_encoders`).
-        request: What [`download_files`][installer.download.download_files]
+        request: What [`download_files`][installer.edges.download.api.download_files]
             fetches for it.
     """
 
@@ -326,7 +324,7 @@ def model_relative_path(filename: str, *, where: str) -> tuple[str, ...]:
 
     A name may hold subfolders with `/` (`sdxl/base.safetensors`); every part
     must be a plain name that
-    [`safe_filename`][installer.download.safe_filename] leaves unchanged, so
+    [`safe_filename`][installer.core.filenames.safe_filename] leaves unchanged, so
     `..`, absolute paths, backslashes and drive letters are refused.
 
     Args:

@@ -930,8 +930,8 @@ def test_main_app_has_models_commands() -> None:
 def test_importing_the_cli_module_stays_light() -> None:
     code = (
         "import sys, installer.cli.models; "
-        "print(sorted(m for m in ('httpx', 'pydantic', 'installer.models', 'installer.download')"
-        " if m in sys.modules))"
+        "print(sorted(m for m in ('httpx', 'pydantic', 'installer.models',"
+        " 'installer.edges.download') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

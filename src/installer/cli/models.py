@@ -128,7 +128,7 @@ def download(
 
     def body() -> None:
         from installer.config import load_dependencies, load_model_manifest, shipped_path
-        from installer.download import download_files
+        from installer.edges.download.api import download_files
         from installer.models import check_shared_store, plan_model_downloads, share_models
 
         _check_link(link, shared_models)
