@@ -333,7 +333,19 @@ def classify_model_file(path: Path, *, manifest: ManifestIndex | None = None) ->
 
 
 def classify_with(path: Path, manifest: ManifestIndex | None, hashes: FileHashes) -> Classification:
-    """Classify ``path`` like `classify_model_file`, sharing ``hashes`` across files."""
+    """Classify ``path`` like `classify_model_file`, sharing ``hashes`` across files.
+
+    Args:
+        path: The file.
+        manifest: A manifest to match by file name or sha256 first.
+        hashes: The sha256 of files already hashed in this run.
+
+    Returns:
+        The kind and the reason (kind `None`, method `none` when nothing settled it).
+
+    Raises:
+        OSError: The file cannot be read.
+    """
     if manifest is not None:
         hit = manifest.match(path, hashes.sha256)
         if hit is not None:

@@ -126,10 +126,25 @@ def model_relative_path(filename: str, *, where: str) -> tuple[str, ...]:
 
 
 def where_in(source: str | None, path: str) -> str:
-    """Return the JSON path ``path`` prefixed with the file it is in (when known), for errors."""
+    """Return the JSON path ``path`` prefixed with the file it is in (when known), for errors.
+
+    Args:
+        source: The manifest file, or `None`.
+        path: A JSON path such as `models[3].kind`.
+
+    Returns:
+        `source: path`, or `path` alone.
+    """
     return f"{source}: {path}" if source else path
 
 
 def kind_folders(kind: str) -> tuple[str, ...]:
-    """Return the folders ComfyUI reads ``kind`` from: its own, then its legacy ones."""
+    """Return the folders ComfyUI reads ``kind`` from: its own, then its legacy ones.
+
+    Args:
+        kind: A member of `MODEL_KINDS`.
+
+    Returns:
+        The folder names (`text_encoders`, `clip` for `text_encoders`).
+    """
     return (kind, *LEGACY_FOLDERS.get(kind, ()))

@@ -82,7 +82,12 @@ def start_writeback(fh: BinaryIO) -> None:
 
 
 def hash_into(digest: _Digest, path: Path) -> None:
-    """Feed the bytes of the file at ``path`` to ``digest``, read in chunks."""
+    """Feed the bytes of the file at ``path`` to ``digest``, read in chunks.
+
+    Args:
+        digest: A running hash (`hashlib.sha256()`), updated in place.
+        path: The file to read.
+    """
     with path.open("rb") as fh:
         while chunk := fh.read(HASH_CHUNK_SIZE):
             digest.update(chunk)

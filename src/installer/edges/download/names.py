@@ -77,17 +77,38 @@ def ensure_within(base: Path, target: Path) -> Path:
 
 
 def url_host(url: str) -> str:
-    """Return the lower-case host of ``url`` ('' when it has none)."""
+    """Return the lower-case host of ``url`` ('' when it has none).
+
+    Args:
+        url: Any URL.
+
+    Returns:
+        The host without a trailing dot, in lower case.
+    """
     return (urllib.parse.urlsplit(url).hostname or "").rstrip(".").lower()
 
 
 def url_origin(url: str) -> tuple[str, str, int | None]:
-    """Return (scheme, host, port) of ``url``, the unit tokens are tied to."""
+    """Return (scheme, host, port) of ``url``, the unit tokens are tied to.
+
+    Args:
+        url: Any URL.
+
+    Returns:
+        The lower-case scheme and host, and the port (`None` when not given).
+    """
     parts = urllib.parse.urlsplit(url)
     return parts.scheme.lower(), url_host(url), parts.port
 
 
 def url_name(url: str) -> str:
-    """Return the last path segment of ``url``, percent-decoded ('' when none)."""
+    """Return the last path segment of ``url``, percent-decoded ('' when none).
+
+    Args:
+        url: Any URL.
+
+    Returns:
+        The proposed file name, uncleaned.
+    """
     path = urllib.parse.urlsplit(url).path
     return urllib.parse.unquote(path.rstrip("/").rsplit("/", 1)[-1])

@@ -21,6 +21,12 @@ _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 def normalized_sha256(request: DownloadRequest) -> str | None:
     """Return the request's sha256 in lower case (`None` when not given).
 
+    Args:
+        request: The request whose sha256 is read.
+
+    Returns:
+        The 64 lower-case hex digits, or `None`.
+
     Raises:
         ConfigError: The sha256 is not 64 hex digits.
     """

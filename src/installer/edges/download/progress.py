@@ -50,13 +50,29 @@ class NoProgress:
     """A progress sink that shows nothing (quiet or non-terminal output)."""
 
     def started(self, request: DownloadRequest, name: str, total: int | None, done: int) -> None:
-        """Ignore the start."""
+        """Ignore the start.
+
+        Args:
+            request: The file being fetched.
+            name: The file name shown for it.
+            total: The file's full size in bytes, None when unknown.
+            done: Bytes already on disk from an earlier try.
+        """
 
     def advanced(self, request: DownloadRequest, amount: int) -> None:
-        """Ignore the bytes."""
+        """Ignore the bytes.
+
+        Args:
+            request: The file being fetched.
+            amount: The bytes received since the last call.
+        """
 
     def finished(self, request: DownloadRequest) -> None:
-        """Ignore the end."""
+        """Ignore the end.
+
+        Args:
+            request: The file whose transfer ended.
+        """
 
 
 class RichProgress:
@@ -98,7 +114,14 @@ class RichProgress:
         return sum(self._expected.values()) or None
 
     def started(self, request: DownloadRequest, name: str, total: int | None, done: int) -> None:
-        """Show (or reset) the bar of ``request``."""
+        """Show (or reset) the bar of ``request``.
+
+        Args:
+            request: The file being fetched.
+            name: The file name shown for it.
+            total: The file's full size in bytes, None when unknown.
+            done: Bytes already on disk from an earlier try.
+        """
         with self._lock:
             task = self._tasks.get(request)
             if task is None:
@@ -112,7 +135,12 @@ class RichProgress:
             )
 
     def advanced(self, request: DownloadRequest, amount: int) -> None:
-        """Move the bar of ``request`` and the total."""
+        """Move the bar of ``request`` and the total.
+
+        Args:
+            request: The file being fetched.
+            amount: The bytes received since the last call.
+        """
         with self._lock:
             self._done[request] = self._done.get(request, 0) + amount
             task = self._tasks.get(request)
@@ -121,7 +149,11 @@ class RichProgress:
             self._progress.advance(self._total, amount)
 
     def finished(self, request: DownloadRequest) -> None:
-        """Remove the bar of ``request``; a skipped file leaves the total."""
+        """Remove the bar of ``request``; a skipped file leaves the total.
+
+        Args:
+            request: The file whose transfer ended.
+        """
         with self._lock:
             task = self._tasks.pop(request, None)
             if task is None:

@@ -35,7 +35,14 @@ _CONTENT_RANGE = re.compile(r"^bytes\s+(\d+)-(\d+)/(\d+|\*)$")
 
 
 def tls_failure(exc: BaseException) -> ssl.SSLError | None:
-    """Return the TLS error behind an httpx exception, if there is one."""
+    """Return the TLS error behind an httpx exception, if there is one.
+
+    Args:
+        exc: The exception httpx raised; its causes and contexts are followed.
+
+    Returns:
+        The `ssl.SSLError` found, or `None`.
+    """
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -47,7 +54,14 @@ def tls_failure(exc: BaseException) -> ssl.SSLError | None:
 
 
 def parse_content_range(value: str | None) -> tuple[int, int | None] | None:
-    """Return (first byte, total size or None) of a `Content-Range` value."""
+    """Return (first byte, total size or None) of a `Content-Range` value.
+
+    Args:
+        value: The header value (`bytes 100-199/1000`), or `None`.
+
+    Returns:
+        The first byte and the total (`None` for `*`), or `None` when unreadable.
+    """
     match = _CONTENT_RANGE.match((value or "").strip())
     if match is None:
         return None
