@@ -412,7 +412,8 @@ def bench_rerun(args: list[str], target: Path, n: int, what: str) -> Result:
 
 DOWNLOAD_SCRIPT = (
     "import sys; from pathlib import Path\n"
-    "from installer.download import DownloadRequest, download_files\n"
+    "from installer.core.downloads import DownloadRequest\n"
+    "from installer.edges.download.api import download_files\n"
     "from installer.core.log import InstallerLogger\n"
     "reqs=[DownloadRequest(url=u, dest_dir=Path(sys.argv[1]),"
     " filename=u.rsplit('/',1)[1], sha256=h)"

@@ -31,7 +31,7 @@ Generators (name, argument: what it renders, from where):
   (`installer.plan.launch.plan_launch`).
 - `model-kinds`, `shared-section`: ComfyUI's model folders and their aliases,
   and the `extra_model_paths.yaml` section for a shared store
-  (`installer.models`).
+  (`installer.plan.model_kinds`, `installer.models.extra_paths`).
 """
 
 from __future__ import annotations
@@ -656,9 +656,9 @@ def gen_launch_example(variant: str | None) -> str:
 
 def gen_model_kinds(_: str | None = None) -> str:
     """Render ComfyUI's model kinds and the legacy names that map to them."""
-    models = _optional_module("installer.models")
+    models = _optional_module("installer.plan.model_kinds")
     if models is None:
-        return '!!! warning "`installer.models` is not in this build"\n'
+        return '!!! warning "`installer.plan.model_kinds` is not in this build"\n'
     aliases: dict[str, list[str]] = {}
     for alias, kind in models.KIND_ALIASES.items():
         aliases.setdefault(kind, []).append(alias)
@@ -677,9 +677,9 @@ def gen_shared_section(_: str | None = None) -> str:
     """Render the `extra_model_paths.yaml` section written for a store at `/mnt/models`."""
     from pathlib import Path
 
-    models = _optional_module("installer.models")
+    models = _optional_module("installer.models.extra_paths")
     if models is None:
-        return '!!! warning "`installer.models` is not in this build"\n'
+        return '!!! warning "`installer.models.extra_paths` is not in this build"\n'
     return "```yaml\n" + models.shared_config_section(Path("/mnt/models")) + "```\n"
 
 

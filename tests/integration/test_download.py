@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from installer.core.downloads import DownloadRequest
 from installer.core.errors import (
     DownloadError,
     ExitCode,
@@ -23,11 +24,8 @@ from installer.core.errors import (
     NetworkError,
 )
 from installer.core.log import InstallerLogger
-from installer.download import (
-    DownloadRequest,
-    RetryPolicy,
-    download_files,
-)
+from installer.edges.download.api import download_files
+from installer.edges.download.retry import RetryPolicy
 from support.http_server import (
     Corrupt,
     Drop,
@@ -572,7 +570,8 @@ def test_ctrl_c_stops_promptly_and_keeps_the_part_for_a_resume(http_server, tmp_
         f"""
         import io
         from pathlib import Path
-        from installer.download import DownloadRequest, download_files
+        from installer.core.downloads import DownloadRequest
+        from installer.edges.download.api import download_files
         from installer.core.log import InstallerLogger
         request = DownloadRequest(
             {http_server.url("/model.bin")!r}, Path({str(tmp_path)!r}), "model.bin",
@@ -610,7 +609,8 @@ def test_peak_memory_stays_flat_for_a_1_gib_download(http_server, tmp_path):
         f"""
         import io
         from pathlib import Path
-        from installer.download import DownloadRequest, download_files
+        from installer.core.downloads import DownloadRequest
+        from installer.edges.download.api import download_files
         from installer.core.log import InstallerLogger
         request = DownloadRequest(
             {http_server.url("/big.bin")!r}, Path({str(tmp_path)!r}), "big.bin",

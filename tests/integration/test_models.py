@@ -26,24 +26,24 @@ from installer.cli.models import models_app
 from installer.config import ModelEntry
 from installer.core.errors import ConfigError, IntegrityError, UsageError
 from installer.core.log import InstallerLogger
-from installer.models import (
-    KIND_ALIASES,
-    MODEL_KINDS,
-    SHARED_SECTION,
+from installer.models.classify import (
     ManifestIndex,
-    canonical_kind,
     classify_model_file,
-    download_models,
     kind_from_name,
     kind_from_tensor_names,
-    link_shared_models,
-    merge_extra_model_paths,
-    plan_model_downloads,
-    plan_organize,
     read_safetensors_header,
+)
+from installer.models.downloads import download_models
+from installer.models.extra_paths import (
+    SHARED_SECTION,
+    merge_extra_model_paths,
     shared_config_section,
     yaml_quote,
 )
+from installer.models.organize import plan_organize
+from installer.models.share import link_shared_models
+from installer.plan.model_kinds import KIND_ALIASES, MODEL_KINDS, canonical_kind
+from installer.plan.models import plan_model_downloads
 from support.http_server import LocalHTTPServer
 
 BUNDLE = Path("/work/shared/fixtures/comfyui-v0.3.77.bundle")
@@ -633,7 +633,7 @@ def test_organize_skips_unreadable_and_refuses_symlinked_files(
     def unreadable(path: Path) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("installer.models.read_safetensors_header", unreadable)
+    monkeypatch.setattr("installer.models.classify.read_safetensors_header", unreadable)
     plan = plan_organize(models)
     by_name = {action.source.name: action for action in plan.actions}
     assert by_name["locked.safetensors"].action == "skip"
@@ -930,8 +930,8 @@ def test_main_app_has_models_commands() -> None:
 def test_importing_the_cli_module_stays_light() -> None:
     code = (
         "import sys, installer.cli.models; "
-        "print(sorted(m for m in ('httpx', 'pydantic', 'installer.models', 'installer.download')"
-        " if m in sys.modules))"
+        "print(sorted(m for m in ('httpx', 'pydantic', 'installer.models',"
+        " 'installer.edges.download') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from installer.core.log import InstallerLogger
-    from installer.models import OrganizePlan, ShareResult
+    from installer.models.organize import OrganizePlan
+    from installer.models.share import ShareResult
 
 models_app = typer.Typer(
     help="Download, organize and share model files (ComfyUI/models/<kind>/).",
@@ -128,8 +129,9 @@ def download(
 
     def body() -> None:
         from installer.config import load_dependencies, load_model_manifest, shipped_path
-        from installer.download import download_files
-        from installer.models import check_shared_store, plan_model_downloads, share_models
+        from installer.models.downloads import fetch_planned_models
+        from installer.models.share import check_shared_store, share_models
+        from installer.plan.models import plan_model_downloads
 
         _check_link(link, shared_models)
         comfyui = _comfyui_dir(install_dir)
@@ -147,11 +149,8 @@ def download(
         planned = plan_model_downloads(
             entries, target, allow_unverified=allow_unverified, source=source
         )
-        results = download_files(
-            [item.request for item in planned],
-            log=log,
-            jobs=jobs,
-            allow_unverified=allow_unverified,
+        results = fetch_planned_models(
+            planned, log=log, jobs=jobs, allow_unverified=allow_unverified
         )
         shared = None if store is None else share_models(comfyui, store, log=log, link=link)
         fetched = sum(not result.skipped for result in results)
@@ -224,13 +223,9 @@ def organize(
 
     def body() -> None:
         from installer.config import load_model_manifest
-        from installer.models import (
-            ManifestIndex,
-            apply_organize,
-            check_shared_store,
-            plan_organize,
-            share_models,
-        )
+        from installer.models.classify import ManifestIndex
+        from installer.models.organize import apply_organize, plan_organize
+        from installer.models.share import check_shared_store, share_models
 
         _check_link(link, shared_models)
         comfyui = _comfyui_dir(install_dir)
@@ -344,7 +339,7 @@ def share(
     command = ["models", "share", str(install_dir), str(store)]
 
     def body() -> None:
-        from installer.models import share_models
+        from installer.models.share import share_models
 
         comfyui = _comfyui_dir(install_dir)
         result = share_models(comfyui, store.expanduser(), log=log, link=link)

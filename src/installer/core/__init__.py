@@ -4,8 +4,10 @@ What lives here: [`errors`][installer.core.errors] (the `InstallerError` family 
 codes), [`log`][installer.core.log] (the terminal and file logger, redaction),
 [`envelope`][installer.core.envelope] (the versioned `--json` envelope),
 [`facts`][installer.core.facts] and [`records`][installer.core.records] (what detection
-found and what `state.json` holds, as frozen records the planner reads), and
-[`lockfile`][installer.core.lockfile] (the lock file format, read by planner and lock feature).
+found and what `state.json` holds, as frozen records the planner reads),
+[`lockfile`][installer.core.lockfile] (the lock file format, read by planner and lock feature),
+[`downloads`][installer.core.downloads] (a download's request and result) and
+[`filenames`][installer.core.filenames] (safe file names from untrusted text).
 May import: the standard library and third-party libraries only; nothing else of
 `installer`.
 """

@@ -44,7 +44,8 @@ def download_wheels(
     Raises:
         IntegrityError: A wheel does not match its checksum (whatever else happened).
     """
-    from installer.download import DownloadRequest, download_files_settled
+    from installer.core.downloads import DownloadRequest
+    from installer.edges.download.api import download_files_settled
 
     requests = [
         DownloadRequest(

@@ -68,7 +68,7 @@ def run_models(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
         NetworkError: A server stayed unreachable or kept failing.
         DownloadError: A server refused a file, or a URL breaks the policy.
     """
-    from installer.models import download_models
+    from installer.models.downloads import download_models
 
     results = download_models(
         ctx.deps.models,
