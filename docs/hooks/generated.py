@@ -16,7 +16,7 @@ Generators (name, argument: what it renders, from where):
   (`installer.core.errors.error_catalogue()`).
 - `exit-codes`: the exit codes and the errors that end with each (`ExitCode`).
 - `config-schema KIND`: field tables and the raw JSON Schema of a configuration
-  file (`installer.config.json_schema(KIND)`).
+  file (`installer.core.config_files.json_schema(KIND)`).
 - `plan-schema`: the same for the plan of `install --dry-run --json`
   (`installer.plan.model.Plan`).
 - `envelope`: the keys of the `--json` envelope and a real error envelope.
@@ -314,7 +314,7 @@ def schema_tables(schema: dict[str, Any], prefix: str, root_model: type | None =
 
 def gen_config_schema(kind: str | None) -> str:
     """Render the field tables and the raw schema of one configuration file kind."""
-    from installer.config import SCHEMAS, json_schema
+    from installer.core.config_files import SCHEMAS, json_schema
 
     if kind not in SCHEMAS:
         raise PluginError(f"config-schema: unknown kind {kind!r} (known: {', '.join(SCHEMAS)})")
@@ -420,7 +420,7 @@ def _sage_cell(entries: list[Any]) -> str:
 
 def compat_rows(platform: str) -> list[dict[str, str]]:
     """Compute the compatibility cells for ``platform`` from the shipped configuration."""
-    from installer.config import load_dependencies, load_tools_manifest
+    from installer.core.config_files import load_dependencies, load_tools_manifest
     from installer.core.errors import PlanError
     from installer.core.facts import gpu_override
     from installer.plan.compat import select_torch
@@ -463,7 +463,7 @@ def compat_rows(platform: str) -> list[dict[str, str]]:
 
 def gen_compat(platform: str | None) -> str:
     """Render the compatibility table of one platform."""
-    from installer.config import load_dependencies
+    from installer.core.config_files import load_dependencies
 
     if platform not in ("linux", "windows"):
         raise PluginError(f"compat: platform must be linux or windows, not {platform!r}")
@@ -497,7 +497,7 @@ def gen_compat(platform: str | None) -> str:
 
 def gen_config_matrix(_: str | None = None) -> str:
     """Render what the shipped configuration encodes: variants, pins and wheels."""
-    from installer.config import load_dependencies, load_tools_manifest
+    from installer.core.config_files import load_dependencies, load_tools_manifest
 
     deps = load_dependencies()
     manifest = load_tools_manifest()

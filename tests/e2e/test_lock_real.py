@@ -100,7 +100,7 @@ def _logger(path: Path):
 
 def _venv_with_torch(root: Path, lock: Path | None):
     """Steps 4 and 7: a venv and the torch trio (pinned by the lock when one is given)."""
-    from installer.config import IndexOptions
+    from installer.core.config import IndexOptions
     from installer.edges.environment import find_uv_binary
     from installer.edges.probe import installed_distributions
     from installer.edges.uv import TORCH_TRIO, Uv, write_constraints

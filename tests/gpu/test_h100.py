@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from installer.config import Dependencies, IndexOptions, ToolsManifest
+from installer.core.config import Dependencies, IndexOptions, ToolsManifest
 from installer.core.log import InstallerLogger
 from installer.edges.environment import find_uv_binary
 from installer.edges.gpu import detect_gpus

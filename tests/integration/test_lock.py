@@ -179,7 +179,7 @@ def test_lock_is_deterministic_hashed_and_newest_allowed(world: dict) -> None:
 
 
 def _uv(world: dict, index_url: str, log_path: Path):
-    from installer.config import IndexOptions
+    from installer.core.config import IndexOptions
     from installer.core.log import InstallerLogger
     from installer.edges.environment import find_uv_binary
     from installer.edges.uv import Uv
@@ -292,7 +292,7 @@ def test_check_passes_then_names_the_stale_lock(world: dict, tmp_path: Path) -> 
 
 
 def test_check_notices_a_changed_requirements_file(world: dict) -> None:
-    from installer.config import load_dependencies
+    from installer.core.config_files import load_dependencies
     from installer.core.lockfile import LockSources, read_header
     from installer.lock.check import check_lock
 
@@ -312,7 +312,7 @@ def test_check_notices_a_changed_requirements_file(world: dict) -> None:
 
 
 def test_plan_side_choice_matches_and_falls_back(world: dict) -> None:
-    from installer.config import load_dependencies
+    from installer.core.config_files import load_dependencies
     from installer.lock.files import lock_choice, read_lock_headers
     from installer.plan.lock import choose_lock
 

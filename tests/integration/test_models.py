@@ -23,7 +23,7 @@ import pytest
 from typer.testing import CliRunner
 
 from installer.cli.models import models_app
-from installer.config import ModelEntry
+from installer.core.config import ModelEntry
 from installer.core.errors import ConfigError, IntegrityError, UsageError
 from installer.core.log import InstallerLogger
 from installer.models.classify import (

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from installer.config import Dependencies, IndexOptions, ToolsManifest
+from installer.core.config import Dependencies, IndexOptions, ToolsManifest
 from installer.core.errors import DownloadError, IntegrityError
 from installer.core.facts import gpu_override, no_gpu
 from installer.core.log import InstallerLogger

@@ -22,13 +22,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from installer.config import (
-    Dependencies,
-    ToolsManifest,
-    load_dependencies,
-    load_tools_manifest,
-    shipped_path,
-)
+from installer.core.config import Dependencies, ToolsManifest
+from installer.core.config_files import load_dependencies, load_tools_manifest, shipped_path
 from installer.core.facts import Environment, Tool
 
 DATA = Path(__file__).parent / "data"

@@ -28,7 +28,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from installer.config import (
+from installer.core.config import (
     Dependencies,
     OptimizationPackage,
     SageAttentionWheel,

@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 
-from installer.config import (
-    Dependencies,
-    ToolsManifest,
+from installer.core.config import Dependencies, ToolsManifest
+from installer.core.config_files import (
     load_dependencies,
     load_tools_manifest,
     shipped_path,

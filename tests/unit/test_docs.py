@@ -286,7 +286,7 @@ def test_compatibility_table_has_every_cell() -> None:
 
 
 def test_config_reference_covers_every_field() -> None:
-    from installer.config import SCHEMAS, json_schema
+    from installer.core.config_files import SCHEMAS, json_schema
 
     generated = load_hook("generated")
     for kind in SCHEMAS:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from installer.commands.doctor import Check, checks_from_report, doctor_report, system_checks
-from installer.config import Dependencies, ToolsManifest
+from installer.core.config import Dependencies, ToolsManifest
 from installer.core.facts import Environment, GpuReport, InstallProbe, Tool
 from installer.core.records import InstallState, StepRecord
 from installer.edges.gpu import detect_gpus

@@ -16,7 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from installer.config import Dependencies, OptimizationPackage, OptimizationsConfig, ToolsManifest
+from installer.core.config import (
+    Dependencies,
+    OptimizationPackage,
+    OptimizationsConfig,
+    ToolsManifest,
+)
 from installer.core.errors import PlanError, UsageError
 from installer.core.facts import (
     Environment,

@@ -33,7 +33,7 @@ def config_schema(
     """Print the JSON Schema of a configuration file."""
     import json
 
-    from installer.config import SCHEMAS, json_schema
+    from installer.core.config_files import SCHEMAS, json_schema
     from installer.core.errors import UsageError
 
     log = make_logger()
@@ -63,7 +63,7 @@ def config_validate(
     command = ["config", "validate", str(file)]
 
     def body() -> None:
-        from installer.config import SCHEMAS, validate_file
+        from installer.core.config_files import SCHEMAS, validate_file
         from installer.core.errors import UsageError
 
         if kind is not None and kind not in SCHEMAS:

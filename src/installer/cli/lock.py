@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from installer.config import Dependencies
+    from installer.core.config import Dependencies
     from installer.core.errors import InstallerError
     from installer.core.lockfile import LockSources, LockTarget
     from installer.core.log import InstallerLogger
@@ -154,7 +154,8 @@ def lock(
 def _refresh(request: LockRequest, log: InstallerLogger) -> dict[str, Any]:
     import tempfile
 
-    from installer.config import IndexOptions, load_dependencies
+    from installer.core.config import IndexOptions
+    from installer.core.config_files import load_dependencies
     from installer.core.errors import InstallerError, StepFailedError
     from installer.core.lockfile import shipped_lock_dir
     from installer.edges.environment import find_uv_binary
@@ -282,7 +283,7 @@ def _pythons(deps: Dependencies, lock_dir: Path) -> list[str]:
 def _check(request: LockRequest, log: InstallerLogger) -> dict[str, Any]:
     import tempfile
 
-    from installer.config import load_dependencies
+    from installer.core.config_files import load_dependencies
     from installer.core.errors import StepFailedError
     from installer.core.lockfile import display_path, shipped_lock_dir
     from installer.lock.check import check_lock

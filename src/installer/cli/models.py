@@ -128,7 +128,7 @@ def download(
     command = ["models", "download", str(install_dir)]
 
     def body() -> None:
-        from installer.config import load_dependencies, load_model_manifest, shipped_path
+        from installer.core.config_files import load_dependencies, load_model_manifest, shipped_path
         from installer.models.downloads import fetch_planned_models
         from installer.models.share import check_shared_store, share_models
         from installer.plan.models import plan_model_downloads
@@ -222,7 +222,7 @@ def organize(
     command = ["models", "organize", str(install_dir), *(["--dry-run"] if dry_run else [])]
 
     def body() -> None:
-        from installer.config import load_model_manifest
+        from installer.core.config_files import load_model_manifest
         from installer.models.classify import ManifestIndex
         from installer.models.organize import apply_organize, plan_organize
         from installer.models.share import check_shared_store, share_models

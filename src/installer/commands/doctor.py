@@ -44,7 +44,7 @@ def system_checks(env: Environment, min_free_gb: float, python_supported: str) -
         python_supported: The venv's supported Python range, e.g. ``>=3.10,<3.14``; the Python
             running comfy-install outside it is only `info` (uv finds another).
     """
-    from installer.config import PythonConfig
+    from installer.core.config import PythonConfig
 
     checks = [
         Check(

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from installer.config import Dependencies, ToolsManifest, load_dependencies, load_tools_manifest
+from installer.core.config import Dependencies, ToolsManifest
+from installer.core.config_files import load_dependencies, load_tools_manifest
 from installer.core.errors import UsageError
 from installer.core.facts import Environment, GpuReport, InstallProbe, gpu_override, no_gpu
 from installer.edges.environment import detect_environment

@@ -3,6 +3,8 @@
 What lives here: [`errors`][installer.core.errors] (the `InstallerError` family and exit
 codes), [`log`][installer.core.log] (the terminal and file logger, redaction),
 [`envelope`][installer.core.envelope] (the versioned `--json` envelope),
+[`config`][installer.core.config] and [`config_files`][installer.core.config_files] (the
+configuration files' models and their reading),
 [`facts`][installer.core.facts] and [`records`][installer.core.records] (what detection
 found and what `state.json` holds, as frozen records the planner reads),
 [`lockfile`][installer.core.lockfile] (the lock file format, read by planner and lock feature),

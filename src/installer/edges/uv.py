@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from installer.config import IndexOptions, RetryOptions
+from installer.core.config import IndexOptions, RetryOptions
 from installer.core.errors import (
     CommandFailedError,
     EnvironmentUnsupportedError,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from installer.config import Dependencies
+from installer.core.config import Dependencies
 from installer.core.lockfile import (
     PYTHON_PLATFORMS,
     LockHeader,

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from installer.config import RetryOptions
+from installer.core.config import RetryOptions
 from installer.core.errors import InstallerError, StepFailedError
 from installer.core.lockfile import parse_lock
 from installer.core.log import InstallerLogger

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from installer.config import Dependencies
+from installer.core.config import Dependencies
 from installer.core.errors import InstallerError, StepFailedError
 from installer.core.lockfile import LockSources
 from installer.core.log import InstallerLogger, redact

@@ -23,7 +23,7 @@ from installer.models.files import FileHashes
 from installer.plan.model_kinds import model_relative_path, resolve_kind, where_in
 
 if TYPE_CHECKING:
-    from installer.config import ModelEntry
+    from installer.core.config import ModelEntry
 
 SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
 """The largest header the safetensors format allows, in bytes."""

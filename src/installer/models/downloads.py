@@ -19,7 +19,7 @@ from installer.plan.models import PlannedModel, plan_model_downloads
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from installer.config import ModelEntry
+    from installer.core.config import ModelEntry
     from installer.core.downloads import DownloadResult
     from installer.core.log import InstallerLogger
 

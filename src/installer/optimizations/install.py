@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from installer.config import Dependencies, RetryOptions
+from installer.core.config import Dependencies, RetryOptions
 from installer.core.errors import InstallerError, StepFailedError, TorchConflictError
 from installer.core.log import InstallerLogger
 from installer.edges.uv import Uv, write_constraints

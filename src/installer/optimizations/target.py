@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from installer.config import ToolsManifest
+from installer.core.config import ToolsManifest
 from installer.core.facts import GpuReport
 from installer.edges.uv import Uv
 

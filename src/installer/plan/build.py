@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from packaging.version import InvalidVersion, Version
 
-from installer.config import Dependencies, IndexOptions, ToolsManifest
+from installer.core.config import Dependencies, IndexOptions, ToolsManifest
 from installer.core.errors import UsageError
 from installer.core.facts import (
     Environment,

@@ -26,7 +26,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from installer.config import (
+from installer.core.config import (
     OptimizationPackage,
     SageAttentionWheel,
     TorchConfig,
@@ -303,8 +303,8 @@ def resolve_torch_constraint(
     Args:
         package: The optimization package, with its `torch_constraints`.
         distribution: Its distribution name on the target platform (from
-            [`package_for`][installer.config.OptimizationPackage.package_for]); a bare specifier is
-            appended to it.
+            [`package_for`][installer.core.config.OptimizationPackage.package_for]); a bare
+            specifier is appended to it.
         torch_version: The torch being installed, e.g. `2.9.1+cu128`.
 
     Returns:

@@ -15,7 +15,7 @@ from typing import Any
 
 from packaging.version import Version
 
-from installer.config import Dependencies, ToolsManifest
+from installer.core.config import Dependencies, ToolsManifest
 from installer.core.facts import Environment, GpuReport, InstallProbe, launcher_name, pure_path
 from installer.plan.compat import TorchSelection
 from installer.plan.lock import LockChoice

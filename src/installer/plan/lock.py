@@ -19,7 +19,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from installer.config import PLATFORMS, Dependencies, ToolsManifest
+from installer.core.config import PLATFORMS, Dependencies, ToolsManifest
 from installer.core.errors import UsageError
 from installer.core.facts import gpu_override
 from installer.core.lockfile import (

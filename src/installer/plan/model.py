@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from installer import __version__
-from installer.config import CustomNode, IndexOptions
+from installer.core.config import CustomNode, IndexOptions
 from installer.core.errors import UsageError
 from installer.plan.optimizations import PlannedOptimization
 

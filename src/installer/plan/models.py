@@ -20,7 +20,7 @@ from installer.plan.model_kinds import model_relative_path, resolve_kind, where_
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from installer.config import ModelEntry
+    from installer.core.config import ModelEntry
 
 
 @dataclass(frozen=True)

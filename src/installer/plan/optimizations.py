@@ -24,7 +24,7 @@ from typing import Literal
 from packaging.version import Version
 from pydantic import BaseModel, Field
 
-from installer.config import (
+from installer.core.config import (
     Dependencies,
     OptimizationPackage,
     RetryOptions,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from installer.config import Dependencies, ToolsManifest
+from installer.core.config import Dependencies, ToolsManifest
 from installer.core.facts import Environment, GpuReport
 from installer.core.log import InstallerLogger
 from installer.core.records import InstallState

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from installer.config import RetryOptions
+from installer.core.config import RetryOptions
 from installer.core.errors import StepFailedError
 from installer.edges.probe import installed_distributions, installed_torch
 from installer.edges.proc import CommandResult
