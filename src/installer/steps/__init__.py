@@ -5,6 +5,8 @@ and its [`PlannedStep`][installer.plan.model.PlannedStep], does the work, and
 returns the outputs recorded in `state.json`. Runners decide nothing the plan
 did not already decide; they raise an
 [`InstallerError`][installer.core.errors.InstallerError] when they cannot finish.
+May import: the feature packages (optimizations, lock, models, launch), the planner, the
+edges and the core; never the commands or the CLI.
 """
 
 from __future__ import annotations
