@@ -13,7 +13,7 @@
 #      shared fixtures (/work/shared, or $SHARED) beside it to /src/shared;
 #   3. maps the ComfyUI GitHub URL to a local repository holding the fixture bundles (git
 #      url.<base>.insteadOf, in the root's /etc/gitconfig), since GitHub may be unreachable;
-#   4. runs the README's first two ```bash blocks, read from README.md, in the root's /src/comfy-install
+#   4. runs the README's first two ```bash blocks, read from the committed README.md, in /src/comfy-install
 #      with a clean environment (HOME=/root, so the install goes to the root's throwaway ~/ComfyUI);
 #   5. prints each command's exit code and duration, and exits non-zero if one failed.
 #
@@ -40,7 +40,7 @@ log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'debian_readme: %s\n' "$*" >&2; exit 2; }
 
 [ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot, mount)"
-[ -f "$CHECKOUT/README.md" ] || die "$CHECKOUT has no README.md"
+git -C "$CHECKOUT" cat-file -e HEAD:README.md 2>/dev/null || die "$CHECKOUT has no committed README.md"
 if [ -z "$SHARED" ]; then
     for candidate in "$CHECKOUT/../shared" /work/shared; do
         if [ -d "$candidate/fixtures" ]; then SHARED="$(cd "$candidate" && pwd)"; break; fi
@@ -54,7 +54,7 @@ readme_block() {  # N: the Nth ```bash block of README.md, joined into one line
         /^```bash[[:space:]]*$/ { n++; inside = (n == want); next }
         /^```/ { if (inside) exit; next }
         inside { printf "%s%s", sep, $0; sep = "\n" }
-    ' "$CHECKOUT/README.md"
+    ' <(git -C "$CHECKOUT" show HEAD:README.md)
 }
 INSTALL_CMD="$(readme_block 1)"
 TEST_CMD="$(readme_block 2)"
@@ -123,6 +123,36 @@ git clone -q --no-hardlinks "$CHECKOUT" "$ROOT/src/comfy-install"
 git -C "$ROOT/src/comfy-install" checkout -q --detach "$SHA"
 cp -a "$SHARED" "$ROOT/src/shared"
 cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# debootstrap writes no /etc/hosts (the Debian installer does): without it `localhost` does not
+# resolve, which a stock Debian machine never sees.
+[ -f "$ROOT/etc/hosts" ] || printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$ROOT/etc/hosts"
+
+# This machine's network may pass through a TLS proxy whose CA only the host trusts: give the
+# root the host's CAs that it lacks (Debian's way: /usr/local/share/ca-certificates) and the same
+# CA variables the host sets (uv reads SSL_CERT_FILE; pip, curl and git theirs).
+HOST_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+if [ -f "$HOST_BUNDLE" ]; then
+    python3 - "$HOST_BUNDLE" "$ROOT$HOST_BUNDLE" "$ROOT/usr/local/share/ca-certificates" <<'PY'
+import re, sys
+from pathlib import Path
+pem = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+host, root, dest = (Path(a) for a in sys.argv[1:])
+known = set(pem.findall(root.read_text()))
+extra = [c for c in pem.findall(host.read_text()) if c not in known]
+dest.mkdir(parents=True, exist_ok=True)
+for n, cert in enumerate(extra):
+    (dest / f"host-{n}.crt").write_text(cert + "\n")
+print(f"== {len(extra)} CA certificate(s) of this host added to the root", file=sys.stderr)
+PY
+    chroot "$ROOT" /usr/sbin/update-ca-certificates >/dev/null
+fi
+CA_ENV=()
+for name in SSL_CERT_FILE PIP_CERT REQUESTS_CA_BUNDLE CURL_CA_BUNDLE GIT_SSL_CAINFO; do
+    [ -z "${!name:-}" ] || CA_ENV+=("$name=$HOST_BUNDLE")
+done
+for name in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
+    [ -z "${!name:-}" ] || CA_ENV+=("$name=${!name}")
+done
 
 mkdir -p "$ROOT/proc" && mount -t proc proc "$ROOT/proc" && MOUNTED+=("$ROOT/proc")
 bind /sys /sys
@@ -133,7 +163,7 @@ if mountpoint -q /dev/shm; then bind /dev/shm /dev/shm; fi
 in_root() {  # COMMAND: run in the root, in the clone, with a clean environment
     chroot "$ROOT" /usr/bin/env -i HOME=/root USER=root LOGNAME=root SHELL=/bin/bash \
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        LANG=C.UTF-8 TERM=dumb /bin/bash -c "cd /src/comfy-install && $1"
+        LANG=C.UTF-8 TERM=dumb ${CA_ENV[@]+"${CA_ENV[@]}"} /bin/bash -c "cd /src/comfy-install && $1"
 }
 
 # --- 3. GitHub's ComfyUI URL -> the fixture bundles ---------------------------------------------
