@@ -45,8 +45,9 @@ from installer.models.share import link_shared_models
 from installer.plan.model_kinds import KIND_ALIASES, MODEL_KINDS, canonical_kind
 from installer.plan.models import plan_model_downloads
 from support.http_server import LocalHTTPServer
+from support.real import find_bundle
 
-BUNDLE = Path("/work/shared/fixtures/comfyui-v0.3.77.bundle")
+BUNDLE = find_bundle()
 runner = CliRunner()
 
 
@@ -108,7 +109,7 @@ def tree(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def comfyui_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """ComfyUI v0.3.77's files, cloned from the fixture bundle once for this module."""
-    if not BUNDLE.exists():
+    if BUNDLE is None:
         pytest.skip("ComfyUI fixture bundle not available")
     clone = tmp_path_factory.mktemp("comfyui-src")
     subprocess.run(["git", "clone", "-q", str(BUNDLE), str(clone)], check=True)
