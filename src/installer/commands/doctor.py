@@ -160,15 +160,14 @@ def plan_checks(plan: Plan) -> list[Check]:
         plan: The plan for DIR (as `install --dry-run` would make it).
     """
     torch = plan.torch
-    status: Status = "ok" if torch.cuda or not plan.gpu.gpus else "warn"
+    limited = torch.minor_version_compat
+    status: Status = "ok" if (torch.cuda and not limited) or not plan.gpu.gpus else "warn"
+    hint = None
+    if status == "warn":
+        hint = torch.advice or "Update the NVIDIA driver to use a CUDA build."
+    detail = f"{torch.variant} ({torch.index_url or 'default index'}): {torch.reason}"
     checks = [
-        Check(
-            "torch",
-            "build",
-            status,
-            f"{torch.variant} ({torch.index_url or 'default index'}): {torch.reason}",
-            None if status == "ok" else "Update the NVIDIA driver to use a CUDA build.",
-        )
+        Check("torch", "build", status, detail + (f"; {limited}" if limited else ""), hint)
     ]
     for entry in plan.optimizations:
         what = entry.requirement or entry.distribution or entry.name

@@ -26,7 +26,14 @@ from typing import Annotated, Any, Literal
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 SCHEMA_VERSION = 1
 PLATFORMS = ("linux", "windows")
@@ -66,13 +73,22 @@ def _version(value: str) -> str:
 def _requires_term(value: str) -> str:
     if value in ("nvidia", "cpu", *PLATFORMS):
         return value
-    match = re.fullmatch(r"cc\s*([<>=!~]=?.*)", value)
+    match = re.fullmatch(r"(?:(linux|windows):)?cc\s*([<>=!~]=?.*)", value)
     if match:
-        _specifier(match.group(1).strip())
+        _specifier(match.group(2).strip())
         return value
     raise ValueError(
-        f"{value!r} is not a requires term: use nvidia, cpu, linux, windows or cc>=X.Y"
+        f"{value!r} is not a requires term: use nvidia, cpu, linux, windows, cc>=X.Y "
+        "or PLATFORM:cc>=X.Y (a compute capability needed on that platform only)"
     )
+
+
+def _kernel_arch(value: str) -> str:
+    if not re.fullmatch(r"[0-9]+\.[0-9]+a?", value):
+        raise ValueError(
+            f"{value!r} is not a compute capability a kernel is built for (like '8.0' or '9.0a')"
+        )
+    return value
 
 
 def _commit(value: str) -> str:
@@ -91,6 +107,7 @@ Specifier = Annotated[str, AfterValidator(_specifier)]
 RequirementSpec = Annotated[str, AfterValidator(_requirement)]
 VersionText = Annotated[str, AfterValidator(_version)]
 RequiresTerm = Annotated[str, AfterValidator(_requires_term)]
+KernelArch = Annotated[str, AfterValidator(_kernel_arch)]
 CommitHash = Annotated[str, AfterValidator(_commit)]
 Sha256 = Annotated[str, AfterValidator(_sha256)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
@@ -152,6 +169,12 @@ class TorchVariant(_Strict):
     platforms: list[Platform] = Field(
         default_factory=_all_platforms,
         description="Operating systems it exists for.",
+    )
+    driver_versions: dict[Platform, VersionText] = Field(
+        default_factory=dict,
+        description="The oldest NVIDIA driver release that supports min_cuda_driver, per "
+        "platform (NVIDIA's CUDA release notes, Table 3); named in messages that say which "
+        "driver to install.",
     )
 
     @property
@@ -233,12 +256,32 @@ class TorchConstraint(_Strict):
         return _requirement(value)
 
 
+class PypiBuild(_Strict):
+    """What the package's build on the default index (PyPI) was compiled with."""
+
+    cuda: VersionText = Field(
+        description="The CUDA version it was built with, e.g. '12.8'. Its major must be the "
+        "torch build's: a CUDA 12 build needs libcudart.so.12, which a cu130 torch lacks."
+    )
+    sass: list[KernelArch] = Field(
+        default_factory=list,
+        description="Compute capabilities it has compiled kernels (SASS) for, e.g. "
+        "['7.5', '8.0', '9.0a']; other GPUs run its PTX, which the driver compiles and "
+        "which needs a driver supporting `cuda`. Empty: not known.",
+    )
+
+
 class OptimizationPackage(_Strict):
     """A package of step 10, installed through uv with torch held."""
 
     name: NonEmptyStr = Field(description="Name shown in the plan.")
     requires: list[RequiresTerm] = Field(
-        default_factory=list, description="Terms that must all hold: nvidia, linux, cc>=8.0, ..."
+        default_factory=list,
+        description="Terms that must all hold: nvidia, linux, cc>=8.0, windows:cc>=8.0, ...",
+    )
+    requires_notes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Why a `requires` term is there, by term; shown when it is not met.",
     )
     pypi_package: NonEmptyStr | dict[Platform, NonEmptyStr] = Field(
         description="Distribution name, or one per platform."
@@ -256,7 +299,27 @@ class OptimizationPackage(_Strict):
     )
     import_name: str | None = Field(default=None, description="Module verified by step 13.")
     required: bool = Field(default=False, description="Fail the install when this fails.")
+    pypi_build: PypiBuild | None = Field(
+        default=None,
+        description="The CUDA version and kernels of its build on the default index; a torch "
+        "of another CUDA major skips it unless `index: torch` takes it from the torch's index.",
+    )
+    jit_compiler: bool = Field(
+        default=False,
+        description="It compiles GPU kernels at run time with its own bundled ptxas (Triton). "
+        "Skipped, with SageAttention, when torch runs on an older driver of its CUDA major "
+        "(minor-version compatibility).",
+    )
     description: str = ""
+
+    @field_validator("requires_notes")
+    @classmethod
+    def _notes_name_terms(cls, notes: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        terms = info.data.get("requires", [])
+        unknown = [term for term in notes if term not in terms]
+        if unknown:
+            raise ValueError(f"notes for terms that are not in requires: {', '.join(unknown)}")
+        return notes
 
     def package_for(self, platform: str) -> str | None:
         """Return the distribution name for ``platform``, or None if not published there.

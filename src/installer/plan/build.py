@@ -138,6 +138,8 @@ def build_plan(
         version=str(deps.torch.torch_version),
         reason=selection.reason,
         installed=probe.torch.version if probe.torch else None,
+        minor_version_compat=selection.driver_limit.note if selection.driver_limit else None,
+        advice=selection.advice,
     )
 
     ref = options.comfyui_ref

@@ -5,7 +5,9 @@ the target platform and Python) and returns its answer *with the reason* as a
 [`Choice`][installer.plan.compat.Choice], so the plan can show the user why.
 
 * [`select_torch`][installer.plan.compat.select_torch]: the torch build (CUDA
-  variant or CPU) and its index for a GPU and driver.
+  variant or CPU) and its index for a GPU and driver, through CUDA minor-version
+  compatibility when no build meets the driver
+  ([`driver_limit`][installer.plan.compat.driver_limit]).
 * [`requires_met`][installer.plan.compat.requires_met]: the `requires` terms of an
   optimization package (`nvidia`, `linux`, `cc>=8.0`, ...).
 * [`resolve_torch_constraint`][installer.plan.compat.resolve_torch_constraint]: the
@@ -18,7 +20,7 @@ the target platform and Python) and returns its answer *with the reason* as a
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -47,6 +49,30 @@ class Choice(Generic[T]):
 
 
 @dataclass(frozen=True)
+class DriverLimit:
+    """A CUDA build on an older driver of its CUDA major: CUDA minor-version compatibility.
+
+    NVIDIA's minor-version compatibility lets a build of CUDA 12.x run on any CUDA 12
+    driver, with limits: PTX newer than the driver cannot be compiled by it, and
+    features of a newer driver are missing.
+    """
+
+    build: str
+    build_cuda: Version
+    driver_cuda: Version
+    update: str
+
+    @property
+    def note(self) -> str:
+        """One sentence for the plan and `doctor`: what runs how, and which driver lifts it."""
+        return (
+            f"torch {self.build} runs on this driver (CUDA {self.driver_cuda}) through CUDA "
+            f"minor-version compatibility, with limits (no PTX compiled by the driver; Triton "
+            f"kernels may fail to load); {self.update} removes them"
+        )
+
+
+@dataclass(frozen=True)
 class TorchSelection:
     """Where torch comes from, and which build it is."""
 
@@ -55,6 +81,9 @@ class TorchSelection:
     cuda: str | None
     reason: str
     warnings: tuple[str, ...] = ()
+    driver_limit: DriverLimit | None = None
+    advice: str | None = None
+    """What would give this machine a CUDA build, or lift a limit (a driver to install)."""
 
     @property
     def is_cuda(self) -> bool:
@@ -113,6 +142,30 @@ def first_outside(spec: str, cc: CCs) -> Version | None:
     return next((value for value in as_ccs(cc) if not spec_contains(spec, value)), None)
 
 
+def sass_for(archs: Sequence[str], cc: Version) -> str | None:
+    """Return the compiled kernel (SASS) among ``archs`` that runs on compute capability ``cc``.
+
+    A kernel for `X.Y` runs on X.Z with Z ≥ Y (same major, binary compatibility); an
+    arch-specific `X.Ya` kernel runs only on X.Y.
+
+    Args:
+        archs: The capabilities kernels were compiled for, e.g. ``["7.5", "8.0", "9.0a"]``.
+        cc: The GPU's compute capability.
+
+    Returns:
+        The arch whose kernels run there (the newest that does), or None.
+    """
+    fitting = []
+    for arch in archs:
+        specific = arch.endswith("a")
+        built = Version(arch.removesuffix("a"))
+        if (specific and built == cc) or (
+            not specific and built.major == cc.major and built.minor <= cc.minor
+        ):
+            fitting.append((built, arch))
+    return max(fitting)[1] if fitting else None
+
+
 def variant_fits(variant: TorchVariant, cc: CCs, cuda_driver: Version | None) -> Choice[bool]:
     """Say whether a CUDA variant runs on a GPU of ``cc`` with a driver supporting ``cuda_driver``.
 
@@ -137,6 +190,54 @@ def variant_fits(variant: TorchVariant, cc: CCs, cuda_driver: Version | None) ->
                 f"this driver supports {cuda_driver}",
             )
     return Choice(True, f"{variant.name} fits")
+
+
+def cuda_of(build: str | None) -> Version | None:
+    """Return the CUDA version of a build name (``cu128`` → 12.8, ``cu130`` → 13.0).
+
+    Args:
+        build: A build name such as `cu126`; None, `cpu` or anything else gives None.
+    """
+    match = re.fullmatch(r"cu([0-9]+)([0-9])", build or "")
+    return Version(f"{match.group(1)}.{match.group(2)}") if match else None
+
+
+def driver_update(variant: TorchVariant, platform: str) -> str:
+    """Say which driver a variant needs, e.g. `a driver that supports CUDA 12.8 (≥ 570.26)`.
+
+    Args:
+        variant: A CUDA build (its `min_cuda_driver` and `driver_versions`).
+        platform: The target OS; its driver release is named when configured.
+    """
+    release = variant.driver_versions.get(platform)  # type: ignore[call-overload]
+    where = f" ({platform.capitalize()} ≥ {release})" if release else ""
+    return f"a driver that supports CUDA {variant.min_cuda_driver}{where}"
+
+
+def driver_limit(
+    torch_cuda: str | None,
+    cuda_driver: Version | None,
+    variants: Sequence[TorchVariant] = (),
+    platform: str = "linux",
+) -> DriverLimit | None:
+    """Return the limit when a CUDA torch build is newer than the driver's CUDA, else None.
+
+    Args:
+        torch_cuda: The torch build, e.g. `cu128` (None: a CPU build, no limit).
+        cuda_driver: The newest CUDA the driver supports (None: unknown, assumed new enough).
+        variants: The configured builds, to name the driver that lifts the limit.
+        platform: The target OS, for the driver release.
+    """
+    build_cuda = cuda_of(torch_cuda)
+    if build_cuda is None or cuda_driver is None or cuda_driver >= build_cuda:
+        return None
+    variant = next((v for v in variants if v.name == torch_cuda and v.is_cuda), None)
+    update = (
+        driver_update(variant, platform)
+        if variant is not None
+        else f"a driver that supports CUDA {build_cuda}"
+    )
+    return DriverLimit(str(torch_cuda), build_cuda, cuda_driver, update)
 
 
 def _cuda_from_url(url: str) -> str | None:
@@ -208,7 +309,12 @@ def select_torch(
                 warnings = (f"{variant.name} was requested although {fit.reason}",)
         cuda = variant.name if variant.is_cuda and gpu.has_nvidia else None
         return TorchSelection(
-            variant.name, variant.index_url, cuda, f"--torch-index {request} (requested)", warnings
+            variant.name,
+            variant.index_url,
+            cuda,
+            f"--torch-index {request} (requested)",
+            warnings,
+            driver_limit(cuda, driver, variants, platform),
         )
 
     cpu = next((v for v in variants if not v.is_cuda), None)
@@ -220,10 +326,9 @@ def select_torch(
             )
         return TorchSelection(cpu.name, cpu.index_url, None, f"CPU build: {gpu.reason}")
 
+    cuda_variants = [v for v in variants if v.is_cuda]
     rejected: list[str] = []
-    for variant in variants:
-        if not variant.is_cuda:
-            continue
+    for variant in cuda_variants:
         fit = variant_fits(variant, cc, driver)
         if fit.value:
             driver_text = (
@@ -240,37 +345,93 @@ def select_torch(
                 f"{', '.join(str(c) for c in cc)}{covered}; {driver_text}",
             )
         rejected.append(fit.reason)
+    with_kernels = [v for v in cuda_variants if _has_kernels(v, cc)]
+    if driver is not None:
+        for variant in with_kernels:
+            if Version(str(variant.min_cuda_driver)).major == driver.major:
+                limit = driver_limit(variant.name, driver, variants, platform)
+                assert limit is not None  # it did not fit the driver above
+                return TorchSelection(
+                    variant.name,
+                    variant.index_url,
+                    variant.name,
+                    f"no configured build meets the driver (CUDA {driver}); {variant.name} has "
+                    f"kernels for compute capability {', '.join(str(c) for c in cc)} and runs "
+                    f"on a CUDA {driver.major} driver through minor-version compatibility",
+                    (limit.note,),
+                    limit,
+                    f"Install {limit.update} to lift the limits of minor-version compatibility.",
+                )
+    what = _cpu_hint(with_kernels, cc, platform)
     if cpu is None:
         raise PlanError(
             "torch.variants: no torch build fits this GPU: " + "; ".join(rejected) + ".",
-            "Update the NVIDIA driver, add a fitting variant to torch.variants, "
-            "or pass --torch-index cpu.",
+            what + " Or add a fitting variant to torch.variants, or pass --torch-index cpu.",
         )
     return TorchSelection(
         cpu.name,
         cpu.index_url,
         None,
         "CPU build: no CUDA build fits (" + "; ".join(rejected) + ")",
-        (
-            "torch will run on the CPU: "
-            + "; ".join(rejected)
-            + ". Update the NVIDIA driver to use the GPU.",
-        ),
+        ("torch will run on the CPU: " + "; ".join(rejected) + ". " + what,),
+        advice=what,
     )
 
 
+def _has_kernels(variant: TorchVariant, cc: CCs) -> bool:
+    return variant.cc is None or first_outside(variant.cc, cc) is None
+
+
+def _cpu_hint(with_kernels: Sequence[TorchVariant], cc: CCs, platform: str) -> str:
+    """What to update when only the CPU build is left: the driver, or nothing but the GPU."""
+    if not with_kernels:
+        ccs = ", ".join(str(c) for c in as_ccs(cc))
+        return (
+            f"No configured torch build has kernels for compute capability {ccs}: this GPU "
+            "cannot run this torch (a newer GPU, or a torch.variants entry for an older "
+            "torch, is needed)."
+        )
+    best = with_kernels[0]
+    text = f"Install {driver_update(best, platform)} for {best.name}"
+    major = min(Version(str(v.min_cuda_driver)).major for v in with_kernels)
+    older = next(v for v in with_kernels if Version(str(v.min_cuda_driver)).major == major)
+    if Version(str(best.min_cuda_driver)).major != major:
+        text += (
+            f"; any CUDA {major} driver runs {older.name} (with limits, through "
+            "minor-version compatibility)"
+        )
+    return text + "."
+
+
 def requires_met(
-    terms: Sequence[str], platform: str, gpu: GpuReport, torch_cuda: str | None
+    terms: Sequence[str],
+    platform: str,
+    gpu: GpuReport,
+    torch_cuda: str | None,
+    notes: Mapping[str, str] | None = None,
 ) -> Choice[bool]:
     """Check the `requires` terms of an optimization package.
 
     Args:
-        terms: `nvidia`, `cpu`, `linux`, `windows`, or `cc<op>X.Y` terms; all must hold.
+        terms: `nvidia`, `cpu`, `linux`, `windows`, `cc<op>X.Y` or `PLATFORM:cc<op>X.Y` (a
+            compute capability needed on that platform only) terms; all must hold.
         platform: Target OS.
         gpu: The GPU report.
         torch_cuda: The CUDA build of the torch being installed (None: CPU build).
+        notes: Why a term is there, by term (`requires_notes`); added to its reason.
     """
     for term in terms:
+        scoped = re.fullmatch(r"(linux|windows):(cc.*)", term)
+        if scoped is not None:
+            if scoped.group(1) != platform:
+                continue
+            met = requires_met([scoped.group(2)], platform, gpu, torch_cuda)
+            if not met.value:
+                note = (notes or {}).get(term)
+                return Choice(
+                    False, f"{met.reason} on {platform}" + (f": {note}" if note else "")
+                )
+            continue
         if term == "nvidia":
             if not gpu.has_nvidia:
                 return Choice(False, "no NVIDIA GPU")
@@ -286,7 +447,12 @@ def requires_met(
             spec = term[2:].strip()
             outside = first_outside(spec, gpu.ccs)
             if not gpu.ccs or outside is not None:
-                return Choice(False, f"needs compute capability {spec} (have {outside or 'none'})")
+                note = (notes or {}).get(term)
+                return Choice(
+                    False,
+                    f"needs compute capability {spec} (have {outside or 'none'})"
+                    + (f": {note}" if note else ""),
+                )
     return Choice(True, "requirements met" if terms else "no requirements")
 
 

@@ -126,6 +126,15 @@ class TorchPlan(BaseModel):
     version: str
     reason: str
     installed: str | None = Field(default=None, description="Torch already in the venv.")
+    minor_version_compat: str | None = Field(
+        default=None,
+        description="Set when the build runs on an older driver of its CUDA major (CUDA "
+        "minor-version compatibility): the limits and the driver that lifts them.",
+    )
+    advice: str | None = Field(
+        default=None,
+        description="What would give this GPU a CUDA build, or lift the limits (a driver).",
+    )
 
 
 class ComfyUIPlan(BaseModel):

@@ -33,9 +33,15 @@ from installer.core.config import (
 )
 from installer.core.facts import GpuReport
 from installer.plan.compat import (
+    Choice,
+    DriverLimit,
+    as_ccs,
+    cuda_of,
+    driver_limit,
     first_outside,
     requires_met,
     resolve_torch_constraint,
+    sass_for,
     select_sageattention_wheels,
 )
 
@@ -100,6 +106,8 @@ def plan_optimizations(
     """
     planned: list[PlannedOptimization] = []
     gate = requires_met(["nvidia"], platform, gpu, torch_cuda)
+    limit = driver_limit(torch_cuda, gpu.cuda_driver, deps.torch.variants, platform)
+    compiler_skips: list[str] = []
     for package in deps.optimizations.packages:
         distribution = package.package_for(platform)
         base = PlannedOptimization(
@@ -112,18 +120,27 @@ def plan_optimizations(
             required=package.required,
             retry=package.retry_options,
         )
-        planned.append(
-            _plan_package(
-                package,
-                base,
-                distribution,
-                gate.value and gate.reason,
-                platform,
-                gpu,
-                torch_version,
-                torch_cuda,
-                torch_index_url,
-            )
+        entry = _plan_package(
+            package,
+            base,
+            distribution,
+            gate.value and gate.reason,
+            platform,
+            gpu,
+            torch_version,
+            torch_cuda,
+            torch_index_url,
+            limit,
+        )
+        planned.append(entry)
+        if gate.value and package.jit_compiler:
+            blocked = _compiler_blocked(package, platform, gpu, torch_cuda, limit)
+            if blocked is not None:
+                compiler_skips.append(f"{package.name}: {blocked}")
+    sage_gate = None if gate.value else gate.reason
+    if sage_gate is None and compiler_skips:
+        sage_gate = "SageAttention runs Triton kernels, which cannot work here: " + "; ".join(
+            compiler_skips
         )
     planned.extend(
         _plan_sageattention(
@@ -134,12 +151,35 @@ def plan_optimizations(
             torch_version=torch_version,
             torch_cuda=torch_cuda,
             python_version=python_version,
-            gate_reason=None if gate.value else gate.reason,
+            gate_reason=sage_gate,
             build_tools=build_tools,
             allow_unverified=allow_unverified,
         )
     )
     return planned
+
+
+TRITON_SOURCES = "'device kernel image is invalid': pytorch/pytorch #119054, triton-lang/triton #3001"
+
+
+def _compiler_blocked(
+    package: OptimizationPackage,
+    platform: str,
+    gpu: GpuReport,
+    torch_cuda: str | None,
+    limit: DriverLimit | None,
+) -> str | None:
+    """Why a run-time kernel compiler (Triton) cannot work here: the GPU or the driver."""
+    met = requires_met(package.requires, platform, gpu, torch_cuda, package.requires_notes)
+    if not met.value:
+        return met.reason
+    if limit is not None:
+        return (
+            f"it compiles kernels at run time with its own ptxas, newer than this driver "
+            f"(CUDA {limit.driver_cuda}), and such kernels fail to load ({TRITON_SOURCES}); "
+            f"{limit.update} lifts this"
+        )
+    return None
 
 
 def _plan_package(
@@ -152,28 +192,89 @@ def _plan_package(
     torch_version: Version | str,
     torch_cuda: str | None,
     torch_index_url: str | None,
+    limit: DriverLimit | None,
 ) -> PlannedOptimization:
     if not gate_ok:
         met = requires_met(["nvidia"], platform, gpu, torch_cuda)
         return base.model_copy(update={"reason": met.reason})
     if distribution is None:
         return base.model_copy(update={"reason": f"not published for {platform}"})
-    met = requires_met(package.requires, platform, gpu, torch_cuda)
+    met = requires_met(package.requires, platform, gpu, torch_cuda, package.requires_notes)
     if not met.value:
         return base.model_copy(update={"reason": met.reason})
     spec = resolve_torch_constraint(package, distribution, torch_version)
     if spec.value is None:
         return base.model_copy(update={"reason": spec.reason})
-    extra = [torch_index_url] if package.index == "torch" and torch_index_url else []
+    from_torch_index = package.index == "torch" and torch_index_url is not None
+    build = _build_problem(package, distribution, torch_cuda, from_torch_index, gpu, limit)
+    if build.value is None:
+        return base.model_copy(update={"reason": build.reason})
+    if package.jit_compiler and limit is not None:
+        blocked = _compiler_blocked(package, platform, gpu, torch_cuda, limit)
+        return base.model_copy(update={"reason": str(blocked)})
+    extra = [torch_index_url] if from_torch_index and torch_index_url else []
+    reason = spec.reason + (f"; {build.reason}" if build.reason else "")
     return base.model_copy(
         update={
             "action": "install",
-            "reason": spec.reason,
+            "reason": reason,
             "requirement": spec.value,
             "install_options": list(package.install_options),
             "extra_index_urls": extra,
         }
     )
+
+
+def _build_problem(
+    package: OptimizationPackage,
+    distribution: str,
+    torch_cuda: str | None,
+    from_torch_index: bool,
+    gpu: GpuReport,
+    limit: DriverLimit | None,
+) -> Choice[str | None]:
+    """Check the package's default-index build against torch's CUDA major and the driver.
+
+    Returns:
+        A note to add (value ``""``), or None with the reason to skip it.
+    """
+    pypi = package.pypi_build
+    torch_cuda_version = cuda_of(torch_cuda)
+    if pypi is None or torch_cuda_version is None:
+        return Choice("", "")
+    built = Version(pypi.cuda)
+    note = ""
+    if built.major != torch_cuda_version.major:
+        if not from_torch_index:
+            return Choice(
+                None,
+                f"the default index's {distribution} is a CUDA {built} build (it needs CUDA "
+                f"{built.major}'s runtime), torch is {torch_cuda} (CUDA "
+                f"{torch_cuda_version.major}): it would not load beside it, and no configured "
+                f"index has a CUDA {torch_cuda_version.major} build",
+            )
+        note = (
+            f"from torch's {torch_cuda} index (the default index's {distribution} is a CUDA "
+            f"{built} build, which would not load beside a CUDA {torch_cuda_version.major} torch)"
+        )
+    if limit is None or not pypi.sass:
+        return Choice(note, note)
+    missing = [cc for cc in as_ccs(gpu.ccs) if sass_for(pypi.sass, cc) is None]
+    if missing:
+        return Choice(
+            None,
+            f"its CUDA {built} build has no compiled kernels for compute capability "
+            f"{missing[0]} (it has {', '.join(pypi.sass)}), and the PTX it would use needs a "
+            f"driver that supports CUDA {built}, newer than this one (CUDA {limit.driver_cuda}): "
+            f"{limit.update} lifts this",
+        )
+    archs = sorted({str(sass_for(pypi.sass, cc)) for cc in as_ccs(gpu.ccs)})
+    compat = (
+        f"its compiled sm_{', sm_'.join(a.replace('.', '') for a in archs)} kernels run on "
+        f"this driver through minor-version compatibility"
+    )
+    text = f"{note}; {compat}" if note else compat
+    return Choice(text, text)
 
 
 def _wheel_entry(wheel: SageAttentionWheel, manifest: ToolsManifest) -> PlannedOptimization:
