@@ -21,6 +21,7 @@ from installer.cli.install import install
 from installer.cli.launch import LAUNCH_CONTEXT_SETTINGS, launch, stop
 from installer.cli.lock import lock
 from installer.cli.models import models_app
+from installer.cli.pins import pins_app
 from installer.cli.status import status
 
 app = typer.Typer(
@@ -56,6 +57,7 @@ def _root(
 
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
+app.add_typer(pins_app, name="pins")
 app.command()(install)
 app.command()(doctor)
 app.command()(status)

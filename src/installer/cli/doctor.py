@@ -45,7 +45,14 @@ def doctor(
             install_dir=install_dir.expanduser().absolute(), config_path=config, dry_run=True
         )
         context = make_plan(options, probe_build_tools=True)
-        report = doctor_report(context.env, context.gpu, context.plan, context.probe)
+        kitchen = None
+        if context.probe is not None and context.probe.venv_python_exists:
+            from installer.edges.kitchen import probe_kitchen
+            from installer.edges.probe import layout
+
+            venv_python = layout(context.probe.install_dir, context.plan.platform)["venv_python"]
+            kitchen = probe_kitchen(venv_python)
+        report = doctor_report(context.env, context.gpu, context.plan, context.probe, kitchen)
         if as_json:
             print_json(command, report)
         else:

@@ -14,7 +14,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from installer.core.facts import SUPPORTED_PLATFORMS, Environment, GpuReport, InstallProbe
+from installer.core.facts import (
+    SUPPORTED_PLATFORMS,
+    Environment,
+    GpuReport,
+    InstallProbe,
+    KitchenReport,
+)
 from installer.plan.model import Plan
 
 Status = Literal["ok", "warn", "fail", "info"]
@@ -166,9 +172,7 @@ def plan_checks(plan: Plan) -> list[Check]:
     if status == "warn":
         hint = torch.advice or "Update the NVIDIA driver to use a CUDA build."
     detail = f"{torch.variant} ({torch.index_url or 'default index'}): {torch.reason}"
-    checks = [
-        Check("torch", "build", status, detail + (f"; {limited}" if limited else ""), hint)
-    ]
+    checks = [Check("torch", "build", status, detail + (f"; {limited}" if limited else ""), hint)]
     for entry in plan.optimizations:
         what = entry.requirement or entry.distribution or entry.name
         if entry.action == "install":
@@ -212,6 +216,32 @@ def install_checks(plan: Plan, probe: InstallProbe) -> list[Check]:
     return checks
 
 
+def kitchen_checks(kitchen: KitchenReport | None, plan: Plan) -> list[Check]:
+    """Say which comfy-kitchen back ends load in the install's venv.
+
+    Args:
+        kitchen: What the venv's Python reported (None: no venv to ask).
+        plan: The plan (whether a GPU and a CUDA torch are planned).
+    """
+    if kitchen is None:
+        return []
+    gpu_planned = bool(plan.gpu.gpus) and plan.torch.cuda is not None
+    status: Status = "info"
+    hint = None
+    if kitchen.error is not None:
+        status = "warn"
+        hint = "Redo ComfyUI's requirements: comfy-install install DIR --force requirements."
+    elif gpu_planned and kitchen.installed and not kitchen.cuda_in_comfyui:
+        status = "warn"
+        hint = (
+            "ComfyUI's fp8/fp4 kernels and comfy-kitchen attention need its cuda back end: "
+            "a cu130 torch on a CUDA 13 driver."
+        )
+    elif kitchen.cuda_in_comfyui:
+        status = "ok"
+    return [Check("optimizations", "comfy-kitchen", status, kitchen.summary(), hint)]
+
+
 def benchmark_checks(install_dir: Path) -> list[Check]:
     """Report the headline of the install's last `comfy-install benchmark`, if one was saved.
 
@@ -235,7 +265,11 @@ def benchmark_checks(install_dir: Path) -> list[Check]:
 
 
 def doctor_report(
-    env: Environment, gpu: GpuReport, plan: Plan, probe: InstallProbe | None
+    env: Environment,
+    gpu: GpuReport,
+    plan: Plan,
+    probe: InstallProbe | None,
+    kitchen: KitchenReport | None = None,
 ) -> dict[str, Any]:
     """Assemble the full doctor report (the `data` of `doctor --json`).
 
@@ -244,9 +278,10 @@ def doctor_report(
         gpu: The detected GPUs.
         plan: The plan for DIR (as `install --dry-run` would make it).
         probe: The existing install in DIR, if any.
+        kitchen: comfy-kitchen's back ends as the install's venv reports them (None: no venv).
     """
     checks = system_checks(env, plan.min_free_gb, plan.python_supported)
-    checks += gpu_checks(gpu) + plan_checks(plan)
+    checks += gpu_checks(gpu) + plan_checks(plan) + kitchen_checks(kitchen, plan)
     if probe is not None:
         checks += install_checks(plan, probe)
         if probe.state is not None:
@@ -262,6 +297,7 @@ def doctor_report(
         "gpu": plan.gpu.model_dump(),
         "torch": plan.torch.model_dump(),
         "optimizations": [entry.model_dump() for entry in plan.optimizations],
+        "comfy_kitchen": None if kitchen is None else kitchen.as_dict(),
         "install": None
         if probe is None or probe.state is None
         else {

@@ -210,3 +210,93 @@ class InstallProbe:
     torch: TorchInstalled | None = None
     existing_files: frozenset[str] = frozenset()
     lock_headers: Mapping[str, LockHeader] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KitchenBackend:
+    """One back end of comfy-kitchen as it reports itself (`comfy_kitchen.list_backends()`)."""
+
+    name: str
+    available: bool
+    disabled: bool = False
+    reason: str | None = None
+
+    def describe(self) -> str:
+        """`cuda available`, or `triton unavailable (why)`."""
+        if self.available and not self.disabled:
+            return f"{self.name} available"
+        if self.available:
+            return f"{self.name} available but disabled"
+        return f"{self.name} unavailable ({self.reason or 'no reason given'})"
+
+
+@dataclass(frozen=True)
+class KitchenReport:
+    """comfy-kitchen (the kernel library ComfyUI v0.33.0 requires) in a venv: its back ends."""
+
+    installed: bool
+    version: str | None = None
+    torch_cuda: str | None = None
+    backends: tuple[KitchenBackend, ...] = ()
+    error: str | None = None
+
+    def backend(self, name: str) -> KitchenBackend | None:
+        """The back end called ``name`` (`cuda`, `triton`, `eager`, ...), if it reported one.
+
+        Args:
+            name: The back end's name.
+        """
+        return next((b for b in self.backends if b.name == name), None)
+
+    @property
+    def cuda_in_comfyui(self) -> bool:
+        """True when ComfyUI (v0.33.0) will use the cuda back end: it loads, torch is CUDA 13+."""
+        cuda = self.backend("cuda")
+        major = int(self.torch_cuda.split(".")[0]) if self.torch_cuda else 0
+        return cuda is not None and cuda.available and not cuda.disabled and major >= 13
+
+    @property
+    def comfyui_notes(self) -> tuple[str, ...]:
+        """What ComfyUI (v0.33.0, `comfy/quant_ops.py`) does to these back ends at start-up."""
+        notes: list[str] = []
+        cuda = self.backend("cuda")
+        major = int(self.torch_cuda.split(".")[0]) if self.torch_cuda else None
+        if cuda is not None and cuda.available and major is not None and major < 13:
+            notes.append(
+                "ComfyUI turns the cuda back end off with a torch below CUDA 13 (it asks for "
+                "a cu130 torch)"
+            )
+        triton = self.backend("triton")
+        if triton is not None and triton.available:
+            notes.append("ComfyUI uses the triton back end only with --enable-triton-backend")
+        return tuple(notes)
+
+    def summary(self) -> str:
+        """One line: the version and each back end, or why comfy-kitchen cannot be asked."""
+        if not self.installed:
+            return "comfy-kitchen is not installed (this ComfyUI does not require it)"
+        if self.error is not None:
+            return f"comfy-kitchen {self.version or ''} does not import: {self.error}".replace(
+                "  ", " "
+            )
+        ordered = sorted(self.backends, key=lambda b: (_KITCHEN_ORDER.get(b.name, 9), b.name))
+        text = f"comfy-kitchen {self.version}: " + ", ".join(b.describe() for b in ordered)
+        return text + "".join(f"; {note}" for note in self.comfyui_notes)
+
+    def as_dict(self) -> dict[str, object]:
+        """The report as JSON-ready data (step outputs, `doctor --json`)."""
+        return {
+            "installed": self.installed,
+            "version": self.version,
+            "torch_cuda": self.torch_cuda,
+            "error": self.error,
+            "backends": {
+                b.name: {"available": b.available, "disabled": b.disabled, "reason": b.reason}
+                for b in self.backends
+            },
+            "comfyui_notes": list(self.comfyui_notes),
+            "summary": self.summary(),
+        }
+
+
+_KITCHEN_ORDER = {"cuda": 0, "hip": 1, "triton": 2, "eager": 3}

@@ -428,9 +428,7 @@ def requires_met(
             met = requires_met([scoped.group(2)], platform, gpu, torch_cuda)
             if not met.value:
                 note = (notes or {}).get(term)
-                return Choice(
-                    False, f"{met.reason} on {platform}" + (f": {note}" if note else "")
-                )
+                return Choice(False, f"{met.reason} on {platform}" + (f": {note}" if note else ""))
             continue
         if term == "nvidia":
             if not gpu.has_nvidia:

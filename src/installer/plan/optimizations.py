@@ -159,7 +159,9 @@ def plan_optimizations(
     return planned
 
 
-TRITON_SOURCES = "'device kernel image is invalid': pytorch/pytorch #119054, triton-lang/triton #3001"
+TRITON_SOURCES = (
+    "'device kernel image is invalid': pytorch/pytorch #119054, triton-lang/triton #3001"
+)
 
 
 def _compiler_blocked(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from installer.edges.kitchen import probe_kitchen
 from installer.optimizations.install import install_optimizations
 from installer.optimizations.target import StepTarget
 from installer.plan.model import PlannedStep
@@ -19,7 +20,8 @@ def run_optimizations(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
         step: The planned `optimizations` step (not used: ``ctx.plan`` holds what to do).
 
     Returns:
-        `packages` (each package's outcome) and the counts `installed`, `skipped` and `failed`.
+        `packages` (each package's outcome), the counts `installed`, `skipped` and `failed`,
+        and `comfy_kitchen`: which of comfy-kitchen's back ends load in the venv.
 
     Raises:
         IntegrityError: A downloaded wheel does not match its checksum.
@@ -48,7 +50,15 @@ def run_optimizations(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
         status: sum(o.status == status for o in outcomes)
         for status in ("installed", "skipped", "failed")
     }
-    return {"packages": [o.as_dict() for o in outcomes], **counts}
+    # comfy-kitchen comes with ComfyUI's requirements (step 8); whether its CUDA back end
+    # loads beside this torch is step 10's business too, so it is reported here.
+    kitchen = probe_kitchen(ctx.venv_python)
+    ctx.log.info(kitchen.summary())
+    return {
+        "packages": [o.as_dict() for o in outcomes],
+        **counts,
+        "comfy_kitchen": kitchen.as_dict(),
+    }
 
 
 def run_models(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:

@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from installer.core.errors import CommandFailedError, StepFailedError
+from installer.edges.kitchen import KITCHEN_CODE, kitchen_report
 from installer.edges.proc import run_command
 from installer.plan.model import PlannedStep
 from installer.steps.context import StepContext
 
-_PROBE = r"""
+_PROBE = (
+    KITCHEN_CODE
+    + r"""
 import importlib, json, sys
 result = {"python": sys.version.split()[0], "imports": {}}
 import torch
@@ -28,8 +31,10 @@ for name in sys.argv[1:]:
         result["imports"][name] = getattr(module, "__version__", "ok")
     except Exception as exc:
         result["imports"][name] = "ERROR: " + type(exc).__name__ + ": " + str(exc)
+result["comfy_kitchen"] = _comfy_kitchen()
 print("COMFY_INSTALL_VERIFY " + json.dumps(result))
 """
+)
 
 
 def installed_import_names(ctx: StepContext) -> list[str]:
@@ -63,8 +68,9 @@ def run_verify(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
 
     Returns:
         The import check's findings (`python`, `torch`, `torch_cuda`, `cuda_available`, each
-        module's version or error in `imports`), `broken_imports`, `main_help` and `startup_test`
-        (`not available` when this ComfyUI lacks the test).
+        module's version or error in `imports`, `comfy_kitchen`: which of its back ends load),
+        `broken_imports`, `main_help` and `startup_test` (`not available` when this ComfyUI
+        lacks the test).
 
     Raises:
         StepFailedError: torch does not import, or ComfyUI does not start.
@@ -86,6 +92,10 @@ def run_verify(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     broken = {k: v for k, v in result.get("imports", {}).items() if str(v).startswith("ERROR")}
     for name, error in broken.items():
         ctx.log.warn(f"{name} is installed but does not import: {error}")
+    kitchen = kitchen_report(result.pop("comfy_kitchen", None))
+    if kitchen is not None:
+        ctx.log.info(kitchen.summary())
+        result["comfy_kitchen"] = kitchen.as_dict()
     gpu_planned = bool(ctx.plan.gpu.gpus) and ctx.plan.torch.cuda is not None
     if gpu_planned and not result.get("cuda_available"):
         ctx.log.warn(
