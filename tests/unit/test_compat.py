@@ -1,20 +1,25 @@
 """The pure compatibility rules, checked against the SHIPPED dependencies.json.
 
-The expected values below are worked out by hand from the rules (the first
-configured CUDA variant whose `cc` range holds the GPU and whose
-`min_cuda_driver` the driver reaches; else CPU with a warning) and the shipped
-facts (`/work/scratch/research/compat.md`):
+The expected values below are worked out by hand from the rules and the shipped facts
+(torch 2.11.0; docs/compatibility.md cites each):
 
-    cu128  min driver 12.8  cc >=7.0,<13.0   (listed first: the stable 2.9 build)
-    cu130  min driver 13.0  cc >=7.5,<13.0   (reachable with --torch-index cu130)
+    cu130  min driver 13.0  cc >=7.5,<13.0,!=11.*   (listed first: ComfyUI asks for cu130)
+    cu128  min driver 12.8  cc >=7.5,<13.0,!=11.*   (Volta dropped in 2.11)
     cu126  min driver 12.6  cc >=5.0,<10.0
     cpu
 
-xformers needs `nvidia` and `cc>=7.5`; for torch 2.9.1 it is 0.0.33.post2.
-triton is `triton` on Linux, `triton-windows` on Windows, `>=3.5,<3.6`.
-SageAttention: only Windows SA2 wheels ship (cc >=8.0,<12.1 minus 10.x/11.x,
-torch 2.9.1 with cu128 or cu130); anything else with cc >= 8.0 gets the SA1
-fallback `sageattention==1.0.6` from PyPI.
+The first variant whose `cc` range holds the GPU and whose `min_cuda_driver` the driver
+reaches wins; when none does, the first one with kernels for the GPU and of the driver's
+CUDA major runs through minor-version compatibility (marked `*` below); else CPU.
+
+xformers needs `nvidia` and `cc>=7.5`; for torch 2.11 it is 0.0.35, whose PyPI build is
+CUDA 12.8 with SASS for 7.5, 8.0 and 9.0a: beside a cu130 torch it comes from the cu130
+index, and under minor-version compatibility only where its SASS runs (not 10.x, 12.x).
+triton is `triton` on Linux, `triton-windows` (cc >= 8.0 only) on Windows, `>=3.6,<3.7`,
+and is skipped (with SageAttention) under minor-version compatibility.
+SageAttention: only Windows SA2 wheels ship (cc >=8.0,<12.1 minus 10.x/11.x, torch >= 2.10,
+cu126/cu128 or cu130); anything else with cc >= 8.0 gets the SA1 fallback
+`sageattention==1.0.6` from PyPI.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from packaging.version import Version
 from installer.core.config import (
     Dependencies,
     OptimizationPackage,
+    PypiBuild,
     SageAttentionWheel,
     TorchConfig,
     TorchVariant,
@@ -38,38 +44,38 @@ from installer.core.config import (
 from installer.core.errors import PlanError
 from installer.core.facts import GpuInfo, GpuReport, gpu_override, no_gpu
 from installer.plan.compat import (
+    cuda_of,
+    driver_limit,
     requires_met,
     resolve_torch_constraint,
+    sass_for,
     select_sageattention_wheels,
     select_torch,
     variant_fits,
 )
 from installer.plan.optimizations import PlannedOptimization, plan_optimizations
 
-CC = ("6.1", "7.0", "7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0")
-DRIVERS = ("11.8", "12.4", "12.6", "12.8", "13.0")
+CC = ("5.2", "6.1", "7.0", "7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0")
+DRIVERS = ("11.8", "12.2", "12.4", "12.6", "12.8", "13.0")
 
-# (cc, driver CUDA) -> torch variant. Worked out by hand, one row per pair.
+
+def _row(mid: str, at126: str, at128: str, at130: str) -> dict[str, str]:
+    return {"11.8": "cpu", "12.2": mid, "12.4": mid, "12.6": at126, "12.8": at128, "13.0": at130}
+
+
+# cc -> driver CUDA -> torch variant (a trailing * = through minor-version compatibility).
+ROWS = {
+    "5.2": _row("cu126*", "cu126", "cu126", "cu126"),
+    "6.1": _row("cu126*", "cu126", "cu126", "cu126"),
+    "7.0": _row("cu126*", "cu126", "cu126", "cu126"),
+    **{cc: _row("cu128*", "cu126", "cu128", "cu130") for cc in ("7.5", "8.0", "8.6")},
+    **{cc: _row("cu128*", "cu126", "cu128", "cu130") for cc in ("8.9", "9.0")},
+    "10.0": _row("cu128*", "cu128*", "cu128", "cu130"),
+    "12.0": _row("cu128*", "cu128*", "cu128", "cu130"),
+}
 TORCH_TABLE: dict[tuple[str, str], str] = {
-    ("6.1", "11.8"): "cpu", ("6.1", "12.4"): "cpu", ("6.1", "12.6"): "cu126",
-    ("6.1", "12.8"): "cu126", ("6.1", "13.0"): "cu126",
-    ("7.0", "11.8"): "cpu", ("7.0", "12.4"): "cpu", ("7.0", "12.6"): "cu126",
-    ("7.0", "12.8"): "cu128", ("7.0", "13.0"): "cu128",
-    ("7.5", "11.8"): "cpu", ("7.5", "12.4"): "cpu", ("7.5", "12.6"): "cu126",
-    ("7.5", "12.8"): "cu128", ("7.5", "13.0"): "cu128",
-    ("8.0", "11.8"): "cpu", ("8.0", "12.4"): "cpu", ("8.0", "12.6"): "cu126",
-    ("8.0", "12.8"): "cu128", ("8.0", "13.0"): "cu128",
-    ("8.6", "11.8"): "cpu", ("8.6", "12.4"): "cpu", ("8.6", "12.6"): "cu126",
-    ("8.6", "12.8"): "cu128", ("8.6", "13.0"): "cu128",
-    ("8.9", "11.8"): "cpu", ("8.9", "12.4"): "cpu", ("8.9", "12.6"): "cu126",
-    ("8.9", "12.8"): "cu128", ("8.9", "13.0"): "cu128",
-    ("9.0", "11.8"): "cpu", ("9.0", "12.4"): "cpu", ("9.0", "12.6"): "cu126",
-    ("9.0", "12.8"): "cu128", ("9.0", "13.0"): "cu128",
-    ("10.0", "11.8"): "cpu", ("10.0", "12.4"): "cpu", ("10.0", "12.6"): "cpu",
-    ("10.0", "12.8"): "cu128", ("10.0", "13.0"): "cu128",
-    ("12.0", "11.8"): "cpu", ("12.0", "12.4"): "cpu", ("12.0", "12.6"): "cpu",
-    ("12.0", "12.8"): "cu128", ("12.0", "13.0"): "cu128",
-}  # fmt: skip
+    (cc, driver): variant for cc, row in ROWS.items() for driver, variant in row.items()
+}
 
 INDEX = {
     "cu126": "https://download.pytorch.org/whl/cu126",
@@ -77,29 +83,42 @@ INDEX = {
     "cu130": "https://download.pytorch.org/whl/cu130",
     "cpu": "https://download.pytorch.org/whl/cpu",
 }
-XFORMERS = "xformers==0.0.33.post2"
-SA2_CU128 = "sageattention-2.2.0+cu128torch2.9.1.post6-cp310-abi3-win_amd64.whl"
-SA2_CU130 = "sageattention-2.2.0+cu130torch2.9.1.post6-cp310-abi3-win_amd64.whl"
+XFORMERS = "xformers==0.0.35"
+SA2_CU12X = "sageattention-2.2.0+cu128torch2.10.0andhigher.post6-cp310-abi3-win_amd64.whl"
+SA2_CU130 = "sageattention-2.2.0+cu130torch2.10.0andhigher.post6-cp310-abi3-win_amd64.whl"
+SA2_SHA = {
+    SA2_CU12X: "103e06df49486daa87c3338bf2490ada2b074da1422f2b90566a8f2f81a6b76e",
+    SA2_CU130: "1635283f5c01ec3cda58a784d0d7eabbcaffaf9511d1b263db4750e1ed7958bb",
+}
 SA2_CC = {"8.0", "8.6", "8.9", "9.0", "12.0"}  # >=8.0,<12.1,!=10.*,!=11.*
 
 
-def expected_xformers(cc: str, variant: str) -> tuple[str, str]:
-    """(action, requirement or skip reason) for xformers."""
+def split(variant: str) -> tuple[str, bool]:
+    """('cu128', True) for 'cu128*'."""
+    return variant.rstrip("*"), variant.endswith("*")
+
+
+def expected_xformers(cc: str, variant: str, limited: bool) -> tuple[str, str]:
+    """(action, requirement or the start of the skip reason) for xformers."""
     if variant == "cpu":
         return "skip", "torch is a CPU build"
     if Version(cc) < Version("7.5"):
         return "skip", f"needs compute capability >=7.5 (have {cc})"
+    if limited and Version(cc).major in (10, 12):
+        return "skip", f"its CUDA 12.8 build has no compiled kernels for compute capability {cc}"
     return "install", XFORMERS
 
 
-def expected_sageattention(cc: str, variant: str, platform: str) -> str:
-    """'cpu' (all skipped), 'none' (cc too low), 'SA1' (fallback) or a wheel file name."""
+def expected_sageattention(cc: str, variant: str, limited: bool, platform: str) -> str:
+    """'cpu', 'triton' (skipped: no Triton here), 'none' (cc too low), 'SA1' or a wheel."""
     if variant == "cpu":
         return "cpu"
+    if limited or (platform == "windows" and Version(cc) < Version("8.0")):
+        return "triton"
     if Version(cc) < Version("8.0"):
         return "none"
-    if platform == "windows" and variant == "cu128" and cc in SA2_CC:
-        return SA2_CU128
+    if platform == "windows" and cc in SA2_CC:
+        return SA2_CU130 if variant == "cu130" else SA2_CU12X
     return "SA1"
 
 
@@ -137,10 +156,10 @@ def test_the_table_covers_every_pair() -> None:
     assert set(TORCH_TABLE) == {(cc, d) for cc in CC for d in DRIVERS}
 
 
-def test_shipped_torch_pin_is_2_9_1(deps: Dependencies) -> None:
-    # The table above is worked out for torch 2.9.1; a new pin needs a new table.
-    assert str(deps.torch.torch_version) == "2.9.1"
-    assert [v.name for v in deps.torch.variants] == ["cu128", "cu130", "cu126", "cpu"]
+def test_shipped_torch_pin_is_2_11_0(deps: Dependencies) -> None:
+    # The table above is worked out for torch 2.11.0; a new pin needs a new table.
+    assert str(deps.torch.torch_version) == "2.11.0"
+    assert [v.name for v in deps.torch.variants] == ["cu130", "cu128", "cu126", "cpu"]
 
 
 @pytest.mark.parametrize(("cc", "driver", "platform"), TABLE)
@@ -149,7 +168,7 @@ def test_shipped_config_table(
 ) -> None:
     gpu = gpu_override(cc, driver)
     selection, planned = plan_for(deps, manifest, gpu, platform)
-    variant = TORCH_TABLE[(cc, driver)]
+    variant, limited = split(TORCH_TABLE[(cc, driver)])
 
     # torch
     assert selection.variant == variant
@@ -158,23 +177,46 @@ def test_shipped_config_table(
     if variant == "cpu":
         # A GPU that gets no CUDA build must be told so, with what to do.
         assert selection.warnings, "a GPU planned onto the CPU build must warn"
-        assert "Update the NVIDIA driver" in selection.warnings[0]
+        if Version(cc) >= Version("7.5"):
+            assert "Install a driver that supports CUDA 13.0" in selection.warnings[0]
+            assert selection.advice and "any CUDA 12 driver runs cu128" in selection.advice
+        else:
+            assert selection.advice == (
+                f"Install a driver that supports CUDA 12.6 ({platform.capitalize()} ≥ "
+                f"{'560.76' if platform == 'windows' else '560.28.03'}) for cu126."
+            )
         assert "CPU build" in selection.reason
+        assert selection.driver_limit is None
+    elif limited:
+        limit = selection.driver_limit
+        assert limit is not None
+        assert (limit.build, str(limit.driver_cuda)) == (variant, driver)
+        assert "minor-version compatibility" in selection.reason
+        assert selection.warnings == (limit.note,)
+        release = {"cu126": "560.28.03", "cu128": "570.26"}[variant]
+        if platform == "windows":
+            release = {"cu126": "560.76", "cu128": "570.65"}[variant]
+        assert f"≥ {release}" in limit.note and f"≥ {release}" in (selection.advice or "")
     else:
         assert selection.warnings == ()
+        assert selection.driver_limit is None
         assert f"compute capability {cc}" in selection.reason
 
     # xformers
-    action, what = expected_xformers(cc, variant)
+    action, what = expected_xformers(cc, variant, limited)
     xformers = by_name(planned, "xformers")
-    assert xformers.action == action
+    assert xformers.action == action, xformers.reason
     if action == "install":
         assert xformers.requirement == what
         assert xformers.install_options == ["--no-deps"]
         assert xformers.extra_index_urls == [INDEX[variant]]
+        if variant == "cu130":
+            assert "from torch's cu130 index" in xformers.reason
+        if limited:
+            assert "run on this driver through minor-version compatibility" in xformers.reason
     else:
         assert xformers.requirement is None
-        assert xformers.reason == what
+        assert xformers.reason.startswith(what)
 
     # triton
     triton = by_name(planned, "triton")
@@ -182,20 +224,34 @@ def test_shipped_config_table(
     assert triton.distribution == expected_name
     if variant == "cpu":
         assert (triton.action, triton.reason) == ("skip", "torch is a CPU build")
+    elif platform == "windows" and Version(cc) < Version("8.0"):
+        assert triton.action == "skip"
+        assert triton.reason.startswith(f"needs compute capability >=8.0 (have {cc}) on windows")
+        assert "Turing" in triton.reason and "Pascal" in triton.reason
+    elif limited:
+        assert triton.action == "skip"
+        assert "device kernel image is invalid" in triton.reason
+        assert f"this driver (CUDA {driver})" in triton.reason
     else:
         assert triton.action == "install"
         requirement = Requirement(triton.requirement or "")
         assert requirement.name == expected_name
-        assert requirement.specifier == SpecifierSet(">=3.5,<3.6")
+        assert requirement.specifier == SpecifierSet(">=3.6,<3.7")
 
     # SageAttention
     wheels = [p for p in planned if p.kind == "wheel"]
     (fallback,) = [p for p in planned if p.kind == "fallback"]
     chosen = sorted(p.requirement for p in wheels if p.action == "install")
-    sa = expected_sageattention(cc, variant, platform)
+    sa = expected_sageattention(cc, variant, limited, platform)
     if sa == "cpu":
         assert all(p.action == "skip" for p in planned)
         assert {p.reason for p in wheels} | {fallback.reason} == {"torch is a CPU build"}
+    elif sa == "triton":
+        assert chosen == []
+        assert fallback.action == "skip"
+        reasons = {p.reason for p in wheels} | {fallback.reason}
+        assert len(reasons) == 1
+        assert reasons.pop().startswith("SageAttention runs Triton kernels, which cannot work")
     elif sa == "none":
         assert chosen == []
         assert fallback.action == "skip"
@@ -210,42 +266,89 @@ def test_shipped_config_table(
         assert chosen == [sa]
         (wheel,) = [p for p in wheels if p.action == "install"]
         assert wheel.wheel is not None
-        assert wheel.wheel.sha256 == (
-            "867862a3c582a058caf825bedeff6e36cabafe6ca954236db5544b78c626f9e9"
-        )
+        assert wheel.wheel.sha256 == SA2_SHA[sa]
         assert (fallback.action, fallback.reason) == ("skip", "a prebuilt SageAttention wheel fits")
 
 
 @pytest.mark.parametrize(
-    ("cc", "driver", "platform", "variant", "sa2"),
+    ("cc", "driver", "platform", "expected"),
     [
-        # cu130 is never the automatic choice (cu128 is listed first) but can be asked for.
-        ("9.0", "13.0", "windows", "cu130", SA2_CU130),
-        ("12.0", "13.0", "windows", "cu130", SA2_CU130),
-        ("9.0", "13.0", "linux", "cu130", None),
-        ("10.0", "13.0", "windows", "cu130", None),
+        # Issue 20: these got the CPU build before; each now gets a CUDA build of the driver's
+        # CUDA major that has kernels for the GPU, through minor-version compatibility.
+        ("6.1", "12.4", "linux", "cu126"),
+        ("5.2", "12.2", "linux", "cu126"),
+        ("8.0", "12.2", "linux", "cu128"),
+        ("6.1", "12.4", "windows", "cu126"),
+        ("8.0", "12.2", "windows", "cu128"),
     ],
 )
-def test_cu130_on_request(
-    deps: Dependencies,
-    manifest: Any,
-    cc: str,
-    driver: str,
-    platform: str,
-    variant: str,
-    sa2: str | None,
+def test_issue_20_machines_get_a_cuda_build(
+    deps: Dependencies, manifest: Any, cc: str, driver: str, platform: str, expected: str
 ) -> None:
-    selection, planned = plan_for(deps, manifest, gpu_override(cc, driver), platform, "cu130")
+    selection, planned = plan_for(deps, manifest, gpu_override(cc, driver), platform)
+    assert selection.variant == expected
+    assert selection.driver_limit is not None
+    triton = by_name(planned, "triton")
+    assert triton.action == "skip"
+    assert not [p for p in planned if p.kind != "package" and p.action == "install"]
+
+
+@pytest.mark.parametrize(
+    ("driver", "expected"),
+    [
+        ("11.8", "Install a driver that supports CUDA 13.0"),
+        ("11.4", "any CUDA 12 driver runs cu128"),
+    ],
+)
+def test_a_driver_older_than_every_cuda_major_says_what_to_install(
+    deps: Dependencies, driver: str, expected: str
+) -> None:
+    selection = select_torch(gpu_override("8.6", driver), deps.torch, "linux")
+    assert selection.variant == "cpu"
+    assert expected in selection.warnings[0]
+    assert "(Linux ≥ 580.65.06)" in selection.warnings[0]
+
+
+def test_a_gpu_without_kernels_in_any_build_says_so(deps: Dependencies) -> None:
+    selection = select_torch(gpu_override("3.5", "13.0"), deps.torch, "linux")
+    assert selection.variant == "cpu"
+    assert "No configured torch build has kernels for compute capability 3.5" in (
+        selection.advice or ""
+    )
+    assert "driver" not in (selection.advice or "")
+
+
+def test_cu130_on_request_over_an_older_cuda_12_driver_is_flagged(deps: Dependencies) -> None:
+    # A cu130 build on a CUDA 12 driver does not start at all: a requested variant that does
+    # not fit is planned with a warning.
+    selection = select_torch(gpu_override("8.6", "12.8"), deps.torch, "linux", "cu130")
+    assert selection.variant == "cu130"
+    assert "needs a driver supporting CUDA 13.0" in selection.warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("cc", "driver", "platform", "sa2"),
+    [
+        ("9.0", "13.0", "windows", SA2_CU12X),
+        ("12.0", "13.0", "windows", SA2_CU12X),
+        ("9.0", "13.0", "linux", None),
+        ("10.0", "13.0", "windows", None),
+    ],
+)
+def test_cu128_on_request(
+    deps: Dependencies, manifest: Any, cc: str, driver: str, platform: str, sa2: str | None
+) -> None:
+    selection, planned = plan_for(deps, manifest, gpu_override(cc, driver), platform, "cu128")
     assert (selection.variant, selection.cuda, selection.index_url) == (
-        "cu130",
-        "cu130",
-        INDEX["cu130"],
+        "cu128",
+        "cu128",
+        INDEX["cu128"],
     )
     assert selection.warnings == ()
-    assert selection.reason == "--torch-index cu130 (requested)"
+    assert selection.reason == "--torch-index cu128 (requested)"
     chosen = [p.requirement for p in planned if p.kind == "wheel" and p.action == "install"]
     assert chosen == ([sa2] if sa2 else [])
-    assert by_name(planned, "xformers").extra_index_urls == [INDEX["cu130"]]
+    assert by_name(planned, "xformers").extra_index_urls == [INDEX["cu128"]]
 
 
 def test_requested_variant_that_does_not_fit_warns(deps: Dependencies) -> None:
@@ -274,7 +377,7 @@ def test_unknown_requested_variant_is_a_plan_error(deps: Dependencies) -> None:
     ("request_", "variant", "index_url", "cuda"),
     [
         ("cpu", "cpu", INDEX["cpu"], None),
-        ("default", "default", None, "cu128"),
+        ("default", "default", None, "cu130"),
         ("https://mirror.example/whl/cu126", "custom", "https://mirror.example/whl/cu126", "cu126"),
         ("/srv/wheels", "custom", "/srv/wheels", None),
     ],
@@ -283,7 +386,7 @@ def test_torch_index_requests(
     deps: Dependencies, request_: str, variant: str, index_url: str | None, cuda: str | None
 ) -> None:
     selection = select_torch(
-        gpu_override("8.9", "12.8"),
+        gpu_override("8.9", "13.0"),
         deps.torch,
         "linux",
         request_,
@@ -299,50 +402,142 @@ def test_default_index_on_windows_is_the_cpu_build(deps: Dependencies) -> None:
     assert "cpu build" in selection.reason
 
 
-def test_no_fitting_variant_and_no_cpu_build_names_torch_variants() -> None:
-    torch = TorchConfig(
-        packages=["torch==2.9.1"],
-        variants=[
-            TorchVariant(
-                name="cu130", index_url="https://x/cu130", min_cuda_driver="13.0", cc=">=7.5"
-            )
-        ],
+def test_xformers_from_pypi_never_goes_beside_a_cuda_13_torch(
+    deps: Dependencies, manifest: Any
+) -> None:
+    # --torch-index default on Linux: PyPI's torch is the cu130 build; xformers would come
+    # from PyPI too (no torch index to look in), and PyPI's xformers is a CUDA 12.8 build.
+    gpu = gpu_override("9.0", "13.0")
+    planned = plan_optimizations(
+        deps,
+        manifest,
+        platform="linux",
+        gpu=gpu,
+        torch_version="2.11.0",
+        torch_cuda="cu130",
+        torch_index_url=None,
+        python_version="3.12",
     )
-    with pytest.raises(PlanError) as caught:
-        select_torch(gpu_override("6.1", "13.0"), torch, "linux")
-    assert caught.value.message.startswith("torch.variants")
-    assert "compute capability 6.1" in caught.value.message
+    xformers = by_name(planned, "xformers")
+    assert xformers.action == "skip"
+    assert "CUDA 12.8 build" in xformers.reason
+    assert "no configured index has a CUDA 13 build" in xformers.reason
+    assert by_name(planned, "triton").action == "install"
 
 
-def test_no_gpu_and_no_cpu_build_is_a_plan_error() -> None:
-    torch = TorchConfig(
-        packages=["torch==2.9.1"],
-        variants=[TorchVariant(name="cu128", index_url="https://x/cu128", min_cuda_driver="12.8")],
+def _package(**changes: Any) -> OptimizationPackage:
+    return OptimizationPackage(name="kernels", pypi_package="kernels", **changes)
+
+
+def _config_with(deps: Dependencies, package: OptimizationPackage) -> Dependencies:
+    optimizations = deps.optimizations.model_copy(update={"packages": [package]})
+    return deps.model_copy(update={"optimizations": optimizations})
+
+
+@pytest.mark.parametrize(
+    ("cuda", "torch_cuda", "index", "index_url", "action", "reason"),
+    [
+        ("12.8", "cu128", "default", None, "install", "no torch constraint"),
+        ("12.8", "cu126", "default", None, "install", "no torch constraint"),
+        ("12.8", "cu130", "default", None, "skip", "the default index's kernels is a CUDA 12.8"),
+        ("12.8", "cu130", "torch", INDEX["cu130"], "install", "from torch's cu130 index"),
+        ("12.8", "cu130", "torch", None, "skip", "no configured index has a CUDA 13 build"),
+        ("13.0", "cu128", "default", None, "skip", "the default index's kernels is a CUDA 13.0"),
+        ("13.0", "cu130", "default", None, "install", "no torch constraint"),
+    ],
+)
+def test_a_build_for_another_cuda_major_is_skipped_unless_an_index_has_one(
+    deps: Dependencies,
+    manifest: Any,
+    cuda: str,
+    torch_cuda: str,
+    index: str,
+    index_url: str | None,
+    action: str,
+    reason: str,
+) -> None:
+    package = _package(
+        requires=["nvidia"], index=index, pypi_build=PypiBuild(cuda=cuda, sass=["8.0"])
     )
-    with pytest.raises(PlanError, match="no CPU build"):
-        select_torch(no_gpu("--gpu none"), torch, "linux")
+    planned = plan_optimizations(
+        _config_with(deps, package),
+        manifest,
+        platform="linux",
+        gpu=gpu_override("8.6", "13.0"),
+        torch_version="2.11.0",
+        torch_cuda=torch_cuda,
+        torch_index_url=index_url,
+        python_version="3.12",
+    )
+    entry = by_name(planned, "kernels")
+    assert entry.action == action
+    assert reason in entry.reason
 
 
-def test_variant_limited_to_one_platform() -> None:
-    torch = TorchConfig(
-        packages=["torch==2.9.1"],
-        variants=[
-            TorchVariant(
-                name="cu129", index_url="https://x/cu129", min_cuda_driver="12.9",
-                platforms=["linux"],
-            ),
-            TorchVariant(name="cpu", index_url="https://x/cpu"),
-        ],
-    )  # fmt: skip
-    gpu = gpu_override("8.9", "13.0")
-    assert select_torch(gpu, torch, "linux").variant == "cu129"
-    assert select_torch(gpu, torch, "windows").variant == "cpu"
+def test_a_platform_scoped_requirement_applies_on_that_platform_only(
+    deps: Dependencies, manifest: Any
+) -> None:
+    package = _package(
+        requires=["nvidia", "windows:cc>=8.0"],
+        requires_notes={"windows:cc>=8.0": "the Windows build has no Turing kernels"},
+    )
+    config = _config_with(deps, package)
+    for platform, action in (("linux", "install"), ("windows", "skip")):
+        planned = plan_optimizations(
+            config, manifest, platform=platform, gpu=gpu_override("7.5", "13.0"),
+            torch_version="2.11.0", torch_cuda="cu130", torch_index_url=INDEX["cu130"],
+            python_version="3.12",
+        )  # fmt: skip
+        entry = by_name(planned, "kernels")
+        assert entry.action == action
+    assert entry.reason == (
+        "needs compute capability >=8.0 (have 7.5) on windows: the Windows build has no "
+        "Turing kernels"
+    )
+
+
+@pytest.mark.parametrize(
+    ("archs", "cc", "runs"),
+    [
+        (["7.5", "8.0", "9.0a"], "8.0", "8.0"),
+        (["7.5", "8.0", "9.0a"], "8.6", "8.0"),  # same major, newer minor: binary compatible
+        (["7.5", "8.0", "9.0a"], "8.9", "8.0"),
+        (["7.5", "8.0", "9.0a"], "9.0", "9.0a"),
+        (["7.5", "8.0", "9.0a"], "10.0", None),  # another major: only PTX would run
+        (["7.5", "8.0", "9.0a"], "12.0", None),
+        (["7.5", "8.0", "9.0a"], "7.0", None),  # older minor
+        (["8.6", "12.0"], "8.9", "8.6"),
+        (["8.6", "12.0"], "12.1", "12.0"),
+        (["9.0a"], "9.1", None),  # arch-specific kernels run on that one capability only
+    ],
+)
+def test_sass_runs_on_newer_minors_of_its_major(archs: list[str], cc: str, runs: str) -> None:
+    assert sass_for(archs, Version(cc)) == runs
+
+
+def test_cuda_of_build_names() -> None:
+    assert cuda_of("cu128") == Version("12.8")
+    assert cuda_of("cu130") == Version("13.0")
+    assert cuda_of("cu92") == Version("9.2")
+    assert cuda_of("cpu") is None
+    assert cuda_of(None) is None
+
+
+def test_driver_limit_only_when_the_driver_is_older(deps: Dependencies) -> None:
+    assert driver_limit("cu128", Version("12.8"), deps.torch.variants) is None
+    assert driver_limit("cu128", Version("13.0"), deps.torch.variants) is None
+    assert driver_limit("cu128", None, deps.torch.variants) is None
+    assert driver_limit(None, Version("12.2"), deps.torch.variants) is None
+    limit = driver_limit("cu128", Version("12.2"), deps.torch.variants, "windows")
+    assert limit is not None
+    assert limit.update == "a driver that supports CUDA 12.8 (Windows ≥ 570.65)"
 
 
 def test_unknown_driver_is_assumed_new_enough(deps: Dependencies) -> None:
     selection = select_torch(gpu_override("8.9", None), deps.torch, "linux")
-    assert selection.variant == "cu128"
+    assert selection.variant == "cu130"
     assert "assumed new enough" in selection.reason
+    assert selection.driver_limit is None
 
 
 @pytest.mark.parametrize(
@@ -461,26 +656,39 @@ def test_chosen_variant_fits_driver_and_cc(
         assert not any(not v.is_cuda for v in candidates)
         assert error.message.startswith("torch.variants")
         return
+
+    def same_major(v: TorchVariant) -> bool:
+        has_kernels = v.cc is None or Version(cc) in SpecifierSet(v.cc)
+        return has_kernels and Version(v.min_cuda_driver or "0").major == Version(driver).major
+
     chosen = next(v for v in candidates if v.name == selection.variant)
-    if chosen.is_cuda:
-        assert Version(chosen.min_cuda_driver or "") <= Version(driver)
-        if chosen.cc is not None:
-            assert Version(cc) in SpecifierSet(chosen.cc)
-        # ... and it is the first one in config order that fits.
-        assert chosen == next(v for v in candidates if v.is_cuda and fits(v))
+    full = [v for v in candidates if v.is_cuda and fits(v)]
+    compatible = [v for v in candidates if v.is_cuda and same_major(v)]
+    if chosen.is_cuda and full:
+        # The first one in config order that fits the driver and the GPU ...
+        assert chosen == full[0]
+        assert selection.driver_limit is None
+    elif chosen.is_cuda:
+        # ... else the first with kernels for the GPU and of the driver's CUDA major.
+        assert chosen == compatible[0]
+        assert selection.driver_limit is not None
+        assert selection.driver_limit.driver_cuda == Version(driver)
     else:
-        assert not any(v.is_cuda and fits(v) for v in candidates)
+        assert not full and not compatible
         assert selection.warnings
 
 
 @PROPERTY
 @given(cc=versions, driver=drivers, platform=st.sampled_from(["linux", "windows"]))
-def test_shipped_variant_never_needs_a_newer_driver(
+def test_shipped_variant_needs_at_most_the_drivers_cuda_major(
     deps: Dependencies, cc: str, driver: str, platform: str
 ) -> None:
     selection = select_torch(gpu_override(cc, driver), deps.torch, platform)
     variant = next(v for v in deps.torch.variants if v.name == selection.variant)
-    assert Version(variant.min_cuda_driver or "0") <= Version(driver)
+    needed = Version(variant.min_cuda_driver or "0")
+    if needed > Version(driver):
+        assert needed.major == Version(driver).major
+        assert selection.driver_limit is not None
     if variant.cc is not None:
         assert Version(cc) in SpecifierSet(variant.cc)
 
@@ -650,7 +858,8 @@ def test_chosen_variant_covers_every_gpu(
         return
     chosen = next(v for v in torch.variants if v.name == selection.variant)
     if chosen.is_cuda:
-        assert Version(chosen.min_cuda_driver or "") <= Version(driver)
+        needed = Version(chosen.min_cuda_driver or "")
+        assert needed <= Version(driver) or needed.major == Version(driver).major
         for cc in ccs:
             assert chosen.cc is None or Version(cc) in SpecifierSet(chosen.cc), (cc, chosen.cc)
 
@@ -706,7 +915,7 @@ def two_gpus(low: str, high: str, driver: str) -> GpuReport:
 
 def test_mixed_gpus_get_a_build_that_covers_every_gpu(deps: Dependencies) -> None:
     # RTX 4090 (8.9) + RTX 5090 (12.0) on a driver that supports CUDA 12.6: cu126 covers only
-    # the 4090 and cu128 needs a newer driver, so no CUDA build fits both cards.
+    # the 4090, so cu128 (both cards) runs through minor-version compatibility.
     selection = select_torch(two_gpus("8.9", "12.0", "12.6"), deps.torch, "linux")
     variant = next(v for v in deps.torch.variants if v.name == selection.variant)
     for cc in ("8.9", "12.0"):

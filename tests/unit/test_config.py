@@ -248,7 +248,7 @@ def test_a_config_error_is_not_a_pydantic_error(write_config: Callable[[Mutate],
 
 
 def test_shipped_files_load(deps: Dependencies, manifest: ToolsManifest) -> None:
-    assert deps.comfyui.commit == "59afc3984868289f808d02fa5cd180edfb2de240"
+    assert deps.comfyui.commit == "2f35f4a08176d993cded35dac3332be4f7287f41"
     assert [p.name for p in deps.optimizations.packages] == ["xformers", "triton"]
     # Every shipped wheel has its checksum in the shipped manifest.
     for wheel in deps.pip_packages.sageattention_wheels:

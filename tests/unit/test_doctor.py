@@ -60,38 +60,65 @@ def test_doctor_on_the_h100(h100_report: dict[str, Any]) -> None:
     torch = check(report, "torch", "build")
     assert torch["status"] == "ok"
     assert torch["detail"].startswith(
-        "cu128 (https://download.pytorch.org/whl/cu128): newest configured build for "
+        "cu130 (https://download.pytorch.org/whl/cu130): newest configured build for "
         "compute capability 9.0"
     )
     assert "the driver supports CUDA 13.0" in torch["detail"]
     assert report["gpu"]["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
     assert report["gpu"]["cuda_driver_version"] == "13.0"
-    assert report["torch"]["variant"] == "cu128"
+    assert report["torch"]["variant"] == "cu130"
     assert report["overall"] == "ok"
     xformers = check(report, "optimizations", "xformers")
     assert (xformers["status"], xformers["detail"].split(":")[0]) == (
         "ok",
-        "xformers==0.0.33.post2",
+        "xformers==0.0.35",
     )
     assert report["install"] is None
     json.dumps(report)  # the data of `doctor --json`: must serialise as is
 
 
-def test_doctor_on_an_h100_with_an_old_driver_warns(
+def test_doctor_on_an_h100_with_an_old_driver_says_minor_version_compatibility(
     nvml: Callable[..., Any],
     deps: Dependencies,
     manifest: ToolsManifest,
     fake_env: Environment,
     tmp_path: Path,
 ) -> None:
+    # A 550 driver (CUDA 12.4): cu128 runs through minor-version compatibility; doctor says
+    # so, with the limits, and which driver lifts them.
     nvml(driver="550.127.05", cuda=12040)
     gpu = detect_gpus()
     report = doctor_report(fake_env, gpu, plan_for(deps, manifest, fake_env, gpu, tmp_path), None)
     torch = check(report, "torch", "build")
     assert torch["status"] == "warn"
-    assert torch["detail"].startswith("cpu ")
-    assert torch["hint"] == "Update the NVIDIA driver to use a CUDA build."
+    assert torch["detail"].startswith("cu128 ")
+    assert "through CUDA minor-version compatibility, with limits" in torch["detail"]
+    assert torch["hint"] == (
+        "Install a driver that supports CUDA 12.8 (Linux ≥ 570.26) to lift the limits of "
+        "minor-version compatibility."
+    )
+    assert report["torch"]["minor_version_compat"] in torch["detail"]
+    triton = check(report, "optimizations", "triton")
+    assert "device kernel image is invalid" in triton["detail"]
+    assert check(report, "optimizations", "xformers")["status"] == "ok"
     assert report["overall"] == "warn"
+
+
+def test_doctor_on_a_gpu_with_a_cuda_11_driver_says_what_to_install(
+    nvml: Callable[..., Any],
+    deps: Dependencies,
+    manifest: ToolsManifest,
+    fake_env: Environment,
+    tmp_path: Path,
+) -> None:
+    nvml(driver="520.61.05", cuda=11080)
+    gpu = detect_gpus()
+    report = doctor_report(fake_env, gpu, plan_for(deps, manifest, fake_env, gpu, tmp_path), None)
+    torch = check(report, "torch", "build")
+    assert torch["status"] == "warn"
+    assert torch["detail"].startswith("cpu ")
+    assert torch["hint"].startswith("Install a driver that supports CUDA 13.0 (Linux ≥ 580.65.06)")
+    assert "any CUDA 12 driver runs cu128" in torch["hint"]
 
 
 def test_doctor_without_a_gpu(
@@ -213,7 +240,7 @@ def test_doctor_cli_with_the_faked_h100(
     assert check(data, "gpu", "driver")["detail"].startswith(
         "driver 580.159.04, supports CUDA 13.0"
     )
-    assert check(data, "torch", "build")["detail"].startswith("cu128 ")
+    assert check(data, "torch", "build")["detail"].startswith("cu130 ")
     # PATH holds only an empty folder here, so git is missing: a failure with a hint.
     git = check(data, "system", "git")
     assert git["status"] == "fail"

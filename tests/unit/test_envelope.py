@@ -26,7 +26,17 @@ STEP_KEYS = {
     "number", "id", "title", "action", "reason", "cascade", "details", "inputs", "fingerprint",
     "depends_on",
 }  # fmt: skip
-TORCH_KEYS = {"variant", "index_url", "cuda", "packages", "version", "reason", "installed"}
+TORCH_KEYS = {
+    "variant",
+    "index_url",
+    "cuda",
+    "packages",
+    "version",
+    "reason",
+    "installed",
+    "minor_version_compat",
+    "advice",
+}
 GPU_KEYS = {"source", "reason", "driver_version", "cuda_driver_version", "planning_cc", "gpus"}
 OPTIMIZATION_KEYS = {
     "name", "kind", "action", "reason", "distribution", "requirement", "import_name",

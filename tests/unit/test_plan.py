@@ -36,7 +36,7 @@ from installer.plan.build import build_plan
 from installer.plan.model import STEP_IDS, InstallOptions, Plan
 
 DIR = Path("/srv/comfy")
-COMMIT = "59afc3984868289f808d02fa5cd180edfb2de240"
+COMMIT = "2f35f4a08176d993cded35dac3332be4f7287f41"
 H100 = gpu_override("9.0", "13.0")
 
 ORDER = (
@@ -89,8 +89,9 @@ def test_fresh_plan_with_a_gpu(
         ("verify", "run", "venv, comfyui, torch, requirements, optimizations will run first"),
     ]
     assert plan.platform == "linux"
-    assert plan.torch.variant == "cu128"
-    assert plan.torch.version == "2.9.1"
+    assert plan.torch.variant == "cu130"
+    assert plan.torch.version == "2.11.0"
+    assert plan.torch.minor_version_compat is None
     assert plan.comfyui.commit == COMMIT
     assert plan.paths.venv_python == "venv/bin/python"
     assert plan.paths.launcher == "run_comfyui.sh"
@@ -99,8 +100,8 @@ def test_fresh_plan_with_a_gpu(
     assert {s.fingerprint for s in plan.steps}.isdisjoint({""})
     installs = {o.name: o.requirement for o in plan.optimizations if o.action == "install"}
     assert installs == {
-        "xformers": "xformers==0.0.33.post2",
-        "triton": "triton<3.6,>=3.5",
+        "xformers": "xformers==0.0.35",
+        "triton": "triton<3.7,>=3.6",
         "sageattention==1.0.6 (fallback)": "sageattention==1.0.6",
     }
 
@@ -117,15 +118,38 @@ def test_fresh_plan_without_a_gpu(
     assert all(o.action == "skip" for o in plan.optimizations)
 
 
-def test_gpu_on_an_old_driver_plans_cpu_torch_and_warns(
+def test_gpu_on_a_cuda_11_driver_plans_cpu_torch_and_warns(
     deps: Dependencies, manifest: ToolsManifest, fake_env: Environment
 ) -> None:
-    plan = make(deps, manifest, fake_env, gpu_override("12.0", "12.6"))
+    plan = make(deps, manifest, fake_env, gpu_override("12.0", "11.8"))
     assert plan.torch.variant == "cpu"
     assert plan.step("optimizations").action == "skip"
     assert plan.step("optimizations").reason == "torch is a CPU build"
     assert len(plan.warnings) == 1
-    assert "Update the NVIDIA driver" in plan.warnings[0]
+    assert "Install a driver that supports CUDA 13.0" in plan.warnings[0]
+    assert plan.torch.advice is not None and "any CUDA 12 driver runs cu128" in plan.torch.advice
+
+
+def test_gpu_on_an_older_driver_of_the_builds_cuda_major_runs_through_minor_compat(
+    deps: Dependencies, manifest: ToolsManifest, fake_env: Environment
+) -> None:
+    # An RTX 5090 on a 560 driver (CUDA 12.6): cu126 has no Blackwell kernels, cu128 has and
+    # runs on any CUDA 12 driver, with limits.
+    plan = make(deps, manifest, fake_env, gpu_override("12.0", "12.6"))
+    assert plan.torch.variant == "cu128"
+    assert plan.torch.cuda == "cu128"
+    assert plan.torch.minor_version_compat is not None
+    assert "CUDA minor-version compatibility" in plan.torch.minor_version_compat
+    assert "(Linux ≥ 570.26) removes them" in plan.torch.minor_version_compat
+    assert plan.warnings == [plan.torch.minor_version_compat]
+    assert plan.step("optimizations").action == "run"
+    skipped = {o.name: o.reason for o in plan.optimizations if o.action == "skip"}
+    # xformers has no Blackwell kernels (only PTX, which this driver cannot compile).
+    assert "no compiled kernels for compute capability 12.0" in skipped["xformers"]
+    assert "device kernel image is invalid" in skipped["triton"]
+    assert skipped["sageattention==1.0.6 (fallback)"].startswith(
+        "SageAttention runs Triton kernels"
+    )
 
 
 def test_windows_plan(deps: Dependencies, manifest: ToolsManifest, fake_env: Environment) -> None:
@@ -499,7 +523,7 @@ def test_cli_windows_dry_run(cli: Callable[..., Any], tmp_path: Path) -> None:
     installed_wheels = [o["wheel"]["filename"] for o in data["optimizations"]
                         if o["kind"] == "wheel" and o["action"] == "install"]  # fmt: skip
     assert installed_wheels == [
-        "sageattention-2.2.0+cu128torch2.9.1.post6-cp310-abi3-win_amd64.whl"
+        "sageattention-2.2.0+cu128torch2.10.0andhigher.post6-cp310-abi3-win_amd64.whl"
     ]
     assert not any(
         o["kind"] == "fallback" and o["action"] == "install" for o in data["optimizations"]
@@ -507,6 +531,45 @@ def test_cli_windows_dry_run(cli: Callable[..., Any], tmp_path: Path) -> None:
     launchers = next(s for s in data["steps"] if s["id"] == "launchers")
     assert launchers["inputs"]["launcher"] == "run_comfyui.bat"
     assert not target.exists()
+
+
+@pytest.mark.parametrize("cc", ["6.1", "7.5"])
+def test_cli_windows_below_cc_8_gets_no_triton_windows(
+    cli: Callable[..., Any], tmp_path: Path, cc: str
+) -> None:
+    data = dry_run_json(
+        cli, tmp_path / "win", "--platform", "windows", "--gpu", cc, "--cuda-driver", "13.0"
+    )
+    assert data["torch"]["variant"] == ("cu126" if cc == "6.1" else "cu130")
+    by_name = {o["name"]: o for o in data["optimizations"]}
+    assert by_name["triton"]["action"] == "skip"
+    assert by_name["triton"]["reason"].startswith(
+        f"needs compute capability >=8.0 (have {cc}) on windows: triton-windows supports Turing"
+    )
+    assert not [
+        o for o in data["optimizations"] if o["action"] == "install" and o["kind"] != "package"
+    ]
+    assert all(
+        o["reason"].startswith("SageAttention runs Triton kernels")
+        for o in data["optimizations"]
+        if o["kind"] != "package"
+    )
+
+
+@pytest.mark.parametrize(
+    ("cc", "driver", "variant"),
+    [("6.1", "12.4", "cu126"), ("5.2", "12.2", "cu126"), ("8.0", "12.2", "cu128")],
+)
+def test_cli_dry_run_of_the_issue_20_machines(
+    cli: Callable[..., Any], tmp_path: Path, cc: str, driver: str, variant: str
+) -> None:
+    data = dry_run_json(cli, tmp_path / "old", "--gpu", cc, "--cuda-driver", driver)
+    assert data["torch"]["variant"] == variant
+    assert "minor-version compatibility" in data["torch"]["minor_version_compat"]
+    assert data["torch"]["minor_version_compat"] in data["warnings"]
+    text = cli("install", str(tmp_path / "old"), "--dry-run", "--gpu", cc, "--cuda-driver", driver)
+    assert text.exit_code == 0, text.output
+    assert "minor-version compatibility" in " ".join(text.output.split())
 
 
 def test_cli_linux_dry_run_has_no_sa2_wheel(cli: Callable[..., Any], tmp_path: Path) -> None:

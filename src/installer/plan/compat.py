@@ -223,15 +223,18 @@ def driver_limit(
     """Return the limit when a CUDA torch build is newer than the driver's CUDA, else None.
 
     Args:
-        torch_cuda: The torch build, e.g. `cu128` (None: a CPU build, no limit).
+        torch_cuda: The torch build, e.g. `cu128` (None: a CPU build, no limit); a configured
+            variant of that name gives its `min_cuda_driver`, else the name its CUDA version.
         cuda_driver: The newest CUDA the driver supports (None: unknown, assumed new enough).
         variants: The configured builds, to name the driver that lifts the limit.
         platform: The target OS, for the driver release.
     """
-    build_cuda = cuda_of(torch_cuda)
+    variant = next((v for v in variants if v.name == torch_cuda and v.is_cuda), None)
+    build_cuda = (
+        Version(str(variant.min_cuda_driver)) if variant is not None else cuda_of(torch_cuda)
+    )
     if build_cuda is None or cuda_driver is None or cuda_driver >= build_cuda:
         return None
-    variant = next((v for v in variants if v.name == torch_cuda and v.is_cuda), None)
     update = (
         driver_update(variant, platform)
         if variant is not None
