@@ -259,3 +259,45 @@ def test_doctor_text_output(
     assert result.exit_code == 0, result.output
     assert "NVIDIA H100 80GB HBM3" in result.output
     assert "compute capability 9.0" in result.output
+
+
+@pytest.mark.parametrize(
+    ("gpu", "torch_cuda", "cuda", "status", "hint"),
+    [
+        ("none", None, False, "info", None),
+        ("9.0", "13.0", True, "ok", None),
+        ("9.0", "12.8", True, "warn", "a cu130 torch on a CUDA 13 driver"),
+    ],
+)
+def test_doctor_says_which_comfy_kitchen_back_ends_load(
+    deps: Dependencies,
+    manifest: ToolsManifest,
+    fake_env: Environment,
+    tmp_path: Path,
+    gpu: str,
+    torch_cuda: str | None,
+    cuda: bool,
+    status: str,
+    hint: str | None,
+) -> None:
+    from installer.core.facts import KitchenBackend, KitchenReport, gpu_override, no_gpu
+
+    report_gpu = no_gpu("--gpu none") if gpu == "none" else gpu_override(gpu, "13.0")
+    kitchen = KitchenReport(
+        True,
+        "0.2.31",
+        torch_cuda,
+        (
+            KitchenBackend(
+                "cuda", cuda, reason=None if cuda else "CUDA not available on this system"
+            ),
+            KitchenBackend("eager", True),
+        ),
+    )
+    plan = plan_for(deps, manifest, fake_env, report_gpu, tmp_path)
+    report = doctor_report(fake_env, report_gpu, plan, None, kitchen)
+    found = check(report, "optimizations", "comfy-kitchen")
+    assert found["status"] == status
+    assert found["detail"] == kitchen.summary()
+    assert (hint is None and found["hint"] is None) or hint in found["hint"]
+    assert report["comfy_kitchen"]["backends"]["cuda"]["available"] is cuda
