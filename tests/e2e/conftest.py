@@ -13,7 +13,7 @@ from support.real import REAL_ENV, real_install_args
 
 @pytest.fixture(scope="session")
 def real_install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One real install of ComfyUI v0.3.77, shared by every test (and xdist worker).
+    """One real install of ComfyUI v0.33.0, shared by every test (and xdist worker).
 
     Under pytest-xdist each worker runs this fixture; they share one DIR in the
     run's common temp folder, one after the other under a file lock: the first

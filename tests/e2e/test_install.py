@@ -384,3 +384,17 @@ def test_find_links_mirror_installs_without_an_index(tmp_path: Path, fixtures: F
     done = run(args, installer_env(fixtures))
     assert done.returncode == 0, done.stderr
     assert venv_dists(target)["torch"] == "2.9.1+cu128"
+
+
+def test_redoing_comfyui_keeps_an_existing_custom_nodes_folder(installed: dict) -> None:
+    # ComfyUI v0.33.0 lists custom_nodes/ at start-up (os.listdir) and dies without it, and
+    # its release tree has none: the comfyui step creates it, and never touches one that
+    # is there.
+    target: Path = installed["dir"]
+    node = target / "ComfyUI" / "custom_nodes" / "my-node"
+    node.mkdir()
+    (node / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
+    done = run([*install_args(target, installed["config"], installed["url"]), "--force", "comfyui"],
+               installed["env"])  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (node / "__init__.py").read_text() == "NODE_CLASS_MAPPINGS = {}\n"

@@ -1,6 +1,6 @@
-"""Locked installs for real: the real ComfyUI v0.3.77 and the registry's packages.
+"""Locked installs for real: the real ComfyUI v0.33.0 and the registry's packages.
 
-Writes the Linux lock of the fixture bundle for the default index (torch 2.9.1
+Writes the Linux lock of the fixture bundle for the default index (torch 2.11.0
 from the registry) and this Python, then installs it the way steps 7 and 8 do
 (torch with the lock as a constraint, then ComfyUI's requirements with
 `--require-hashes --no-deps`) and starts ComfyUI with nothing else installed
@@ -41,7 +41,7 @@ def real_lock(tmp_path_factory: pytest.TempPathFactory) -> dict:
     git("clone", "-q", str(bundle), str(source), cwd=root)
     commit = git("rev-parse", "HEAD", cwd=source)
     deps = json.loads(SHIPPED_DEPS.read_text())
-    deps["comfyui"] = {"url": str(bundle), "ref": "v0.3.77", "commit": commit}
+    deps["comfyui"] = {"url": str(bundle), "ref": "v0.33.0", "commit": commit}
     deps["python"]["default"] = PYTHON
     config = root / "deps.json"
     config.write_text(json.dumps(deps, indent=2))
@@ -82,7 +82,14 @@ def test_real_lock_pins_everything_with_hashes(real_lock: dict) -> None:
     lock = parse_lock(real_lock["lock"])
     requirements = {e.name for e in lock.sections["requirements"]}
     torch_only = {e.name for e in lock.sections["torch"]}
-    assert {"comfyui-frontend-package", "transformers", "av", "requests"} <= requirements
+    assert {
+        "comfyui-frontend-package",
+        "transformers",
+        "av",
+        "requests",
+        "comfy-kitchen",
+        "comfy-aimdo",
+    } <= requirements
     assert {"torch", "torchvision", "torchaudio"} <= torch_only
     assert not {"torch", "torchvision", "torchaudio"} & requirements
     assert any(name.startswith("nvidia-") for name in torch_only)

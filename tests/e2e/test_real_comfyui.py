@@ -1,10 +1,11 @@
-"""The product working for real: the real ComfyUI v0.3.77 and the registry's torch trio.
+"""The product working for real: the real ComfyUI v0.33.0 and the registry's torch trio.
 
-Installs the fixture bundle of ComfyUI v0.3.77 with `--gpu none --torch-index
-default` (torch 2.9.1, torchvision 0.24.1, torchaudio 2.9.1 from the package
-registry), then starts it with `comfy-install launch` on the CPU and waits for
-`GET /object_info` to answer 200. Marked `real`: it needs the package registry and takes about a
-minute with a cold uv cache (`pytest -m "not real"` leaves it out).
+Installs the fixture bundle of ComfyUI v0.33.0 with `--gpu none --torch-index
+default` (torch 2.11.0, torchvision 0.26.0, torchaudio 2.11.0 from the package
+registry; on Linux the registry's torch is the CUDA 13.0 build), then starts it with
+`comfy-install launch` on the CPU and waits for `GET /object_info` to answer 200.
+Marked `real`: it needs the package registry; with a cold uv cache the CUDA torch
+and its CUDA libraries are about 3 GB (`pytest -m "not real"` leaves it out).
 
 The same install also carries `comfy-install benchmark` on the CPU (the hidden
 `--allow-cpu`): the shipped module with torch's SDPA on tiny shapes, a saved run,
@@ -19,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +31,50 @@ from installer.bench.results import timing_stats, with_speedups
 from installer.bench.store import load_run, save_run, saved_runs
 from installer.cli.benchmark import benchmark
 from support.cli import read_state, run, venv_dists
-from support.real import REAL_ENV, free_port, real_install_args
+from support.real import REAL_ENV, launch_and_stop, real_install_args
 
 pytestmark = pytest.mark.real
 
 
 def test_real_install_has_the_pinned_trio(real_install: Path) -> None:
     dists = venv_dists(real_install)
-    assert dists["torch"].startswith("2.9.1")
-    assert dists["torchvision"].startswith("0.24.1")
-    assert dists["torchaudio"].startswith("2.9.1")
-    assert "comfyui-frontend-package" in dists
+    assert dists["torch"].startswith("2.11.0")
+    assert dists["torchvision"].startswith("0.26.0")
+    assert dists["torchaudio"].startswith("2.11.0")
+    assert {"comfyui-frontend-package", "comfy-kitchen", "comfy-aimdo", "requests"} <= set(dists)
     state = read_state(real_install)
     assert state["steps"]["verify"]["status"] == "done"
-    assert state["steps"]["comfyui"]["outputs"]["ref"] == "v0.3.77"
+    assert state["steps"]["comfyui"]["outputs"]["ref"] == "v0.33.0"
+    # The release tree has no custom_nodes/, which v0.33.0's main.py lists at start-up.
+    assert (real_install / "ComfyUI" / "custom_nodes").is_dir()
+
+
+def test_verify_says_which_comfy_kitchen_back_ends_load(real_install: Path) -> None:
+    verify = read_state(real_install)["steps"]["verify"]["outputs"]
+    kitchen = verify["comfy_kitchen"]
+    assert kitchen["installed"] is True
+    assert kitchen["version"] == "0.2.31"
+    # The registry's Linux torch is a CUDA 13.0 build, on a machine without a GPU.
+    assert verify["torch_cuda"] == kitchen["torch_cuda"] == "13.0"
+    assert kitchen["backends"]["cuda"]["available"] is False
+    assert kitchen["backends"]["cuda"]["reason"] == "CUDA not available on this system"
+    assert kitchen["backends"]["eager"]["available"] is True
+    assert kitchen["summary"].startswith("comfy-kitchen 0.2.31: cuda unavailable (CUDA not")
+
+
+def test_doctor_on_the_real_install_asks_its_venv(real_install: Path) -> None:
+    from support.cli import cli_path
+
+    done = subprocess.run(
+        [cli_path(), "doctor", str(real_install), "--json"],
+        env=REAL_ENV, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(done.stdout)["data"]
+    assert data["comfy_kitchen"]["backends"]["cuda"]["available"] is False
+    (check,) = [c for c in data["checks"] if c["name"] == "comfy-kitchen"]
+    assert check["status"] == "info"
+    assert "cuda unavailable (CUDA not available on this system)" in check["detail"]
 
 
 def test_real_rerun_changes_nothing(real_install: Path) -> None:
@@ -59,33 +89,9 @@ def test_real_rerun_changes_nothing(real_install: Path) -> None:
 
 
 def test_real_comfyui_through_comfy_install_launch(real_install: Path) -> None:
-    from support.cli import cli_path
-
-    port = free_port()
-    started = subprocess.run(
-        [cli_path(), "launch", str(real_install), "--listen", "127.0.0.1", "--port", str(port),
-         "--background", "--json", "--", "--cpu"],
-        env=REAL_ENV, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    try:
-        assert started.returncode == 0, started.stderr[-3000:]
-        data = json.loads(started.stdout)["data"]
-        assert data["seconds_to_ready"] > 0
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/object_info", timeout=10) as r:
-            assert r.status == 200
-            assert "KSampler" in json.loads(r.read())
-    finally:
-        stopped = subprocess.run(
-            [cli_path(), "stop", str(real_install)],
-            env=REAL_ENV,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    assert stopped.returncode == 0, stopped.stderr
-    with pytest.raises(OSError):
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/object_info", timeout=2)
+    data = launch_and_stop(real_install, REAL_ENV)
+    assert float(str(data["seconds_to_ready"])) > 0
+    assert "KSampler" in data["nodes"]  # type: ignore[operator]
 
 
 # --- comfy-install benchmark on the real install (CPU, hidden --allow-cpu) ------------
@@ -136,7 +142,7 @@ def test_cpu_run_measures_sdpa_and_saves_it(real_install: Path) -> None:
     run = data["run"]
     assert run["device"]["kind"] == "cpu"
     assert run["settings"]["timer"] == "perf_counter"
-    assert run["torch"]["version"].startswith("2.9.1")
+    assert run["torch"]["version"].startswith("2.11.0")
     sdpa = [m for m in run["measurements"] if m["backend"] == "sdpa"]
     assert {(m["shape"], m["dtype"]) for m in sdpa} == {
         (shape, dtype) for shape in ("tiny-unet", "tiny-dit") for dtype in ("fp16", "bf16")

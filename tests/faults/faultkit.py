@@ -39,7 +39,7 @@ from typing import Any
 
 from typer.testing import CliRunner, Result
 
-from support.cli import BASE_PYTHON, SHIPPED_DEPS, Fixtures, cli_path
+from support.cli import BASE_PYTHON, FIXTURE_TRIO, SHIPPED_DEPS, Fixtures, cli_path
 from support.comfy_repo import git
 from support.http_server import LocalHTTPServer, _Server
 from support.wheels import WheelSpec, build_wheel, sha256_of
@@ -70,6 +70,8 @@ def base_deps(fixtures: Fixtures) -> dict[str, Any]:
     deps["python"]["default"] = f"{sys.version_info.major}.{sys.version_info.minor}"
     deps["preflight"]["min_free_gb"] = 0.1
     deps["extra_requirements"] = []
+    deps["torch"]["packages"] = list(FIXTURE_TRIO)
+    deps["torch"]["default_index_builds"] = {"linux": "cu128", "windows": "cpu"}
     deps["optimizations"] = {"packages": []}
     deps["pip_packages"] = {"sageattention_wheels": [], "sageattention_fallback": None}
     deps["models"] = []

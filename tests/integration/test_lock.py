@@ -37,7 +37,7 @@ from support.wheels import WheelSpec, build_wheel
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 TARGET = f"linux-default-py{PYTHON.replace('.', '')}"
-BUNDLE = "comfyui-v0.3.77.bundle"
+BUNDLE = "comfyui-v0.33.0.bundle"
 
 
 @pytest.fixture(scope="module")
@@ -426,12 +426,12 @@ def _bundle() -> Path:
 def test_shipped_locks_are_current() -> None:
     """CI: every lock in locks/ matches dependencies.json and ComfyUI's requirements.txt.
 
-    The shipped config pins upstream commit 59afc398…, which the offline fixture
-    bundle lacks; the bundle's v0.3.77 has the same tree, so its requirements.txt
+    The shipped config pins upstream commit 2f35f4a0…, which the offline fixture
+    bundle lacks; the bundle's v0.33.0 has the same tree, so its requirements.txt
     is read there (the lock records the configured pin and the file's sha256).
     """
     done = subprocess.run(
-        lock_cli("--check", "--comfyui-url", str(_bundle()), "--comfyui-ref", "v0.3.77"),
+        lock_cli("--check", "--comfyui-url", str(_bundle()), "--comfyui-ref", "v0.33.0"),
         capture_output=True,
         text=True,
         timeout=120,

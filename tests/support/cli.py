@@ -14,6 +14,8 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_DEPS = REPO_ROOT / "dependencies.json"
 BASE_PYTHON = os.path.realpath(sys.executable)
+FIXTURE_TRIO = ("torch==2.9.1", "torchvision==0.24.1", "torchaudio==2.9.1")
+"""The torch trio of the tiny fixture wheels (tests/conftest.py), whatever the shipped pin."""
 
 
 def cli_path() -> str:
@@ -42,7 +44,8 @@ class Fixtures:
 
 
 def write_config(path: Path, fixtures: Fixtures, **changes: Any) -> Path:
-    """Write a dependencies.json for the fixtures: the shipped one, pointed at the local repo.
+    """Write a dependencies.json for the fixtures: the shipped one, pointed at the local repo
+    and pinned to the fixtures' torch trio.
 
     Keyword arguments replace top-level sections (``torch=...``) or, with a
     dotted-free ``comfyui_commit``/``comfyui_ref``, the ComfyUI pin.
@@ -57,6 +60,8 @@ def write_config(path: Path, fixtures: Fixtures, **changes: Any) -> Path:
     deps["python"]["default"] = f"{sys.version_info.major}.{sys.version_info.minor}"
     deps["preflight"]["min_free_gb"] = 0.1
     deps["extra_requirements"] = []
+    deps["torch"]["packages"] = list(FIXTURE_TRIO)
+    deps["torch"]["default_index_builds"] = {"linux": "cu128", "windows": "cpu"}
     deps.update(changes)
     path.write_text(json.dumps(deps, indent=2))
     return path
