@@ -52,9 +52,10 @@ MARKER = re.compile(
     r"^<!--[ \t]*generate:[ \t]*([a-z-]+)(?:[ \t]+(\S+))?[ \t]*-->[ \t]*$", re.MULTILINE
 )
 
-COMPAT_CCS = ("6.1", "7.0", "7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0")
-COMPAT_DRIVERS = ("12.4", "12.6", "12.8", "13.0")
+COMPAT_CCS = ("5.2", "6.1", "7.0", "7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0")
+COMPAT_DRIVERS = ("11.8", "12.2", "12.4", "12.6", "12.8", "13.0")
 GPU_NAMES = {
+    "5.2": "Maxwell: GTX 9xx, M40",
     "6.1": "Pascal: GTX 10xx, P40",
     "7.0": "Volta: V100",
     "7.5": "Turing: RTX 20xx, GTX 16xx, T4",
@@ -442,6 +443,8 @@ def compat_rows(platform: str) -> list[dict[str, str]]:
                 rows.append(row)
                 continue
             row["torch"] = code(selection.variant)
+            if selection.driver_limit is not None:
+                row["torch"] += " <small>minor-version compat.</small>"
             row["torch_reason"] = selection.reason
             planned = plan_optimizations(
                 deps,
@@ -491,7 +494,9 @@ def gen_compat(platform: str | None) -> str:
     torch_version = deps.torch.torch_version
     return (
         f"torch {torch_version}, Python {deps.python.default}, `--torch-index auto`; "
-        "hover a torch build for the planner's reason.\n\n" + table(header, body)
+        "hover a torch build for the planner's reason. *minor-version compat.*: the driver is "
+        "older than the build's CUDA but of its major; it runs with the "
+        "[limits below](#minor-version-compatibility).\n\n" + table(header, body)
     )
 
 
@@ -504,12 +509,20 @@ def gen_config_matrix(_: str | None = None) -> str:
     out = ["#### Torch builds (`torch.variants`, in order of preference)\n"]
     out.append(
         table(
-            ["build", "index", "driver's CUDA at least", "compute capability", "platforms"],
+            [
+                "build",
+                "index",
+                "driver's CUDA at least",
+                "driver release",
+                "compute capability",
+                "platforms",
+            ],
             [
                 [
                     code(v.name),
                     cell(v.index_url),
                     code(v.min_cuda_driver) if v.min_cuda_driver else "—",
+                    ", ".join(f"{k} ≥ {code(r)}" for k, r in v.driver_versions.items()) or "—",
                     code(v.cc) if v.cc else "any",
                     ", ".join(v.platforms),
                 ]
@@ -534,17 +547,27 @@ def gen_config_matrix(_: str | None = None) -> str:
         pins = "<br>".join(
             f"torch {code(c.torch)} → {code(c.spec)}" for c in package.torch_constraints
         )
+        build = package.pypi_build
+        kernels = (
+            f"CUDA {code(build.cuda)}" + (f", SASS {', '.join(build.sass)}" if build.sass else "")
+            if build is not None
+            else ("compiles at run time (Triton)" if package.jit_compiler else "—")
+        )
         rows.append(
             [
                 code(package.name),
                 cell(dist),
                 ", ".join(code(r) for r in package.requires) or "—",
                 pins or "—",
+                kernels,
                 cell(package.description) or "—",
             ]
         )
     out.append(
-        table(["package", "distribution", "requires", "torch → release", "what it is"], rows)
+        table(
+            ["package", "distribution", "requires", "torch → release", "PyPI build", "what it is"],
+            rows,
+        )
     )
     out.append("\n#### SageAttention wheels (`pip_packages.sageattention_wheels`)\n")
     rows = []

@@ -29,6 +29,7 @@ from support.real import bundle_path
 pytestmark = pytest.mark.real
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+OPTIONAL_MODULE = "No OpenGL_accelerate module loaded"
 MISSING_MODULE_SIGNS = ("No module named", "ModuleNotFoundError", "IMPORT FAILED", "Cannot import")
 
 
@@ -149,6 +150,8 @@ def test_install_from_real_lock_starts_comfyui(real_lock: dict, tmp_path: Path) 
     # Only the locked set (steps 7 and 8) is installed: ComfyUI must start with it.
     comfy = tmp_path / "ComfyUI"
     git("clone", "-q", str(source), str(comfy), cwd=tmp_path)
+    # As the comfyui step does: v0.33.0's main.py lists custom_nodes/, which its tree lacks.
+    (comfy / "custom_nodes").mkdir()
     quick = subprocess.run(
         [str(python), "main.py", "--cpu", "--quick-test-for-ci"],
         cwd=comfy,
@@ -159,4 +162,10 @@ def test_install_from_real_lock_starts_comfyui(real_lock: dict, tmp_path: Path) 
     )
     output = quick.stdout + quick.stderr
     assert quick.returncode == 0, output[-4000:]
-    assert not [sign for sign in MISSING_MODULE_SIGNS if sign in output], output[-4000:]
+    # PyOpenGL says at INFO that its optional accelerator module is absent; nothing else may.
+    missing = [
+        line
+        for line in output.splitlines()
+        if any(sign in line for sign in MISSING_MODULE_SIGNS) and OPTIONAL_MODULE not in line
+    ]
+    assert not missing, output[-4000:]

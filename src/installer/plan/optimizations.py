@@ -136,7 +136,7 @@ def plan_optimizations(
         if gate.value and package.jit_compiler:
             blocked = _compiler_blocked(package, platform, gpu, torch_cuda, limit)
             if blocked is not None:
-                compiler_skips.append(f"{package.name}: {blocked}")
+                compiler_skips.append(blocked)
     sage_gate = None if gate.value else gate.reason
     if sage_gate is None and compiler_skips:
         sage_gate = "SageAttention runs Triton kernels, which cannot work here: " + "; ".join(
@@ -174,12 +174,12 @@ def _compiler_blocked(
     """Why a run-time kernel compiler (Triton) cannot work here: the GPU or the driver."""
     met = requires_met(package.requires, platform, gpu, torch_cuda, package.requires_notes)
     if not met.value:
-        return met.reason
+        return f"{package.name} {met.reason}"
     if limit is not None:
         return (
-            f"it compiles kernels at run time with its own ptxas, newer than this driver "
-            f"(CUDA {limit.driver_cuda}), and such kernels fail to load ({TRITON_SOURCES}); "
-            f"{limit.update} lifts this"
+            f"{package.name} compiles its kernels at run time with its own ptxas, newer than "
+            f"this driver (CUDA {limit.driver_cuda}), and such kernels fail to load "
+            f"({TRITON_SOURCES}); {limit.update} lifts this"
         )
     return None
 
