@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 WORK = ROOT / "bench" / ".work"
 CLI = str(Path(sys.executable).parent / "comfy-install")
-TRIO = ["torch==2.9.1", "torchvision==0.24.1", "torchaudio==2.9.1"]
+BUNDLE_REF = "v0.33.0"
+TRIO = json.loads((ROOT / "dependencies.json").read_text())["torch"]["packages"]
 
 
 @dataclass
@@ -534,7 +535,7 @@ def floor_install(target: Path, env: dict[str, str]) -> float:
     )
     subprocess.run(["git", "clone", "-q", str(src), str(target / "ComfyUI")], env=env, check=True)
     subprocess.run(
-        ["git", "-C", str(target / "ComfyUI"), "checkout", "-q", "v0.3.77"], env=env, check=True
+        ["git", "-C", str(target / "ComfyUI"), "checkout", "-q", BUNDLE_REF], env=env, check=True
     )
     python = str(target / "venv" / "bin" / "python")
     subprocess.run(
@@ -614,7 +615,7 @@ def bench_full(cold_runs: int, warm_runs: int) -> list[Result]:
     return results
 
 
-BUNDLE_COMMIT = "9aeaac3e0f7b5f0711dabde5a4c3988a1361197f"  # the fixture bundle's v0.3.77
+BUNDLE_COMMIT = "3a0306dc24532f5a05a4440abcfe2b6b26cd2882"  # the fixture bundle's v0.33.0
 
 
 def bench_lock(runs: int) -> list[Result]:
@@ -623,7 +624,7 @@ def bench_lock(runs: int) -> list[Result]:
     assert src
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     deps = json.loads((ROOT / "dependencies.json").read_text())
-    deps["comfyui"] = {"url": str(src), "ref": "v0.3.77", "commit": BUNDLE_COMMIT}
+    deps["comfyui"] = {"url": str(src), "ref": BUNDLE_REF, "commit": BUNDLE_COMMIT}
     deps["python"]["default"] = python
     config = WORK / "bench-lock-deps.json"
     config.write_text(json.dumps(deps))
@@ -832,7 +833,7 @@ def bench_peer(runs: int) -> Result:
                     "--url",
                     str(clone),
                     "--version",
-                    "0.3.77",
+                    BUNDLE_REF.removeprefix("v"),
                     "--nvidia",
                     "--cuda-version",
                     "12.8",
@@ -854,8 +855,8 @@ def bench_peer(runs: int) -> Result:
         ours,
         peer,
         floor_name="comfy-cli (registry) with UV_CONSTRAINT pinning the torch trio",
-        notes="comfy-cli: clone from the local bundle clone, checkout tag v0.3.77, venv, pip+uv "
-        "into it from PyPI, uv pip compile (PyPI + download.pytorch.org, unreachable here: "
+        notes=f"comfy-cli: clone from the local bundle clone, checkout tag {BUNDLE_REF}, venv, "
+        "pip+uv into it from PyPI, uv pip compile (PyPI + download.pytorch.org, unreachable here: "
         "its extra index fails over to PyPI or errors), uv pip install; no torch held, no "
         "verification. ours: the full 13 steps with --gpu none --torch-index default.",
     )
