@@ -107,6 +107,7 @@ def test_existing_file_with_the_manifest_sha256_is_kept_without_a_request(
     assert result.exit_code == 0, result.output
     assert http_server.requests == []
     assert contents(models) == before
+    assert target.read_bytes() == THEIRS
     [entry] = files_of(result)
     assert (entry["status"], entry["moved_aside"]) == ("present", None)
     assert "already present, checksum ok" in result.stderr
@@ -205,7 +206,9 @@ def test_size_mismatch_without_sha256_is_a_conflict_before_any_request(
     assert result.exit_code == 1, result.output
     assert tls_server.requests == []
     assert contents(models) == before
-    assert f"with {len(MINE)} bytes" in result.stderr and f"has {len(THEIRS)} bytes" in result.stderr
+    assert target.read_bytes() == MINE
+    assert f"with {len(MINE)} bytes" in result.stderr
+    assert f"has {len(THEIRS)} bytes" in result.stderr
 
 
 def test_same_file_without_sha256_is_kept(tmp_path: Path, tls_server: LocalHTTPServer) -> None:
@@ -276,7 +279,8 @@ def test_url_named_file_without_sha256_conflicts_too(
 
     assert result.exit_code == 1, result.output
     assert contents(models) == before
-    assert "file-conflict" not in result.stderr and "already exists" in result.stderr
+    assert target.read_bytes() == MINE
+    assert f"{target} already exists" in result.stderr
 
 
 def test_a_conflict_does_not_stop_the_other_files(
@@ -323,6 +327,7 @@ def test_install_step_api_names_the_models_command_in_its_hint(
     assert caught.value.exit_code == 1
     assert how in caught.value.hint
     assert contents(models) == before
+    assert target.read_bytes() == MINE
 
 
 # --------------------------------------------------------------------------- names
@@ -330,7 +335,8 @@ def test_install_step_api_names_the_models_command_in_its_hint(
 
 def test_aside_names_keep_the_extension_and_never_collide(tmp_path: Path) -> None:
     when = dt.datetime(2026, 1, 2, 3, 4, 5)
-    assert aside_name("a.safetensors", "20260102T030405") == "a.replaced-20260102T030405.safetensors"
+    stamp = "20260102T030405"
+    assert aside_name("a.safetensors", stamp) == "a.replaced-20260102T030405.safetensors"
     assert aside_name("noext", "20260102T030405", 2) == "noext.replaced-20260102T030405-2"
     first, second = tmp_path / "a.safetensors", tmp_path / "b"
     first.write_bytes(b"one")

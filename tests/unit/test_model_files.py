@@ -14,7 +14,8 @@ FOUND = FoundFile(Path("/m/loras/x.safetensors"), A, 100)
 
 
 def request(sha256: str | None = None, size: int | None = None) -> DownloadRequest:
-    return DownloadRequest("https://h/x.safetensors", Path("/m/loras"), "x.safetensors", sha256, size)
+    url = "https://h/x.safetensors"
+    return DownloadRequest(url, Path("/m/loras"), "x.safetensors", sha256, size)
 
 
 @pytest.mark.parametrize(

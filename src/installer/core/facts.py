@@ -104,6 +104,10 @@ def gpu_override(cc: str, cuda_driver: str | None) -> GpuReport:
     return GpuReport("override", f"given on the command line ({reason})", (gpu,), None, cuda_driver)
 
 
+GPU_NONE_REASON = "--gpu none: planning for the CPU"
+"""The reason of the report for `--gpu none`: the gpu step records it, and `launch` reads it."""
+
+
 def no_gpu(reason: str) -> GpuReport:
     """Return a report with no GPU and the reason (``--gpu none``).
 
