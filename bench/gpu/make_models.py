@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import struct
 import sys
 import time
@@ -139,23 +138,23 @@ def import_comfy(comfyui: Path) -> Any:
     asks torch for a CUDA device (this script uses none).
     """
     sys.path.insert(0, str(comfyui))
-    import comfy.cli_args  # noqa: PLC0415
+    import comfy.cli_args
 
     comfy.cli_args.args.cpu = True
-    import comfy.ldm.models.autoencoder  # noqa: F401, PLC0415
-    import comfy.ldm.modules.diffusionmodules.openaimodel  # noqa: F401, PLC0415
-    import comfy.ldm.wan.model  # noqa: F401, PLC0415
-    import comfy.ldm.wan.vae  # noqa: F401, PLC0415
-    import comfy.ops  # noqa: F401, PLC0415
-    import comfy.sdxl_clip  # noqa: F401, PLC0415
-    import comfy.supported_models  # noqa: F401, PLC0415
-    import comfy.text_encoders.wan  # noqa: F401, PLC0415
+    import comfy.ldm.models.autoencoder
+    import comfy.ldm.modules.diffusionmodules.openaimodel
+    import comfy.ldm.wan.model
+    import comfy.ldm.wan.vae
+    import comfy.ops
+    import comfy.sdxl_clip
+    import comfy.supported_models
+    import comfy.text_encoders.wan
 
     return comfy
 
 
 def _meta_state_dict(build: Callable[[], Any]) -> dict[str, Any]:
-    import torch  # noqa: PLC0415
+    import torch
 
     with torch.device("meta"):
         module = build()
@@ -221,7 +220,7 @@ def umt5_layout(comfy: Any, dtype: Any, comfyui: Path) -> FileLayout:
     SentencePiece model ComfyUI ships for Pile-T5 stands in (its ids are all below
     umt5's vocabulary size, so every lookup stays in the embedding).
     """
-    import torch  # noqa: PLC0415
+    import torch
 
     model = _meta_state_dict(lambda: comfy.text_encoders.wan.te()(device="meta", dtype=dtype))
     prefix = "umt5xxl.transformer."
@@ -258,14 +257,14 @@ class RandomPool:
     """A fixed pool of N(0, STD) values per dtype; tensors read it at their own offset."""
 
     def __init__(self, seed: int) -> None:
-        import torch  # noqa: PLC0415
+        import torch
 
         generator = torch.Generator().manual_seed(seed)
         self._base = torch.randn(POOL_ELEMENTS, generator=generator) * STD
         self._bytes: dict[Any, bytes] = {}
 
     def pool(self, dtype: Any) -> bytes:
-        import torch  # noqa: PLC0415
+        import torch
 
         if dtype not in self._bytes:
             values = self._base.to(dtype).contiguous()
@@ -290,7 +289,7 @@ class RandomPool:
 
 def _plan_tensor(key: str, value: Any, dtype: Any) -> tuple[Any, list[int], bytes | None]:
     """(dtype to store, shape, literal bytes or None for random values)."""
-    import torch  # noqa: PLC0415
+    import torch
 
     shape = list(value.shape)
     if value.device.type != "meta":  # a real tensor of ComfyUI's conversion: keep it
@@ -307,7 +306,7 @@ def _plan_tensor(key: str, value: Any, dtype: Any) -> tuple[Any, list[int], byte
 
 def write_safetensors(layout: FileLayout, out_dir: Path, pool: RandomPool) -> tuple[Path, int]:
     """Write one file, tensor by tensor (bounded memory); return its path and size."""
-    import torch  # noqa: PLC0415
+    import torch
 
     header: dict[str, Any] = {"__metadata__": {"format": "pt", **layout.metadata}}
     plans = []
@@ -340,13 +339,13 @@ def write_safetensors(layout: FileLayout, out_dir: Path, pool: RandomPool) -> tu
             else:
                 for piece in pool.stream(key, store, nbytes):
                     handle.write(piece)
-    os.replace(partial, path)
+    partial.replace(path)
     return path, path.stat().st_size
 
 
 def parse_dtype(name: str, model: str) -> Any:
     """The float dtype for a model: ``auto`` is what the released files use."""
-    import torch  # noqa: PLC0415
+    import torch
 
     if name == "auto":
         return torch.float16 if model == "sdxl" else torch.bfloat16
@@ -357,7 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--comfyui", type=Path, required=True, help="ComfyUI source folder")
     parser.add_argument("--out", type=Path, required=True, help="models folder to write into")
-    parser.add_argument("--models", default="sdxl,wan21", help="comma separated: sdxl,wan21,wan21-14b")
+    parser.add_argument(
+        "--models", default="sdxl,wan21", help="comma separated: sdxl,wan21,wan21-14b"
+    )
     parser.add_argument("--dtype", default="auto", choices=["auto", "fp16", "bf16", "fp32"])
     parser.add_argument("--tiny", action="store_true", help="small shapes where detection allows")
     parser.add_argument("--seed", type=int, default=0)
@@ -377,9 +378,12 @@ def main(argv: list[str] | None = None) -> int:
                 written.append({"file": layout.relpath, "bytes": target.stat().st_size, "s": 0})
                 continue
             start = time.monotonic()
-            path, size = write_safetensors(layout, args.out, pool)
+            _, size = write_safetensors(layout, args.out, pool)
             took = time.monotonic() - start
-            print(f"{layout.relpath}: {len(layout.tensors)} tensors, {size / 1e9:.2f} GB, {took:.1f} s")
+            print(
+                f"{layout.relpath}: {len(layout.tensors)} tensors, "
+                f"{size / 1e9:.2f} GB, {took:.1f} s"
+            )
             written.append({"file": layout.relpath, "bytes": size, "s": round(took, 2)})
     (args.out / "bench-models.json").write_text(json.dumps(written, indent=2) + "\n")
     return 0

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import copy
 import json
 import os
@@ -140,10 +141,8 @@ class WebSocket:
                 return first_opcode or opcode, b"".join(parts)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._send(8, b"")
-        except OSError:
-            pass
         self.sock.close()
 
 
@@ -210,7 +209,13 @@ class MemoryPoller(threading.Thread):
     def read() -> int | None:
         try:
             done = subprocess.run(
-                ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
+                [
+                    "nvidia-smi",
+                    "--query-gpu=memory.used",
+                    "--format=csv,noheader,nounits",
+                    "-i",
+                    "0",
+                ],
                 capture_output=True,
                 text=True,
                 timeout=5,
@@ -451,7 +456,8 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
         "import json, importlib.metadata as md, torch\n"
         "out = {'python': __import__('sys').version.split()[0], 'torch': torch.__version__,"
         " 'cuda': torch.version.cuda, 'cudnn': torch.backends.cudnn.version()}\n"
-        "for n in ('triton', 'sageattention', 'xformers', 'comfy-kitchen', 'comfy-aimdo', 'flash-attn'):\n"
+        "for n in ('triton', 'sageattention', 'xformers', 'comfy-kitchen', 'comfy-aimdo',"
+        " 'flash-attn'):\n"
         "    try: out[n] = md.version(n)\n"
         "    except md.PackageNotFoundError: out[n] = None\n"
         "print(json.dumps(out))\n"
@@ -495,6 +501,8 @@ def markdown(results: dict[str, Any]) -> str:
         "prompt with loaders and text encoders cached, cold is the first prompt "
         "after start (model load included); peak memory is nvidia-smi's memory.used.",
         "",
+        f"Device time of the benchmark runs: {results.get('elapsed_s')} s.",
+        "",
         "| workflow | variant | s/step warm | vs stock | workflow s warm | first run s | "
         "peak GPU MiB | attention |",
         "|---|---|---|---|---|---|---|---|",
@@ -505,7 +513,9 @@ def markdown(results: dict[str, Any]) -> str:
             s = entry.get("summary") or {}
             step = s.get("warm_step_s")
             ratio = (
-                f"{stock['median'] / step['median']:.2f}x" if stock and step and step["median"] else "-"
+                f"{stock['median'] / step['median']:.2f}x"
+                if stock and step and step["median"]
+                else "-"
             )
             note = entry.get("skipped") or entry.get("error")
             lines.append(
@@ -515,8 +525,11 @@ def markdown(results: dict[str, Any]) -> str:
             )
     payoff = results.get("compile_payoff")
     if payoff:
-        lines += ["", f"torch.compile (tuned-compile against tuned, image workflow): {payoff['text']}"]
-    lines += ["", f"Device time of the run: {results.get('elapsed_s')} s.", MARK_END, ""]
+        lines += [
+            "",
+            f"torch.compile (tuned-compile against tuned, image workflow): {payoff['text']}",
+        ]
+    lines += ["", MARK_END, ""]
     return "\n".join(lines)
 
 
@@ -542,17 +555,19 @@ def compile_payoff(results: dict[str, Any]) -> dict[str, Any] | None:
         extra = compiled["cold_wall_s"] - tuned["cold_wall_s"]
         gain = tuned["warm_wall_s"]["median"] - compiled["warm_wall_s"]["median"]
         runs = extra / gain if gain > 0 else None
-        text = (
-            f"first run {extra:+.1f} s (compilation), each warm run {gain:+.2f} s; "
-            + (
-                f"pays back after {runs:.1f} more runs: within one workflow run: "
-                f"{'yes' if runs <= 1 else 'no'}; within ten: {'yes' if runs <= 10 else 'no'}."
-                if runs is not None
-                else "warm runs are not faster, so it never pays back."
-            )
+        text = f"first run {extra:+.1f} s (compilation), each warm run {gain:+.2f} s; " + (
+            f"pays back after {runs:.1f} more runs: within one workflow run: "
+            f"{'yes' if runs <= 1 else 'no'}; within ten: {'yes' if runs <= 10 else 'no'}."
+            if runs is not None
+            else "warm runs are not faster, so it never pays back."
         )
-        return {"workflow": workflow, "extra_first_run_s": round(extra, 2),
-                "gain_per_warm_run_s": round(gain, 3), "runs_to_pay_back": runs, "text": text}
+        return {
+            "workflow": workflow,
+            "extra_first_run_s": round(extra, 2),
+            "gain_per_warm_run_s": round(gain, 3),
+            "runs_to_pay_back": runs,
+            "text": text,
+        }
     return None
 
 
@@ -607,11 +622,19 @@ def add_compile_node(workflow: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--comfyui", type=Path, required=True, help="ComfyUI source folder")
-    parser.add_argument("--python", required=True, help="Python that runs ComfyUI (stock, blanket)")
-    parser.add_argument("--install-dir", type=Path, help="DIR for `launch` (DIR/venv, DIR/ComfyUI); default: the ComfyUI folder's parent")
-    parser.add_argument("--installer", default=f"{sys.executable} -m installer", help="how to run comfy-install (split like a shell)")
-    parser.add_argument("--models", type=Path, required=True, help="models folder (make_models.py --out)")
+    parser.add_argument("--comfyui", type=Path, help="ComfyUI source folder")
+    parser.add_argument("--python", help="Python that runs ComfyUI (stock, blanket)")
+    parser.add_argument(
+        "--install-dir",
+        type=Path,
+        help="DIR for `launch` (DIR/venv, DIR/ComfyUI); default: the ComfyUI folder's parent",
+    )
+    parser.add_argument(
+        "--installer",
+        default=f"{sys.executable} -m installer",
+        help="how to run comfy-install (split like a shell)",
+    )
+    parser.add_argument("--models", type=Path, help="models folder (make_models.py --out)")
     parser.add_argument("--workflows", default="sdxl-1024,wan21-832x480x33")
     parser.add_argument("--workflow-dir", type=Path, default=HERE / "workflows")
     parser.add_argument("--variants", default="stock,blanket,tuned,tuned-compile")
@@ -621,14 +644,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--budget", type=float, default=540, help="seconds for the whole run")
     parser.add_argument("--prompt-timeout", type=float, default=300)
-    parser.add_argument("--comfy-arg", action="append", default=[], help="extra ComfyUI argument (every variant), e.g. --comfy-arg=--cpu")
-    parser.add_argument("--tiny", action="store_true", help="CPU shake-down: adds the bench custom node folder")
+    parser.add_argument(
+        "--comfy-arg",
+        action="append",
+        default=[],
+        help="extra ComfyUI argument (every variant), e.g. --comfy-arg=--cpu",
+    )
+    parser.add_argument(
+        "--tiny", action="store_true", help="CPU shake-down: adds the bench custom node folder"
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/gpu-bench-work"))
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results-gpu.json")
     parser.add_argument("--results-md", type=Path, default=REPO / "bench" / "RESULTS.md")
     parser.add_argument("--docs-md", type=Path, default=REPO / "docs" / "gpu-benchmark.md")
     parser.add_argument("--no-markdown", action="store_true")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the entries of an existing --out that this run does not redo",
+    )
+    parser.add_argument(
+        "--render", type=Path, help="only write the Markdown sections from this results JSON"
+    )
     args = parser.parse_args(argv)
+    if args.render:
+        results = json.loads(args.render.read_text())
+        write_section(args.results_md, markdown(results))
+        write_section(args.docs_md, markdown(results))
+        return 0
+    if not (args.comfyui and args.python and args.models):
+        parser.error("--comfyui, --python and --models are required (unless --render)")
 
     t0 = time.monotonic()
     args.comfyui = args.comfyui.resolve()
@@ -671,7 +716,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.budget - (time.monotonic() - t0)
 
     for variant, items in by_variant.items():
-        entries = {name: results["workflows"].setdefault(name, {}).setdefault(variant, {}) for name, _ in items}
+        entries = {
+            name: results["workflows"].setdefault(name, {}).setdefault(variant, {})
+            for name, _ in items
+        }
         if left() < 30:
             for entry in entries.values():
                 entry["skipped"] = "over the time budget"
@@ -695,7 +743,10 @@ def main(argv: list[str] | None = None) -> int:
                         break
                     seed = args.seed + index
                     record = run_prompt(
-                        server.port, listener, with_seed(workflow, seed), client_id,
+                        server.port,
+                        listener,
+                        with_seed(workflow, seed),
+                        client_id,
                         min(args.prompt_timeout, max(10, left())),
                     )
                     record.update(kind="cold" if index == 0 else "warm", seed=seed)
@@ -718,8 +769,17 @@ def main(argv: list[str] | None = None) -> int:
                 entry["attention"] = attention_backend(lines)
                 entry["log"] = str(log_path)
 
-    results["compile_payoff"] = compile_payoff(results)
     results["elapsed_s"] = round(time.monotonic() - t0, 1)
+    if args.merge and args.out.is_file():
+        old = json.loads(args.out.read_text())
+        for name, variants in results["workflows"].items():
+            old["workflows"].setdefault(name, {}).update(variants)
+        old["elapsed_s"] = round((old.get("elapsed_s") or 0) + results["elapsed_s"], 1)
+        old.setdefault("runs", []).append(
+            {"started": results["started"], "variants": args.variants}
+        )
+        results = old
+    results["compile_payoff"] = compile_payoff(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     section = markdown(results)
@@ -728,7 +788,9 @@ def main(argv: list[str] | None = None) -> int:
         write_section(args.results_md, section)
         write_section(args.docs_md, section)
     failed = any(
-        "error" in entry for variants in results["workflows"].values() for entry in variants.values()
+        "error" in entry
+        for variants in results["workflows"].values()
+        for entry in variants.values()
     )
     return 1 if failed else 0
 

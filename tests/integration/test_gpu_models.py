@@ -95,7 +95,9 @@ def test_generated_models_load_through_comfyui(
         "clip_l.logit_scale",
         "clip_l.transformer.text_projection.weight",
     }
-    assert set(found["sdxl_clip_extra"]) <= {"clip_l.transformer.text_model.embeddings.position_ids"}
+    assert set(found["sdxl_clip_extra"]) <= {
+        "clip_l.transformer.text_model.embeddings.position_ids"
+    }
     assert found["sdxl_clip_shape_mismatch"] == []
     assert found["sdxl_vae_class"] == "AutoencoderKL"
     assert found["sdxl_vae_latent_channels"] == 4

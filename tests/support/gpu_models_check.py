@@ -32,15 +32,15 @@ def main() -> None:
     mm = importlib.util.module_from_spec(spec)
     sys.modules["make_models"] = mm
     spec.loader.exec_module(mm)
-    comfy = mm.import_comfy(comfyui)
-
-    import torch
+    mm.import_comfy(comfyui)
 
     import comfy.model_detection
     import comfy.sd
     import comfy.sdxl_clip
     import comfy.supported_models
+    import comfy.text_encoders.wan
     import comfy.utils
+    import torch
 
     found: dict[str, object] = {}
 
@@ -72,26 +72,36 @@ def main() -> None:
     got = {k: tuple(v.shape) for k, v in clip_sd.items()}
     found["sdxl_clip_missing"] = sorted(set(wanted) - set(got))[:5]
     found["sdxl_clip_extra"] = sorted(set(got) - set(wanted))[:5]
-    found["sdxl_clip_shape_mismatch"] = [k for k in wanted.keys() & got.keys() if wanted[k] != got[k]][:5]
+    found["sdxl_clip_shape_mismatch"] = [
+        k for k in wanted.keys() & got.keys() if wanted[k] != got[k]
+    ][:5]
     vae_part = {k: v for k, v in sdxl.tensors.items() if k.startswith("first_stage_model.")}
     pool = mm.RandomPool(0)
     vae_file, _ = mm.write_safetensors(
         mm.FileLayout("checkpoints/sdxl-vae-part.safetensors", vae_part, torch.float16), work, pool
     )
     vae_sd = comfy.utils.load_torch_file(str(vae_file))
-    vae_sd = comfy.utils.state_dict_prefix_replace(vae_sd, {"first_stage_model.": ""}, filter_keys=True)
+    vae_sd = comfy.utils.state_dict_prefix_replace(
+        vae_sd, {"first_stage_model.": ""}, filter_keys=True
+    )
     vae = comfy.sd.VAE(sd=vae_sd)
     found["sdxl_vae_class"] = type(vae.first_stage_model).__name__
     found["sdxl_vae_latent_channels"] = vae.latent_channels
 
     # Wan 2.1: the tiny files, really loaded.
-    assert mm.main(["--comfyui", str(comfyui), "--out", str(work), "--models", "wan21", "--tiny"]) == 0
+    assert (
+        mm.main(["--comfyui", str(comfyui), "--out", str(work), "--models", "wan21", "--tiny"]) == 0
+    )
     dit = comfy.sd.load_diffusion_model(str(work / mm.FILE_NAMES["wan21-dit-tiny"]))
     found["wan_tiny_config"] = type(dit.model.model_config).__name__
     found["wan_tiny_model"] = type(dit.model).__name__
     found["wan_tiny_dim"] = dit.model.diffusion_model.dim
-    wan_vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(str(work / mm.FILE_NAMES["wan21-vae-tiny"])))
-    found["wan_vae_class"] = type(wan_vae.first_stage_model).__module__ + "." + type(wan_vae.first_stage_model).__name__
+    wan_vae = comfy.sd.VAE(
+        sd=comfy.utils.load_torch_file(str(work / mm.FILE_NAMES["wan21-vae-tiny"]))
+    )
+    found["wan_vae_class"] = (
+        type(wan_vae.first_stage_model).__module__ + "." + type(wan_vae.first_stage_model).__name__
+    )
     images = wan_vae.decode(torch.zeros(1, 16, 2, 8, 8))
     found["wan_vae_decoded_shape"] = list(images.shape)
 
@@ -99,7 +109,9 @@ def main() -> None:
     full = zero_stride(mm.wan_dit_layout(comfy, torch.bfloat16, "1.3b").tensors)
     wan_config = comfy.model_detection.model_config_from_unet(full, "")  # as UNETLoader: no prefix
     found["wan_full_config"] = type(wan_config).__name__
-    found["wan_full_dims"] = [wan_config.unet_config[k] for k in ("dim", "ffn_dim", "num_heads", "num_layers")]
+    found["wan_full_dims"] = [
+        wan_config.unet_config[k] for k in ("dim", "ffn_dim", "num_heads", "num_layers")
+    ]
     umt5 = mm.umt5_layout(comfy, torch.bfloat16, comfyui)
     te_sd = zero_stride(umt5.tensors)
     found["umt5_te_model"] = comfy.sd.detect_te_model(te_sd).name
@@ -107,7 +119,9 @@ def main() -> None:
         te = comfy.text_encoders.wan.te()(device="meta", dtype=torch.bfloat16)
     te_keys = {k for k in te.umt5xxl.transformer.state_dict()}
     found["umt5_key_diff"] = sorted(te_keys ^ (set(te_sd) - {"spiece_model"}))[:5]
-    tokenizer = comfy.text_encoders.wan.WanT5Tokenizer(tokenizer_data={"spiece_model": te_sd["spiece_model"]})
+    tokenizer = comfy.text_encoders.wan.WanT5Tokenizer(
+        tokenizer_data={"spiece_model": te_sd["spiece_model"]}
+    )
     tokens = tokenizer.tokenize_with_weights("a red fox in the snow")
     ids = [t[0] for t in tokens["umt5xxl"][0]]
     found["umt5_tokens_ok"] = bool(ids) and max(ids) < te_sd["shared.weight"].shape[0]

@@ -11,7 +11,7 @@ import torch
 
 class BenchZeroConditioning:
     @classmethod
-    def INPUT_TYPES(cls):  # noqa: N802 (ComfyUI's node API)
+    def INPUT_TYPES(cls):
         return {
             "required": {
                 "tokens": ("INT", {"default": 16, "min": 1, "max": 4096}),
