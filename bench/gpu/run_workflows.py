@@ -20,11 +20,12 @@ keeps the loaders and text encoders cached, as in a user's second image.
 
 Per run: wall time from the POST to the end of the prompt (websocket
 ``executing`` with no node), seconds per sampling step from the timestamps of the
-sampler's websocket ``progress`` messages (median of step-to-step intervals; the
-first step, from the sampler's start, is kept apart: it carries warm-up and
-compilation), peak GPU memory (``nvidia-smi --query-gpu=memory.used`` polled
-every 0.1 s: the whole GPU, CUDA context and allocator cache included), and, per
-variant, the attention lines of ComfyUI's log ("Using ... attention", the
+sampler's websocket ``progress`` messages: (last - first) / steps between them
+(ComfyUI sends at most one per 100 ms, so fast steps arrive in groups; the first
+step, from the sampler's start, is kept apart: it carries warm-up and compilation),
+peak GPU memory (``nvidia-smi --query-gpu=memory.used`` polled every 0.1 s: the
+whole GPU, CUDA context and allocator cache included), and, per variant, the
+attention lines of ComfyUI's log ("Using ... attention", the
 shim's decisions). ``--budget`` bounds the whole run: a variant or run that
 would start after it is recorded as skipped.
 
@@ -39,6 +40,7 @@ import argparse
 import base64
 import contextlib
 import copy
+import itertools
 import json
 import os
 import platform
@@ -330,6 +332,7 @@ class Server:
 
     def attention_lines(self) -> list[str]:
         text = self.log_path.read_text(errors="replace")
+        text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # colour codes
         lines = [line.strip() for line in re.split(r"[\r\n]+", text)]
         picked = [line for line in lines if ATTENTION_LINE.search(line) and len(line) < 300]
         seen: list[str] = []
@@ -397,15 +400,19 @@ def run_prompt(
             (m.get("data") for _, m in messages if m.get("type") == "execution_error"), None
         )
     if progress:
-        # The first arrival of each step's value (ComfyUI may repeat a value).
+        # The first arrival of each step's value; ComfyUI may repeat a value or, on
+        # fast steps, skip some: an interval is divided by the steps it spans.
         first: dict[int, float] = {}
         for when, value, _ in progress:
             first.setdefault(value, when)
-        intervals = [first[v] - first[v - 1] for v in sorted(first) if v - 1 in first]
+        values = sorted(first)
+        pairs = [(a, b) for a, b in itertools.pairwise(values) if b > a]
+        intervals = [(first[b] - first[a]) / (b - a) for a, b in pairs]
         record["steps"] = progress[-1][2]
         if intervals:
             record["step_s_median"] = round(statistics.median(intervals), 4)
-            record["step_s_mean"] = round(sum(intervals) / len(intervals), 4)
+            span = values[-1] - values[0]
+            record["step_s_mean"] = round((first[values[-1]] - first[values[0]]) / span, 4)
         if sampler_start is not None:
             record["first_step_s"] = round(progress[0][0] - sampler_start, 4)
             record["sampling_s"] = round(progress[-1][0] - sampler_start, 3)
@@ -433,7 +440,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "cold_wall_s": cold["wall_s"] if cold else None,
         "warm_wall_s": spread([r["wall_s"] for r in warm]),
-        "warm_step_s": spread([r["step_s_median"] for r in warm if "step_s_median" in r]),
+        "warm_step_s": spread([r["step_s_mean"] for r in warm if "step_s_mean" in r]),
         "peak_gpu_mib": max(peaks) if peaks else None,
         "warm_runs": len(warm),
     }
@@ -496,8 +503,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"comfy-kitchen {m.get('comfy-kitchen')}, ComfyUI {m.get('comfyui')}.",
         "",
         "Random-weight models in ComfyUI's own layouts (bench/gpu/make_models.py); "
-        "seconds per step are the median over the warm runs of each run's median "
-        "step-to-step interval (websocket progress), with min–max; warm is the whole "
+        "seconds per step are the median over the warm runs of each run's sampling time "
+        "per step (websocket progress messages, first to last), with min–max; warm is the whole "
         "prompt with loaders and text encoders cached, cold is the first prompt "
         "after start (model load included); peak memory is nvidia-smi's memory.used.",
         "",
