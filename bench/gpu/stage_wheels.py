@@ -531,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\ndevice calls, one per batch (carry names the batch):")
     for name in manifest["batches"]:
         print(f"  run(command='bash bench/gpu/install_staged.sh', carry=['.whl/{name}'])")
+    print("(a batch left on the warm machine by an earlier call is skipped, not reinstalled)")
     return 0
 
 
