@@ -175,6 +175,9 @@ def describe_error(exc: BaseException) -> str:
     Libraries put the cause last in long messages (xformers: "No operator
     found ... `cutlassF` is not supported because: xFormers wasn't built
     with CUDA support"), so the last line is kept with the first.
+
+    Args:
+        exc: The exception a backend raised.
     """
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     text = type(exc).__name__
