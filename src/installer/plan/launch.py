@@ -148,7 +148,7 @@ class LaunchPlan:
         """Return the tuning called ``name``, if the plan has one.
 
         Args:
-            name: The tuning's name, e.g. `tf32`, `allocator` or `sage-attention`.
+            name: The tuning's name, e.g. `tf32`, `allocator` or `attention`.
         """
         return next((t for t in self.tunings if t.name == name), None)
 
