@@ -258,7 +258,14 @@ def test_print_env_json_shows_the_plan_and_starts_nothing(
     assert "MATMUL_PRECISION" not in data["env"]
     assert data["user_env"] == {"MATMUL_PRECISION": "medium"}
     assert data["machine"]["torch"] == {"version": "2.9.1+cu128", "cuda": "12.8"}
-    assert data["machine"]["sage"] == {"sageattention": False, "triton": False}
+    packages = data["machine"]["attention_packages"]
+    assert packages["torch"] == "2.9.1+cu128" and packages["sageattention"] is None
+    assert data["machine"]["calibration"] == {
+        "path": str(install / ".comfy-install" / "calibration.json"),
+        "present": False,
+        "problem": None,
+    }
+    assert data["attention"]["status"] == "off" and "no calibration" in data["attention"]["reason"]
     state = install / ".comfy-install"
     assert not (state / "comfyui.pid").exists() and not (state / "logs").exists()
     assert not Path(env["COMFY_FIXTURE_ECHO"]).exists()
