@@ -18,10 +18,10 @@ mkdir -p "$OUT" "$SITE"
 say() { echo "$*" | tee -a "$OUT/summary.txt"; }
 started=$(date +%s)
 
-if [ -d .whl ]; then
+WHEELS=$(ls .whl/*.whl 2>/dev/null | grep -v -e sageattention -e xformers)
+if [ -n "$WHEELS" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target "$SITE" $(ls .whl/*.whl | grep -v -e sageattention -e xformers) \
-    > "$OUT/pip-site.log" 2>&1 || say "pip into $SITE: exit $? (see pip-site.log)"
+    --target "$SITE" $WHEELS > "$OUT/pip-site.log" 2>&1 || say "pip into $SITE: exit $?"
 fi
 export PYTHONPATH="$SITE:$PWD/src:$PWD/tests"
 
