@@ -307,3 +307,26 @@ def test_another_gpu_makes_the_calibration_stale() -> None:
     h100 = GpuReport("nvml", "test", (GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0"),), "580.159.04")
     status, reason = tuning(plan(facts(gpu=h100)), "attention")
     assert status == "off" and "measured on NVIDIA H200" in reason
+
+
+# --- the calibration's state, for status and doctor -----------------------------------
+
+
+def test_the_calibration_state_says_whether_launch_can_use_it() -> None:
+    from installer.plan.launch_attention import calibration_state
+
+    probe = AttentionProbe(H200_VERSIONS)
+    read = CalibrationRead(CALIBRATION, h200_calibration())
+    fresh = calibration_state(read, probe, H200, Path("/srv/i"))
+    assert fresh.status == "fresh" and fresh.hint is None
+    assert "measured 2026-11-30 on this GPU, an NVIDIA H200; 4 of 6" in fresh.detail
+    stale = calibration_state(
+        read, AttentionProbe({**H200_VERSIONS, "torch": "2.12.0"}), H200, Path("/srv/i")
+    )
+    assert stale.status == "stale" and "torch 2.11.0+cu130 then, 2.12.0 now" in stale.detail
+    assert stale.hint == "comfy-install tune /srv/i"
+    missing = calibration_state(CalibrationRead(CALIBRATION), probe, H200, Path("/srv/i"))
+    assert missing.status == "missing"
+    broken = CalibrationRead(CALIBRATION, problem="x is not a calibration")
+    assert calibration_state(broken, probe, H200, Path("/srv/i")).status == "unreadable"
+    assert calibration_state(read, None, H200, Path("/srv/i")).status == "unchecked"

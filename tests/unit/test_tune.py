@@ -244,3 +244,74 @@ def test_usage_errors_and_a_crash(
     assert crashed.exit_code == 1
     assert "The attention benchmark failed in the venv (exit code 4)" in crashed.stderr
     assert not (install / ".comfy-install" / "calibration.json").exists()
+
+
+# --- install runs tune at the end; status and doctor report the calibration --------------
+
+
+def test_tune_after_install(
+    make_install: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, h200: None
+) -> None:
+    from installer.bench.tune import tune_after_install
+    from installer.core.log import InstallerLogger
+
+    log = InstallerLogger(verbosity=-1)
+    install = make_install()
+    assert tune_after_install(install, "none", (), log)["status"] == "skipped"
+    assert tune_after_install(install, "8.9", (), log)["reason"].startswith("--gpu 8.9")
+    assert tune_after_install(install, "auto", ("torch",), log)["status"] == "skipped"
+    done = tune_after_install(install, "auto", (), log)
+    assert done["status"] == "done"
+    assert done["path"] == str(install / ".comfy-install" / "calibration.json")
+    monkeypatch.setattr(
+        "installer.edges.gpu.detect_gpus", lambda: GpuReport("none", "NVML: no driver")
+    )
+    assert tune_after_install(install, "auto", (), log) == {
+        "status": "skipped",
+        "reason": "no NVIDIA GPU (NVML: no driver)",
+    }
+
+
+def test_a_failed_tune_after_install_is_a_warning(
+    make_install: Callable[..., Path], h200: None
+) -> None:
+    import io
+
+    from installer.bench.tune import tune_after_install
+    from installer.core.log import InstallerLogger
+
+    stream = io.StringIO()
+    result = tune_after_install(
+        make_install(exit_code=3), "auto", (), InstallerLogger(stream=stream, color=False)
+    )
+    assert result["status"] == "failed" and "exit code 3" in result["reason"]
+    assert "attention was not measured" in stream.getvalue()
+
+
+def test_status_and_doctor_report_the_calibration(
+    make_install: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, h200: None
+) -> None:
+    from installer.commands.doctor import calibration_checks
+    from installer.commands.status import _calibration
+    from installer.plan.launch_attention import AttentionProbe
+
+    install = make_install()
+    missing = _calibration(install)
+    assert missing["status"] == "missing" and missing["hint"] == f"comfy-install tune {install}"
+    assert [c.status for c in calibration_checks(install, H200)] == ["info"]
+    assert calibration_checks(install, GpuReport("none", "no GPU")) == []
+    assert invoke(install).exit_code == 0
+    versions = sweep_document()["packages"]
+    monkeypatch.setattr(
+        "installer.launch.facts.probe_attention", lambda python: AttentionProbe(versions)
+    )
+    assert _calibration(install)["status"] == "fresh"
+    [check] = calibration_checks(install, H200)
+    assert check.status == "ok" and check.detail.startswith("fresh: measured ")
+    monkeypatch.setattr(
+        "installer.launch.facts.probe_attention",
+        lambda python: AttentionProbe({**versions, "sageattention": "2.2.1"}),
+    )
+    [check] = calibration_checks(install, H200)
+    assert check.status == "warn" and "sageattention 2.2.0 then, 2.2.1 now" in check.detail
+    assert check.hint == f"comfy-install tune {install}"

@@ -36,7 +36,7 @@ from installer.core.calibration import (
     CalibrationPoint,
     MeasuredOn,
 )
-from installer.core.errors import EnvironmentUnsupportedError, UsageError
+from installer.core.errors import EnvironmentUnsupportedError, InstallerError, UsageError
 from installer.launch.calibration import write_calibration
 from installer.plan.calibration import MARGIN, build_tables
 
@@ -273,3 +273,44 @@ def run_tune(
     calibration = calibration_from_run(run, raw, options, took, gpu.driver_version)
     path = write_calibration(options.install_dir, calibration)
     return TuneOutcome(calibration=calibration, path=path, took_s=took)
+
+
+def tune_after_install(
+    install_dir: Path, gpu_option: str, only: Sequence[str], log: InstallerLogger
+) -> dict[str, Any]:
+    """Run `tune` at the end of an install on this machine's GPU; never fail the install.
+
+    Args:
+        install_dir: DIR, just installed.
+        gpu_option: The install's `--gpu` (only `auto` measures: the others plan for
+            another GPU, or none).
+        only: The install's `--only` steps (a partial install is not measured).
+        log: Where to say what happened.
+
+    Returns:
+        The `tune` entry of `install --json`: ``status`` (``done``, ``skipped`` or
+        ``failed``), and the calibration's path or the reason.
+    """
+    if gpu_option != "auto":
+        return {"status": "skipped", "reason": f"--gpu {gpu_option}: not this machine's GPU"}
+    if only:
+        return {"status": "skipped", "reason": "--only: a partial install"}
+    from installer.edges.gpu import detect_gpus
+    from installer.plan.calibration import describe_table
+
+    gpu = detect_gpus()
+    if not gpu.has_nvidia:
+        return {"status": "skipped", "reason": f"no NVIDIA GPU ({gpu.reason})"}
+    log.info("Measuring attention on this GPU (comfy-install tune; --no-tune skips)")
+    try:
+        outcome = run_tune(TuneOptions(install_dir=install_dir), log, gpu)
+    except InstallerError as error:
+        log.warn(
+            f"attention was not measured: {error.message} Launch uses ComfyUI's default "
+            f"attention until `comfy-install tune {install_dir}` succeeds."
+        )
+        return {"status": "failed", "reason": error.message}
+    for table in outcome.calibration.tables:
+        log.info(f"attention D={table.head_dim} {table.dtype}: "
+                 f"{describe_table(table, outcome.calibration)}")  # fmt: skip
+    return {"status": "done", "path": str(outcome.path), "took_s": round(outcome.took_s, 2)}

@@ -19,13 +19,14 @@ from pathlib import Path
 
 from installer.core.calibration import WATCHED_DISTRIBUTIONS
 from installer.core.errors import EnvironmentUnsupportedError
+from installer.core.facts import GpuReport
 from installer.edges.environment import current_platform, site_packages_dirs
 from installer.edges.gpu import detect_gpus
 from installer.edges.probe import installed_torch, layout
 from installer.launch.calibration import read_calibration
 from installer.launch.shim import shim_status
 from installer.plan.launch import LaunchFacts, LaunchRequest
-from installer.plan.launch_attention import AttentionProbe
+from installer.plan.launch_attention import AttentionProbe, CalibrationState, calibration_state
 from installer.plan.launch_settings import MARKER_ENV
 
 _VERSIONS_PROBE = """
@@ -119,3 +120,23 @@ def gather_facts(
         shim=shim_status(site),
         site_packages=site,
     )
+
+
+def check_calibration(install_dir: Path, gpu: GpuReport) -> CalibrationState:
+    """Check the install's calibration against this machine now (for `status` and `doctor`).
+
+    The venv is asked for its package versions only when there is a calibration to check.
+
+    Args:
+        install_dir: DIR, the install directory.
+        gpu: The GPUs detected now.
+
+    Returns:
+        Whether `launch` would route by it, and why not.
+    """
+    read = read_calibration(install_dir)
+    probe = None
+    if read.calibration is not None:
+        python = layout(install_dir, current_platform())["venv_python"]
+        probe = probe_attention(python) if python.is_file() else None
+    return calibration_state(read, probe, gpu, install_dir)

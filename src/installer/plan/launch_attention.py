@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from installer.core.calibration import Calibration, MachineNow, backend_label
 from installer.core.facts import GpuReport
@@ -142,6 +142,49 @@ def usable_calibration(
             "run `comfy-install tune DIR` again"
         )
     return calibration, f"measured {day} on this GPU, an {measured.gpu_name}"
+
+
+CalibrationStatus = Literal["fresh", "stale", "missing", "unreadable", "unchecked"]
+
+
+@dataclass(frozen=True)
+class CalibrationState:
+    """Whether the install's calibration can be used now, for `status` and `doctor`."""
+
+    status: CalibrationStatus
+    detail: str
+    hint: str | None = None
+
+
+def calibration_state(
+    read: CalibrationRead | None, probe: AttentionProbe | None, gpu: GpuReport, install_dir: Path
+) -> CalibrationState:
+    """Say whether the calibration describes this machine now, as `launch` will judge it.
+
+    Args:
+        read: The calibration file as read.
+        probe: The venv's package versions (None: the venv could not be asked).
+        gpu: The GPU report now.
+        install_dir: DIR, for the hint.
+
+    Returns:
+        ``fresh`` (with when and where it was measured), ``stale`` (with every
+        difference), ``missing``, ``unreadable`` or ``unchecked`` (the venv did not answer).
+    """
+    tune = f"comfy-install tune {install_dir}"
+    calibration, summary = usable_calibration(read, probe, gpu)
+    if calibration is not None:
+        routed = sum(1 for t in calibration.tables if any(b.backend != "sdpa" for b in t.bands))
+        return CalibrationState(
+            "fresh", f"{summary}; {routed} of {len(calibration.tables)} head dim/dtype pairs routed"
+        )
+    if read is None or (read.calibration is None and read.problem is None):
+        return CalibrationState("missing", summary, tune)
+    if read.calibration is None:
+        return CalibrationState("unreadable", summary, tune)
+    if probe is None:
+        return CalibrationState("unchecked", summary, None)
+    return CalibrationState("stale", summary, tune)
 
 
 def decide_attention(
