@@ -252,6 +252,11 @@ def test_a_stale_calibration_is_not_used() -> None:
     assert status == "off"
     assert "the calibration of 2026-11-30 is stale (sageattention 2.2.0 then, 2.2.1 now)" in reason
     assert ROUTES_ENV not in p.env_set and "--disable-xformers" in p.argv
+    assert p.attention is not None and p.attention.warning is not None
+    assert p.attention.warning.startswith("attention is not routed: the calibration of 2026-11-30")
+    # No calibration at all is no warning: nothing was measured yet.
+    none = plan(facts(calibration=CalibrationRead(CALIBRATION)))
+    assert none.attention is not None and none.attention.warning is None
 
 
 def test_an_unreadable_calibration_is_not_used() -> None:

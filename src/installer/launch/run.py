@@ -101,6 +101,8 @@ def log_plan(plan: LaunchPlan, facts: LaunchFacts, log: InstallerLogger) -> None
         log.info(line)
     for status, line in describe_tunings(plan):
         (log.debug if status == "off" else log.info)(f"tuning {line}")
+    if plan.attention is not None and plan.attention.warning:
+        log.warn(plan.attention.warning)
     log.debug(f"$ {plan.command_line()}")
 
 

@@ -85,6 +85,8 @@ class AttentionChoice:
     routes_path: Path | None = None
     details: tuple[str, ...] = ()
     """One line per head dim and dtype: which backend at which lengths, measured how."""
+    warning: str | None = None
+    """Set when there is a calibration that cannot be used (stale or unreadable)."""
 
     @property
     def routed(self) -> frozenset[str]:
@@ -231,7 +233,11 @@ def decide_attention(
         return AttentionChoice(Tuning(name, "off", no_gpu_reason(gpu)))
     calibration, summary = usable_calibration(read, probe, gpu)
     if calibration is None or read is None:
-        return AttentionChoice(Tuning(name, "off", f"{summary}: ComfyUI's default (SDPA)"))
+        exists = read is not None and (read.calibration is not None or read.problem is not None)
+        return AttentionChoice(
+            Tuning(name, "off", f"{summary}: ComfyUI's default (SDPA)"),
+            warning=f"attention is not routed: {summary}" if exists and probe else None,
+        )
     disabled = {"xformers"} if find_option(comfy_args, DISABLE_XFORMERS)[0] else set()
     routes: list[dict[str, Any]] = []
     details: list[str] = []
