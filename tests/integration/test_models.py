@@ -47,7 +47,7 @@ from installer.plan.models import plan_model_downloads
 from support.http_server import LocalHTTPServer
 from support.real import find_bundle
 
-BUNDLE = find_bundle()
+BUNDLE = find_bundle("v0.3.77")  # the kinds below are v0.3.77's
 runner = CliRunner()
 
 

@@ -15,38 +15,34 @@ import pytest
 
 from support.cli import BASE_PYTHON, REPO_ROOT, cli_path
 
-BUNDLE_NAME = "comfyui-v0.33.0.bundle"
 BUNDLE_REF = "v0.33.0"
-LEGACY_BUNDLE_NAME = "comfyui-v0.3.77.bundle"
+"""The pinned release (`comfyui.ref`): the default of every helper here."""
 LEGACY_REF = "v0.3.77"
+"""The old pin, which must keep installing and starting with the new torch."""
+BUNDLES = {"v0.33.0": "comfyui-v0.33.0.bundle", "v0.3.77": "comfyui-v0.3.77.bundle"}
+BUNDLE_NAME = BUNDLES[BUNDLE_REF]
+FIXTURE_FOLDERS = [
+    REPO_ROOT.parent / "shared" / "fixtures",
+    REPO_ROOT / "shared" / "fixtures",
+    Path("/work/shared/fixtures"),
+]
+BUNDLE_CANDIDATES = [folder / BUNDLE_NAME for folder in FIXTURE_FOLDERS]
 
 
-def candidates(name: str) -> list[Path]:
-    """Where a fixture bundle may be: beside the checkout, in it, or in /work/shared."""
-    return [
-        REPO_ROOT.parent / "shared" / "fixtures" / name,
-        REPO_ROOT / "shared" / "fixtures" / name,
-        Path("/work/shared/fixtures") / name,
-    ]
+def find_bundle(ref: str = BUNDLE_REF) -> Path | None:
+    """A ComfyUI bundle: for the pinned ref COMFYUI_BUNDLE first, else the fixtures folder."""
+    override = os.environ.get("COMFYUI_BUNDLE") if ref == BUNDLE_REF else None
+    candidates = [Path(override)] if override else [f / BUNDLES[ref] for f in FIXTURE_FOLDERS]
+    return next((candidate for candidate in candidates if candidate.is_file()), None)
 
 
-BUNDLE_CANDIDATES = candidates(BUNDLE_NAME)
-
-
-def find_bundle(name: str = BUNDLE_NAME) -> Path | None:
-    """A ComfyUI bundle: COMFYUI_BUNDLE (for the pinned one), else the shared fixtures folder."""
-    override = os.environ.get("COMFYUI_BUNDLE") if name == BUNDLE_NAME else None
-    found = [Path(override)] if override else candidates(name)
-    return next((candidate for candidate in found if candidate.is_file()), None)
-
-
-def bundle_path(name: str = BUNDLE_NAME) -> Path:
-    """A ComfyUI bundle, or a skip of the test that needs it."""
-    found = find_bundle(name)
+def bundle_path(ref: str = BUNDLE_REF) -> Path:
+    """The ComfyUI bundle of ``ref``, or a skip of the test that needs it."""
+    found = find_bundle(ref)
     if found is not None:
         return found
     pytest.skip(
-        f"the real ComfyUI bundle ({name}) is not on this machine; "
+        f"the real ComfyUI bundle ({BUNDLES[ref]}) is not on this machine; "
         "set COMFYUI_BUNDLE to run the real end-to-end tests"
     )
 
@@ -73,8 +69,8 @@ def wait_for_object_info(port: int, process: subprocess.Popen[bytes], timeout: f
     pytest.fail(f"/object_info did not answer within {timeout} s")
 
 
-def real_install_args(target: Path, bundle: str = BUNDLE_NAME, ref: str = BUNDLE_REF) -> list[str]:
-    """The command line of the real install into ``target`` (the registry's torch trio)."""
+def real_install_args(target: Path, ref: str = BUNDLE_REF) -> list[str]:
+    """The command line of the real install of ComfyUI ``ref`` into ``target``."""
     return [
         cli_path(),
         "install",
@@ -84,7 +80,7 @@ def real_install_args(target: Path, bundle: str = BUNDLE_NAME, ref: str = BUNDLE
         "--torch-index",
         "default",
         "--comfyui-url",
-        str(bundle_path(bundle)),
+        str(bundle_path(ref)),
         "--comfyui-ref",
         ref,
         "--python",
@@ -93,7 +89,7 @@ def real_install_args(target: Path, bundle: str = BUNDLE_NAME, ref: str = BUNDLE
 
 
 def launch_and_stop(install: Path, env: dict[str, str]) -> dict[str, object]:
-    """`comfy-install launch --background` on the CPU, `/object_info` read, then `stop`.
+    """`comfy-install launch --background` (no ComfyUI arguments), `/object_info`, then `stop`.
 
     Returns:
         The launch's JSON `data` and the node names `/object_info` listed (`nodes`).
@@ -101,7 +97,7 @@ def launch_and_stop(install: Path, env: dict[str, str]) -> dict[str, object]:
     port = free_port()
     started = subprocess.run(
         [cli_path(), "launch", str(install), "--listen", "127.0.0.1", "--port", str(port),
-         "--background", "--json", "--", "--cpu"],
+         "--background", "--json"],
         env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     try:
