@@ -40,9 +40,13 @@ def real_install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def real_install_033(real_install: Path) -> Iterator[Path]:
-    """ComfyUI v0.33.0 (with comfy-kitchen): the pinned release, so the same install."""
-    yield real_install
+def real_install_033(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Another install of ComfyUI v0.33.0, for the files whose tests launch ComfyUI too.
+
+    Two test files on two xdist workers must not launch ComfyUI from one DIR at the same
+    time (the second finds the first running), so they do not share `real_install`.
+    """
+    yield _shared_install(tmp_path_factory, "real033", BUNDLE_REF)
 
 
 @pytest.fixture(scope="session")
