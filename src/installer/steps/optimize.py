@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from installer.bench.proof import prove_accelerators
+from installer.core.proof import PROOF_KEY
 from installer.optimizations.install import install_optimizations
+from installer.optimizations.proof import with_proof
 from installer.optimizations.target import StepTarget
 from installer.plan.model import PlannedStep
 from installer.steps.context import StepContext
@@ -12,19 +15,24 @@ from installer.steps.packages import lock_path
 
 
 def run_optimizations(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
-    """Install xformers, triton and SageAttention as planned, torch held.
+    """Install xformers, triton and SageAttention as planned, torch held; then prove them.
+
+    The proof calls each installed attention backend on the GPU against SDPA; a
+    broken xformers is uninstalled (its package's outcome becomes `failed`).
 
     Args:
         ctx: The run's context; the packages come from its config and plan.
         step: The planned `optimizations` step (not used: ``ctx.plan`` holds what to do).
 
     Returns:
-        `packages` (each package's outcome) and the counts `installed`, `skipped` and `failed`.
+        `packages` (each package's outcome), the counts `installed`, `skipped` and `failed`,
+        and `accelerators` (the proof).
 
     Raises:
         IntegrityError: A downloaded wheel does not match its checksum.
         InstallerError: A package marked `required` failed.
-        StepFailedError: torch changed (the constraints should prevent it).
+        StepFailedError: torch changed (the constraints should prevent it, and an uninstall
+            never should).
     """
     target = StepTarget(
         python_exe=ctx.venv_python,
@@ -41,6 +49,8 @@ def run_optimizations(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     outcomes = install_optimizations(
         ctx.venv_python, ctx.comfyui_dir, ctx.install_dir, ctx.deps, ctx.log, target=target
     )
+    proof = prove_accelerators(ctx.venv_python, ctx.uv, ctx.gpu, ctx.log, "optimizations")
+    outcomes = with_proof(outcomes, proof)
     for outcome in outcomes:
         if outcome.status != "installed":
             ctx.log.info(f"{outcome.name}: {outcome.status} ({outcome.reason})")
@@ -48,7 +58,7 @@ def run_optimizations(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
         status: sum(o.status == status for o in outcomes)
         for status in ("installed", "skipped", "failed")
     }
-    return {"packages": [o.as_dict() for o in outcomes], **counts}
+    return {"packages": [o.as_dict() for o in outcomes], **counts, PROOF_KEY: proof.as_data()}
 
 
 def run_models(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
