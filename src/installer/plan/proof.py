@@ -80,7 +80,11 @@ def skip_reason(
         backends: The distribution of each backend to prove (by backend name).
     """
     if not gpu.has_nvidia:
-        return f"no NVIDIA GPU ({gpu.reason})"
+        return (
+            gpu.reason
+            if gpu.reason.startswith("no NVIDIA GPU")
+            else f"no NVIDIA GPU ({gpu.reason})"
+        )
     if not any(places.get(dist, Place(dist, None)).version for dist in backends.values()):
         return "no attention backend is installed (xformers, SageAttention, comfy-kitchen)"
     return None
