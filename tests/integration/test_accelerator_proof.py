@@ -26,7 +26,8 @@ from installer.core.log import InstallerLogger
 from installer.edges.environment import find_uv_binary
 from installer.edges.probe import installed_distributions
 from installer.edges.uv import Uv
-from installer.optimizations.proof import locate
+from installer.optimizations.outcome import OptimizationOutcome
+from installer.optimizations.proof import locate, with_proof
 from installer.optimizations.venv import inspect_venv_torch
 from support.attention import XFORMERS_ERROR
 from support.cli import (
@@ -187,6 +188,20 @@ def test_a_broken_xformers_is_uninstalled_by_uv_with_torch_untouched(
     assert {name: after[name] for name in TRIO} == TRIO
     assert inspect_venv_torch(venv).pins == TRIO
     assert "xformers 0.0.35 uninstalled; torch unchanged" in (tmp_path / "proof.log").read_text()
+    # Step 10's outcome of xformers says so: skipped (not failed, which the next install
+    # would retry only for the proof to take it out again).
+    outcomes = [
+        OptimizationOutcome("xformers", "package", "installed", "built for torch 2.9",
+                            "xformers==0.0.35", "xformers", "0.0.35"),
+        OptimizationOutcome("sageattention2-sm90", "wheel", "installed", "fits",
+                            "sageattention-2.2.0-cp39-abi3-linux_x86_64.whl", "sageattention",
+                            "2.2.0"),
+    ]  # fmt: skip
+    xformers_outcome, sage_outcome = with_proof(outcomes, proof)
+    assert xformers_outcome.status == "skipped"
+    assert xformers_outcome.reason.startswith("broken on this GPU (every fp16 call failed: ")
+    assert xformers_outcome.reason.endswith("); uninstalled by the accelerator proof")
+    assert sage_outcome == outcomes[1]
 
 
 def test_a_broken_xformers_outside_the_venv_is_disabled_and_left_alone(

@@ -12,7 +12,7 @@ broken backends the decision says to (`uv pip uninstall`, which never touches
 another distribution), then checks that each is gone and that torch,
 torchvision and torchaudio are exactly what they were.
 [`with_proof`][installer.optimizations.proof.with_proof] makes step 10's package
-outcomes say what the proof uninstalled.
+outcomes say what the proof uninstalled (`skipped`, with the reason).
 """
 
 from __future__ import annotations
@@ -146,7 +146,11 @@ def remove_broken(
 def with_proof(
     outcomes: Sequence[OptimizationOutcome], proof: AcceleratorProof
 ) -> list[OptimizationOutcome]:
-    """Return step 10's outcomes with each package the proof uninstalled marked `failed`.
+    """Return step 10's outcomes with each package the proof uninstalled marked `skipped`.
+
+    `skipped`, not `failed`: a failed optional package makes the next install run step
+    10 again, which would install the broken package only for the proof to take it out.
+    A new torch (or GPU, or config) plans step 10 afresh and proves it again.
 
     Args:
         outcomes: The package outcomes of step 10.
@@ -161,7 +165,8 @@ def with_proof(
     for outcome in outcomes:
         backend = gone.get((outcome.import_name or "").lower())
         if outcome.status == "installed" and backend is not None:
-            reason = f"broken on this GPU ({shorten(backend.reason or 'it failed')}); uninstalled"
-            outcome = replace(outcome, status="failed", reason=reason)
+            why = shorten(backend.reason or "it failed")
+            reason = f"broken on this GPU ({why}); uninstalled by the accelerator proof"
+            outcome = replace(outcome, status="skipped", reason=reason)
         result.append(outcome)
     return result

@@ -18,7 +18,7 @@ def run_optimizations(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     """Install xformers, triton and SageAttention as planned, torch held; then prove them.
 
     The proof calls each installed attention backend on the GPU against SDPA; a
-    broken xformers is uninstalled (its package's outcome becomes `failed`).
+    broken xformers is uninstalled (its package's outcome becomes `skipped`, with the reason).
 
     Args:
         ctx: The run's context; the packages come from its config and plan.
