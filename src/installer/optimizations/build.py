@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from installer.core.errors import BuildFailedError, CommandFailedError, StepFailedError
-from installer.core.facts import BuildHost, venv_python
+from installer.core.facts import venv_python
 from installer.core.log import InstallerLogger
 from installer.edges.git import checkout_pinned
 from installer.edges.proc import run_command
@@ -267,7 +267,6 @@ def _build(
 ) -> tuple[Path, float]:
     source = entry.source
     assert source is not None
-    host = target.build_host
     src = work / "src"
     log.info(f"{entry.name}: cloning {source.url} at {source.commit}")
     try:
@@ -329,7 +328,7 @@ def _build(
                 log=log,
                 what=f"build {entry.name}",
                 cwd=folder,
-                env=_build_env(source.build_env, env_dir, build_python, host, target),
+                env=_build_env(source.build_env, env_dir, build_python, facts, target),
                 on_line=follow,
                 process_group=True,
                 spinner=False,
@@ -366,9 +365,10 @@ def _build_env(
     settings: dict[str, str],
     env_dir: Path,
     build_python: Path,
-    host: BuildHost | None,
+    facts: VenvFacts,
     target: StepTarget,
 ) -> dict[str, str]:
+    host = target.build_host
     env = dict(target.uv.env)
     # A variable that skips the CUDA build (SAGEATTN_SKIP_CUDA_BUILD=1 for a docs build, say)
     # would give a wheel without kernels.
@@ -383,4 +383,26 @@ def _build_env(
         env["CUDA_HOME"] = home
         if target.platform == "windows":
             env["CUDA_PATH"] = home
+    # A toolkit installed without its libraries' headers (nvcc and the runtime only, as
+    # some packages do) lacks cusparse.h or cublas_v2.h, which torch's own headers include.
+    # The venv's NVIDIA wheels (torch's CUDA libraries) carry them, for torch's CUDA: they
+    # go behind every explicit include folder, so the toolkit's own headers still win.
+    extra = nvidia_include_dirs(facts)
+    if extra:
+        name = "INCLUDE" if target.platform == "windows" else "CPATH"
+        env[name] = os.pathsep.join([*filter(None, [env.get(name)]), *extra])
     return env
+
+
+def nvidia_include_dirs(facts: VenvFacts) -> list[str]:
+    """Return the header folders of the NVIDIA wheels the venv sees (`nvidia/*/include`).
+
+    Args:
+        facts: The venv's package folders.
+    """
+    found: list[str] = []
+    for site in facts.sites:
+        for folder in sorted(Path(site).glob("nvidia/*/include")):
+            if folder.is_dir() and str(folder) not in found:
+                found.append(str(folder))
+    return found
