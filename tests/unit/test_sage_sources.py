@@ -1,4 +1,4 @@
-"""SageAttention's routes, planned from data: prebuilt wheel → source build → SageAttention 1 → none.
+"""SageAttention's routes, planned from data: prebuilt wheel → source build → SA 1 → none.
 
 The plan is made for machines described as data (compute capability, driver, CUDA
 toolkit, compiler, platform, Python), with the shipped `sageattention_sources` and a
@@ -26,8 +26,8 @@ from installer.core.facts import (
     GpuInfo,
     GpuReport,
     InstallProbe,
-    TorchInstalled,
     Tool,
+    TorchInstalled,
     gpu_override,
 )
 from installer.optimizations.build import first_error
