@@ -133,7 +133,7 @@ SA2, SA3, SA1 = (
 #  a phrase of the SageAttention 2 source entry's reason)
 CASES = [
     ("linux", "7.5", "13.0", "13.0", "3.12", "cu128", "none", "GPU is cc 7.5, outside its range"),
-    ("linux", "8.0", "13.0", "13.0", "3.12", "cu130", "source", "for sm80 against torch 2.11.0 cu130"),
+    ("linux", "8.0", "13.0", "13.0", "3.12", "cu130", "source", "for sm80 against torch 2.11.0"),
     ("linux", "8.6", "13.0", "13.0", "3.12", "cu130", "source", "for sm86"),
     ("linux", "8.6", "13.0", None, "3.12", "cu128", "fallback", "building it needs nvcc"),
     ("linux", "8.9", "12.8", "12.3", "3.12", "cu128", "fallback",
