@@ -162,6 +162,7 @@ def venv_facts(python_exe: Path) -> VenvFacts:
             text=True,
             timeout=120,
             check=True,
+            env=_without_python_paths(dict(os.environ)),
         )
         data = json.loads(done.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
@@ -374,6 +375,7 @@ def _build_env(
     # would give a wheel without kernels.
     for name in [n for n in env if n.upper().endswith("_SKIP_CUDA_BUILD")]:
         del env[name]
+    env = _without_python_paths(env)
     env.update(settings)
     env["PATH"] = str(build_python.parent) + os.pathsep + env.get("PATH", "")
     env["VIRTUAL_ENV"] = str(env_dir)
@@ -392,6 +394,11 @@ def _build_env(
         name = "INCLUDE" if target.platform == "windows" else "CPATH"
         env[name] = os.pathsep.join([*filter(None, [env.get(name)]), *extra])
     return env
+
+
+def _without_python_paths(env: dict[str, str]) -> dict[str, str]:
+    """Drop PYTHONPATH and PYTHONHOME: the build sees the venv and its tools, not the caller's."""
+    return {k: v for k, v in env.items() if k.upper() not in ("PYTHONPATH", "PYTHONHOME")}
 
 
 def nvidia_include_dirs(facts: VenvFacts) -> list[str]:
