@@ -465,7 +465,11 @@ def test_no_gpu_plans_no_optimizations(
     )
     assert plan.optimizations, "every configured package is listed, even when skipped"
     assert (
-        len(plan.optimizations) == len(packages) + len(deps.pip_packages.sageattention_wheels) + 1
+        len(plan.optimizations)
+        == len(packages)
+        + len(deps.pip_packages.sageattention_wheels)
+        + len(deps.pip_packages.sageattention_sources)
+        + 1
     )
     assert all(entry.action == "skip" for entry in plan.optimizations)
     assert plan.torch.cuda is None

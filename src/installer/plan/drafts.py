@@ -211,7 +211,7 @@ def draft_steps(
     opt_record = state.done("optimizations") if state else None
     failed_before = int(opt_record.outputs.get("failed", 0)) if opt_record else 0
     drafts["optimizations"] = StepDraft(
-        inputs={"torch": torch_version, "planned": [p.model_dump(mode="json") for p in planned]},
+        inputs={"torch": torch_version, "planned": [_fingerprinted(p) for p in planned]},
         details=_sage_routes(planned) + [_describe_optimization(p) for p in planned],
         not_applicable=gate,
         outputs_ok=(
@@ -265,6 +265,17 @@ def _torch_outputs_ok(outputs: dict[str, Any] | None, probe: InstallProbe) -> tu
                 f"not the recorded {recorded}"
             )
     return True, ""
+
+
+def _fingerprinted(entry: PlannedOptimization) -> dict[str, Any]:
+    """Return what of an entry decides the step's work.
+
+    All of it when it installs (or stands by); only that it is skipped otherwise: a reason
+    that names the GPU is not a change to redo the step for.
+    """
+    if entry.action == "install" or entry.fallback_for is not None:
+        return entry.model_dump(mode="json")
+    return {"name": entry.name, "action": entry.action}
 
 
 _ROUTE_NAMES = {"wheel": "prebuilt wheel", "source": "build from source", "fallback": "fallback"}
