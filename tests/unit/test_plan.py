@@ -515,8 +515,9 @@ def test_cli_windows_dry_run(cli: Callable[..., Any], tmp_path: Path) -> None:
 
 def test_cli_linux_dry_run_has_no_sa2_wheel(cli: Callable[..., Any], tmp_path: Path) -> None:
     data = dry_run_json(
-        cli, tmp_path / "lin", "--platform", "linux", "--gpu", "8.9", "--cuda-driver", "12.8"
-    )
+        cli, tmp_path / "lin", "--platform", "linux", "--gpu", "8.9", "--cuda-driver", "12.8",
+        "--cuda-toolkit", "none",
+    )  # fmt: skip
     assert data["torch"]["variant"] == "cu128"
     assert data["paths"]["venv_python"] == "venv/bin/python"
     installing = {o["name"]: o for o in data["optimizations"] if o["action"] == "install"}

@@ -570,3 +570,43 @@ def test_cuda_major_and_cuda_home() -> None:
     assert host.nvcc_version == Version("13.0")
     described = BuildHost(host.compiler, Tool("nvcc", path="nvcc", version="12.8"))
     assert described.cuda_home is None  # --cuda-toolkit describes; there is no folder
+
+
+# --- the command line -------------------------------------------------------------------
+
+
+def dry_run(cli: Callable[..., Any], target: Path, *args: str) -> dict[str, Any]:
+    result = cli("install", target, "--dry-run", "--json", *args)
+    assert result.exit_code == 0, result.output
+    data: dict[str, Any] = json.loads(result.stdout)["data"]
+    return data
+
+
+def test_cli_cuda_toolkit_plans_the_build_or_not(cli: Callable[..., Any], tmp_path: Path) -> None:
+    common = ("--platform", "linux", "--gpu", "9.0", "--cuda-driver", "13.0")
+    built = dry_run(cli, tmp_path / "a", *common, "--cuda-toolkit", "13.0")
+    none = dry_run(cli, tmp_path / "b", *common, "--cuda-toolkit", "none")
+    by_name = {o["name"]: o for o in built["optimizations"]}
+    assert by_name[SA2]["action"] == "install"
+    assert by_name[SA2]["source"]["nvcc"] == "13.0"
+    assert by_name[SA2]["source"]["build_env"]["TORCH_CUDA_ARCH_LIST"] == "9.0"
+    assert built["torch"]["cuda"] == "cu130"
+    by_name = {o["name"]: o for o in none["optimizations"]}
+    assert by_name[SA2]["action"] == "skip"
+    assert "--cuda-toolkit none" in by_name[SA2]["reason"]
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--dry-run", "--cuda-toolkit", "13"), "--cuda-toolkit 13: expected X.Y"),
+        (("--gpu", "none", "--cuda-toolkit", "12.8"), "it works only with --dry-run"),
+    ],
+)
+def test_cli_cuda_toolkit_usage_errors(
+    cli: Callable[..., Any], tmp_path: Path, args: tuple[str, ...], needle: str
+) -> None:
+    result = cli("install", tmp_path / "x", *args)
+    assert result.exit_code == 2
+    assert needle in result.output
