@@ -959,7 +959,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     (ROOT / "bench" / "results.json").write_text(
         json.dumps({"machine": info, "results": [r.row() for r in results]}, indent=2) + "\n"
     )
-    (ROOT / "bench" / "RESULTS.md").write_text(report(results, info))
+    results_md = ROOT / "bench" / "RESULTS.md"
+    # Keep the GPU workflow section (bench/gpu/run_workflows.py writes it between markers).
+    kept = ""
+    if results_md.exists():
+        old = results_md.read_text()
+        start, end = "<!-- gpu-workflows:start -->", "<!-- gpu-workflows:end -->"
+        if start in old and end in old:
+            kept = "\n" + start + old.split(start, 1)[1].split(end, 1)[0] + end + "\n"
+    results_md.write_text(report(results, info) + kept)
     return 0
 
 

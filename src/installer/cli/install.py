@@ -161,10 +161,20 @@ def _install(
         from installer.commands.planning import make_plan
 
         plan = make_plan(options).plan
+        if not as_json:
+            render_plan(plan, stdout_console())
+        if plan.blocking:
+            from installer.plan.preflight import blocking_error
+
+            fail(
+                blocking_error(plan.blocking),
+                log,
+                command,
+                as_json,
+                data=plan.model_dump(mode="json"),
+            )
         if as_json:
             print_json(command, plan.model_dump(mode="json"))
-        else:
-            render_plan(plan, stdout_console())
         return 0
     from installer.commands.executor import execute
 

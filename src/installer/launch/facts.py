@@ -18,9 +18,11 @@ from installer.core.errors import EnvironmentUnsupportedError
 from installer.edges.environment import current_platform, site_packages_dirs
 from installer.edges.gpu import detect_gpus
 from installer.edges.probe import installed_torch, layout
+from installer.edges.state import read_state
 from installer.launch.shim import shim_status
 from installer.plan.launch import LaunchFacts, LaunchRequest
 from installer.plan.launch_attention import SAGE_MIN_CC, SageProbe
+from installer.plan.launch_device import cpu_install_reason
 from installer.plan.launch_settings import MARKER_ENV
 
 _SAGE_PROBE = (
@@ -61,7 +63,7 @@ def probe_sage(venv_python: Path, environ: Mapping[str, str] | None = None) -> S
 def gather_facts(
     request: LaunchRequest, platform: str | None = None, environ: Mapping[str, str] | None = None
 ) -> LaunchFacts:
-    """Read what a launch depends on: GPU, torch, SageAttention and the shim's state.
+    """Read what a launch depends on: GPU, torch, SageAttention, the shim, the recorded GPU.
 
     Args:
         request: The command-line request.
@@ -101,4 +103,12 @@ def gather_facts(
         sage=sage,
         shim=shim_status(site),
         site_packages=site,
+        cpu_install=_cpu_install(request.install_dir),
     )
+
+
+def _cpu_install(install_dir: Path) -> str | None:
+    """Return why the install was made for the CPU (`--gpu none` in its state), else None."""
+    state, _problem = read_state(install_dir)
+    record = state.done("gpu") if state is not None else None
+    return cpu_install_reason(record.outputs if record is not None else None)

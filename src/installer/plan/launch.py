@@ -44,6 +44,7 @@ from typing import Any, Literal
 from installer.core.errors import UsageError
 from installer.core.facts import GpuReport, TorchInstalled
 from installer.plan.launch_attention import SageProbe, decide_sage
+from installer.plan.launch_device import decide_device
 from installer.plan.launch_settings import (
     EXTRA_ARGS_ENV,
     MARKER_ENV,
@@ -99,6 +100,8 @@ class LaunchFacts:
     sage: SageProbe | None = None
     shim: ShimStatus = "missing"
     site_packages: Path | None = None
+    cpu_install: str | None = None
+    """Why the install was made for the CPU, as its gpu step recorded it (`--gpu none`)."""
 
 
 @dataclass(frozen=True)
@@ -217,7 +220,10 @@ def plan_launch(
         *split_extra_args(user.get(EXTRA_ARGS_ENV, ""), facts.platform),
         *request.extra_args,
     )
-    gpu = GpuReport("none", CPU_ONLY) if find_option(comfy_args, "--cpu")[0] else facts.gpu
+    device = decide_device(facts.gpu, facts.torch, facts.cpu_install, comfy_args)
+    # A GPU that ComfyUI will not use (--cpu, ours or the user's) gets no GPU tunings.
+    on_cpu = find_option(comfy_args, "--cpu")[0] or (device.status == "on" and facts.gpu.has_nvidia)
+    gpu = GpuReport("none", CPU_ONLY) if on_cpu else facts.gpu
     tf32 = decide_tf32(request.tune, gpu, user)
     in_process = _apply_shim_limits(
         [
@@ -235,6 +241,7 @@ def plan_launch(
         native is not None and native.status == "on"
     )
     tunings = [
+        device,
         decide_allocator(request.tune, gpu, facts.torch, facts.platform, user, native_allocator),
         *in_process,
         *([native] if native is not None else []),
