@@ -360,7 +360,7 @@ def test_windows_without_msvc_skips_the_source_route_with_the_reason(
         (16, 128, ["9.0"], {"EXT_PARALLEL": "4", "MAX_JOBS": "8"}, 32),
         (2, 24, ["9.0"], {"EXT_PARALLEL": "4", "MAX_JOBS": "1"}, 4),
         (2, 4, ["9.0"], {"EXT_PARALLEL": "1", "MAX_JOBS": "1"}, 1),
-        (16, 128, ["8.6", "9.0"], {"EXT_PARALLEL": "4", "MAX_JOBS": "5"}, 20),
+        (16, 128, ["8.6", "9.0"], {"EXT_PARALLEL": "4", "MAX_JOBS": "4"}, 16),
     ],
 )
 def test_parallel_jobs_follow_cores_and_memory(
@@ -401,7 +401,7 @@ def test_expected_time_scales_from_the_measured_build(
 @pytest.mark.parametrize(
     ("change", "phrase"),
     [
-        ({"memory_gib": 2}, "one compile job needs about 3 GiB of memory; this machine has 2 GiB"),
+        ({"memory_gib": 2}, "one compile job needs about 4 GiB of memory; this machine has 2 GiB"),
         ({"git": False}, "git is needed to clone the source"),
         ({"compiler": False}, "building it needs a C++ compiler (no C++ compiler found"),
     ],

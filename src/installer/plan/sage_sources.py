@@ -190,7 +190,7 @@ def _settings(
         env["MAX_JOBS"] = str(jobs)
     measured = source.build_time
     if measured is None:
-        return env, jobs, None, "build time unknown (never measured)"
+        return env, jobs, None, "build time not measured yet"
     used = min(cores, jobs, measured.cores)
     seconds = measured.seconds * measured.cores / used * len(archs) / measured.archs
     minutes = max(1, round(seconds / 60))
