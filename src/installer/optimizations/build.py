@@ -324,6 +324,7 @@ def _build(
                     build_python,
                     "--out-dir",
                     dist,
+                    *target.uv.index_args(),
                     folder,
                 ],
                 log=log,
