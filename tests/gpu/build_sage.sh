@@ -9,6 +9,8 @@
 # `.device/` carried: .device/sageattention-d1a57a5.bundle and .device/wheels/ (setuptools<75,
 # wheel<0.44, packaging<24, ninja: the build requirements; sageattention 1.0.6: the fallback).
 # Everything found goes to $OUT (summary.txt, first.json, second.json, gpu-check.json, logs).
+# For a check of the plumbing on a machine without a GPU: SAGE_GPU=9.0 (plan for that GPU),
+# SITE=folder with comfy-install's dependencies (default /tmp/site).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 NO_COLOR=1
 OUT=${OUT:-/tmp/build-sage-out}
@@ -18,7 +20,7 @@ COMMIT=5ca2ec911ea2bb86929a13b621bf9bb54ca6b3b9  # the bundle's commit of upstre
 WORK=/tmp/build-sage
 rm -rf "$WORK" && mkdir -p "$WORK"
 export COMFY_INSTALL_CACHE_DIR=$WORK/cache
-RUN_PYTHONPATH=/tmp/site:$PWD/src:$PWD/tests
+RUN_PYTHONPATH=${SITE:-/tmp/site}:$PWD/src:$PWD/tests
 
 { nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv; nproc; free -g | head -2
   nvcc --version | tail -2
@@ -34,7 +36,7 @@ make_venv() {  # a venv over the machine's site-packages (its torch), as tests/g
 
 run_step10() {  # $1 = label, $2 = venv
   PYTHONPATH=$RUN_PYTHONPATH python3 tests/gpu/build_sage.py --venv "$2" --bundle "$BUNDLE" \
-    --commit "$COMMIT" --out "$OUT" --label "$1" --gpu auto \
+    --commit "$COMMIT" --out "$OUT" --label "$1" --gpu "${SAGE_GPU:-auto}" \
     --find-links "$PWD/.device/wheels" --offline > "$OUT/$1-stdout.txt" 2>&1
 }
 
