@@ -213,6 +213,11 @@ def _build_sources(
                 )
                 specs[fallback] = planned[fallback].requirement or planned[fallback].name
             continue
+        fallback = standby.pop(entry.name, None)
+        if fallback is not None:
+            done[fallback] = skipped_outcome(
+                planned[fallback], f"not needed: {entry.name} was built"
+            )
         how = (
             "reused the wheel built before (sha256 verified)"
             if built.reused
