@@ -112,6 +112,13 @@ def install(
         Path | None,
         typer.Option("--lock-dir", help="Folder of lock files (default: the shipped locks/)."),
     ] = None,
+    tune: Annotated[
+        bool,
+        typer.Option(
+            "--tune/--no-tune",
+            help="At the end, measure attention on this machine's GPU (`comfy-install tune`).",
+        ),
+    ] = True,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
@@ -147,14 +154,16 @@ def install(
         lock_dir=lock_dir,
         command_line=tuple(sys.argv[1:]) if sys.argv[1:2] == ["install"] else tuple(command),
     )
-    code = guarded(command, as_json, log, verbose, lambda: _install(options, log, command, as_json))
+    code = guarded(
+        command, as_json, log, verbose, lambda: _install(options, log, command, as_json, tune)
+    )
     log.close()
     if code:
         raise typer.Exit(code)
 
 
 def _install(
-    options: InstallOptions, log: InstallerLogger, command: list[str], as_json: bool
+    options: InstallOptions, log: InstallerLogger, command: list[str], as_json: bool, tune: bool
 ) -> int:
     if options.dry_run:
         from installer.cli.render import render_plan, stdout_console
@@ -181,6 +190,12 @@ def _install(
     result = execute(options, log)
     if result.error is not None:
         fail(result.error, log, command, as_json, data=result.as_data())
+    if tune:
+        from installer.bench.tune import tune_after_install
+
+        tuned = tune_after_install(options.install_dir, options.gpu, options.only, log)
+    else:
+        tuned = {"status": "skipped", "reason": "--no-tune"}
     if as_json:
-        print_json(command, result.as_data())
+        print_json(command, {**result.as_data(), "tune": tuned})
     return 0
