@@ -5,8 +5,8 @@
 # site-packages; installs it; imports it and runs sageattn against SDPA on the GPU; then a
 # second install into a fresh venv must reuse the cached wheel (no compiler runs).
 #
-# Run from the repository root with comfy-install's dependencies on PYTHONPATH=/tmp/site and
-# `.device/` carried: .device/sageattention-d1a57a5.bundle and .device/wheels/ (setuptools<75,
+# Run from the repository root with comfy-install's dependencies in /tmp/site (or as wheels in a
+# carried .whl/, installed there first) and `.device/` carried: .device/sageattention-d1a57a5.bundle and .device/wheels/ (setuptools<75,
 # wheel<0.44, packaging<24, ninja: the build requirements; sageattention 1.0.6: the fallback).
 # Everything found goes to $OUT (summary.txt, first.json, second.json, gpu-check.json, logs).
 # For a check of the plumbing on a machine without a GPU: SAGE_GPU=9.0 (plan for that GPU),
@@ -20,7 +20,15 @@ COMMIT=5ca2ec911ea2bb86929a13b621bf9bb54ca6b3b9  # the bundle's commit of upstre
 WORK=/tmp/build-sage
 rm -rf "$WORK" && mkdir -p "$WORK"
 export COMFY_INSTALL_CACHE_DIR=$WORK/cache
-RUN_PYTHONPATH=${SITE:-/tmp/site}:$PWD/src:$PWD/tests
+SITE=${SITE:-/tmp/site}
+RUN_PYTHONPATH=$SITE:$PWD/src:$PWD/tests
+# comfy-install's own dependencies, when carried as wheels in .whl/ (as for run_attention.sh).
+WHEELS=$(ls .whl/*.whl 2>/dev/null | grep -v -e sageattention -e xformers)
+if [ -n "$WHEELS" ]; then
+  mkdir -p "$SITE"
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$SITE" $WHEELS > "$OUT/pip-site.log" 2>&1 || echo "pip into $SITE: exit $?" >> "$OUT/summary.txt"
+fi
 
 { nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv; nproc; free -g | head -2
   nvcc --version | tail -2
