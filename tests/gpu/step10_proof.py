@@ -39,6 +39,7 @@ from typing import Any
 from installer.bench.proof import prove_accelerators
 from installer.core.config import Dependencies, IndexOptions, ToolsManifest
 from installer.core.errors import InstallerError
+from installer.core.facts import BuildHost, Tool
 from installer.core.log import InstallerLogger
 from installer.core.proof import proof_from_outputs
 from installer.core.records import InstallState, StepRecord
@@ -100,14 +101,18 @@ def context(python: Path, gpu: Any, uv: Uv, deps: Dependencies, manifest: ToolsM
         gpu=gpu,
         torch=SimpleNamespace(index_url=None, cuda=torch.cuda),
     )
-    tool = SimpleNamespace(ok=False)
+    # No source build here: SageAttention 2 comes as the prebuilt wheel (built on this GPU).
+    host = BuildHost(compiler=Tool("compiler", error="not used by this check"),
+                     nvcc=Tool("nvcc", error="not used by this check"), offline=True)  # fmt: skip
+    env = SimpleNamespace(compiler=host.compiler, nvcc=host.nvcc,
+                          build_host=lambda offline=False: host)  # fmt: skip
     return StepContext(
         plan=plan,  # type: ignore[arg-type]
         deps=deps,
         manifest=manifest,
-        env=SimpleNamespace(compiler=tool, nvcc=tool),  # type: ignore[arg-type]
+        env=env,  # type: ignore[arg-type]
         gpu=gpu,
-        options=SimpleNamespace(allow_unverified=False),  # type: ignore[arg-type]
+        options=SimpleNamespace(allow_unverified=False, offline=True),  # type: ignore[arg-type]
         log=log,
         uv=uv,
         state=InstallState(),
