@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Step 10's accelerator proof on a lent GPU machine (no network), about 2-4 minutes of device time.
 # Run from the repository root:  bash tests/gpu/proof.sh [SITE]
-#   SITE  a folder with comfy-install's requirements (and ComfyUI's, comfy-kitchen,
-#         sageattention 1.0.6; default /tmp/site); wheels carried in .whl/ (if any) are
-#         installed into it first, SageAttention and xformers ones excepted.
+#   SITE  a folder with comfy-install's requirements, uv among them (and ComfyUI's,
+#         comfy-kitchen, sageattention 1.0.6; default /tmp/site); wheels carried in .whl/ or
+#         .whl/*/ (if any) are installed into it first, SageAttention and xformers excepted.
 # Carried in .device/: extra/xformers-0.0.35-py39-none-manylinux_2_28_x86_64.whl (PyPI's, a
 # CUDA 12 build), sageattention-2.2.0-cp312-cp312-linux_x86_64.whl (built on the H200) and,
 # if there, comfyui-v0.33.0.bundle (verify then starts the real ComfyUI).
@@ -23,7 +23,7 @@ SAGE_WHL=${SAGE_WHL:-.device/sageattention-2.2.0-cp312-cp312-linux_x86_64.whl}
 BUNDLE=${BUNDLE:-.device/comfyui-v0.33.0.bundle}
 for f in "$XFORMERS_WHL" "$SAGE_WHL"; do [ -f "$f" ] || { say "missing: $f"; exit 1; }; done
 
-WHEELS=$(ls .whl/*.whl 2>/dev/null | grep -v -e sageattention -e xformers)
+WHEELS=$(ls .whl/*.whl .whl/*/*.whl 2>/dev/null | grep -v -e sageattention -e xformers)
 if [ -n "$WHEELS" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target "$SITE" $WHEELS > "$OUT/pip-site.log" 2>&1 || say "pip into $SITE: exit $?"
