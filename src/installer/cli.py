@@ -18,6 +18,7 @@ import typer
 
 from installer import __version__
 from installer.cli_benchmark import benchmark
+from installer.cli_image import image_app
 from installer.cli_launch import LAUNCH_CONTEXT_SETTINGS, launch, stop
 from installer.cli_lock import lock
 from installer.cli_models import models_app
@@ -42,6 +43,7 @@ config_app = typer.Typer(
 )
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
+app.add_typer(image_app, name="image")
 
 DEFAULT_DIR = Path("ComfyUI-install")
 
