@@ -31,7 +31,6 @@ from installer.image.containerfile import (
 )
 from installer.image.context import write_context
 from installer.image.engine import ENGINES, build_command, find_engine, progress_line
-
 from support.cli import REPO_ROOT
 
 SUMMARY = PlanSummary(
