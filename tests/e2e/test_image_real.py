@@ -50,8 +50,11 @@ def _buildah(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _size(tag: str) -> int:
+    """The image's size in bytes; buildah 1.28 reports it in decimal units, like `8.88 GB`."""
     images = json.loads(_buildah("images", "--json", tag).stdout)
-    return int(images[0]["size"])
+    number, unit = str(images[0]["size"]).split()
+    scale = {"B": 1, "kB": 10**3, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+    return int(float(number) * scale[unit])
 
 
 def _free_port() -> int:
