@@ -105,7 +105,7 @@ def repeat(n: int, action: Callable[[], float]) -> list[float]:
 
 
 def uv_bin() -> str:
-    from installer.environment import find_uv_binary
+    from installer.edges.environment import find_uv_binary
 
     path = find_uv_binary()
     assert path
@@ -412,8 +412,9 @@ def bench_rerun(args: list[str], target: Path, n: int, what: str) -> Result:
 
 DOWNLOAD_SCRIPT = (
     "import sys; from pathlib import Path\n"
-    "from installer.download import DownloadRequest, download_files\n"
-    "from installer.log import InstallerLogger\n"
+    "from installer.core.downloads import DownloadRequest\n"
+    "from installer.edges.download.api import download_files\n"
+    "from installer.core.log import InstallerLogger\n"
     "reqs=[DownloadRequest(url=u, dest_dir=Path(sys.argv[1]),"
     " filename=u.rsplit('/',1)[1], sha256=h)"
     " for u,h in zip(sys.argv[2::2], sys.argv[3::2])]\n"
@@ -958,7 +959,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     (ROOT / "bench" / "results.json").write_text(
         json.dumps({"machine": info, "results": [r.row() for r in results]}, indent=2) + "\n"
     )
-    (ROOT / "bench" / "RESULTS.md").write_text(report(results, info))
+    results_md = ROOT / "bench" / "RESULTS.md"
+    # Keep the GPU workflow section (bench/gpu/run_workflows.py writes it between markers).
+    kept = ""
+    if results_md.exists():
+        old = results_md.read_text()
+        start, end = "<!-- gpu-workflows:start -->", "<!-- gpu-workflows:end -->"
+        if start in old and end in old:
+            kept = "\n" + start + old.split(start, 1)[1].split(end, 1)[0] + end + "\n"
+    results_md.write_text(report(results, info) + kept)
     return 0
 
 

@@ -13,25 +13,25 @@ else: no network, no GPU, no files outside the repository.
 Generators (name, argument: what it renders, from where):
 
 - `errors`: every error the tool can print, with cause, fix and exit code
-  (`installer.errors.error_catalogue()`).
+  (`installer.core.errors.error_catalogue()`).
 - `exit-codes`: the exit codes and the errors that end with each (`ExitCode`).
 - `config-schema KIND`: field tables and the raw JSON Schema of a configuration
-  file (`installer.config.json_schema(KIND)`).
+  file (`installer.core.config_files.json_schema(KIND)`).
 - `plan-schema`: the same for the plan of `install --dry-run --json`
-  (`installer.plan.Plan`).
+  (`installer.plan.model.Plan`).
 - `envelope`: the keys of the `--json` envelope and a real error envelope.
 - `steps`: the 13 step ids, titles and dependencies (`STEPS`, `DEPENDS`).
 - `compat PLATFORM`: compute capability x driver CUDA -> torch build, packages,
-  SageAttention, by running `installer.compat` and `installer.optimizations`
+  SageAttention, by running `installer.plan.compat` and `installer.plan.optimizations`
   on the shipped configuration.
 - `config-matrix`: the torch variants, package pins and SageAttention wheels
   the shipped configuration encodes.
 - `launch-values`, `launch-example [compile]`: the values the launch variables
   accept, and `launch --print-env` for the reference H100 install
-  (`installer.launch.plan_launch`).
+  (`installer.plan.launch.plan_launch`).
 - `model-kinds`, `shared-section`: ComfyUI's model folders and their aliases,
   and the `extra_model_paths.yaml` section for a shared store
-  (`installer.models`).
+  (`installer.plan.model_kinds`, `installer.models.extra_paths`).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def slug(*parts: str) -> str:
 
 def gen_errors(_: str | None = None) -> str:
     """Render the error catalogue: one section per error class."""
-    from installer.errors import error_catalogue
+    from installer.core.errors import error_catalogue
 
     out: list[str] = []
     entries = error_catalogue()
@@ -150,7 +150,7 @@ def gen_errors(_: str | None = None) -> str:
 
 def gen_exit_codes(_: str | None = None) -> str:
     """Render the exit codes with their meaning and the errors that end with each."""
-    from installer.errors import ExitCode, error_catalogue
+    from installer.core.errors import ExitCode, error_catalogue
 
     by_code: dict[int, list[str]] = {}
     for entry in error_catalogue():
@@ -314,7 +314,7 @@ def schema_tables(schema: dict[str, Any], prefix: str, root_model: type | None =
 
 def gen_config_schema(kind: str | None) -> str:
     """Render the field tables and the raw schema of one configuration file kind."""
-    from installer.config import SCHEMAS, json_schema
+    from installer.core.config_files import SCHEMAS, json_schema
 
     if kind not in SCHEMAS:
         raise PluginError(f"config-schema: unknown kind {kind!r} (known: {', '.join(SCHEMAS)})")
@@ -328,7 +328,7 @@ def gen_config_schema(kind: str | None) -> str:
 
 def gen_plan_schema(_: str | None = None) -> str:
     """Render the field tables and the raw schema of the plan."""
-    from installer.plan import Plan
+    from installer.plan.model import Plan
 
     schema = Plan.model_json_schema(mode="serialization")
     return f"{schema_tables(schema, 'plan', Plan)}\n" + collapsible(
@@ -338,8 +338,8 @@ def gen_plan_schema(_: str | None = None) -> str:
 
 def gen_envelope(_: str | None = None) -> str:
     """Render the envelope keys and a real error envelope."""
-    from installer.envelope import ENVELOPE_KEYS, ENVELOPE_SCHEMA_VERSION, dumps, envelope
-    from installer.errors import UsageError
+    from installer.core.envelope import ENVELOPE_KEYS, ENVELOPE_SCHEMA_VERSION, dumps, envelope
+    from installer.core.errors import UsageError
 
     meaning = {
         "schema_version": f"Version of the envelope format (now {ENVELOPE_SCHEMA_VERSION}).",
@@ -359,7 +359,7 @@ def gen_envelope(_: str | None = None) -> str:
     )
     return (
         table(["key", "meaning"], rows)
-        + "\n\nAn error, as `installer.envelope` prints it:\n\n```json\n"
+        + "\n\nAn error, as `installer.core.envelope` prints it:\n\n```json\n"
         + dumps(example)
         + "\n```\n"
     )
@@ -370,7 +370,7 @@ def gen_envelope(_: str | None = None) -> str:
 
 def gen_steps(_: str | None = None) -> str:
     """Render the step ids, titles and what each waits for."""
-    from installer.plan import DEPENDS, STEPS
+    from installer.plan.model import DEPENDS, STEPS
 
     rows = [
         [
@@ -420,11 +420,11 @@ def _sage_cell(entries: list[Any]) -> str:
 
 def compat_rows(platform: str) -> list[dict[str, str]]:
     """Compute the compatibility cells for ``platform`` from the shipped configuration."""
-    from installer.compat import select_torch
-    from installer.config import load_dependencies, load_tools_manifest
-    from installer.errors import PlanError
-    from installer.gpu import gpu_override
-    from installer.optimizations import plan_optimizations
+    from installer.core.config_files import load_dependencies, load_tools_manifest
+    from installer.core.errors import PlanError
+    from installer.core.facts import gpu_override
+    from installer.plan.compat import select_torch
+    from installer.plan.optimizations import plan_optimizations
 
     deps = load_dependencies()
     manifest = load_tools_manifest()
@@ -463,7 +463,7 @@ def compat_rows(platform: str) -> list[dict[str, str]]:
 
 def gen_compat(platform: str | None) -> str:
     """Render the compatibility table of one platform."""
-    from installer.config import load_dependencies
+    from installer.core.config_files import load_dependencies
 
     if platform not in ("linux", "windows"):
         raise PluginError(f"compat: platform must be linux or windows, not {platform!r}")
@@ -497,7 +497,7 @@ def gen_compat(platform: str | None) -> str:
 
 def gen_config_matrix(_: str | None = None) -> str:
     """Render what the shipped configuration encodes: variants, pins and wheels."""
-    from installer.config import load_dependencies, load_tools_manifest
+    from installer.core.config_files import load_dependencies, load_tools_manifest
 
     deps = load_dependencies()
     manifest = load_tools_manifest()
@@ -593,10 +593,10 @@ def _optional_module(name: str) -> Any | None:
 
 
 def gen_launch_values(_: str | None = None) -> str:
-    """Render the values the launch variables accept, from `installer.launch`."""
-    launch = _optional_module("installer.launch")
+    """Render the values the launch variables accept, from `installer.plan.launch_settings`."""
+    launch = _optional_module("installer.plan.launch_settings")
     if launch is None:
-        return '!!! warning "`installer.launch` is not in this build"\n'
+        return '!!! warning "`installer.plan.launch_settings` is not in this build"\n'
     rows = [
         [
             ", ".join(code(v) for v in launch.BOOL_VARIABLES if v != launch.MARKER_ENV)
@@ -622,11 +622,11 @@ def gen_launch_example(variant: str | None) -> str:
     """
     from pathlib import PurePosixPath
 
-    launch = _optional_module("installer.launch")
+    launch = _optional_module("installer.plan.launch")
     if launch is None:
-        return '!!! warning "`installer.launch` is not in this build"\n'
-    from installer.gpu import GpuInfo, GpuReport
-    from installer.probe import TorchInstalled
+        return '!!! warning "`installer.plan.launch` is not in this build"\n'
+    from installer.core.facts import GpuInfo, GpuReport, TorchInstalled
+    from installer.plan.launch_attention import SageProbe
 
     root = PurePosixPath("/home/me/ComfyUI-install")
     gpu = GpuReport(
@@ -642,7 +642,7 @@ def gen_launch_example(variant: str | None) -> str:
         comfyui_dir=root / "ComfyUI",
         gpu=gpu,
         torch=TorchInstalled("2.9.1+cu128", "12.8"),
-        sage=launch.SageProbe(sageattention=True, triton=True),
+        sage=SageProbe(sageattention=True, triton=True),
         shim="current",
         site_packages=root / "venv/lib/python3.12/site-packages",
     )
@@ -656,9 +656,9 @@ def gen_launch_example(variant: str | None) -> str:
 
 def gen_model_kinds(_: str | None = None) -> str:
     """Render ComfyUI's model kinds and the legacy names that map to them."""
-    models = _optional_module("installer.models")
+    models = _optional_module("installer.plan.model_kinds")
     if models is None:
-        return '!!! warning "`installer.models` is not in this build"\n'
+        return '!!! warning "`installer.plan.model_kinds` is not in this build"\n'
     aliases: dict[str, list[str]] = {}
     for alias, kind in models.KIND_ALIASES.items():
         aliases.setdefault(kind, []).append(alias)
@@ -677,9 +677,9 @@ def gen_shared_section(_: str | None = None) -> str:
     """Render the `extra_model_paths.yaml` section written for a store at `/mnt/models`."""
     from pathlib import Path
 
-    models = _optional_module("installer.models")
+    models = _optional_module("installer.models.extra_paths")
     if models is None:
-        return '!!! warning "`installer.models` is not in this build"\n'
+        return '!!! warning "`installer.models.extra_paths` is not in this build"\n'
     return "```yaml\n" + models.shared_config_section(Path("/mnt/models")) + "```\n"
 
 

@@ -4,7 +4,7 @@
 100 ms of start-up). The top-level `--help` text is rendered by typer once per
 version, terminal width and change of the command modules, then kept in the user
 cache and printed from there.
-Everything else goes to the typer app in [`installer.cli`][installer.cli].
+Everything else goes to the typer app in [`installer.cli.app`][installer.cli.app].
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def help_cache_path() -> Path | None:
         base = user_cache_dir("comfy-install", appauthor=False)
     width = shutil.get_terminal_size().columns
     # The command modules' mtime keeps a development checkout's cache from going stale.
-    stamp = max(int(path.stat().st_mtime) for path in Path(__file__).parent.glob("cli*.py"))
+    stamp = max(int(path.stat().st_mtime) for path in Path(__file__).parent.glob("cli/*.py"))
     return Path(base) / "cli" / f"help-{__version__}-{width}-{stamp}.txt"
 
 
@@ -38,7 +38,7 @@ def _print_help() -> None:
         with contextlib.suppress(OSError):
             sys.stdout.write(cache.read_text(encoding="utf-8"))
             return
-    from installer.cli import app
+    from installer.cli.app import app
 
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer), contextlib.suppress(SystemExit):
@@ -64,6 +64,6 @@ def main() -> None:
     if arguments == ["--help"]:
         _print_help()
         return
-    from installer.cli import app
+    from installer.cli.app import app
 
     app()

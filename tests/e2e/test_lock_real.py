@@ -77,7 +77,7 @@ def real_lock(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_real_lock_pins_everything_with_hashes(real_lock: dict) -> None:
-    from installer.lock import parse_lock
+    from installer.core.lockfile import parse_lock
 
     lock = parse_lock(real_lock["lock"])
     requirements = {e.name for e in lock.sections["requirements"]}
@@ -93,17 +93,17 @@ def test_real_lock_pins_everything_with_hashes(real_lock: dict) -> None:
 
 
 def _logger(path: Path):
-    from installer.log import InstallerLogger
+    from installer.core.log import InstallerLogger
 
     return InstallerLogger(verbosity=-1, stream=io.StringIO(), log_file=path)
 
 
 def _venv_with_torch(root: Path, lock: Path | None):
     """Steps 4 and 7: a venv and the torch trio (pinned by the lock when one is given)."""
-    from installer.config import IndexOptions
-    from installer.environment import find_uv_binary
-    from installer.probe import installed_distributions
-    from installer.uv import TORCH_TRIO, Uv, write_constraints
+    from installer.core.config import IndexOptions
+    from installer.edges.environment import find_uv_binary
+    from installer.edges.probe import installed_distributions
+    from installer.edges.uv import TORCH_TRIO, Uv, write_constraints
 
     log = _logger(root / "install.log")
     uv = Uv(binary=find_uv_binary() or "uv", index=IndexOptions(), log=log)
@@ -121,7 +121,7 @@ def _venv_with_torch(root: Path, lock: Path | None):
 
 
 def test_install_from_real_lock_starts_comfyui(real_lock: dict, tmp_path: Path) -> None:
-    from installer.lock import install_from_lock
+    from installer.lock.install import install_from_lock
 
     lock: Path = real_lock["lock"]
     source: Path = real_lock["source"]
@@ -131,7 +131,7 @@ def test_install_from_real_lock_starts_comfyui(real_lock: dict, tmp_path: Path) 
     result = install_from_lock(uv, python, lock, constraints, log)
     assert venv_dists(locked_root)["torch"] == torch_before
     locked = venv_dists(locked_root)
-    from installer.lock import parse_lock
+    from installer.core.lockfile import parse_lock
 
     for entry in parse_lock(lock).sections["requirements"]:
         assert locked.get(entry.name) == entry.requirement.split("==", 1)[1], entry.name

@@ -94,20 +94,20 @@ def fast_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     is skipped, which would make each persistent fault cost about 15 s. A wait
     a server asks for with `Retry-After` is still honoured, as shipped.
     """
-    import installer.download as download
+    from installer.edges.download.retry import RetryPolicy
 
-    shipped_delay = download.RetryPolicy.delay
+    shipped_delay = RetryPolicy.delay
 
-    def delay(self: download.RetryPolicy, failures: int, retry_after: float | None = None) -> float:
+    def delay(self: RetryPolicy, failures: int, retry_after: float | None = None) -> float:
         return 0.0 if retry_after is None else shipped_delay(self, failures, retry_after)
 
-    monkeypatch.setattr(download.RetryPolicy, "delay", delay)
+    monkeypatch.setattr(RetryPolicy, "delay", delay)
 
 
 @pytest.fixture
 def short_read_timeout(monkeypatch: pytest.MonkeyPatch) -> float:
     """Give the downloader a read timeout of HTTP_TIMEOUT seconds instead of the shipped 30 s."""
-    import installer.download as download
+    import installer.edges.download.api as download
 
     shipped_client = download.make_client
 

@@ -290,7 +290,7 @@ def invoke(args: Sequence[str], env: Mapping[str, str | None] | None = None) -> 
     Any exception other than the CLI's own exit is a bug (a traceback the user
     would see), and fails the test with that traceback.
     """
-    from installer.cli import app
+    from installer.cli.app import app
 
     started = time.monotonic()
     result: Result = _RUNNER.invoke(app, list(args), env=dict(env or {}), catch_exceptions=True)
@@ -610,7 +610,7 @@ class Snapshot:
 
 def assert_state_valid(install_dir: Path) -> dict[str, Any]:
     """state.json is whole, valid JSON that the installer can read; no temp file is left."""
-    from installer.state import InstallState
+    from installer.core.records import InstallState
 
     folder = install_dir / ".comfy-install"
     text = (folder / "state.json").read_text(encoding="utf-8")
@@ -821,8 +821,8 @@ def contend_for_locks(directories: Sequence[str], start: Any, attempted: Any, wi
     got to ``winners``, and nobody lets go before everyone has tried
     (``attempted``): a correct lock has exactly one winner per round.
     """
-    from installer.errors import LockHeldError
-    from installer.state import InstallLock
+    from installer.core.errors import LockHeldError
+    from installer.edges.state import InstallLock
 
     for directory in directories:
         lock = InstallLock(Path(directory))

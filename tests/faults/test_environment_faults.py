@@ -86,7 +86,7 @@ def user_env_with_broken_uv(tmp_path: Path, mode: int) -> Path:
     of the real one without execute permission (a noexec mount, an archive
     that lost file modes), or a truncated one (a broken download).
     """
-    from installer.environment import find_uv_binary
+    from installer.edges.environment import find_uv_binary
 
     real_uv = find_uv_binary()
     assert real_uv
@@ -146,7 +146,7 @@ def test_rerun_after_a_failed_uv_step_keeps_the_venv(
 ) -> None:
     import uv as uv_package
 
-    from installer.environment import find_uv_binary
+    from installer.edges.environment import find_uv_binary
 
     real_uv = find_uv_binary()
     assert real_uv
@@ -449,7 +449,7 @@ def expected_report(failing: str) -> str:
 def test_every_nvml_error_in_every_call_gives_a_clean_report(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, failing: str
 ) -> None:
-    from installer.gpu import detect_gpus
+    from installer.edges.gpu import detect_gpus
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi to fall back to
     wanted = expected_report(failing)

@@ -24,8 +24,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from installer.benchmark import latest_headline
-from installer.cli_benchmark import benchmark
+from installer.bench.headline import latest_headline
+from installer.cli.benchmark import benchmark
 
 pytestmark = pytest.mark.gpu
 

@@ -19,13 +19,15 @@ from typing import Any
 
 import pytest
 
-from installer.compat import spec_contains
-from installer.config import Dependencies, IndexOptions, ToolsManifest
-from installer.environment import find_uv_binary
-from installer.gpu import detect_gpus
-from installer.log import InstallerLogger
-from installer.optimizations import StepTarget, inspect_venv_torch, install_optimizations
-from installer.uv import Uv
+from installer.core.config import Dependencies, IndexOptions, ToolsManifest
+from installer.core.log import InstallerLogger
+from installer.edges.environment import find_uv_binary
+from installer.edges.gpu import detect_gpus
+from installer.edges.uv import Uv
+from installer.optimizations.install import install_optimizations
+from installer.optimizations.target import StepTarget
+from installer.optimizations.venv import inspect_venv_torch
+from installer.plan.compat import spec_contains
 from support.cli import SHIPPED_DEPS
 from support.http_server import LocalHTTPServer
 from support.wheels import WheelSpec, build_wheel, sha256_of

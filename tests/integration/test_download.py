@@ -16,18 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from installer.download import (
-    DownloadRequest,
-    RetryPolicy,
-    download_files,
-)
-from installer.errors import (
+from installer.core.downloads import DownloadRequest
+from installer.core.errors import (
     DownloadError,
     ExitCode,
     IntegrityError,
     NetworkError,
 )
-from installer.log import InstallerLogger
+from installer.core.log import InstallerLogger
+from installer.edges.download.api import download_files
+from installer.edges.download.retry import RetryPolicy
 from support.http_server import (
     Corrupt,
     Drop,
@@ -572,8 +570,9 @@ def test_ctrl_c_stops_promptly_and_keeps_the_part_for_a_resume(http_server, tmp_
         f"""
         import io
         from pathlib import Path
-        from installer.download import DownloadRequest, download_files
-        from installer.log import InstallerLogger
+        from installer.core.downloads import DownloadRequest
+        from installer.edges.download.api import download_files
+        from installer.core.log import InstallerLogger
         request = DownloadRequest(
             {http_server.url("/model.bin")!r}, Path({str(tmp_path)!r}), "model.bin",
             {resource.sha256!r},
@@ -610,8 +609,9 @@ def test_peak_memory_stays_flat_for_a_1_gib_download(http_server, tmp_path):
         f"""
         import io
         from pathlib import Path
-        from installer.download import DownloadRequest, download_files
-        from installer.log import InstallerLogger
+        from installer.core.downloads import DownloadRequest
+        from installer.edges.download.api import download_files
+        from installer.core.log import InstallerLogger
         request = DownloadRequest(
             {http_server.url("/big.bin")!r}, Path({str(tmp_path)!r}), "big.bin",
             {body.sha256!r}, {body.size},

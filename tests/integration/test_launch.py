@@ -27,18 +27,20 @@ from typing import Any
 
 import pytest
 
-from installer.envelope import ENVELOPE_KEYS
-from installer.launch import RELEVANT_VARIABLES, ensure_shim, process_running
+from installer.core.envelope import ENVELOPE_KEYS
+from installer.launch.process import process_running
+from installer.launch.shim import ensure_shim
+from installer.plan.launch_settings import RELEVANT_VARIABLES
 from support.comfy_repo import MAIN_PY
 from support.wheels import WheelSpec, build_wheel
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="POSIX process groups and signals")
 
-# The commands as `installer.cli` registers them (registered here too until it does).
+# The commands as `installer.cli.app` registers them (registered here too until it does).
 CLI = """
 import sys
-from installer.cli import app
-from installer.cli_launch import LAUNCH_CONTEXT_SETTINGS, launch, stop
+from installer.cli.app import app
+from installer.cli.launch import LAUNCH_CONTEXT_SETTINGS, launch, stop
 names = {c.name or getattr(c.callback, "__name__", "") for c in app.registered_commands}
 if "launch" not in names:
     app.command(context_settings=LAUNCH_CONTEXT_SETTINGS)(launch)

@@ -127,7 +127,7 @@ def world(fixtures: Fixtures, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def test_lock_is_deterministic_hashed_and_newest_allowed(world: dict) -> None:
-    from installer.lock import parse_lock
+    from installer.core.lockfile import parse_lock
 
     lock: Path = world["lock"]
     first = lock.read_bytes()
@@ -179,10 +179,10 @@ def test_lock_is_deterministic_hashed_and_newest_allowed(world: dict) -> None:
 
 
 def _uv(world: dict, index_url: str, log_path: Path):
-    from installer.config import IndexOptions
-    from installer.environment import find_uv_binary
-    from installer.log import InstallerLogger
-    from installer.uv import Uv
+    from installer.core.config import IndexOptions
+    from installer.core.log import InstallerLogger
+    from installer.edges.environment import find_uv_binary
+    from installer.edges.uv import Uv
 
     log = InstallerLogger(verbosity=-1, stream=io.StringIO(), log_file=log_path)
     return Uv(
@@ -195,7 +195,7 @@ def _uv(world: dict, index_url: str, log_path: Path):
 
 def _venv_with_torch(world: dict, root: Path) -> tuple[Path, Path]:
     """Steps 4 and 7 against the first index: a venv, the torch trio, the constraints file."""
-    from installer.uv import write_constraints
+    from installer.edges.uv import write_constraints
 
     uv, _ = _uv(world, world["url"], root / "torch.log")
     uv.venv(root / "venv", BASE_PYTHON, clear=True)
@@ -212,7 +212,7 @@ def _venv_with_torch(world: dict, root: Path) -> tuple[Path, Path]:
 
 
 def test_install_from_lock_checks_every_hash_and_holds_torch(world: dict, tmp_path: Path) -> None:
-    from installer.lock import install_from_lock
+    from installer.lock.install import install_from_lock
 
     python, constraints = _venv_with_torch(world, tmp_path)
     before = venv_dists(tmp_path)
@@ -240,8 +240,8 @@ def test_install_from_lock_checks_every_hash_and_holds_torch(world: dict, tmp_pa
 def test_tampered_wheel_stops_with_integrity_error_and_installs_nothing(
     world: dict, tmp_path: Path
 ) -> None:
-    from installer.errors import IntegrityError
-    from installer.lock import install_from_lock
+    from installer.core.errors import IntegrityError
+    from installer.lock.install import install_from_lock
 
     python, constraints = _venv_with_torch(world, tmp_path)
     evil = tmp_path / "evil-links"
@@ -292,8 +292,9 @@ def test_check_passes_then_names_the_stale_lock(world: dict, tmp_path: Path) -> 
 
 
 def test_check_notices_a_changed_requirements_file(world: dict) -> None:
-    from installer.config import load_dependencies
-    from installer.lock import LockSources, check_lock, read_header
+    from installer.core.config_files import load_dependencies
+    from installer.core.lockfile import LockSources, read_header
+    from installer.lock.check import check_lock
 
     fixtures: Fixtures = world["fixtures"]
     deps = load_dependencies(world["config"])
@@ -311,8 +312,9 @@ def test_check_notices_a_changed_requirements_file(world: dict) -> None:
 
 
 def test_plan_side_choice_matches_and_falls_back(world: dict) -> None:
-    from installer.config import load_dependencies
-    from installer.lock import choose_lock, lock_choice, read_lock_headers
+    from installer.core.config_files import load_dependencies
+    from installer.lock.files import lock_choice, read_lock_headers
+    from installer.plan.lock import choose_lock
 
     deps = load_dependencies(world["config"])
     headers = read_lock_headers(world["lock_dir"])
@@ -351,7 +353,7 @@ def test_plan_side_choice_matches_and_falls_back(world: dict) -> None:
 
 
 def test_step8_compares_the_checked_out_requirements(world: dict, tmp_path: Path) -> None:
-    from installer.lock import lock_sources_mismatch
+    from installer.lock.check import lock_sources_mismatch
 
     fixtures: Fixtures = world["fixtures"]
     deps = json.loads(world["config"].read_text())
@@ -440,7 +442,8 @@ def test_shipped_locks_are_current() -> None:
 
 
 def test_sections_split_by_who_needs_a_package() -> None:
-    from installer.lock import parse_entries, split_sections
+    from installer.core.lockfile import parse_entries
+    from installer.lock.compile import split_sections
 
     resolved = """\
 filelock==1.0 \\
@@ -483,8 +486,8 @@ xformers==0.0.33 \\
 
 
 def test_uv_errors_become_one_line_or_an_integrity_error(tmp_path: Path) -> None:
-    from installer.errors import CommandFailedError
-    from installer.lock import integrity_error, uv_failure_summary
+    from installer.core.errors import CommandFailedError
+    from installer.edges.uv_output import integrity_error, uv_failure_summary
 
     dns = (
         "error: Request failed after 3 retries in 5.2s\n"
@@ -556,7 +559,7 @@ def test_a_lock_for_another_python_than_the_venvs_is_not_used(tmp_path: Path) ->
     # to take another supported Python (3.11), the lock must not be used.
     from types import SimpleNamespace
 
-    from installer.log import InstallerLogger
+    from installer.core.log import InstallerLogger
     from installer.steps.packages import lock_path
 
     shipped = Path(__file__).resolve().parents[2] / "locks" / "linux-default-py312.txt"

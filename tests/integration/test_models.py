@@ -22,31 +22,32 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from installer.cli_models import models_app
-from installer.config import ModelEntry
-from installer.errors import ConfigError, IntegrityError, UsageError
-from installer.log import InstallerLogger
-from installer.models import (
-    KIND_ALIASES,
-    MODEL_KINDS,
-    SHARED_SECTION,
+from installer.cli.models import models_app
+from installer.core.config import ModelEntry
+from installer.core.errors import ConfigError, IntegrityError, UsageError
+from installer.core.log import InstallerLogger
+from installer.models.classify import (
     ManifestIndex,
-    canonical_kind,
     classify_model_file,
-    download_models,
     kind_from_name,
     kind_from_tensor_names,
-    link_shared_models,
-    merge_extra_model_paths,
-    plan_model_downloads,
-    plan_organize,
     read_safetensors_header,
+)
+from installer.models.downloads import download_models
+from installer.models.extra_paths import (
+    SHARED_SECTION,
+    merge_extra_model_paths,
     shared_config_section,
     yaml_quote,
 )
+from installer.models.organize import plan_organize
+from installer.models.share import link_shared_models
+from installer.plan.model_kinds import KIND_ALIASES, MODEL_KINDS, canonical_kind
+from installer.plan.models import plan_model_downloads
 from support.http_server import LocalHTTPServer
+from support.real import find_bundle
 
-BUNDLE = Path("/work/shared/fixtures/comfyui-v0.3.77.bundle")
+BUNDLE = find_bundle()
 runner = CliRunner()
 
 
@@ -108,7 +109,7 @@ def tree(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def comfyui_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """ComfyUI v0.3.77's files, cloned from the fixture bundle once for this module."""
-    if not BUNDLE.exists():
+    if BUNDLE is None:
         pytest.skip("ComfyUI fixture bundle not available")
     clone = tmp_path_factory.mktemp("comfyui-src")
     subprocess.run(["git", "clone", "-q", str(BUNDLE), str(clone)], check=True)
@@ -633,7 +634,7 @@ def test_organize_skips_unreadable_and_refuses_symlinked_files(
     def unreadable(path: Path) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("installer.models.read_safetensors_header", unreadable)
+    monkeypatch.setattr("installer.models.classify.read_safetensors_header", unreadable)
     plan = plan_organize(models)
     by_name = {action.source.name: action for action in plan.actions}
     assert by_name["locked.safetensors"].action == "skip"
@@ -907,31 +908,31 @@ def test_link_copies_where_symlinks_are_not_allowed(
 
 
 def test_models_app_help_and_default_dir() -> None:
-    from installer import cli
+    from installer.cli import common
 
     result = runner.invoke(models_app, ["--help"])
     assert result.exit_code == 0
     for command in ("download", "organize", "share"):
         assert command in result.output
-    from installer.cli_models import DEFAULT_DIR
+    from installer.cli.models import DEFAULT_DIR
 
-    assert DEFAULT_DIR == cli.DEFAULT_DIR
+    assert DEFAULT_DIR == common.DEFAULT_DIR
 
 
 def test_main_app_has_models_commands() -> None:
-    from installer.cli import app
+    from installer.cli.app import app
 
     result = runner.invoke(app, ["models", "--help"])
     if result.exit_code != 0:
-        pytest.skip("models_app is not registered in installer.cli yet")
+        pytest.skip("models_app is not registered in installer.cli.app yet")
     assert "organize" in result.output
 
 
 def test_importing_the_cli_module_stays_light() -> None:
     code = (
-        "import sys, installer.cli_models; "
-        "print(sorted(m for m in ('httpx', 'pydantic', 'installer.models', 'installer.download')"
-        " if m in sys.modules))"
+        "import sys, installer.cli.models; "
+        "print(sorted(m for m in ('httpx', 'pydantic', 'installer.models',"
+        " 'installer.edges.download') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

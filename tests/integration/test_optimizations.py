@@ -14,19 +14,17 @@ from typing import Any
 
 import pytest
 
-from installer.config import Dependencies, IndexOptions, ToolsManifest
-from installer.environment import find_uv_binary
-from installer.errors import DownloadError, IntegrityError
-from installer.gpu import gpu_override, no_gpu
-from installer.log import InstallerLogger
-from installer.optimizations import (
-    OptimizationOutcome,
-    StepTarget,
-    inspect_venv_torch,
-    install_optimizations,
-)
-from installer.probe import installed_distributions
-from installer.uv import Uv
+from installer.core.config import Dependencies, IndexOptions, ToolsManifest
+from installer.core.errors import DownloadError, IntegrityError
+from installer.core.facts import gpu_override, no_gpu
+from installer.core.log import InstallerLogger
+from installer.edges.environment import find_uv_binary
+from installer.edges.probe import installed_distributions
+from installer.edges.uv import Uv
+from installer.optimizations.install import install_optimizations
+from installer.optimizations.outcome import OptimizationOutcome
+from installer.optimizations.target import StepTarget
+from installer.optimizations.venv import inspect_venv_torch
 from support.cli import (
     SHIPPED_DEPS,
     Fixtures,

@@ -26,7 +26,7 @@ def cli_path() -> str:
 
 def lock_cli(*args: str) -> list[str]:
     """The command line of `comfy-install lock` (its module, run by this Python)."""
-    return [sys.executable, "-m", "installer.cli_lock", *args]
+    return [sys.executable, "-m", "installer.cli.lock", *args]
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,6 @@ def read_state(install_dir: Path) -> dict[str, Any]:
 
 def venv_dists(install_dir: Path) -> dict[str, str]:
     """Distributions installed in the install's venv, read from dist-info folders."""
-    from installer.probe import installed_distributions
+    from installer.edges.probe import installed_distributions
 
     return installed_distributions(install_dir / "venv", "linux")

@@ -1,7 +1,7 @@
 """Fixtures of the unit tests: the shipped config, a fake machine, NVML faked at `pynvml`.
 
 Nothing here touches the network or a GPU. NVML is replaced only at the
-`pynvml` function boundary (the functions `installer.gpu` calls), with values
+`pynvml` function boundary (the functions `installer.edges.gpu` calls), with values
 a real H100 returned (`data/nvml-h100.json`, copied from the shared reference
 so CI, which clones only this repository, has it too).
 """
@@ -22,14 +22,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from installer.config import (
-    Dependencies,
-    ToolsManifest,
-    load_dependencies,
-    load_tools_manifest,
-    shipped_path,
-)
-from installer.environment import Environment, Tool
+from installer.core.config import Dependencies, ToolsManifest
+from installer.core.config_files import load_dependencies, load_tools_manifest, shipped_path
+from installer.core.facts import Environment, Tool
 
 DATA = Path(__file__).parent / "data"
 NVML_H100: dict[str, Any] = json.loads((DATA / "nvml-h100.json").read_text(encoding="utf-8"))
@@ -364,7 +359,7 @@ def smi_on_path(empty_path: Path) -> Callable[..., Path]:
 @pytest.fixture
 def cli() -> Iterator[Callable[..., Any]]:
     """Invoke `comfy-install` in-process (typer's CliRunner, stdout and stderr apart)."""
-    from installer.cli import app
+    from installer.cli.app import app
 
     runner = CliRunner()
 

@@ -31,38 +31,33 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from installer import bench_attention
-from installer.benchmark import (
-    REGRESSION_THRESHOLD,
-    BenchmarkOptions,
-    BenchmarkOutcome,
+from installer.bench import attention_module
+from installer.bench.comfyui import bump_seeds, load_workflow, run_workflow
+from installer.bench.compare import REGRESSION_THRESHOLD, compare_runs
+from installer.bench.headline import headline, latest_headline
+from installer.bench.options import BenchmarkOptions, module_config, validate_options
+from installer.bench.render import render_report
+from installer.bench.results import (
     BenchmarkRun,
     Measurement,
-    RegressionError,
-    benchmarks_dir,
     build_run,
-    bump_seeds,
-    compare_runs,
-    headline,
-    latest_headline,
-    latest_run,
-    load_run,
-    load_workflow,
     measurement_from_row,
-    module_config,
-    render_report,
-    run_file_name,
-    run_workflow,
-    save_run,
-    saved_runs,
     timing_stats,
     tolerance_for,
-    validate_options,
     with_speedups,
 )
-from installer.cli_benchmark import benchmark
-from installer.errors import ExitCode, StepFailedError, UsageError
-from installer.gpu import GpuInfo, GpuReport
+from installer.bench.run import BenchmarkOutcome
+from installer.bench.store import (
+    benchmarks_dir,
+    latest_run,
+    load_run,
+    run_file_name,
+    save_run,
+    saved_runs,
+)
+from installer.cli.benchmark import benchmark
+from installer.core.errors import ExitCode, RegressionError, StepFailedError, UsageError
+from installer.core.facts import GpuInfo, GpuReport
 
 DATA = Path(__file__).parent / "data" / "benchmark"
 RAW: dict[str, Any] = json.loads((DATA / "h100-raw.json").read_text(encoding="utf-8"))
@@ -257,7 +252,7 @@ def test_build_run_from_the_recorded_h100_document() -> None:
         if m.shape != "sd15-512" and m.backend != "xformers"
     )
     assert cell(run, "sdpa", "flux-1024", "bf16").speedup == pytest.approx(1.0)
-    assert [s.id for s in run.shapes] == [s.id for s in bench_attention.GPU_SHAPES]
+    assert [s.id for s in run.shapes] == [s.id for s in attention_module.GPU_SHAPES]
 
 
 def test_a_document_of_another_shape_is_a_clear_error() -> None:
@@ -599,7 +594,7 @@ def test_bad_options(tmp_path: Path, change: dict[str, Any], message: str) -> No
 
 
 def test_the_shapes_are_comfyuis() -> None:
-    shapes = {s.id: (s.batch, s.heads, s.seq, s.head_dim) for s in bench_attention.GPU_SHAPES}
+    shapes = {s.id: (s.batch, s.heads, s.seq, s.head_dim) for s in attention_module.GPU_SHAPES}
     assert shapes == {
         "sd15-512": (2, 8, 4096, 40),
         "sdxl-1024": (2, 10, 4096, 64),
@@ -780,7 +775,7 @@ def invoke(*args: str | os.PathLike[str]) -> Any:
 
 def no_gpu_detection(monkeypatch: pytest.MonkeyPatch) -> None:
     gpu = GpuReport("nvml", "detected", (GpuInfo(0, H100_NAME, "9.0"),), "580.159.04", "13.0")
-    monkeypatch.setattr("installer.gpu.detect_gpus", lambda: gpu)
+    monkeypatch.setattr("installer.edges.gpu.detect_gpus", lambda: gpu)
 
 
 def test_command_measures_saves_and_reports(

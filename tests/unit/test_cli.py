@@ -28,9 +28,9 @@ HEAVY = ("httpx", "pydantic", "pynvml")
 
 IMPORT_CHECK = f"""
 import contextlib, io, json, sys
-import installer.cli
+import installer.cli.app
 after_import = sorted(m for m in {HEAVY!r} if m in sys.modules)
-from installer.cli import app
+from installer.cli.app import app
 out = io.StringIO()
 with contextlib.redirect_stdout(out):
     try:

@@ -28,23 +28,23 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from installer.compat import (
-    requires_met,
-    resolve_torch_constraint,
-    select_sageattention_wheels,
-    select_torch,
-    variant_fits,
-)
-from installer.config import (
+from installer.core.config import (
     Dependencies,
     OptimizationPackage,
     SageAttentionWheel,
     TorchConfig,
     TorchVariant,
 )
-from installer.errors import PlanError
-from installer.gpu import GpuInfo, GpuReport, gpu_override, no_gpu
-from installer.optimizations import PlannedOptimization, plan_optimizations
+from installer.core.errors import PlanError
+from installer.core.facts import GpuInfo, GpuReport, gpu_override, no_gpu
+from installer.plan.compat import (
+    requires_met,
+    resolve_torch_constraint,
+    select_sageattention_wheels,
+    select_torch,
+    variant_fits,
+)
+from installer.plan.optimizations import PlannedOptimization, plan_optimizations
 
 CC = ("6.1", "7.0", "7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0")
 DRIVERS = ("11.8", "12.4", "12.6", "12.8", "13.0")

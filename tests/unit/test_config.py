@@ -14,15 +14,14 @@ from typing import Any
 
 import pytest
 
-from installer.config import (
-    Dependencies,
-    ToolsManifest,
+from installer.core.config import Dependencies, ToolsManifest
+from installer.core.config_files import (
     load_dependencies,
     load_tools_manifest,
     shipped_path,
     validate_file,
 )
-from installer.errors import ConfigError
+from installer.core.errors import ConfigError
 
 Mutate = Callable[[dict[str, Any]], Any]
 

@@ -45,7 +45,7 @@ HOOKS = DOCS / "hooks"
 ARGS_HEADERS = ("Args:", "Arguments:", "Parameters:")
 
 EXEMPT: dict[str, dict[str, str]] = {
-    "installer.log": {
+    "installer.core.log": {
         name: "a logger method whose one parameter is the text to show"
         for name in (
             "InstallerLogger.info",
@@ -264,7 +264,7 @@ def test_every_marker_of_every_page_expands() -> None:
 
 
 def test_troubleshooting_lists_every_error_and_exit_code() -> None:
-    from installer.errors import ExitCode, error_catalogue
+    from installer.core.errors import ExitCode, error_catalogue
 
     generated = load_hook("generated")
     errors = generated.gen_errors()
@@ -286,7 +286,7 @@ def test_compatibility_table_has_every_cell() -> None:
 
 
 def test_config_reference_covers_every_field() -> None:
-    from installer.config import SCHEMAS, json_schema
+    from installer.core.config_files import SCHEMAS, json_schema
 
     generated = load_hook("generated")
     for kind in SCHEMAS:
@@ -299,8 +299,8 @@ def test_config_reference_covers_every_field() -> None:
 
 def test_dry_run_example_matches_the_plan_model() -> None:
     """The captured `--dry-run --json` example still parses as a Plan in its envelope."""
-    from installer.envelope import ENVELOPE_KEYS
-    from installer.plan import STEP_IDS, Plan
+    from installer.core.envelope import ENVELOPE_KEYS
+    from installer.plan.model import STEP_IDS, Plan
 
     document = json.loads((DOCS / "examples/dry-run-gpu-9.0.json").read_text(encoding="utf-8"))
     assert tuple(document) == ENVELOPE_KEYS
@@ -315,7 +315,7 @@ def test_dry_run_example_matches_the_plan_model() -> None:
 
 
 def test_steps_page_lists_the_steps_in_order() -> None:
-    from installer.plan import STEP_IDS
+    from installer.plan.model import STEP_IDS
 
     text = (DOCS / "steps.md").read_text(encoding="utf-8")
     ids = re.findall(r"^\| \d+ \| `([a-z_]+)` \|", text, re.MULTILINE)
@@ -323,7 +323,7 @@ def test_steps_page_lists_the_steps_in_order() -> None:
 
 
 def test_launch_page_names_every_variable() -> None:
-    launch = pytest.importorskip("installer.launch")
+    launch = pytest.importorskip("installer.plan.launch_settings")
     text = (DOCS / "launch.md").read_text(encoding="utf-8")
     missing = [name for name in launch.RELEVANT_VARIABLES if name not in text]
     assert not missing

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from installer.config import Dependencies, ToolsManifest
-from installer.doctor import Check, checks_from_report, doctor_report, system_checks
-from installer.environment import Environment, Tool
-from installer.gpu import GpuReport, detect_gpus
-from installer.plan import InstallOptions, Plan, build_plan
-from installer.probe import InstallProbe
-from installer.state import InstallState, StepRecord
+from installer.commands.doctor import Check, checks_from_report, doctor_report, system_checks
+from installer.core.config import Dependencies, ToolsManifest
+from installer.core.facts import Environment, GpuReport, InstallProbe, Tool
+from installer.core.records import InstallState, StepRecord
+from installer.edges.gpu import detect_gpus
+from installer.plan.build import build_plan
+from installer.plan.model import InstallOptions, Plan
 
 STATUSES = {"ok", "warn", "fail", "info"}
 
@@ -97,7 +97,7 @@ def test_doctor_on_an_h100_with_an_old_driver_warns(
 def test_doctor_without_a_gpu(
     deps: Dependencies, manifest: ToolsManifest, fake_env: Environment, tmp_path: Path
 ) -> None:
-    from installer.gpu import no_gpu
+    from installer.core.facts import no_gpu
 
     gpu = no_gpu("no NVIDIA GPU: NVML is unavailable")
     report = doctor_report(fake_env, gpu, plan_for(deps, manifest, fake_env, gpu, tmp_path), None)
@@ -134,7 +134,7 @@ def test_unprobed_build_tools_are_not_shown_as_none(fake_env: Environment) -> No
 def test_doctor_reports_an_existing_install(
     deps: Dependencies, manifest: ToolsManifest, fake_env: Environment, tmp_path: Path
 ) -> None:
-    from installer.gpu import gpu_override
+    from installer.core.facts import gpu_override
 
     gpu = gpu_override("9.0", "13.0")
     first = plan_for(deps, manifest, fake_env, gpu, tmp_path)

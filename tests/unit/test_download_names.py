@@ -11,21 +11,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from installer.download import (
-    DownloadRequest,
-    RetryPolicy,
-    auth_headers_for,
-    check_request,
-    content_disposition_filename,
-    download_files,
-    ensure_within,
-    human_size,
-    parse_retry_after,
-    safe_filename,
-    token_env_var,
-)
-from installer.errors import ConfigError, DownloadError, IntegrityError, UsageError
-from installer.log import InstallerLogger
+from installer.core.downloads import DownloadRequest
+from installer.core.errors import ConfigError, DownloadError, IntegrityError, UsageError
+from installer.core.filenames import safe_filename
+from installer.core.log import InstallerLogger
+from installer.edges.download.api import download_files
+from installer.edges.download.auth import auth_headers_for, token_env_var
+from installer.edges.download.files import human_size
+from installer.edges.download.names import content_disposition_filename, ensure_within
+from installer.edges.download.policy import check_request
+from installer.edges.download.retry import RetryPolicy, parse_retry_after
 
 RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
     f"{p}{n}" for p in ("COM", "LPT") for n in "0123456789¹²³"

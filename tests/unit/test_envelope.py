@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from installer.envelope import ENVELOPE_KEYS, dumps, envelope
-from installer.errors import ConfigError, PlanError
+from installer.core.envelope import ENVELOPE_KEYS, dumps, envelope
+from installer.core.errors import ConfigError, PlanError
 
 ENVELOPE = ["schema_version", "command", "status", "exit_code", "data", "errors"]
 PLAN_KEYS = {

@@ -9,8 +9,8 @@ import pkgutil
 import pytest
 
 import installer
-from installer import errors
-from installer.errors import (
+from installer.core import errors
+from installer.core.errors import (
     ConfigError,
     EnvironmentUnsupportedError,
     ExitCode,

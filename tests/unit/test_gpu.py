@@ -15,14 +15,8 @@ from typing import Any
 import pynvml
 import pytest
 
-from installer.gpu import (
-    GpuReport,
-    cuda_version_from_nvml,
-    detect_gpus,
-    gpu_override,
-    no_gpu,
-    parse_nvidia_smi,
-)
+from installer.core.facts import GpuReport, gpu_override, no_gpu
+from installer.edges.gpu import cuda_version_from_nvml, detect_gpus, parse_nvidia_smi
 
 H100_UUID = "GPU-f9672ea3-fa2c-6e66-71d6-17367cbbd575"
 

@@ -191,9 +191,9 @@ def test_a_source_build_compiles_in_a_toolkit_stage_and_only_the_wheel_is_copied
 
 def test_a_real_plan_with_a_source_fallback_gets_the_toolkit_stage(tmp_path: Path) -> None:
     """dependencies.json whose SageAttention fallback builds from source, planned for an Ada GPU."""
+    from installer.commands.planning import make_plan
     from installer.image.containerfile import summarize_plan
-    from installer.plan import InstallOptions
-    from installer.planning import make_plan
+    from installer.plan.model import InstallOptions
 
     config = json.loads((REPO_ROOT / "dependencies.json").read_text())
     config["pip_packages"]["sageattention_wheels"] = []
@@ -288,7 +288,7 @@ def test_context_is_byte_identical_for_the_same_inputs(tmp_path: Path) -> None:
 
 
 def test_context_replaces_its_own_folder_but_not_a_foreign_one(tmp_path: Path) -> None:
-    from installer.errors import UsageError
+    from installer.core.errors import UsageError
 
     wheel = tmp_path / "w.whl"
     wheel.write_bytes(b"x")
@@ -408,7 +408,7 @@ def test_docker_without_buildx_is_passed_over(tmp_path: Path) -> None:
 
 
 def test_no_engine_is_exit_code_3(tmp_path: Path) -> None:
-    from installer.errors import EnvironmentUnsupportedError
+    from installer.core.errors import EnvironmentUnsupportedError
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(EnvironmentUnsupportedError) as caught:

@@ -5,31 +5,27 @@ from __future__ import annotations
 import io
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from installer import tuning_shim as shim
-from installer.errors import ExitCode, UsageError
-from installer.gpu import GpuInfo, GpuReport
-from installer.launch import (
+from installer.core.errors import ExitCode, UsageError
+from installer.core.facts import GpuInfo, GpuReport, TorchInstalled
+from installer.launch import shim_module as shim
+from installer.launch.ports import port_holder, port_in_use
+from installer.launch.shim import ensure_shim, shim_paths, shim_status
+from installer.plan.launch import (
     LaunchFacts,
     LaunchPlan,
     LaunchRequest,
-    SageProbe,
-    allocator_variable,
-    ensure_shim,
     plan_launch,
-    port_holder,
-    port_in_use,
     render_print_env,
-    shim_paths,
-    shim_status,
-    split_extra_args,
-    validate_settings,
 )
-from installer.probe import TorchInstalled
+from installer.plan.launch_attention import SageProbe
+from installer.plan.launch_settings import join_command_line, split_extra_args, validate_settings
+from installer.plan.launch_tunings import allocator_variable
 
 TORCH_29 = TorchInstalled("2.9.1+cu128", "12.8")
 TORCH_28 = TorchInstalled("2.8.0+cu128", "12.8")
@@ -287,6 +283,20 @@ def test_comfy_extra_args_split_like_a_shell(
     assert split_extra_args(text, platform) == expected
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        (),
+        ("",),
+        (r"C:\Program Files\py.exe", "-u", "main.py"),
+        ("a b\\", 'say "hi"', "x\\\\y", "tab\there", 'end\\"', "\\"),
+        ('"', '\\"', "  ", "a\\ b\\\\"),
+    ],
+)
+def test_windows_command_line_quotes_like_list2cmdline(argv: tuple[str, ...]) -> None:
+    assert join_command_line(argv, "windows") == subprocess.list2cmdline(argv)
+
+
 def test_unbalanced_quote_in_extra_args_is_refused() -> None:
     with pytest.raises(UsageError) as caught:
         plan({"COMFY_EXTRA_ARGS": '--foo "a b'})
@@ -513,14 +523,14 @@ def test_busy_port_is_detected_and_its_holder_found() -> None:
 
 
 def test_output_pump_passes_progress_bars_through_and_keeps_whole_lines() -> None:
-    from installer.launch import _Output, _pump
+    from installer.launch.output import Output, pump
 
     read_end, write_end = os.pipe()
     os.write(write_end, "step 1/3\rstep 2/3\rstep 3/3\nready ✓\npartial".encode())
     os.close(write_end)
-    terminal, log_file, output = io.StringIO(), io.StringIO(), _Output()
+    terminal, log_file, output = io.StringIO(), io.StringIO(), Output()
     with os.fdopen(read_end, "rb") as stream:
-        _pump(stream, log_file, terminal, output)
+        pump(stream, log_file, terminal, output)
     text = "step 1/3\rstep 2/3\rstep 3/3\nready ✓\npartial"
     assert terminal.getvalue() == log_file.getvalue() == text
     assert list(output.tail) == ["step 1/3", "step 2/3", "step 3/3", "ready ✓", "partial"]

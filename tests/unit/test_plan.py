@@ -16,13 +16,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from installer.config import Dependencies, OptimizationPackage, OptimizationsConfig, ToolsManifest
-from installer.environment import Environment
-from installer.errors import PlanError, UsageError
-from installer.gpu import GpuReport, gpu_override, no_gpu
-from installer.plan import STEP_IDS, InstallOptions, Plan, build_plan
-from installer.probe import InstallProbe, TorchInstalled
-from installer.state import InstallState, StepRecord
+from installer.core.config import (
+    Dependencies,
+    OptimizationPackage,
+    OptimizationsConfig,
+    ToolsManifest,
+)
+from installer.core.errors import PlanError, UsageError
+from installer.core.facts import (
+    Environment,
+    GpuReport,
+    InstallProbe,
+    TorchInstalled,
+    gpu_override,
+    no_gpu,
+)
+from installer.core.records import InstallState, StepRecord
+from installer.plan.build import build_plan
+from installer.plan.model import STEP_IDS, InstallOptions, Plan
 
 DIR = Path("/srv/comfy")
 COMMIT = "59afc3984868289f808d02fa5cd180edfb2de240"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from installer.uv import is_network_failure, torch_conflict
+from installer.edges.uv import is_network_failure, torch_conflict
 
 WRAPPED_REFUSED = (
     "error: Request failed after 3 retries\n"

@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from installer.plan import Plan
+    from installer.plan.model import Plan
 
 IMAGE_SCHEMA_VERSION = 1
 CONTAINERFILE = "Containerfile"

@@ -72,7 +72,7 @@ def comfyui_source_file(location: str) -> tuple[str, ContextFile]:
     Raises:
         UsageError: The location is not a file (a folder must be made a bundle first).
     """
-    from installer.errors import UsageError
+    from installer.core.errors import UsageError
 
     path = local_path(location)
     if not path.is_file():
@@ -96,7 +96,7 @@ def find_links_files(location: str) -> tuple[str, list[ContextFile]]:
     Raises:
         UsageError: The location is not a folder.
     """
-    from installer.errors import UsageError
+    from installer.core.errors import UsageError
 
     folder = local_path(location)
     if not folder.is_dir():
@@ -119,7 +119,7 @@ def write_context(directory: Path, files: Sequence[ContextFile]) -> list[tuple[s
         UsageError: ``directory`` is a file, or a folder with other things in it.
         EnvironmentUnsupportedError: The folder cannot be written (permissions, disk full).
     """
-    from installer.errors import EnvironmentUnsupportedError, UsageError
+    from installer.core.errors import EnvironmentUnsupportedError, UsageError
 
     directory = directory.expanduser().absolute()
     if directory.exists() and (
@@ -214,7 +214,7 @@ def build_tool_wheel(out_dir: Path, version: str) -> Path:
     """
     import subprocess
 
-    from installer.errors import CommandFailedError, UsageError
+    from installer.core.errors import CommandFailedError, UsageError
 
     root = checkout_root()
     if root is None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from installer.log import InstallerLogger
+    from installer.core.log import InstallerLogger
 
 ENGINES = ("docker", "podman", "buildah")
 """The engines, in the order they are looked for."""
@@ -78,7 +78,7 @@ def find_engine(
         UsageError: ``prefer`` names no known engine.
         EnvironmentUnsupportedError: No engine (or not the one asked for) is installed.
     """
-    from installer.errors import EnvironmentUnsupportedError, UsageError
+    from installer.core.errors import EnvironmentUnsupportedError, UsageError
 
     if prefer is not None and prefer not in ENGINES:
         raise UsageError(f"--engine {prefer}: expected one of {', '.join(ENGINES)}.")
@@ -154,7 +154,7 @@ def run_build(
         CommandFailedError: The engine exited with an error (its last lines are in the message).
         KeyboardInterrupt: Interrupted; the engine is stopped first.
     """
-    from installer.errors import CommandFailedError
+    from installer.core.errors import CommandFailedError
 
     start = time.monotonic()
     tail: deque[str] = deque(maxlen=40)

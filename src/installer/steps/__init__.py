@@ -1,10 +1,12 @@
 """The steps of an install, one module per concern, each a `run_*` function.
 
 Every runner takes the [`StepContext`][installer.steps.context.StepContext]
-and its [`PlannedStep`][installer.plan.PlannedStep], does the work, and
+and its [`PlannedStep`][installer.plan.model.PlannedStep], does the work, and
 returns the outputs recorded in `state.json`. Runners decide nothing the plan
 did not already decide; they raise an
-[`InstallerError`][installer.errors.InstallerError] when they cannot finish.
+[`InstallerError`][installer.core.errors.InstallerError] when they cannot finish.
+May import: the feature packages (optimizations, lock, models, launch), the planner, the
+edges and the core; never the commands or the CLI.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from installer.plan import PlannedStep
+from installer.plan.model import PlannedStep
 from installer.steps.context import StepContext
 
 StepRunner = Callable[[StepContext, PlannedStep], dict[str, Any]]

@@ -6,13 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from installer.config import Dependencies, ToolsManifest
-from installer.environment import Environment
-from installer.gpu import GpuReport
-from installer.log import InstallerLogger
-from installer.plan import InstallOptions, Plan
-from installer.state import InstallState
-from installer.uv import Uv
+from installer.core.config import Dependencies, ToolsManifest
+from installer.core.facts import Environment, GpuReport
+from installer.core.log import InstallerLogger
+from installer.core.records import InstallState
+from installer.edges.uv import Uv
+from installer.plan.model import InstallOptions, Plan
 
 
 @dataclass

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from installer.plan import PlannedStep
-from installer.state import atomic_write_text
+from installer.edges.state import atomic_write_text
+from installer.plan.model import PlannedStep
 from installer.steps.context import StepContext
 
 

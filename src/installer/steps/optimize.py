@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from installer.optimizations import StepTarget, install_optimizations
-from installer.plan import PlannedStep
+from installer.optimizations.install import install_optimizations
+from installer.optimizations.target import StepTarget
+from installer.plan.model import PlannedStep
 from installer.steps.context import StepContext
 from installer.steps.packages import lock_path
 
@@ -67,7 +68,7 @@ def run_models(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
         NetworkError: A server stayed unreachable or kept failing.
         DownloadError: A server refused a file, or a URL breaks the policy.
     """
-    from installer.models import download_models
+    from installer.models.downloads import download_models
 
     results = download_models(
         ctx.deps.models,

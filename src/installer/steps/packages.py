@@ -13,14 +13,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from installer.config import RetryOptions
-from installer.errors import StepFailedError
-from installer.lock import install_from_lock, lock_sources_mismatch
-from installer.plan import PlannedStep
-from installer.probe import installed_distributions, installed_torch
-from installer.proc import CommandResult
+from installer.core.config import RetryOptions
+from installer.core.errors import StepFailedError
+from installer.edges.probe import installed_distributions, installed_torch
+from installer.edges.proc import CommandResult
+from installer.edges.uv import TORCH_TRIO, write_constraints
+from installer.lock.check import lock_sources_mismatch
+from installer.lock.install import install_from_lock
+from installer.plan.model import PlannedStep
 from installer.steps.context import StepContext
-from installer.uv import TORCH_TRIO, write_constraints
 
 
 def torch_pins(ctx: StepContext) -> dict[str, str]:
@@ -48,8 +49,9 @@ def lock_path(ctx: StepContext) -> Path | None:
     path = Path(lock.path)
     # The plan chose the lock for the Python it asked for; when that Python was not
     # available and the python step took another supported one, the lock does not apply.
-    from installer.lock import python_minor, read_header
-    from installer.probe import venv_version
+    from installer.core.lockfile import read_header
+    from installer.edges.probe import venv_version
+    from installer.plan.lock import python_minor
 
     header = read_header(path)
     have = venv_version(ctx.paths["venv"])

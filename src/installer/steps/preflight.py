@@ -6,9 +6,9 @@ import os
 import tempfile
 from typing import Any
 
-from installer.environment import SUPPORTED_PLATFORMS
-from installer.errors import EnvironmentUnsupportedError
-from installer.plan import PlannedStep
+from installer.core.errors import EnvironmentUnsupportedError
+from installer.core.facts import SUPPORTED_PLATFORMS
+from installer.plan.model import PlannedStep
 from installer.steps.context import StepContext
 
 HEAVY_STEPS = (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from installer.git import checkout_pinned
-from installer.plan import PlannedStep
+from installer.edges.git import checkout_pinned
+from installer.plan.model import PlannedStep
 from installer.steps.context import StepContext
 from installer.steps.packages import held_install, lock_path
 

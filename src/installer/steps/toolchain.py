@@ -7,9 +7,9 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from installer.errors import CommandFailedError, EnvironmentUnsupportedError
-from installer.plan import PlannedStep
-from installer.state import now_iso
+from installer.core.errors import CommandFailedError, EnvironmentUnsupportedError
+from installer.core.records import now_iso
+from installer.plan.model import PlannedStep
 from installer.steps.context import StepContext
 
 

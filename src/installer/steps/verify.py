@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from installer.errors import CommandFailedError, StepFailedError
-from installer.plan import PlannedStep
-from installer.proc import run_command
+from installer.core.errors import CommandFailedError, StepFailedError
+from installer.edges.proc import run_command
+from installer.plan.model import PlannedStep
 from installer.steps.context import StepContext
 
 _PROBE = r"""

@@ -1,0 +1,125 @@
+"""Running the attention module in an install's venv and reading back its document.
+
+The venv does not have this package, so
+[`run_attention_module`][installer.bench.attention.run_attention_module] writes the
+source of [`attention_module`][installer.bench.attention_module] and a JSON config to
+a temporary folder, runs it with the venv's Python (its ``progress:`` lines become
+status lines, a timeout stops it) and returns the raw timings it wrote. What is made
+of them is the caller's business (`benchmark`'s report, or a calibration).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import os
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from installer.core.errors import StepFailedError
+
+if TYPE_CHECKING:
+    from installer.core.log import InstallerLogger
+
+
+def attention_module_source() -> str:
+    """Return the source of the shipped [`attention_module`][installer.bench.attention_module]."""
+    source = importlib.resources.files("installer.bench").joinpath("attention_module.py")
+    return source.read_text("utf-8")
+
+
+def run_attention_module(
+    python: Path, config: dict[str, Any], log: InstallerLogger, timeout: float
+) -> dict[str, Any]:
+    """Run the attention benchmark with the venv's Python and return its document.
+
+    Args:
+        python: The venv's interpreter.
+        config: Settings for [`attention_module.run`][installer.bench.attention_module.run].
+        log: Progress lines become status lines; the rest goes to the log.
+        timeout: Seconds before the run is stopped.
+
+    Returns:
+        The module's JSON document.
+
+    Raises:
+        StepFailedError: The module crashed, timed out or wrote no document.
+    """
+    with tempfile.TemporaryDirectory(prefix="comfy-install-bench-") as tmp:
+        folder = Path(tmp)
+        script = folder / "bench_attention.py"  # the name it runs under (and tracebacks show)
+        script.write_text(attention_module_source(), encoding="utf-8")
+        config_path = folder / "config.json"
+        config_path.write_text(json.dumps(config), encoding="utf-8")
+        output = folder / "result.json"
+        args = [str(python), str(script), "--config", str(config_path), "--output", str(output)]
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1")
+        returncode, tail, timed_out = _stream(args, env, log, timeout, cwd=folder)
+        if timed_out:
+            raise StepFailedError(
+                f"The attention benchmark did not finish within {timeout:.0f} s.",
+                "Use fewer --iterations, a smaller --budget or fewer --shapes.",
+            )
+        if returncode != 0 or not output.is_file():
+            shown = "\n  ".join(tail[-12:])
+            raise StepFailedError(
+                f"The attention benchmark failed in the venv (exit code {returncode})"
+                + (f":\n  {shown}" if shown else "."),
+                "Check that the venv's torch works: `DIR/venv/bin/python -c 'import torch'`.",
+            )
+        try:
+            document: dict[str, Any] = json.loads(output.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise StepFailedError(
+                f"The attention benchmark wrote unreadable JSON ({exc}).",
+                "Run with --verbose and report the output.",
+            ) from exc
+    return document
+
+
+def _stream(
+    args: list[str], env: dict[str, str], log: InstallerLogger, timeout: float, cwd: Path
+) -> tuple[int, list[str], bool]:
+    """Run ``args``; turn ``progress:`` lines into status lines; return (code, tail, timed out)."""
+    from installer.launch.process import stop_process
+
+    log.debug("$ " + " ".join(args))
+    try:
+        process = subprocess.Popen(
+            args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    except OSError as exc:
+        raise StepFailedError(
+            f"The venv's Python ({args[0]}) could not be started: {exc.strerror or exc}.",
+            "Repair the install: `comfy-install install DIR --force venv`.",
+        ) from exc
+    tail: list[str] = []
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        stop_process(process.pid, process=process)
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            if text.startswith("progress: "):
+                log.info("  " + text.removeprefix("progress: "))
+            else:
+                log.output(text)
+                tail = [*tail[-39:], text]
+        returncode = process.wait()
+    except BaseException:
+        stop_process(process.pid, process=process)
+        raise
+    finally:
+        timer.cancel()
+    return returncode, tail, expired.is_set()

@@ -1,0 +1,118 @@
+"""What every command shares: option types, the default DIR, the logger, failures and JSON.
+
+Command modules import these helpers from here, never from each other or from
+[`installer.cli.app`][installer.cli.app].
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from installer.core.errors import InstallerError
+    from installer.core.log import InstallerLogger
+
+T = TypeVar("T")
+
+DEFAULT_DIR = Path("ComfyUI-install")
+
+DirArg = Annotated[Path, typer.Argument(help="Install directory.", show_default=True)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show subprocess output.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
+
+
+def make_logger(verbose: bool = False, quiet: bool = False) -> InstallerLogger:
+    """Return the terminal logger for the verbosity flags.
+
+    Args:
+        verbose: `--verbose`: subprocess output on the terminal too (verbosity 1).
+        quiet: `--quiet`: only warnings and errors (verbosity -1); ``verbose`` wins when both are
+            set.
+    """
+    from installer.core.log import InstallerLogger
+
+    return InstallerLogger(verbosity=1 if verbose else (-1 if quiet else 0))
+
+
+def fail(
+    error: InstallerError,
+    log: InstallerLogger,
+    command: list[str],
+    as_json: bool,
+    verbose: bool = False,
+    data: Any = None,
+) -> NoReturn:
+    """Report ``error`` once (stderr, or the JSON envelope) and exit with its code.
+
+    Args:
+        error: The error to report; its exit code becomes the process's.
+        log: The command's logger; it prints the message and hint, then is closed.
+        command: The command words and arguments, e.g. ``["install", "/srv/x"]``.
+        as_json: `--json` was given: also print the envelope, with the error, on stdout.
+        verbose: Also write the traceback to the log (the terminal shows it with `--verbose`).
+        data: The envelope's `data`, e.g. the steps run before the failure; ``{}`` when None.
+
+    Raises:
+        typer.Exit: Always, with the error's exit code.
+    """
+    from installer.core.envelope import dumps, envelope
+
+    if as_json:
+        sys.stdout.write(dumps(envelope(command, data=data, error=error)) + "\n")
+    log.error(error.message, error.hint)
+    if verbose:
+        import traceback
+
+        log.debug("".join(traceback.format_exception(error)))
+    if log.log_path is not None:
+        log.info(f"log: {log.log_path}")
+    log.close()
+    raise typer.Exit(int(error.exit_code))
+
+
+def guarded(
+    command: list[str], as_json: bool, log: InstallerLogger, verbose: bool, body: Callable[[], T]
+) -> T:
+    """Run ``body``; turn InstallerError and Ctrl-C into one message and an exit code.
+
+    Args:
+        command: The command words and arguments, e.g. ``["doctor", "/srv/x"]``.
+        as_json: `--json` was given: a failure is also printed as the JSON envelope.
+        log: The command's logger.
+        verbose: Write the traceback of a failure to the log.
+        body: The command's work, called with no arguments.
+
+    Returns:
+        What ``body`` returns.
+
+    Raises:
+        typer.Exit: ``body`` raised an InstallerError (its exit code) or was interrupted (the exit
+            code of InterruptedByUserError).
+    """
+    from installer.core.errors import InstallerError, InterruptedByUserError
+
+    try:
+        return body()
+    except InstallerError as error:
+        fail(error, log, command, as_json, verbose)
+    except KeyboardInterrupt:
+        fail(InterruptedByUserError("Interrupted."), log, command, as_json, verbose)
+
+
+def print_json(command: list[str], data: Any, exit_code: int = 0) -> None:
+    """Print a result in the JSON envelope on stdout.
+
+    Args:
+        command: The command words and arguments, e.g. ``["status", "/srv/x"]``.
+        data: The command's result, JSON-serialisable (other values are written with `str()`).
+        exit_code: The envelope's `exit_code`; non-zero makes its `status` `error`.
+    """
+    from installer.core.envelope import dumps, envelope
+
+    sys.stdout.write(dumps(envelope(command, data=data, exit_code=exit_code)) + "\n")

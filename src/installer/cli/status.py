@@ -1,0 +1,37 @@
+"""`comfy-install status`: which steps of an install are done, when, and with which inputs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from installer.cli.common import (
+    DEFAULT_DIR,
+    DirArg,
+    JsonOpt,
+    guarded,
+    make_logger,
+    print_json,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+def status(
+    install_dir: DirArg = DEFAULT_DIR,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show which steps of the install in DIR are done, when, and with which inputs."""
+    log = make_logger()
+    command = ["status", str(install_dir)]
+
+    def body() -> None:
+        from installer.commands.status import install_status, render_status
+
+        report = install_status(install_dir.expanduser().absolute())
+        if as_json:
+            print_json(command, report)
+        else:
+            render_status(report, log.console)
+
+    guarded(command, as_json, log, False, body)

@@ -1,0 +1,283 @@
+"""`comfy-install doctor`: what this machine is and what will work on it.
+
+The doctor reuses the planner: it detects the environment and GPUs, builds the
+same plan `install --dry-run` would, and turns it into checks, each `ok`,
+`warn`, `fail` or `info` with a hint: OS, Python, uv, git, free disk, every
+GPU (name, compute capability, VRAM, driver and the CUDA version it supports),
+which torch build fits and why, which optimizations apply and why not, and, if
+DIR holds an install, the recorded state of each step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from installer.core.facts import SUPPORTED_PLATFORMS, Environment, GpuReport, InstallProbe
+from installer.plan.model import Plan
+
+Status = Literal["ok", "warn", "fail", "info"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's report."""
+
+    section: str
+    name: str
+    status: Status
+    detail: str
+    hint: str | None = None
+
+
+def _gib(value: int | None) -> str:
+    return "unknown" if value is None else f"{value / 2**30:.1f} GiB"
+
+
+def system_checks(env: Environment, min_free_gb: float, python_supported: str) -> list[Check]:
+    """Check the OS, Python, uv, git and free disk space.
+
+    Args:
+        env: The detected machine.
+        min_free_gb: The free disk space an install needs, in GiB (less: `warn`).
+        python_supported: The venv's supported Python range, e.g. ``>=3.10,<3.14``; the Python
+            running comfy-install outside it is only `info` (uv finds another).
+    """
+    from installer.core.config import PythonConfig
+
+    checks = [
+        Check(
+            "system",
+            "os",
+            "ok" if env.platform in SUPPORTED_PLATFORMS else "fail",
+            f"{env.os_name} ({env.platform}, {env.arch})",
+            None
+            if env.platform in SUPPORTED_PLATFORMS
+            else "comfy-install supports Linux and Windows.",
+        ),
+    ]
+    supported = PythonConfig(default="3.12", supported=python_supported)
+    py_ok = supported.supported_contains(env.python_version)
+    checks.append(
+        Check(
+            "system",
+            "python",
+            "ok" if py_ok else "info",
+            f"{env.python_version} runs comfy-install ({env.python_executable})",
+            None
+            if py_ok
+            else f"the venv uses a Python in {python_supported}; uv finds or downloads one",
+        )
+    )
+    checks.append(
+        Check(
+            "system",
+            "uv",
+            "ok" if env.uv.ok else "fail",
+            f"uv {env.uv.version} ({env.uv.path})" if env.uv.ok else str(env.uv.error),
+            None if env.uv.ok else "Reinstall comfy-install (it ships uv).",
+        )
+    )
+    checks.append(
+        Check(
+            "system",
+            "git",
+            "ok" if env.git.ok else "fail",
+            f"git {env.git.version}" if env.git.ok else str(env.git.error),
+            None if env.git.ok else "Install git and make sure it is on PATH.",
+        )
+    )
+    free = env.free_disk_bytes
+    enough = free is not None and free >= min_free_gb * 2**30
+    checks.append(
+        Check(
+            "system",
+            "disk",
+            "ok" if enough else "warn",
+            f"{_gib(free)} free at {env.disk_path} (an install needs {min_free_gb:g} GiB)",
+            None if enough else "Free disk space or choose a DIR on another drive.",
+        )
+    )
+    for name, tool, found in (
+        ("compiler", env.compiler, env.compiler.path),
+        ("cuda toolkit", env.nvcc, f"nvcc {env.nvcc.version}"),
+    ):
+        if tool.ok:
+            checks.append(Check("system", name, "ok", str(found)))
+        else:
+            detail = tool.error or "not checked (nothing in this plan is built from source)"
+            hint = "Only needed to build packages from source."
+            checks.append(Check("system", name, "info", detail, hint))
+    return checks
+
+
+def gpu_checks(gpu: GpuReport) -> list[Check]:
+    """Describe each GPU and the driver, or why none was found.
+
+    Args:
+        gpu: The detected (or `--gpu` given) GPUs and driver.
+    """
+    if not gpu.has_nvidia:
+        return [
+            Check(
+                "gpu",
+                "nvidia gpu",
+                "warn",
+                gpu.reason,
+                "ComfyUI will run on the CPU (slow). Install the NVIDIA driver if this "
+                "machine has an NVIDIA GPU.",
+            )
+        ]
+    checks = [
+        Check(
+            "gpu",
+            "driver",
+            "ok",
+            f"driver {gpu.driver_version or 'unknown'}, supports CUDA "
+            f"{gpu.cuda_driver_version or 'unknown'} ({gpu.source})",
+        )
+    ]
+    for card in gpu.gpus:
+        vram = _gib(card.vram_total_bytes)
+        free = f", {_gib(card.vram_free_bytes)} free" if card.vram_free_bytes is not None else ""
+        checks.append(
+            Check(
+                "gpu",
+                f"gpu {card.index}",
+                "ok",
+                f"{card.name}, compute capability {card.cc}, {vram} VRAM{free}",
+            )
+        )
+    checks.extend(Check("gpu", "warning", "warn", text) for text in gpu.warnings)
+    return checks
+
+
+def plan_checks(plan: Plan) -> list[Check]:
+    """Say which torch build fits and which optimizations apply, from the plan.
+
+    Args:
+        plan: The plan for DIR (as `install --dry-run` would make it).
+    """
+    torch = plan.torch
+    status: Status = "ok" if torch.cuda or not plan.gpu.gpus else "warn"
+    checks = [
+        Check(
+            "torch",
+            "build",
+            status,
+            f"{torch.variant} ({torch.index_url or 'default index'}): {torch.reason}",
+            None if status == "ok" else "Update the NVIDIA driver to use a CUDA build.",
+        )
+    ]
+    for entry in plan.optimizations:
+        what = entry.requirement or entry.distribution or entry.name
+        if entry.action == "install":
+            checks.append(Check("optimizations", entry.name, "ok", f"{what}: {entry.reason}"))
+        else:
+            checks.append(
+                Check("optimizations", entry.name, "info", f"not installed: {entry.reason}")
+            )
+    checks.extend(Check("plan", "warning", "warn", text) for text in plan.warnings)
+    return checks
+
+
+def install_checks(plan: Plan, probe: InstallProbe) -> list[Check]:
+    """Report the recorded state of an existing install, step by step.
+
+    Args:
+        plan: The plan for DIR; its step actions say what is done or still to run.
+        probe: The existing install in DIR (its recorded `state.json`).
+    """
+    if probe.state is None:
+        return [Check("install", "state", "info", f"no install recorded in {probe.install_dir}")]
+    checks: list[Check] = []
+    for step in plan.steps:
+        record = probe.state.steps.get(step.id)
+        if step.action == "done":
+            when = record.finished_at if record else ""
+            checks.append(Check("install", step.id, "ok", f"done {when}".strip()))
+        elif step.action == "skip":
+            checks.append(Check("install", step.id, "info", f"skipped: {step.reason}"))
+        else:
+            status: Status = "fail" if record and record.status == "failed" else "warn"
+            checks.append(
+                Check(
+                    "install",
+                    step.id,
+                    status,
+                    f"to run: {step.reason}",
+                    f"comfy-install install {probe.install_dir}",
+                )
+            )
+    return checks
+
+
+def benchmark_checks(install_dir: Path) -> list[Check]:
+    """Report the headline of the install's last `comfy-install benchmark`, if one was saved.
+
+    Args:
+        install_dir: The install directory whose `.comfy-install/benchmarks/` is read.
+    """
+    from installer.bench.headline import latest_headline
+
+    line = latest_headline(install_dir)
+    if line is None:
+        return [
+            Check(
+                "benchmark",
+                "attention",
+                "info",
+                "no benchmark saved yet",
+                f"comfy-install benchmark {install_dir}",
+            )
+        ]
+    return [Check("benchmark", "attention", "warn" if "WRONG" in line else "info", line)]
+
+
+def doctor_report(
+    env: Environment, gpu: GpuReport, plan: Plan, probe: InstallProbe | None
+) -> dict[str, Any]:
+    """Assemble the full doctor report (the `data` of `doctor --json`).
+
+    Args:
+        env: The detected machine.
+        gpu: The detected GPUs.
+        plan: The plan for DIR (as `install --dry-run` would make it).
+        probe: The existing install in DIR, if any.
+    """
+    checks = system_checks(env, plan.min_free_gb, plan.python_supported)
+    checks += gpu_checks(gpu) + plan_checks(plan)
+    if probe is not None:
+        checks += install_checks(plan, probe)
+        if probe.state is not None:
+            checks += benchmark_checks(probe.install_dir)
+    worst = (
+        "fail"
+        if any(c.status == "fail" for c in checks)
+        else ("warn" if any(c.status == "warn" for c in checks) else "ok")
+    )
+    return {
+        "overall": worst,
+        "checks": [asdict(check) for check in checks],
+        "gpu": plan.gpu.model_dump(),
+        "torch": plan.torch.model_dump(),
+        "optimizations": [entry.model_dump() for entry in plan.optimizations],
+        "install": None
+        if probe is None or probe.state is None
+        else {
+            "install_dir": str(probe.install_dir),
+            "steps": {step.id: step.action for step in plan.steps},
+        },
+    }
+
+
+def checks_from_report(report: dict[str, Any]) -> list[Check]:
+    """Rebuild the checks of a report (for rendering).
+
+    Args:
+        report: A report from
+            [`doctor_report`][installer.commands.doctor.doctor_report] (or its JSON); its
+            `checks` are read.
+    """
+    return [Check(**item) for item in report["checks"]]

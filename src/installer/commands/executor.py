@@ -1,0 +1,385 @@
+"""Running a plan: the lock, the state, step headers, interruption and the summary.
+
+[`execute`][installer.commands.executor.execute] prepares DIR (created if missing), opens
+the log file under `DIR/.comfy-install/logs/`, takes the install lock, builds
+the plan *under the lock* (so two processes never act on one plan), and runs
+each step the plan marks `run`, in order, with a `[n/13] step` header. Before a
+step starts it is recorded as `running`; when it finishes, as `done` with its
+fingerprint, outputs and time. A failure is recorded as `failed` and stops the
+run; Ctrl-C or SIGTERM is recorded as `interrupted` and exits 130 with the step
+named. Either way the next run of the same command continues from that step.
+A summary table ends every run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from installer import __version__
+from installer.commands.planning import PlanContext, make_plan, replan
+from installer.core.errors import (
+    EnvironmentUnsupportedError,
+    InstallerError,
+    InterruptedByUserError,
+)
+from installer.core.log import InstallerLogger
+from installer.core.records import InstallState, StepRecord, now_iso
+from installer.edges.probe import layout
+from installer.edges.state import InstallLock, state_dir, write_state
+from installer.edges.uv import Uv
+from installer.plan.model import STEP_IDS, InstallOptions, Plan
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """How one step ended in this run."""
+
+    number: int
+    step_id: str
+    result: str
+    seconds: float | None = None
+    note: str = ""
+
+
+@dataclass
+class ExecutionResult:
+    """The outcome of a whole run."""
+
+    plan: Plan | None
+    outcomes: list[StepOutcome] = field(default_factory=list)
+    error: InstallerError | None = None
+    log_path: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 on success, else the error's exit code."""
+        return int(self.error.exit_code) if self.error else 0
+
+    def as_data(self) -> dict[str, Any]:
+        """Return the result as the `data` of the JSON envelope."""
+        return {
+            "install_dir": self.plan.install_dir if self.plan else None,
+            "steps": [
+                {
+                    "number": o.number,
+                    "id": o.step_id,
+                    "result": o.result,
+                    "seconds": o.seconds,
+                    "note": o.note,
+                }
+                for o in self.outcomes
+            ],
+            "log": str(self.log_path) if self.log_path else None,
+        }
+
+
+def prepare_install_dir(install_dir: Path) -> None:
+    """Create DIR (and its state folder) or explain why it cannot be used.
+
+    Args:
+        install_dir: DIR, the install directory (created with its parents).
+
+    Raises:
+        EnvironmentUnsupportedError: DIR is a file, or cannot be created/written.
+    """
+    if install_dir.exists() and not install_dir.is_dir():
+        raise EnvironmentUnsupportedError(
+            f"{install_dir} exists and is not a directory.",
+            "Choose another DIR, or move that file away.",
+        )
+    try:
+        state_dir(install_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EnvironmentUnsupportedError(
+            f"Cannot create {install_dir}: {exc.strerror or exc}.",
+            "Choose a DIR you can write to, or fix the permissions.",
+        ) from exc
+    from installer.steps.preflight import check_writable
+
+    check_writable(state_dir(install_dir))
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C while steps run, so state is recorded the same way."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (tests calling execute from a worker)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def execute(options: InstallOptions, log: InstallerLogger) -> ExecutionResult:
+    """Plan under the install lock and run the plan.
+
+    Args:
+        options: The command-line options (not a dry run).
+        log: Terminal and log-file output.
+
+    Returns:
+        The result; ``result.error`` holds the error a failed run ended with
+        (the summary has been printed by then).
+
+    Raises:
+        InstallerError: Before any step ran (bad config, DIR unusable, lock held).
+        InterruptedByUserError: Ctrl-C or SIGTERM (exit code 130), after the
+            interrupted step was recorded.
+    """
+    # Plan first: a bad config or bad options must stop before anything is written.
+    first = make_plan(options)
+    install_dir = options.install_dir
+    prepare_install_dir(install_dir)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    try:
+        log.attach_file(state_dir(install_dir) / "logs" / f"install-{stamp}.log")
+    except OSError as exc:
+        raise EnvironmentUnsupportedError(
+            f"Cannot write the log in {state_dir(install_dir)}: {exc.strerror or exc}.",
+            "Free disk space or fix the folder's permissions, then run again.",
+        ) from exc
+    lock = InstallLock(install_dir, command="install")
+    with lock.held():
+        if lock.taken_over is not None:
+            held = lock.taken_over
+            log.warn(
+                f"took over a stale lock of pid {held.pid} on {held.host} "
+                f"(since {held.started_at}); that process is gone"
+            )
+        context = replan(first)
+        with _sigterm_as_interrupt():
+            return run_plan(context, log)
+
+
+def run_plan(context: PlanContext, log: InstallerLogger) -> ExecutionResult:
+    """Run the steps of an already built plan (the lock must be held).
+
+    Args:
+        context: The plan and everything it was made from (from
+            [`make_plan`][installer.commands.planning.make_plan] or
+            [`replan`][installer.commands.planning.replan]).
+        log: The run's logger: step headers, subprocess output and the summary.
+
+    Returns:
+        Each step's outcome. A step that fails sets the result's `error` (the steps after it are
+        `not run`) instead of raising; the state is saved either way.
+
+    Raises:
+        InterruptedByUserError: Ctrl-C or SIGTERM during a step.
+    """
+    pass
+    from installer.edges.environment import find_uv_binary
+    from installer.steps import runners
+    from installer.steps.context import StepContext
+
+    plan = context.plan
+    install_dir = Path(plan.install_dir)
+    state = context.probe.state or InstallState(tool_version=__version__)
+    state.tool_version = __version__
+    paths = layout(install_dir, plan.platform)
+    uv = Uv(binary=context.env.uv.path or find_uv_binary() or "uv", index=plan.index, log=log)
+    ctx = StepContext(
+        plan=plan,
+        deps=context.deps,
+        manifest=context.manifest,
+        env=context.env,
+        gpu=context.gpu,
+        options=context.options,
+        log=log,
+        uv=uv,
+        state=state,
+        paths=paths,
+    )
+    for warning in plan.warnings:
+        log.warn(warning)
+    table = runners()
+    result = ExecutionResult(plan=plan, log_path=log.log_path)
+    changed: set[str] = set()
+    total = len(STEP_IDS)
+    for step in plan.steps:
+        log.step(step.number, total, f"{step.id} — {step.title}")
+        if step.action == "done":
+            log.info("up to date")
+            result.outcomes.append(StepOutcome(step.number, step.id, "up to date"))
+            continue
+        if step.action == "skip":
+            log.info(f"skipped: {step.reason}")
+            previous = state.steps.get(step.id)
+            if previous is None or previous.status != "done":
+                state.steps[step.id] = StepRecord(
+                    status="skipped",
+                    fingerprint=step.fingerprint,
+                    inputs=step.inputs,
+                    message=step.reason,
+                    finished_at=now_iso(),
+                )
+            result.outcomes.append(StepOutcome(step.number, step.id, "skipped", note=step.reason))
+            continue
+        if step.cascade and not changed.intersection(step.depends_on):
+            log.info("up to date (the steps it depends on ran again without changes)")
+            result.outcomes.append(StepOutcome(step.number, step.id, "up to date"))
+            continue
+        log.debug(f"running: {step.reason}")
+        previous = state.steps.get(step.id)
+        before = previous.known_outputs if previous else None
+        record = StepRecord(
+            status="running",
+            fingerprint=step.fingerprint,
+            inputs=step.inputs,
+            started_at=now_iso(),
+            seq=previous.seq if previous else 0,
+            ran_seq=previous.ran_seq if previous else 0,
+            last_done_outputs=before,
+        )
+        state.steps[step.id] = record
+        write_state(install_dir, state)
+        started = time.monotonic()
+        try:
+            outputs = table[step.id](ctx, step)
+        except KeyboardInterrupt:
+            record.status, record.message = "interrupted", "interrupted by the user"
+            record.seconds = time.monotonic() - started
+            with contextlib.suppress(InstallerError):
+                write_state(install_dir, state)
+            result.outcomes.append(StepOutcome(step.number, step.id, "interrupted", record.seconds))
+            _not_run(plan, step.number, result)
+            with contextlib.suppress(Exception):
+                render_summary(result.outcomes, log.console, _rerun_hint(context.options))
+            raise InterruptedByUserError(
+                f"Interrupted during step {step.id}; run the same command to continue."
+            ) from None
+        except InstallerError as error:
+            record.status, record.message = "failed", error.message
+            record.seconds = time.monotonic() - started
+            record.finished_at = now_iso()
+            with contextlib.suppress(InstallerError):
+                write_state(install_dir, state)
+            result.outcomes.append(
+                StepOutcome(
+                    step.number, step.id, "failed", record.seconds, error.message.splitlines()[0]
+                )
+            )
+            _not_run(plan, step.number, result)
+            render_summary(result.outcomes, log.console, _rerun_hint(context.options))
+            error.message = f"Step {step.number} ({step.id}) failed: {error.message}"
+            result.error = error
+            return result
+        record.status, record.outputs = "done", outputs
+        record.last_done_outputs = None
+        record.seconds = round(time.monotonic() - started, 3)
+        record.finished_at = now_iso()
+        # Only a step whose outputs changed makes the steps after it that depend on it
+        # run again (now, or in a later run through the sequence numbers).
+        if before is None or _comparable(outputs) != _comparable(before) or record.seq == 0:
+            record.seq = state.next_seq()
+            changed.add(step.id)
+        # Unchanged outputs or not, the step has now seen every dependency as it is.
+        record.ran_seq = state.seq
+        write_state(install_dir, state)
+        result.outcomes.append(
+            StepOutcome(step.number, step.id, "done", record.seconds, _note(step.id, outputs))
+        )
+    write_state(install_dir, state)
+    if log.verbosity >= 0:
+        import shlex
+
+        launch = f"comfy-install launch {shlex.quote(plan.install_dir)}"
+        render_summary(result.outcomes, log.console, launch)
+    return result
+
+
+def _comparable(outputs: dict[str, Any]) -> str:
+    """Outputs as canonical JSON (what state.json would hold), for comparing runs."""
+    import json
+
+    from installer.core.log import redact
+
+    return redact(json.dumps(outputs, sort_keys=True, default=str))
+
+
+def _not_run(plan: Plan, after: int, result: ExecutionResult) -> None:
+    for step in plan.steps:
+        if step.number > after:
+            result.outcomes.append(StepOutcome(step.number, step.id, "not run"))
+
+
+def _rerun_hint(options: InstallOptions) -> str:
+    """The command to run again after a failure: the user's own, quoted for a shell."""
+    import shlex
+
+    from installer.core.log import redact
+
+    words = list(options.command_line) or ["install", str(options.install_dir)]
+    return redact(shlex.join(["comfy-install", *words])) + " (finished steps are kept)"
+
+
+def _note(step_id: str, outputs: dict[str, Any]) -> str:
+    if step_id == "torch":
+        build = f"CUDA {outputs['cuda']}" if outputs.get("cuda") else "CPU"
+        return f"torch {outputs.get('torch')} ({build})"
+    if step_id == "comfyui":
+        return f"{outputs.get('ref')} @ {str(outputs.get('commit'))[:12]}"
+    if step_id == "optimizations":
+        return (
+            f"{outputs.get('installed', 0)} installed, {outputs.get('skipped', 0)} skipped, "
+            f"{outputs.get('failed', 0)} failed"
+        )
+    if step_id == "python":
+        return f"Python {outputs.get('version')}"
+    return ""
+
+
+def render_summary(outcomes: Sequence[StepOutcome], console: Console, next_command: str) -> None:
+    """Print the table shown after an install: each step, its result and time.
+
+    Args:
+        outcomes: Each step's outcome, in step order.
+        console: Where to print.
+        next_command: The command shown after `Next:`, e.g. `comfy-install launch DIR`.
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="Summary")
+    table.add_column("#", justify="right")
+    table.add_column("step")
+    table.add_column("result")
+    table.add_column("time", justify="right")
+    table.add_column("note")
+    styles = {
+        "done": "green",
+        "up to date": "dim",
+        "skipped": "yellow",
+        "failed": "bold red",
+        "interrupted": "bold red",
+        "not run": "dim",
+    }
+    for outcome in outcomes:
+        seconds = f"{outcome.seconds:.1f}s" if outcome.seconds is not None else ""
+        style = styles.get(outcome.result, "")
+        table.add_row(
+            str(outcome.number),
+            outcome.step_id,
+            f"[{style}]{outcome.result}[/]",
+            seconds,
+            escape(outcome.note),
+        )
+    console.print(table)
+    console.print(f"Next: [bold]{escape(next_command)}[/]")

@@ -1,0 +1,134 @@
+"""Gathering the inputs of a plan: configuration, machine, GPUs, existing install.
+
+This is the effectful counterpart of [`installer.plan.build`][installer.plan.build]: it
+loads the configuration files, detects the environment and the GPUs (or takes
+the `--gpu` override), probes the install directory, and hands all of it to
+the pure [`build_plan`][installer.plan.build.build_plan]. `install`, `doctor` and
+`status` all start here, so they always agree.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from installer.core.config import Dependencies, ToolsManifest
+from installer.core.config_files import load_dependencies, load_tools_manifest
+from installer.core.errors import UsageError
+from installer.core.facts import Environment, GpuReport, InstallProbe, gpu_override, no_gpu
+from installer.edges.environment import detect_environment
+from installer.edges.gpu import detect_gpus
+from installer.edges.probe import probe_install
+from installer.plan.build import build_plan
+from installer.plan.model import InstallOptions, Plan
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """Everything a plan was made from, and the plan."""
+
+    options: InstallOptions
+    deps: Dependencies
+    manifest: ToolsManifest
+    env: Environment
+    gpu: GpuReport
+    probe: InstallProbe
+    plan: Plan
+
+
+def gpu_for(options: InstallOptions) -> GpuReport:
+    """Return the GPU report the options ask for: detected, overridden, or none.
+
+    Args:
+        options: The install options; `gpu` (`auto`, `none` or a compute capability like `8.9`) and
+            `cuda_driver` (`X.Y`) are read.
+
+    Raises:
+        UsageError: A malformed `--gpu`, or `--cuda-driver` without `--gpu CC`.
+    """
+    choice = options.gpu.strip().lower()
+    if options.cuda_driver is not None:
+        if not re.fullmatch(r"[0-9]+\.[0-9]+", options.cuda_driver):
+            raise UsageError(f"--cuda-driver {options.cuda_driver}: expected X.Y, like 12.8.")
+        if not re.fullmatch(r"[0-9]+\.[0-9]+", choice):
+            raise UsageError(
+                "--cuda-driver needs --gpu CC (it describes another machine's driver).",
+                "Add --gpu 8.9 (the target's compute capability).",
+            )
+    if choice == "auto":
+        return detect_gpus()
+    if choice == "none":
+        return no_gpu("--gpu none: planning for the CPU")
+    if re.fullmatch(r"[0-9]+\.[0-9]+", choice):
+        return gpu_override(choice, options.cuda_driver)
+    raise UsageError(f"--gpu {options.gpu}: expected auto, none or a compute capability like 8.9.")
+
+
+def with_locks(probe: InstallProbe, options: InstallOptions) -> InstallProbe:
+    """Add the lock files' headers (shipped, or --lock-dir) to a probe; none with --no-lock.
+
+    Args:
+        probe: The probe of DIR.
+        options: The install options; `no_lock` and `lock_dir` are read.
+
+    Returns:
+        A copy of ``probe`` with its `lock_headers` set (``probe`` itself with `--no-lock`).
+    """
+    if options.no_lock:
+        return probe
+    from dataclasses import replace
+
+    from installer.core.lockfile import shipped_lock_dir
+    from installer.lock.files import read_lock_headers
+
+    return replace(probe, lock_headers=read_lock_headers(options.lock_dir or shipped_lock_dir()))
+
+
+def make_plan(options: InstallOptions, *, probe_build_tools: bool | None = None) -> PlanContext:
+    """Load config, detect the machine and GPUs, probe DIR, and build the plan.
+
+    Args:
+        options: What the user asked for.
+        probe_build_tools: Look for a C++ compiler and nvcc (`doctor` does); None: only when the
+            SageAttention fallback is built from source.
+
+    Raises:
+        ConfigError: A configuration file is invalid (exit code 2).
+        UsageError: Contradictory options (exit code 2).
+        PlanError: No plan fits (exit code 2).
+    """
+    deps = load_dependencies(options.config_path)
+    manifest = load_tools_manifest(options.tools_manifest_path)
+    gpu = gpu_for(options)
+    fallback = deps.pip_packages.sageattention_fallback
+    env = detect_environment(
+        options.install_dir,
+        probe_build_tools=probe_build_tools
+        if probe_build_tools is not None
+        else fallback is not None and fallback.build == "source",
+    )
+    platform = options.platform or env.platform
+    probe = with_locks(probe_install(options.install_dir, platform), options)
+    plan = build_plan(deps, manifest, env, gpu, options, probe)
+    return PlanContext(options, deps, manifest, env, gpu, probe, plan)
+
+
+def replan(context: PlanContext) -> PlanContext:
+    """Probe DIR again and rebuild the plan from the same config, machine and GPUs.
+
+    Called once the install lock is held: what another process did to DIR in the
+    meantime is then part of the plan.
+
+    Args:
+        context: The context the plan was first made from.
+
+    Returns:
+        A new context with a fresh probe of DIR and the plan made from it.
+    """
+    options = context.options
+    platform = options.platform or context.env.platform
+    probe = with_locks(probe_install(options.install_dir, platform), options)
+    plan = build_plan(context.deps, context.manifest, context.env, context.gpu, options, probe)
+    return PlanContext(
+        options, context.deps, context.manifest, context.env, context.gpu, probe, plan
+    )

@@ -1,0 +1,119 @@
+"""`comfy-install status`: which steps of an install are done, when, with which inputs.
+
+Read-only: it reads `DIR/.comfy-install/state.json` and nothing else (no GPU
+detection, no network), so it answers instantly even on a broken machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from installer.core.errors import UsageError
+from installer.edges.state import read_state
+from installer.plan.model import STEPS
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def install_status(install_dir: Path) -> dict[str, Any]:
+    """Return the recorded state of each step of the install in ``install_dir``.
+
+    Args:
+        install_dir: DIR, the install directory.
+
+    Returns:
+        The `data` of `status --json`: `install_dir`, `tool_version`, `updated_at`, a `summary`
+        (ComfyUI, torch, Python, optimizations) and each of the `steps`.
+
+    Raises:
+        UsageError: DIR holds no install state (exit code 2).
+    """
+    state, problem = read_state(install_dir)
+    if state is None:
+        raise UsageError(
+            problem or f"{install_dir} holds no comfy-install install.",
+            f"Run `comfy-install install {install_dir}` first.",
+        )
+    steps: list[dict[str, Any]] = []
+    for number, (step_id, title) in enumerate(STEPS, start=1):
+        record = state.steps.get(step_id)
+        steps.append(
+            {
+                "number": number,
+                "id": step_id,
+                "title": title,
+                "status": record.status if record else "not run",
+                "finished_at": record.finished_at if record else None,
+                "seconds": record.seconds if record else None,
+                "inputs": record.inputs if record else {},
+                "message": record.message if record else "",
+            }
+        )
+
+    def output(step: str, key: str) -> Any:
+        record = state.done(step)
+        return record.outputs.get(key) if record else None
+
+    summary = {
+        "comfyui_commit": output("comfyui", "commit"),
+        "comfyui_ref": output("comfyui", "ref"),
+        "torch": output("torch", "torch"),
+        "torch_cuda": output("torch", "cuda"),
+        "torch_variant": output("torch", "variant"),
+        "python": output("python", "version"),
+        "optimizations": output("optimizations", "packages") or [],
+    }
+    return {
+        "install_dir": str(install_dir),
+        "tool_version": state.tool_version,
+        "updated_at": state.updated_at,
+        "summary": summary,
+        "steps": steps,
+    }
+
+
+def render_status(report: dict[str, Any], console: Console) -> None:
+    """Print a status report as a short header and a table of steps.
+
+    Args:
+        report: A report from [`install_status`][installer.commands.status.install_status].
+        console: Where to print.
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    summary = report["summary"]
+    console.print(f"[bold]{escape(report['install_dir'])}[/] (updated {report['updated_at']})")
+    console.print(
+        escape(
+            f"ComfyUI {summary['comfyui_ref']} @ {summary['comfyui_commit']}; torch "
+            f"{summary['torch']} ({summary['torch_variant']}, CUDA {summary['torch_cuda']}); "
+            f"Python {summary['python']}"
+        )
+    )
+    table = Table()
+    for column in ("#", "step", "status", "finished", "time"):
+        table.add_column(column)
+    styles = {
+        "done": "green",
+        "failed": "bold red",
+        "interrupted": "bold red",
+        "running": "yellow",
+        "not run": "dim",
+        "skipped": "yellow",
+    }
+    for step in report["steps"]:
+        seconds = f"{step['seconds']:.1f}s" if step["seconds"] is not None else ""
+        style = styles.get(step["status"], "")
+        table.add_row(
+            str(step["number"]),
+            step["id"],
+            f"[{style}]{step['status']}[/]",
+            step["finished_at"] or "",
+            seconds,
+        )
+    console.print(table)
+    for package in summary["optimizations"]:
+        console.print(escape(f"  {package['name']}: {package['status']} ({package['reason']})"))

@@ -1,0 +1,212 @@
+"""What detection found, as plain data: GPUs, the machine, an existing install.
+
+The edges layer ([`installer.edges`][installer.edges]) fills these frozen records by asking
+NVML, the operating system and the install folder; the planner
+([`installer.plan`][installer.plan]) reads them and nothing else, so every decision
+can be made (and tested) for a machine that is not this one. The pure helpers for
+Windows and POSIX layouts (where a venv keeps its Python, what a launcher script is
+called) live here too, as functions of the target platform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
+from typing import TYPE_CHECKING, Literal
+
+from packaging.version import Version
+
+from installer.core.records import InstallState
+
+if TYPE_CHECKING:
+    from installer.core.lockfile import LockHeader
+
+Source = Literal["nvml", "nvidia-smi", "override", "none"]
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """One NVIDIA GPU."""
+
+    index: int
+    name: str
+    cc: str
+    vram_total_bytes: int | None = None
+    vram_free_bytes: int | None = None
+    uuid: str | None = None
+    pci_bus_id: str | None = None
+
+    @property
+    def cc_version(self) -> Version:
+        """The compute capability as a comparable version (9.0 → Version('9.0'))."""
+        return Version(self.cc)
+
+    @property
+    def vram_gib(self) -> float | None:
+        """Total VRAM in GiB, when known."""
+        return None if self.vram_total_bytes is None else self.vram_total_bytes / 2**30
+
+
+@dataclass(frozen=True)
+class GpuReport:
+    """The GPUs found (possibly none), the driver, and how this was learned."""
+
+    source: Source
+    reason: str
+    gpus: tuple[GpuInfo, ...] = ()
+    driver_version: str | None = None
+    cuda_driver_version: str | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def has_nvidia(self) -> bool:
+        """True when at least one NVIDIA GPU is present (or assumed by override)."""
+        return bool(self.gpus)
+
+    @property
+    def planning_cc(self) -> Version | None:
+        """The compute capability to plan for: the lowest among the GPUs.
+
+        Builds and wheels chosen for the lowest capability run on every GPU of
+        the machine; planning for the highest would leave the others without
+        kernels.
+        """
+        if not self.gpus:
+            return None
+        return min(gpu.cc_version for gpu in self.gpus)
+
+    @property
+    def ccs(self) -> tuple[Version, ...]:
+        """Every distinct compute capability present, lowest first.
+
+        A build or wheel must have kernels for each of them to serve the
+        whole machine.
+        """
+        return tuple(sorted({gpu.cc_version for gpu in self.gpus}))
+
+    @property
+    def cuda_driver(self) -> Version | None:
+        """The newest CUDA version the driver supports, as a version."""
+        return Version(self.cuda_driver_version) if self.cuda_driver_version else None
+
+
+def gpu_override(cc: str, cuda_driver: str | None) -> GpuReport:
+    """Return a report for a GPU given on the command line (``--gpu CC``).
+
+    Args:
+        cc: Compute capability like ``8.9``.
+        cuda_driver: Newest CUDA the target driver supports (``--cuda-driver``);
+            when None, assumed new enough for every CUDA build.
+    """
+    reason = f"--gpu {cc}" + (f" --cuda-driver {cuda_driver}" if cuda_driver else "")
+    gpu = GpuInfo(index=0, name=f"GPU with compute capability {cc} (from --gpu)", cc=cc)
+    return GpuReport("override", f"given on the command line ({reason})", (gpu,), None, cuda_driver)
+
+
+def no_gpu(reason: str) -> GpuReport:
+    """Return a report with no GPU and the reason (``--gpu none``).
+
+    Args:
+        reason: Why there is no GPU; the plan and `doctor` show it.
+    """
+    return GpuReport("none", reason)
+
+
+SUPPORTED_PLATFORMS = ("linux", "windows")
+
+
+@dataclass(frozen=True)
+class Tool:
+    """An external program: where it is, its version, or why it is unusable."""
+
+    name: str
+    path: str | None = None
+    version: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the tool was found and answered."""
+        return self.path is not None and self.error is None
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The machine the installer runs on, as far as planning needs it."""
+
+    platform: str
+    arch: str
+    os_name: str
+    python_version: str
+    python_executable: str
+    free_disk_bytes: int | None
+    disk_path: str
+    git: Tool
+    uv: Tool
+    compiler: Tool
+    nvcc: Tool
+
+
+def pure_path(platform: str, *parts: str | PurePath) -> PurePath:
+    """Return a pure path of the target platform's flavour.
+
+    Args:
+        platform: `windows` for a Windows path; anything else gives a POSIX one.
+        *parts: The path's segments, joined as `PurePath` joins them.
+    """
+    cls = PureWindowsPath if platform == "windows" else PurePosixPath
+    return cls(*parts)
+
+
+def venv_python(venv_dir: PurePath | str, platform: str) -> PurePath:
+    r"""Return the interpreter path inside a venv for ``platform``.
+
+    `venv/bin/python` on POSIX, `venv\\Scripts\\python.exe` on Windows.
+
+    Args:
+        venv_dir: The venv folder (it need not exist).
+        platform: The target OS, `linux` or `windows` (anything else: POSIX).
+    """
+    if platform == "windows":
+        return PureWindowsPath(venv_dir) / "Scripts" / "python.exe"
+    return PurePosixPath(venv_dir) / "bin" / "python"
+
+
+def launcher_name(platform: str) -> str:
+    """Return the file name of the generated launcher script for ``platform``.
+
+    Args:
+        platform: The target OS, `linux` or `windows` (anything else: POSIX).
+    """
+    return "run_comfyui.bat" if platform == "windows" else "run_comfyui.sh"
+
+
+@dataclass(frozen=True)
+class TorchInstalled:
+    """The torch found in a venv."""
+
+    version: str
+    cuda: str | None
+
+    @property
+    def build(self) -> str | None:
+        """The CUDA build name (`cu128`), or None for a CPU build."""
+        return "cu" + self.cuda.replace(".", "") if self.cuda else None
+
+
+@dataclass(frozen=True)
+class InstallProbe:
+    """The facts about an existing install that planning needs."""
+
+    install_dir: Path
+    state: InstallState | None = None
+    state_problem: str | None = None
+    venv_python_exists: bool = False
+    venv_python_version: str | None = None
+    recorded_python_exists: bool = False
+    comfyui_head: str | None = None
+    installed: dict[str, str] = field(default_factory=dict)
+    torch: TorchInstalled | None = None
+    existing_files: frozenset[str] = frozenset()
+    lock_headers: Mapping[str, LockHeader] = field(default_factory=dict)

@@ -1,0 +1,146 @@
+"""What an install directory already holds, read cheaply and without the network.
+
+[`probe_install`][installer.edges.probe.probe_install] reads the state file, checks
+the venv's interpreter exists, reads the ComfyUI clone's HEAD from `.git`
+files, and lists the distributions installed in the venv from their
+`*.dist-info` folders (and torch's own `version.py` for its CUDA build). No
+subprocess is started, so a re-run of a finished install can decide that
+every step is done in milliseconds. The planner takes the result as plain data.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from packaging.utils import canonicalize_name
+
+from installer.core.facts import InstallProbe, TorchInstalled, venv_python
+from installer.edges.environment import site_packages_dirs
+from installer.edges.git import read_head
+from installer.edges.state import read_state
+
+if TYPE_CHECKING:
+    pass
+
+
+def layout(install_dir: Path, platform: str) -> dict[str, Path]:
+    """Return the paths of an install: venv, its Python, ComfyUI, state folder, launcher.
+
+    Args:
+        install_dir: DIR, the install directory (it need not exist).
+        platform: The target OS; it names the venv's interpreter and the launcher.
+
+    Returns:
+        The paths by key: `install_dir`, `venv`, `venv_python`, `comfyui`, `state_dir` and
+        `launcher`.
+    """
+    from installer.core.facts import launcher_name
+    from installer.edges.state import state_dir
+
+    venv = install_dir / "venv"
+    return {
+        "install_dir": install_dir,
+        "venv": venv,
+        "venv_python": Path(str(venv_python(venv, platform))),
+        "comfyui": install_dir / "ComfyUI",
+        "state_dir": state_dir(install_dir),
+        "launcher": install_dir / launcher_name(platform),
+    }
+
+
+_DIST_INFO = re.compile(r"^(?P<name>.+?)-(?P<version>[^-]+)\.dist-info$")
+
+
+def installed_distributions(venv_dir: Path, platform: str) -> dict[str, str]:
+    """Return ``{canonical name: version}`` of the distributions installed in a venv.
+
+    Args:
+        venv_dir: The venv folder.
+        platform: The target OS (where the venv keeps site-packages).
+
+    Returns:
+        Read from the `.dist-info` folder names; ``{}`` when there are none.
+    """
+    found: dict[str, str] = {}
+    for site in site_packages_dirs(venv_dir, platform):
+        try:
+            entries = list(site.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            match = _DIST_INFO.match(entry.name)
+            if match:
+                found[canonicalize_name(match.group("name"))] = match.group("version")
+    return found
+
+
+def installed_torch(venv_dir: Path, platform: str) -> TorchInstalled | None:
+    """Read torch's version and CUDA build from its `version.py` in the venv.
+
+    Args:
+        venv_dir: The venv folder.
+        platform: The target OS (where the venv keeps site-packages).
+
+    Returns:
+        torch's version (e.g. `2.9.1+cu128`) and CUDA version (e.g. `12.8`; None for a CPU build),
+        or None when torch is not installed.
+    """
+    for site in site_packages_dirs(venv_dir, platform):
+        try:
+            text = (site / "torch" / "version.py").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        version = re.search(r"^__version__\s*(?::\s*\w+\s*)?=\s*'([^']+)'", text, re.M)
+        cuda = re.search(r"^cuda\s*(?::\s*[\w\[\]]+\s*)?=\s*'([^']+)'", text, re.M)
+        if version:
+            return TorchInstalled(version.group(1), cuda.group(1) if cuda else None)
+    return None
+
+
+def venv_version(venv_dir: Path) -> str | None:
+    """Return the Python version a venv was made with, from its `pyvenv.cfg`.
+
+    Args:
+        venv_dir: The venv folder.
+
+    Returns:
+        The version, e.g. `3.12.8`; None without a readable `pyvenv.cfg` version.
+    """
+    try:
+        text = (venv_dir / "pyvenv.cfg").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    match = re.search(r"^version(?:_info)?\s*=\s*([0-9][0-9.]*)", text, re.M)
+    return match.group(1) if match else None
+
+
+def probe_install(install_dir: Path, platform: str) -> InstallProbe:
+    """Read what ``install_dir`` already holds (nothing is written).
+
+    Args:
+        install_dir: DIR, the install directory (it need not exist).
+        platform: The target OS; it says where the venv's files are.
+    """
+    if not install_dir.is_dir():
+        return InstallProbe(install_dir=install_dir)
+    paths = layout(install_dir, platform)
+    state, problem = read_state(install_dir)
+    venv_ok = paths["venv_python"].is_file()
+    python_record = state.done("python") if state else None
+    interpreter = python_record.outputs.get("interpreter") if python_record else None
+    return InstallProbe(
+        install_dir=install_dir,
+        state=state,
+        state_problem=problem,
+        venv_python_exists=venv_ok,
+        venv_python_version=venv_version(paths["venv"]) if venv_ok else None,
+        recorded_python_exists=bool(interpreter) and Path(str(interpreter)).is_file(),
+        comfyui_head=read_head(paths["comfyui"]),
+        installed=installed_distributions(paths["venv"], platform) if venv_ok else {},
+        torch=installed_torch(paths["venv"], platform) if venv_ok else None,
+        existing_files=frozenset(
+            name for name, path in paths.items() if name == "launcher" and path.is_file()
+        ),
+    )

@@ -1,0 +1,142 @@
+"""Running external programs (uv, git, the venv's Python) with their output logged.
+
+[`run_command`][installer.edges.proc.run_command] starts a program without a shell,
+streams its combined output line by line into the log (the terminal shows it
+with `--verbose`), remembers the last lines for the failure message, and makes
+sure the child does not outlive an interrupted installer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from installer.core.errors import CommandFailedError, EnvironmentUnsupportedError
+from installer.core.log import InstallerLogger, redact
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """How a finished command ended."""
+
+    args: tuple[str, ...]
+    returncode: int
+    output: str
+    seconds: float
+
+
+def format_command(args: Sequence[str]) -> str:
+    """Return a command as a copy-pasteable, redacted line for logs and plans.
+
+    Args:
+        args: The program and its arguments; each is quoted for a POSIX shell.
+    """
+    import shlex
+
+    return redact(" ".join(shlex.quote(str(arg)) for arg in args))
+
+
+def run_command(
+    args: Sequence[str | Path],
+    *,
+    log: InstallerLogger,
+    what: str,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    timeout: float | None = None,
+    hint: str | None = None,
+) -> CommandResult:
+    """Run a program, log its output, and return how it ended.
+
+    Args:
+        args: The program and its arguments (never run through a shell).
+        log: Where the output goes.
+        what: Human name of the action for messages, e.g. "uv pip install".
+        cwd: Working directory.
+        env: Full environment for the child (default: inherit).
+        check: Raise on a non-zero exit code.
+        timeout: Seconds before the program is stopped.
+        hint: What to tell the user if it fails.
+
+    Raises:
+        CommandFailedError: The program exited non-zero and ``check`` is set.
+        EnvironmentUnsupportedError: The program could not be started at all.
+    """
+    argv = [str(arg) for arg in args]
+    log.debug(f"$ {format_command(argv)}")
+    log.clear_tail()
+    start = time.monotonic()
+    try:
+        process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            bufsize=1,
+        )
+    except OSError as exc:
+        raise EnvironmentUnsupportedError(
+            f"{what}: {argv[0]} could not be started ({exc.strerror or exc}).",
+            f"Check that {Path(argv[0]).name} is installed and runs.",
+        ) from exc
+    lines: list[str] = []
+    timer = threading.Timer(timeout, _stop, (process,)) if timeout is not None else None
+    try:
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        assert process.stdout is not None
+        with log.activity(what):
+            for line in process.stdout:
+                lines.append(line)
+                log.output(line)
+            returncode = process.wait()
+    except BaseException:
+        _stop(process)
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+    if timeout is not None and time.monotonic() - start >= timeout and returncode != 0:
+        lines.append(f"(stopped after {timeout:.0f} s without finishing)\n")
+    result = CommandResult(tuple(argv), returncode, "".join(lines), time.monotonic() - start)
+    log.debug(f"  exit {returncode} after {result.seconds:.1f}s")
+    if check and returncode != 0:
+        raise CommandFailedError(what, result.returncode, result.output, hint)
+    return result
+
+
+def _stop(process: subprocess.Popen[str], grace: float = 5.0) -> None:
+    """Stop a child: SIGINT (it may be stopping already), then terminate, then kill."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(OSError):
+        if os.name == "nt":
+            process.terminate()
+        else:
+            process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=grace)
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(OSError):
+        process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -1,0 +1,225 @@
+"""How the plan is computed: every decision of an install, made up front, from data.
+
+[`build_plan`][installer.plan.build.build_plan] takes the configuration, the
+detected environment and GPUs, the command-line options and what the install
+directory already holds, and returns a [`Plan`][installer.plan.model.Plan] without
+doing any I/O. The plan lists the 13 steps with `run`, `skip` or `done` and
+the reason for each, the torch build and index and why, and for step 10 every
+package and wheel with what will be installed or why not. `--dry-run` renders
+it; `--json` prints it (the `data` of the JSON envelope); the executor runs
+exactly it.
+
+A step is `done` when it finished before with the same inputs (its
+fingerprint), nothing it depends on changed since, and its outputs are still
+there (the venv's Python, ComfyUI's HEAD at the pin, torch at the recorded
+version). Otherwise it runs, and so does every step that depends on it.
+"""
+
+from __future__ import annotations
+
+from packaging.version import InvalidVersion, Version
+
+from installer.core.config import Dependencies, IndexOptions, ToolsManifest
+from installer.core.errors import UsageError
+from installer.core.facts import (
+    Environment,
+    GpuReport,
+    InstallProbe,
+    launcher_name,
+    pure_path,
+    venv_python,
+)
+from installer.plan.compat import select_torch
+from installer.plan.decide import decide_steps
+from installer.plan.drafts import draft_steps
+from installer.plan.lock import choose_lock
+from installer.plan.model import (
+    ComfyUIPlan,
+    GpuPlan,
+    InstallOptions,
+    LockPlan,
+    PathsPlan,
+    Plan,
+    PlannedGpu,
+    TorchPlan,
+    parse_steps,
+)
+from installer.plan.optimizations import PlannedOptimization
+
+
+def _gpu_plan(gpu: GpuReport) -> GpuPlan:
+    return GpuPlan(
+        source=gpu.source,
+        reason=gpu.reason,
+        driver_version=gpu.driver_version,
+        cuda_driver_version=gpu.cuda_driver_version,
+        planning_cc=str(gpu.planning_cc) if gpu.planning_cc else None,
+        gpus=[
+            PlannedGpu(
+                index=g.index,
+                name=g.name,
+                cc=g.cc,
+                vram_total_bytes=g.vram_total_bytes,
+                vram_free_bytes=g.vram_free_bytes,
+                uuid=g.uuid,
+                pci_bus_id=g.pci_bus_id,
+            )
+            for g in gpu.gpus
+        ],
+    )
+
+
+def _python_version(request: str) -> Version | None:
+    try:
+        return Version(request)
+    except InvalidVersion:
+        return None
+
+
+def build_plan(
+    deps: Dependencies,
+    manifest: ToolsManifest,
+    env: Environment,
+    gpu: GpuReport,
+    options: InstallOptions,
+    probe: InstallProbe | None = None,
+) -> Plan:
+    """Compute the whole install plan. Pure: reads only its arguments.
+
+    Args:
+        deps: The loaded `dependencies.json`.
+        manifest: The loaded `tools_manifest.json`.
+        env: The detected machine.
+        gpu: Detected or overridden GPUs.
+        options: Command-line options.
+        probe: What the install directory already holds (None: nothing).
+
+    Raises:
+        UsageError: Options that contradict each other.
+        PlanError: No torch build fits, or a selected step needs one that is
+            neither done nor selected.
+    """
+    platform = options.platform or env.platform
+    if platform != env.platform and not options.dry_run:
+        raise UsageError(
+            f"--platform {platform} plans for another OS; it works only with --dry-run.",
+            "Add --dry-run, or run the install on that OS.",
+        )
+    probe = probe or InstallProbe(install_dir=options.install_dir)
+    only = parse_steps(options.only, "--only")
+    skip = parse_steps(options.skip, "--skip")
+    force = parse_steps(options.force, "--force")
+    warnings: list[str] = list(gpu.warnings)
+    if probe.state_problem:
+        warnings.append(probe.state_problem)
+
+    python_request = options.python or deps.python.default
+    python_version = _python_version(python_request)
+    if python_version is not None and not deps.python.supported_contains(python_version):
+        raise UsageError(
+            f"Python {python_request} is not supported by this configuration "
+            f"(python.supported is {deps.python.supported}).",
+            f"Choose a version in {deps.python.supported} with --python.",
+        )
+
+    selection = select_torch(
+        gpu,
+        deps.torch,
+        platform,
+        options.torch_index,
+        {str(k): v for k, v in deps.torch.default_index_builds.items()},
+    )
+    warnings.extend(selection.warnings)
+    torch_plan = TorchPlan(
+        variant=selection.variant,
+        index_url=selection.index_url,
+        cuda=selection.cuda,
+        packages=list(deps.torch.packages),
+        version=str(deps.torch.torch_version),
+        reason=selection.reason,
+        installed=probe.torch.version if probe.torch else None,
+    )
+
+    ref = options.comfyui_ref
+    expected = deps.comfyui.commit if ref is None else (ref if _is_sha(ref) else None)
+    comfyui_plan = ComfyUIPlan(
+        url=options.comfyui_url or deps.comfyui.url, ref=ref or deps.comfyui.ref, commit=expected
+    )
+    lock = choose_lock(
+        deps,
+        platform=platform,
+        variant=selection.variant,
+        python=python_request,
+        headers=probe.lock_headers,
+        no_lock=options.no_lock,
+        comfyui_commit=comfyui_plan.commit,
+        arch=env.arch,
+    )
+    if lock.warning:
+        warnings.append(lock.warning)
+    index = IndexOptions(
+        index_url=options.index_url,
+        extra_index_urls=list(options.extra_index_urls),
+        find_links=list(options.find_links),
+        offline=options.offline,
+    )
+    root = options.install_dir
+    paths = PathsPlan(
+        install_dir=str(root),
+        venv="venv",
+        venv_python=str(venv_python(pure_path(platform, "venv"), platform)),
+        comfyui="ComfyUI",
+        state_dir=str(pure_path(platform, ".comfy-install")),
+        launcher=launcher_name(platform),
+    )
+    min_free = (
+        options.min_free_gb if options.min_free_gb is not None else (deps.preflight.min_free_gb)
+    )
+
+    drafts = draft_steps(
+        deps,
+        manifest,
+        env,
+        gpu,
+        options,
+        probe,
+        platform,
+        selection,
+        torch_plan,
+        comfyui_plan,
+        python_request,
+        python_version,
+        min_free,
+        lock,
+    )
+    optimizations: list[PlannedOptimization] = drafts.pop("_optimizations").inputs["planned"]
+    steps = decide_steps(drafts, probe, only, skip, force)
+    return Plan(
+        platform=platform,
+        install_dir=str(root),
+        paths=paths,
+        python=python_request,
+        python_supported=deps.python.supported,
+        min_free_gb=min_free,
+        comfyui=comfyui_plan,
+        gpu=_gpu_plan(gpu),
+        torch=torch_plan,
+        index=index,
+        lock=LockPlan(
+            path=str(lock.path) if lock.path else None,
+            reason=lock.reason,
+            inputs_sha256=lock.lock_sha256,
+        ),
+        custom_nodes=list(deps.custom_nodes),
+        optimizations=optimizations,
+        models=len(deps.models),
+        steps=steps,
+        warnings=warnings,
+    )
+
+
+def _is_sha(value: str) -> bool:
+    return len(value) == 40 and all(c in "0123456789abcdef" for c in value)
+
+
+"""Marks a step that runs only because a dependency runs (see `PlannedStep.cascade`)."""

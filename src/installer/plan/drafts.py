@@ -1,0 +1,277 @@
+"""What each step would do, before its action is decided: inputs, details, outputs check.
+
+[`draft_steps`][installer.plan.drafts.draft_steps] turns the configuration, the
+detected facts and the choices already made (torch build, ComfyUI commit, lock)
+into one [`StepDraft`][installer.plan.drafts.StepDraft] per step: the inputs its
+fingerprint is made of, the lines `--dry-run` shows, and whether its recorded
+outputs are still there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.version import Version
+
+from installer.core.config import Dependencies, ToolsManifest
+from installer.core.facts import Environment, GpuReport, InstallProbe, launcher_name, pure_path
+from installer.plan.compat import TorchSelection
+from installer.plan.lock import LockChoice
+from installer.plan.model import ComfyUIPlan, InstallOptions, TorchPlan, parse_steps
+from installer.plan.optimizations import PlannedOptimization, plan_optimizations
+
+
+@dataclass
+class StepDraft:
+    """One step before its action is decided: fingerprint inputs, details, outputs check."""
+
+    inputs: dict[str, Any]
+    details: list[str] = field(default_factory=list)
+    not_applicable: str | None = None
+    outputs_ok: tuple[bool, str] = (True, "")
+    always: str | None = None
+
+
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def draft_steps(
+    deps: Dependencies,
+    manifest: ToolsManifest,
+    env: Environment,
+    gpu: GpuReport,
+    options: InstallOptions,
+    probe: InstallProbe,
+    platform: str,
+    selection: TorchSelection,
+    torch_plan: TorchPlan,
+    comfyui_plan: ComfyUIPlan,
+    python_request: str,
+    python_version: Version | None,
+    min_free: float,
+    lock: LockChoice,
+) -> dict[str, StepDraft]:
+    """Draft every step (and `_optimizations`, step 10's plan) from the choices made so far.
+
+    Args:
+        deps: The loaded `dependencies.json`.
+        manifest: The loaded `tools_manifest.json`.
+        env: The detected machine.
+        gpu: Detected or overridden GPUs.
+        options: Command-line options.
+        probe: What the install directory already holds.
+        platform: The target platform.
+        selection: The torch build chosen.
+        torch_plan: The torch part of the plan.
+        comfyui_plan: The ComfyUI source and commit.
+        python_request: The Python asked for.
+        python_version: It as a version, when it is one.
+        min_free: The free disk space preflight requires, in GiB.
+        lock: The lock choice for step 8.
+
+    Returns:
+        The drafts by step id.
+    """
+    state = probe.state
+    drafts: dict[str, StepDraft] = {}
+
+    free = env.free_disk_bytes
+    free_text = f"{free / 2**30:.1f} GiB free" if free is not None else "free space unknown"
+    drafts["preflight"] = StepDraft(
+        inputs={"platform": platform, "min_free_gb": min_free},
+        details=[
+            f"{env.os_name} ({env.arch}); needs {min_free:g} GiB, {free_text} at {env.disk_path}",
+            f"git: {env.git.version or env.git.error}",
+        ],
+        always="checks are made on every run (no network)",
+    )
+    drafts["uv"] = StepDraft(
+        inputs={"path": env.uv.path, "version": env.uv.version},
+        details=[f"uv {env.uv.version} at {env.uv.path}" if env.uv.ok else str(env.uv.error)],
+    )
+    python_record = state.done("python") if state else None
+    drafts["python"] = StepDraft(
+        inputs={"request": python_request},
+        details=[
+            f"Python {python_request} (supported: {deps.python.supported}); "
+            "`uv python find`, else `uv python install`"
+        ],
+        outputs_ok=(probe.recorded_python_exists, "the recorded interpreter is gone")
+        if python_record
+        else (True, ""),
+    )
+    drafts["venv"] = StepDraft(
+        inputs={"python": python_request, "path": "venv"},
+        details=[f"uv venv {pure_path(platform, 'venv')} (in DIR)"],
+        outputs_ok=(probe.venv_python_exists, "the venv's Python is missing"),
+    )
+    recorded_python = python_record.outputs.get("version") if python_record else None
+    if (
+        probe.venv_python_exists
+        and probe.venv_python_version
+        and recorded_python
+        and _minor(probe.venv_python_version) != _minor(str(recorded_python))
+    ):
+        drafts["venv"].outputs_ok = (
+            False,
+            f"the venv has Python {probe.venv_python_version}, not {recorded_python}",
+        )
+    comfy_record = state.done("comfyui") if state else None
+    recorded_head = comfy_record.outputs.get("commit") if comfy_record else None
+    target = comfyui_plan.commit or comfyui_plan.ref
+    drafts["comfyui"] = StepDraft(
+        inputs={"url": comfyui_plan.url, "target": target},
+        details=[
+            f"{comfyui_plan.url} @ {comfyui_plan.ref}"
+            + (
+                f" (commit {comfyui_plan.commit})"
+                if comfyui_plan.commit
+                else " (commit resolved at clone)"
+            )
+        ],
+        outputs_ok=(
+            probe.comfyui_head is not None and probe.comfyui_head == recorded_head,
+            f"ComfyUI's HEAD is {probe.comfyui_head or 'missing'}, not {recorded_head}",
+        ),
+    )
+    drafts["gpu"] = StepDraft(
+        inputs={
+            "source": gpu.source,
+            "gpus": [[g.name, g.cc] for g in gpu.gpus],
+            "driver": gpu.driver_version,
+            "cuda_driver": gpu.cuda_driver_version,
+        },
+        details=[gpu.reason]
+        + [
+            f"GPU {g.index}: {g.name}, cc {g.cc}"
+            + (f", {g.vram_gib:.0f} GiB" if g.vram_gib else "")
+            for g in gpu.gpus
+        ],
+    )
+    torch_record = state.done("torch") if state else None
+    where = torch_plan.index_url or "uv's default index"
+    drafts["torch"] = StepDraft(
+        inputs={
+            "packages": torch_plan.packages,
+            "variant": torch_plan.variant,
+            "index_url": torch_plan.index_url,
+        },
+        details=[f"{' '.join(torch_plan.packages)} from {where}", torch_plan.reason],
+        outputs_ok=_torch_outputs_ok(torch_record.outputs if torch_record else None, probe),
+    )
+    drafts["requirements"] = StepDraft(
+        inputs={
+            "comfyui": target,
+            "torch": torch_plan.packages,
+            "extra": list(deps.extra_requirements),
+            **lock.step_input(),
+        },
+        details=[
+            lock.reason,
+            "ComfyUI/requirements.txt"
+            + (f" + {', '.join(deps.extra_requirements)}" if deps.extra_requirements else ""),
+            "torch, torchvision, torchaudio held by a constraints file",
+        ],
+    )
+    drafts["custom_nodes"] = StepDraft(
+        inputs={"nodes": [node.model_dump() for node in deps.custom_nodes]},
+        details=[f"{node.name} @ {node.commit[:12]}" for node in deps.custom_nodes],
+        not_applicable=None if deps.custom_nodes else "no custom nodes configured",
+    )
+
+    torch_version: str = torch_plan.version
+    torch_cuda = selection.cuda
+    torch_selected = (not options.only or "torch" in parse_steps(options.only, "--only")) and (
+        "torch" not in parse_steps(options.skip, "--skip")
+    )
+    if probe.torch is not None and not torch_selected:
+        # torch is not managed by this run: plan against the torch the venv really has.
+        torch_version, torch_cuda = probe.torch.version, probe.torch.build
+    planned = plan_optimizations(
+        deps,
+        manifest,
+        platform=platform,
+        gpu=gpu,
+        torch_version=torch_version,
+        torch_cuda=torch_cuda,
+        torch_index_url=selection.index_url,
+        python_version=python_version or "3.12",
+        build_tools=(env.compiler.ok, env.nvcc.ok),
+        allow_unverified=options.allow_unverified,
+    )
+    drafts["_optimizations"] = StepDraft(inputs={"planned": planned})
+    gate = None
+    if not gpu.has_nvidia:
+        gate = "no NVIDIA GPU"
+    elif selection.cuda is None:
+        gate = "torch is a CPU build"
+    opt_record = state.done("optimizations") if state else None
+    failed_before = int(opt_record.outputs.get("failed", 0)) if opt_record else 0
+    drafts["optimizations"] = StepDraft(
+        inputs={"torch": torch_version, "planned": [p.model_dump(mode="json") for p in planned]},
+        details=[_describe_optimization(p) for p in planned],
+        not_applicable=gate,
+        outputs_ok=(
+            failed_before == 0,
+            f"{failed_before} optional package(s) failed last time; trying them again",
+        ),
+    )
+    drafts["launchers"] = StepDraft(
+        inputs={"platform": platform, "launcher": launcher_name(platform), "template": 2},
+        details=[f"{launcher_name(platform)} → comfy-install launch {options.install_dir}"],
+        outputs_ok=("launcher" in probe.existing_files, "the launcher script is missing"),
+    )
+    if deps.models:
+        # Refuse now, not at step 12 after everything else has run: unknown kinds, names
+        # that leave models/, entries without a sha256 (unless --allow-unverified).
+        from installer.plan.models import plan_model_downloads
+
+        plan_model_downloads(
+            deps.models,
+            Path(options.install_dir) / "ComfyUI" / "models",
+            allow_unverified=options.allow_unverified,
+            source="dependencies.json",
+        )
+    drafts["models"] = StepDraft(
+        inputs={"models": [m.model_dump() for m in deps.models]},
+        details=[f"{m.kind}/{m.filename or m.url.rsplit('/', 1)[-1]}" for m in deps.models],
+        not_applicable=None if deps.models else "no models configured",
+    )
+    drafts["verify"] = StepDraft(
+        inputs={},
+        details=[
+            "import torch (+ CUDA when a GPU is present) and each installed optimization",
+            "python ComfyUI/main.py --help",
+        ],
+    )
+    return drafts
+
+
+def _torch_outputs_ok(outputs: dict[str, Any] | None, probe: InstallProbe) -> tuple[bool, str]:
+    if outputs is None:
+        return True, ""
+    if probe.torch is None or "torch" not in probe.installed:
+        return False, "torch is not installed in the venv"
+    # Compare distribution versions with distribution versions: the step records what
+    # the dist-info says (PyPI's build says 2.9.1 there and 2.9.1+cu128 in version.py).
+    for name in ("torch", "torchvision", "torchaudio"):
+        recorded = outputs.get(name)
+        if recorded and probe.installed.get(name) != recorded:
+            return False, (
+                f"the venv has {name} {probe.installed.get(name) or 'missing'}, "
+                f"not the recorded {recorded}"
+            )
+    return True, ""
+
+
+def _describe_optimization(entry: PlannedOptimization) -> str:
+    what = entry.requirement or entry.distribution or entry.name
+    if entry.action == "install":
+        line = f"install {what}: {entry.reason}"
+        if entry.wheel and entry.wheel.sha256:
+            line += f" [sha256 {entry.wheel.sha256[:12]}…]"
+        return line
+    return f"skip {entry.name}: {entry.reason}"

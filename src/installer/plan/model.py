@@ -1,0 +1,238 @@
+"""The plan as data: the steps, their dependencies, the options, and the `Plan` record.
+
+[`Plan`][installer.plan.model.Plan] is what `install --dry-run --json` prints and
+what the executor runs; [`InstallOptions`][installer.plan.model.InstallOptions] is
+what the user asked for. How a plan is computed lives in
+[`installer.plan.build`][installer.plan.build].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from installer import __version__
+from installer.core.config import CustomNode, IndexOptions
+from installer.core.errors import UsageError
+from installer.plan.optimizations import PlannedOptimization
+
+PLAN_SCHEMA_VERSION = 1
+
+
+STEPS: tuple[tuple[str, str], ...] = (
+    ("preflight", "check the machine and DIR"),
+    ("uv", "find uv"),
+    ("python", "find or install Python"),
+    ("venv", "create the virtual environment"),
+    ("comfyui", "clone ComfyUI at the pinned commit"),
+    ("gpu", "record the GPU"),
+    ("torch", "install torch, torchvision, torchaudio"),
+    ("requirements", "install ComfyUI's requirements (torch held)"),
+    ("custom_nodes", "install custom nodes (torch held)"),
+    ("optimizations", "install accelerator packages (torch held)"),
+    ("launchers", "write the launcher scripts"),
+    ("models", "download models"),
+    ("verify", "check that everything imports and starts"),
+)
+
+
+STEP_IDS: tuple[str, ...] = tuple(step_id for step_id, _ in STEPS)
+
+
+DEPENDS: dict[str, tuple[str, ...]] = {
+    "preflight": (),
+    "uv": (),
+    "python": ("uv",),
+    "venv": ("python",),
+    "comfyui": (),
+    "gpu": (),
+    "torch": ("venv",),
+    "requirements": ("venv", "torch", "comfyui"),
+    "custom_nodes": ("comfyui", "requirements"),
+    "optimizations": ("torch", "requirements"),
+    "launchers": (),
+    "models": ("comfyui",),
+    "verify": ("venv", "comfyui", "torch", "requirements", "custom_nodes", "optimizations"),
+}
+
+
+Action = Literal["run", "skip", "done"]
+
+
+@dataclass(frozen=True)
+class InstallOptions:
+    """What the user asked for on the command line (`comfy-install install`)."""
+
+    install_dir: Path
+    config_path: Path | None = None
+    tools_manifest_path: Path | None = None
+    gpu: str = "auto"
+    cuda_driver: str | None = None
+    platform: str | None = None
+    python: str | None = None
+    comfyui_ref: str | None = None
+    comfyui_url: str | None = None
+    torch_index: str = "auto"
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+    only: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+    force: tuple[str, ...] = ()
+    offline: bool = False
+    allow_unverified: bool = False
+    dry_run: bool = False
+    min_free_gb: float | None = None
+    command_line: tuple[str, ...] = ()
+    """The arguments as typed (after `comfy-install`), for the hint to run them again."""
+    no_lock: bool = False
+    lock_dir: Path | None = None
+
+
+class PlannedGpu(BaseModel):
+    """One GPU as the plan saw it."""
+
+    index: int
+    name: str
+    cc: str
+    vram_total_bytes: int | None = None
+    vram_free_bytes: int | None = None
+    uuid: str | None = None
+    pci_bus_id: str | None = None
+
+
+class GpuPlan(BaseModel):
+    """The GPUs the plan is made for, and how they were learned."""
+
+    source: str
+    reason: str
+    driver_version: str | None = None
+    cuda_driver_version: str | None = None
+    planning_cc: str | None = None
+    gpus: list[PlannedGpu] = Field(default_factory=list)
+
+
+class TorchPlan(BaseModel):
+    """The torch build, its index, and why."""
+
+    variant: str
+    index_url: str | None = Field(description="None: uv's default index.")
+    cuda: str | None = Field(description="CUDA build name (cu128), None for CPU.")
+    packages: list[str]
+    version: str
+    reason: str
+    installed: str | None = Field(default=None, description="Torch already in the venv.")
+
+
+class ComfyUIPlan(BaseModel):
+    """Which ComfyUI source and commit."""
+
+    url: str
+    ref: str
+    commit: str | None = Field(description="The pin HEAD must equal; None for a --comfyui-ref.")
+
+
+class LockPlan(BaseModel):
+    """Whether step 8 installs a lock file or resolves live, and why."""
+
+    path: str | None = Field(description="The lock step 8 installs; None: resolved live.")
+    reason: str
+    inputs_sha256: str | None = None
+
+
+class PathsPlan(BaseModel):
+    """Where the install's parts live (relative paths in the target OS's form)."""
+
+    install_dir: str
+    venv: str
+    venv_python: str
+    comfyui: str
+    state_dir: str
+    launcher: str
+
+
+class PlannedStep(BaseModel):
+    """One numbered step and what will happen to it."""
+
+    number: int
+    id: str
+    title: str
+    action: Action
+    reason: str
+    cascade: bool = Field(
+        default=False,
+        description="Runs only because a dependency runs; skipped if that changes nothing.",
+    )
+    details: list[str] = Field(default_factory=list)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    fingerprint: str = ""
+    depends_on: list[str] = Field(default_factory=list)
+
+
+class Plan(BaseModel):
+    """Everything `install` will do, decided before anything is done."""
+
+    schema_version: int = PLAN_SCHEMA_VERSION
+    tool_version: str = __version__
+    platform: str
+    install_dir: str
+    paths: PathsPlan
+    python: str
+    python_supported: str
+    min_free_gb: float
+    comfyui: ComfyUIPlan
+    gpu: GpuPlan
+    torch: TorchPlan
+    index: IndexOptions
+    lock: LockPlan | None = None
+    custom_nodes: list[CustomNode] = Field(default_factory=list)
+    optimizations: list[PlannedOptimization] = Field(default_factory=list)
+    models: int = 0
+    steps: list[PlannedStep] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+    def step(self, step_id: str) -> PlannedStep:
+        """Return the planned step with id ``step_id``.
+
+        Args:
+            step_id: A step id from `STEP_IDS`, e.g. `torch`.
+
+        Raises:
+            KeyError: The plan has no step ``step_id``.
+        """
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    @property
+    def to_run(self) -> list[PlannedStep]:
+        """The steps the executor will run."""
+        return [step for step in self.steps if step.action == "run"]
+
+
+def parse_steps(values: Sequence[str], flag: str) -> tuple[str, ...]:
+    """Split ``--only a,b`` style values and check every name is a step.
+
+    Args:
+        values: The option's values as given (it may repeat), each one name or several separated by
+            commas.
+        flag: The option, for the message, e.g. `--only`.
+
+    Returns:
+        The step names in the order given, empty parts dropped.
+
+    Raises:
+        UsageError: An unknown step name (exit code 2).
+    """
+    names = tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+    unknown = [name for name in names if name not in STEP_IDS]
+    if unknown:
+        raise UsageError(
+            f"{flag}: unknown step {', '.join(unknown)}.", f"Steps are: {', '.join(STEP_IDS)}."
+        )
+    return names

@@ -1,0 +1,311 @@
+"""Step 10's plan: which accelerator package (xformers, triton, SageAttention) installs, and why.
+
+`dependencies.json` declares the step: `optimizations.packages` lists packages
+resolved from an index (each with `requires` terms, a per-platform
+distribution name, `torch_constraints` mapping torch versions to the release
+built for them, `install_options` and `retry_options`), and
+`pip_packages.sageattention_wheels` lists prebuilt SageAttention wheels with
+the compute capabilities, torch, CUDA build, Python and platform they fit; their
+sha256 comes from `tools_manifest.json`. `sageattention_fallback` is installed
+only when no wheel fits.
+
+[`plan_optimizations`][installer.plan.optimizations.plan_optimizations] is pure: it
+decides from data (the GPUs, the torch build, the Python) and gives every entry a
+reason. The plan (and `--dry-run`) show it; the step
+([`installer.optimizations`][installer.optimizations]) runs it again against the
+torch the venv really has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from packaging.version import Version
+from pydantic import BaseModel, Field
+
+from installer.core.config import (
+    Dependencies,
+    OptimizationPackage,
+    RetryOptions,
+    SageAttentionWheel,
+    ToolsManifest,
+)
+from installer.core.facts import GpuReport
+from installer.plan.compat import (
+    first_outside,
+    requires_met,
+    resolve_torch_constraint,
+    select_sageattention_wheels,
+)
+
+
+class PlannedWheel(BaseModel):
+    """A wheel file to download, verify and install."""
+
+    filename: str
+    url: str
+    sha256: str | None = Field(description="From tools_manifest.json; None only if unverified.")
+    size: int | None = None
+
+
+class PlannedOptimization(BaseModel):
+    """One package of step 10 as the plan decided it."""
+
+    name: str
+    kind: Literal["package", "wheel", "fallback"]
+    action: Literal["install", "skip"]
+    reason: str
+    distribution: str | None = None
+    requirement: str | None = Field(default=None, description="What uv is asked to install.")
+    import_name: str | None = None
+    install_options: list[str] = Field(default_factory=list)
+    extra_index_urls: list[str] = Field(default_factory=list)
+    retry: RetryOptions = Field(default_factory=RetryOptions)
+    required: bool = False
+    wheel: PlannedWheel | None = None
+    builds_from_source: bool = False
+
+
+def plan_optimizations(
+    deps: Dependencies,
+    manifest: ToolsManifest,
+    *,
+    platform: str,
+    gpu: GpuReport,
+    torch_version: Version | str,
+    torch_cuda: str | None,
+    torch_index_url: str | None,
+    python_version: Version | str,
+    build_tools: tuple[bool, bool] = (False, False),
+    allow_unverified: bool = False,
+) -> list[PlannedOptimization]:
+    """Decide, for each package of step 10, what will be installed or why not.
+
+    Args:
+        deps: The loaded `dependencies.json`.
+        manifest: The loaded `tools_manifest.json` (wheel checksums).
+        platform: Target OS.
+        gpu: Detected or overridden GPUs.
+        torch_version: The torch the venv has (or will have).
+        torch_cuda: Its CUDA build (`cu128`), None for a CPU build.
+        torch_index_url: The index torch comes from (None: default index);
+            packages with `index: torch` also look there.
+        python_version: The venv's Python version.
+        build_tools: ``(compiler found, nvcc found)``, for source fallbacks.
+        allow_unverified: Accept wheels without a checksum in the manifest.
+
+    Returns:
+        One entry per configured package and wheel, in install order.
+    """
+    planned: list[PlannedOptimization] = []
+    gate = requires_met(["nvidia"], platform, gpu, torch_cuda)
+    for package in deps.optimizations.packages:
+        distribution = package.package_for(platform)
+        base = PlannedOptimization(
+            name=package.name,
+            kind="package",
+            action="skip",
+            reason="",
+            distribution=distribution,
+            import_name=package.import_name,
+            required=package.required,
+            retry=package.retry_options,
+        )
+        planned.append(
+            _plan_package(
+                package,
+                base,
+                distribution,
+                gate.value and gate.reason,
+                platform,
+                gpu,
+                torch_version,
+                torch_cuda,
+                torch_index_url,
+            )
+        )
+    planned.extend(
+        _plan_sageattention(
+            deps,
+            manifest,
+            platform=platform,
+            gpu=gpu,
+            torch_version=torch_version,
+            torch_cuda=torch_cuda,
+            python_version=python_version,
+            gate_reason=None if gate.value else gate.reason,
+            build_tools=build_tools,
+            allow_unverified=allow_unverified,
+        )
+    )
+    return planned
+
+
+def _plan_package(
+    package: OptimizationPackage,
+    base: PlannedOptimization,
+    distribution: str | None,
+    gate_ok: str | bool,
+    platform: str,
+    gpu: GpuReport,
+    torch_version: Version | str,
+    torch_cuda: str | None,
+    torch_index_url: str | None,
+) -> PlannedOptimization:
+    if not gate_ok:
+        met = requires_met(["nvidia"], platform, gpu, torch_cuda)
+        return base.model_copy(update={"reason": met.reason})
+    if distribution is None:
+        return base.model_copy(update={"reason": f"not published for {platform}"})
+    met = requires_met(package.requires, platform, gpu, torch_cuda)
+    if not met.value:
+        return base.model_copy(update={"reason": met.reason})
+    spec = resolve_torch_constraint(package, distribution, torch_version)
+    if spec.value is None:
+        return base.model_copy(update={"reason": spec.reason})
+    extra = [torch_index_url] if package.index == "torch" and torch_index_url else []
+    return base.model_copy(
+        update={
+            "action": "install",
+            "reason": spec.reason,
+            "requirement": spec.value,
+            "install_options": list(package.install_options),
+            "extra_index_urls": extra,
+        }
+    )
+
+
+def _wheel_entry(wheel: SageAttentionWheel, manifest: ToolsManifest) -> PlannedOptimization:
+    entry = manifest.files.get(wheel.filename)
+    return PlannedOptimization(
+        name=wheel.name,
+        kind="wheel",
+        action="skip",
+        reason="",
+        import_name=wheel.import_name,
+        requirement=wheel.filename,
+        wheel=PlannedWheel(
+            filename=wheel.filename,
+            url=wheel.url,
+            sha256=entry.sha256 if entry else None,
+            size=entry.size if entry else None,
+        ),
+    )
+
+
+def _plan_sageattention(
+    deps: Dependencies,
+    manifest: ToolsManifest,
+    *,
+    platform: str,
+    gpu: GpuReport,
+    torch_version: Version | str,
+    torch_cuda: str | None,
+    python_version: Version | str,
+    gate_reason: str | None,
+    build_tools: tuple[bool, bool],
+    allow_unverified: bool,
+) -> list[PlannedOptimization]:
+    section = deps.pip_packages
+    fallback = section.sageattention_fallback
+    fallback_entry = (
+        None
+        if fallback is None
+        else PlannedOptimization(
+            name=f"{fallback.spec} (fallback)",
+            kind="fallback",
+            action="skip",
+            reason="",
+            requirement=fallback.spec,
+            import_name=fallback.import_name,
+            builds_from_source=fallback.build == "source",
+        )
+    )
+    if gate_reason is not None:
+        skipped = [
+            _wheel_entry(w, manifest).model_copy(update={"reason": gate_reason})
+            for w in section.sageattention_wheels
+        ]
+        if fallback_entry is not None:
+            skipped.append(fallback_entry.model_copy(update={"reason": gate_reason}))
+        return skipped
+    chosen, rejected = select_sageattention_wheels(
+        section.sageattention_wheels,
+        gpu.ccs,
+        torch_version,
+        torch_cuda,
+        python_version,
+        platform,
+    )
+    planned: list[PlannedOptimization] = []
+    installable = 0
+    for choice in chosen:
+        entry = _wheel_entry(choice.value, manifest)
+        verified = entry.wheel is not None and entry.wheel.sha256 is not None
+        if not verified and not allow_unverified:
+            planned.append(
+                entry.model_copy(
+                    update={
+                        "reason": f"refused: {choice.value.filename} has no sha256 in "
+                        "tools_manifest.json (pass --allow-unverified to accept it)"
+                    }
+                )
+            )
+            continue
+        note = "" if verified else " (UNVERIFIED: no checksum, --allow-unverified)"
+        planned.append(
+            entry.model_copy(update={"action": "install", "reason": choice.reason + note})
+        )
+        installable += 1
+    planned.extend(
+        _wheel_entry(choice.value, manifest).model_copy(update={"reason": choice.reason})
+        for choice in rejected
+    )
+    if fallback is None or fallback_entry is None:
+        return planned
+    if installable:
+        reason = "a prebuilt SageAttention wheel fits"
+    elif fallback.cc is not None and first_outside(fallback.cc, gpu.ccs) is not None:
+        reason = (
+            f"supports compute capability {fallback.cc}, GPU is "
+            f"{first_outside(fallback.cc, gpu.ccs)}"
+        )
+    elif fallback.build == "source" and not all(build_tools):
+        missing = [
+            name
+            for name, ok in zip(
+                ("a C++ compiler", "the CUDA toolkit (nvcc)"), build_tools, strict=True
+            )
+            if not ok
+        ]
+        reason = f"no prebuilt wheel fits and building it needs {' and '.join(missing)}"
+    else:
+        how = (
+            "will COMPILE from source (--no-build-isolation)"
+            if fallback.build == "source"
+            else "a prebuilt wheel from the index"
+        )
+        options = ["--no-build-isolation"] if fallback.build == "source" else []
+        text = f"{fallback.description} ({how})" if fallback.description else how
+        planned.append(
+            fallback_entry.model_copy(
+                update={
+                    "action": "install",
+                    "install_options": options,
+                    "reason": f"no prebuilt SageAttention 2/3 wheel fits; {text}",
+                }
+            )
+        )
+        return planned
+    planned.append(fallback_entry.model_copy(update={"reason": reason}))
+    return planned
+
+
+def installing(planned: Sequence[PlannedOptimization]) -> list[PlannedOptimization]:
+    """Return the entries the step will install.
+
+    Args:
+        planned: The step's entries, as the plan decided them.
+    """
+    return [entry for entry in planned if entry.action == "install"]

@@ -1,0 +1,115 @@
+"""The GPU benchmark's generated models load through ComfyUI v0.33.0's own loaders (CPU).
+
+`bench/gpu/make_models.py` writes random-weight models in ComfyUI's file formats;
+the GPU machine runs real workflows on them. This test runs the checks in
+`support/gpu_models_check.py` with a Python that has torch, beside the real
+ComfyUI v0.33.0 source: SDXL's full-size layout is detected as SDXL from
+zero-stride tensors (its detection pins the sizes), its CLIP part converts to
+exactly ComfyUI's CLIP keys, its VAE part is written and loaded; the tiny Wan
+files are written and loaded (Wan's detection reads sizes from shapes), the
+full-size Wan and umt5 layouts are detected right.
+
+The Python: ``GPU_BENCH_PYTHON`` and ``GPU_BENCH_COMFYUI`` when both are set (a
+venv with torch and ComfyUI's requirements, and a v0.33.0 checkout), else a venv
+built here with uv from the registry (torch 2.11.0 trio + the bundle's
+requirements; seconds with a warm uv cache). The checks take about 20 s on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from support.cli import REPO_ROOT, run
+from support.real import REAL_ENV
+
+pytestmark = pytest.mark.real
+
+BUNDLE = "comfyui-v0.33.0.bundle"
+TRIO = ["torch==2.11.0", "torchvision==0.26.0", "torchaudio==2.11.0"]
+
+
+def _bundle() -> Path:
+    candidates = [
+        os.environ.get("COMFYUI_V033_BUNDLE", ""),
+        str(REPO_ROOT.parent / "shared" / "fixtures" / BUNDLE),
+        str(Path("/work/shared/fixtures") / BUNDLE),
+    ]
+    for candidate in filter(None, candidates):
+        if Path(candidate).is_file():
+            return Path(candidate)
+    pytest.skip(f"the ComfyUI v0.33.0 bundle ({BUNDLE}) is not on this machine")
+
+
+@pytest.fixture(scope="module")
+def comfy_torch(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """(Python with torch and ComfyUI's requirements, ComfyUI v0.33.0 source folder)."""
+    python, comfyui = os.environ.get("GPU_BENCH_PYTHON"), os.environ.get("GPU_BENCH_COMFYUI")
+    if python and comfyui:
+        return python, Path(comfyui)
+    root = tmp_path_factory.mktemp("gpu-models")
+    source = root / "ComfyUI"
+    done = run(["git", "clone", "-q", str(_bundle()), str(source)], REAL_ENV, timeout=120)
+    assert done.returncode == 0, done.stderr
+    venv = root / "venv"
+    done = run(["uv", "venv", "-q", str(venv)], REAL_ENV, timeout=120)
+    assert done.returncode == 0, done.stderr
+    python = str(venv / "bin" / "python")
+    install = ["uv", "pip", "install", "-q", "--python", python, *TRIO]
+    done = run([*install, "-r", str(source / "requirements.txt")], REAL_ENV, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return python, source
+
+
+def test_generated_models_load_through_comfyui(
+    comfy_torch: tuple[str, Path], tmp_path: Path
+) -> None:
+    python, comfyui = comfy_torch
+    done = subprocess.run(
+        [
+            python,
+            str(REPO_ROOT / "tests" / "support" / "gpu_models_check.py"),
+            str(comfyui),
+            str(REPO_ROOT / "bench" / "gpu" / "make_models.py"),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=REAL_ENV,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+
+    # SDXL: detected from the full-size layout, CLIP keys as ComfyUI's, VAE loaded.
+    assert found["sdxl_prefix"] == "model.diffusion_model."
+    assert found["sdxl_class"] == "SDXL"
+    assert found["sdxl_unet_config_matches"]
+    # ComfyUI's own save drops these two and adds position_ids, as released checkpoints do.
+    assert set(found["sdxl_clip_missing"]) <= {
+        "clip_l.logit_scale",
+        "clip_l.transformer.text_projection.weight",
+    }
+    assert set(found["sdxl_clip_extra"]) <= {
+        "clip_l.transformer.text_model.embeddings.position_ids"
+    }
+    assert found["sdxl_clip_shape_mismatch"] == []
+    assert found["sdxl_vae_class"] == "AutoencoderKL"
+    assert found["sdxl_vae_latent_channels"] == 4
+
+    # Wan 2.1: tiny files loaded for real, full-size layouts detected.
+    assert found["wan_tiny_config"] == "WAN21_T2V"
+    assert found["wan_tiny_model"] == "WAN21"
+    assert found["wan_tiny_dim"] == 128
+    assert found["wan_vae_class"] == "comfy.ldm.wan.vae.WanVAE"
+    assert found["wan_vae_decoded_shape"] == [1, 5, 64, 64, 3]
+    assert found["wan_full_config"] == "WAN21_T2V"
+    assert found["wan_full_dims"] == [1536, 8960, 12, 30]
+    assert found["umt5_te_model"] == "T5_XXL"
+    assert found["umt5_key_diff"] == []
+    assert found["umt5_tokens_ok"]
