@@ -26,6 +26,7 @@ from installer.image.containerfile import (
     default_tag,
     install_command,
     labels,
+    pinned_version,
     plan_fingerprint,
     render_containerfile,
 )
@@ -45,6 +46,12 @@ SUMMARY = PlanSummary(
 )
 
 
+REQUIREMENTS = (
+    "typer==0.29.2 \\\n    --hash=sha256:" + "d" * 64 + "\n"
+    "uv==0.13.9 \\\n    --hash=sha256:" + "e" * 64 + "\n"
+)
+
+
 def spec(**changes: object) -> ImageSpec:
     target = ImageTarget(gpu="8.9", cuda_driver="12.8", python="3.12")
     base = ImageSpec(
@@ -54,6 +61,7 @@ def spec(**changes: object) -> ImageSpec:
         tool_version="0.1.0",
         uv_version="0.13.9",
         plan=SUMMARY,
+        tool_requirements=REQUIREMENTS,
     )
     return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -109,12 +117,62 @@ def test_passthrough_options_reach_the_install_inside() -> None:
     assert "--index-url https://mirror.example/simple" in tool_stage
 
 
-def test_tool_comes_from_the_wheel_and_uv_from_the_index() -> None:
-    text = render_containerfile(spec())
-    assert "COPY dist/comfy_install-0.1.0-py3-none-any.whl /build/dist/" in text
-    assert "python3 -m venv /opt/comfy-install" in text
-    assert "pip install --no-cache-dir uv==0.13.9" in text
+def test_tool_stage_installs_the_pinned_requirements_then_the_wheel_without_dependencies() -> None:
+    image = spec()
+    text = render_containerfile(image)
+    tool = text.split("FROM base AS tool")[1].split("FROM base AS")[0]
+    pins_at = tool.index("COPY dist/requirements.txt /build/dist/requirements.txt")
+    install_pins_at = tool.index(
+        "pip install --no-cache-dir --no-deps --requirement /build/dist/requirements.txt"
+    )
+    wheel_at = tool.index("COPY dist/comfy_install-0.1.0-py3-none-any.whl /build/dist/")
+    # the pins' layer comes first, so a new wheel with the same pins reuses it
+    assert pins_at < install_pins_at < wheel_at
+    assert tool.rstrip().endswith(
+        "pip install --no-cache-dir --no-deps /build/dist/comfy_install-0.1.0-py3-none-any.whl"
+    )
+    assert "python3 -m venv /opt/comfy-install" in tool
     assert "COPY --from=tool /opt/comfy-install /opt/comfy-install" in text
+    files = {f.path: f for f in context_files(image, Path("wheel.whl"))}
+    assert files["dist/requirements.txt"].text == REQUIREMENTS
+
+
+def test_pinned_version_reads_a_requirements_file() -> None:
+    assert pinned_version(REQUIREMENTS, "uv") == "0.13.9"
+    assert pinned_version(REQUIREMENTS, "Typer") == "0.29.2"
+    text = "pydantic-core==2.50.4 ; python_full_version >= '3.11' \\\n"
+    assert pinned_version(text, "pydantic_core") == "2.50.4"
+    assert pinned_version(REQUIREMENTS, "rich") is None
+
+
+def test_the_tools_requirements_come_hashed_from_uv_lock() -> None:
+    """Real `uv export` of this checkout: runtime dependencies only, hashed, no host path."""
+    from installer.image.context import exported_requirements, tool_requirements
+
+    text = exported_requirements(REPO_ROOT)
+    lock = (REPO_ROOT / "uv.lock").read_text()
+    uv_pin = pinned_version(text, "uv")
+    assert f'name = "uv"\nversion = "{uv_pin}"' in lock
+    for name in ("typer", "pydantic", "httpx", "nvidia-ml-py"):
+        assert pinned_version(text, name), name
+    for dev_only in ("pytest", "mypy", "ruff", "mkdocs"):
+        assert pinned_version(text, dev_only) is None, dev_only
+    requirement_lines = [line for line in text.splitlines() if "==" in line]
+    assert all(line.rstrip().endswith("\\") for line in requirement_lines)  # each has hashes
+    assert "--hash=sha256:" in text and "-e " not in text and str(REPO_ROOT) not in text
+    assert tool_requirements() == (text, "uv.lock (hashed)")
+
+
+def test_without_a_lock_the_requirements_are_the_installed_versions() -> None:
+    from importlib.metadata import version
+
+    from installer.image.context import installed_requirements
+
+    text = installed_requirements()
+    assert f"uv=={version('uv')}\n" in text
+    assert f"typer=={version('typer')}\n" in text
+    assert f"pydantic-core=={version('pydantic-core')}\n" in text  # a dependency's dependency
+    assert "comfy-install" not in text and "pytest" not in text
 
 
 def test_runs_as_a_non_root_user_and_the_install_runs_as_it() -> None:
@@ -149,16 +207,24 @@ def test_models_and_calibration_volumes_and_extra_model_paths() -> None:
     assert "base_path: /models" in yaml and "    checkpoints: checkpoints" in yaml
 
 
-def test_the_heavy_install_is_the_last_instruction() -> None:
-    """Metadata first: changing a label never rebuilds (or copies) the install layer."""
-    instructions = [
-        line.split()[0]
-        for line in render_containerfile(spec()).splitlines()
-        if line and line[0].isupper()
-    ]
-    assert instructions[-1] == "RUN"
-    runtime = render_containerfile(spec()).split("FROM base AS runtime")[1]
+def _up_to_the_install(text: str) -> str:
+    """The Containerfile from its first instruction to the end of the install's RUN."""
+    return text[text.index("ARG BASE_IMAGE") : text.index("rm -rf /tmp/uv-cache")]
+
+
+def test_metadata_comes_after_the_install_so_changing_it_reuses_the_install_layer() -> None:
+    """A layer cache reuses a step only when every instruction before it is the same."""
+    first = render_containerfile(spec())
+    runtime = first.split("FROM base AS runtime")[1]
     assert runtime.count("\nRUN ") == 1
+    after = runtime[runtime.index("rm -rf /tmp/uv-cache") :]
+    instructions = [line.split()[0] for line in after.splitlines() if line[:1].isupper()]
+    assert instructions == ["LABEL", "ENV", "EXPOSE", "VOLUME", "HEALTHCHECK", "ENTRYPOINT", "CMD"]
+    assert "VOLUME" not in _up_to_the_install(first)  # a volume would drop what the install writes
+    # another tag and port: the same instructions up to and including the install
+    other = render_containerfile(spec(tag="registry.example/comfy:other", port=8190))
+    assert other != first
+    assert _up_to_the_install(other) == _up_to_the_install(first)
 
 
 # -- multi-stage ---------------------------------------------------------------------------------
@@ -420,6 +486,7 @@ def test_no_engine_is_exit_code_3(tmp_path: Path) -> None:
 
 
 def test_build_commands_and_progress_lines(tmp_path: Path) -> None:
+    from installer.core.errors import UsageError
     from installer.image.engine import Engine
 
     ctx = tmp_path / "ctx"
@@ -429,16 +496,40 @@ def test_build_commands_and_progress_lines(tmp_path: Path) -> None:
     buildah = build_command(Engine("buildah", "/x/buildah"), ctx, cf, "t:1")
     assert buildah[:5] == ["/x/buildah", "bud", "--format", "docker", "--layers"]
     assert buildah[-1] == str(ctx) and buildah[buildah.index("--tag") + 1] == "t:1"
+    podman = build_command(Engine("podman", "/x/podman"), ctx, cf, "t:1")
+    assert podman[:5] == ["/x/podman", "build", "--format", "docker", "--layers"]
+    # annotations only where the format has them
+    notes = {"org.opencontainers.image.version": "0.1.0", "b.key": "two words"}
+    assert "--annotation" not in build_command(
+        Engine("buildah", "b"), ctx, cf, "t", "docker", notes
+    )
+    oci = build_command(Engine("buildah", "b"), ctx, cf, "t", "oci", notes, tmp_path / "id")
+    assert oci[:3] == ["b", "bud", "--format"] and oci[3] == "oci"
+    assert oci[oci.index("--iidfile") + 1] == str(tmp_path / "id")
+    assert [oci[i + 1] for i, word in enumerate(oci) if word == "--annotation"] == [
+        "b.key=two words",
+        "org.opencontainers.image.version=0.1.0",
+    ]
+    with_docker = build_command(Engine("docker", "d"), ctx, cf, "t", "oci", notes)
+    assert "--annotation" in with_docker and "--load" in with_docker
+    with pytest.raises(UsageError):
+        build_command(Engine("buildah", "b"), ctx, cf, "t", "squashfs")
     assert progress_line("[2/3] STEP 3/3: RUN set -eu") == "[stage 2/3 step 3/3] RUN set -eu"
     assert progress_line("STEP 1/2: FROM x") == "[step 1/2] FROM x"
     assert progress_line("#7 [runtime 3/9] RUN a") == "[runtime 3/9] RUN a"
     assert progress_line("Getting image source signatures") is None
 
 
+STAND_IN_BUILDAH = """printf '%s\\n' "$@" > "$(dirname "$0")/args"
+while [ $# -gt 0 ]; do [ "$1" = --iidfile ] && echo sha256:1d > "$2"; shift; done
+echo "STEP 1/2: FROM base"; echo "STEP 2/2: RUN x"; echo "--> Using cache 1d2e3f"
+exit 0"""
+
+
 def test_build_streams_a_real_engine_and_fails_with_its_last_lines(tmp_path: Path) -> None:
     """`image build` against a stand-in buildah that prints steps, then one that fails."""
     bin_dir = tmp_path / "bin"
-    fake_tool(bin_dir, "buildah", 'echo "STEP 1/2: FROM base"; echo "STEP 2/2: RUN x"; exit 0')
+    fake_tool(bin_dir, "buildah", STAND_IN_BUILDAH)
     wheel = tmp_path / "comfy_install-0.1.0-py3-none-any.whl"
     wheel.write_bytes(b"PK")
     env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
@@ -446,8 +537,26 @@ def test_build_streams_a_real_engine_and_fails_with_its_last_lines(tmp_path: Pat
     done = run_cli(*args, "--engine", "buildah", "--json", env=env)
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)["data"]
-    assert data["build"]["engine"] == "buildah"
+    assert data["build"] == {
+        "engine": "buildah",
+        "tag": data["tag"],
+        "format": "docker",
+        "seconds": data["build"]["seconds"],
+        "steps": 2,
+        "cached_steps": 1,
+        "image_id": "sha256:1d",
+    }
     assert "[step 2/2] RUN x" in done.stderr
+    assert "(1 of 2 steps from the layer cache)" in done.stderr
+    assert "--annotation" not in (bin_dir / "args").read_text().split()
+    done = run_cli(*args, "--engine", "buildah", "--format", "oci", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    passed = (bin_dir / "args").read_text().splitlines()
+    assert passed[:3] == ["bud", "--format", "oci"]
+    version = json.loads(done.stdout)["data"]["tool_version"]
+    assert f"org.opencontainers.image.version={version}" in passed
+    done = run_cli(*args, "--engine", "buildah", "--format", "squashfs", "--json", env=env)
+    assert done.returncode == 2
     fake_tool(bin_dir, "buildah", 'echo "STEP 1/1: RUN y"; echo "boom: no space left"; exit 125')
     done = run_cli(*args, "--engine", "buildah", "--json", env=env)
     assert done.returncode == 1

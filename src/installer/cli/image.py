@@ -158,6 +158,14 @@ def build(
         str | None,
         typer.Option("--engine", help="docker, podman or buildah (default: the first found)."),
     ] = None,
+    image_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="docker: keeps the HEALTHCHECK; oci: the labels also as OCI annotations, "
+            "no HEALTHCHECK.",
+        ),
+    ] = "docker",
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
@@ -169,7 +177,7 @@ def build(
     request = ImageRequest(
         directory, gpu, cuda_driver, platform, base, tag, python, config, comfyui_url,
         comfyui_ref, torch_index, index_url, tuple(extra_index_url or ()),
-        tuple(find_links or ()), no_lock, wheel, port, toolkit_image, dry_run,
+        tuple(find_links or ()), no_lock, wheel, port, toolkit_image, dry_run, image_format,
     )  # fmt: skip
     _command(["image", "build", str(directory)], request, engine or "", as_json, verbose, quiet)
 

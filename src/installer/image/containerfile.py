@@ -4,15 +4,17 @@ An image is built in stages so that what compiles never ships:
 
 - `base`: the base image, plus git and Python when it lacks them, the non-root
   user and the folders the volumes mount on;
-- `tool`: a venv with uv (from the package index) and this tool's wheel, copied
-  into the context from the checkout;
+- `tool`: a venv with this tool's dependencies, pinned (and hashed) as its
+  `uv.lock` has them, uv among them, then this tool's wheel, both copied into
+  the context from the checkout;
 - `accelerators` (only when the plan compiles a package, e.g. a SageAttention
   built from source): a CUDA toolkit image that builds the wheels; only the
   wheels are copied out;
 - `runtime`: `base` + the tool's venv, then `comfy-install install` for the
-  target as the non-root user. Every instruction that only sets metadata comes
-  before that one heavy `RUN`, so the layer holding the install is the last one
-  and a change of a label or variable never copies it again.
+  target as the non-root user. Only what that one heavy `RUN` needs comes before
+  it; every instruction that only sets metadata (labels with the tag, runtime
+  variables, port, volumes, health check, entrypoint) comes after it, so a build
+  that changes only those reuses the install's layer from the cache.
 
 Everything here is a function of its arguments: the same target, options and
 plan give the same Containerfile and context list, byte for byte (sorted, no
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +39,8 @@ IMAGE_SCHEMA_VERSION = 1
 CONTAINERFILE = "Containerfile"
 IMAGE_PLAN_FILE = "image.json"
 MARKER_FILE = ".comfy-install-image"
+REQUIREMENTS_FILE = "dist/requirements.txt"
+"""The tool's pinned dependencies, in the context (and under `/build` in the tool stage)."""
 INSTALL_DIR = "/opt/comfyui"
 TOOL_VENV = "/opt/comfy-install"
 BUILD_DIR = "/build"
@@ -149,7 +154,12 @@ class ImageSpec:
     tag: str
     tool_version: str
     uv_version: str
+    """The uv of the tool's venv in the image (its pin in ``tool_requirements``)."""
     plan: PlanSummary
+    tool_requirements: str
+    """This tool's dependencies, pinned (and hashed when exported from `uv.lock`), in pip's
+    requirements format: the tool stage installs exactly these, then the wheel without its
+    dependencies."""
     install: InstallArgs = field(default_factory=InstallArgs)
     port: int = DEFAULT_PORT
     toolkit_image: str = DEFAULT_TOOLKIT_IMAGE
@@ -344,22 +354,35 @@ def _base_stage(spec: ImageSpec) -> list[str]:
     ]
 
 
+def pinned_version(requirements: str, name: str) -> str | None:
+    """Return the version ``requirements`` pins ``name`` to (`uv==0.13.9` → `0.13.9`), or None.
+
+    Args:
+        requirements: Text in pip's requirements format (one `name==version` per requirement).
+        name: The distribution, e.g. `uv` (compared as PEP 503 normalises names).
+    """
+    wanted = re.sub(r"[-_.]+", "-", name).lower()
+    for line in requirements.splitlines():
+        found = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s;\\]+)", line)
+        if found and re.sub(r"[-_.]+", "-", found[1]).lower() == wanted:
+            return found[2]
+    return None
+
+
 def _tool_stage(spec: ImageSpec) -> list[str]:
     wheel = f"{BUILD_DIR}/dist/{spec.wheel_name}"
+    requirements = f"{BUILD_DIR}/{REQUIREMENTS_FILE}"
     index = " ".join(_q(word) for word in _index_words(spec))
     index = f" {index}" if index else ""
+    pip = f"{TOOL_VENV}/bin/python -m pip install --no-cache-dir --no-deps"
     return [
         "FROM base AS tool",
+        "# The tool's dependencies as its uv.lock pins (and hashes) them, then the tool without",
+        "# them: a new wheel with the same dependencies reuses the first layer.",
+        f"COPY {REQUIREMENTS_FILE} {requirements}",
+        _run([f"python3 -m venv {TOOL_VENV}", f"{pip}{index} --requirement {requirements}"]),
         f"COPY dist/{spec.wheel_name} {wheel}",
-        _run(
-            [
-                f"python3 -m venv {TOOL_VENV}",
-                f"{TOOL_VENV}/bin/python -m pip install --no-cache-dir{index}"
-                f" uv=={spec.uv_version}",
-                f"{TOOL_VENV}/bin/uv pip install --no-cache --python {TOOL_VENV}/bin/python"
-                f"{index} {wheel}",
-            ]
-        ),
+        f"RUN {pip} {wheel}",
     ]
 
 
@@ -404,15 +427,26 @@ def _runtime_stage(spec: ImageSpec) -> list[str]:
     lines.append(f"COPY etc/extra_model_paths.yaml {ETC_DIR}/extra_model_paths.yaml")
     folders = sorted({PurePosixPath(f.path).parts[0] for f in spec.extra_files})
     lines += [f"COPY --chown={owner} {name}/ {BUILD_DIR}/{name}/" for name in folders]
+    lines += [
+        f'ENV PATH="{TOOL_VENV}/bin:${{PATH}}" \\\n    PYTHONUNBUFFERED=1',
+        f"USER {owner}",
+        f"WORKDIR {INSTALL_DIR}",
+        "# The one heavy layer: the install for the target, as the non-root user. Only what it",
+        "# needs comes before it; the metadata after it (tag, labels, ports, health check) can",
+        "# change without running it again.",
+        _run(
+            [
+                "export UV_CACHE_DIR=/tmp/uv-cache",
+                " ".join(_q(word) for word in install_command(spec)),
+                f"ln -s {ETC_DIR}/extra_model_paths.yaml"
+                f" {INSTALL_DIR}/ComfyUI/extra_model_paths.yaml",
+                'rm -rf /tmp/uv-cache "$HOME/.cache"',
+            ]
+        ),
+    ]
     label_lines = [f"{key}={json.dumps(value)}" for key, value in labels(spec).items()]
     lines.append("LABEL " + " \\\n      ".join(label_lines))
-    env = [
-        f'PATH="{TOOL_VENV}/bin:${{PATH}}"',
-        "PYTHONUNBUFFERED=1",
-        'COMFY_EXTRA_ARGS=""',
-        "ENABLE_STARTUP_WARMUP=1",
-    ]
-    lines.append("ENV " + " \\\n    ".join(env))
+    lines.append('ENV COMFY_EXTRA_ARGS="" \\\n    ENABLE_STARTUP_WARMUP=1')
     url = f"http://127.0.0.1:{spec.port}/object_info"
     probe = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=8)"
     lines += [
@@ -420,8 +454,6 @@ def _runtime_stage(spec: ImageSpec) -> list[str]:
         f"VOLUME {_json_list([MODELS_DIR, TUNE_DIR])}",
         "HEALTHCHECK --interval=30s --timeout=10s --start-period=10m --retries=3 \\\n"
         f"    CMD {_json_list([f'{TOOL_VENV}/bin/python', '-c', probe])}",
-        f"USER {owner}",
-        f"WORKDIR {INSTALL_DIR}",
         "ENTRYPOINT "
         + _json_list(
             [
@@ -436,16 +468,6 @@ def _runtime_stage(spec: ImageSpec) -> list[str]:
             ]
         ),
         "CMD []",
-        "# The one heavy layer, last: the install for the target, as the non-root user.",
-        _run(
-            [
-                "export UV_CACHE_DIR=/tmp/uv-cache",
-                " ".join(_q(word) for word in install_command(spec)),
-                f"ln -s {ETC_DIR}/extra_model_paths.yaml"
-                f" {INSTALL_DIR}/ComfyUI/extra_model_paths.yaml",
-                'rm -rf /tmp/uv-cache "$HOME/.cache"',
-            ]
-        ),
     ]
     return lines
 
@@ -552,6 +574,7 @@ def context_files(spec: ImageSpec, wheel: Path) -> list[ContextFile]:
     files = [
         ContextFile(CONTAINERFILE, text=render_containerfile(spec)),
         ContextFile(f"dist/{spec.wheel_name}", source=wheel),
+        ContextFile(REQUIREMENTS_FILE, text=spec.tool_requirements),
         ContextFile("etc/extra_model_paths.yaml", text=extra_model_paths_yaml()),
         *spec.extra_files,
     ]

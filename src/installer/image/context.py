@@ -222,11 +222,9 @@ def build_tool_wheel(out_dir: Path, version: str) -> Path:
             "This comfy-install does not run from a source checkout, so it cannot build its wheel.",
             "Pass the wheel of this version with --wheel FILE.",
         )
-    from uv import find_uv_bin
-
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH)}
     done = subprocess.run(
-        [find_uv_bin(), "build", "--wheel", "--out-dir", str(out_dir), str(root)],
+        [_uv(), "build", "--wheel", "--out-dir", str(out_dir), str(root)],
         capture_output=True,
         text=True,
         env=env,
@@ -240,3 +238,97 @@ def build_tool_wheel(out_dir: Path, version: str) -> Path:
             "uv build --wheel", 1, f"{wheel.name} was not built:\n{done.stderr}"
         )
     return wheel
+
+
+def _uv() -> str:
+    from uv import find_uv_bin
+
+    return str(find_uv_bin())
+
+
+def exported_requirements(root: Path) -> str:
+    """Return this tool's dependencies as its `uv.lock` pins and hashes them (`uv export`).
+
+    Only the runtime dependencies: no dev or docs groups, not the project itself (its wheel is
+    installed on its own). The text names no host path, so one lock gives the same bytes anywhere.
+
+    Args:
+        root: The checkout, holding `pyproject.toml` and `uv.lock`.
+
+    Raises:
+        CommandFailedError: `uv export` failed (e.g. `uv.lock` is out of date with
+            `pyproject.toml`: run `uv lock`).
+    """
+    import subprocess
+
+    from installer.core.errors import CommandFailedError
+
+    command = [
+        _uv(),
+        "export",
+        "--frozen",
+        "--no-default-groups",
+        "--no-emit-project",
+        "--no-header",
+        "--format",
+        "requirements-txt",
+    ]
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise CommandFailedError(
+            "uv export", done.returncode, done.stderr, "Run `uv lock` in the checkout, then again."
+        )
+    return done.stdout
+
+
+def installed_requirements(distribution: str = "comfy-install") -> str:
+    """Return the dependencies of ``distribution``, pinned to the versions installed with it.
+
+    For a tool installed from a wheel, which has no `uv.lock` beside it: each dependency,
+    followed through its own dependencies, is pinned to the version this environment holds
+    (`name==version`, no hashes); one not installed here (its marker excludes this machine) is
+    kept as its requirement says, marker and all.
+
+    Args:
+        distribution: The installed distribution whose dependencies are pinned.
+    """
+    from importlib.metadata import PackageNotFoundError, requires
+    from importlib.metadata import distribution as find
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins: dict[str, str] = {}
+    waiting = list(requires(distribution) or [])
+    while waiting:
+        requirement = Requirement(waiting.pop())
+        if requirement.marker is not None and "extra" in str(requirement.marker):
+            continue
+        name = canonicalize_name(requirement.name)
+        if name in pins:
+            continue
+        try:
+            found = find(requirement.name)
+        except PackageNotFoundError:
+            pins[name] = str(requirement)
+            continue
+        marker = f" ; {requirement.marker}" if requirement.marker is not None else ""
+        pins[name] = f"{name}=={found.version}{marker}"
+        waiting += found.requires or []
+    return "".join(line + "\n" for _, line in sorted(pins.items()))
+
+
+def tool_requirements() -> tuple[str, str]:
+    """Return this tool's dependencies, pinned, and where the pins come from.
+
+    From the checkout's `uv.lock` (hashed) when this tool runs from a checkout; otherwise the
+    versions installed with it
+    ([`installed_requirements`][installer.image.context.installed_requirements]).
+
+    Raises:
+        CommandFailedError: `uv export` failed.
+    """
+    root = checkout_root()
+    if root is not None and (root / "uv.lock").is_file():
+        return exported_requirements(root), "uv.lock (hashed)"
+    return installed_requirements(), "the versions installed with this comfy-install (no hashes)"

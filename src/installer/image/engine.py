@@ -2,9 +2,19 @@
 
 The first engine found wins, in this order: `docker buildx` (the docker CLI
 with its buildx plugin: a `docker` without buildx is passed over), `podman`,
-`buildah`. Podman and buildah build in the Docker image format, as the OCI
-format has no `HEALTHCHECK`; their own settings (`STORAGE_DRIVER`,
-`BUILDAH_ISOLATION`, `containers.conf`) apply unchanged.
+`buildah`. Every engine keeps its layer cache (`--layers` for podman and
+buildah). The image format is a choice with a cost either way:
+
+- `docker` (the default): the image keeps its `HEALTHCHECK` (Docker and Podman
+  run it); the Docker format has no annotations, so the image's metadata is in
+  its labels only.
+- `oci`: the labels are also written as OCI annotations of the manifest
+  (`--annotation`), which registries and OCI tools read without pulling the
+  config; the OCI format has no `HEALTHCHECK`, so the engine drops it (a
+  Kubernetes or RunPod probe on `/object_info` does its job there).
+
+The engines' own settings (`BUILDAH_ISOLATION`, `storage.conf`,
+`containers.conf`, the buildx builder) apply unchanged.
 """
 
 from __future__ import annotations
@@ -24,9 +34,12 @@ if TYPE_CHECKING:
 
 ENGINES = ("docker", "podman", "buildah")
 """The engines, in the order they are looked for."""
+FORMATS = ("docker", "oci")
+"""The image formats a build can write."""
 
 _BUILDAH_STEP = re.compile(r"^(?:\[(\d+)/(\d+)\] )?STEP (\d+)/(\d+): (.*)$")
 _DOCKER_STEP = re.compile(r"^#\d+ \[(?:([\w.-]+) )?(\d+)/(\d+)\] (.*)$")
+_CACHED = re.compile(r"^(?:--> Using cache [0-9a-f]+|#\d+ CACHED)\s*$")
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,10 @@ class BuildResult:
     seconds: float
     steps: int
     """How many build steps the engine announced."""
+    cached_steps: int = 0
+    """How many of them the engine took from its layer cache."""
+    image_id: str | None = None
+    """The built image's ID (`sha256:...`), from the engine's `--iidfile`."""
 
 
 def _has_buildx(binary: str, env: Mapping[str, str] | None) -> bool:
@@ -98,7 +115,13 @@ def find_engine(
 
 
 def build_command(
-    engine: Engine, context_dir: Path, containerfile: Path, tag: str, extra: Sequence[str] = ()
+    engine: Engine,
+    context_dir: Path,
+    containerfile: Path,
+    tag: str,
+    image_format: str = "docker",
+    annotations: Mapping[str, str] | None = None,
+    iidfile: Path | None = None,
 ) -> list[str]:
     """Return the command that builds ``context_dir`` into ``tag`` with ``engine``.
 
@@ -107,14 +130,30 @@ def build_command(
         context_dir: The build context folder.
         containerfile: Its Containerfile.
         tag: The tag of the result.
-        extra: More arguments for the engine, placed before the context folder.
+        image_format: `docker` or `oci` (see the module's notes on what each keeps).
+        annotations: OCI annotations (key → value), passed only with the `oci` format: the
+            Docker format has none. Docker's buildx needs version 0.12 or newer for them, and
+            keeps them where its image store keeps manifests (the containerd store, a push).
+        iidfile: Where the engine writes the built image's ID; None: nowhere.
+
+    Raises:
+        UsageError: ``image_format`` is not `docker` or `oci`.
     """
-    common = ["--file", str(containerfile), "--tag", tag, *extra, str(context_dir)]
+    from installer.core.errors import UsageError
+
+    if image_format not in FORMATS:
+        raise UsageError(f"--format {image_format}: expected one of {', '.join(FORMATS)}.")
+    words = ["--file", str(containerfile), "--tag", tag]
+    if iidfile is not None:
+        words += ["--iidfile", str(iidfile)]
+    if image_format == "oci":
+        for key, value in sorted((annotations or {}).items()):
+            words += ["--annotation", f"{key}={value}"]
+    words.append(str(context_dir))
     if engine.name == "docker":
-        return [engine.binary, "buildx", "build", "--load", "--progress", "plain", *common]
-    if engine.name == "podman":
-        return [engine.binary, "build", "--format", "docker", "--layers", *common]
-    return [engine.binary, "bud", "--format", "docker", "--layers", *common]
+        return [engine.binary, "buildx", "build", "--load", "--progress", "plain", *words]
+    verb = "build" if engine.name == "podman" else "bud"
+    return [engine.binary, verb, "--format", image_format, "--layers", *words]
 
 
 def progress_line(line: str) -> str | None:
@@ -140,6 +179,7 @@ def run_build(
     tag: str,
     log: InstallerLogger,
     env: Mapping[str, str] | None = None,
+    iidfile: Path | None = None,
 ) -> BuildResult:
     """Run a build command, showing each step as it starts and all output with `--verbose`.
 
@@ -149,6 +189,7 @@ def run_build(
         tag: The tag the build produces (reported).
         log: The logger: steps as info lines, every line of output as subprocess output.
         env: The environment of the build; None: this process's.
+        iidfile: The `--iidfile` the command names: the image ID is read from it.
 
     Raises:
         CommandFailedError: The engine exited with an error (its last lines are in the message).
@@ -158,7 +199,7 @@ def run_build(
 
     start = time.monotonic()
     tail: deque[str] = deque(maxlen=40)
-    steps = 0
+    steps = cached = 0
     log.debug("running: " + " ".join(command))
     process = subprocess.Popen(
         list(command),
@@ -178,6 +219,8 @@ def run_build(
             if shown is not None:
                 steps += 1
                 log.info(shown[:200])
+            elif _CACHED.match(line.strip()):
+                cached += 1
         code = process.wait()
     except BaseException:
         process.terminate()
@@ -193,4 +236,7 @@ def run_build(
             "\n".join(tail),
             "Read the engine's last lines above; with --verbose every line is shown.",
         )
-    return BuildResult(engine.name, tag, time.monotonic() - start, steps)
+    image_id = None
+    if iidfile is not None and iidfile.is_file():
+        image_id = iidfile.read_text(encoding="utf-8").strip() or None
+    return BuildResult(engine.name, tag, time.monotonic() - start, steps, cached, image_id)

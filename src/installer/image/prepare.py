@@ -42,6 +42,8 @@ class ImageRequest:
     port: int = 8188
     toolkit_image: str | None = None
     dry_run: bool = False
+    image_format: str = "docker"
+    """`docker` (keeps the HEALTHCHECK) or `oci` (keeps the labels as annotations too)."""
 
 
 def make_image(request: ImageRequest, engine: str | None, log: InstallerLogger) -> dict[str, Any]:
@@ -55,7 +57,8 @@ def make_image(request: ImageRequest, engine: str | None, log: InstallerLogger) 
 
     Returns:
         The plan of the image ([`image_plan`][installer.image.containerfile.image_plan]), with
-        `context` (the files written) and `build` (engine, tag, seconds) when they happened.
+        `context` (the files written) and `build` (engine, tag, format, seconds, steps, the steps
+        taken from the layer cache, image ID) when they happened.
 
     Raises:
         InstallerError: Bad options, a plan that does not fit, an unwritable folder, no engine, or
@@ -80,18 +83,37 @@ def make_image(request: ImageRequest, engine: str | None, log: InstallerLogger) 
     if engine is None:
         log.info(f"build it with: docker buildx build --load -t {spec.tag} {directory}")
         return data
+    from installer.image.containerfile import labels
     from installer.image.engine import build_command, find_engine, run_build
 
     found = find_engine(engine or None)
-    log.info(f"building {spec.tag} with {found.name} ({found.binary})")
-    result = run_build(
-        found, build_command(found, directory, directory / CONTAINERFILE, spec.tag), spec.tag, log
+    log.info(
+        f"building {spec.tag} with {found.name} ({found.binary}), {request.image_format} format"
     )
-    log.success(f"built {result.tag} with {result.engine} in {result.seconds:.0f} s")
+    with tempfile.TemporaryDirectory(prefix="comfy-install-image-") as scratch:
+        iidfile = Path(scratch) / "image-id"
+        command = build_command(
+            found,
+            directory,
+            directory / CONTAINERFILE,
+            spec.tag,
+            request.image_format,
+            labels(spec),
+            iidfile,
+        )
+        result = run_build(found, command, spec.tag, log, iidfile=iidfile)
+    log.success(
+        f"built {result.tag} with {result.engine} in {result.seconds:.0f} s"
+        f" ({result.cached_steps} of {result.steps} steps from the layer cache)"
+    )
     data["build"] = {
         "engine": result.engine,
         "tag": result.tag,
+        "format": request.image_format,
         "seconds": round(result.seconds, 1),
+        "steps": result.steps,
+        "cached_steps": result.cached_steps,
+        "image_id": result.image_id,
     }
     return data
 
@@ -130,6 +152,7 @@ def prepare(
         context_files,
         default_base,
         default_tag,
+        pinned_version,
         summarize_plan,
     )
     from installer.image.context import (
@@ -138,9 +161,13 @@ def prepare(
         find_links_files,
         is_local,
         sha256_file,
+        tool_requirements,
     )
+    from installer.image.engine import FORMATS
     from installer.plan.model import InstallOptions
 
+    if request.image_format not in FORMATS:
+        raise UsageError(f"--format {request.image_format}: expected one of {', '.join(FORMATS)}.")
     if request.platform != "linux":
         raise UsageError(
             f"--platform {request.platform}: images are Linux images.", "Use --platform linux."
@@ -202,13 +229,16 @@ def prepare(
         log.warn(warning)
     lock_sha256 = sha256_file(Path(plan.lock.path)) if plan.lock and plan.lock.path else None
     target = ImageTarget(gpu, request.cuda_driver if gpu != "none" else None, "linux", plan.python)
+    requirements, pins_from = tool_requirements()
+    log.debug(f"the tool's dependencies in the image: pinned from {pins_from}")
     spec = ImageSpec(
         target=target,
         base=request.base or default_base(plan.python),
         tag=request.tag or default_tag(__version__, target),
         tool_version=__version__,
-        uv_version=dist_version("uv"),
+        uv_version=pinned_version(requirements, "uv") or dist_version("uv"),
         plan=summarize_plan(plan, lock_sha256),
+        tool_requirements=requirements,
         install=install,
         port=request.port,
         toolkit_image=request.toolkit_image or DEFAULT_TOOLKIT_IMAGE,
