@@ -18,7 +18,15 @@ PACKAGES = "python3,python3-venv,git,ca-certificates,curl"
 
 
 def cache_dir() -> Path:
+    """Where the debootstrap root and its tarball are kept between runs."""
     return Path(os.environ.get("COMFY_IMAGE_BASE_CACHE", "/work/cache/image-base"))
+
+
+def can_make_base_image() -> bool:
+    """True when the base image is here or can be made: a cached tarball, or debootstrap."""
+    return (cache_dir() / "bookworm-minbase.tar").is_file() or shutil.which(
+        "debootstrap"
+    ) is not None
 
 
 def apt_mirror() -> str:
@@ -31,6 +39,7 @@ def apt_mirror() -> str:
 
 
 def buildah(*args: str, env: dict[str, str] | None = None) -> str:
+    """Run buildah; return its stdout, stripped (a failure raises CalledProcessError)."""
     return subprocess.run(
         ["buildah", *args], check=True, capture_output=True, text=True, env=env
     ).stdout.strip()
@@ -42,6 +51,7 @@ def base_tarball() -> Path:
     if tarball.is_file():
         return tarball
     root = cache_dir() / "root"
+    cache_dir().mkdir(parents=True, exist_ok=True)
     if not (root / "usr" / "bin" / "python3").exists():
         shutil.rmtree(root, ignore_errors=True)
         subprocess.run(
