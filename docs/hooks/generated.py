@@ -614,11 +614,74 @@ def gen_launch_values(_: str | None = None) -> str:
     return table(["variable", "accepted values (any case)"], rows)
 
 
+H200_SAGE2 = {
+    (128, "fp16"): (0.35, 0.48, 0.72, 0.90, 1.20, 1.28, 1.46),
+    (128, "bf16"): (0.35, 0.46, 0.70, 0.94, 1.13, 1.25, 1.42),
+    (64, "fp16"): (0.40, 0.54, 0.67, 0.86, 1.01, 1.16, 1.37),
+    (64, "bf16"): (0.40, 0.53, 0.67, 0.86, 0.98, 1.14, 1.32),
+}
+"""SageAttention 2.2.0 over SDPA on the real H200 (shared/reference/h200-attention.md)."""
+
+
+def _h200_calibration(path: Any) -> Any:
+    """The calibration `tune` writes on the H200 (its measured speedups), as launch reads it."""
+    from installer.core.calibration import (
+        BackendRecord,
+        Calibration,
+        CalibrationPoint,
+        MeasuredOn,
+    )
+    from installer.plan.calibration import MARGIN, build_tables
+    from installer.plan.launch_attention import CalibrationRead
+
+    points = []
+    for (dim, dtype), ratios in H200_SAGE2.items():
+        batch, heads = (1, 24) if dim == 128 else (2, 10)
+        for tokens, ratio in zip(
+            (1024, 2048, 4096, 8192, 16384, 32768, 75600), ratios, strict=True
+        ):
+            shape = {"tokens": tokens, "head_dim": dim, "dtype": dtype, "batch": batch,
+                     "heads": heads}  # fmt: skip
+            points.append(CalibrationPoint(backend="sdpa", status="ok", speedup=1.0, **shape))
+            points.append(
+                CalibrationPoint(backend="sageattention", status="ok", speedup=ratio, **shape)
+            )
+    versions = {"torch": "2.11.0+cu130", "xformers": "0.0.35", "sageattention": "2.2.0",
+                "sageattn3": None, "comfy-kitchen": "0.2.31", "triton": "3.6.0"}  # fmt: skip
+    calibration = Calibration(
+        tool_version="docs",
+        measured_on=MeasuredOn(
+            gpu_name="NVIDIA H200",
+            gpu_cc="9.0",
+            driver="580.159.04",
+            torch="2.11.0+cu130",
+            torch_cuda="13.0",
+            versions=versions,
+            measured_at="2026-11-30T12:00:00+00:00",
+            budget_s=60.0,
+        ),
+        margin=MARGIN,
+        backends=[
+            BackendRecord(name="sageattention", status="working", version="2.2.0"),
+            BackendRecord(
+                name="xformers",
+                status="broken",
+                version="0.0.35",
+                reason="error: xFormers wasn't build with CUDA support",
+            ),
+        ],
+        tables=build_tables(points),
+        points=points,
+    )
+    return CalibrationRead(path, calibration), versions
+
+
 def gen_launch_example(variant: str | None) -> str:
     """Render `launch --print-env` for an H100 install (torch 2.9.1+cu128, SageAttention).
 
     ``variant`` `compile` adds `ENABLE_TORCH_COMPILE=1` and `MATMUL_PRECISION=highest`
-    set by the user. The facts are the reference H100's; nothing is probed.
+    set by the user; `calibrated` is the H200 with torch 2.11 after `tune`. The facts
+    are the reference machines'; nothing is probed.
     """
     from pathlib import PurePosixPath
 
@@ -626,7 +689,7 @@ def gen_launch_example(variant: str | None) -> str:
     if launch is None:
         return '!!! warning "`installer.plan.launch` is not in this build"\n'
     from installer.core.facts import GpuInfo, GpuReport, TorchInstalled
-    from installer.plan.launch_attention import SageProbe
+    from installer.plan.launch_attention import AttentionProbe
 
     root = PurePosixPath("/home/me/ComfyUI-install")
     gpu = GpuReport(
@@ -636,13 +699,27 @@ def gen_launch_example(variant: str | None) -> str:
         "580.159.04",
         "13.0",
     )
+    torch = TorchInstalled("2.9.1+cu128", "12.8")
+    packages = {"torch": "2.9.1+cu128", "sageattention": "2.2.0", "triton": "3.5.1"}
+    calibration = None
+    if variant == "calibrated":
+        gpu = GpuReport(
+            "nvml",
+            "detected by NVML (driver 580.159.04, CUDA 13.0)",
+            (GpuInfo(0, "NVIDIA H200", "9.0", vram_total_bytes=150754820096),),
+            "580.159.04",
+            "13.0",
+        )
+        torch = TorchInstalled("2.11.0+cu130", "13.0")
+        calibration, packages = _h200_calibration(root / ".comfy-install/calibration.json")
     facts = launch.LaunchFacts(
         platform="linux",
         venv_python=root / "venv/bin/python",
         comfyui_dir=root / "ComfyUI",
         gpu=gpu,
-        torch=TorchInstalled("2.9.1+cu128", "12.8"),
-        sage=SageProbe(sageattention=True, triton=True),
+        torch=torch,
+        attention=AttentionProbe(packages),
+        calibration=calibration,
         shim="current",
         site_packages=root / "venv/lib/python3.12/site-packages",
     )

@@ -1,4 +1,4 @@
-"""Fixtures of the end-to-end suites: one real install of ComfyUI per session."""
+"""Fixtures of the end-to-end suites: one real install of each ComfyUI release per session."""
 
 from __future__ import annotations
 
@@ -11,6 +11,23 @@ from support.cli import run
 from support.real import REAL_ENV, real_install_args
 
 
+def _shared_install(factory: pytest.TempPathFactory, name: str, ref: str) -> Path:
+    """Install ComfyUI ``ref`` once into the run's common temp folder (see real_install)."""
+    import fcntl
+    import os
+
+    base = factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    target = shared / name / "inst"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with (shared / f"{name}.lock").open("w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        done = run(real_install_args(target, ref), REAL_ENV, timeout=900)
+        fcntl.flock(guard, fcntl.LOCK_UN)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return target
+
+
 @pytest.fixture(scope="session")
 def real_install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One real install of ComfyUI v0.3.77, shared by every test (and xdist worker).
@@ -19,16 +36,10 @@ def real_install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     run's common temp folder, one after the other under a file lock: the first
     installs, the others find the install done (a re-run is a no-op by design).
     """
-    import fcntl
-    import os
+    yield _shared_install(tmp_path_factory, "real", "v0.3.77")
 
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    target = shared / "real" / "inst"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with (shared / "real.lock").open("w") as guard:
-        fcntl.flock(guard, fcntl.LOCK_EX)
-        done = run(real_install_args(target), REAL_ENV, timeout=900)
-        fcntl.flock(guard, fcntl.LOCK_UN)
-    assert done.returncode == 0, done.stderr[-4000:]
-    yield target
+
+@pytest.fixture(scope="session")
+def real_install_033(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One real install of ComfyUI v0.33.0 (with comfy-kitchen), shared like real_install."""
+    yield _shared_install(tmp_path_factory, "real033", "v0.33.0")

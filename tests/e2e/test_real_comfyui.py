@@ -59,16 +59,32 @@ def test_real_rerun_changes_nothing(real_install: Path) -> None:
 
 
 def test_real_comfyui_through_comfy_install_launch(real_install: Path) -> None:
+    """As a new user would: no ComfyUI arguments; on this GPU-less machine launch adds --cpu.
+
+    The install is `--gpu none` with the registry's torch (a CUDA build on Linux): without
+    `--cpu` ComfyUI stops at start-up with "Found no NVIDIA driver on your system".
+    """
     from support.cli import cli_path
 
     port = free_port()
+    printed = subprocess.run(
+        [cli_path(), "launch", str(real_install), "--port", str(port), "--print-env", "--json"],
+        env=REAL_ENV, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert printed.returncode == 0, printed.stderr[-3000:]
+    planned = json.loads(printed.stdout)["data"]
+    assert planned["argv"].count("--cpu") == 1, planned
+    [device] = [t for t in planned["tunings"] if t["name"] == "device"]
+    assert (device["status"], device["argument"]) == ("on", "--cpu")
     started = subprocess.run(
         [cli_path(), "launch", str(real_install), "--listen", "127.0.0.1", "--port", str(port),
-         "--background", "--json", "--", "--cpu"],
+         "--background", "--json"],
         env=REAL_ENV, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     try:
         assert started.returncode == 0, started.stderr[-3000:]
+        assert "device: on --cpu" in started.stderr
+        assert "the install was made for the CPU (--gpu none" in started.stderr
         data = json.loads(started.stdout)["data"]
         assert data["seconds_to_ready"] > 0
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/object_info", timeout=10) as r:

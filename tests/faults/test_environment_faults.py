@@ -68,9 +68,8 @@ def test_git_missing_when_a_clone_must_move(case: Case, tmp_path: Path) -> None:
     failed = case.run(env={"PATH": str(empty)})
     assert failed.code == 3, failed.stderr
     error, hint = error_and_hint(failed.stderr)
-    assert error == (
-        "Step 1 (preflight) failed: git is needed to clone ComfyUI, but git was not found on PATH."
-    )
+    # Found by the plan, before anything is written (the dry run says the same).
+    assert error == "git is needed to clone ComfyUI, but git was not found on PATH."
     assert "Install git" in hint
     assert_nothing_lost(before)
     again = case.run()
@@ -269,7 +268,10 @@ def test_unusable_dir_exits_3_then_a_full_install_works_there(
         failed = invoke(args, env)
     assert failed.code == 3, failed.stderr
     error, hint = error_and_hint(failed.stderr)
-    assert error == f"Cannot create {target}: Read-only file system."
+    assert error == (
+        f"{target} cannot be created: {parent} is not writable (no permission, or a "
+        "read-only file system)."
+    )
     assert "Choose a DIR you can write to" in hint
     target.write_text("my notes")
     failed = invoke(args, env)

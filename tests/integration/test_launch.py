@@ -258,7 +258,14 @@ def test_print_env_json_shows_the_plan_and_starts_nothing(
     assert "MATMUL_PRECISION" not in data["env"]
     assert data["user_env"] == {"MATMUL_PRECISION": "medium"}
     assert data["machine"]["torch"] == {"version": "2.9.1+cu128", "cuda": "12.8"}
-    assert data["machine"]["sage"] == {"sageattention": False, "triton": False}
+    packages = data["machine"]["attention_packages"]
+    assert packages["torch"] == "2.9.1+cu128" and packages["sageattention"] is None
+    assert data["machine"]["calibration"] == {
+        "path": str(install / ".comfy-install" / "calibration.json"),
+        "present": False,
+        "problem": None,
+    }
+    assert data["attention"]["status"] == "off" and "no calibration" in data["attention"]["reason"]
     state = install / ".comfy-install"
     assert not (state / "comfyui.pid").exists() and not (state / "logs").exists()
     assert not Path(env["COMFY_FIXTURE_ECHO"]).exists()
@@ -375,22 +382,122 @@ def test_early_exit_shows_the_last_lines_and_the_exit_code(
         assert not (install / ".comfy-install" / "comfyui.pid").exists()
 
 
-def test_sage_attention_added_when_installed(
+def test_installed_sage_is_not_enabled_without_a_calibration(
     tmp_path: Path, venvs: dict[str, Path], env: dict[str, str], port: int
 ) -> None:
     install = make_install(tmp_path, venvs["sage"])
     env["COMFY_FIXTURE_EXIT"] = "0"  # record the arguments, then stop at once
     done = run(cli("launch", install, "--port", port), env)
     assert "exit code 0" in done.stderr
-    assert echo(env)["argv"] == ["--port", str(port), "--use-sage-attention"]
+    assert echo(env)["argv"] == ["--port", str(port)]
+    assert "COMFY_INSTALL_ATTENTION_ROUTES" not in echo(env)["env"]
 
     mine = run(
         cli("launch", install, "--port", port, "--print-env", "--json",
-            "--", "--use-pytorch-cross-attention"),
+            "--", "--use-sage-attention"),
         env,
     )  # fmt: skip
-    argv = json.loads(mine.stdout)["data"]["argv"]
-    assert argv[-1] == "--use-pytorch-cross-attention" and "--use-sage-attention" not in argv
+    data = json.loads(mine.stdout)["data"]
+    assert data["argv"].count("--use-sage-attention") == 1
+    assert data["attention"]["status"] == "user"
+
+
+# What `comfy.ldm.modules.attention` looks like to the router (ComfyUI's names and
+# signatures), and a model module that binds `optimized_attention` and calls it.
+FAKE_ATTENTION_PY = """
+import functools
+def wrap_attn(func):
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, **kwargs)
+    return wrapper
+@wrap_attn
+def attention_pytorch(q, k, v, heads, mask=None, attn_precision=None, skip_reshape=False,
+                      skip_output_reshape=False, **kwargs):
+    return "attention_pytorch"
+@wrap_attn
+def attention_sage(q, k, v, heads, mask=None, attn_precision=None, skip_reshape=False,
+                   skip_output_reshape=False, **kwargs):
+    return "attention_sage"
+SAGE_ATTENTION_IS_AVAILABLE = True
+optimized_attention = attention_pytorch
+optimized_attention_masked = optimized_attention
+"""
+FAKE_MODEL_PY = """
+import types
+from comfy.ldm.modules.attention import optimized_attention
+def tensor(*shape):
+    return types.SimpleNamespace(shape=shape, dtype="torch.float16",
+                                 device=types.SimpleNamespace(type="cuda"))
+video, sdxl = tensor(1, 32760, 5120), tensor(2, 4096, 640)
+print("fixture model:", optimized_attention(video, video, video, 40),
+      optimized_attention(sdxl, sdxl, sdxl, 10), flush=True)
+"""
+
+
+def add_fake_comfy(install: Path, attention_py: str = FAKE_ATTENTION_PY) -> None:
+    root = install / "ComfyUI"
+    for package in ("comfy", "comfy/ldm", "comfy/ldm/modules", "comfy/ldm/flux"):
+        (root / package).mkdir(parents=True, exist_ok=True)
+        (root / package / "__init__.py").write_text("")
+    (root / "comfy/ldm/modules/attention.py").write_text(attention_py)
+    (root / "comfy/ldm/flux/math.py").write_text(FAKE_MODEL_PY)
+
+
+def test_a_calibration_routes_comfyuis_attention_calls(
+    tmp_path: Path, venvs: dict[str, Path], env: dict[str, str], port: int, stopper: list[Path]
+) -> None:
+    from installer.core.calibration import dump_calibration
+    from support.attention import h200_calibration
+
+    install = make_install(tmp_path, venvs["sage"])
+    add_fake_comfy(install)
+    # Measured on this machine's (fake) GPU, driver and venv: fresh.
+    versions = {"torch": "2.9.1+cu128", "xformers": None, "sageattention": "1.0.6",
+                "sageattn3": None, "comfy-kitchen": None, "triton": "3.5.1"}  # fmt: skip
+    calibration = h200_calibration(versions, "NVIDIA GeForce RTX 4090", "8.9", "580.65.06")
+    state = install / ".comfy-install"
+    state.mkdir()
+    (state / "calibration.json").write_text(dump_calibration(calibration))
+    env["COMFY_FIXTURE_IMPORT"] = "comfy.ldm.flux.math"
+
+    shown = run(cli("launch", install, "--port", port, "--print-env"), env)
+    assert shown.returncode == 0, shown.stderr
+    assert "# attention: on COMFY_INSTALL_ATTENTION_ROUTES=" in shown.stdout
+    assert "SageAttention 1.0.6 from 16K tokens (1.46× at 75.6K tokens)" in shown.stdout
+
+    stopper.append(install)
+    done = run(cli("launch", install, "--port", port, "--background"), env)
+    assert done.returncode == 0, done.stderr
+    assert "tuning attention: on" in done.stderr
+    routes = json.loads((state / "attention-routes.json").read_text())
+    assert routes["counts_file"] == str(state / "attention-calls.json")
+    assert echo(env)["env"]["COMFY_INSTALL_ATTENTION_ROUTES"] == str(
+        state / "attention-routes.json"
+    )
+    assert run(cli("stop", install), env).returncode == 0
+    log = next((state / "logs").glob("comfyui-*.log")).read_text()
+    assert "comfy-install tuning: attention routing attached to comfy.ldm.modules.attention" in log
+    assert "fixture model: attention_sage attention_pytorch" in log
+    counts = json.loads((state / "attention-calls.json").read_text())
+    assert counts["attached"] is True
+    assert counts["calls"] == {"sageattention": 1, "sdpa": 1}
+    assert counts["shapes"] == {
+        "fp16 D=128 N=32760": {"sageattention": 1},
+        "fp16 D=64 N=4096": {"sdpa": 1},
+    }
+
+    # A ComfyUI without the function the table needs: nothing attached, it still starts.
+    add_fake_comfy(install, FAKE_ATTENTION_PY.replace("def attention_sage", "def attention_x"))
+    done = run(cli("launch", install, "--port", port, "--background"), env)
+    assert done.returncode == 0, done.stderr
+    assert run(cli("stop", install), env).returncode == 0
+    newest = sorted((state / "logs").glob("comfyui-*.log"))[-1].read_text()
+    assert "attention routing not attached (comfy.ldm.modules.attention has no attention_sage)" in (
+        newest
+    )
+    assert "fixture model: attention_pytorch attention_pytorch" in newest
+    assert json.loads((state / "attention-calls.json").read_text())["attached"] is False
 
 
 def test_ctrl_c_stops_comfyui_and_exits_130(install: Path, env: dict[str, str], port: int) -> None:

@@ -35,6 +35,8 @@ if exit_code:
     sys.exit(int(exit_code))
 time.sleep(float(os.environ.get("COMFY_FIXTURE_DELAY", "0")))
 import torch  # like ComfyUI: the quick test fails when torch is missing
+for name in filter(None, os.environ.get("COMFY_FIXTURE_IMPORT", "").split(",")):
+    __import__(name)  # modules of a fake `comfy` package a test put next to main.py
 if args.quick_test_for_ci:
     print("fixture ComfyUI: nodes loaded, quick test done", flush=True)
     sys.exit(0)

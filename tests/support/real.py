@@ -1,4 +1,4 @@
-"""The real ComfyUI v0.3.77 bundle: where it is, how to install and start it in tests."""
+"""The real ComfyUI bundles (v0.3.77, v0.33.0): where they are, how to install and start them."""
 
 from __future__ import annotations
 
@@ -15,27 +15,29 @@ import pytest
 from support.cli import BASE_PYTHON, REPO_ROOT, cli_path
 
 BUNDLE_NAME = "comfyui-v0.3.77.bundle"
-BUNDLE_CANDIDATES = [
-    REPO_ROOT.parent / "shared" / "fixtures" / BUNDLE_NAME,
-    REPO_ROOT / "shared" / "fixtures" / BUNDLE_NAME,
-    Path("/work/shared/fixtures") / BUNDLE_NAME,
+BUNDLES = {"v0.3.77": BUNDLE_NAME, "v0.33.0": "comfyui-v0.33.0.bundle"}
+FIXTURE_FOLDERS = [
+    REPO_ROOT.parent / "shared" / "fixtures",
+    REPO_ROOT / "shared" / "fixtures",
+    Path("/work/shared/fixtures"),
 ]
+BUNDLE_CANDIDATES = [folder / BUNDLE_NAME for folder in FIXTURE_FOLDERS]
 
 
-def find_bundle() -> Path | None:
-    """The ComfyUI v0.3.77 bundle: COMFYUI_BUNDLE, else the shared fixtures folder."""
-    override = os.environ.get("COMFYUI_BUNDLE")
-    candidates = [Path(override)] if override else BUNDLE_CANDIDATES
+def find_bundle(ref: str = "v0.3.77") -> Path | None:
+    """A ComfyUI bundle: for v0.3.77 COMFYUI_BUNDLE first, else the shared fixtures folder."""
+    override = os.environ.get("COMFYUI_BUNDLE") if ref == "v0.3.77" else None
+    candidates = [Path(override)] if override else [f / BUNDLES[ref] for f in FIXTURE_FOLDERS]
     return next((candidate for candidate in candidates if candidate.is_file()), None)
 
 
-def bundle_path() -> Path:
-    """The ComfyUI v0.3.77 bundle, or a skip of the test that needs it."""
-    found = find_bundle()
+def bundle_path(ref: str = "v0.3.77") -> Path:
+    """The ComfyUI bundle of ``ref``, or a skip of the test that needs it."""
+    found = find_bundle(ref)
     if found is not None:
         return found
     pytest.skip(
-        f"the real ComfyUI bundle ({BUNDLE_NAME}) is not on this machine; "
+        f"the real ComfyUI bundle ({BUNDLES[ref]}) is not on this machine; "
         "set COMFYUI_BUNDLE to run the real end-to-end tests"
     )
 
@@ -62,8 +64,8 @@ def wait_for_object_info(port: int, process: subprocess.Popen[bytes], timeout: f
     pytest.fail(f"/object_info did not answer within {timeout} s")
 
 
-def real_install_args(target: Path) -> list[str]:
-    """The command line of the real install into ``target``."""
+def real_install_args(target: Path, ref: str = "v0.3.77") -> list[str]:
+    """The command line of the real install of ComfyUI ``ref`` into ``target``."""
     return [
         cli_path(),
         "install",
@@ -73,9 +75,9 @@ def real_install_args(target: Path) -> list[str]:
         "--torch-index",
         "default",
         "--comfyui-url",
-        str(bundle_path()),
+        str(bundle_path(ref)),
         "--comfyui-ref",
-        "v0.3.77",
+        ref,
         "--python",
         BASE_PYTHON,
     ]

@@ -23,13 +23,13 @@ from installer.plan.launch import (
     plan_launch,
     render_print_env,
 )
-from installer.plan.launch_attention import SageProbe
+from installer.plan.launch_attention import AttentionProbe
 from installer.plan.launch_settings import join_command_line, split_extra_args, validate_settings
 from installer.plan.launch_tunings import allocator_variable
 
 TORCH_29 = TorchInstalled("2.9.1+cu128", "12.8")
 TORCH_28 = TorchInstalled("2.8.0+cu128", "12.8")
-BOTH = SageProbe(sageattention=True, triton=True)
+PACKAGES = AttentionProbe({"torch": "2.9.1+cu128", "sageattention": "1.0.6", "triton": "3.5.1"})
 
 
 def gpu(cc: str | None) -> GpuReport:
@@ -42,7 +42,7 @@ def gpu(cc: str | None) -> GpuReport:
 def facts(
     cc: str | None = "9.0",
     torch: TorchInstalled | None = TORCH_29,
-    sage: SageProbe | None = BOTH,
+    attention: AttentionProbe | None = PACKAGES,
     platform: str = "linux",
     shim_state: str = "current",
 ) -> LaunchFacts:
@@ -52,7 +52,7 @@ def facts(
         comfyui_dir=Path("/srv/i/ComfyUI"),
         gpu=gpu(cc),
         torch=torch,
-        sage=sage,
+        attention=attention,
         shim=shim_state,  # type: ignore[arg-type]
         site_packages=Path("/srv/i/venv/lib/python3.12/site-packages"),
     )
@@ -82,19 +82,21 @@ def statuses(p: LaunchPlan) -> dict[str, str]:
     ("cc", "expected"),
     [
         ("7.5", {"allocator": "on", "tf32": "off", "cudnn-benchmark": "on",
-                 "matmul-precision": "off", "sage-attention": "off"}),
+                 "matmul-precision": "off", "attention": "off"}),
         ("8.0", {"allocator": "on", "tf32": "on", "cudnn-benchmark": "on",
-                 "matmul-precision": "on", "sage-attention": "on"}),
+                 "matmul-precision": "on", "attention": "off"}),
         ("9.0", {"allocator": "on", "tf32": "on", "cudnn-benchmark": "on",
-                 "matmul-precision": "on", "sage-attention": "on"}),
+                 "matmul-precision": "on", "attention": "off"}),
         (None, {"allocator": "off", "tf32": "off", "cudnn-benchmark": "off",
-                "matmul-precision": "off", "sage-attention": "off"}),
+                "matmul-precision": "off", "attention": "off"}),
     ],
 )  # fmt: skip
 def test_tunings_follow_the_compute_capability(cc: str | None, expected: dict[str, str]) -> None:
     p = plan(cc=cc)
     assert {k: v for k, v in statuses(p).items() if k in expected} == expected
     assert statuses(p)["torch-compile"] == "off"  # opt-in
+    # No calibration: no attention flag, whatever is installed (ComfyUI's default, SDPA).
+    assert not any(arg.startswith("--use-") for arg in p.argv)
     if cc == "7.5":
         assert "ENABLE_TF32" not in p.env_set
         assert "7.5" in p.tuning("tf32").reason  # type: ignore[union-attr]
@@ -102,13 +104,11 @@ def test_tunings_follow_the_compute_capability(cc: str | None, expected: dict[st
     if cc in ("8.0", "9.0"):
         assert p.env_set["ENABLE_TF32"] == "1"
         assert p.env_set["MATMUL_PRECISION"] == "high"
-        assert "--use-sage-attention" in p.argv
         assert p.env_set["COMFY_INSTALL_TUNING"] == "1"
         assert p.needs_shim
     if cc is None:
         assert p.env_set == {}
         assert not p.needs_shim
-        assert "--use-sage-attention" not in p.argv
 
 
 def test_lowest_compute_capability_of_several_gpus_counts() -> None:
@@ -117,7 +117,6 @@ def test_lowest_compute_capability_of_several_gpus_counts() -> None:
     mixed = LaunchFacts(**{**f.__dict__, "gpu": GpuReport("nvml", "test", cards)})
     p = plan_launch(LaunchRequest(Path("/srv/i")), mixed, {})
     assert statuses(p)["tf32"] == "off"
-    assert statuses(p)["sage-attention"] == "off"
 
 
 @pytest.mark.parametrize(
@@ -325,34 +324,6 @@ def test_listen_option_is_passed_and_polled() -> None:
     assert p.url == "http://[::1]:8190"
 
 
-# --- SageAttention ----------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "extra", "status", "reason"),
-    [
-        ({"cc": "8.9"}, (), "on", "sageattention and triton"),
-        ({"cc": "8.9", "sage": SageProbe(True, False)}, (), "off", "triton is not"),
-        ({"cc": "8.9", "sage": SageProbe(False, True)}, (), "off", "not installed"),
-        ({"cc": "8.9", "sage": None}, (), "off", "could not be checked"),
-        ({"cc": "7.5"}, (), "off", "below 8.0"),
-        ({"cc": None}, (), "off", "no NVIDIA GPU"),
-        ({"cc": "9.0"}, ("--cpu",), "off", "--cpu"),
-        ({"cc": "9.0"}, ("--use-pytorch-cross-attention",), "user", "--use-pytorch-cross"),
-        ({"cc": "9.0"}, ("--use-sage-attention",), "user", "--use-sage-attention"),
-    ],
-)  # fmt: skip
-def test_sage_attention_flag(
-    kwargs: dict[str, object], extra: tuple[str, ...], status: str, reason: str
-) -> None:
-    p = plan(extra=extra, **kwargs)
-    sage = p.tuning("sage-attention")
-    assert sage is not None and sage.status == status
-    assert reason in sage.reason
-    expected = 1 if status == "on" or "--use-sage-attention" in extra else 0
-    assert p.argv.count("--use-sage-attention") == expected
-
-
 def test_cpu_argument_turns_gpu_tunings_off() -> None:
     p = plan(extra=("--cpu",))
     assert statuses(p)["tf32"] == "off" and statuses(p)["allocator"] == "off"
@@ -445,12 +416,13 @@ def test_foreign_shim_turns_in_process_tuning_off() -> None:
 def test_shim_files_are_written_updated_and_foreign_ones_left_alone(tmp_path: Path) -> None:
     site = tmp_path / "site-packages"
     site.mkdir()
-    module, pth = shim_paths(site)
+    module, pth, router = shim_paths(site)
     assert shim_status(site) == "missing"
     assert ensure_shim(site) == "current"
     assert shim_status(site) == "current"
     assert module.read_text(encoding="utf-8").startswith("# comfy-install runtime tuning shim")
     assert "activate()" in pth.read_text(encoding="utf-8")
+    assert router.read_text(encoding="utf-8").startswith("# comfy-install attention router")
     module.write_text(module.read_text(encoding="utf-8") + "\n# older\n", encoding="utf-8")
     assert shim_status(site) == "outdated"
     assert ensure_shim(site) == "current"

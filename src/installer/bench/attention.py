@@ -2,10 +2,13 @@
 
 The venv does not have this package, so
 [`run_attention_module`][installer.bench.attention.run_attention_module] writes the
-source of [`attention_module`][installer.bench.attention_module] and a JSON config to
-a temporary folder, runs it with the venv's Python (its ``progress:`` lines become
-status lines, a timeout stops it) and returns the raw timings it wrote. What is made
-of them is the caller's business (`benchmark`'s report, or a calibration).
+sources of [`attention_module`][installer.bench.attention_module] and
+[`attention_backends`][installer.bench.attention_backends] as a package
+(`comfy_install_bench`) and a JSON config to a temporary folder, runs it with the
+venv's Python (`python -m comfy_install_bench.attention_module`; its ``progress:``
+lines become status lines, or go to a callback, and a timeout stops it) and returns
+the raw timings it wrote. What is made of them is the caller's business
+(`benchmark`'s report, or `tune`'s calibration).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,22 +29,33 @@ if TYPE_CHECKING:
     from installer.core.log import InstallerLogger
 
 
-def attention_module_source() -> str:
-    """Return the source of the shipped [`attention_module`][installer.bench.attention_module]."""
-    source = importlib.resources.files("installer.bench").joinpath("attention_module.py")
-    return source.read_text("utf-8")
+PACKAGE = "comfy_install_bench"
+"""The name the measuring modules run under in the venv."""
+SHIPPED = ("attention_module.py", "attention_backends.py")
+
+
+def shipped_sources() -> dict[str, str]:
+    """Return the sources of the measuring modules by file name, as written into the venv."""
+    folder = importlib.resources.files("installer.bench")
+    return {name: folder.joinpath(name).read_text("utf-8") for name in SHIPPED}
 
 
 def run_attention_module(
-    python: Path, config: dict[str, Any], log: InstallerLogger, timeout: float
+    python: Path,
+    config: dict[str, Any],
+    log: InstallerLogger,
+    timeout: float,
+    on_progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the attention benchmark with the venv's Python and return its document.
 
     Args:
         python: The venv's interpreter.
         config: Settings for [`attention_module.run`][installer.bench.attention_module.run].
-        log: Progress lines become status lines; the rest goes to the log.
+        log: Progress lines become status lines (without ``on_progress``); the
+            rest goes to the log.
         timeout: Seconds before the run is stopped.
+        on_progress: Called with each progress line instead (a progress bar).
 
     Returns:
         The module's JSON document.
@@ -50,14 +65,18 @@ def run_attention_module(
     """
     with tempfile.TemporaryDirectory(prefix="comfy-install-bench-") as tmp:
         folder = Path(tmp)
-        script = folder / "bench_attention.py"  # the name it runs under (and tracebacks show)
-        script.write_text(attention_module_source(), encoding="utf-8")
+        package = folder / PACKAGE
+        package.mkdir()
+        (package / "__init__.py").write_text("", encoding="utf-8")
+        for name, text in shipped_sources().items():
+            (package / name).write_text(text, encoding="utf-8")
         config_path = folder / "config.json"
         config_path.write_text(json.dumps(config), encoding="utf-8")
         output = folder / "result.json"
-        args = [str(python), str(script), "--config", str(config_path), "--output", str(output)]
+        module = f"{PACKAGE}.attention_module"
+        args = [str(python), "-m", module, "--config", str(config_path), "--output", str(output)]
         env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1")
-        returncode, tail, timed_out = _stream(args, env, log, timeout, cwd=folder)
+        returncode, tail, timed_out = _stream(args, env, log, timeout, folder, on_progress)
         if timed_out:
             raise StepFailedError(
                 f"The attention benchmark did not finish within {timeout:.0f} s.",
@@ -81,7 +100,12 @@ def run_attention_module(
 
 
 def _stream(
-    args: list[str], env: dict[str, str], log: InstallerLogger, timeout: float, cwd: Path
+    args: list[str],
+    env: dict[str, str],
+    log: InstallerLogger,
+    timeout: float,
+    cwd: Path,
+    on_progress: Callable[[str], None] | None,
 ) -> tuple[int, list[str], bool]:
     """Run ``args``; turn ``progress:`` lines into status lines; return (code, tail, timed out)."""
     from installer.launch.process import stop_process
@@ -112,7 +136,12 @@ def _stream(
         for raw in process.stdout:
             text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
             if text.startswith("progress: "):
-                log.info("  " + text.removeprefix("progress: "))
+                message = text.removeprefix("progress: ")
+                if on_progress is None:
+                    log.info("  " + message)
+                else:
+                    log.debug(message)
+                    on_progress(message)
             else:
                 log.output(text)
                 tail = [*tail[-39:], text]

@@ -1,23 +1,27 @@
 """The attention benchmark that runs inside an install's venv (stdlib and torch only).
 
-`comfy-install benchmark` does not import this module to measure anything: it
-reads this file's source, writes it next to a small JSON config in a temporary
-folder and runs it with the venv's own Python, so the numbers come from the
-torch, xformers and SageAttention that ComfyUI itself will use. The module
-therefore imports nothing from `installer`, and imports torch and the
-attention packages only when it runs (torch by name, so the installer, which
-has no torch, can import it for the shape tables and type-check it).
+`comfy-install benchmark` and `comfy-install tune` do not import this module to
+measure anything: they write its source and that of
+[`attention_backends`][installer.bench.attention_backends] as a small package
+into a temporary folder, next to a JSON config, and run it with the venv's own
+Python (`python -m`), so the numbers come from the torch, xformers,
+SageAttention and comfy-kitchen that ComfyUI itself will use. The two modules
+therefore import nothing from `installer` (only each other, relatively), and
+import torch and the attention packages only when they run (torch by name, so
+the installer, which has no torch, can import them for the shape tables and
+type-check them).
 
-For every shape (the attention calls of SD1.5, SDXL, Flux and a long video
-model), every dtype (fp16, bf16) and every backend that imports (torch SDPA,
-xformers, SageAttention, SageAttention 3), it makes one set of random inputs,
-computes SDPA's output as the reference, and then for each backend: the max
-absolute difference from that reference, the peak GPU memory of one call and
-the time of N calls after a warmup (CUDA events; `time.perf_counter` on the
-CPU). A backend that raises (an unsupported head dim or dtype) or runs out of
-memory is recorded as such for that cell and the others go on. The result is
-one JSON document, written to ``--output`` (or printed on stdout); progress
-lines go to stderr.
+For every shape (by default the attention calls of SD1.5, SDXL, Flux and a
+long video model; `tune` sends its own sweep), every dtype (fp16, bf16) and
+every backend that imports, it makes one set of random inputs, computes SDPA's
+output as the reference, and then for each backend: the max absolute
+difference from that reference, the peak GPU memory of one call and the time
+of N calls after a warmup (CUDA events; `time.perf_counter` on the CPU). A
+backend that raises (an unsupported head dim or dtype) or runs out of memory
+is recorded as such for that cell and the others go on. With a total time
+budget, the shapes are measured in the order given until it is spent; the
+rest are listed as skipped, with the reason. The result is one JSON document,
+written to ``--output`` (or printed on stdout); progress lines go to stderr.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ import contextlib
 import functools
 import gc
 import importlib
-import importlib.metadata
 import json
 import math
 import platform
@@ -38,11 +41,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .attention_backends import (
+    BACKENDS,
+    Backend,
+    describe_error,
+    load_backends,
+    package_versions,
+)
+
 SCHEMA_VERSION = 1
-BACKENDS = ("sdpa", "xformers", "sageattention", "sageattn3")
-"""Backends in the order they are measured; `sdpa` is the baseline and the reference."""
 DTYPES = ("fp16", "bf16")
-PACKAGES = ("torch", "xformers", "sageattention", "sageattn3", "triton", "triton-windows")
 MIN_ITERATIONS = 3
 """Fewest timed calls a cell gets, even when one call exceeds the time budget."""
 
@@ -74,138 +82,6 @@ CPU_SHAPES = (
     Shape("tiny-dit", "tiny", "CPU test shape (head_dim 64)", 1, 320, 2, 64),
 )
 """Tiny shapes for `--allow-cpu` test runs: they only prove the path works."""
-
-
-@dataclass(frozen=True)
-class Backend:
-    """How to call one attention implementation on inputs laid out as (B, H, N, D)."""
-
-    name: str
-    prepare: Callable[[Any, Any, Any], tuple[Any, ...]]
-    """Copy the reference inputs into the backend's layout (outside the timed calls)."""
-    call: Callable[[tuple[Any, ...]], Any]
-    """One attention call on prepared inputs."""
-    to_bhnd: Callable[[Any], Any]
-    """Bring an output back to (B, H, N, D) for comparison."""
-
-
-def _same(tensor: Any) -> Any:
-    return tensor
-
-
-def _clone3(q: Any, k: Any, v: Any) -> tuple[Any, ...]:
-    # SageAttention subtracts k's mean in place; private copies keep the
-    # reference inputs (and the next backend's) untouched.
-    return (q.clone(), k.clone(), v.clone())
-
-
-def _sdpa_backend(torch: Any) -> Backend:
-    sdpa = torch.nn.functional.scaled_dot_product_attention
-    return Backend("sdpa", _clone3, lambda a: sdpa(*a), _same)
-
-
-def _xformers_backend(torch: Any) -> Backend:
-    xops = importlib.import_module("xformers.ops")
-
-    def prepare(q: Any, k: Any, v: Any) -> tuple[Any, ...]:
-        return tuple(t.transpose(1, 2).contiguous() for t in (q, k, v))
-
-    return Backend(
-        "xformers",
-        prepare,
-        lambda a: xops.memory_efficient_attention(*a),
-        lambda out: out.transpose(1, 2),
-    )
-
-
-def _sageattention_backend(torch: Any) -> Backend:
-    sageattn = importlib.import_module("sageattention").sageattn
-    return Backend(
-        "sageattention",
-        _clone3,
-        lambda a: sageattn(*a, tensor_layout="HND", is_causal=False),
-        _same,
-    )
-
-
-def _sageattn3_backend(torch: Any) -> Backend:
-    blackwell = importlib.import_module("sageattn3").sageattn3_blackwell
-    return Backend("sageattn3", _clone3, lambda a: blackwell(*a, is_causal=False), _same)
-
-
-_FACTORIES: dict[str, Callable[[Any], Backend]] = {
-    "sdpa": _sdpa_backend,
-    "xformers": _xformers_backend,
-    "sageattention": _sageattention_backend,
-    "sageattn3": _sageattn3_backend,
-}
-_DISTRIBUTION = {"sdpa": "torch", "xformers": "xformers", "sageattention": "sageattention"}
-
-
-def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:
-    """Return the installed version of each distribution, None when absent.
-
-    Args:
-        names: Distribution names to look up (default: `PACKAGES`).
-    """
-    found: dict[str, str | None] = {}
-    for name in names:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = None
-    return found
-
-
-def load_backends(
-    torch: Any, names: Sequence[str]
-) -> tuple[dict[str, Backend], list[dict[str, Any]]]:
-    """Import each backend; return the usable ones and a report line for every one.
-
-    Args:
-        torch: The imported torch module.
-        names: Backend names from [`BACKENDS`][installer.bench.attention_module.BACKENDS].
-
-    Returns:
-        ``(usable, report)``: the backends that imported, by name, and for each
-        name asked for ``{"name", "available", "version", "reason"}``.
-    """
-    usable: dict[str, Backend] = {}
-    report: list[dict[str, Any]] = []
-    versions = package_versions([_DISTRIBUTION.get(name, name) for name in names])
-    for name in names:
-        version = versions.get(_DISTRIBUTION.get(name, name))
-        try:
-            usable[name] = _FACTORIES[name](torch)
-        except Exception as exc:  # an optional package may fail to import in any way
-            reason = "not installed" if isinstance(exc, ImportError) and version is None else None
-            report.append(
-                {
-                    "name": name,
-                    "available": False,
-                    "version": version,
-                    "reason": reason or _describe(exc),
-                }
-            )
-            continue
-        report.append({"name": name, "available": True, "version": version, "reason": None})
-    return usable, report
-
-
-def _describe(exc: BaseException) -> str:
-    """One line about an exception: its type, the first line and the last line of its message.
-
-    Libraries put the cause last in long messages (xformers: "No operator
-    found ... `cutlassF` is not supported because: xFormers wasn't built
-    with CUDA support"), so the last line is kept with the first.
-    """
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    text = type(exc).__name__
-    if lines:
-        text += f": {lines[0]}"
-    if len(lines) > 1:
-        text += f" … {lines[-1]}"
-    return text[:300]
 
 
 def _is_oom(torch: Any, exc: BaseException) -> bool:
@@ -380,7 +256,7 @@ def measure_cell(
         row["times_ms"] = timer.times_ms(once, iterations, launch)
     except Exception as exc:  # a backend may fail in any way; the next one still runs
         row["status"] = "oom" if _is_oom(torch, exc) else "error"
-        row["error"] = _describe(exc)
+        row["error"] = describe_error(exc)
     finally:
         args = ()
         _release(torch, timer.cuda)
@@ -437,7 +313,7 @@ def run_shape(
         status = "oom" if _is_oom(torch, exc) else "error"
         _release(torch, timer.cuda)
         return [
-            {**_blank_row(name, shape, dtype), "status": status, "error": _describe(exc)}
+            {**_blank_row(name, shape, dtype), "status": status, "error": describe_error(exc)}
             for name in backends
         ]
     inputs = (q, k, v)
@@ -493,13 +369,15 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
         config: ``shapes`` (dicts with the fields of
             [`Shape`][installer.bench.attention_module.Shape]; the GPU or CPU
             defaults when absent), ``dtypes``, ``backends``, ``warmup``,
-            ``iterations``, ``budget_s``, ``seed`` and ``allow_cpu`` (measure
-            on the CPU when no GPU is usable).
+            ``iterations``, ``budget_s`` (per cell), ``total_budget_s`` (for
+            all the cells; None for no limit), ``seed`` and ``allow_cpu``
+            (measure on the CPU when no GPU is usable).
 
     Returns:
         The JSON-serialisable result: ``measured`` (False, with ``reason``,
         when there is no torch or no GPU), the device, torch and package
-        versions, the backends and one row per backend, shape and dtype.
+        versions, the backends, one row per backend, shape and dtype, and
+        the shapes ``skipped`` when the total budget ran out.
     """
     document: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -514,11 +392,12 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
         "settings": {},
         "shapes": [],
         "results": [],
+        "skipped": [],
     }
     try:
         torch = importlib.import_module("torch")
     except Exception as exc:  # a broken torch install raises more than ImportError
-        document["reason"] = f"torch cannot be imported in this venv ({_describe(exc)})"
+        document["reason"] = f"torch cannot be imported in this venv ({describe_error(exc)})"
         return document
     cuda = bool(torch.cuda.is_available())
     document["torch"] = {
@@ -544,6 +423,7 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
         "seed": int(config.get("seed", 0)),
         "timer": "cuda-events" if cuda else "perf_counter",
         "dtypes": list(config.get("dtypes") or DTYPES),
+        "total_budget_s": config.get("total_budget_s"),
     }
     names = [name for name in BACKENDS if name in (config.get("backends") or BACKENDS)]
     if "sdpa" not in names:
@@ -557,10 +437,68 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
     )
     timer = Timer(torch, cuda)
     torch.manual_seed(settings["seed"])
-    for shape in shapes:
-        for dtype in settings["dtypes"]:
-            document["results"].extend(run_shape(torch, shape, dtype, backends, timer, settings))
+    document["results"], document["skipped"] = run_all(torch, shapes, backends, timer, settings)
     return document
+
+
+def run_all(
+    torch: Any,
+    shapes: Sequence[Shape],
+    backends: dict[str, Backend],
+    timer: Timer,
+    settings: dict[str, Any],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Measure each shape at each dtype, in order, until the total budget is spent.
+
+    Before each shape the time spent so far, plus the GPU time of the previous
+    shape's calls scaled by the work (B·H·N²·D), is checked against
+    ``total_budget_s``; a shape that does not fit is skipped with the reason.
+    The calls' own times are scaled, not the wall time, so a first call that
+    compiles kernels (Triton) does not make every later shape look dear.
+
+    Args:
+        torch: The imported torch module.
+        shapes: The shapes, cheapest first for a budget to cut the dearest.
+        backends: The usable backends by name.
+        timer: Times the calls.
+        settings: What [`run_shape`][installer.bench.attention_module.run_shape]
+            reads, plus ``dtypes`` and ``total_budget_s`` (None: no limit).
+
+    Returns:
+        ``(rows, skipped)``: one row per backend, shape and dtype measured, and
+        ``{"shape", "dtype", "reason"}`` for each one that was not.
+    """
+    units = [(shape, dtype) for shape in shapes for dtype in settings["dtypes"]]
+    budget = settings.get("total_budget_s")
+    rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    last: tuple[float, int] | None = None
+    for index, (shape, dtype) in enumerate(units, 1):
+        work = shape.batch * shape.heads * shape.seq**2 * shape.head_dim
+        spent = time.perf_counter() - start
+        expected = last[0] * work / last[1] if last is not None else 0.0
+        if budget is not None and spent + expected > float(budget):
+            reason = f"the time budget of {float(budget):g} s was spent"
+            skipped.append({"shape": shape.id, "dtype": dtype, "reason": reason})
+            _progress(f"{shape.id} {dtype}: skipped, {reason} ({index}/{len(units)})")
+            continue
+        began = time.perf_counter()
+        measured = run_shape(torch, shape, dtype, backends, timer, settings)
+        rows.extend(measured)
+        last = (min(_calls_seconds(measured), time.perf_counter() - began), max(work, 1))
+        _progress(f"{shape.id} {dtype}: measured ({index}/{len(units)})")
+    return rows, skipped
+
+
+def _calls_seconds(rows: Sequence[dict[str, Any]]) -> float:
+    """Seconds the calls of some rows take: the median call times every call made."""
+    total = 0.0
+    for row in rows:
+        times = sorted(row.get("times_ms") or [])
+        if times:
+            total += times[len(times) // 2] * (len(times) + int(row.get("warmup") or 0) + 2)
+    return total / 1000.0
 
 
 def _finite(value: Any) -> Any:

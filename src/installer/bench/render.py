@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 from installer.bench.compare import Comparison
 from installer.bench.headline import headline
-from installer.bench.results import BACKEND_LABELS, BenchmarkRun
+from installer.bench.results import BenchmarkRun
+from installer.core.calibration import BACKEND_LABELS
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -20,6 +21,7 @@ SHORT_NAMES = {
     "xformers": "xformers",
     "sageattention": "Sage",
     "sageattn3": "Sage3",
+    "comfy_kitchen_int8": "CK int8",
 }
 """Backend names in the report's table (the header line gives full names and versions)."""
 

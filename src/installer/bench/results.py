@@ -18,18 +18,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from installer import __version__
+from installer.core.calibration import backend_label
 from installer.core.errors import StepFailedError
 
 if TYPE_CHECKING:
     from installer.core.facts import GpuReport
 
-
-BACKEND_LABELS = {
-    "sdpa": "torch SDPA",
-    "xformers": "xformers",
-    "sageattention": "SageAttention",
-    "sageattn3": "SageAttention 3",
-}
 
 TOLERANCES: dict[tuple[str, str], float] = {
     ("sdpa", "fp16"): 1e-3,
@@ -40,12 +34,14 @@ TOLERANCES: dict[tuple[str, str], float] = {
     ("sageattention", "bf16"): 0.1,
     ("sageattn3", "fp16"): 0.05,
     ("sageattn3", "bf16"): 0.1,
+    ("comfy_kitchen_int8", "fp16"): 0.05,
+    ("comfy_kitchen_int8", "bf16"): 0.1,
 }
 """Largest max-abs difference from SDPA (same inputs) that is still a right answer.
 
 SDPA is compared with itself (a rerun must agree); xformers computes the same
 exact attention; the SageAttention kernels quantize Q and K (int8, or FP4 for
-SageAttention 3), so they are allowed more.
+SageAttention 3), and so does comfy-kitchen's int8 attention, so they are allowed more.
 """
 DEFAULT_TOLERANCE = 0.1
 RELATIVE_TOLERANCE = 0.25
@@ -145,8 +141,7 @@ class BackendInfo(RecordModel):
     @property
     def label(self) -> str:
         """Human name with version, e.g. ``SageAttention 1.0.6``."""
-        base = BACKEND_LABELS.get(self.name, self.name)
-        return f"{base} {self.version}" if self.version and self.name != "sdpa" else base
+        return backend_label(self.name, self.version)
 
 
 class DeviceInfo(RecordModel):

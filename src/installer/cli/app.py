@@ -23,6 +23,7 @@ from installer.cli.launch import LAUNCH_CONTEXT_SETTINGS, launch, stop
 from installer.cli.lock import lock
 from installer.cli.models import models_app
 from installer.cli.status import status
+from installer.cli.tune import tune
 
 app = typer.Typer(
     name="comfy-install",
@@ -65,6 +66,7 @@ app.command(context_settings=LAUNCH_CONTEXT_SETTINGS)(launch)
 app.command()(stop)
 app.command()(lock)
 app.command()(benchmark)
+app.command()(tune)
 
 
 def main() -> None:

@@ -49,7 +49,7 @@ def benchmark(
         typer.Option(
             "--backends",
             help="Only these backends (comma separated): sdpa, xformers, sageattention, "
-            "sageattn3. SDPA always runs: it is the baseline.",
+            "sageattn3, comfy_kitchen_int8. SDPA always runs: it is the baseline.",
         ),
     ] = None,
     dtypes: Annotated[

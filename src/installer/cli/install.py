@@ -104,6 +104,13 @@ def install(
         Path | None,
         typer.Option("--lock-dir", help="Folder of lock files (default: the shipped locks/)."),
     ] = None,
+    tune: Annotated[
+        bool,
+        typer.Option(
+            "--tune/--no-tune",
+            help="At the end, measure attention on this machine's GPU (`comfy-install tune`).",
+        ),
+    ] = True,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
@@ -138,30 +145,48 @@ def install(
         lock_dir=lock_dir,
         command_line=tuple(sys.argv[1:]) if sys.argv[1:2] == ["install"] else tuple(command),
     )
-    code = guarded(command, as_json, log, verbose, lambda: _install(options, log, command, as_json))
+    code = guarded(
+        command, as_json, log, verbose, lambda: _install(options, log, command, as_json, tune)
+    )
     log.close()
     if code:
         raise typer.Exit(code)
 
 
 def _install(
-    options: InstallOptions, log: InstallerLogger, command: list[str], as_json: bool
+    options: InstallOptions, log: InstallerLogger, command: list[str], as_json: bool, tune: bool
 ) -> int:
     if options.dry_run:
         from installer.cli.render import render_plan, stdout_console
         from installer.commands.planning import make_plan
 
         plan = make_plan(options).plan
+        if not as_json:
+            render_plan(plan, stdout_console())
+        if plan.blocking:
+            from installer.plan.preflight import blocking_error
+
+            fail(
+                blocking_error(plan.blocking),
+                log,
+                command,
+                as_json,
+                data=plan.model_dump(mode="json"),
+            )
         if as_json:
             print_json(command, plan.model_dump(mode="json"))
-        else:
-            render_plan(plan, stdout_console())
         return 0
     from installer.commands.executor import execute
 
     result = execute(options, log)
     if result.error is not None:
         fail(result.error, log, command, as_json, data=result.as_data())
+    if tune:
+        from installer.bench.tune import tune_after_install
+
+        tuned = tune_after_install(options.install_dir, options.gpu, options.only, log)
+    else:
+        tuned = {"status": "skipped", "reason": "--no-tune"}
     if as_json:
-        print_json(command, result.as_data())
+        print_json(command, {**result.as_data(), "tune": tuned})
     return 0

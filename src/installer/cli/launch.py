@@ -50,7 +50,8 @@ TuneOpt = Annotated[
     bool,
     typer.Option(
         "--tune/--no-tune",
-        help="Runtime tuning for the GPU (allocator, TF32, cuDNN, SageAttention).",
+        help="Runtime tuning for the GPU (allocator, TF32, cuDNN, attention measured by "
+        "`comfy-install tune`).",
     ),
 ]
 TimeoutOpt = Annotated[
@@ -172,9 +173,14 @@ def _machine_data(facts: LaunchFacts) -> dict[str, Any]:
             ],
         },
         "torch": None if torch is None else {"version": torch.version, "cuda": torch.cuda},
-        "sage": None
-        if facts.sage is None
-        else {"sageattention": facts.sage.sageattention, "triton": facts.sage.triton},
+        "attention_packages": None if facts.attention is None else dict(facts.attention.versions),
+        "calibration": None
+        if facts.calibration is None
+        else {
+            "path": str(facts.calibration.path),
+            "present": facts.calibration.calibration is not None,
+            "problem": facts.calibration.problem,
+        },
         "shim": {"status": facts.shim, "site_packages": str(facts.site_packages or "")},
         "venv_python": str(facts.venv_python),
     }

@@ -112,6 +112,15 @@ def download(
     allow_unverified: Annotated[
         bool, typer.Option("--allow-unverified", help="Accept files without a sha256.")
     ] = False,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="When a different file already has an entry's name and the entry has no "
+            "sha256, move that file aside (renamed NAME.replaced-<date>.EXT, never deleted) "
+            "instead of stopping.",
+        ),
+    ] = False,
     shared_models: SharedOpt = None,
     link: LinkOpt = False,
     as_json: JsonOpt = False,
@@ -121,6 +130,10 @@ def download(
     """Download the files of a model manifest into DIR/ComfyUI/models/<kind>/, verified.
 
     Without --manifest, the `models` list of the shipped dependencies.json is used.
+    A file already there is never written over: one that matches the entry's sha256
+    is kept, one that does not is moved aside once the right file is downloaded, and
+    without a sha256 a different file stops the download (exit code 1) unless
+    --replace moves it aside.
     """
     from installer.cli.common import guarded, make_logger, print_json
 
@@ -150,14 +163,20 @@ def download(
             entries, target, allow_unverified=allow_unverified, source=source
         )
         results = fetch_planned_models(
-            planned, log=log, jobs=jobs, allow_unverified=allow_unverified
+            planned, log=log, jobs=jobs, allow_unverified=allow_unverified, replace=replace
         )
         shared = None if store is None else share_models(comfyui, store, log=log, link=link)
         fetched = sum(not result.skipped for result in results)
+        moved = [result.moved_aside for result in results if result.moved_aside is not None]
         if planned:
             log.success(
                 f"{len(results)} model file(s) in {target}: {fetched} downloaded, "
-                f"{len(results) - fetched} already present."
+                f"{len(results) - fetched} already present"
+                + (
+                    f"; {len(moved)} file(s) that were in the way moved aside (kept)."
+                    if moved
+                    else "."
+                )
             )
         else:
             log.info(f"{source} lists no models; nothing to download.")
@@ -172,7 +191,10 @@ def download(
                     "path": str(result.path),
                     "sha256": result.sha256,
                     "size": result.size,
-                    "status": "present" if result.skipped else "downloaded",
+                    "status": "present"
+                    if result.skipped
+                    else ("replaced" if result.moved_aside else "downloaded"),
+                    "moved_aside": None if result.moved_aside is None else str(result.moved_aside),
                 }
                 for item, result in zip(planned, results, strict=True)
             ]

@@ -68,6 +68,16 @@ def render_plan(plan: Plan, console: Console) -> None:
     console.print(table)
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
+    if plan.blocking:
+        for blocker in plan.blocking:
+            # Unwrapped: the message holds paths to copy.
+            console.print(f"[bold red]blocked:[/] {escape(blocker.message)}", soft_wrap=True)
+            console.print(f"  {escape(blocker.hint)}", soft_wrap=True)
+        console.print(
+            f"The install cannot start: {len(plan.blocking)} problem(s) above "
+            f"(exit code {plan.blocking[0].exit_code})."
+        )
+        return
     runs = len(plan.to_run)
     console.print(f"{runs} step(s) to run, " if runs else "Nothing to do: ", end="")
     console.print("the rest are done or skipped." if runs else "the install is up to date.")

@@ -5,7 +5,9 @@ same plan `install --dry-run` would, and turns it into checks, each `ok`,
 `warn`, `fail` or `info` with a hint: OS, Python, uv, git, free disk, every
 GPU (name, compute capability, VRAM, driver and the CUDA version it supports),
 which torch build fits and why, which optimizations apply and why not, and, if
-DIR holds an install, the recorded state of each step.
+DIR holds an install, the recorded state of each step, the last benchmark's
+headline and whether its attention calibration (`comfy-install tune`) still
+describes this machine.
 """
 
 from __future__ import annotations
@@ -235,6 +237,36 @@ def benchmark_checks(install_dir: Path) -> list[Check]:
     return [Check("benchmark", "attention", "warn" if "WRONG" in line else "info", line)]
 
 
+_CALIBRATION_STATUS: dict[str, Status] = {
+    "fresh": "ok",
+    "stale": "warn",
+    "unreadable": "warn",
+    "missing": "info",
+    "unchecked": "info",
+}
+
+
+def calibration_checks(install_dir: Path, gpu: GpuReport) -> list[Check]:
+    """Report whether the install's attention calibration can be used by `launch` now.
+
+    Args:
+        install_dir: The install directory whose `.comfy-install/calibration.json` is read.
+        gpu: The GPUs detected now (the calibration must have been measured on one of them).
+
+    Returns:
+        One check (none without a GPU and without a calibration).
+    """
+    from installer.launch.facts import check_calibration
+
+    state = check_calibration(install_dir, gpu)
+    if state.status == "missing" and not gpu.has_nvidia:
+        return []
+    detail = f"{state.status}: {state.detail}"
+    return [
+        Check("attention", "calibration", _CALIBRATION_STATUS[state.status], detail, state.hint)
+    ]
+
+
 def doctor_report(
     env: Environment, gpu: GpuReport, plan: Plan, probe: InstallProbe | None
 ) -> dict[str, Any]:
@@ -252,6 +284,7 @@ def doctor_report(
         checks += install_checks(plan, probe)
         if probe.state is not None:
             checks += benchmark_checks(probe.install_dir)
+            checks += calibration_checks(probe.install_dir, gpu)
     worst = (
         "fail"
         if any(c.status == "fail" for c in checks)

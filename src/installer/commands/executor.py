@@ -35,6 +35,7 @@ from installer.edges.probe import layout
 from installer.edges.state import InstallLock, state_dir, write_state
 from installer.edges.uv import Uv
 from installer.plan.model import STEP_IDS, InstallOptions, Plan
+from installer.plan.preflight import blocking_error
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -139,12 +140,17 @@ def execute(options: InstallOptions, log: InstallerLogger) -> ExecutionResult:
         (the summary has been printed by then).
 
     Raises:
-        InstallerError: Before any step ran (bad config, DIR unusable, lock held).
+        InstallerError: Before any step ran (bad config, lock held).
+        EnvironmentUnsupportedError: The plan is blocked (DIR unusable, too little disk,
+            no git, an unsupported OS); nothing was written.
         InterruptedByUserError: Ctrl-C or SIGTERM (exit code 130), after the
             interrupted step was recorded.
     """
-    # Plan first: a bad config or bad options must stop before anything is written.
+    # Plan first: a bad config, bad options or an unusable DIR must stop before anything is
+    # written (the dry run of the same command shows the same problem and exit code).
     first = make_plan(options)
+    if first.plan.blocking:
+        raise blocking_error(first.plan.blocking)
     install_dir = options.install_dir
     prepare_install_dir(install_dir)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from installer.core.config import Dependencies, ToolsManifest
 from installer.core.config_files import load_dependencies, load_tools_manifest
 from installer.core.errors import UsageError
-from installer.core.facts import Environment, GpuReport, InstallProbe, gpu_override, no_gpu
+from installer.core.facts import (
+    GPU_NONE_REASON,
+    Environment,
+    GpuReport,
+    InstallProbe,
+    gpu_override,
+    no_gpu,
+)
 from installer.edges.environment import detect_environment
 from installer.edges.gpu import detect_gpus
 from installer.edges.probe import probe_install
@@ -58,7 +65,7 @@ def gpu_for(options: InstallOptions) -> GpuReport:
     if choice == "auto":
         return detect_gpus()
     if choice == "none":
-        return no_gpu("--gpu none: planning for the CPU")
+        return no_gpu(GPU_NONE_REASON)
     if re.fullmatch(r"[0-9]+\.[0-9]+", choice):
         return gpu_override(choice, options.cuda_driver)
     raise UsageError(f"--gpu {options.gpu}: expected auto, none or a compute capability like 8.9.")

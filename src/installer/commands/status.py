@@ -1,7 +1,9 @@
 """`comfy-install status`: which steps of an install are done, when, with which inputs.
 
-Read-only: it reads `DIR/.comfy-install/state.json` and nothing else (no GPU
-detection, no network), so it answers instantly even on a broken machine.
+Read-only: it reads `DIR/.comfy-install/state.json` (no network), so it answers
+instantly even on a broken machine. When DIR has an attention calibration
+(`comfy-install tune`), it also says whether `launch` can still use it: that
+detects the GPUs and asks the venv for its package versions.
 """
 
 from __future__ import annotations
@@ -71,7 +73,23 @@ def install_status(install_dir: Path) -> dict[str, Any]:
         "updated_at": state.updated_at,
         "summary": summary,
         "steps": steps,
+        "calibration": _calibration(install_dir),
     }
+
+
+def _calibration(install_dir: Path) -> dict[str, Any]:
+    """The calibration's state: checked against the GPU and the venv only when there is one."""
+    from dataclasses import asdict
+
+    from installer.launch.calibration import calibration_path
+
+    if not calibration_path(install_dir).exists():
+        return {"status": "missing", "detail": "no calibration",
+                "hint": f"comfy-install tune {install_dir}"}  # fmt: skip
+    from installer.edges.gpu import detect_gpus
+    from installer.launch.facts import check_calibration
+
+    return asdict(check_calibration(install_dir, detect_gpus()))
 
 
 def render_status(report: dict[str, Any], console: Console) -> None:
@@ -117,3 +135,13 @@ def render_status(report: dict[str, Any], console: Console) -> None:
     console.print(table)
     for package in summary["optimizations"]:
         console.print(escape(f"  {package['name']}: {package['status']} ({package['reason']})"))
+    calibration = report.get("calibration")
+    if calibration:
+        hint = f" — {calibration['hint']}" if calibration.get("hint") else ""
+        style = {"fresh": "green", "stale": "yellow", "unreadable": "yellow"}.get(
+            calibration["status"], "dim"
+        )
+        console.print(
+            f"attention calibration: [{style}]{calibration['status']}[/] "
+            + escape(f"({calibration['detail']}){hint}")
+        )

@@ -219,6 +219,27 @@ class DownloadError(InstallerError):
     default_hint = "Check the URL in the manifest, and the token for gated files."
 
 
+class FileConflictError(InstallerError):
+    """A download would replace a different file of the same name, so it stopped.
+
+    Cause: a model manifest names a file that already exists in `models/<kind>/`
+    with other content (your own file, or another model of that name), and the
+    manifest gives no sha256 to tell which one is right. Your file is kept as it
+    is; nothing was downloaded over it.
+    Fix: add the entry's sha256 to the manifest (a file that does not match it is
+    then moved aside, never deleted), give the entry another `filename`, or pass
+    `--replace` to `comfy-install models download` to move your file aside under
+    a name that says so.
+    """
+
+    code = "file-conflict"
+    exit_code = ExitCode.STEP_FAILED
+    default_hint = (
+        "Add the file's sha256 to the manifest, give the entry another filename, or "
+        "pass --replace to move the existing file aside (it is renamed, never deleted)."
+    )
+
+
 class IntegrityError(InstallerError):
     """A downloaded or local file does not match its recorded checksum.
 

@@ -104,6 +104,10 @@ def gpu_override(cc: str, cuda_driver: str | None) -> GpuReport:
     return GpuReport("override", f"given on the command line ({reason})", (gpu,), None, cuda_driver)
 
 
+GPU_NONE_REASON = "--gpu none: planning for the CPU"
+"""The reason of the report for `--gpu none`: the gpu step records it, and `launch` reads it."""
+
+
 def no_gpu(reason: str) -> GpuReport:
     """Return a report with no GPU and the reason (``--gpu none``).
 
@@ -132,6 +136,29 @@ class Tool:
 
 
 @dataclass(frozen=True)
+class TargetDir:
+    """Where an install would write, read before anything is written (for the preflight checks).
+
+    Attributes:
+        path: DIR.
+        exists: DIR exists.
+        is_dir: DIR exists and is a directory.
+        nearest: The nearest existing path on the way to `DIR/.comfy-install` (that folder
+            itself, DIR, or the ancestor of DIR the install would create folders in).
+        nearest_is_dir: ``nearest`` is a directory (not a file in the way).
+        writable: New entries can be made in ``nearest`` (write and search permission, and a
+            file system that is not read-only), as the operating system's `access` says.
+    """
+
+    path: str
+    exists: bool
+    is_dir: bool
+    nearest: str
+    nearest_is_dir: bool
+    writable: bool
+
+
+@dataclass(frozen=True)
 class Environment:
     """The machine the installer runs on, as far as planning needs it."""
 
@@ -146,6 +173,8 @@ class Environment:
     uv: Tool
     compiler: Tool
     nvcc: Tool
+    target: TargetDir | None = None
+    """Where DIR would be written (None: not looked at)."""
 
 
 def pure_path(platform: str, *parts: str | PurePath) -> PurePath:

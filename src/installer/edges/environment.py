@@ -15,12 +15,13 @@ import os
 import platform as _platform
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from installer.core.facts import Environment, Tool
+from installer.core.facts import Environment, TargetDir, Tool
 
 
 def current_platform() -> str:
@@ -52,6 +53,44 @@ def free_disk_bytes(path: Path) -> tuple[int | None, Path]:
         return shutil.disk_usage(probe).free, probe
     except OSError:
         return None, probe
+
+
+def probe_target_dir(install_dir: Path) -> TargetDir:
+    """Look at where an install into ``install_dir`` would write, writing nothing.
+
+    The install creates `DIR/.comfy-install` first (with DIR and any missing parents), so
+    the nearest existing path on the way there decides: it must be a directory in which
+    new entries can be made.
+
+    Args:
+        install_dir: DIR; it need not exist.
+
+    Returns:
+        What the preflight checks of the plan need to know.
+    """
+    path = install_dir.absolute()
+    nearest = path / ".comfy-install"
+    while _mode(nearest) is None and nearest != nearest.parent:
+        nearest = nearest.parent
+    own, found = _mode(path), _mode(nearest)
+    nearest_is_dir = found is not None and stat.S_ISDIR(found)
+    effective = os.access in os.supports_effective_ids
+    return TargetDir(
+        path=str(path),
+        exists=own is not None,
+        is_dir=own is not None and stat.S_ISDIR(own),
+        nearest=str(nearest),
+        nearest_is_dir=nearest_is_dir,
+        writable=nearest_is_dir and os.access(nearest, os.W_OK | os.X_OK, effective_ids=effective),
+    )
+
+
+def _mode(path: Path) -> int | None:
+    """Return the mode of what ``path`` names (links followed), None when it cannot be seen."""
+    try:
+        return path.stat().st_mode
+    except (OSError, ValueError):
+        return None
 
 
 def _run_version(name: str, path: str | None, args: list[str], pattern: str) -> Tool:
@@ -153,6 +192,7 @@ def detect_environment(target_dir: Path, *, probe_build_tools: bool = True) -> E
         uv=detect_uv(),
         compiler=detect_compiler(platform) if probe_build_tools else Tool("compiler"),
         nvcc=detect_nvcc() if probe_build_tools else Tool("nvcc"),
+        target=probe_target_dir(target_dir),
     )
 
 

@@ -1,49 +1,66 @@
-"""What a launch depends on, read from the machine: GPU, torch, SageAttention, the shim's state.
+"""What a launch depends on, read from the machine: GPU, torch, attention packages, calibration.
 
 [`gather_facts`][installer.launch.facts.gather_facts] reads them into the plain
 [`LaunchFacts`][installer.plan.launch.LaunchFacts] that
-[`plan_launch`][installer.plan.launch.plan_launch] decides from.
-[`probe_sage`][installer.launch.facts.probe_sage] asks the venv's Python whether
-`sageattention` and `triton` can be found, without importing them.
+[`plan_launch`][installer.plan.launch.plan_launch] decides from, with the state of
+the tuning shim and the install's calibration.
+[`probe_attention`][installer.launch.facts.probe_attention] asks the venv's Python
+for the installed versions of torch and the attention packages, without
+importing them (the calibration is checked against them).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from installer.core.calibration import WATCHED_DISTRIBUTIONS
 from installer.core.errors import EnvironmentUnsupportedError
+from installer.core.facts import GpuReport
 from installer.edges.environment import current_platform, site_packages_dirs
 from installer.edges.gpu import detect_gpus
 from installer.edges.probe import installed_torch, layout
+from installer.edges.state import read_state
+from installer.launch.calibration import read_calibration
 from installer.launch.shim import shim_status
 from installer.plan.launch import LaunchFacts, LaunchRequest
-from installer.plan.launch_attention import SAGE_MIN_CC, SageProbe
+from installer.plan.launch_attention import AttentionProbe, CalibrationState, calibration_state
+from installer.plan.launch_device import cpu_install_reason
 from installer.plan.launch_settings import MARKER_ENV
 
-_SAGE_PROBE = (
-    "import importlib.util as u; "
-    "print(int(bool(u.find_spec('sageattention'))), int(bool(u.find_spec('triton'))))"
-)
+_VERSIONS_PROBE = """
+import importlib.metadata as m, json, sys
+found = {}
+for name in sys.argv[1:]:
+    try:
+        found[name] = m.version(name)
+    except m.PackageNotFoundError:
+        found[name] = None
+print(json.dumps(found))
+"""
 
 
-def probe_sage(venv_python: Path, environ: Mapping[str, str] | None = None) -> SageProbe | None:
-    """Ask the venv's Python whether `sageattention` and `triton` can be found (no import).
+def probe_attention(
+    venv_python: Path, environ: Mapping[str, str] | None = None
+) -> AttentionProbe | None:
+    """Ask the venv's Python for the versions of torch and the attention packages (no import).
 
     Args:
         venv_python: The venv's interpreter.
         environ: Environment for the check (default: this process's).
 
     Returns:
-        What was found, or None when the interpreter did not answer.
+        The versions (None for a package that is not installed), or None when
+        the interpreter did not answer.
     """
     env = dict(os.environ if environ is None else environ)
     env.pop(MARKER_ENV, None)
     try:
         done = subprocess.run(
-            [str(venv_python), "-c", _SAGE_PROBE],
+            [str(venv_python), "-c", _VERSIONS_PROBE, *WATCHED_DISTRIBUTIONS],
             capture_output=True,
             text=True,
             timeout=60,
@@ -52,16 +69,22 @@ def probe_sage(venv_python: Path, environ: Mapping[str, str] | None = None) -> S
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    words = done.stdout.split()
-    if done.returncode != 0 or len(words) != 2:
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
         return None
-    return SageProbe(sageattention=words[0] == "1", triton=words[1] == "1")
+    try:
+        versions = json.loads(lines[-1])
+    except ValueError:
+        return None
+    if not isinstance(versions, dict):
+        return None
+    return AttentionProbe({str(k): None if v is None else str(v) for k, v in versions.items()})
 
 
 def gather_facts(
     request: LaunchRequest, platform: str | None = None, environ: Mapping[str, str] | None = None
 ) -> LaunchFacts:
-    """Read what a launch depends on: GPU, torch, SageAttention and the shim's state.
+    """Read what a launch depends on: GPU, torch, attention, calibration, shim, recorded GPU.
 
     Args:
         request: The command-line request.
@@ -86,19 +109,44 @@ def gather_facts(
     gpu = detect_gpus()
     sites = site_packages_dirs(paths["venv"], platform)
     site = sites[0] if sites else None
-    cc = gpu.planning_cc
-    sage = (
-        probe_sage(python, environ)
-        if request.tune and cc is not None and cc >= SAGE_MIN_CC
-        else None
-    )
+    wanted = request.tune and gpu.planning_cc is not None
+    attention = probe_attention(python, environ) if wanted else None
     return LaunchFacts(
         platform=platform,
         venv_python=python,
         comfyui_dir=comfyui,
         gpu=gpu,
         torch=installed_torch(paths["venv"], platform),
-        sage=sage,
+        attention=attention,
+        calibration=read_calibration(request.install_dir) if request.tune else None,
         shim=shim_status(site),
         site_packages=site,
+        cpu_install=_cpu_install(request.install_dir),
     )
+
+
+def _cpu_install(install_dir: Path) -> str | None:
+    """Return why the install was made for the CPU (`--gpu none` in its state), else None."""
+    state, _problem = read_state(install_dir)
+    record = state.done("gpu") if state is not None else None
+    return cpu_install_reason(record.outputs if record is not None else None)
+
+
+def check_calibration(install_dir: Path, gpu: GpuReport) -> CalibrationState:
+    """Check the install's calibration against this machine now (for `status` and `doctor`).
+
+    The venv is asked for its package versions only when there is a calibration to check.
+
+    Args:
+        install_dir: DIR, the install directory.
+        gpu: The GPUs detected now.
+
+    Returns:
+        Whether `launch` would route by it, and why not.
+    """
+    read = read_calibration(install_dir)
+    probe = None
+    if read.calibration is not None:
+        python = layout(install_dir, current_platform())["venv_python"]
+        probe = probe_attention(python) if python.is_file() else None
+    return calibration_state(read, probe, gpu, install_dir)

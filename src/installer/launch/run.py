@@ -5,7 +5,8 @@ gathers the facts ([`installer.launch.facts`][installer.launch.facts]), plans
 ([`plan_launch`][installer.plan.launch.plan_launch]) and runs
 ([`run_comfyui`][installer.launch.run.run_comfyui]): refuse a second ComfyUI from
 the same DIR and a port in use, install the tuning shim when in-process tuning is
-wanted, start ComfyUI in its own process group with its output teed to
+wanted (and write the attention routing table it follows), start ComfyUI in its
+own process group with its output teed to
 `DIR/.comfy-install/logs/comfyui-<stamp>.log`, wait for `GET /object_info`, and
 on Ctrl-C stop it (SIGINT, then terminate, then kill). With `background` it
 records `DIR/.comfy-install/comfyui.pid` and returns once ComfyUI is ready;
@@ -31,6 +32,7 @@ from installer.core.errors import (
 )
 from installer.core.log import InstallerLogger
 from installer.edges.state import state_dir as install_state_dir
+from installer.launch.calibration import write_routes
 from installer.launch.facts import gather_facts
 from installer.launch.output import Output, file_tail, finish_output, new_log_path, pump
 from installer.launch.ports import check_port
@@ -99,6 +101,8 @@ def log_plan(plan: LaunchPlan, facts: LaunchFacts, log: InstallerLogger) -> None
         log.info(line)
     for status, line in describe_tunings(plan):
         (log.debug if status == "off" else log.info)(f"tuning {line}")
+    if plan.attention is not None and plan.attention.warning:
+        log.warn(plan.attention.warning)
     log.debug(f"$ {plan.command_line()}")
 
 
@@ -152,6 +156,11 @@ def run_comfyui(
             log.warn(f"in-process tuning is skipped: the tuning shim is {status}")
         elif facts.shim != "current":
             log.debug(f"wrote the tuning shim ({SHIM_MODULE}.py/.pth) to {facts.site_packages}")
+    attention = plan.attention
+    if attention is not None and attention.routes is not None and attention.routes_path:
+        Path(attention.routes["counts_file"]).unlink(missing_ok=True)
+        write_routes(attention.routes_path, attention.routes)
+        log.debug(f"wrote the attention routing table to {attention.routes_path}")
     log_path = new_log_path(state_dir)
     log.attach_file(log_path)
     log_plan(plan, facts, log)

@@ -1,10 +1,12 @@
-"""The runtime tuning shim in the venv: its two files, their state, and writing them.
+"""The runtime tuning shim in the venv: its three files, their state, and writing them.
 
 `launch` copies [`installer.launch.shim_module`][installer.launch.shim_module] into
 the venv's site-packages as `comfy_install_tuning.py`, next to a one-line
 `comfy_install_tuning.pth` that activates it only when `COMFY_INSTALL_TUNING` is
-set. The module is read as text from the package, never imported here. A file of
-that name that comfy-install did not write is never replaced.
+set, and the attention router [`installer.launch.shim_attention`][installer.launch.shim_attention]
+as `comfy_install_attention.py`. The modules are read as text from the package,
+never imported here. A file of those names that comfy-install did not write is
+never replaced.
 """
 
 from __future__ import annotations
@@ -16,13 +18,24 @@ from installer.plan.launch import SHIM_MODULE, ShimStatus
 from installer.plan.launch_settings import MARKER_ENV
 
 SHIM_MARKER = "# comfy-install runtime tuning shim"
+ROUTER_MARKER = "# comfy-install attention router"
+ROUTER_MODULE = "comfy_install_attention"
+
+
+def _source(name: str) -> str:
+    from importlib.resources import files
+
+    return files("installer.launch").joinpath(name).read_text(encoding="utf-8")
 
 
 def shim_source() -> str:
     """Return the source of the tuning shim as it is written into the venv."""
-    from importlib.resources import files
+    return _source("shim_module.py")
 
-    return files("installer.launch").joinpath("shim_module.py").read_text(encoding="utf-8")
+
+def router_source() -> str:
+    """Return the source of the attention router as it is written into the venv."""
+    return _source("shim_attention.py")
 
 
 def shim_pth() -> str:
@@ -33,16 +46,29 @@ def shim_pth() -> str:
     )
 
 
-def shim_paths(site_packages: Path) -> tuple[Path, Path]:
-    """Return the shim module and its `.pth` file inside ``site_packages``.
+def shim_paths(site_packages: Path) -> tuple[Path, Path, Path]:
+    """Return the shim module, its `.pth` file and the attention router inside ``site_packages``.
 
     Args:
         site_packages: The venv's site-packages folder.
 
     Returns:
-        ``(module, pth)``: where the two files are, whether or not they exist.
+        ``(module, pth, router)``: where the three files are, whether or not they exist.
     """
-    return site_packages / f"{SHIM_MODULE}.py", site_packages / f"{SHIM_MODULE}.pth"
+    return (
+        site_packages / f"{SHIM_MODULE}.py",
+        site_packages / f"{SHIM_MODULE}.pth",
+        site_packages / f"{ROUTER_MODULE}.py",
+    )
+
+
+def _wanted(site_packages: Path) -> dict[Path, tuple[str, str]]:
+    module, pth, router = shim_paths(site_packages)
+    return {
+        module: (shim_source(), SHIM_MARKER),
+        pth: (shim_pth(), SHIM_MARKER),
+        router: (router_source(), ROUTER_MARKER),
+    }
 
 
 def shim_status(site_packages: Path | None) -> ShimStatus:
@@ -57,20 +83,22 @@ def shim_status(site_packages: Path | None) -> ShimStatus:
     """
     if site_packages is None or not site_packages.is_dir():
         return "unavailable"
-    wanted = (shim_source(), shim_pth())
-    found: list[str | None] = []
-    for path in shim_paths(site_packages):
+    current, missing = True, True
+    for path, (wanted, marker) in _wanted(site_packages).items():
         try:
-            found.append(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            found.append(None)
+            current = False
+            continue
         except OSError:
             return "foreign"
-    if any(text is not None and not text.startswith(SHIM_MARKER) for text in found):
-        return "foreign"
-    if tuple(found) == wanted:
+        if not text.startswith(marker):
+            return "foreign"
+        missing = False
+        current = current and text == wanted
+    if current:
         return "current"
-    return "missing" if all(text is None for text in found) else "outdated"
+    return "missing" if missing else "outdated"
 
 
 def ensure_shim(site_packages: Path) -> ShimStatus:
@@ -90,8 +118,7 @@ def ensure_shim(site_packages: Path) -> ShimStatus:
     """
     status = shim_status(site_packages)
     if status in ("missing", "outdated"):
-        module, pth = shim_paths(site_packages)
-        atomic_write_text(module, shim_source())
-        atomic_write_text(pth, shim_pth())
+        for path, (text, _) in _wanted(site_packages).items():
+            atomic_write_text(path, text)
         return "current"
     return status

@@ -22,8 +22,13 @@ that import (its `cudaMallocAsync` allocator, `--cuda-device`) is kept, and a
 process that never imports torch never pays for it. With
 `ENABLE_TORCH_COMPILE=1` it puts `COMFY_TORCH_COMPILE(model, **overrides)` in
 `builtins`, a `torch.compile` with the configured backend, mode, fullgraph and
-dynamic settings, for nodes to use. Every failure is caught and reported on
-stderr as one line: the shim can never stop ComfyUI from starting.
+dynamic settings, for nodes to use. With `COMFY_INSTALL_ATTENTION_ROUTES` set
+(a routing table from `comfy-install tune`'s calibration) a second hook waits
+for `comfy.ldm.modules.attention` and hands it to the attention router
+(`comfy_install_attention`, [`shim_attention`][installer.launch.shim_attention]),
+which sends each attention call to the backend measured fastest for its shape.
+Every failure is caught and reported on stderr as one line: the shim can never
+stop ComfyUI from starting.
 
 The file must run on every Python the venv may have (3.10 and newer) and may
 import nothing but the standard library.
@@ -44,9 +49,13 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from typing import Any
 
-SHIM_VERSION = 1
+SHIM_VERSION = 2
 MARKER_ENV = "COMFY_INSTALL_TUNING"
 COMPILE_BUILTIN = "COMFY_TORCH_COMPILE"
+ROUTES_ENV = "COMFY_INSTALL_ATTENTION_ROUTES"
+ROUTER_MODULE = "comfy_install_attention"
+"""The attention router's name in the venv (the shipped `shim_attention`)."""
+ATTENTION_MODULE = "comfy.ldm.modules.attention"
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -194,15 +203,18 @@ def _say(message: str) -> None:
         pass
 
 
-class TorchImportHook:
-    """A one-shot `sys.meta_path` finder that runs a callback right after torch is imported."""
+class ImportHook:
+    """A one-shot `sys.meta_path` finder that runs a callback right after a module is imported."""
 
-    def __init__(self, callback: Callable[[types.ModuleType], None]) -> None:
+    def __init__(self, fullname: str, callback: Callable[[types.ModuleType], None]) -> None:
         """Create the hook.
 
         Args:
-            callback: Called with the torch module once its `__init__` has run.
+            fullname: The module to watch, e.g. ``torch``.
+            callback: Called with the module once it has executed, before the
+                import statement that loaded it returns.
         """
+        self._fullname = fullname
         self._callback = callback
 
     def find_spec(
@@ -211,7 +223,7 @@ class TorchImportHook:
         path: Sequence[str] | None,
         target: types.ModuleType | None = None,
     ) -> Any:
-        """Find torch with the other finders and wrap its loader; ignore every other module.
+        """Find the watched module with the other finders and wrap its loader; ignore the rest.
 
         Args:
             fullname: The module being imported.
@@ -219,10 +231,10 @@ class TorchImportHook:
             target: The module being reloaded, if any.
 
         Returns:
-            torch's spec with a loader that calls the callback after executing
-            the module, or None (let the other finders answer).
+            The watched module's spec with a loader that calls the callback
+            after executing the module, or None (let the other finders answer).
         """
-        if fullname != "torch":
+        if fullname != self._fullname:
             return None
         self.remove()
         try:
@@ -230,9 +242,9 @@ class TorchImportHook:
             loader = getattr(spec, "loader", None) if spec is not None else None
             if loader is None or not hasattr(loader, "exec_module"):
                 return spec
-            _wrap_exec_module(loader, self._callback)
+            _wrap_exec_module(loader, self._callback, fullname)
         except Exception as exc:
-            _say(f"could not watch the torch import ({type(exc).__name__}: {exc})")
+            _say(f"could not watch the import of {fullname} ({type(exc).__name__}: {exc})")
             return None
         return spec
 
@@ -257,21 +269,45 @@ def _find_with_others(
     return None
 
 
-def _wrap_exec_module(loader: Any, callback: Callable[[types.ModuleType], None]) -> None:
+def _wrap_exec_module(
+    loader: Any, callback: Callable[[types.ModuleType], None], fullname: str
+) -> None:
     original = loader.exec_module
 
     def exec_module(module: types.ModuleType) -> None:
         try:
             original(module)
         finally:
-            # The loader instance belongs to torch's spec: give it its own method back.
+            # The loader instance belongs to the module's spec: give it its own method back.
             vars(loader).pop("exec_module", None)
         try:
             callback(module)
         except Exception as exc:
-            _say(f"tuning failed after importing torch ({type(exc).__name__}: {exc})")
+            _say(f"tuning failed after importing {fullname} ({type(exc).__name__}: {exc})")
 
     loader.exec_module = exec_module
+
+
+def watch_import(fullname: str, callback: Callable[[types.ModuleType], None]) -> None:
+    """Run ``callback`` right after ``fullname`` is imported (now, if it already was).
+
+    Args:
+        fullname: The module to watch.
+        callback: Called with the module.
+    """
+    if fullname in sys.modules:
+        callback(sys.modules[fullname])
+    else:
+        sys.meta_path.insert(0, ImportHook(fullname, callback))
+
+
+def _route_attention(module: types.ModuleType, environ: Mapping[str, str]) -> None:
+    try:
+        router = importlib.import_module(ROUTER_MODULE)
+    except Exception as exc:
+        _say(f"attention routing skipped: {ROUTER_MODULE} cannot be imported ({exc})")
+        return
+    _say(router.attach(module, environ))
 
 
 def _is_comfyui(argv: Sequence[str]) -> bool:
@@ -311,11 +347,9 @@ def activate(environ: Mapping[str, str] | None = None, argv: Sequence[str] | Non
             _say(f"{COMPILE_BUILTIN} is available to nodes ({shown})")
         wanted = ("ENABLE_TF32", "ENABLE_CUDNN_BENCHMARK", "MATMUL_PRECISION")
         if any((env.get(name) or "").strip() for name in wanted):
-            if "torch" in sys.modules:
-                _report(apply_torch_settings(sys.modules["torch"], env))
-            else:
-                hook = TorchImportHook(lambda torch: _report(apply_torch_settings(torch, env)))
-                sys.meta_path.insert(0, hook)
+            watch_import("torch", lambda torch: _report(apply_torch_settings(torch, env)))
+        if (env.get(ROUTES_ENV) or "").strip():
+            watch_import(ATTENTION_MODULE, lambda module: _route_attention(module, env))
         return True
     except Exception as exc:
         _say(f"runtime tuning skipped ({type(exc).__name__}: {exc})")

@@ -2,10 +2,12 @@
 
 The requests come from [`plan_model_downloads`][installer.plan.models.plan_model_downloads];
 [`fetch_planned_models`][installer.models.downloads.fetch_planned_models] is the one place both
-`comfy-install models download` and install step 12 hand them to the downloader. What happens to
-a file already at a planned place is decided here: today the downloader keeps it when its sha256
-matches and fetches it again otherwise; a policy for a different existing file (a conflict,
-moving the old file aside) belongs in this module, before the requests are handed over.
+`comfy-install models download` and install step 12 hand them to the downloader, with the rule
+for a file already at a planned place:
+[`ModelFilePolicy`][installer.plan.model_files.ModelFilePolicy]. It keeps the right file, moves
+a wrong one aside once the right one is verified, and stops with a
+[`FileConflictError`][installer.core.errors.FileConflictError] rather than replace a file that
+no sha256 tells apart. A user's file is never deleted or written over.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from installer.edges.download.api import download_files
+from installer.plan.model_files import ModelFilePolicy
 from installer.plan.models import PlannedModel, plan_model_downloads
 
 if TYPE_CHECKING:
@@ -30,6 +33,8 @@ def fetch_planned_models(
     log: InstallerLogger,
     jobs: int = 4,
     allow_unverified: bool = False,
+    replace: bool = False,
+    replace_how: str = "pass --replace",
 ) -> list[DownloadResult]:
     """Download the planned model files, ``jobs`` at a time; files already right are skipped.
 
@@ -39,11 +44,18 @@ def fetch_planned_models(
         log: Progress bars on a terminal, one line per file otherwise.
         jobs: Transfers at a time.
         allow_unverified: Accept entries without a sha256.
+        replace: Move a different file of an entry without a sha256 aside instead of
+            stopping (`--replace`).
+        replace_how: How the user asks for ``replace`` in this command (said in the
+            hint of a conflict).
 
     Returns:
-        One result per planned file, in order.
+        One result per planned file, in order; `moved_aside` says where a file that
+        was in the way went.
 
     Raises:
+        FileConflictError: A different file has a planned name and no sha256 says
+            which one is right (it is kept; the other files still download).
         IntegrityError: A file whose hash or size is wrong.
         NetworkError: A server stayed unreachable or kept failing.
         DownloadError: A server refused a file, or a URL breaks the policy.
@@ -55,6 +67,7 @@ def fetch_planned_models(
         log=log,
         jobs=jobs,
         allow_unverified=allow_unverified,
+        existing=ModelFilePolicy(replace=replace, replace_how=replace_how),
     )
 
 
@@ -65,6 +78,7 @@ def download_models(
     log: InstallerLogger,
     jobs: int = 4,
     allow_unverified: bool = False,
+    replace_how: str = "pass --replace",
 ) -> list[Path]:
     """Download model files into `models_dir/<kind>/`, verified, ``jobs`` at a time.
 
@@ -78,12 +92,16 @@ def download_models(
         log: Progress bars on a terminal, one line per file otherwise.
         jobs: Transfers at a time.
         allow_unverified: Accept entries without a sha256.
+        replace_how: What the user can do to move a file in the way aside (said in
+            the hint of a conflict); this function itself never does without a sha256.
 
     Returns:
         The final path of each file, in the order of ``entries``.
 
     Raises:
         ConfigError: A bad entry (unknown kind, unsafe file name, duplicate).
+        FileConflictError: A different file has a planned name and no sha256 says
+            which one is right (it is kept).
         IntegrityError: An entry without sha256 (unless allowed), or a file
             whose hash or size is wrong.
         NetworkError: A server stayed unreachable or kept failing.
@@ -92,5 +110,11 @@ def download_models(
         UsageError: ``jobs`` below 1.
     """
     planned = plan_model_downloads(entries, models_dir, allow_unverified=allow_unverified)
-    results = fetch_planned_models(planned, log=log, jobs=jobs, allow_unverified=allow_unverified)
+    results = fetch_planned_models(
+        planned,
+        log=log,
+        jobs=jobs,
+        allow_unverified=allow_unverified,
+        replace_how=replace_how,
+    )
     return [result.path for result in results]

@@ -5,7 +5,9 @@ detected environment and GPUs, the command-line options and what the install
 directory already holds, and returns a [`Plan`][installer.plan.model.Plan] without
 doing any I/O. The plan lists the 13 steps with `run`, `skip` or `done` and
 the reason for each, the torch build and index and why, and for step 10 every
-package and wheel with what will be installed or why not. `--dry-run` renders
+package and wheel with what will be installed or why not, and in `blocking` what would
+stop the install before its first step
+([`preflight_blockers`][installer.plan.preflight.preflight_blockers]). `--dry-run` renders
 it; `--json` prints it (the `data` of the JSON envelope); the executor runs
 exactly it.
 
@@ -45,6 +47,7 @@ from installer.plan.model import (
     parse_steps,
 )
 from installer.plan.optimizations import PlannedOptimization
+from installer.plan.preflight import preflight_blockers
 
 
 def _gpu_plan(gpu: GpuReport) -> GpuPlan:
@@ -194,6 +197,12 @@ def build_plan(
     )
     optimizations: list[PlannedOptimization] = drafts.pop("_optimizations").inputs["planned"]
     steps = decide_steps(drafts, probe, only, skip, force)
+    blocking = preflight_blockers(
+        env,
+        platform=platform,
+        will_run={step.id for step in steps if step.action == "run"},
+        min_free_gb=min_free,
+    )
     return Plan(
         platform=platform,
         install_dir=str(root),
@@ -215,6 +224,7 @@ def build_plan(
         models=len(deps.models),
         steps=steps,
         warnings=warnings,
+        blocking=blocking,
     )
 
 

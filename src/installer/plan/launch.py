@@ -3,7 +3,8 @@
 [`plan_launch`][installer.plan.launch.plan_launch] turns the request (port,
 `--no-tune`, ComfyUI arguments), the facts about the machine
 ([`LaunchFacts`][installer.plan.launch.LaunchFacts]: GPU report, installed torch,
-whether SageAttention can be found, the state of the tuning shim) and the user's
+the attention packages in the venv, the install's calibration, the state of the
+tuning shim) and the user's
 environment into a [`LaunchPlan`][installer.plan.launch.LaunchPlan]: the exact
 command, the variables to set, and one
 [`Tuning`][installer.plan.launch_tunings.Tuning] per optimization with its status
@@ -18,9 +19,10 @@ The tunings: the CUDA allocator's `expandable_segments:True` (in
 `PYTORCH_CUDA_ALLOC_CONF` deprecated; in `PYTORCH_CUDA_ALLOC_CONF` before), TF32
 and `MATMUL_PRECISION=high` on compute capability 8.0 and newer, the cuDNN
 autotuner, opt-in torch.compile for nodes (`ENABLE_TORCH_COMPILE=1`)
-([`installer.plan.launch_tunings`][installer.plan.launch_tunings]), and
-`--use-sage-attention` when SageAttention and Triton can be imported and the
-GPU has compute capability 8.0 or newer
+([`installer.plan.launch_tunings`][installer.plan.launch_tunings]), and attention
+routed by measurement: each attention call goes to the backend `comfy-install tune`
+measured fastest for its shape on this GPU, SDPA everywhere else, and an
+installed xformers that was not measured faster is kept from being picked
 ([`installer.plan.launch_attention`][installer.plan.launch_attention]).
 
 Two interactions with ComfyUI's own allocator choice, seen with torch 2.11 on
@@ -43,7 +45,14 @@ from typing import Any, Literal
 
 from installer.core.errors import UsageError
 from installer.core.facts import GpuReport, TorchInstalled
-from installer.plan.launch_attention import SageProbe, decide_sage
+from installer.plan.launch_attention import (
+    AttentionChoice,
+    AttentionProbe,
+    CalibrationRead,
+    decide_attention,
+    decide_xformers,
+)
+from installer.plan.launch_device import decide_device
 from installer.plan.launch_settings import (
     EXTRA_ARGS_ENV,
     MARKER_ENV,
@@ -96,9 +105,12 @@ class LaunchFacts:
     comfyui_dir: Path
     gpu: GpuReport
     torch: TorchInstalled | None = None
-    sage: SageProbe | None = None
+    attention: AttentionProbe | None = None
+    calibration: CalibrationRead | None = None
     shim: ShimStatus = "missing"
     site_packages: Path | None = None
+    cpu_install: str | None = None
+    """Why the install was made for the CPU, as its gpu step recorded it (`--gpu none`)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,8 @@ class LaunchPlan:
     warmup: bool
     needs_shim: bool
     platform: str
+    attention: AttentionChoice | None = None
+    """The routing decision, with the table the launch writes for the shim."""
 
     def environment(self, base: Mapping[str, str]) -> dict[str, str]:
         """Return the child's full environment: ``base`` plus the variables set here.
@@ -137,7 +151,7 @@ class LaunchPlan:
         """Return the tuning called ``name``, if the plan has one.
 
         Args:
-            name: The tuning's name, e.g. `tf32`, `allocator` or `sage-attention`.
+            name: The tuning's name, e.g. `tf32`, `allocator` or `attention`.
         """
         return next((t for t in self.tunings if t.name == name), None)
 
@@ -155,6 +169,17 @@ class LaunchPlan:
             "user_env": dict(self.user_env),
             "tunings": [asdict(t) for t in self.tunings],
             "needs_shim": self.needs_shim,
+            "attention": None
+            if self.attention is None
+            else {
+                "status": self.attention.tuning.status,
+                "reason": self.attention.tuning.reason,
+                "details": list(self.attention.details),
+                "routes_file": str(self.attention.routes_path)
+                if self.attention.routes_path
+                else None,
+                "routes": self.attention.routes,
+            },
         }
 
 
@@ -217,28 +242,41 @@ def plan_launch(
         *split_extra_args(user.get(EXTRA_ARGS_ENV, ""), facts.platform),
         *request.extra_args,
     )
-    gpu = GpuReport("none", CPU_ONLY) if find_option(comfy_args, "--cpu")[0] else facts.gpu
+    device = decide_device(facts.gpu, facts.torch, facts.cpu_install, comfy_args)
+    # A GPU that ComfyUI will not use (--cpu, ours or the user's) gets no GPU tunings.
+    on_cpu = find_option(comfy_args, "--cpu")[0] or (device.status == "on" and facts.gpu.has_nvidia)
+    gpu = GpuReport("none", CPU_ONLY) if on_cpu else facts.gpu
     tf32 = decide_tf32(request.tune, gpu, user)
+    attention = decide_attention(
+        request.tune, gpu, facts.attention, facts.calibration, comfy_args, user
+    )
     in_process = _apply_shim_limits(
         [
             tf32,
             decide_cudnn_benchmark(request.tune, gpu, user, comfy_args),
             decide_matmul_precision(request.tune, tf32, user),
             *decide_compile(request.tune, user),
+            attention.tuning,
         ],
         request.tune,
         facts,
         user,
     )
+    routing = in_process[-1]
+    if routing.status != "on":
+        attention = replace(attention, tuning=routing, routes=None, routes_path=None)
     native = decide_cuda_malloc(in_process, comfy_args)
     native_allocator = find_option(comfy_args, "--disable-cuda-malloc")[0] or (
         native is not None and native.status == "on"
     )
     tunings = [
+        device,
         decide_allocator(request.tune, gpu, facts.torch, facts.platform, user, native_allocator),
         *in_process,
         *([native] if native is not None else []),
-        decide_sage(request.tune, gpu, facts.sage, comfy_args),
+        decide_xformers(
+            request.tune, gpu, facts.attention, facts.calibration, attention.routed, comfy_args
+        ),
     ]
     needs_shim = any(_needs_shim(t) for t in tunings)
 
@@ -288,6 +326,7 @@ def plan_launch(
         warmup=warmup,
         needs_shim=needs_shim,
         platform=facts.platform,
+        attention=attention,
     )
 
 
@@ -358,6 +397,8 @@ def describe_tunings(plan: LaunchPlan) -> list[tuple[TuningStatus, str]]:
         label = {"on": "on", "user": "yours", "off": "off"}[tuning.status]
         shown = f" {what}" if what and tuning.status != "off" else ""
         lines.append((tuning.status, f"{tuning.name}: {label}{shown} ({tuning.reason})"))
+        if tuning.name == "attention" and plan.attention is not None:
+            lines += [(tuning.status, f"attention {line}") for line in plan.attention.details]
     return lines
 
 

@@ -1,80 +1,341 @@
-"""The attention decision of a launch: which attention ComfyUI runs with, and why.
+"""The attention decision of a launch: measured routing, never a rule.
 
-Today one rule: add `--use-sage-attention` when SageAttention and Triton can be
-found in the venv ([`SageProbe`][installer.plan.launch_attention.SageProbe], what
-[`probe_sage`][installer.launch.facts.probe_sage] found) and the lowest compute
-capability is 8.0 or newer, unless the user chose an attention flag. Pure, like
-the other decisions: the probe's result comes in as data. A measured choice
-(a calibration read by the launch) belongs here too.
+An attention kernel is used only where `comfy-install tune` measured it
+correct and faster than SDPA on this GPU, per call shape. With a calibration
+that still describes the machine
+([`stale_reasons`][installer.plan.calibration.stale_reasons] finds nothing),
+[`decide_attention`][installer.plan.launch_attention.decide_attention] turns
+its route tables into the routing table the shim in ComfyUI's process
+follows: per head dim and dtype, the bands of sequence lengths that go to
+another backend; every other call goes to SDPA. Without a usable calibration
+nothing is routed and ComfyUI keeps its default, SDPA.
+
+One more thing keeps that default: ComfyUI picks xformers by itself whenever
+it loads. [`decide_xformers`][installer.plan.launch_attention.decide_xformers]
+therefore adds `--disable-xformers` when xformers is installed but not routed
+(not measured, measured slower, or broken), and says which.
+
+The user's own attention flags always win: nothing is routed, nothing added.
+Pure: the calibration, the venv's package versions and the GPU report come in
+as data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
-from packaging.version import Version
-
+from installer.core.calibration import Calibration, MachineNow, backend_label
 from installer.core.facts import GpuReport
-from installer.plan.launch_settings import find_option
+from installer.plan.calibration import describe_table, stale_reasons
+from installer.plan.launch_settings import ROUTES_ENV, find_option
 from installer.plan.launch_tunings import Tuning, no_gpu_reason
 
-SAGE_MIN_CC = Version("8.0")
-# ComfyUI's attention choices are one argparse group: we add ours only when
-# the user chose none of them.
+ROUTES_FILE = "attention-routes.json"
+COUNTS_FILE = "attention-calls.json"
+ROUTES_SCHEMA_VERSION = 1
+FLUSH_EVERY = 500
+"""The shim writes its counters after this many calls (and at exit)."""
+DISABLE_XFORMERS = "--disable-xformers"
+# ComfyUI's attention choices are one argparse group (`--use-ck-attention` from
+# v0.33): with any of them the user chose, and nothing is routed or added.
 ATTENTION_FLAGS = (
     "--use-sage-attention",
     "--use-pytorch-cross-attention",
     "--use-split-cross-attention",
     "--use-quad-cross-attention",
     "--use-flash-attention",
+    "--use-ck-attention",
 )
 
 
 @dataclass(frozen=True)
-class SageProbe:
-    """Whether SageAttention and Triton can be found in the venv (not imported)."""
+class AttentionProbe:
+    """The installed versions of torch and the attention packages in the venv (not imported)."""
 
-    sageattention: bool
-    triton: bool
+    versions: Mapping[str, str | None]
+
+    def version(self, distribution: str) -> str | None:
+        """Return the installed version of ``distribution``, None when it is not installed.
+
+        Args:
+            distribution: A distribution name, e.g. ``xformers``.
+        """
+        return self.versions.get(distribution)
 
 
-def decide_sage(
-    tune: bool, gpu: GpuReport, sage: SageProbe | None, comfy_args: Sequence[str]
-) -> Tuning:
-    """Decide whether to add `--use-sage-attention`.
+@dataclass(frozen=True)
+class CalibrationRead:
+    """The install's calibration file as read: the calibration, nothing, or why not."""
+
+    path: Path
+    calibration: Calibration | None = None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class AttentionChoice:
+    """The routing decision: its tuning, the table for the shim, and lines for people."""
+
+    tuning: Tuning
+    routes: dict[str, Any] | None = None
+    """The routing table written for the shim (JSON-ready), when routing is on."""
+    routes_path: Path | None = None
+    details: tuple[str, ...] = ()
+    """One line per head dim and dtype: which backend at which lengths, measured how."""
+    warning: str | None = None
+    """Set when there is a calibration that cannot be used (stale or unreadable)."""
+
+    @property
+    def routed(self) -> frozenset[str]:
+        """The backends the table sends calls to (SDPA takes the rest)."""
+        if self.routes is None:
+            return frozenset()
+        return frozenset(
+            band["backend"] for route in self.routes["routes"] for band in route["bands"]
+        )
+
+
+def _label(calibration: Calibration, backend: str) -> str:
+    record = calibration.backend(backend)
+    return backend_label(backend, record.version if record is not None else None)
+
+
+def _chosen_flag(comfy_args: Sequence[str]) -> str | None:
+    chosen = [flag for flag in ATTENTION_FLAGS if find_option(comfy_args, flag)[0]]
+    return chosen[-1] if chosen else None
+
+
+def usable_calibration(
+    read: CalibrationRead | None, probe: AttentionProbe | None, gpu: GpuReport
+) -> tuple[Calibration | None, str]:
+    """Return the calibration when it describes this machine now, else None and why not.
+
+    Args:
+        read: The calibration file as read (None: not looked for).
+        probe: The venv's package versions (None: the venv could not be asked).
+        gpu: The GPU report now.
+
+    Returns:
+        ``(calibration, summary)`` when usable (the summary says when and on
+        what it was measured), else ``(None, reason)``.
+    """
+    if read is None or (read.calibration is None and read.problem is None):
+        where = read.path if read is not None else "DIR/.comfy-install/calibration.json"
+        return None, f"no calibration ({where} does not exist; `comfy-install tune DIR` makes it)"
+    if read.calibration is None:
+        return None, f"the calibration cannot be used: {read.problem}"
+    if probe is None:
+        return None, "the venv's packages could not be read, so the calibration cannot be checked"
+    calibration = read.calibration
+    now = MachineNow(
+        gpus=tuple((card.name, card.cc) for card in gpu.gpus),
+        driver=gpu.driver_version,
+        versions=probe.versions,
+    )
+    measured = calibration.measured_on
+    day = measured.measured_at[:10]
+    stale = stale_reasons(calibration, now)
+    if stale:
+        return None, (
+            f"the calibration of {day} is stale ({'; '.join(stale)}); "
+            "run `comfy-install tune DIR` again"
+        )
+    return calibration, f"measured {day} on this GPU, an {measured.gpu_name}"
+
+
+CalibrationStatus = Literal["fresh", "stale", "missing", "unreadable", "unchecked"]
+
+
+@dataclass(frozen=True)
+class CalibrationState:
+    """Whether the install's calibration can be used now, for `status` and `doctor`."""
+
+    status: CalibrationStatus
+    detail: str
+    hint: str | None = None
+
+
+def calibration_state(
+    read: CalibrationRead | None, probe: AttentionProbe | None, gpu: GpuReport, install_dir: Path
+) -> CalibrationState:
+    """Say whether the calibration describes this machine now, as `launch` will judge it.
+
+    Args:
+        read: The calibration file as read.
+        probe: The venv's package versions (None: the venv could not be asked).
+        gpu: The GPU report now.
+        install_dir: DIR, for the hint.
+
+    Returns:
+        ``fresh`` (with when and where it was measured), ``stale`` (with every
+        difference), ``missing``, ``unreadable`` or ``unchecked`` (the venv did not answer).
+    """
+    tune = f"comfy-install tune {install_dir}"
+    calibration, summary = usable_calibration(read, probe, gpu)
+    if calibration is not None:
+        routed = sum(1 for t in calibration.tables if any(b.backend != "sdpa" for b in t.bands))
+        return CalibrationState(
+            "fresh", f"{summary}; {routed} of {len(calibration.tables)} head dim/dtype pairs routed"
+        )
+    if read is None or (read.calibration is None and read.problem is None):
+        return CalibrationState("missing", summary, tune)
+    if read.calibration is None:
+        return CalibrationState("unreadable", summary, tune)
+    if probe is None:
+        return CalibrationState("unchecked", summary, None)
+    return CalibrationState("stale", summary, tune)
+
+
+def decide_attention(
+    tune: bool,
+    gpu: GpuReport,
+    probe: AttentionProbe | None,
+    read: CalibrationRead | None,
+    comfy_args: Sequence[str],
+    user: Mapping[str, str],
+) -> AttentionChoice:
+    """Decide how ComfyUI's attention calls are routed.
 
     Args:
         tune: Tuning on.
-        gpu: The GPU report (the lowest compute capability counts).
-        sage: What the venv has (None when it was not checked).
+        gpu: The GPU report (no GPU, or `--cpu`: nothing is routed).
+        probe: The venv's package versions, for the staleness check.
+        read: The install's calibration file as read.
+        comfy_args: The arguments ComfyUI will get from the user.
+        user: The launch variables the user set (their own routing table wins).
+
+    Returns:
+        The choice: ``on`` with the routing table and the variable naming
+        its file, ``user``, or ``off`` with the reason.
+    """
+    name = "attention"
+    if not tune:
+        return AttentionChoice(Tuning(name, "off", "--no-tune"))
+    if ROUTES_ENV in user:
+        return AttentionChoice(
+            Tuning(
+                name,
+                "user",
+                f"you set {ROUTES_ENV}: the shim routes by your table",
+                variable=ROUTES_ENV,
+                value=user[ROUTES_ENV],
+            )
+        )
+    flag = _chosen_flag(comfy_args)
+    if flag is not None:
+        return AttentionChoice(
+            Tuning(name, "user", f"you chose {flag}: nothing is routed", argument=flag)
+        )
+    if gpu.planning_cc is None:
+        return AttentionChoice(Tuning(name, "off", no_gpu_reason(gpu)))
+    calibration, summary = usable_calibration(read, probe, gpu)
+    if calibration is None or read is None:
+        exists = read is not None and (read.calibration is not None or read.problem is not None)
+        return AttentionChoice(
+            Tuning(name, "off", f"{summary}: ComfyUI's default (SDPA)"),
+            warning=f"attention is not routed: {summary}" if exists and probe else None,
+        )
+    disabled = {"xformers"} if find_option(comfy_args, DISABLE_XFORMERS)[0] else set()
+    routes: list[dict[str, Any]] = []
+    details: list[str] = []
+    for table in calibration.tables:
+        bands = [
+            {"min_tokens": b.min_tokens, "max_tokens": b.max_tokens, "backend": b.backend}
+            for b in table.bands
+            if b.backend != "sdpa" and b.backend not in disabled
+        ]
+        if bands:
+            routes.append({"head_dim": table.head_dim, "dtype": table.dtype, "bands": bands})
+        details.append(f"D={table.head_dim} {table.dtype}: {describe_table(table, calibration)}")
+    if not routes:
+        return AttentionChoice(
+            Tuning(
+                name,
+                "off",
+                f"SDPA measured fastest at every length ({summary}): ComfyUI's default",
+            ),
+            details=tuple(details),
+        )
+    path = read.path.with_name(ROUTES_FILE)
+    table_data: dict[str, Any] = {
+        "schema_version": ROUTES_SCHEMA_VERSION,
+        "calibrated_at": calibration.measured_on.measured_at,
+        "gpu": calibration.measured_on.gpu_name,
+        "counts_file": str(read.path.with_name(COUNTS_FILE)),
+        "flush_every": FLUSH_EVERY,
+        "routes": routes,
+    }
+    routed = sorted({str(band["backend"]) for route in routes for band in route["bands"]})
+    labels = ", ".join(_label(calibration, backend) for backend in routed)
+    reason = (
+        f"{labels} where measured faster, SDPA elsewhere ({summary}); "
+        f"{len(routes)} of {len(calibration.tables)} head dim/dtype pairs routed"
+    )
+    return AttentionChoice(
+        Tuning(name, "on", reason, variable=ROUTES_ENV, value=str(path)),
+        routes=table_data,
+        routes_path=path,
+        details=tuple(details),
+    )
+
+
+def decide_xformers(
+    tune: bool,
+    gpu: GpuReport,
+    probe: AttentionProbe | None,
+    read: CalibrationRead | None,
+    routed: frozenset[str],
+    comfy_args: Sequence[str],
+) -> Tuning:
+    """Decide whether to add `--disable-xformers`, so that ComfyUI keeps SDPA.
+
+    ComfyUI uses xformers for every attention call as soon as it loads;
+    unless routing sends calls to it (it measured faster there), an
+    installed xformers is turned off.
+
+    Args:
+        tune: Tuning on.
+        gpu: The GPU report.
+        probe: The venv's package versions (is xformers installed?).
+        read: The install's calibration file as read (why xformers is not routed).
+        routed: The backends the launch routes calls to (after the shim's limits).
         comfy_args: The arguments ComfyUI will get from the user.
 
     Returns:
-        The SageAttention tuning; ``argument`` is set when the flag is added.
+        The tuning; ``argument`` is `--disable-xformers` when it is added.
     """
-    name = "sage-attention"
+    name = "xformers"
     if not tune:
         return Tuning(name, "off", "--no-tune")
-    chosen = [flag for flag in ATTENTION_FLAGS if find_option(comfy_args, flag)[0]]
-    if chosen:
-        return Tuning(name, "user", f"you chose {chosen[-1]}", argument=chosen[-1])
-    cc = gpu.planning_cc
-    if cc is None:
+    if find_option(comfy_args, DISABLE_XFORMERS)[0]:
+        return Tuning(name, "user", "you chose it", argument=DISABLE_XFORMERS)
+    flag = _chosen_flag(comfy_args)
+    if flag is not None:
+        return Tuning(name, "off", f"you chose {flag}")
+    if gpu.planning_cc is None:
         return Tuning(name, "off", no_gpu_reason(gpu))
-    if cc < SAGE_MIN_CC:
-        return Tuning(name, "off", f"compute capability {cc} is below 8.0")
-    if sage is None:
-        return Tuning(name, "off", "the venv could not be checked for sageattention")
-    if not sage.sageattention:
-        return Tuning(name, "off", "sageattention is not installed in the venv")
-    if not sage.triton:
-        return Tuning(
-            name, "off", "sageattention is installed but triton is not (ComfyUI would fail)"
-        )
+    if probe is None:
+        return Tuning(name, "off", "the venv's packages could not be read")
+    version = probe.version("xformers")
+    if version is None:
+        return Tuning(name, "off", "xformers is not installed")
+    if "xformers" in routed:
+        return Tuning(name, "off", f"xformers {version} is routed where it measured faster")
+    calibration, why_not = usable_calibration(read, probe, gpu)
+    record = calibration.backend("xformers") if calibration is not None else None
+    if calibration is None:
+        why = f"was not measured on this GPU ({why_not})"
+    elif record is not None and record.status == "broken":
+        why = f"is broken on this GPU ({record.reason or 'it failed every call'})"
+    else:
+        why = "measured no faster than SDPA"
     return Tuning(
         name,
         "on",
-        f"sageattention and triton are installed; compute capability {cc} supports it",
-        argument="--use-sage-attention",
+        f"xformers {version} is installed but {why}; without the flag ComfyUI "
+        "would pick it for every attention call",
+        argument=DISABLE_XFORMERS,
     )

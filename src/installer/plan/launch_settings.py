@@ -20,6 +20,10 @@ from collections.abc import Mapping, Sequence
 from installer.core.errors import UsageError
 
 MARKER_ENV = "COMFY_INSTALL_TUNING"
+ROUTES_ENV = "COMFY_INSTALL_ATTENTION_ROUTES"
+"""Names the attention routing table's file for the shim (yours is kept)."""
+COUNTS_ENV = "COMFY_INSTALL_ATTENTION_COUNTS"
+"""Names the file the shim writes its attention call counters to (yours is kept)."""
 EXTRA_ARGS_ENV = "COMFY_EXTRA_ARGS"
 WARMUP_ENV = "ENABLE_STARTUP_WARMUP"
 
@@ -47,6 +51,8 @@ TUNING_VARIABLES = (
     "TORCH_COMPILE_FULLGRAPH",
     "TORCH_COMPILE_DYNAMIC",
     MARKER_ENV,
+    ROUTES_ENV,
+    COUNTS_ENV,
 )
 RELEVANT_VARIABLES = (
     *TUNING_VARIABLES,

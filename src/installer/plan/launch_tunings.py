@@ -26,6 +26,7 @@ ALLOC_CONF_SETTING = "expandable_segments:True"
 CPU_ONLY = "ComfyUI runs with --cpu"
 IN_PROCESS = frozenset(
     {
+        "attention",
         "tf32",
         "cudnn-benchmark",
         "matmul-precision",

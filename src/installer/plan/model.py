@@ -19,6 +19,7 @@ from installer import __version__
 from installer.core.config import CustomNode, IndexOptions
 from installer.core.errors import UsageError
 from installer.plan.optimizations import PlannedOptimization
+from installer.plan.preflight import Blocker
 
 PLAN_SCHEMA_VERSION = 1
 
@@ -194,6 +195,10 @@ class Plan(BaseModel):
     models: int = 0
     steps: list[PlannedStep] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    blocking: list[Blocker] = Field(
+        default_factory=list,
+        description="What stops the install before its first step (exit code 3); empty: nothing.",
+    )
 
     def step(self, step_id: str) -> PlannedStep:
         """Return the planned step with id ``step_id``.

@@ -67,13 +67,21 @@ def run_models(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
             or size is wrong.
         NetworkError: A server stayed unreachable or kept failing.
         DownloadError: A server refused a file, or a URL breaks the policy.
+        FileConflictError: A different file has a configured name and no sha256 says which one is
+            right; it is kept.
     """
     from installer.models.downloads import download_models
 
+    replace_how = (
+        f"run `comfy-install models download {ctx.install_dir} --replace`"
+        if ctx.options.config_path is None
+        else "rename or move your file away"
+    )
     results = download_models(
         ctx.deps.models,
         ctx.comfyui_dir / "models",
         log=ctx.log,
         allow_unverified=ctx.options.allow_unverified,
+        replace_how=replace_how,
     )
     return {"files": [str(path) for path in results]}

@@ -7,30 +7,9 @@ import tempfile
 from typing import Any
 
 from installer.core.errors import EnvironmentUnsupportedError
-from installer.core.facts import SUPPORTED_PLATFORMS
 from installer.plan.model import PlannedStep
+from installer.plan.preflight import blocking_error, preflight_blockers
 from installer.steps.context import StepContext
-
-HEAVY_STEPS = (
-    "python",
-    "venv",
-    "comfyui",
-    "torch",
-    "requirements",
-    "custom_nodes",
-    "optimizations",
-    "models",
-)
-GIT_STEPS = ("comfyui", "custom_nodes")
-
-
-def format_gib(value: float) -> str:
-    """Format a GiB amount without exponent or trailing zeros (15, 0.5, 1000000).
-
-    Args:
-        value: An amount in GiB; it is rounded to one decimal.
-    """
-    return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
 def check_writable(directory: os.PathLike[str]) -> None:
@@ -55,8 +34,10 @@ def check_writable(directory: os.PathLike[str]) -> None:
 def run_preflight(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     """Check the OS, git, free disk space and that DIR is writable.
 
-    Disk space and git are required only when a step that needs them will run,
-    so a finished install can be re-checked on a full disk.
+    The checks of [`preflight_blockers`][installer.plan.preflight.preflight_blockers] (the plan
+    ran them before anything was written; they run again here, under the lock), then a file is
+    created in DIR to prove it writable. Disk space and git are required only when a step that
+    needs them will run, so a finished install can be re-checked on a full disk.
 
     Args:
         ctx: The run's context; its plan says which steps will run.
@@ -70,26 +51,16 @@ def run_preflight(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
             will run lacks git or free disk space.
     """
     plan, env = ctx.plan, ctx.env
-    if env.platform not in SUPPORTED_PLATFORMS:
-        raise EnvironmentUnsupportedError(
-            f"{env.os_name} is not supported.", "comfy-install supports Linux and Windows."
-        )
-    will_run = {s.id for s in plan.to_run}
-    if will_run & set(GIT_STEPS) and not env.git.ok:
-        raise EnvironmentUnsupportedError(
-            f"git is needed to clone ComfyUI, but {env.git.error}.",
-            "Install git (https://git-scm.com/downloads), make sure it is on PATH, run again.",
-        )
+    blockers = preflight_blockers(
+        env,
+        platform=env.platform,
+        will_run={s.id for s in plan.to_run},
+        min_free_gb=plan.min_free_gb,
+    )
+    if blockers:
+        raise blocking_error(blockers)
     check_writable(ctx.install_dir)
-    needed = plan.min_free_gb * 2**30
     free = env.free_disk_bytes
-    if will_run & set(HEAVY_STEPS) and free is not None and free < needed:
-        raise EnvironmentUnsupportedError(
-            f"Not enough free disk space at {env.disk_path}: {free / 2**30:.1f} GiB free, "
-            f"{format_gib(plan.min_free_gb)} GiB needed.",
-            "Free some space or choose a DIR on another drive (--min-free-gb changes the "
-            "threshold, at your own risk).",
-        )
     ctx.log.info(
         f"{env.os_name}, {env.arch}; git {env.git.version}; "
         + (f"{free / 2**30:.1f} GiB free" if free is not None else "free space unknown")

@@ -45,14 +45,14 @@ from pathlib import Path
 import httpx
 
 from installer import __version__
-from installer.core.downloads import DownloadRequest, DownloadResult
+from installer.core.downloads import DownloadRequest, DownloadResult, ExistingFilePolicy
 from installer.core.errors import ConfigError, InstallerError, IntegrityError, UsageError
 from installer.core.log import InstallerLogger, redact
 from installer.edges.download.auth import DEFAULT_TOKEN_HOSTS
 from installer.edges.download.policy import check_request
 from installer.edges.download.progress import NoProgress, ProgressSink, RichProgress
 from installer.edges.download.retry import DEFAULT_RETRY, RetryPolicy
-from installer.edges.download.transfer import FileDownload
+from installer.edges.download.transfer import FileDownload, replace_if_different
 
 
 def download_file(
@@ -66,6 +66,7 @@ def download_file(
     env: Mapping[str, str] | None = None,
     token_hosts: Mapping[str, str] = DEFAULT_TOKEN_HOSTS,
     cancel: threading.Event | None = None,
+    existing: ExistingFilePolicy = replace_if_different,
 ) -> DownloadResult:
     """Download one file and verify it; see the module documentation for the rules.
 
@@ -84,6 +85,8 @@ def download_file(
         cancel: When set, the transfer stops at the next chunk and keeps its
             `.part` (used by [`download_files`][installer.edges.download.api.download_files]
             on Ctrl-C).
+        existing: What to do with a file already at the final place (default: keep it
+            when its hash is right, else download and replace it).
 
     Returns:
         The verified file and how it was obtained.
@@ -95,6 +98,7 @@ def download_file(
             URL breaks the policy.
         IntegrityError: The file's hash or size is wrong (the `.part` file is
             deleted), or it has no sha256 and unverified files are not allowed.
+        FileConflictError: ``existing`` keeps a different file at the final place.
         ConfigError: A malformed sha256, size or file name in the request.
         EnvironmentUnsupportedError: The file cannot be written (disk full,
             permissions).
@@ -109,6 +113,7 @@ def download_file(
         env=os.environ if env is None else env,
         token_hosts=token_hosts,
         cancel=cancel if cancel is not None else threading.Event(),
+        existing=existing,
     )
     return download.run()
 
@@ -156,6 +161,7 @@ def download_files(
     allow_unverified: bool = False,
     env: Mapping[str, str] | None = None,
     token_hosts: Mapping[str, str] = DEFAULT_TOKEN_HOSTS,
+    existing: ExistingFilePolicy = replace_if_different,
 ) -> list[DownloadResult]:
     """Download several files, ``jobs`` at a time, with progress display.
 
@@ -176,6 +182,8 @@ def download_files(
         env: Where tokens are read from (default: `os.environ`).
         token_hosts: Host suffix → token variable (default: Hugging Face and
             Civitai).
+        existing: What to do with a file already at a final place (default: keep it
+            when its hash is right, else download and replace it).
 
     Returns:
         One result per request, in the order of ``requests``.
@@ -184,6 +192,7 @@ def download_files(
         UsageError: ``jobs`` below 1.
         ConfigError: Two requests write the same file, or a malformed request.
         IntegrityError: A file's hash or size is wrong, or one lacks a sha256.
+        FileConflictError: ``existing`` keeps a different file at a final place.
         NetworkError: A server stayed unreachable or kept failing.
         DownloadError: A server refused a file, or a URL breaks the policy.
         EnvironmentUnsupportedError: A file cannot be written.
@@ -197,6 +206,7 @@ def download_files(
         allow_unverified=allow_unverified,
         env=env,
         token_hosts=token_hosts,
+        existing=existing,
     )
     return _collect(requests, futures, log)
 
@@ -268,6 +278,7 @@ def _run_downloads(
     allow_unverified: bool,
     env: Mapping[str, str] | None,
     token_hosts: Mapping[str, str],
+    existing: ExistingFilePolicy = replace_if_different,
 ) -> list[Future[DownloadResult]]:
     """Check the requests, run the transfers and wait for all of them; return the futures."""
     if jobs < 1:
@@ -296,6 +307,7 @@ def _run_downloads(
                 env=env,
                 token_hosts=token_hosts,
                 cancel=cancel,
+                existing=existing,
             )
             for request in requests
         ]

@@ -8,11 +8,14 @@ remembers the URL and the server's validators
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
+
+from installer.core.downloads import ASIDE_MARK
 
 HASH_CHUNK_SIZE = 1024 * 1024
 """Bytes read at a time when hashing a file on disk."""
@@ -111,3 +114,43 @@ def human_size(count: float) -> str:
         count /= 1024
         index += 1
     return f"{count:.1f} {units[index]}"
+
+
+def aside_name(name: str, stamp: str, number: int = 1) -> str:
+    """Return the name a file moved aside gets: the mark and the time before its extension.
+
+    Args:
+        name: The file's name, e.g. `model.safetensors`.
+        stamp: The time as `YYYYmmddTHHMMSS`.
+        number: 2, 3, ... when an earlier name is taken (added after the stamp).
+
+    Returns:
+        E.g. `model.replaced-20260101T120000.safetensors`; the extension is kept so
+        ComfyUI still lists the file.
+    """
+    path = Path(name)
+    tag = f"{ASIDE_MARK}-{stamp}" + (f"-{number}" if number > 1 else "")
+    return f"{path.stem}.{tag}{path.suffix}"
+
+
+def move_aside(path: Path, now: dt.datetime | None = None) -> Path:
+    """Rename ``path`` in its folder to a free name made by `aside_name`; never delete it.
+
+    Args:
+        path: The file to keep out of the way (never deleted).
+        now: The time in its new name (default: now, local time).
+
+    Returns:
+        Its new path.
+
+    Raises:
+        OSError: The rename failed (the file is then where it was).
+    """
+    stamp = (now or dt.datetime.now()).strftime("%Y%m%dT%H%M%S")
+    number = 1
+    target = path.with_name(aside_name(path.name, stamp))
+    while target.exists() or target.is_symlink():
+        number += 1
+        target = path.with_name(aside_name(path.name, stamp, number))
+    path.rename(target)
+    return target

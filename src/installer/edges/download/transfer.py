@@ -2,8 +2,12 @@
 
 Each file streams into `NAME.part` next to its final place, in chunks, so memory stays flat
 whatever its size, while its sha256 is computed; only a file whose hash (and size, when known)
-match the request is renamed to its final name, so a final file is always a verified one. A file
-already present with the right hash is skipped without a request. An interrupted transfer
+match the request is renamed to its final name, so a final file is always a verified one. What
+happens to a file already at the final place is asked of the caller's
+[`ExistingFilePolicy`][installer.core.downloads.ExistingFilePolicy], before any request and again
+before the download takes its name; the default,
+[`replace_if_different`][installer.edges.download.transfer.replace_if_different], keeps a file with
+the right hash and replaces any other (for files the installer owns). An interrupted transfer
 resumes with `Range` and `If-Range`; a server that ignores the range or whose file changed is
 detected and the download restarts from zero.
 """
@@ -22,10 +26,17 @@ from pathlib import Path
 
 import httpx
 
-from installer.core.downloads import DownloadRequest, DownloadResult
+from installer.core.downloads import (
+    DownloadRequest,
+    DownloadResult,
+    ExistingDecision,
+    ExistingFilePolicy,
+    FoundFile,
+)
 from installer.core.errors import (
     DownloadError,
     EnvironmentUnsupportedError,
+    FileConflictError,
     IntegrityError,
     NetworkError,
 )
@@ -38,6 +49,7 @@ from installer.edges.download.files import (
     PartInfo,
     hash_into,
     human_size,
+    move_aside,
     sha256_file,
     start_writeback,
 )
@@ -47,10 +59,48 @@ from installer.edges.download.names import (
     url_host,
     url_name,
 )
+from installer.edges.download.policy import normalized_sha256
 from installer.edges.download.progress import ProgressSink
 from installer.edges.download.remote import RemoteFile, parse_content_range, tls_failure
 from installer.edges.download.retry import Cancelled, Retryable, RetryPolicy, StartOver
 from installer.edges.environment import proxy_note
+
+
+def replace_if_different(
+    request: DownloadRequest, found: FoundFile, downloaded: str | None
+) -> ExistingDecision:
+    """Keep a file with the request's hash (or size, without one); download and replace others.
+
+    The policy for files the installer owns, such as its wheel cache; model files get
+    [`ModelFilePolicy`][installer.plan.model_files.ModelFilePolicy], which never replaces one.
+
+    Args:
+        request: The download.
+        found: The file already at its final place.
+        downloaded: None before a transfer, else the verified download's sha256.
+
+    Returns:
+        `keep` or `fetch` before a transfer, `overwrite` after it.
+    """
+    name = found.path.name
+    if downloaded is not None:
+        return ExistingDecision("overwrite", f"{name} is replaced by the download")
+    if request.size is not None and found.size != request.size:
+        return ExistingDecision(
+            "fetch",
+            f"{name} exists with {found.size} bytes instead of {request.size}; "
+            "downloading it again",
+        )
+    expected = normalized_sha256(request)
+    if expected is None:
+        return ExistingDecision("keep", f"{name} already present (not verified: no sha256 given)")
+    if found.sha256 != expected:
+        return ExistingDecision(
+            "fetch",
+            f"{name} exists but its sha256 is {found.sha256}, expected {expected}; "
+            "downloading it again",
+        )
+    return ExistingDecision("keep", f"{name} already present, checksum ok")
 
 
 class FileDownload(RemoteFile):
@@ -67,8 +117,10 @@ class FileDownload(RemoteFile):
         env: Mapping[str, str],
         token_hosts: Mapping[str, str],
         cancel: threading.Event,
+        existing: ExistingFilePolicy = replace_if_different,
     ) -> None:
         super().__init__(request, client=client, env=env, token_hosts=token_hosts)
+        self.existing = existing
         self.log = log
         self.retry = retry
         self.progress = progress
@@ -85,6 +137,7 @@ class FileDownload(RemoteFile):
         self.transferred = 0
         self.resumed_from = 0
         self.fresh_start_used = False
+        self.moved_aside: Path | None = None
         self.began = time.monotonic()
 
     def run(self) -> DownloadResult:
@@ -94,6 +147,7 @@ class FileDownload(RemoteFile):
             NetworkError: Still failing after the last try.
             DownloadError: The server refused the file.
             IntegrityError: The bytes do not match the expected hash or size.
+            FileConflictError: The policy keeps a different file at the final place.
             EnvironmentUnsupportedError: The file cannot be written.
         """
         try:
@@ -146,7 +200,9 @@ class FileDownload(RemoteFile):
             "then run the same command again; the partial download resumes.",
         )
 
-    def _result(self, path: Path, sha256: str, size: int, *, skipped: bool) -> DownloadResult:
+    def _result(
+        self, path: Path, sha256: str, size: int, *, skipped: bool, moved_aside: Path | None = None
+    ) -> DownloadResult:
         return DownloadResult(
             path=path,
             sha256=sha256,
@@ -155,33 +211,57 @@ class FileDownload(RemoteFile):
             resumed_from=self.resumed_from,
             skipped=skipped,
             seconds=time.monotonic() - self.began,
+            moved_aside=moved_aside,
         )
 
-    def _already_present(self, final: Path) -> DownloadResult | None:
-        """Return a skipped result when ``final`` already holds the right file."""
+    @staticmethod
+    def _found(final: Path) -> FoundFile | None:
         if not final.is_file():
             return None
-        name = final.name
-        size = final.stat().st_size
-        if self.request.size is not None and size != self.request.size:
-            self.log.warn(
-                f"{name} exists with {size} bytes instead of {self.request.size}; "
-                "downloading it again"
-            )
+        return FoundFile(final, sha256_file(final), final.stat().st_size)
+
+    def _already_present(self, final: Path) -> DownloadResult | None:
+        """Return a skipped result when the policy keeps the file at ``final`` (before a transfer).
+
+        Raises:
+            FileConflictError: The policy keeps a different file there.
+        """
+        found = self._found(final)
+        if found is None:
             return None
-        actual = sha256_file(final)
-        if self.sha256 is None:
-            self.log.info(f"{name} already present (not verified: no sha256 given)")
-        elif actual != self.sha256:
-            self.log.warn(
-                f"{name} exists but its sha256 is {actual}, expected {self.sha256}; "
-                "downloading it again"
-            )
+        decision = self.existing(self.request, found, None)
+        if decision.action == "conflict":
+            raise FileConflictError(decision.reason, decision.hint or None)
+        self.log.info(decision.reason)
+        if decision.action != "keep":
             return None
-        else:
-            self.log.info(f"{name} already present, checksum ok")
         self._remove_part()
-        return self._result(final, actual, size, skipped=True)
+        return self._result(final, found.sha256, found.size, skipped=True)
+
+    def _place(self, final: Path, actual: str, size: int) -> DownloadResult | None:
+        """Settle a file already at ``final`` before the verified `.part` takes its name.
+
+        Returns:
+            A skipped result when the file there stays (the same bytes); None once
+            ``final`` is free (nothing was there, or it was moved aside or may be replaced).
+
+        Raises:
+            FileConflictError: The policy keeps a different file there (the `.part` is dropped).
+        """
+        found = self._found(final)
+        if found is None:
+            return None
+        decision = self.existing(self.request, found, actual)
+        if decision.action in ("keep", "conflict"):
+            self._remove_part()
+            if decision.action == "conflict":
+                raise FileConflictError(decision.reason, decision.hint or None)
+            self.log.info(decision.reason)
+            return self._result(final, found.sha256, found.size, skipped=True)
+        if decision.action == "move-aside":
+            self.moved_aside = move_aside(final)
+            self.log.warn(f"{decision.reason}: moved it aside to {self.moved_aside} (kept)")
+        return None
 
     def _remove_part(self) -> None:
         self.part.unlink(missing_ok=True)
@@ -382,6 +462,9 @@ class FileDownload(RemoteFile):
                 "changed: do not use it until its checksum is confirmed.",
             )
         final = ensure_within(self.dest_dir, self.dest_dir / name)
+        kept = self._place(final, actual, size)
+        if kept is not None:
+            return kept
         self.part.replace(final)
         self.sidecar.unlink(missing_ok=True)
         elapsed = max(time.monotonic() - self.began, 1e-6)
@@ -390,4 +473,4 @@ class FileDownload(RemoteFile):
             f"downloaded {name} ({human_size(size)}, "
             f"{human_size(self.transferred / elapsed)}/s{resumed})"
         )
-        return self._result(final, actual, size, skipped=False)
+        return self._result(final, actual, size, skipped=False, moved_aside=self.moved_aside)

@@ -1,0 +1,428 @@
+# comfy-install attention router: written by `comfy-install launch`, rewritten when outdated.
+"""Attention routing inside the ComfyUI process: each call to the backend measured fastest.
+
+`comfy-install launch` copies this file into the venv's site-packages as
+`comfy_install_attention.py`, beside the tuning shim
+([`shim_module`][installer.launch.shim_module]), and names a routing table in
+`COMFY_INSTALL_ATTENTION_ROUTES` (made from `comfy-install tune`'s calibration:
+per head dim and dtype, the bands of sequence lengths that go to a backend
+other than SDPA). The shim watches the import of `comfy.ldm.modules.attention`
+and, right after that module has run (before any model module binds
+`optimized_attention` with `from ... import`), calls
+[`attach`][installer.launch.shim_attention.attach], which replaces
+`optimized_attention` and `optimized_attention_masked` with a router.
+
+For each call the router reads the number of tokens N, the head dim D and the
+dtype (q is B×N×(H·D), or B×H×N×D with ``skip_reshape``), finds the band, and
+calls ComfyUI's own function for that backend (`attention_sage`,
+`attention_xformers`, ...) with every argument passed through; SDPA
+(`attention_pytorch`) where the table has no band: other head dims and
+dtypes, cross-attention (key tokens ≠ query tokens, never measured), a
+tensor not on a CUDA device. Calls with a mask stay on ComfyUI's own choice.
+Every call is counted per backend; the counters go to a JSON file (the
+table's ``counts_file``, or `COMFY_INSTALL_ATTENTION_COUNTS`) every
+``flush_every`` calls and at exit, so tests and proofs can read what ran.
+
+Where ComfyUI's internals are not what the router expects (a function
+missing, another signature, a backend whose library ComfyUI did not load),
+that backend is left out and the reason logged; with nothing left to route
+(or no `attention_pytorch`) nothing is replaced and ComfyUI keeps its own
+choice. [`attach`][installer.launch.shim_attention.attach] never raises: it
+returns the one line the shim logs at start-up.
+
+Standard library only, Python 3.10 and newer, no torch import: shapes and
+dtypes are read from the tensors' attributes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import threading
+
+# Not `typing.TYPE_CHECKING`: importing typing would cost every tuned start
+# milliseconds before ComfyUI runs; mypy treats this name the same way.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import types
+    from collections.abc import Callable, Mapping
+    from typing import Any
+
+ROUTES_ENV = "COMFY_INSTALL_ATTENTION_ROUTES"
+COUNTS_ENV = "COMFY_INSTALL_ATTENTION_COUNTS"
+TARGETS = {
+    "sdpa": "attention_pytorch",
+    "xformers": "attention_xformers",
+    "sageattention": "attention_sage",
+    "sageattn3": "attention3_sage",
+    "comfy_kitchen_int8": "attention_comfy_kitchen_int8",
+}
+"""ComfyUI's function for each backend, in `comfy.ldm.modules.attention` (0.3.6x to 0.33)."""
+LOADED = {
+    "xformers": "xformers",
+    "sageattention": "SAGE_ATTENTION_IS_AVAILABLE",
+    "sageattn3": "SAGE_ATTENTION3_IS_AVAILABLE",
+    "comfy_kitchen_int8": "COMFY_KITCHEN_INT8_ATTENTION_IS_AVAILABLE",
+}
+"""The module attribute that is true when ComfyUI loaded the backend's library."""
+PARAMETERS = ("q", "k", "v", "heads")
+KEYWORDS = ("mask", "skip_reshape", "skip_output_reshape")
+DTYPES = {"torch.float16": "fp16", "torch.bfloat16": "bf16"}
+COMFYUI = "comfyui"
+"""The counter of calls left to ComfyUI's own choice (masked, or unreadable shapes)."""
+MAX_SHAPES = 256
+
+
+class Routes:
+    """The routing table: per head dim and dtype, bands of tokens and their backends."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        """Read the table from its JSON data.
+
+        Args:
+            data: ``routes`` (``head_dim``, ``dtype``, ``bands`` of
+                ``min_tokens``, ``max_tokens`` (None: no end) and ``backend``),
+                ``counts_file``, ``flush_every`` and, optionally, ``targets``
+                (another ComfyUI function name for a backend).
+
+        Raises:
+            ValueError: The data is not such a table.
+        """
+        self.bands: dict[tuple[int, str], list[tuple[int, int | None, str]]] = {}
+        try:
+            for route in data["routes"]:
+                key = (int(route["head_dim"]), str(route["dtype"]))
+                self.bands[key] = [
+                    (
+                        int(band["min_tokens"]),
+                        None if band.get("max_tokens") is None else int(band["max_tokens"]),
+                        str(band["backend"]),
+                    )
+                    for band in route["bands"]
+                ]
+            self.counts_file = str(data.get("counts_file") or "")
+            self.flush_every = max(int(data.get("flush_every") or 500), 1)
+            self.targets = {str(k): str(v) for k, v in dict(data.get("targets") or {}).items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"not a routing table ({type(exc).__name__}: {exc})") from None
+
+    def backends(self) -> list[str]:
+        """Return the backends the table routes to, sorted."""
+        return sorted({band[2] for bands in self.bands.values() for band in bands})
+
+    def keep(self, usable: Callable[[str], bool]) -> None:
+        """Drop the bands of backends that are not usable (their calls go to SDPA).
+
+        Args:
+            usable: Says whether a backend can be called.
+        """
+        for key in list(self.bands):
+            self.bands[key] = [band for band in self.bands[key] if usable(band[2])]
+            if not self.bands[key]:
+                del self.bands[key]
+
+    def backend(self, head_dim: int, dtype: str, tokens: int) -> str:
+        """Return the backend for a call of this head dim, dtype and length (``sdpa`` if none).
+
+        Args:
+            head_dim: D.
+            dtype: ``fp16`` or ``bf16``.
+            tokens: N, the query (and key) tokens.
+        """
+        for low, high, name in self.bands.get((head_dim, dtype), ()):
+            if low <= tokens and (high is None or tokens < high):
+                return name
+        return "sdpa"
+
+    def describe(self, targets: Mapping[str, str]) -> str:
+        """Say where calls go, e.g. ``D=128 fp16: attention_sage from 16384 tokens``.
+
+        Args:
+            targets: ComfyUI's function name for each backend.
+        """
+        parts = []
+        for (head_dim, dtype), bands in sorted(self.bands.items()):
+            spans = []
+            for low, high, name in bands:
+                span = f"from {low}" + (f" to {high}" if high is not None else "")
+                spans.append(f"{targets.get(name, name)} {span} tokens")
+            parts.append(f"D={head_dim} {dtype}: " + ", ".join(spans))
+        return "; ".join(parts)
+
+
+def load_routes(path: str) -> Routes:
+    """Read the routing table from its file.
+
+    Args:
+        path: The file `COMFY_INSTALL_ATTENTION_ROUTES` names.
+
+    Raises:
+        OSError: The file cannot be read.
+        ValueError: It is not a routing table.
+    """
+    with open(path, encoding="utf-8") as handle:  # noqa: PTH123 - pathlib costs start-up time
+        return Routes(json.load(handle))
+
+
+class Counter:
+    """Counts routed calls per backend and per shape; writes them to a JSON file."""
+
+    def __init__(self, path: str, flush_every: int) -> None:
+        """Create the counter.
+
+        Args:
+            path: The file to write (nothing is written when empty).
+            flush_every: Write after this many calls.
+        """
+        self.path = path
+        self.flush_every = flush_every
+        self.calls: dict[str, int] = {}
+        self.shapes: dict[str, dict[str, int]] = {}
+        self.status: dict[str, Any] = {"attached": False, "message": ""}
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._failed = False
+
+    def add(self, backend: str, shape: str | None) -> None:
+        """Count one call.
+
+        Args:
+            backend: Where it went (a backend, or ``comfyui``).
+            shape: ``fp16 D=64 N=4096``, when the shape was read.
+        """
+        with self._lock:
+            self.calls[backend] = self.calls.get(backend, 0) + 1
+            if shape is not None and (shape in self.shapes or len(self.shapes) < MAX_SHAPES):
+                seen = self.shapes.setdefault(shape, {})
+                seen[backend] = seen.get(backend, 0) + 1
+            self._pending += 1
+            due = self._pending >= self.flush_every
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the counters now (atomically); a failure is reported once, never raised."""
+        if not self.path:
+            return
+        with self._lock:
+            self._pending = 0
+            document = {**self.status, "pid": os.getpid(), "calls": dict(self.calls)}
+            document["shapes"] = {key: dict(value) for key, value in self.shapes.items()}
+        temporary = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            with open(temporary, "w", encoding="utf-8") as handle:  # noqa: PTH123
+                json.dump(document, handle, indent=1, sort_keys=True)
+            os.replace(temporary, self.path)  # noqa: PTH105
+        except OSError as exc:
+            if not self._failed:
+                self._failed = True
+                _say(f"attention counters cannot be written to {self.path} ({exc})")
+
+
+def call_shape(q: Any, k: Any, heads: Any, skip_reshape: bool) -> tuple[int, str, int] | None:
+    """Return ``(head_dim, dtype, tokens)`` of a routable call, None for one to leave on SDPA.
+
+    Args:
+        q: The queries: B×N×(H·D), or B×H×N×D with ``skip_reshape`` (or a
+            container of ComfyUI's with `peek()`).
+        k: The keys, laid out the same way.
+        heads: H.
+        skip_reshape: The layout flag ComfyUI passes.
+
+    Returns:
+        The shape of a self-attention call on a CUDA device in fp16 or bf16;
+        None for anything else (cross-attention, CPU, other dtypes).
+    """
+    q = q.peek() if hasattr(q, "peek") else q
+    k = k.peek() if hasattr(k, "peek") else k
+    if getattr(getattr(q, "device", None), "type", None) != "cuda":
+        return None
+    dtype = DTYPES.get(str(q.dtype))
+    query, key = tuple(q.shape), tuple(k.shape)
+    if dtype is None or len(query) != (4 if skip_reshape else 3) or len(key) != len(query):
+        return None
+    if skip_reshape:
+        tokens, head_dim, key_tokens = query[2], query[3], key[2]
+    else:
+        if not heads or query[2] % heads:
+            return None
+        tokens, head_dim, key_tokens = query[1], query[2] // heads, key[1]
+    if key_tokens != tokens:
+        return None
+    return int(head_dim), dtype, int(tokens)
+
+
+def make_router(
+    routes: Routes,
+    functions: Mapping[str, Callable[..., Any]],
+    original: Callable[..., Any],
+    counter: Counter,
+) -> Callable[..., Any]:
+    """Return the function that replaces ComfyUI's `optimized_attention`.
+
+    Args:
+        routes: The routing table (only backends in ``functions`` left in it).
+        functions: ComfyUI's function for each backend, ``sdpa`` included.
+        original: ComfyUI's own choice, for calls with a mask.
+        counter: Counts each call.
+
+    Returns:
+        ``router(q, k, v, heads, mask=None, attn_precision=None,
+        skip_reshape=False, skip_output_reshape=False, **kwargs)``.
+    """
+    sdpa = functions["sdpa"]
+
+    def comfy_install_attention_router(
+        q: Any,
+        k: Any,
+        v: Any,
+        heads: Any,
+        mask: Any = None,
+        attn_precision: Any = None,
+        skip_reshape: bool = False,
+        skip_output_reshape: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """Call the backend measured fastest for this call's shape (ComfyUI's own with a mask)."""
+        function, name, shape = original, COMFYUI, None
+        if mask is None:
+            try:
+                found = call_shape(q, k, heads, skip_reshape)
+            except Exception:  # an object the router cannot read: ComfyUI's own choice
+                found = None
+                name = COMFYUI
+            else:
+                name = "sdpa" if found is None else routes.backend(*found)
+                function = functions.get(name, sdpa)
+            if found is not None:
+                shape = f"{found[1]} D={found[0]} N={found[2]}"
+        counter.add(name, shape)
+        return function(
+            q,
+            k,
+            v,
+            heads,
+            mask=mask,
+            attn_precision=attn_precision,
+            skip_reshape=skip_reshape,
+            skip_output_reshape=skip_output_reshape,
+            **kwargs,
+        )
+
+    router: Any = comfy_install_attention_router
+    router.container_function = None  # what ComfyUI's wrap_attn functions carry
+    router.counter = counter
+    return comfy_install_attention_router
+
+
+def _signature_problem(function: Callable[..., Any]) -> str | None:
+    import inspect
+
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError) as exc:
+        return f"its signature cannot be read ({exc})"
+    names = list(parameters)
+    keywords = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    if tuple(names[:4]) != PARAMETERS or not keywords or any(n not in names for n in KEYWORDS):
+        return f"it takes ({', '.join(names)})"
+    return None
+
+
+def _target(
+    module: types.ModuleType, routes: Routes, backend: str, problems: list[str]
+) -> Callable[..., Any] | None:
+    """Return ComfyUI's function for ``backend``, or None with the reason in ``problems``."""
+    attribute = routes.targets.get(backend) or TARGETS.get(backend)
+    if attribute is None:
+        problems.append(f"{backend}: no ComfyUI function is known for it")
+        return None
+    function: Callable[..., Any] | None = getattr(module, attribute, None)
+    if function is None or not callable(function):
+        problems.append(f"{module.__name__} has no {attribute}")
+        return None
+    loaded = LOADED.get(backend)
+    if loaded is not None and not getattr(module, loaded, False):
+        problems.append(f"{backend}: ComfyUI did not load it ({loaded} is false)")
+        return None
+    problem = _signature_problem(function)
+    if problem is not None:
+        problems.append(f"{attribute} is not what the router expects: {problem}")
+        return None
+    return function
+
+
+def attach(module: types.ModuleType, environ: Mapping[str, str] | None = None) -> str:
+    """Replace ComfyUI's `optimized_attention` by the router, when everything it needs is there.
+
+    Args:
+        module: `comfy.ldm.modules.attention`, just executed.
+        environ: The environment (default: `os.environ`): `COMFY_INSTALL_ATTENTION_ROUTES`
+            and, optionally, `COMFY_INSTALL_ATTENTION_COUNTS`.
+
+    Returns:
+        The start-up line: what was attached, or why nothing was and ComfyUI
+        keeps its own choice. Never raises.
+    """
+    try:
+        return _attach(module, os.environ if environ is None else environ)
+    except Exception as exc:
+        return f"attention routing failed ({type(exc).__name__}: {exc}); ComfyUI's own stays"
+
+
+def _attach(module: types.ModuleType, env: Mapping[str, str]) -> str:
+    path = env.get(ROUTES_ENV) or ""
+    try:
+        routes = load_routes(path)
+    except (OSError, ValueError) as exc:
+        return f"attention routing skipped: the table {path!r} cannot be read ({exc})"
+    counter = Counter(env.get(COUNTS_ENV) or routes.counts_file, routes.flush_every)
+    problems: list[str] = []
+    original = getattr(module, "optimized_attention", None)
+    functions = {"sdpa": _target(module, routes, "sdpa", problems)}
+    if not callable(original):
+        problems.insert(0, f"{module.__name__} has no optimized_attention")
+    for backend in routes.backends():
+        if backend != "sdpa":
+            functions[backend] = _target(module, routes, backend, problems)
+    usable = {name: function for name, function in functions.items() if function is not None}
+    routes.keep(lambda name: name in usable and name != "sdpa")
+    own = getattr(original, "__name__", "its own")
+    if not callable(original) or "sdpa" not in usable or not routes.bands:
+        reason = "; ".join(problems) or "nothing to route"
+        message = f"attention routing not attached ({reason}); ComfyUI keeps {own}"
+        counter.status = {"attached": False, "message": message, "problems": problems}
+        counter.flush()
+        return message
+    names = {name: getattr(function, "__name__", name) for name, function in usable.items()}
+    setattr(module, "optimized_attention", make_router(routes, usable, original, counter))  # noqa: B010
+    masked = getattr(module, "optimized_attention_masked", None)
+    if callable(masked):
+        router = make_router(routes, usable, masked, counter)
+        setattr(module, "optimized_attention_masked", router)  # noqa: B010
+    message = (
+        f"attention routing attached to {module.__name__}: {routes.describe(names)}; "
+        f"{names['sdpa']} elsewhere; calls with a mask: {own}"
+        + (f" (left out: {'; '.join(problems)})" if problems else "")
+    )
+    counter.status = {
+        "attached": True,
+        "message": message,
+        "problems": problems,
+        "functions": names,
+        "masked": getattr(masked, "__name__", None) if callable(masked) else None,
+    }
+    counter.flush()
+    atexit.register(counter.flush)
+    return message
+
+
+def _say(message: str) -> None:
+    import sys
+
+    try:
+        sys.stderr.write(f"comfy-install tuning: {message}\n")
+        sys.stderr.flush()
+    except Exception:  # noqa: S110 - a closed stderr must not stop ComfyUI
+        pass
