@@ -14,7 +14,8 @@ is not reachable here, so the test passes `--torch-index default`, and the regis
 torch is a CUDA build with its nvidia-* wheels. It runs on the CPU all the same (`--cpu`);
 the image is gigabytes larger than one with a CPU-only torch would be.
 
-What it proves: the cold build answers `/object_info` under `buildah run`; a second build with
+What it proves: the cold build's entrypoint (the start script: no GPU here, so no measuring,
+then `launch`) answers `/object_info` under `buildah run`; a second build with
 the same inputs comes whole from the layer cache (the same image ID); a build with another tag
 through podman reuses every file-system layer (only metadata follows the install); the OCI
 format carries the labels as annotations. The images it builds are removed at the end (the
@@ -243,7 +244,8 @@ def test_real_image_builds_caches_and_answers(tmp_path: Path, images: None) -> N
     assert "8188/tcp" in config["ExposedPorts"]
     assert "/object_info" in " ".join(config["Healthcheck"]["Test"])
     entrypoint = config["Entrypoint"]
-    assert entrypoint[1] == "launch"
+    assert entrypoint[:2] == ["/bin/sh", "/etc/comfy-install/start.sh"]
+    assert config["Env"] and "COMFY_TUNE_AT_START=1" in config["Env"]
 
     podman = None
     if shutil.which("podman"):

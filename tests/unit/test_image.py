@@ -71,7 +71,7 @@ def spec(**changes: object) -> ImageSpec:
 
 def test_target_gpu_and_driver_reach_the_install_command() -> None:
     text = render_containerfile(spec())
-    assert "comfy-install install /opt/comfyui --yes --gpu 8.9 --cuda-driver 12.8" in text
+    assert "comfy-install install /opt/comfyui --yes --no-tune --gpu 8.9 --cuda-driver 12.8" in text
     assert "--python 3.12" in text
     assert "ARG BASE_IMAGE=docker.io/library/python:3.12-slim-bookworm" in text
     assert "FROM ${BASE_IMAGE} AS base" in text
@@ -192,8 +192,9 @@ def test_port_healthcheck_entrypoint_and_runtime_variables() -> None:
     assert "HEALTHCHECK --interval=30s" in text
     entry = next(line for line in text.splitlines() if line.startswith("ENTRYPOINT "))
     words = json.loads(entry.removeprefix("ENTRYPOINT "))
-    assert words[:3] == ["/opt/comfy-install/bin/comfy-install", "launch", "/opt/comfyui"]
+    assert words[:2] == ["/bin/sh", "/etc/comfy-install/start.sh"]
     assert words[-1] == "--" and "8190" in words
+    assert "COPY etc/start.sh /etc/comfy-install/start.sh" in text
     assert 'COMFY_EXTRA_ARGS=""' in text and "ENABLE_STARTUP_WARMUP=1" in text
 
 
@@ -219,7 +220,9 @@ def test_metadata_comes_after_the_install_so_changing_it_reuses_the_install_laye
     assert runtime.count("\nRUN ") == 1
     after = runtime[runtime.index("rm -rf /tmp/uv-cache") :]
     instructions = [line.split()[0] for line in after.splitlines() if line[:1].isupper()]
-    assert instructions == ["LABEL", "ENV", "EXPOSE", "VOLUME", "HEALTHCHECK", "ENTRYPOINT", "CMD"]
+    assert instructions == [
+        *("COPY", "LABEL", "ENV", "EXPOSE", "VOLUME", "HEALTHCHECK", "ENTRYPOINT", "CMD")
+    ]
     assert "VOLUME" not in _up_to_the_install(first)  # a volume would drop what the install writes
     # another tag and port: the same instructions up to and including the install
     other = render_containerfile(spec(tag="registry.example/comfy:other", port=8190))
@@ -563,3 +566,77 @@ def test_build_streams_a_real_engine_and_fails_with_its_last_lines(tmp_path: Pat
     error = json.loads(done.stdout)["errors"][0]
     assert "buildah build failed (exit code 125)" in error["message"]
     assert "boom: no space left" in error["message"]
+
+
+# -- the start script: the real script under /bin/sh, a stand-in comfy-install ------------------
+
+STAND_IN_TOOL = """echo "$*" >> "$(dirname "$0")/calls"
+if [ "$1" = tune ]; then
+    [ -n "${TUNE_FAILS:-}" ] && exit 3
+    mkdir -p "$2/.comfy-install"
+    echo '{"measured": "here"}' > "$2/.comfy-install/calibration.json"
+fi
+exit 0"""
+
+
+def run_start(
+    tmp_path: Path, *, gpu: bool, **env: str
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run the image's start script as the ENTRYPOINT does, in folders under ``tmp_path``."""
+    from installer.image.runtime_files import start_script
+
+    bin_dir = tmp_path / "bin"
+    fake_tool(bin_dir, "comfy-install", STAND_IN_TOOL)
+    (bin_dir / "calls").unlink(missing_ok=True)
+    script = tmp_path / "start.sh"
+    script.write_text(start_script("/opt/comfyui", "/var/lib/comfy-install/tune"))
+    device = tmp_path / "nvidiactl"
+    if gpu:
+        device.write_text("")
+    (tmp_path / "tune").mkdir(exist_ok=True)
+    done = subprocess.run(
+        ["/bin/sh", str(script), "--listen", "0.0.0.0", "--port", "8188", "--"],
+        capture_output=True,
+        text=True,
+        env={
+            "PATH": f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin",
+            "COMFY_INSTALL_DIR": str(tmp_path / "inst"),
+            "COMFY_TUNE_DIR": str(tmp_path / "tune"),
+            "COMFY_GPU_DEVICE": str(device),
+            **env,
+        },
+    )
+    calls = (bin_dir / "calls").read_text().splitlines() if (bin_dir / "calls").exists() else []
+    return done, calls
+
+
+def test_start_measures_on_the_first_gpu_start_and_keeps_it_on_the_volume(tmp_path: Path) -> None:
+    inst = tmp_path / "inst"
+    done, calls = run_start(tmp_path, gpu=True, COMFY_TUNE_BUDGET="30")
+    assert done.returncode == 0, done.stderr
+    assert calls == [
+        f"tune {inst} --budget 30",
+        f"launch {inst} --listen 0.0.0.0 --port 8188 --",
+    ]
+    assert (tmp_path / "tune" / "calibration.json").read_text() == '{"measured": "here"}\n'
+    assert not [p for p in (tmp_path / "tune").iterdir() if p.name != "calibration.json"]
+    # the next start (a new container: the install's copy is gone) uses the kept one
+    (inst / ".comfy-install" / "calibration.json").unlink()
+    done, calls = run_start(tmp_path, gpu=True)
+    assert calls == [f"launch {inst} --listen 0.0.0.0 --port 8188 --"]
+    assert (inst / ".comfy-install" / "calibration.json").read_text() == '{"measured": "here"}\n'
+
+
+def test_start_without_a_gpu_or_when_told_not_to_only_launches(tmp_path: Path) -> None:
+    launch = f"launch {tmp_path / 'inst'} --listen 0.0.0.0 --port 8188 --"
+    assert run_start(tmp_path, gpu=False)[1] == [launch]
+    assert run_start(tmp_path, gpu=True, COMFY_TUNE_AT_START="0")[1] == [launch]
+    assert not (tmp_path / "tune" / "calibration.json").exists()
+
+
+def test_a_failed_measurement_still_launches_and_keeps_nothing(tmp_path: Path) -> None:
+    done, calls = run_start(tmp_path, gpu=True, TUNE_FAILS="1")
+    assert done.returncode == 0
+    assert calls[-1].startswith("launch ") and calls[0].startswith("tune ")
+    assert "ComfyUI starts with its default attention" in done.stderr
+    assert not (tmp_path / "tune" / "calibration.json").exists()

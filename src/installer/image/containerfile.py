@@ -12,8 +12,9 @@ An image is built in stages so that what compiles never ships:
   wheels are copied out;
 - `runtime`: `base` + the tool's venv, then `comfy-install install` for the
   target as the non-root user. Only what that one heavy `RUN` needs comes before
-  it; every instruction that only sets metadata (labels with the tag, runtime
-  variables, port, volumes, health check, entrypoint) comes after it, so a build
+  it; the start script ([`installer.image.runtime_files`][installer.image.runtime_files]) and
+  every instruction that only sets metadata (labels with the tag, runtime
+  variables, port, volumes, health check, entrypoint) come after it, so a build
   that changes only those reuses the install's layer from the cache.
 
 Everything here is a function of its arguments: the same target, options and
@@ -31,6 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
+
+from installer.image.runtime_files import START_SCRIPT, extra_model_paths_yaml, start_script
 
 if TYPE_CHECKING:
     from installer.plan.model import Plan
@@ -56,25 +59,6 @@ SOURCE_DATE_EPOCH = 315532800
 LABEL_PREFIX = "io.github.comfy-install"
 HOST_ONLY_STEPS = ("uv",)
 """Steps whose inputs describe the machine that plans (its uv's path), not the image."""
-MODEL_FOLDERS = (
-    "checkpoints",
-    "clip",
-    "clip_vision",
-    "configs",
-    "controlnet",
-    "diffusion_models",
-    "embeddings",
-    "gligen",
-    "hypernetworks",
-    "loras",
-    "photomaker",
-    "style_models",
-    "text_encoders",
-    "unet",
-    "upscale_models",
-    "vae",
-    "vae_approx",
-)
 
 
 @dataclass(frozen=True)
@@ -245,7 +229,8 @@ def install_command(spec: ImageSpec) -> list[str]:
         spec: The image.
     """
     target, args = spec.target, spec.install
-    words = ["comfy-install", "install", INSTALL_DIR, "--yes", "--gpu", target.gpu]
+    # --no-tune: the build has no GPU; the start script measures on the real one
+    words = ["comfy-install", "install", INSTALL_DIR, "--yes", "--no-tune", "--gpu", target.gpu]
     if target.cuda_driver and target.gpu != "none":
         words += ["--cuda-driver", target.cuda_driver]
     words += ["--python", target.python]
@@ -297,18 +282,6 @@ def labels(spec: ImageSpec) -> dict[str, str]:
         f"{LABEL_PREFIX}.comfyui-ref": plan.comfyui_ref,
     }
     return dict(sorted(found.items()))
-
-
-def extra_model_paths_yaml() -> str:
-    """Return the `extra_model_paths.yaml` that points ComfyUI at the models volume."""
-    lines = [
-        "# comfy-install image: the models live on the /models volume, one folder per kind.",
-        "comfy_install_models:",
-        f"    base_path: {MODELS_DIR}",
-        "    is_default: true",
-    ]
-    lines += [f"    {kind}: {kind}" for kind in MODEL_FOLDERS]
-    return "\n".join(lines) + "\n"
 
 
 def _q(word: str) -> str:
@@ -444,9 +417,11 @@ def _runtime_stage(spec: ImageSpec) -> list[str]:
             ]
         ),
     ]
+    lines.append(f"COPY {START_SCRIPT} {ETC_DIR}/start.sh")
     label_lines = [f"{key}={json.dumps(value)}" for key, value in labels(spec).items()]
     lines.append("LABEL " + " \\\n      ".join(label_lines))
-    lines.append('ENV COMFY_EXTRA_ARGS="" \\\n    ENABLE_STARTUP_WARMUP=1')
+    env = ['COMFY_EXTRA_ARGS=""', "ENABLE_STARTUP_WARMUP=1", "COMFY_TUNE_AT_START=1"]
+    lines.append("ENV " + " \\\n    ".join([*env, "COMFY_TUNE_BUDGET=60"]))
     url = f"http://127.0.0.1:{spec.port}/object_info"
     probe = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=8)"
     lines += [
@@ -457,9 +432,8 @@ def _runtime_stage(spec: ImageSpec) -> list[str]:
         "ENTRYPOINT "
         + _json_list(
             [
-                f"{TOOL_VENV}/bin/comfy-install",
-                "launch",
-                INSTALL_DIR,
+                "/bin/sh",
+                f"{ETC_DIR}/start.sh",
                 "--listen",
                 "0.0.0.0",  # noqa: S104 - a container serves on all its interfaces
                 "--port",
@@ -575,7 +549,8 @@ def context_files(spec: ImageSpec, wheel: Path) -> list[ContextFile]:
         ContextFile(CONTAINERFILE, text=render_containerfile(spec)),
         ContextFile(f"dist/{spec.wheel_name}", source=wheel),
         ContextFile(REQUIREMENTS_FILE, text=spec.tool_requirements),
-        ContextFile("etc/extra_model_paths.yaml", text=extra_model_paths_yaml()),
+        ContextFile("etc/extra_model_paths.yaml", text=extra_model_paths_yaml(MODELS_DIR)),
+        ContextFile(START_SCRIPT, text=start_script(INSTALL_DIR, TUNE_DIR)),
         *spec.extra_files,
     ]
     described = sorted([*files, ContextFile(IMAGE_PLAN_FILE)], key=lambda f: f.path)
