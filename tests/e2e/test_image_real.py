@@ -1,6 +1,6 @@
 """A real image: `comfy-install image build`, its layer cache, and its entrypoint answering.
 
-Behind the `image` marker, deselected by default; run it with
+Behind the `image` marker (and `real`), deselected by default; run it with
 `pytest -m image -n 0 -s tests/e2e/test_image_real.py` (about 6 minutes on 2 cores, 12 with
 `COMFY_IMAGE_RESULTS`).
 Needs root, buildah and debootstrap (`apt-get install -y buildah debootstrap`), the package
@@ -43,7 +43,8 @@ from support.cli import cli_path
 from support.image_base import can_make_base_image, ensure_base_image
 from support.real import bundle_path, free_port
 
-pytestmark = pytest.mark.image
+# `real` too, so that `-m "not real"` (the fast suite) leaves it out as the addopts' -m does
+pytestmark = [pytest.mark.image, pytest.mark.real]
 
 TAG = "localhost/comfy-install-test:cpu"
 PODMAN_TAG = "localhost/comfy-install-test:cpu-podman"
