@@ -34,7 +34,7 @@ def run_optimizations(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
         uv=ctx.uv,
         manifest=ctx.manifest,
         torch_index_url=ctx.plan.torch.index_url,
-        build_tools=(ctx.env.compiler.ok, ctx.env.nvcc.ok),
+        build_host=ctx.env.build_host(offline=ctx.options.offline),
         allow_unverified=ctx.options.allow_unverified,
         lock=lock_path(ctx),
     )
