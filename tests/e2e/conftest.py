@@ -8,22 +8,15 @@ from pathlib import Path
 import pytest
 
 from support.cli import run
-from support.real import REAL_ENV, real_install_args
+from support.real import REAL_ENV, real_install_args, shared_folder, shared_install_lock
 
 
 def _shared_install(factory: pytest.TempPathFactory, name: str, ref: str) -> Path:
     """Install ComfyUI ``ref`` once into the run's common temp folder (see real_install)."""
-    import fcntl
-    import os
-
-    base = factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    target = shared / name / "inst"
+    target = shared_folder(factory) / name / "inst"
     target.parent.mkdir(parents=True, exist_ok=True)
-    with (shared / f"{name}.lock").open("w") as guard:
-        fcntl.flock(guard, fcntl.LOCK_EX)
+    with shared_install_lock(factory, name):
         done = run(real_install_args(target, ref), REAL_ENV, timeout=900)
-        fcntl.flock(guard, fcntl.LOCK_UN)
     assert done.returncode == 0, done.stderr[-4000:]
     return target
 
