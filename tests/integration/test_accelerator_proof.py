@@ -261,3 +261,53 @@ def test_install_records_the_skipped_proof_and_status_and_doctor_show_it(
     checks = json.loads(doctor.stdout)["data"]["checks"]
     assert {"section": "accelerators", "name": "proof", "status": "info",
             "detail": f"skipped: {reason}", "hint": None} in checks  # fmt: skip
+
+
+CRASHING_PYTHON = """#!{python}
+import json, os, sys
+args = sys.argv[1:]
+config = json.load(open(args[args.index("--config") + 1]))
+if "xformers" in config["backends"]:
+    os.abort()  # a backend's library taking the interpreter down
+document = json.load(open({document!r}))
+document["backends"] = [b for b in document["backends"] if b["name"] in config["backends"]]
+document["results"] = [r for r in document["results"] if r["backend"] in config["backends"]]
+json.dump(document, open(args[args.index("--output") + 1], "w"))
+"""
+
+
+def test_a_backend_that_crashes_the_measuring_process_is_found_and_broken(
+    tmp_path: Path,
+) -> None:
+    """The measuring module runs again one backend at a time; the one that crashes is broken."""
+    import sys
+
+    from installer.bench.proof import measure
+    from installer.core.proof import Place
+
+    recorded = tmp_path / "document.json"
+    recorded.write_text(json.dumps(h200_document()))
+    python = tmp_path / "python"
+    python.write_text(CRASHING_PYTHON.format(python=sys.executable, document=str(recorded)))
+    python.chmod(0o755)
+    log = InstallerLogger(verbosity=-1, log_file=tmp_path / "proof.log")
+    document = measure(python, ["xformers", "sageattention"], log)
+    reports = {b["name"]: b for b in document["backends"]}
+    assert reports["xformers"]["available"] is False
+    assert reports["xformers"]["reason"].startswith(
+        "the measuring process failed with it alone: The attention benchmark failed in the venv"
+    )
+    assert reports["sageattention"]["available"] is True
+    assert {r["backend"] for r in document["results"]} == {"sdpa", "sageattention"}
+    # Judged as prove_accelerators judges it (xformers here lives outside the venv, so
+    # nothing is uninstalled: the fake interpreter is no venv).
+    places = {
+        "xformers": Place("xformers", "0.0.35", "/usr/lib/python3/dist-packages", False),
+        "sageattention": Place("sageattention", "2.2.0", "/srv/venv/site-packages", True),
+    }
+    uv = Uv(binary=uv_binary(), index=IndexOptions(offline=True), log=log)
+    proof = settle(document, places, python, uv, log, "optimizations")
+    assert {b.name: (b.verdict, b.action) for b in proof.backends} == {
+        "xformers": ("broken", "disabled"),
+        "sageattention": ("working", "kept"),
+    }
