@@ -961,13 +961,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.dumps({"machine": info, "results": [r.row() for r in results]}, indent=2) + "\n"
     )
     results_md = ROOT / "bench" / "RESULTS.md"
-    # Keep the GPU workflow section (bench/gpu/run_workflows.py writes it between markers).
+    # Keep the sections measured elsewhere, between their markers: the container image
+    # (tests/e2e/test_image_real.py) and the GPU workflows (bench/gpu/run_workflows.py).
     kept = ""
     if results_md.exists():
         old = results_md.read_text()
-        start, end = "<!-- gpu-workflows:start -->", "<!-- gpu-workflows:end -->"
-        if start in old and end in old:
-            kept = "\n" + start + old.split(start, 1)[1].split(end, 1)[0] + end + "\n"
+        for section in ("image-results", "gpu-workflows"):
+            start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
+            if start in old and end in old:
+                kept += "\n" + start + old.split(start, 1)[1].split(end, 1)[0] + end + "\n"
     results_md.write_text(report(results, info) + kept)
     return 0
 

@@ -8,22 +8,22 @@ from pathlib import Path
 import pytest
 
 from support.cli import run
-from support.real import BUNDLE_REF, LEGACY_REF, REAL_ENV, real_install_args
+from support.real import (
+    BUNDLE_REF,
+    LEGACY_REF,
+    REAL_ENV,
+    real_install_args,
+    shared_folder,
+    shared_install_lock,
+)
 
 
 def _shared_install(factory: pytest.TempPathFactory, name: str, ref: str) -> Path:
     """Install ComfyUI ``ref`` once into the run's common temp folder (see real_install)."""
-    import fcntl
-    import os
-
-    base = factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    target = shared / name / "inst"
+    target = shared_folder(factory) / name / "inst"
     target.parent.mkdir(parents=True, exist_ok=True)
-    with (shared / f"{name}.lock").open("w") as guard:
-        fcntl.flock(guard, fcntl.LOCK_EX)
+    with shared_install_lock(factory, name):
         done = run(real_install_args(target, ref), REAL_ENV, timeout=900)
-        fcntl.flock(guard, fcntl.LOCK_UN)
     assert done.returncode == 0, done.stderr[-4000:]
     return target
 
@@ -40,13 +40,13 @@ def real_install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def real_install_033(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Another install of ComfyUI v0.33.0, for the files whose tests launch ComfyUI too.
+def real_install_033(real_install: Path) -> Iterator[Path]:
+    """ComfyUI v0.33.0 (with comfy-kitchen): the pinned release, so the same install.
 
-    Two test files on two xdist workers must not launch ComfyUI from one DIR at the same
-    time (the second finds the first running), so they do not share `real_install`.
+    Tests that launch from it while others do work in a DIR of their own over it (its venv
+    and ComfyUI linked), as the attention tests do.
     """
-    yield _shared_install(tmp_path_factory, "real033", BUNDLE_REF)
+    yield real_install
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ Marked `real` (slow: installs ComfyUI and torch from the package registry).
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -66,11 +67,20 @@ print(json.dumps({{
 
 
 @pytest.fixture(params=["v0.3.77", "v0.33.0"])
-def install(request: pytest.FixtureRequest) -> Path:
+def install(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A DIR of this test's own over the shared real install (its venv and ComfyUI linked).
+
+    Other files launch the shared install at the same time (xdist); a DIR of its own keeps
+    this test's pid file, calibration and `stop` away from theirs.
+    """
     name = "real_install_0377" if request.param == "v0.3.77" else "real_install_033"
-    target: Path = request.getfixturevalue(name)
+    shared: Path = request.getfixturevalue(name)
+    target = tmp_path / "inst"
     state = target / ".comfy-install"
-    state.mkdir(exist_ok=True)
+    state.mkdir(parents=True)
+    for part in ("venv", "ComfyUI"):
+        (target / part).symlink_to(shared / part, target_is_directory=True)
+    shutil.copy2(shared / ".comfy-install" / "state.json", state / "state.json")
     (state / "calibration.json").write_text(dump_calibration(h200_calibration()))
     return target
 

@@ -23,7 +23,10 @@ if [ -n "$WHEELS" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target "$SITE" $WHEELS > "$OUT/pip-site.log" 2>&1 || say "pip into $SITE: exit $?"
 fi
-export PYTHONPATH="$SITE:$PWD/src:$PWD/tests"
+# Only the checkout on PYTHONPATH: the venv below sees SITE through a .pth file *after* its
+# own packages, so its SageAttention 2 is not shadowed by the 1.0.6 in SITE (PYTHONPATH would
+# reach the venv's measuring subprocesses ahead of everything).
+export PYTHONPATH="$PWD/src:$PWD/tests"
 
 { nvidia-smi; python3 -c 'import torch; print(torch.__version__, torch.version.cuda,
   torch.cuda.get_device_name(0), torch.cuda.get_device_capability(0))'; } > "$OUT/machine.txt" 2>&1
@@ -35,7 +38,7 @@ python3 -m venv --system-site-packages --without-pip "$VENV" || exit 1
 SP=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 python3 -c 'import site; print("\n".join(site.getsitepackages()))' > "$SP/machine-torch.pth"
 echo "$SITE" > "$SP/requirements-site.pth"
-SAGE_WHL=$(ls .whl/sageattention-2*.whl /work/shared/fixtures/sageattention-2*.whl 2>/dev/null | head -1)
+SAGE_WHL=$(ls .whl/sageattention-2*.whl .device/sageattention-2*.whl /work/shared/fixtures/sageattention-2*.whl 2>/dev/null | head -1)
 if [ -n "$SAGE_WHL" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target "$SP" "$SAGE_WHL" \
     > "$OUT/pip-sage.log" 2>&1 || say "sage wheel: exit $?"
@@ -53,30 +56,30 @@ git clone -q "$BUNDLE" /tmp/att-dir/ComfyUI && git -C /tmp/att-dir/ComfyUI check
 
 # 1. tune: the table for people (stderr) and the calibration itself.
 t0=$(date +%s)
-python3 -m installer tune /tmp/att-dir > "$OUT/tune-stdout.txt" 2> "$OUT/tune.txt"
+"$VENV/bin/python" -m installer tune /tmp/att-dir > "$OUT/tune-stdout.txt" 2> "$OUT/tune.txt"
 say "tune: exit $? in $(( $(date +%s) - t0 )) s"
 cp /tmp/att-dir/.comfy-install/calibration.json "$OUT/" 2>/dev/null
 cat "$OUT/tune.txt"
 
 # 2. what launch decides from it.
-python3 -m installer launch /tmp/att-dir --print-env > "$OUT/launch-print-env.txt" 2>&1
-python3 -m installer launch /tmp/att-dir --print-env --json > "$OUT/launch-print-env.json" 2>&1
+"$VENV/bin/python" -m installer launch /tmp/att-dir --print-env > "$OUT/launch-print-env.txt" 2>&1
+"$VENV/bin/python" -m installer launch /tmp/att-dir --print-env --json > "$OUT/launch-print-env.json" 2>&1
 say "launch --print-env: exit $?"
 grep -e "# attention" -e "# xformers" "$OUT/launch-print-env.txt" | tee -a "$OUT/summary.txt"
 
 # 3. the routing proof: ComfyUI's own attention, routed, counted and timed.
-python3 tests/gpu/attention_proof.py /tmp/att-dir "$OUT" > "$OUT/proof-stdout.txt" 2>&1
+"$VENV/bin/python" tests/gpu/attention_proof.py /tmp/att-dir "$OUT" > "$OUT/proof-stdout.txt" 2>&1
 say "attention proof: exit $?"
 cat "$OUT/proof-stdout.txt"
 
 # 4. a real ComfyUI started by launch on the GPU answers /object_info; the shim attached.
 PORT=8199
-timeout 300 python3 -m installer launch /tmp/att-dir --port $PORT --background --json \
+timeout 300 "$VENV/bin/python" -m installer launch /tmp/att-dir --port $PORT --background --json \
   --timeout 240 > "$OUT/launch-background.json" 2> "$OUT/launch-background.txt"
 say "launch --background: exit $?"
 curl -s -o /dev/null -w "object_info: HTTP %{http_code}\n" "http://127.0.0.1:$PORT/object_info" \
   | tee -a "$OUT/summary.txt"
-python3 -m installer stop /tmp/att-dir >> "$OUT/launch-background.txt" 2>&1
+"$VENV/bin/python" -m installer stop /tmp/att-dir >> "$OUT/launch-background.txt" 2>&1
 LOG=$(ls -t /tmp/att-dir/.comfy-install/logs/comfyui-*.log 2>/dev/null | head -1)
 [ -n "$LOG" ] && cp "$LOG" "$OUT/comfyui.log" && grep "comfy-install tuning" "$LOG" \
   | tee -a "$OUT/summary.txt"

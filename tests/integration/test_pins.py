@@ -110,8 +110,12 @@ def repo(tmp_path: Path) -> dict[str, str]:
 
 
 def config(tmp_path: Path, repo: dict[str, str]) -> Path:
+    """The shipped pins, with ComfyUI and the SageAttention sources in the local repository."""
     deps = json.loads(SHIPPED_DEPS.read_text())
     deps["comfyui"] = {"url": repo["url"], "ref": "v0.33.0", "commit": repo["v0.33.0"]}
+    for source in deps["pip_packages"].get("sageattention_sources", []):
+        source["url"] = repo["url"]
+        source["commit"] = repo["v0.34.0"]
     path = tmp_path / "deps.json"
     path.write_text(json.dumps(deps))
     return path
@@ -147,6 +151,12 @@ def test_every_pin_against_its_source(
     assert comfy["pinned"] == f"v0.33.0 ({repo['v0.33.0'][:12]})"
     assert "comfyui.ref and comfyui.commit (newest: v1.0.0" in comfy["touches"][0]
     assert not [n for n in comfy["notes"] if "points at" in n]
+
+    # A source commit is followed on HEAD (v1.1.0rc1 here); git gives no dates.
+    for name in ("sageattention2", "sageattention3"):
+        assert found[name]["status"] == "newer"
+        assert found[name]["newer"] == [f"HEAD {repo['v1.1.0rc1'][:12]}"]
+        assert found[name]["touches"] == ["pip_packages.sageattention_sources (the commit)"]
 
     torch = found["torch"]
     assert torch["status"] == "newer"
@@ -197,7 +207,7 @@ def test_the_text_report(tmp_path: Path, repo: dict[str, str], index: str) -> No
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "6 of 8 have newer releases" in out
+    assert "8 of 10 have newer releases" in out
     assert "torch  ==2.11.0  [NEWER RELEASES]  (torch.packages)" in out
     assert "2.11.0, uploaded 2026-03-23" in out
     assert "2.13.0, uploaded 2026-07-15 (114 days after the pinned one)" in out
@@ -214,7 +224,8 @@ def test_a_source_that_cannot_be_asked_is_named_and_the_rest_reported(
     assert done.returncode == 1
     assert envelope["status"] == "error"
     message = envelope["errors"][0]["message"]
-    assert message.startswith("3 pin(s) could not be checked")
+    # ComfyUI and both SageAttention sources live in the missing repository.
+    assert message.startswith("5 pin(s) could not be checked")
     found = pins(envelope)
     assert "answered HTTP 503" in found["torchaudio"]["error"]
     assert "does not serve the JSON API (PEP 691)" in found["triton"]["error"]
@@ -231,7 +242,7 @@ def test_a_sageattention_source_commit_is_followed_on_head(
     from installer.pins.compare import git_finding
     from installer.pins.specs import _source_pins
 
-    [pin] = _source_pins([{"git": repo["url"], "commit": repo["v0.34.0"]}])
+    [pin] = _source_pins([{"url": repo["url"], "commit": repo["v0.34.0"]}])
     finding = git_finding(pin, git_refs(repo["url"]))
     assert finding.status == "newer"
     assert finding.newer == (f"HEAD {repo['v1.1.0rc1'][:12]}",)

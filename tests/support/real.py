@@ -3,12 +3,15 @@ install and start them in tests."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -118,3 +121,20 @@ def launch_and_stop(install: Path, env: dict[str, str]) -> dict[str, object]:
 
 
 REAL_ENV = dict(os.environ, NO_COLOR="1", UV_PYTHON_DOWNLOADS="never")
+
+
+def shared_folder(factory: pytest.TempPathFactory) -> Path:
+    """The run's common temp folder: the same for every xdist worker."""
+    base = factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextmanager
+def shared_install_lock(factory: pytest.TempPathFactory, name: str) -> Iterator[None]:
+    """Hold the file lock of the shared install ``name`` (installs on it must not overlap)."""
+    with (shared_folder(factory) / f"{name}.lock").open("w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(guard, fcntl.LOCK_UN)

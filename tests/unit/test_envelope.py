@@ -41,6 +41,7 @@ GPU_KEYS = {"source", "reason", "driver_version", "cuda_driver_version", "planni
 OPTIMIZATION_KEYS = {
     "name", "kind", "action", "reason", "distribution", "requirement", "import_name",
     "install_options", "extra_index_urls", "retry", "required", "wheel", "builds_from_source",
+    "source", "fallback_for",
 }  # fmt: skip
 PATHS_KEYS = {"install_dir", "venv", "venv_python", "comfyui", "state_dir", "launcher"}
 ERROR_KEYS = {"code", "message", "hint"}

@@ -27,8 +27,15 @@ def test_the_shipped_pins(deps: Dependencies) -> None:
     specs = {p.name: p for p in pin_specs(deps)}
     assert list(specs) == [
         "ComfyUI", "torch", "torchvision", "torchaudio", "xformers", "triton", "triton-windows",
-        "sageattention",
+        "sageattention", "sageattention2", "sageattention3",
     ]  # fmt: skip
+    source = specs["sageattention2"]
+    assert (source.kind, source.git_ref, source.commit) == (
+        "git",
+        "head",
+        "d1a57a546c3d395b1ffcbeecc66d81db76f3b4b5",
+    )
+    assert source.source == "https://github.com/thu-ml/SageAttention.git"
     assert (specs["ComfyUI"].spec, specs["ComfyUI"].commit) == (
         "v0.33.0",
         "2f35f4a08176d993cded35dac3332be4f7287f41",
@@ -141,7 +148,7 @@ def test_source_pins_read_either_shape() -> None:
         commit = "d1a57a546c3d395b1ffcbeecc66d81db76f3b4b5"
 
     [one] = _source_pins(Entry())
-    [two] = _source_pins([{"git": Entry.git, "commit": Entry.commit}])
+    [two] = _source_pins([{"url": Entry.git, "commit": Entry.commit}])
     assert (one.name, one.git_ref, one.commit) == ("sageattention2", "head", Entry.commit)
     assert (two.source, two.where) == (Entry.git, "pip_packages.sageattention_sources")
     assert _source_pins(None) == []

@@ -489,7 +489,11 @@ def test_no_gpu_plans_no_optimizations(
     )
     assert plan.optimizations, "every configured package is listed, even when skipped"
     assert (
-        len(plan.optimizations) == len(packages) + len(deps.pip_packages.sageattention_wheels) + 1
+        len(plan.optimizations)
+        == len(packages)
+        + len(deps.pip_packages.sageattention_wheels)
+        + len(deps.pip_packages.sageattention_sources)
+        + 1
     )
     assert all(entry.action == "skip" for entry in plan.optimizations)
     assert plan.torch.cuda is None
@@ -574,8 +578,9 @@ def test_cli_dry_run_of_the_issue_20_machines(
 
 def test_cli_linux_dry_run_has_no_sa2_wheel(cli: Callable[..., Any], tmp_path: Path) -> None:
     data = dry_run_json(
-        cli, tmp_path / "lin", "--platform", "linux", "--gpu", "8.9", "--cuda-driver", "12.8"
-    )
+        cli, tmp_path / "lin", "--platform", "linux", "--gpu", "8.9", "--cuda-driver", "12.8",
+        "--cuda-toolkit", "none",
+    )  # fmt: skip
     assert data["torch"]["variant"] == "cu128"
     assert data["paths"]["venv_python"] == "venv/bin/python"
     installing = {o["name"]: o for o in data["optimizations"] if o["action"] == "install"}

@@ -4,7 +4,8 @@ What lives here: the measuring, in two parts that `tune` can reuse without the r
 [`attention_module`][installer.bench.attention_module] (the script that times the attention
 backends inside the install's venv, standard library and torch only) and
 [`attention`][installer.bench.attention] (runs it with the venv's Python and reads its
-document back); and the benchmark itself — [`results`][installer.bench.results] (the run
+document back), which [`proof`][installer.bench.proof] (the accelerator proof of step 10 and
+verify) reuses too; and the benchmark itself — [`results`][installer.bench.results] (the run
 record, statistics, tolerances and verdicts on correctness),
 [`compare`][installer.bench.compare] (regressions between two runs),
 [`store`][installer.bench.store] (saved runs in `DIR/.comfy-install/benchmarks/`),

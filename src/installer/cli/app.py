@@ -17,6 +17,7 @@ from installer import __version__
 from installer.cli.benchmark import benchmark
 from installer.cli.config import config_app
 from installer.cli.doctor import doctor
+from installer.cli.image import image_app
 from installer.cli.install import install
 from installer.cli.launch import LAUNCH_CONTEXT_SETTINGS, launch, stop
 from installer.cli.lock import lock
@@ -59,6 +60,7 @@ def _root(
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
 app.add_typer(pins_app, name="pins")
+app.add_typer(image_app, name="image")
 app.command()(install)
 app.command()(doctor)
 app.command()(status)

@@ -50,6 +50,14 @@ def install(
             "--cuda-driver", help="With --gpu CC: newest CUDA the target driver supports."
         ),
     ] = None,
+    cuda_toolkit: Annotated[
+        str | None,
+        typer.Option(
+            "--cuda-toolkit",
+            help="X.Y: plan as if nvcc X.Y (and its host compiler) were installed (with "
+            "--dry-run); none: without a CUDA toolkit (no SageAttention source build).",
+        ),
+    ] = None,
     platform: Annotated[
         str | None,
         typer.Option("--platform", help="linux or windows (with --dry-run: plan for another OS)."),
@@ -126,6 +134,7 @@ def install(
         tools_manifest_path=tools_manifest,
         gpu=gpu,
         cuda_driver=cuda_driver,
+        cuda_toolkit=cuda_toolkit,
         platform=platform,
         python=python,
         comfyui_ref=comfyui_ref,

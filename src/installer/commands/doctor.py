@@ -6,8 +6,9 @@ same plan `install --dry-run` would, and turns it into checks, each `ok`,
 GPU (name, compute capability, VRAM, driver and the CUDA version it supports),
 which torch build fits and why, which optimizations apply and why not, and, if
 DIR holds an install, the recorded state of each step, the last benchmark's
-headline and whether its attention calibration (`comfy-install tune`) still
-describes this machine.
+headline, what its accelerator proof found (each attention backend working or
+broken on this GPU, and what was done about it) and whether its attention
+calibration (`comfy-install tune`) still describes this machine.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from installer.core.facts import (
     InstallProbe,
     KitchenReport,
 )
+from installer.core.records import InstallState
 from installer.plan.model import Plan
 
 Status = Literal["ok", "warn", "fail", "info"]
@@ -244,6 +246,38 @@ def kitchen_checks(kitchen: KitchenReport | None, plan: Plan) -> list[Check]:
     return [Check("optimizations", "comfy-kitchen", status, kitchen.summary(), hint)]
 
 
+def proof_checks(state: InstallState) -> list[Check]:
+    """Report what the install's newest accelerator proof found, one check per backend.
+
+    Args:
+        state: The install's recorded `state.json`.
+
+    Returns:
+        `ok` for a working backend, `warn` for a broken one (with what was done), `info`
+        for the rest and for a proof that was skipped; none without a proof.
+    """
+    from installer.core.proof import latest_proof
+    from installer.plan.proof import describe_backend
+
+    proof = latest_proof(state)
+    if proof is None:
+        return []
+    if proof.status != "proved":
+        return [Check("accelerators", "proof", "info", f"{proof.status}: {proof.reason}")]
+    checks = []
+    for backend in proof.backends:
+        if backend.verdict == "absent":
+            continue
+        status: Status = "info"
+        if backend.verdict in ("working", "broken"):
+            status = "ok" if backend.verdict == "working" else "warn"
+        detail = f"{describe_backend(backend)} on {proof.device}"
+        if backend.verdict == "working" and backend.reason:
+            detail += f" ({backend.reason})"
+        checks.append(Check("accelerators", backend.name, status, detail, backend.action_reason))
+    return checks
+
+
 def benchmark_checks(install_dir: Path) -> list[Check]:
     """Report the headline of the install's last `comfy-install benchmark`, if one was saved.
 
@@ -317,6 +351,7 @@ def doctor_report(
     if probe is not None:
         checks += install_checks(plan, probe)
         if probe.state is not None:
+            checks += proof_checks(probe.state)
             checks += benchmark_checks(probe.install_dir)
             checks += calibration_checks(probe.install_dir, gpu)
     worst = (

@@ -345,11 +345,22 @@ def _note(step_id: str, outputs: dict[str, Any]) -> str:
     if step_id == "optimizations":
         return (
             f"{outputs.get('installed', 0)} installed, {outputs.get('skipped', 0)} skipped, "
-            f"{outputs.get('failed', 0)} failed"
+            f"{outputs.get('failed', 0)} failed" + _proof_note(outputs)
         )
+    if step_id == "verify":
+        return _proof_note(outputs).removeprefix("; ")
     if step_id == "python":
         return f"Python {outputs.get('version')}"
     return ""
+
+
+def _proof_note(outputs: dict[str, Any]) -> str:
+    """The accelerator proof's line for the summary (nothing when the step recorded none)."""
+    from installer.core.proof import proof_from_outputs
+    from installer.plan.proof import summary_line
+
+    proof = proof_from_outputs(outputs)
+    return "" if proof is None else f"; {summary_line(proof)}"
 
 
 def render_summary(outcomes: Sequence[StepOutcome], console: Console, next_command: str) -> None:

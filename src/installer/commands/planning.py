@@ -10,7 +10,7 @@ the pure [`build_plan`][installer.plan.build.build_plan]. `install`, `doctor` an
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from installer.core.config import Dependencies, ToolsManifest
 from installer.core.config_files import load_dependencies, load_tools_manifest
@@ -20,10 +20,11 @@ from installer.core.facts import (
     Environment,
     GpuReport,
     InstallProbe,
+    Tool,
     gpu_override,
     no_gpu,
 )
-from installer.edges.environment import detect_environment
+from installer.edges.environment import detect_compiler, detect_environment
 from installer.edges.gpu import detect_gpus
 from installer.edges.probe import probe_install
 from installer.plan.build import build_plan
@@ -91,13 +92,56 @@ def with_locks(probe: InstallProbe, options: InstallOptions) -> InstallProbe:
     return replace(probe, lock_headers=read_lock_headers(options.lock_dir or shipped_lock_dir()))
 
 
+def toolkit_for(env: Environment, options: InstallOptions, platform: str) -> Environment:
+    """Return the machine with the build tools the options describe (`--cuda-toolkit`).
+
+    `--cuda-toolkit X.Y` (with `--dry-run`) plans for a machine with nvcc X.Y and the host
+    compiler nvcc needs (g++ on Linux, MSVC on Windows); `--cuda-toolkit none` for one
+    without a toolkit (on a real install it turns source builds off). Without the option
+    the detected tools count; for another `--platform` the compiler of that platform is
+    looked for (MSVC's `cl` for Windows).
+
+    Args:
+        env: The detected machine.
+        options: The install options; `cuda_toolkit` and `dry_run` are read.
+        platform: The platform planned for.
+
+    Raises:
+        UsageError: A malformed `--cuda-toolkit`, or `X.Y` without `--dry-run`.
+    """
+    value = options.cuda_toolkit
+    if platform != env.platform and (env.compiler.path or env.compiler.error):
+        env = replace(env, compiler=detect_compiler(platform))
+    if value is None:
+        return env
+    choice = value.strip().lower()
+    if choice == "none":
+        return replace(
+            env, nvcc=Tool("nvcc", error="--cuda-toolkit none: planned without a CUDA toolkit")
+        )
+    if not re.fullmatch(r"[0-9]+\.[0-9]+", choice):
+        raise UsageError(f"--cuda-toolkit {value}: expected X.Y (like 12.8) or none.")
+    if not options.dry_run:
+        raise UsageError(
+            f"--cuda-toolkit {value} describes another machine; it works only with --dry-run.",
+            "On this machine the toolkit is detected (nvcc on PATH or under CUDA_HOME); "
+            "--cuda-toolkit none turns source builds off.",
+        )
+    compiler = env.compiler
+    if not compiler.ok:
+        name = "cl" if platform == "windows" else "c++"
+        compiler = Tool("compiler", path=name, version=f"{name} (assumed with --cuda-toolkit)")
+    return replace(env, nvcc=Tool("nvcc", path="nvcc", version=choice), compiler=compiler)
+
+
 def make_plan(options: InstallOptions, *, probe_build_tools: bool | None = None) -> PlanContext:
     """Load config, detect the machine and GPUs, probe DIR, and build the plan.
 
     Args:
         options: What the user asked for.
-        probe_build_tools: Look for a C++ compiler and nvcc (`doctor` does); None: only when the
-            SageAttention fallback is built from source.
+        probe_build_tools: Look for a C++ compiler and nvcc (`doctor` does); None: only when
+            something may be built from source (a SageAttention source entry, or a fallback
+            built from source).
 
     Raises:
         ConfigError: A configuration file is invalid (exit code 2).
@@ -108,13 +152,15 @@ def make_plan(options: InstallOptions, *, probe_build_tools: bool | None = None)
     manifest = load_tools_manifest(options.tools_manifest_path)
     gpu = gpu_for(options)
     fallback = deps.pip_packages.sageattention_fallback
+    builds = bool(deps.pip_packages.sageattention_sources) or (
+        fallback is not None and fallback.build == "source"
+    )
     env = detect_environment(
         options.install_dir,
-        probe_build_tools=probe_build_tools
-        if probe_build_tools is not None
-        else fallback is not None and fallback.build == "source",
+        probe_build_tools=probe_build_tools if probe_build_tools is not None else builds,
     )
     platform = options.platform or env.platform
+    env = toolkit_for(env, options, platform)
     probe = with_locks(probe_install(options.install_dir, platform), options)
     plan = build_plan(deps, manifest, env, gpu, options, probe)
     return PlanContext(options, deps, manifest, env, gpu, probe, plan)

@@ -1,9 +1,10 @@
 """`comfy-install status`: which steps of an install are done, when, with which inputs.
 
 Read-only: it reads `DIR/.comfy-install/state.json` (no network), so it answers
-instantly even on a broken machine. When DIR has an attention calibration
-(`comfy-install tune`), it also says whether `launch` can still use it: that
-detects the GPUs and asks the venv for its package versions.
+instantly even on a broken machine. It shows the newest accelerator proof (step 10's
+or verify's: each attention backend working, or broken and what was done). When DIR
+has an attention calibration (`comfy-install tune`), it also says whether `launch` can
+still use it: that detects the GPUs and asks the venv for its package versions.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from installer.core.errors import UsageError
+from installer.core.proof import latest_proof
 from installer.edges.state import read_state
 from installer.plan.model import STEPS
 
@@ -27,7 +29,8 @@ def install_status(install_dir: Path) -> dict[str, Any]:
 
     Returns:
         The `data` of `status --json`: `install_dir`, `tool_version`, `updated_at`, a `summary`
-        (ComfyUI, torch, Python, optimizations) and each of the `steps`.
+        (ComfyUI, torch, Python, optimizations, `accelerators`: the newest proof) and each of
+        the `steps`.
 
     Raises:
         UsageError: DIR holds no install state (exit code 2).
@@ -58,6 +61,7 @@ def install_status(install_dir: Path) -> dict[str, Any]:
         record = state.done(step)
         return record.outputs.get(key) if record else None
 
+    proof = latest_proof(state)
     summary = {
         "comfyui_commit": output("comfyui", "commit"),
         "comfyui_ref": output("comfyui", "ref"),
@@ -66,6 +70,7 @@ def install_status(install_dir: Path) -> dict[str, Any]:
         "torch_variant": output("torch", "variant"),
         "python": output("python", "version"),
         "optimizations": output("optimizations", "packages") or [],
+        "accelerators": None if proof is None else proof.as_data(),
     }
     return {
         "install_dir": str(install_dir),
@@ -90,6 +95,29 @@ def _calibration(install_dir: Path) -> dict[str, Any]:
     from installer.launch.facts import check_calibration
 
     return asdict(check_calibration(install_dir, detect_gpus()))
+
+
+def proof_lines(data: dict[str, Any] | None) -> list[str]:
+    """Return the lines `status` prints about the accelerator proof (none without one).
+
+    Args:
+        data: The ``accelerators`` of the status summary.
+    """
+    from installer.core.proof import AcceleratorProof
+    from installer.plan.proof import describe_backend
+
+    if not data:
+        return []
+    proof = AcceleratorProof.model_validate(data)
+    step = {"optimizations": "step 10", "verify": "verify"}.get(proof.step, proof.step)
+    if proof.status != "proved":
+        return [f"attention proof ({step}): {proof.status}: {proof.reason}"]
+    lines = [f"attention proof ({step}, on {proof.device}, torch {proof.torch}):"]
+    for backend in proof.backends:
+        if backend.verdict != "absent":
+            extra = f" — {backend.action_reason}" if backend.action_reason else ""
+            lines.append(f"  {describe_backend(backend)}{extra}")
+    return lines
 
 
 def render_status(report: dict[str, Any], console: Console) -> None:
@@ -135,6 +163,8 @@ def render_status(report: dict[str, Any], console: Console) -> None:
     console.print(table)
     for package in summary["optimizations"]:
         console.print(escape(f"  {package['name']}: {package['status']} ({package['reason']})"))
+    for line in proof_lines(summary.get("accelerators")):
+        console.print(escape(line))
     calibration = report.get("calibration")
     if calibration:
         hint = f" — {calibration['hint']}" if calibration.get("hint") else ""

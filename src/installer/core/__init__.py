@@ -7,6 +7,7 @@ codes), [`log`][installer.core.log] (the terminal and file logger, redaction),
 configuration files' models and their reading),
 [`facts`][installer.core.facts] and [`records`][installer.core.records] (what detection
 found and what `state.json` holds, as frozen records the planner reads),
+[`proof`][installer.core.proof] (the accelerator proof as recorded in the step outputs),
 [`lockfile`][installer.core.lockfile] (the lock file format, read by planner and lock feature),
 [`downloads`][installer.core.downloads] (a download's request and result) and
 [`filenames`][installer.core.filenames] (safe file names from untrusted text).

@@ -392,11 +392,125 @@ class SageAttentionFallback(_Strict):
     description: str = ""
 
 
+def _pinned_commit(value: str) -> str:
+    if re.fullmatch(r"[0-9a-f]{40}", value):
+        return value
+    if re.fullmatch(r"[0-9A-Fa-f]{40}", value):
+        raise ValueError(f"{value!r}: write the commit hash in lowercase")
+    if re.fullmatch(r"[0-9a-f]{4,39}", value):
+        raise ValueError(
+            f"{value!r} is an abbreviated hash; the full 40-character commit is required "
+            "(it is what the checkout is verified against)"
+        )
+    raise ValueError(
+        f"{value!r} is a moving ref (a branch or tag can point elsewhere tomorrow); pin the full "
+        "40-character commit hash instead, and put the tag or branch in 'ref'"
+    )
+
+
+def _relative_folder(value: str) -> str:
+    parts = value.replace("\\", "/").split("/")
+    if value.startswith(("/", "\\")) or ":" in value or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"{value!r} must be a plain relative folder inside the repository")
+    return value
+
+
+PinnedCommit = Annotated[str, AfterValidator(_pinned_commit)]
+CapabilityKey = Annotated[str, Field(pattern=r"^(default|[0-9]+\.[0-9]+)$")]
+RelativeFolder = Annotated[str, AfterValidator(_relative_folder)]
+
+
+class BuildTime(_Strict):
+    """A measured build, from which the plan estimates the build time on other machines."""
+
+    seconds: Annotated[float, Field(gt=0)] = Field(description="Wall time of the measured build.")
+    cores: Annotated[int, Field(ge=1)] = Field(description="CPU cores of the machine it ran on.")
+    archs: Annotated[int, Field(ge=1)] = Field(
+        default=1, description="How many architectures that build compiled for."
+    )
+    measured: str = Field(default="", description="Where and how it was measured, for people.")
+
+
+class SageAttentionSource(_Strict):
+    """SageAttention pinned to a git commit, built on this machine when no prebuilt wheel fits."""
+
+    name: NonEmptyStr = Field(description="Name shown in the plan, e.g. 'sageattention2'.")
+    url: NonEmptyStr = Field(description="Git URL (or local path / bundle) of the source.")
+    ref: str = Field(default="", description="Tag or branch the commit belongs to, for humans.")
+    commit: PinnedCommit = Field(
+        description="The full commit checked out and verified; the integrity anchor of the build."
+    )
+    subdirectory: RelativeFolder | None = Field(
+        default=None, description="Folder of the package inside the repository (SageAttention 3)."
+    )
+    distribution: NonEmptyStr = Field(description="Distribution name of the built wheel.")
+    import_name: NonEmptyStr = Field(
+        description="Module it provides; routes are chosen per module."
+    )
+    cc: Specifier = Field(description="Compute capabilities its kernels are dispatched for.")
+    cc_note: str = Field(default="", description="Why the range is what it is, for the plan.")
+    min_nvcc: dict[CapabilityKey, VersionText] = Field(
+        description="Oldest nvcc per compute capability ('9.0': '12.3'), 'default' for the rest."
+    )
+    python: Specifier = Field(description="Python versions it builds and runs on.")
+    torch: Specifier = Field(description="Torch versions it builds against.")
+    platforms: list[Platform] = Field(default_factory=_all_platforms)
+    arch_source: Literal["arch_list", "local_gpu"] = Field(
+        default="arch_list",
+        description="'arch_list': compiles for TORCH_CUDA_ARCH_LIST (set from the GPUs); "
+        "'local_gpu': compiles only for the GPU it sees while building.",
+    )
+    build_requires: list[RequirementSpec] = Field(
+        default_factory=list,
+        description="Build requirements installed beside the venv's torch for the build "
+        "(from its pyproject.toml at that commit, plus ninja).",
+    )
+    extensions_in_parallel: Annotated[int, Field(ge=1, le=64)] | None = Field(
+        default=None, description="How many extensions its setup.py builds at once (EXT_PARALLEL)."
+    )
+    memory_per_job_gib: Annotated[float, Field(gt=0)] = Field(
+        default=3.0, description="Memory one compile job (one nvcc) may need, per architecture."
+    )
+    build_time: BuildTime | None = Field(default=None, description="A measured build.")
+    fetches_during_build: list[str] = Field(
+        default_factory=list,
+        description="What its build downloads by itself (it then needs the network).",
+    )
+    description: str = ""
+
+    def min_nvcc_for(self, cc: str) -> Version:
+        """Return the oldest nvcc that can compile for compute capability ``cc``.
+
+        Args:
+            cc: A compute capability like `9.0`.
+        """
+        return Version(self.min_nvcc.get(cc, self.min_nvcc.get("default", "0")))
+
+
 class PipPackages(_Strict):
     """Packages installed from files rather than resolved from an index."""
 
     sageattention_wheels: list[SageAttentionWheel] = Field(default_factory=list)
+    sageattention_sources: list[SageAttentionSource] = Field(
+        default_factory=list,
+        description="Pinned sources built on this machine when no prebuilt wheel fits.",
+    )
     sageattention_fallback: SageAttentionFallback | None = None
+
+    @field_validator("sageattention_sources")
+    @classmethod
+    def _one_source_per_module(
+        cls, sources: list[SageAttentionSource]
+    ) -> list[SageAttentionSource]:
+        seen: dict[str, str] = {}
+        for source in sources:
+            if source.import_name in seen:
+                raise ValueError(
+                    f"{source.name!r} and {seen[source.import_name]!r} both provide the module "
+                    f"{source.import_name!r}; keep one source per module"
+                )
+            seen[source.import_name] = source.name
+        return sources
 
 
 class PreflightConfig(_Strict):

@@ -189,6 +189,25 @@ class TorchConflictError(StepFailedError):
     )
 
 
+class BuildFailedError(StepFailedError):
+    """Building a package from its pinned source failed.
+
+    Cause: the compiler (nvcc, g++ or MSVC) or the package's setup script stopped with an
+    error while step 10 built SageAttention from source; the message shows the first
+    error and the log file has the whole build output. The install goes on: the next
+    route (SageAttention 1 from PyPI) is installed instead when one is configured.
+    Fix: read the first error (a missing header or library usually means an incomplete
+    CUDA toolkit or a host compiler nvcc does not support), fix it and run the install
+    again with `--force optimizations`; or turn source builds off with `--cuda-toolkit none`.
+    """
+
+    code = "build-failed"
+    default_hint = (
+        "Read the first error and the log; fix it, then run again with --force optimizations "
+        "(or pass --cuda-toolkit none to skip the build)."
+    )
+
+
 class NetworkError(InstallerError):
     """A server could not be reached or kept failing.
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Literal
 
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from installer.core.records import InstallState
 
@@ -173,8 +173,58 @@ class Environment:
     uv: Tool
     compiler: Tool
     nvcc: Tool
+    cpu_count: int | None = None
+    memory_total_bytes: int | None = None
     target: TargetDir | None = None
     """Where DIR would be written (None: not looked at)."""
+
+    def build_host(self, *, offline: bool = False) -> BuildHost:
+        """Return what a source build on this machine could use.
+
+        Args:
+            offline: `--offline` was given (a build that clones from the network cannot run).
+        """
+        return BuildHost(
+            compiler=self.compiler,
+            nvcc=self.nvcc,
+            git=self.git,
+            cpu_count=self.cpu_count,
+            memory_total_bytes=self.memory_total_bytes,
+            offline=offline,
+        )
+
+
+@dataclass(frozen=True)
+class BuildHost:
+    """What compiling a CUDA extension here can use: compilers, git, cores, memory.
+
+    The planner reads it to decide whether SageAttention can be built from its
+    pinned source, with how many parallel jobs, and how long that takes.
+    """
+
+    compiler: Tool
+    nvcc: Tool
+    git: Tool = field(default_factory=lambda: Tool("git", path="git", version="?"))
+    cpu_count: int | None = None
+    memory_total_bytes: int | None = None
+    offline: bool = False
+
+    @property
+    def nvcc_version(self) -> Version | None:
+        """The release of nvcc (`13.0`) as a version, None when no usable nvcc was found."""
+        if not self.nvcc.ok or not self.nvcc.version:
+            return None
+        try:
+            return Version(self.nvcc.version)
+        except InvalidVersion:
+            return None
+
+    @property
+    def cuda_home(self) -> str | None:
+        """The toolkit folder holding `bin/nvcc` (what torch's builder calls CUDA_HOME)."""
+        if not self.nvcc.ok or not self.nvcc.path or "/" not in self.nvcc.path.replace("\\", "/"):
+            return None
+        return str(PurePath(self.nvcc.path).parent.parent)
 
 
 def pure_path(platform: str, *parts: str | PurePath) -> PurePath:

@@ -19,8 +19,9 @@ import datetime as _dt
 import os
 import re
 import sys
+import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -126,6 +127,36 @@ class InstallerLogger:
         if not self.interactive or self.verbosity != 0:
             return contextlib.nullcontext()
         return self.console.status(f"{self._escape(what)}…", spinner="dots")
+
+    @contextlib.contextmanager
+    def live(self, what: str, every: float = 60.0) -> Iterator[Callable[[str], None]]:
+        """Keep one progress line for long work; yield the function that updates it.
+
+        On a terminal (normal verbosity) the line is redrawn in place after a spinner.
+        Elsewhere (a log collector, `--verbose`, a pipe) an update is printed as a status
+        line at most every ``every`` seconds; the log file gets those lines too.
+
+        Args:
+            what: The work, shown until the first update.
+            every: Seconds between printed updates when the line cannot be redrawn.
+        """
+        if self.interactive and self.verbosity == 0:
+            status = self.console.status(self._escape(what), spinner="dots")
+            status.start()
+            try:
+                yield lambda text: status.update(self._escape(text))
+            finally:
+                status.stop()
+            return
+        last = [time.monotonic()]
+
+        def printed(text: str) -> None:
+            now = time.monotonic()
+            if now - last[0] >= every:
+                last[0] = now
+                self.info(text)
+
+        yield printed
 
     def attach_file(self, path: Path) -> None:
         """Start appending the plain log to ``path`` (its folder is created).

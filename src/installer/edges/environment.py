@@ -148,14 +148,102 @@ def detect_compiler(platform: str) -> Tool:
 
 
 def detect_nvcc() -> Tool:
-    """Find the CUDA compiler (nvcc) on PATH or under CUDA_HOME and read its version."""
+    """Find the CUDA compiler (nvcc) on PATH or under CUDA_HOME and read its version.
+
+    The Tool's `path` is the real `bin/nvcc` inside the toolkit folder (not a wrapper
+    script or link on PATH), so its grandparent is the CUDA_HOME a build must use.
+    """
+    exe = "nvcc.exe" if os.name == "nt" else "nvcc"
     path = shutil.which("nvcc")
     cuda_home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
-    if path is None and cuda_home:
-        candidate = Path(cuda_home) / "bin" / ("nvcc.exe" if os.name == "nt" else "nvcc")
-        path = str(candidate) if candidate.is_file() else None
+    if cuda_home and (Path(cuda_home) / "bin" / exe).is_file():
+        path = str(Path(cuda_home) / "bin" / exe)
+    if path is None:
+        return Tool("nvcc", error="the CUDA toolkit (nvcc) was not found")
     tool = _run_version("nvcc", path, ["--version"], r"release ([0-9.]+)")
-    return tool if path else Tool("nvcc", error="the CUDA toolkit (nvcc) was not found")
+    if tool.ok:
+        home = toolkit_home(path)
+        if home is not None:
+            return Tool("nvcc", path=str(home / "bin" / exe), version=tool.version)
+    return tool
+
+
+def toolkit_home(nvcc: str) -> Path | None:
+    """Return the CUDA toolkit folder an nvcc belongs to (the one holding its headers).
+
+    A link or a wrapper script on PATH (`/usr/local/bin/nvcc` calling
+    `/usr/local/cuda-13.0/bin/nvcc`) is followed: nvcc's dry run names its own folder.
+
+    Args:
+        nvcc: The nvcc found on PATH or under CUDA_HOME.
+    """
+    real = Path(nvcc).resolve()
+    if (real.parent.parent / "include" / "cuda_runtime.h").is_file():
+        return real.parent.parent
+    try:
+        done = subprocess.run(
+            [nvcc, "-dryrun", "-c", "comfy_install_probe.cu"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"^#\$ _HERE_=(.+)$", done.stdout + done.stderr, re.MULTILINE)
+    if match is None:
+        return None
+    home = Path(match.group(1).strip()).parent
+    return home if (home / "include" / "cuda_runtime.h").is_file() else None
+
+
+def usable_cpu_count() -> int | None:
+    """Return the CPU cores this process may run on (its affinity mask), None when unknown."""
+    if hasattr(os, "sched_getaffinity"):
+        with contextlib.suppress(OSError):
+            return len(os.sched_getaffinity(0)) or None
+    return os.cpu_count()
+
+
+def memory_total_bytes() -> int | None:
+    """Return the machine's physical memory in bytes (a container's limit when lower).
+
+    Linux reads `/proc/meminfo` and the cgroup limit, Windows asks
+    `GlobalMemoryStatusEx`; None elsewhere or when the OS does not say.
+    """
+    if os.name == "nt":
+        import ctypes
+
+        class _Status(ctypes.Structure):
+            _fields_ = [
+                ("length", ctypes.c_ulong),
+                ("load", ctypes.c_ulong),
+                ("total_phys", ctypes.c_ulonglong),
+                ("avail_phys", ctypes.c_ulonglong),
+                ("total_page", ctypes.c_ulonglong),
+                ("avail_page", ctypes.c_ulonglong),
+                ("total_virtual", ctypes.c_ulonglong),
+                ("avail_virtual", ctypes.c_ulonglong),
+                ("avail_extended", ctypes.c_ulonglong),
+            ]
+
+        status = _Status()
+        status.length = ctypes.sizeof(_Status)
+        if ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):  # type: ignore[attr-defined]
+            return int(status.total_phys)
+        return None
+    total: int | None = None
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                total = int(line.split()[1]) * 1024
+                break
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        with contextlib.suppress(OSError, ValueError):
+            limit = int(Path(limit_file).read_text().strip())
+            if total is None or limit < total:
+                total = limit
+    return total
 
 
 def os_pretty_name() -> str:
@@ -192,6 +280,8 @@ def detect_environment(target_dir: Path, *, probe_build_tools: bool = True) -> E
         uv=detect_uv(),
         compiler=detect_compiler(platform) if probe_build_tools else Tool("compiler"),
         nvcc=detect_nvcc() if probe_build_tools else Tool("nvcc"),
+        cpu_count=usable_cpu_count(),
+        memory_total_bytes=memory_total_bytes(),
         target=probe_target_dir(target_dir),
     )
 

@@ -14,9 +14,10 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from installer.core.errors import CommandFailedError, EnvironmentUnsupportedError
 from installer.core.log import InstallerLogger, redact
@@ -53,6 +54,9 @@ def run_command(
     check: bool = True,
     timeout: float | None = None,
     hint: str | None = None,
+    on_line: Callable[[str], None] | None = None,
+    process_group: bool = False,
+    spinner: bool = True,
 ) -> CommandResult:
     """Run a program, log its output, and return how it ended.
 
@@ -65,6 +69,11 @@ def run_command(
         check: Raise on a non-zero exit code.
         timeout: Seconds before the program is stopped.
         hint: What to tell the user if it fails.
+        on_line: Called with each output line as it arrives (e.g. to follow progress).
+        process_group: Start the program in a process group of its own, and stop the whole
+            group (every compiler it started) when it is interrupted or times out.
+        spinner: Show the activity spinner on the terminal (off when the caller shows its own
+            progress line).
 
     Raises:
         CommandFailedError: The program exited non-zero and ``check`` is set.
@@ -74,6 +83,12 @@ def run_command(
     log.debug(f"$ {format_command(argv)}")
     log.clear_tail()
     start = time.monotonic()
+    group: dict[str, Any] = {}
+    if process_group:
+        if os.name == "nt":
+            group["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
+        else:
+            group["start_new_session"] = True
     try:
         process = subprocess.Popen(
             argv,
@@ -86,6 +101,7 @@ def run_command(
             encoding="utf-8",
             errors="replace",
             bufsize=1,
+            **group,
         )
     except OSError as exc:
         raise EnvironmentUnsupportedError(
@@ -93,19 +109,23 @@ def run_command(
             f"Check that {Path(argv[0]).name} is installed and runs.",
         ) from exc
     lines: list[str] = []
-    timer = threading.Timer(timeout, _stop, (process,)) if timeout is not None else None
+    stop = _stop_group if process_group else _stop
+    timer = threading.Timer(timeout, stop, (process,)) if timeout is not None else None
+    activity = log.activity(what) if spinner else contextlib.nullcontext()
     try:
         if timer is not None:
             timer.daemon = True
             timer.start()
         assert process.stdout is not None
-        with log.activity(what):
+        with activity:
             for line in process.stdout:
                 lines.append(line)
                 log.output(line)
+                if on_line is not None:
+                    on_line(line)
             returncode = process.wait()
     except BaseException:
-        _stop(process)
+        stop(process)
         raise
     finally:
         if timer is not None:
@@ -117,6 +137,32 @@ def run_command(
     if check and returncode != 0:
         raise CommandFailedError(what, result.returncode, result.output, hint)
     return result
+
+
+def _stop_group(process: subprocess.Popen[str], grace: float = 5.0) -> None:
+    """Stop a child started in a group of its own, and everything it started.
+
+    POSIX: SIGTERM to the group, then SIGKILL to whatever of it is left (compilers that
+    outlive their parent too). Windows: `taskkill /T /F` ends the process tree.
+    """
+    if os.name == "nt":
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(
+                ["taskkill", "/T", "/F", "/PID", str(process.pid)],
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+        _stop(process, grace)
+        return
+    with contextlib.suppress(OSError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace)
+    with contextlib.suppress(OSError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace)
 
 
 def _stop(process: subprocess.Popen[str], grace: float = 5.0) -> None:

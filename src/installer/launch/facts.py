@@ -20,6 +20,7 @@ from pathlib import Path
 from installer.core.calibration import WATCHED_DISTRIBUTIONS
 from installer.core.errors import EnvironmentUnsupportedError
 from installer.core.facts import GpuReport
+from installer.core.proof import AcceleratorProof, latest_proof
 from installer.edges.environment import current_platform, site_packages_dirs
 from installer.edges.gpu import detect_gpus
 from installer.edges.probe import installed_torch, layout
@@ -111,6 +112,7 @@ def gather_facts(
     site = sites[0] if sites else None
     wanted = request.tune and gpu.planning_cc is not None
     attention = probe_attention(python, environ) if wanted else None
+    cpu_install, proof = _recorded(request.install_dir)
     return LaunchFacts(
         platform=platform,
         venv_python=python,
@@ -121,15 +123,16 @@ def gather_facts(
         calibration=read_calibration(request.install_dir) if request.tune else None,
         shim=shim_status(site),
         site_packages=site,
-        cpu_install=_cpu_install(request.install_dir),
+        cpu_install=cpu_install,
+        proof=proof,
     )
 
 
-def _cpu_install(install_dir: Path) -> str | None:
-    """Return why the install was made for the CPU (`--gpu none` in its state), else None."""
+def _recorded(install_dir: Path) -> tuple[str | None, AcceleratorProof | None]:
+    """Return why the install was made for the CPU (`--gpu none`), if so, and its newest proof."""
     state, _problem = read_state(install_dir)
     record = state.done("gpu") if state is not None else None
-    return cpu_install_reason(record.outputs if record is not None else None)
+    return cpu_install_reason(record.outputs if record is not None else None), latest_proof(state)
 
 
 def check_calibration(install_dir: Path, gpu: GpuReport) -> CalibrationState:

@@ -20,9 +20,13 @@ What lives here, the effectful half of the step: [`install`][installer.optimizat
 (the run: groups of uv calls, torch held), [`venv`][installer.optimizations.venv] (what
 the venv's interpreter reports: its torch, what is present, what got installed),
 [`wheels`][installer.optimizations.wheels] (the download cache and checked downloads),
+[`build`][installer.optimizations.build] and [`build_cache`][installer.optimizations.build_cache]
+(SageAttention built from its pinned source, once per machine),
 [`target`][installer.optimizations.target] and [`outcome`][installer.optimizations.outcome]
-(the step's input and result records). `install_optimizations` and `install_sageattention`
-are the public API and stay importable from here.
+(the step's input and result records), [`proof`][installer.optimizations.proof] (the
+accelerator proof's effects: where each backend lives, uninstalling a broken one).
+`install_optimizations` and `install_sageattention` are the public API and stay importable
+from here.
 May import: the planner, the edges, [`installer.core`][installer.core], the configuration
 models and the download module; never another feature, the steps, the commands or the CLI.
 """

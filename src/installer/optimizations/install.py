@@ -11,9 +11,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from installer.core.config import Dependencies, RetryOptions
-from installer.core.errors import InstallerError, StepFailedError, TorchConflictError
+from installer.core.errors import (
+    BuildFailedError,
+    InstallerError,
+    StepFailedError,
+    TorchConflictError,
+)
 from installer.core.log import InstallerLogger
 from installer.edges.uv import Uv, write_constraints
+from installer.optimizations.build import build_source
 from installer.optimizations.outcome import OptimizationOutcome, outcome_of, skipped_outcome
 from installer.optimizations.target import StepTarget
 from installer.optimizations.venv import (
@@ -23,7 +29,7 @@ from installer.optimizations.venv import (
     inspect_venv_torch,
 )
 from installer.optimizations.wheels import download_wheels
-from installer.plan.optimizations import PlannedOptimization, plan_optimizations
+from installer.plan.optimizations import PlannedOptimization, PlannedWheel, plan_optimizations
 
 
 def install_optimizations(
@@ -110,7 +116,7 @@ def _replan(deps: Dependencies, target: StepTarget, torch: VenvTorch) -> list[Pl
         torch_cuda=torch.build,
         torch_index_url=target.torch_index_url,
         python_version=torch.python,
-        build_tools=target.build_tools,
+        build_host=target.build_host,
         allow_unverified=target.allow_unverified,
     )
 
@@ -124,13 +130,20 @@ def _run_planned(
     log: InstallerLogger,
 ) -> list[OptimizationOutcome]:
     constraints = write_constraints(install_path / ".comfy-install" / "constraints.txt", torch.pins)
+    planned = list(planned)
     done: dict[int, OptimizationOutcome] = {}
     specs: dict[int, str] = {}
+    standby: dict[str, int] = {}
     for index, entry in enumerate(planned):
-        if entry.action == "skip":
+        if entry.action == "skip" and entry.fallback_for is not None:
+            standby[entry.fallback_for] = index
+        elif entry.action == "skip":
             done[index] = skipped_outcome(entry, entry.reason)
-        elif entry.kind != "wheel":
+        elif entry.kind not in ("wheel", "source"):
             specs[index] = entry.requirement or entry.name
+    _build_sources(planned, specs, standby, done, python_exe, torch, target, log)
+    for index in standby.values():
+        done.setdefault(index, skipped_outcome(planned[index], planned[index].reason))
     wheels = {i: e for i, e in enumerate(planned) if e.action == "install" and e.kind == "wheel"}
     files, failures = download_wheels(list(wheels.values()), target, log)
     for index, entry in wheels.items():
@@ -150,7 +163,7 @@ def _run_planned(
         entry = planned[index]
         # With a lock, wheel files stay apart from index packages: the lock constrains only
         # the latter (its sageattention pin would refuse the SageAttention 2 wheel).
-        apart = entry.kind == "wheel" and target.lock is not None
+        apart = entry.kind in ("wheel", "source") and target.lock is not None
         key = (tuple(entry.install_options), tuple(entry.extra_index_urls), apart)
         groups.setdefault(key, []).append(index)
     for key, members in groups.items():
@@ -159,6 +172,69 @@ def _run_planned(
         )
     check_installed(pending, planned, python_exe, torch, target, log, done)
     return [done[index] for index in range(len(planned))]
+
+
+def _build_sources(
+    planned: list[PlannedOptimization],
+    specs: dict[int, str],
+    standby: dict[str, int],
+    done: dict[int, OptimizationOutcome],
+    python_exe: Path,
+    torch: VenvTorch,
+    target: StepTarget,
+    log: InstallerLogger,
+) -> None:
+    """Build (or take from the cache) each planned source; a failure brings in its stand-by."""
+    for index, entry in enumerate(planned):
+        if entry.action != "install" or entry.kind != "source" or entry.source is None:
+            continue
+        try:
+            built = build_source(
+                entry,
+                python_exe,
+                torch_version=torch.version or "0",
+                torch_build=torch.build or "cpu",
+                target=target,
+                log=log,
+            )
+        except BuildFailedError as exc:
+            if entry.required:
+                raise
+            log.warn(f"{exc.message}; the install goes on")
+            done[index] = outcome_of(entry, "failed", exc.message)
+            fallback = standby.pop(entry.name, None)
+            if fallback is not None:
+                log.info(f"{planned[fallback].name}: installed instead of {entry.name}")
+                planned[fallback] = planned[fallback].model_copy(
+                    update={
+                        "action": "install",
+                        "reason": f"installed because the {entry.name} build failed",
+                    }
+                )
+                specs[fallback] = planned[fallback].requirement or planned[fallback].name
+            continue
+        fallback = standby.pop(entry.name, None)
+        if fallback is not None:
+            done[fallback] = skipped_outcome(
+                planned[fallback], f"not needed: {entry.name} was built"
+            )
+        how = (
+            "reused the wheel built before (sha256 verified)"
+            if built.reused
+            else f"built in {built.seconds:.0f} s"
+        )
+        planned[index] = entry.model_copy(
+            update={
+                "reason": f"{how}: {built.path}",
+                "wheel": PlannedWheel(
+                    filename=built.path.name,
+                    url=built.path.as_uri(),
+                    sha256=built.sha256,
+                    size=built.size,
+                ),
+            }
+        )
+        specs[index] = str(built.path)
 
 
 def _install_group(

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from installer.core.config import ToolsManifest
-from installer.core.facts import GpuReport
+from installer.core.facts import BuildHost, GpuReport
 from installer.edges.uv import Uv
 
 
@@ -21,7 +21,8 @@ class StepTarget:
     uv: Uv
     manifest: ToolsManifest
     torch_index_url: str | None = None
-    build_tools: tuple[bool, bool] = (False, False)
+    build_host: BuildHost | None = None
+    """Compilers, git, cores and memory for source builds (None: none is planned)."""
     allow_unverified: bool = False
     download_jobs: int = 4
     lock: Path | None = None

@@ -134,7 +134,7 @@ def already_present(
 
     wanted: dict[int, Requirement] = {}
     for index, spec in specs.items():
-        if planned[index].kind == "wheel":
+        if planned[index].kind in ("wheel", "source"):
             continue
         try:
             wanted[index] = Requirement(spec)

@@ -109,17 +109,16 @@ def pin_specs(deps: Dependencies) -> list[PinSpec]:
 
 
 def _source_pins(sources: Any) -> list[PinSpec]:
-    """The SageAttention source commits (issue 19's `sageattention_sources`), if configured."""
+    """The SageAttention source commits (`pip_packages.sageattention_sources`: `url` (or `git`)
+    and `commit`), if configured."""
     if sources is None:
         return []
     items = sources if isinstance(sources, list | tuple) else [sources]
     pins = []
     for item in items:
-        url = getattr(item, "git", None) or (item.get("git") if isinstance(item, dict) else None)
-        commit = getattr(item, "commit", None) or (
-            item.get("commit") if isinstance(item, dict) else None
-        )
-        name = getattr(item, "name", None) or "SageAttention source"
+        url = _field(item, "url") or _field(item, "git")
+        commit = _field(item, "commit")
+        name = _field(item, "name") or "SageAttention source"
         if url and commit:
             pins.append(
                 PinSpec(
@@ -133,3 +132,7 @@ def _source_pins(sources: Any) -> list[PinSpec]:
                 )
             )
     return pins
+
+
+def _field(item: Any, name: str) -> Any:
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)

@@ -2,7 +2,10 @@
 
 What lives here: the compatibility rules ([`compat`][installer.plan.compat]: which torch
 build, which wheel, which constraint), the choice of step 10's packages
-([`optimizations`][installer.plan.optimizations]) and of the lock
+([`optimizations`][installer.plan.optimizations], with SageAttention's source builds in
+[`sage_sources`][installer.plan.sage_sources] and the torch build reconsidered for the
+CUDA toolkit in [`toolkit_torch`][installer.plan.toolkit_torch]), the accelerator proof's
+verdicts and actions ([`proof`][installer.plan.proof]) and of the lock
 ([`lock`][installer.plan.lock]), the plan as data ([`model`][installer.plan.model]) and
 how it is built ([`build`][installer.plan.build] from step
 [`drafts`][installer.plan.drafts] and the [`decide`][installer.plan.decide] rules),

@@ -48,6 +48,7 @@ from installer.plan.model import (
 )
 from installer.plan.optimizations import PlannedOptimization
 from installer.plan.preflight import preflight_blockers
+from installer.plan.toolkit_torch import trade_for_toolkit
 
 
 def _gpu_plan(gpu: GpuReport) -> GpuPlan:
@@ -132,6 +133,22 @@ def build_plan(
         options.torch_index,
         {str(k): v for k, v in deps.torch.default_index_builds.items()},
     )
+    trade = trade_for_toolkit(
+        deps,
+        manifest,
+        gpu=gpu,
+        platform=platform,
+        selection=selection,
+        request=options.torch_index,
+        host=env.build_host(offline=options.offline),
+        python_version=python_version or "3.12",
+        installed=probe.torch,
+        allow_unverified=options.allow_unverified,
+    )
+    if trade is not None and trade.selection is not None:
+        selection = trade.selection
+    if trade is not None and trade.note is not None:
+        warnings.append(trade.note)
     warnings.extend(selection.warnings)
     torch_plan = TorchPlan(
         variant=selection.variant,

@@ -199,7 +199,7 @@ def draft_steps(
         torch_cuda=torch_cuda,
         torch_index_url=selection.index_url,
         python_version=python_version or "3.12",
-        build_tools=(env.compiler.ok, env.nvcc.ok),
+        build_host=env.build_host(offline=options.offline),
         allow_unverified=options.allow_unverified,
     )
     drafts["_optimizations"] = StepDraft(inputs={"planned": planned})
@@ -211,8 +211,8 @@ def draft_steps(
     opt_record = state.done("optimizations") if state else None
     failed_before = int(opt_record.outputs.get("failed", 0)) if opt_record else 0
     drafts["optimizations"] = StepDraft(
-        inputs={"torch": torch_version, "planned": [p.model_dump(mode="json") for p in planned]},
-        details=[_describe_optimization(p) for p in planned],
+        inputs={"torch": torch_version, "planned": [_fingerprinted(p) for p in planned]},
+        details=_sage_routes(planned) + [_describe_optimization(p) for p in planned],
         not_applicable=gate,
         outputs_ok=(
             failed_before == 0,
@@ -267,8 +267,51 @@ def _torch_outputs_ok(outputs: dict[str, Any] | None, probe: InstallProbe) -> tu
     return True, ""
 
 
+def _fingerprinted(entry: PlannedOptimization) -> dict[str, Any]:
+    """Return what of an entry decides the step's work.
+
+    All of it when it installs (or stands by); only that it is skipped otherwise: a reason
+    that names the GPU is not a change to redo the step for.
+    """
+    if entry.action == "install" or entry.fallback_for is not None:
+        return entry.model_dump(mode="json")
+    return {"name": entry.name, "action": entry.action}
+
+
+_ROUTE_NAMES = {"wheel": "prebuilt wheel", "source": "build from source", "fallback": "fallback"}
+
+
+def _sage_routes(planned: list[PlannedOptimization]) -> list[str]:
+    """One headline per SageAttention module: the route taken (details follow per entry)."""
+    modules: dict[str, list[PlannedOptimization]] = {}
+    for entry in planned:
+        if entry.kind in _ROUTE_NAMES and entry.import_name:
+            modules.setdefault(entry.import_name, []).append(entry)
+    lines = []
+    for module, entries in modules.items():
+        taken = next((e for e in entries if e.action == "install"), None)
+        if taken is None:
+            lines.append(f"SageAttention route for `{module}`: none (every route's reason below)")
+            continue
+        route = f"{_ROUTE_NAMES[taken.kind]} {taken.name}"
+        if taken.source is not None:
+            route += f", {taken.source.estimate}"
+            standby = next((e for e in entries if e.fallback_for == taken.name), None)
+            if standby is not None:
+                route += f"; if the build fails: {standby.name}"
+        lines.append(f"SageAttention route for `{module}`: {route}")
+    return lines
+
+
 def _describe_optimization(entry: PlannedOptimization) -> str:
     what = entry.requirement or entry.distribution or entry.name
+    if entry.action == "install" and entry.source is not None:
+        settings = " ".join(f"{k}={v}" for k, v in entry.source.build_env.items())
+        return (
+            f"build {entry.name} from {entry.source.url} @ {entry.source.commit[:12]}: "
+            f"{entry.reason} [{settings}; a wheel built before for the same commit, torch, Python "
+            "and architectures is reused from the cache]"
+        )
     if entry.action == "install":
         line = f"install {what}: {entry.reason}"
         if entry.wheel and entry.wheel.sha256:

@@ -3,8 +3,8 @@
 [`plan_launch`][installer.plan.launch.plan_launch] turns the request (port,
 `--no-tune`, ComfyUI arguments), the facts about the machine
 ([`LaunchFacts`][installer.plan.launch.LaunchFacts]: GPU report, installed torch,
-the attention packages in the venv, the install's calibration, the state of the
-tuning shim) and the user's
+the attention packages in the venv, the install's calibration, its accelerator
+proof, the state of the tuning shim) and the user's
 environment into a [`LaunchPlan`][installer.plan.launch.LaunchPlan]: the exact
 command, the variables to set, and one
 [`Tuning`][installer.plan.launch_tunings.Tuning] per optimization with its status
@@ -45,6 +45,7 @@ from typing import Any, Literal
 
 from installer.core.errors import UsageError
 from installer.core.facts import GpuReport, TorchInstalled
+from installer.core.proof import AcceleratorProof
 from installer.plan.launch_attention import (
     AttentionChoice,
     AttentionProbe,
@@ -75,6 +76,7 @@ from installer.plan.launch_tunings import (
     decide_matmul_precision,
     decide_tf32,
 )
+from installer.plan.proof import broken_now
 
 DEFAULT_PORT = 8188
 DEFAULT_TIMEOUT = 600.0
@@ -111,6 +113,8 @@ class LaunchFacts:
     site_packages: Path | None = None
     cpu_install: str | None = None
     """Why the install was made for the CPU, as its gpu step recorded it (`--gpu none`)."""
+    proof: AcceleratorProof | None = None
+    """The install's newest accelerator proof (step 10's or verify's), from its `state.json`."""
 
 
 @dataclass(frozen=True)
@@ -247,8 +251,9 @@ def plan_launch(
     on_cpu = find_option(comfy_args, "--cpu")[0] or (device.status == "on" and facts.gpu.has_nvidia)
     gpu = GpuReport("none", CPU_ONLY) if on_cpu else facts.gpu
     tf32 = decide_tf32(request.tune, gpu, user)
+    broken = broken_now(facts.proof, facts.attention.versions if facts.attention else None)
     attention = decide_attention(
-        request.tune, gpu, facts.attention, facts.calibration, comfy_args, user
+        request.tune, gpu, facts.attention, facts.calibration, comfy_args, user, broken
     )
     in_process = _apply_shim_limits(
         [
@@ -275,7 +280,13 @@ def plan_launch(
         *in_process,
         *([native] if native is not None else []),
         decide_xformers(
-            request.tune, gpu, facts.attention, facts.calibration, attention.routed, comfy_args
+            request.tune,
+            gpu,
+            facts.attention,
+            facts.calibration,
+            attention.routed,
+            comfy_args,
+            broken,
         ),
     ]
     needs_shim = any(_needs_shim(t) for t in tunings)

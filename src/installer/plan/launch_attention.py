@@ -15,6 +15,10 @@ it loads. [`decide_xformers`][installer.plan.launch_attention.decide_xformers]
 therefore adds `--disable-xformers` when xformers is installed but not routed
 (not measured, measured slower, or broken), and says which.
 
+A backend the accelerator proof (after step 10, and in verify) found broken on
+this GPU, in the version still installed, is never routed to, whatever the
+calibration says, and a user's flag that selects it is warned about.
+
 The user's own attention flags always win: nothing is routed, nothing added.
 Pure: the calibration, the venv's package versions and the GPU report come in
 as data.
@@ -39,6 +43,11 @@ ROUTES_SCHEMA_VERSION = 1
 FLUSH_EVERY = 500
 """The shim writes its counters after this many calls (and at exit)."""
 DISABLE_XFORMERS = "--disable-xformers"
+FLAG_BACKENDS = {
+    "--use-sage-attention": "sageattention",
+    "--use-ck-attention": "comfy_kitchen_int8",
+}
+"""The backend each of ComfyUI's attention flags selects (those the proof can find broken)."""
 # ComfyUI's attention choices are one argparse group (`--use-ck-attention` from
 # v0.33): with any of them the user chose, and nothing is routed or added.
 ATTENTION_FLAGS = (
@@ -196,6 +205,7 @@ def decide_attention(
     read: CalibrationRead | None,
     comfy_args: Sequence[str],
     user: Mapping[str, str],
+    broken: Mapping[str, str] | None = None,
 ) -> AttentionChoice:
     """Decide how ComfyUI's attention calls are routed.
 
@@ -206,11 +216,14 @@ def decide_attention(
         read: The install's calibration file as read.
         comfy_args: The arguments ComfyUI will get from the user.
         user: The launch variables the user set (their own routing table wins).
+        broken: The backends the accelerator proof found broken, with the reason
+            (see [`broken_now`][installer.plan.proof.broken_now]): never routed to.
 
     Returns:
         The choice: ``on`` with the routing table and the variable naming
         its file, ``user``, or ``off`` with the reason.
     """
+    broken = broken or {}
     name = "attention"
     if not tune:
         return AttentionChoice(Tuning(name, "off", "--no-tune"))
@@ -226,8 +239,16 @@ def decide_attention(
         )
     flag = _chosen_flag(comfy_args)
     if flag is not None:
+        backend = FLAG_BACKENDS.get(flag, "")
+        warning = (
+            f"you chose {flag}, but the accelerator proof found {backend_label(backend)} "
+            f"broken on this GPU ({broken[backend]})"
+            if backend in broken
+            else None
+        )
         return AttentionChoice(
-            Tuning(name, "user", f"you chose {flag}: nothing is routed", argument=flag)
+            Tuning(name, "user", f"you chose {flag}: nothing is routed", argument=flag),
+            warning=warning,
         )
     if gpu.planning_cc is None:
         return AttentionChoice(Tuning(name, "off", no_gpu_reason(gpu)))
@@ -238,7 +259,9 @@ def decide_attention(
             Tuning(name, "off", f"{summary}: ComfyUI's default (SDPA)"),
             warning=f"attention is not routed: {summary}" if exists and probe else None,
         )
-    disabled = {"xformers"} if find_option(comfy_args, DISABLE_XFORMERS)[0] else set()
+    disabled = set(broken) | (
+        {"xformers"} if find_option(comfy_args, DISABLE_XFORMERS)[0] else set()
+    )
     routes: list[dict[str, Any]] = []
     details: list[str] = []
     for table in calibration.tables:
@@ -250,13 +273,20 @@ def decide_attention(
         if bands:
             routes.append({"head_dim": table.head_dim, "dtype": table.dtype, "bands": bands})
         details.append(f"D={table.head_dim} {table.dtype}: {describe_table(table, calibration)}")
+    details += [
+        f"{_label(calibration, backend)} is never routed: the accelerator proof found it broken "
+        f"on this GPU ({why})"
+        for backend, why in sorted(broken.items())
+    ]
     if not routes:
+        excluded = any(b.backend in broken for t in calibration.tables for b in t.bands)
+        why = (
+            "every backend measured faster is broken on this GPU (the accelerator proof)"
+            if excluded
+            else "SDPA measured fastest at every length"
+        )
         return AttentionChoice(
-            Tuning(
-                name,
-                "off",
-                f"SDPA measured fastest at every length ({summary}): ComfyUI's default",
-            ),
+            Tuning(name, "off", f"{why} ({summary}): ComfyUI's default"),
             details=tuple(details),
         )
     path = read.path.with_name(ROUTES_FILE)
@@ -289,6 +319,7 @@ def decide_xformers(
     read: CalibrationRead | None,
     routed: frozenset[str],
     comfy_args: Sequence[str],
+    broken: Mapping[str, str] | None = None,
 ) -> Tuning:
     """Decide whether to add `--disable-xformers`, so that ComfyUI keeps SDPA.
 
@@ -303,6 +334,7 @@ def decide_xformers(
         read: The install's calibration file as read (why xformers is not routed).
         routed: The backends the launch routes calls to (after the shim's limits).
         comfy_args: The arguments ComfyUI will get from the user.
+        broken: The backends the accelerator proof found broken, with the reason.
 
     Returns:
         The tuning; ``argument`` is `--disable-xformers` when it is added.
@@ -326,7 +358,9 @@ def decide_xformers(
         return Tuning(name, "off", f"xformers {version} is routed where it measured faster")
     calibration, why_not = usable_calibration(read, probe, gpu)
     record = calibration.backend("xformers") if calibration is not None else None
-    if calibration is None:
+    if broken and "xformers" in broken:
+        why = f"is broken on this GPU (the accelerator proof: {broken['xformers']})"
+    elif calibration is None:
         why = f"was not measured on this GPU ({why_not})"
     elif record is not None and record.status == "broken":
         why = f"is broken on this GPU ({record.reason or 'it failed every call'})"

@@ -165,7 +165,6 @@ def step10_requirements(deps: Dependencies, target: LockTarget) -> list[str]:
             torch_cuda=source.cuda,
             torch_index_url=source.index_url,
             python_version=target.python,
-            build_tools=(False, False),
             allow_unverified=True,
         )
         for entry in planned:

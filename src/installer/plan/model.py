@@ -73,6 +73,8 @@ class InstallOptions:
     tools_manifest_path: Path | None = None
     gpu: str = "auto"
     cuda_driver: str | None = None
+    cuda_toolkit: str | None = None
+    """`--cuda-toolkit X.Y|none`: plan as if this CUDA toolkit (or none) were installed."""
     platform: str | None = None
     python: str | None = None
     comfyui_ref: str | None = None

@@ -6,8 +6,15 @@ distribution name, `torch_constraints` mapping torch versions to the release
 built for them, `install_options` and `retry_options`), and
 `pip_packages.sageattention_wheels` lists prebuilt SageAttention wheels with
 the compute capabilities, torch, CUDA build, Python and platform they fit; their
-sha256 comes from `tools_manifest.json`. `sageattention_fallback` is installed
-only when no wheel fits.
+sha256 comes from `tools_manifest.json`.
+
+SageAttention is chosen per module (`sageattention` for SageAttention 2,
+`sageattn3` for 3), by route, in this order: a prebuilt wheel whose sha256 is in
+the manifest → a build of the pinned source (`sageattention_sources`) when this
+machine can build it ([`installer.plan.sage_sources`][installer.plan.sage_sources]) →
+`sageattention_fallback` (SageAttention 1 from PyPI) → nothing. Every route not
+taken carries its reason. When a build is planned, the fallback stands by: the
+step installs it only if that build fails.
 
 [`plan_optimizations`][installer.plan.optimizations.plan_optimizations] is pure: it
 decides from data (the GPUs, the torch build, the Python) and gives every entry a
@@ -28,10 +35,12 @@ from installer.core.config import (
     Dependencies,
     OptimizationPackage,
     RetryOptions,
+    SageAttentionFallback,
+    SageAttentionSource,
     SageAttentionWheel,
     ToolsManifest,
 )
-from installer.core.facts import GpuReport
+from installer.core.facts import BuildHost, GpuReport
 from installer.plan.compat import (
     Choice,
     DriverLimit,
@@ -44,6 +53,7 @@ from installer.plan.compat import (
     sass_for,
     select_sageattention_wheels,
 )
+from installer.plan.sage_sources import PlannedSource, plan_source
 
 
 class PlannedWheel(BaseModel):
@@ -59,7 +69,7 @@ class PlannedOptimization(BaseModel):
     """One package of step 10 as the plan decided it."""
 
     name: str
-    kind: Literal["package", "wheel", "fallback"]
+    kind: Literal["package", "wheel", "source", "fallback"]
     action: Literal["install", "skip"]
     reason: str
     distribution: str | None = None
@@ -71,6 +81,13 @@ class PlannedOptimization(BaseModel):
     required: bool = False
     wheel: PlannedWheel | None = None
     builds_from_source: bool = False
+    source: PlannedSource | None = Field(
+        default=None, description="The pinned source build (kind 'source')."
+    )
+    fallback_for: str | None = Field(
+        default=None,
+        description="The source build this entry replaces if that build fails (it stands by).",
+    )
 
 
 def plan_optimizations(
@@ -83,7 +100,7 @@ def plan_optimizations(
     torch_cuda: str | None,
     torch_index_url: str | None,
     python_version: Version | str,
-    build_tools: tuple[bool, bool] = (False, False),
+    build_host: BuildHost | None = None,
     allow_unverified: bool = False,
 ) -> list[PlannedOptimization]:
     """Decide, for each package of step 10, what will be installed or why not.
@@ -98,7 +115,8 @@ def plan_optimizations(
         torch_index_url: The index torch comes from (None: default index);
             packages with `index: torch` also look there.
         python_version: The venv's Python version.
-        build_tools: ``(compiler found, nvcc found)``, for source fallbacks.
+        build_host: The compilers, git, cores and memory of the machine, for source builds;
+            None plans none.
         allow_unverified: Accept wheels without a checksum in the manifest.
 
     Returns:
@@ -152,7 +170,7 @@ def plan_optimizations(
             torch_cuda=torch_cuda,
             python_version=python_version,
             gate_reason=sage_gate,
-            build_tools=build_tools,
+            build_host=build_host,
             allow_unverified=allow_unverified,
         )
     )
@@ -297,6 +315,31 @@ def _wheel_entry(wheel: SageAttentionWheel, manifest: ToolsManifest) -> PlannedO
     )
 
 
+def _source_entry(source: SageAttentionSource) -> PlannedOptimization:
+    return PlannedOptimization(
+        name=f"{source.name} (source)",
+        kind="source",
+        action="skip",
+        reason="",
+        distribution=source.distribution,
+        requirement=f"{source.distribution} @ git+{source.url}@{source.commit}",
+        import_name=source.import_name,
+        builds_from_source=True,
+    )
+
+
+def _fallback_entry(fallback: SageAttentionFallback) -> PlannedOptimization:
+    return PlannedOptimization(
+        name=f"{fallback.spec} (fallback)",
+        kind="fallback",
+        action="skip",
+        reason="",
+        requirement=fallback.spec,
+        import_name=fallback.import_name,
+        builds_from_source=fallback.build == "source",
+    )
+
+
 def _plan_sageattention(
     deps: Dependencies,
     manifest: ToolsManifest,
@@ -307,31 +350,22 @@ def _plan_sageattention(
     torch_cuda: str | None,
     python_version: Version | str,
     gate_reason: str | None,
-    build_tools: tuple[bool, bool],
+    build_host: BuildHost | None,
     allow_unverified: bool,
 ) -> list[PlannedOptimization]:
     section = deps.pip_packages
     fallback = section.sageattention_fallback
-    fallback_entry = (
-        None
-        if fallback is None
-        else PlannedOptimization(
-            name=f"{fallback.spec} (fallback)",
-            kind="fallback",
-            action="skip",
-            reason="",
-            requirement=fallback.spec,
-            import_name=fallback.import_name,
-            builds_from_source=fallback.build == "source",
-        )
-    )
     if gate_reason is not None:
         skipped = [
             _wheel_entry(w, manifest).model_copy(update={"reason": gate_reason})
             for w in section.sageattention_wheels
         ]
-        if fallback_entry is not None:
-            skipped.append(fallback_entry.model_copy(update={"reason": gate_reason}))
+        skipped += [
+            _source_entry(s).model_copy(update={"reason": gate_reason})
+            for s in section.sageattention_sources
+        ]
+        if fallback is not None:
+            skipped.append(_fallback_entry(fallback).model_copy(update={"reason": gate_reason}))
         return skipped
     chosen, rejected = select_sageattention_wheels(
         section.sageattention_wheels,
@@ -342,7 +376,7 @@ def _plan_sageattention(
         platform,
     )
     planned: list[PlannedOptimization] = []
-    installable = 0
+    wheel_for: dict[str, str] = {}
     for choice in chosen:
         entry = _wheel_entry(choice.value, manifest)
         verified = entry.wheel is not None and entry.wheel.sha256 is not None
@@ -360,49 +394,103 @@ def _plan_sageattention(
         planned.append(
             entry.model_copy(update={"action": "install", "reason": choice.reason + note})
         )
-        installable += 1
+        wheel_for.setdefault(choice.value.import_name, choice.value.name)
     planned.extend(
         _wheel_entry(choice.value, manifest).model_copy(update={"reason": choice.reason})
         for choice in rejected
     )
-    if fallback is None or fallback_entry is None:
-        return planned
-    if installable:
-        reason = "a prebuilt SageAttention wheel fits"
-    elif fallback.cc is not None and first_outside(fallback.cc, gpu.ccs) is not None:
-        reason = (
-            f"supports compute capability {fallback.cc}, GPU is "
-            f"{first_outside(fallback.cc, gpu.ccs)}"
-        )
-    elif fallback.build == "source" and not all(build_tools):
-        missing = [
-            name
-            for name, ok in zip(
-                ("a C++ compiler", "the CUDA toolkit (nvcc)"), build_tools, strict=True
+    built_for: dict[str, str] = {}
+    for source in section.sageattention_sources:
+        entry = _source_entry(source)
+        if source.import_name in wheel_for:
+            planned.append(
+                entry.model_copy(
+                    update={"reason": f"a prebuilt wheel fits ({wheel_for[source.import_name]})"}
+                )
             )
-            if not ok
-        ]
-        reason = f"no prebuilt wheel fits and building it needs {' and '.join(missing)}"
-    else:
-        how = (
-            "will COMPILE from source (--no-build-isolation)"
-            if fallback.build == "source"
-            else "a prebuilt wheel from the index"
+            continue
+        build = plan_source(
+            source,
+            platform=platform,
+            gpu=gpu,
+            torch_version=torch_version,
+            torch_cuda=torch_cuda,
+            python_version=python_version,
+            host=build_host,
         )
-        options = ["--no-build-isolation"] if fallback.build == "source" else []
-        text = f"{fallback.description} ({how})" if fallback.description else how
+        if build.value is None:
+            planned.append(
+                entry.model_copy(
+                    update={"reason": f"no prebuilt wheel fits; not built here: {build.reason}"}
+                )
+            )
+            continue
         planned.append(
-            fallback_entry.model_copy(
+            entry.model_copy(
                 update={
                     "action": "install",
-                    "install_options": options,
-                    "reason": f"no prebuilt SageAttention 2/3 wheel fits; {text}",
+                    "source": build.value,
+                    "reason": f"no prebuilt wheel fits; {build.reason}",
                 }
             )
         )
-        return planned
-    planned.append(fallback_entry.model_copy(update={"reason": reason}))
+        built_for[source.import_name] = entry.name
+    if fallback is not None:
+        planned.append(_plan_fallback(fallback, gpu, wheel_for, built_for, build_host))
     return planned
+
+
+def _plan_fallback(
+    fallback: SageAttentionFallback,
+    gpu: GpuReport,
+    wheel_for: dict[str, str],
+    built_for: dict[str, str],
+    build_host: BuildHost | None,
+) -> PlannedOptimization:
+    entry = _fallback_entry(fallback)
+    outside = first_outside(fallback.cc, gpu.ccs) if fallback.cc is not None else None
+    if fallback.import_name in wheel_for:
+        return entry.model_copy(update={"reason": "a prebuilt SageAttention wheel fits"})
+    if outside is not None:
+        return entry.model_copy(
+            update={"reason": f"supports compute capability {fallback.cc}, GPU is {outside}"}
+        )
+    tools = (
+        (build_host.compiler.ok, build_host.nvcc.ok) if build_host is not None else (False, False)
+    )
+    if fallback.build == "source" and not all(tools):
+        missing = [
+            name
+            for name, ok in zip(("a C++ compiler", "the CUDA toolkit (nvcc)"), tools, strict=True)
+            if not ok
+        ]
+        return entry.model_copy(
+            update={
+                "reason": f"no prebuilt wheel fits and building it needs {' and '.join(missing)}"
+            }
+        )
+    if fallback.import_name in built_for:
+        name = built_for[fallback.import_name]
+        return entry.model_copy(
+            update={
+                "fallback_for": name,
+                "reason": f"stands by: installed only if the {name} build fails",
+            }
+        )
+    how = (
+        "will COMPILE from source (--no-build-isolation)"
+        if fallback.build == "source"
+        else "a prebuilt wheel from the index"
+    )
+    options = ["--no-build-isolation"] if fallback.build == "source" else []
+    text = f"{fallback.description} ({how})" if fallback.description else how
+    return entry.model_copy(
+        update={
+            "action": "install",
+            "install_options": options,
+            "reason": f"no prebuilt SageAttention 2/3 wheel fits and none is built here; {text}",
+        }
+    )
 
 
 def installing(planned: Sequence[PlannedOptimization]) -> list[PlannedOptimization]:

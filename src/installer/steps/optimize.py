@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from installer.bench.proof import prove_accelerators
+from installer.core.proof import PROOF_KEY
 from installer.edges.kitchen import probe_kitchen
 from installer.optimizations.install import install_optimizations
+from installer.optimizations.proof import with_proof
 from installer.optimizations.target import StepTarget
 from installer.plan.model import PlannedStep
 from installer.steps.context import StepContext
@@ -13,7 +16,10 @@ from installer.steps.packages import lock_path
 
 
 def run_optimizations(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
-    """Install xformers, triton and SageAttention as planned, torch held.
+    """Install xformers, triton and SageAttention as planned, torch held; then prove them.
+
+    The proof calls each installed attention backend on the GPU against SDPA; a
+    broken xformers is uninstalled (its package's outcome becomes `skipped`, with the reason).
 
     Args:
         ctx: The run's context; the packages come from its config and plan.
@@ -21,12 +27,14 @@ def run_optimizations(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
 
     Returns:
         `packages` (each package's outcome), the counts `installed`, `skipped` and `failed`,
-        and `comfy_kitchen`: which of comfy-kitchen's back ends load in the venv.
+        `accelerators` (the proof) and `comfy_kitchen`: which of comfy-kitchen's back ends load
+        in the venv.
 
     Raises:
         IntegrityError: A downloaded wheel does not match its checksum.
         InstallerError: A package marked `required` failed.
-        StepFailedError: torch changed (the constraints should prevent it).
+        StepFailedError: torch changed (the constraints should prevent it, and an uninstall
+            never should).
     """
     target = StepTarget(
         python_exe=ctx.venv_python,
@@ -36,13 +44,15 @@ def run_optimizations(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
         uv=ctx.uv,
         manifest=ctx.manifest,
         torch_index_url=ctx.plan.torch.index_url,
-        build_tools=(ctx.env.compiler.ok, ctx.env.nvcc.ok),
+        build_host=ctx.env.build_host(offline=ctx.options.offline),
         allow_unverified=ctx.options.allow_unverified,
         lock=lock_path(ctx),
     )
     outcomes = install_optimizations(
         ctx.venv_python, ctx.comfyui_dir, ctx.install_dir, ctx.deps, ctx.log, target=target
     )
+    proof = prove_accelerators(ctx.venv_python, ctx.uv, ctx.gpu, ctx.log, "optimizations")
+    outcomes = with_proof(outcomes, proof)
     for outcome in outcomes:
         if outcome.status != "installed":
             ctx.log.info(f"{outcome.name}: {outcome.status} ({outcome.reason})")
@@ -57,6 +67,7 @@ def run_optimizations(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     return {
         "packages": [o.as_dict() for o in outcomes],
         **counts,
+        PROOF_KEY: proof.as_data(),
         "comfy_kitchen": kitchen.as_dict(),
     }
 

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from installer.bench.proof import prove_accelerators
 from installer.core.errors import CommandFailedError, StepFailedError
+from installer.core.proof import PROOF_KEY, proof_from_outputs
 from installer.edges.kitchen import KITCHEN_CODE, kitchen_report
 from installer.edges.proc import run_command
 from installer.plan.model import PlannedStep
@@ -58,9 +60,10 @@ def installed_import_names(ctx: StepContext) -> list[str]:
 def run_verify(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     """Import torch (and CUDA when a GPU is planned) and every installed optimization.
 
-    Then run `python ComfyUI/main.py --help` and, when this ComfyUI has it,
-    `main.py --quick-test-for-ci`: every start-up import, all nodes and the database,
-    without binding a port (`--cpu` when torch sees no GPU).
+    Then prove each installed attention backend on the GPU against SDPA (a broken
+    xformers is uninstalled before ComfyUI starts), and run `python ComfyUI/main.py --help`
+    and, when this ComfyUI has it, `main.py --quick-test-for-ci`: every start-up import, all
+    nodes and the database, without binding a port (`--cpu` when torch sees no GPU).
 
     Args:
         ctx: The run's context.
@@ -69,11 +72,12 @@ def run_verify(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     Returns:
         The import check's findings (`python`, `torch`, `torch_cuda`, `cuda_available`, each
         module's version or error in `imports`, `comfy_kitchen`: which of its back ends load),
-        `broken_imports`, `main_help` and `startup_test` (`not available` when this ComfyUI
-        lacks the test).
+        `broken_imports`, `accelerators` (the proof), `main_help` and `startup_test` (`not
+        available` when this ComfyUI lacks the test).
 
     Raises:
-        StepFailedError: torch does not import, or ComfyUI does not start.
+        StepFailedError: torch does not import, ComfyUI does not start, or an uninstall
+            changed torch.
     """
     names = installed_import_names(ctx)
     try:
@@ -102,6 +106,8 @@ def run_verify(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
             "torch does not see the GPU (torch.cuda.is_available() is False): "
             + str(result.get("cuda_error", "check the NVIDIA driver"))
         )
+    earlier = proof_from_outputs(ctx.outputs("optimizations"))
+    proof = prove_accelerators(ctx.venv_python, ctx.uv, ctx.gpu, ctx.log, "verify", earlier)
     main = ctx.comfyui_dir / "main.py"
     hint = (
         "Read the lines above; a missing module usually means the requirements step must be "
@@ -144,4 +150,5 @@ def run_verify(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
         "main_help": "ok",
         "startup_test": "ok" if quick_test else "not available",
         "broken_imports": sorted(broken),
+        PROOF_KEY: proof.as_data(),
     }

@@ -1,0 +1,225 @@
+"""`comfy-install image`: an OCI image of a planned install (build context, or the build itself).
+
+`image context DIR` writes a Containerfile and the files it copies into DIR;
+`image build DIR` does the same, then builds DIR with the first container
+engine found (`docker buildx`, `podman`, `buildah`). Both plan the install for
+the target (`--gpu CC --cuda-driver X.Y`) exactly as `install --dry-run` would
+inside the image; `--dry-run` shows that plan of the image and writes nothing.
+The logic lives in [`installer.image`][installer.image]; this module parses
+options, imports heavy modules only inside the commands, and is registered on
+the main app in [`installer.cli.app`][installer.cli.app].
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from installer.image.prepare import ImageRequest
+
+image_app = typer.Typer(
+    help="Build an OCI image of a planned install, for any container engine and orchestrator.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+ContextArg = Annotated[Path, typer.Argument(help="The build context folder to write.")]
+GpuOpt = Annotated[
+    str,
+    typer.Option("--gpu", help="The target's compute capability (8.9), or none for a CPU image."),
+]
+DriverOpt = Annotated[
+    str | None,
+    typer.Option("--cuda-driver", help="Newest CUDA the target's driver supports (12.8)."),
+]
+PlatformOpt = Annotated[str, typer.Option("--platform", help="The image's OS (only linux).")]
+BaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--base", help="Base image (default: python:X.Y-slim-bookworm); may be a local image."
+    ),
+]
+TagOpt = Annotated[
+    str | None,
+    typer.Option("--tag", help="Tag of the image (default: comfy-install:VERSION-TARGET)."),
+]
+PythonOpt = Annotated[
+    str | None, typer.Option("--python", help="Python X.Y in the image (default: the config's).")
+]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="Another dependencies.json (copied in).")
+]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--comfyui-url", help="Clone ComfyUI from here; a local git bundle is copied into DIR."
+    ),
+]
+RefOpt = Annotated[
+    str | None, typer.Option("--comfyui-ref", help="Tag, branch or commit instead of the pin.")
+]
+TorchIndexOpt = Annotated[
+    str,
+    typer.Option(
+        "--torch-index", help="auto, cpu, a variant (cu128), default (the default index) or a URL."
+    ),
+]
+IndexOpt = Annotated[
+    str | None, typer.Option("--index-url", help="Package index for every install in the build.")
+]
+ExtraIndexOpt = Annotated[
+    list[str] | None, typer.Option("--extra-index-url", help="Extra package index (repeatable).")
+]
+FindLinksOpt = Annotated[
+    list[str] | None,
+    typer.Option("--find-links", help="Folder of wheels (repeatable); local ones are copied in."),
+]
+NoLockOpt = Annotated[
+    bool, typer.Option("--no-lock", help="Resolve the requirements live, even with a lock.")
+]
+WheelOpt = Annotated[
+    Path | None,
+    typer.Option("--wheel", help="This tool's wheel (default: built from the checkout)."),
+]
+PortOpt = Annotated[int, typer.Option("--port", min=1, max=65535, help="ComfyUI's port.")]
+ToolkitOpt = Annotated[
+    str | None,
+    typer.Option("--toolkit-image", help="CUDA toolkit image of the stage that compiles wheels."),
+]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Show the plan of the image; write nothing.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show the engine's output.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
+
+
+@image_app.command("context")
+def context(
+    directory: ContextArg,
+    gpu: GpuOpt,
+    cuda_driver: DriverOpt = None,
+    platform: PlatformOpt = "linux",
+    base: BaseOpt = None,
+    tag: TagOpt = None,
+    python: PythonOpt = None,
+    config: ConfigOpt = None,
+    comfyui_url: UrlOpt = None,
+    comfyui_ref: RefOpt = None,
+    torch_index: TorchIndexOpt = "auto",
+    index_url: IndexOpt = None,
+    extra_index_url: ExtraIndexOpt = None,
+    find_links: FindLinksOpt = None,
+    no_lock: NoLockOpt = False,
+    wheel: WheelOpt = None,
+    port: PortOpt = 8188,
+    toolkit_image: ToolkitOpt = None,
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write a build context (Containerfile and the files it copies) for the target into DIR."""
+    from installer.image.prepare import ImageRequest
+
+    request = ImageRequest(
+        directory, gpu, cuda_driver, platform, base, tag, python, config, comfyui_url,
+        comfyui_ref, torch_index, index_url, tuple(extra_index_url or ()),
+        tuple(find_links or ()), no_lock, wheel, port, toolkit_image, dry_run,
+    )  # fmt: skip
+    _command(["image", "context", str(directory)], request, None, as_json, verbose, quiet)
+
+
+@image_app.command("build")
+def build(
+    directory: ContextArg,
+    gpu: GpuOpt,
+    cuda_driver: DriverOpt = None,
+    platform: PlatformOpt = "linux",
+    base: BaseOpt = None,
+    tag: TagOpt = None,
+    python: PythonOpt = None,
+    config: ConfigOpt = None,
+    comfyui_url: UrlOpt = None,
+    comfyui_ref: RefOpt = None,
+    torch_index: TorchIndexOpt = "auto",
+    index_url: IndexOpt = None,
+    extra_index_url: ExtraIndexOpt = None,
+    find_links: FindLinksOpt = None,
+    no_lock: NoLockOpt = False,
+    wheel: WheelOpt = None,
+    port: PortOpt = 8188,
+    toolkit_image: ToolkitOpt = None,
+    engine: Annotated[
+        str | None,
+        typer.Option("--engine", help="docker, podman or buildah (default: the first found)."),
+    ] = None,
+    image_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="docker: keeps the HEALTHCHECK; oci: the labels also as OCI annotations, "
+            "no HEALTHCHECK.",
+        ),
+    ] = "docker",
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write the build context into DIR, then build and tag the image with a container engine."""
+    from installer.image.prepare import ImageRequest
+
+    request = ImageRequest(
+        directory, gpu, cuda_driver, platform, base, tag, python, config, comfyui_url,
+        comfyui_ref, torch_index, index_url, tuple(extra_index_url or ()),
+        tuple(find_links or ()), no_lock, wheel, port, toolkit_image, dry_run, image_format,
+    )  # fmt: skip
+    _command(["image", "build", str(directory)], request, engine or "", as_json, verbose, quiet)
+
+
+def _command(
+    command: list[str],
+    request: ImageRequest,
+    engine: str | None,
+    as_json: bool,
+    verbose: bool,
+    quiet: bool,
+) -> None:
+    """Run `image context` (``engine`` None) or `image build` (``engine`` "": the first found)."""
+    from installer.cli.common import guarded, make_logger, print_json
+    from installer.image.prepare import make_image
+
+    if request.dry_run:
+        command.append("--dry-run")
+    log = make_logger(verbose, quiet)
+    data = guarded(command, as_json, log, verbose, lambda: make_image(request, engine, log))
+    if as_json:
+        print_json(command, data)
+    elif request.dry_run:
+        sys.stdout.write(_render(data))
+    log.close()
+
+
+def _render(data: dict[str, Any]) -> str:
+    """The plan of the image as text, for `--dry-run` without `--json`."""
+    target = data["target"]
+    install = data["install_plan"]
+    driver = f", CUDA driver {target['cuda_driver']}" if target["cuda_driver"] else ""
+    lines = [
+        f"image {data['tag']} from {data['base']}",
+        f"  target: GPU {target['gpu']}{driver}, {target['platform']}, Python {target['python']}",
+        f"  stages: {' -> '.join(data['stages'])}",
+        f"  torch: {install['torch']['variant']} ({' '.join(install['torch']['packages'])})",
+        f"  lock: {install['lock']['name'] or 'none'} ({install['lock']['reason']})",
+        f"  plan fingerprint: {install['fingerprint']}",
+        f"  runs: {' '.join(data['install_command'])}",
+        "  install steps:",
+    ]
+    lines += [f"    {s['id']}: {s['action']} ({s['reason']})" for s in install["steps"]]
+    lines.append("  context files: " + ", ".join(data["context_files"]))
+    return "\n".join(lines) + "\n"
