@@ -109,8 +109,7 @@ def pin_specs(deps: Dependencies) -> list[PinSpec]:
 
 
 def _source_pins(sources: Any) -> list[PinSpec]:
-    """The SageAttention source commits (`pip_packages.sageattention_sources`: `url` (or `git`)
-    and `commit`), if configured."""
+    """The configured SageAttention source commits: each entry's `url` (or `git`), `commit`."""
     if sources is None:
         return []
     items = sources if isinstance(sources, list | tuple) else [sources]
