@@ -148,6 +148,10 @@ def main() -> int:
     log = InstallerLogger(verbosity=1, log_file=out / "proof.log")
     uv = Uv(binary=uv_bin, log=log,
             index=IndexOptions(find_links=[str(xformers_wheel.parent)], offline=True))  # fmt: skip
+    # The shipped plan never installs PyPI's xformers (a CUDA 12 build) beside a CUDA 13 torch,
+    # so put it in the venv first, as a user or another tool would: the proof must find it.
+    sh(uv_bin, "pip", "install", "--python", python, "--no-deps", "--offline", xformers_wheel)
+    say(f"xformers pre-installed in the venv from {xformers_wheel.name}")
     deps_data = json.loads(SHIPPED_DEPS.read_text())
     failures: list[str] = []
     with LocalHTTPServer() as server:
