@@ -324,7 +324,7 @@ def test_the_calibration_state_says_whether_launch_can_use_it() -> None:
     read = CalibrationRead(CALIBRATION, h200_calibration())
     fresh = calibration_state(read, probe, H200, Path("/srv/i"))
     assert fresh.status == "fresh" and fresh.hint is None
-    assert "measured 2026-11-30 on this GPU, an NVIDIA H200; 4 of 6" in fresh.detail
+    assert "measured 2026-11-30 on this GPU, an NVIDIA H200 (raw kernels); 4 of 6" in fresh.detail
     stale = calibration_state(
         read, AttentionProbe({**H200_VERSIONS, "torch": "2.12.0"}), H200, Path("/srv/i")
     )

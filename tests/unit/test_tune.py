@@ -17,6 +17,7 @@ from installer.bench.tune import sweep_shapes
 from installer.cli.tune import tune
 from installer.core.calibration import parse_calibration
 from installer.core.facts import GpuInfo, GpuReport
+from installer.launch import shim_attention as router
 from support.attention import SAGE, XFORMERS_ERROR, sdpa_ms
 
 H200 = GpuReport("nvml", "test", (GpuInfo(0, "NVIDIA H200", "9.0"),), "580.159.04", "13.0")
@@ -187,6 +188,28 @@ def test_tune_writes_the_calibration(make_install: Callable[..., Path], h200: No
     seen = json.loads((install / "config-seen.json").read_text())
     assert seen["total_budget_s"] == 45 and seen["backends"] == []
     assert [s["id"] for s in seen["shapes"]] == [s.id for s in sweep_shapes()]
+    # Measured through the functions the launch router calls (its own mapping), when
+    # DIR/ComfyUI imports; this document was measured on the raw kernels (no "method").
+    assert seen["comfyui"] == {
+        "path": str(install.absolute() / "ComfyUI"),
+        "functions": router.TARGETS,
+        "loaded": router.LOADED,
+    }
+    assert calibration.method == "kernels"
+
+
+def test_a_sweep_through_comfyui_records_the_method(
+    make_install: Callable[..., Path], h200: None
+) -> None:
+    document = {**sweep_document(), "method": "comfyui"}
+    install = make_install(document)
+    result = invoke(install)
+    assert result.exit_code == 0, result.output
+    err = " ".join(result.stderr.split())
+    assert "(budget 60 s), through ComfyUI's attention functions" in err
+    assert "attention_pytorch's ms per call" in err
+    path = install / ".comfy-install" / "calibration.json"
+    assert parse_calibration(path.read_text()).method == "comfyui"
 
 
 def test_tune_shows_the_table_to_people(make_install: Callable[..., Path], h200: None) -> None:
@@ -195,6 +218,7 @@ def test_tune_shows_the_table_to_people(make_install: Callable[..., Path], h200:
     assert result.stdout == ""
     err = " ".join(result.stderr.split())
     assert "Measured on NVIDIA H200 (cc 9.0), driver 580.159.04, torch 2.11.0+cu130" in err
+    assert "raw kernels" in err and "SDPA's ms per call" in err
     assert "→ the one chosen" in err and "SageAttention 2.2.0 (working)" in err
     assert (
         "D=128 fp16: SDPA below 16K tokens; SageAttention 2.2.0 from 16K tokens "

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 PACKAGE = "comfy_install_bench"
 """The name the measuring modules run under in the venv."""
-SHIPPED = ("attention_module.py", "attention_backends.py")
+SHIPPED = ("attention_module.py", "attention_backends.py", "attention_comfyui.py")
 
 
 def shipped_sources() -> dict[str, str]:

@@ -22,6 +22,9 @@ is recorded as such for that cell and the others go on. With a total time
 budget, the shapes are measured in the order given until it is spent; the
 rest are listed as skipped, with the reason. The result is one JSON document,
 written to ``--output`` (or printed on stdout); progress lines go to stderr.
+With a ``comfyui`` setting each backend is called through that ComfyUI's own
+attention function instead of the raw kernel
+([`attention_comfyui`][installer.bench.attention_comfyui]).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from .attention_backends import (
     load_backends,
     package_versions,
 )
+from .attention_comfyui import comfyui_backends, import_attention
 
 SCHEMA_VERSION = 1
 DTYPES = ("fp16", "bf16")
@@ -319,7 +323,8 @@ def run_shape(
     inputs = (q, k, v)
     del q, k, v
     with contextlib.suppress(Exception):
-        reference = backends["sdpa"].call(inputs).float() if "sdpa" in backends else None
+        sdpa = backends.get("sdpa")
+        reference = None if sdpa is None else sdpa.to_bhnd(sdpa.call(sdpa.prepare(*inputs))).float()
         timer.sync()
     if reference is None:
         _release(torch, timer.cuda)
@@ -370,14 +375,20 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
             [`Shape`][installer.bench.attention_module.Shape]; the GPU or CPU
             defaults when absent), ``dtypes``, ``backends``, ``warmup``,
             ``iterations``, ``budget_s`` (per cell), ``total_budget_s`` (for
-            all the cells; None for no limit), ``seed`` and ``allow_cpu``
-            (measure on the CPU when no GPU is usable).
+            all the cells; None for no limit), ``seed``, ``allow_cpu``
+            (measure on the CPU when no GPU is usable) and ``comfyui``
+            (``path``, ``functions``, ``loaded``: measure through that ComfyUI's
+            attention functions, see
+            [`attention_comfyui`][installer.bench.attention_comfyui]; the raw
+            kernels when absent or when it does not import).
 
     Returns:
         The JSON-serialisable result: ``measured`` (False, with ``reason``,
         when there is no torch or no GPU), the device, torch and package
-        versions, the backends, one row per backend, shape and dtype, and
-        the shapes ``skipped`` when the total budget ran out.
+        versions, the backends, one row per backend, shape and dtype, the
+        shapes ``skipped`` when the total budget ran out, and the ``method``
+        (``comfyui`` or ``kernels``, with ``method_reason`` when ComfyUI was
+        asked for but did not import).
     """
     document: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -393,6 +404,8 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
         "shapes": [],
         "results": [],
         "skipped": [],
+        "method": "kernels",
+        "method_reason": None,
     }
     try:
         torch = importlib.import_module("torch")
@@ -428,7 +441,17 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
     names = [name for name in BACKENDS if name in (config.get("backends") or BACKENDS)]
     if "sdpa" not in names:
         names.insert(0, "sdpa")
-    backends, document["backends"] = load_backends(torch, names)
+    module, document["method_reason"] = None, None
+    comfyui = config.get("comfyui") or {}
+    if comfyui:
+        module, document["method_reason"] = import_attention(str(comfyui["path"]))
+    if module is not None:
+        document["method"] = "comfyui"
+        backends, document["backends"] = comfyui_backends(
+            module, names, comfyui.get("functions") or {}, comfyui.get("loaded") or {}
+        )
+    else:
+        backends, document["backends"] = load_backends(torch, names)
     document.update(
         measured=True,
         device=device_report(torch, cuda),

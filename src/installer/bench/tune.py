@@ -8,7 +8,10 @@ sequence lengths from 1K to 75.6K tokens, head dims 64 and 128 (the SDXL/SD3
 and Flux/video families) and 40 (SD1.5, up to 16K), in fp16 and bf16, cheapest
 first, within a time budget (60 s by default). Every installed backend that
 works is compared with SDPA on the same inputs; one that fails or is wrong is
-recorded as such and never routed to. The result becomes a
+recorded as such and never routed to. Each backend is called through the
+install's own ComfyUI function the launch router will call for it (ComfyUI's
+layout, ComfyUI's SDPA path as the reference), or, when DIR/ComfyUI does not
+import, through its raw kernel (the calibration's ``method`` says which). The result becomes a
 [`Calibration`][installer.core.calibration.Calibration] (route tables by
 [`build_tables`][installer.plan.calibration.build_tables]) written atomically to
 `DIR/.comfy-install/calibration.json`. Without a GPU nothing is measured and
@@ -38,6 +41,7 @@ from installer.core.calibration import (
 )
 from installer.core.errors import EnvironmentUnsupportedError, InstallerError, UsageError
 from installer.launch.calibration import write_calibration
+from installer.launch.shim_attention import LOADED, TARGETS
 from installer.plan.calibration import MARGIN, build_tables
 
 if TYPE_CHECKING:
@@ -107,10 +111,19 @@ def sweep_shapes() -> list[Shape]:
 def module_config(options: TuneOptions) -> dict[str, Any]:
     """Return the settings the venv module runs the sweep with.
 
+    Each backend is measured through the ComfyUI function the launch router
+    calls for it (the router's own mapping, so the two cannot drift), when
+    DIR/ComfyUI imports in the venv; through its raw kernel otherwise.
+
     Args:
-        options: The tune options (the budget).
+        options: The tune options (the install, the budget).
     """
     return {
+        "comfyui": {
+            "path": str(options.install_dir.absolute() / "ComfyUI"),
+            "functions": dict(TARGETS),
+            "loaded": dict(LOADED),
+        },
         "shapes": [asdict(shape) for shape in sweep_shapes()],
         "backends": [],
         "dtypes": ["fp16", "bf16"],
@@ -204,6 +217,8 @@ def calibration_from_run(
     )
     return Calibration(
         tool_version=__version__,
+        method="comfyui" if raw.get("method") == "comfyui" else "kernels",
+        method_reason=raw.get("method_reason"),
         measured_on=measured_on,
         margin=options.margin,
         backends=_backend_records(run),

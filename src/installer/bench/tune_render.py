@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from installer.bench.render import SHORT_NAMES
 from installer.core.calibration import (
     BACKEND_LABELS,
+    METHOD_TEXT,
     Calibration,
     CalibrationPoint,
     backend_label,
@@ -111,7 +112,8 @@ def render_calibration(calibration: Calibration, console: Console) -> None:
         escape(
             f"Measured on {on.gpu_name} (cc {on.gpu_cc}), driver {on.driver}, torch {on.torch}, "
             f"{on.measured_at[:16].replace('T', ' ')} UTC, in {on.took_s or 0:.0f} s "
-            f"(budget {on.budget_s:g} s)"
+            f"(budget {on.budget_s:g} s), {METHOD_TEXT[calibration.method]}"
+            + (f" ({calibration.method_reason})" if calibration.method_reason else "")
         )
     )
     console.print(
@@ -123,7 +125,11 @@ def render_calibration(calibration: Calibration, console: Console) -> None:
         )
     )
     lengths = sorted({p.tokens for p in calibration.points})
-    table = Table(title="SDPA's ms per call; the others' speedup over SDPA; → the one chosen")
+    sdpa = "attention_pytorch" if calibration.method == "comfyui" else "SDPA"
+    table = Table(
+        title=f"Measured {METHOD_TEXT[calibration.method]}: {sdpa}'s ms per call; the others' "
+        "speedup over it; → the one chosen"
+    )
     table.add_column("D dtype")
     table.add_column("backend")
     for tokens in lengths:

@@ -47,6 +47,12 @@ WATCHED_DISTRIBUTIONS = (
 )
 """Distributions whose version, when it changes, makes a calibration stale."""
 
+MeasuringMethod = Literal["comfyui", "kernels"]
+METHOD_TEXT = {
+    "comfyui": "through ComfyUI's attention functions",
+    "kernels": "raw kernels",
+}
+"""How each method is named to people."""
 PointStatus = Literal["ok", "wrong", "error", "oom"]
 BackendStatus = Literal["working", "broken", "absent"]
 
@@ -154,6 +160,11 @@ class Calibration(_Frozen):
     schema_version: int = CALIBRATION_SCHEMA_VERSION
     tool_version: str
     measured_on: MeasuredOn
+    method: MeasuringMethod = "kernels"
+    """``comfyui``: each backend timed through the ComfyUI function the router calls;
+    ``kernels``: the raw kernels (DIR/ComfyUI did not import; files of older versions)."""
+    method_reason: str | None = None
+    """Why ComfyUI's functions were not used, for ``kernels``."""
     margin: float
     """How much faster than SDPA a backend had to be to be chosen (1.05: 5%)."""
     backends: list[BackendRecord] = Field(default_factory=list)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from installer.core.calibration import Calibration, MachineNow, backend_label
+from installer.core.calibration import METHOD_TEXT, Calibration, MachineNow, backend_label
 from installer.core.facts import GpuReport
 from installer.plan.calibration import describe_table, stale_reasons
 from installer.plan.launch_settings import ROUTES_ENV, find_option
@@ -152,7 +152,8 @@ def usable_calibration(
             f"the calibration of {day} is stale ({'; '.join(stale)}); "
             "run `comfy-install tune DIR` again"
         )
-    return calibration, f"measured {day} on this GPU, an {measured.gpu_name}"
+    how = METHOD_TEXT[calibration.method]
+    return calibration, f"measured {day} on this GPU, an {measured.gpu_name} ({how})"
 
 
 CalibrationStatus = Literal["fresh", "stale", "missing", "unreadable", "unchecked"]
