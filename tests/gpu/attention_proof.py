@@ -11,8 +11,9 @@ machine's torch and SageAttention 2; DIR/ComfyUI is ComfyUI v0.33.0). This scrip
    `comfy.ldm.flux.math` (a model module that binds `optimized_attention`), then:
    - calls `optimized_attention` with an SDXL shape (2×4096×640, heads 10, fp16) and a
      video shape (1×32760×5120, heads 40, fp16 and bf16) and reads the shim's counters:
-     each call must land where the calibration's tables say, and those must send the
-     SDXL call to SDPA and the fp16 video call to SageAttention;
+     each call must land where the calibration's tables say, the calibration must have
+     been measured through ComfyUI's functions (method "comfyui") and send the fp16 video
+     call to SageAttention;
    - times, at every shape of `benchmark`, ComfyUI's `attention_pytorch` (SDPA),
      `attention_sage` (what a blanket `--use-sage-attention` runs) and the routed
      `optimized_attention`: calls queued back to back between CUDA events, seven
@@ -158,7 +159,7 @@ def expected_backends(install: Path) -> dict[str, str]:
 
     calibration = read_calibration(install).calibration
     assert calibration is not None
-    expected = {}
+    expected = {"method": calibration.method}
     for name, (dim, dtype, tokens) in ROUTED_CALLS.items():
         table = calibration.table(dim, dtype)
         expected[name] = table.backend_for(tokens) if table is not None else "sdpa"
@@ -173,11 +174,15 @@ def verdicts(found: dict[str, Any], expected: dict[str, str]) -> list[str]:
     if not found.get("flux_binds_router"):
         failed.append("comfy.ldm.flux.math did not bind the router")
     calls = found.get("calls", {})
-    # What the issue claims for the H200: images on SDPA, video on SageAttention 2.
-    if expected.get("sdxl fp16") != "sdpa" or expected.get("video fp16") != "sageattention":
-        failed.append(f"the calibration does not route SDXL to SDPA and video to sage: {expected}")
+    # tune measured through ComfyUI's functions (what the router calls), and on the H200
+    # those send video to SageAttention 2 (2.25× over attention_pytorch); where SDXL goes is
+    # the calibration's to say, and the timings below check it chose well.
+    if expected.get("method") != "comfyui":
+        failed.append(f"tune measured the {expected.get('method')}, not ComfyUI's functions")
+    if expected.get("video fp16") != "sageattention":
+        failed.append(f"the calibration does not route video to sage: {expected}")
     for name, backend in expected.items():
-        if calls.get(name) != [backend]:
+        if name in ROUTED_CALLS and calls.get(name) != [backend]:
             failed.append(f"the {name} call went to {calls.get(name)}, not {backend}")
     for row in found.get("timings", []):
         best = min(row["sdpa"], row["sage"])
@@ -200,6 +205,7 @@ def render(found: dict[str, Any], plan_lines: list[str], failed: list[str]) -> s
         f"  {name}: went to {backends}, calibration says {expected.get(name)}"
         for name, backends in found.get("calls", {}).items()
     ]
+    out.append(f"calibration measured with method {expected.get('method')}")
     out.append("")
     out.append(f"{'shape':<14}{'B×H×N×D':<16}{'dtype':<6}{'SDPA ms':>9}{'sage ms':>9}"
                f"{'routed ms':>11}{'routed ×SDPA':>14}{'routed ×best':>14}")  # fmt: skip
