@@ -53,6 +53,8 @@ mkdir -p /tmp/att-dir
 ln -s "$VENV" /tmp/att-dir/venv
 git clone -q "$BUNDLE" /tmp/att-dir/ComfyUI && git -C /tmp/att-dir/ComfyUI checkout -q v0.33.0 \
   || say "clone of $BUNDLE failed"
+# The comfyui step makes custom_nodes/ (v0.33.0's main.py stops without it); a bare clone lacks it.
+mkdir -p /tmp/att-dir/ComfyUI/custom_nodes
 
 # 1. tune: the table for people (stderr) and the calibration itself.
 t0=$(date +%s)

@@ -85,6 +85,7 @@ def comfyui(bundle: Path | None) -> Path:
     if bundle is not None and bundle.is_file():
         sh("git", "clone", "-q", bundle, target)
         sh("git", "-C", target, "checkout", "-q", "v0.33.0")
+        (target / "custom_nodes").mkdir(exist_ok=True)  # as the comfyui step makes it
     else:
         target.mkdir()
         (target / "main.py").write_text(MAIN_PY)
