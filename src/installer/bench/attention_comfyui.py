@@ -33,11 +33,13 @@ MODULE = "comfy.ldm.modules.attention"
 """The ComfyUI module whose functions the router calls."""
 
 
-def import_attention(comfyui: str) -> tuple[Any | None, str | None]:
+def import_attention(comfyui: str, cpu: bool = False) -> tuple[Any | None, str | None]:
     """Import ComfyUI's attention module from the folder ``comfyui``.
 
     Args:
         comfyui: The install's ComfyUI checkout (``DIR/ComfyUI``).
+        cpu: No GPU: set ComfyUI's ``--cpu`` first (it parses no command line as a
+            library, and without a GPU its device probe fails unless told).
 
     Returns:
         ``(module, None)``, or ``(None, reason)`` when there is no ComfyUI
@@ -51,6 +53,8 @@ def import_attention(comfyui: str) -> tuple[Any | None, str | None]:
     sys.path.insert(0, folder)
     try:
         os.chdir(folder)
+        if cpu:
+            importlib.import_module("comfy.cli_args").args.cpu = True
         return importlib.import_module(MODULE), None
     except (Exception, SystemExit) as exc:  # ComfyUI exits on some missing packages
         if folder in sys.path:

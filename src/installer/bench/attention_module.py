@@ -444,7 +444,7 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
     module, document["method_reason"] = None, None
     comfyui = config.get("comfyui") or {}
     if comfyui:
-        module, document["method_reason"] = import_attention(str(comfyui["path"]))
+        module, document["method_reason"] = import_attention(str(comfyui["path"]), not cuda)
     if module is not None:
         document["method"] = "comfyui"
         backends, document["backends"] = comfyui_backends(
