@@ -61,6 +61,13 @@ python3 bench/gpu/make_models.py --comfyui "$BENCH/ComfyUI" --out "$MODELS_DIR" 
   --models "${MODELS:-sdxl,wan21}" || exit 1
 echo "models: $((SECONDS - T)) s; $(du -sh "$MODELS_DIR" | cut -f1)"
 
+# The calibration the tuned variants launch from: comfy-install tune on this GPU (its own budget).
+T=$SECONDS
+python3 -m installer tune "$BENCH" --budget "${TUNE_BUDGET:-60}" > "$OUT/tune.txt" 2>&1
+echo "tune: exit $? in $((SECONDS - T)) s"
+cp "$BENCH/.comfy-install/calibration.json" "$OUT/calibration.json" 2>/dev/null
+grep -E "^D=|through|raw kernels" "$OUT/tune.txt"
+
 # The benchmark, within what is left of TOTAL.
 LEFT=$(( TOTAL - (SECONDS - START) - 15 ))
 echo "benchmark budget: $LEFT s"

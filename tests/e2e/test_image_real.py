@@ -41,7 +41,7 @@ import pytest
 
 from support.cli import cli_path
 from support.image_base import can_make_base_image, ensure_base_image
-from support.real import bundle_path, free_port
+from support.real import BUNDLE_REF, bundle_path, free_port
 
 # `real` too, so that `-m "not real"` (the fast suite) leaves it out as the addopts' -m does
 pytestmark = [pytest.mark.image, pytest.mark.real]
@@ -50,7 +50,7 @@ TAG = "localhost/comfy-install-test:cpu"
 PODMAN_TAG = "localhost/comfy-install-test:cpu-podman"
 OCI_TAG = "localhost/comfy-install-test:oci-annotations"
 PLAIN_TAG = "localhost/comfy-install-test:plain"
-REF = "v0.3.77"
+REF = BUNDLE_REF  # the pinned release
 TORCH = ["torch==2.9.1", "torchvision==0.24.1", "torchaudio==2.9.1"]
 
 
@@ -99,7 +99,7 @@ def _build(context: Path, base: str, tag: str, engine: str, *extra: str) -> dict
             "--tag",
             tag,
             "--comfyui-url",
-            str(bundle_path()),
+            str(bundle_path(REF)),
             "--comfyui-ref",
             REF,
             "--torch-index",
@@ -123,7 +123,7 @@ def _plain_image(base: str, workdir: Path) -> float:
     """The image people write by hand, from the same base: pip install torch, clone, install."""
     context = workdir / "plain"
     context.mkdir()
-    shutil.copyfile(bundle_path(), context / "comfyui.bundle")
+    shutil.copyfile(bundle_path(REF), context / "comfyui.bundle")
     (context / "Containerfile").write_text(
         f"FROM {base}\n"
         "COPY comfyui.bundle /tmp/comfyui.bundle\n"
