@@ -37,6 +37,8 @@ WORK = ROOT / "bench" / ".work"
 CLI = str(Path(sys.executable).parent / "comfy-install")
 BUNDLE_REF = "v0.33.0"
 TRIO = json.loads((ROOT / "dependencies.json").read_text())["torch"]["packages"]
+# The local fixtures' tiny torch wheels (support.wheels) are 2.9.1 builds, whatever the pins say.
+FIXTURE_TRIO = ["torch==2.9.1", "torchvision==0.24.1", "torchaudio==2.9.1"]
 
 
 @dataclass
@@ -230,7 +232,9 @@ def local_config(fx: dict[str, Any], server_url: Callable[[str], str]) -> tuple[
 
     deps = json.loads((ROOT / "dependencies.json").read_text())
     deps["comfyui"] = {"url": str(fx["repo"]), "ref": "v2", "commit": fx["commit"]}
+    deps["torch"]["packages"] = FIXTURE_TRIO
     deps["extra_requirements"] = []
+    deps["pip_packages"]["sageattention_sources"] = []
     deps["preflight"]["min_free_gb"] = 0.1
     deps["pip_packages"]["sageattention_wheels"] = [
         {
@@ -364,7 +368,7 @@ def _step10_floor(
     )
     python = str(venv / "bin" / "python")
     subprocess.run(
-        [uv_bin(), "pip", "install", "-q", "--python", python, "--index-url", index, *TRIO],
+        [uv_bin(), "pip", "install", "-q", "--python", python, "--index-url", index, *FIXTURE_TRIO],
         env=env,
         check=True,
     )

@@ -287,6 +287,24 @@ def test_tune_after_install(
     done = tune_after_install(install, "auto", (), log)
     assert done["status"] == "done"
     assert done["path"] == str(install / ".comfy-install" / "calibration.json")
+    # A re-run of the install: a calibration that still describes this machine is kept (how
+    # freshness is judged is check_calibration's, tested with status and doctor below).
+    from installer.plan.launch_attention import CalibrationState
+
+    monkeypatch.setattr(
+        "installer.launch.facts.check_calibration",
+        lambda _dir, _gpu: CalibrationState("fresh", "measured 2026-11-30 on this GPU"),
+    )
+    again = tune_after_install(install, "auto", (), log)
+    assert again == {
+        "status": "skipped",
+        "reason": "the calibration is current: measured 2026-11-30 on this GPU",
+    }
+    monkeypatch.setattr(
+        "installer.launch.facts.check_calibration",
+        lambda _dir, _gpu: CalibrationState("stale", "torch changed"),
+    )
+    assert tune_after_install(install, "auto", (), log)["status"] == "done"
     monkeypatch.setattr(
         "installer.edges.gpu.detect_gpus", lambda: GpuReport("none", "NVML: no driver")
     )

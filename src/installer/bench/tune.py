@@ -316,6 +316,13 @@ def tune_after_install(
     gpu = detect_gpus()
     if not gpu.has_nvidia:
         return {"status": "skipped", "reason": f"no NVIDIA GPU ({gpu.reason})"}
+    from installer.launch.facts import check_calibration
+
+    # A re-run of a finished install stays nearly free: a calibration that still describes
+    # this GPU, driver, torch and back ends is kept (`comfy-install tune DIR` measures again).
+    current = check_calibration(install_dir, gpu)
+    if current.status == "fresh":
+        return {"status": "skipped", "reason": f"the calibration is current: {current.detail}"}
     log.info("Measuring attention on this GPU (comfy-install tune; --no-tune skips)")
     try:
         outcome = run_tune(TuneOptions(install_dir=install_dir), log, gpu)

@@ -190,10 +190,13 @@ def _install(
     result = execute(options, log)
     if result.error is not None:
         fail(result.error, log, command, as_json, data=result.as_data())
-    if tune:
-        from installer.bench.tune import tune_after_install
+    if tune and options.gpu == "auto" and not options.only:
+        from installer.bench.tune import tune_after_install  # heavy: only when it may measure
 
         tuned = tune_after_install(options.install_dir, options.gpu, options.only, log)
+    elif tune:
+        why = f"--gpu {options.gpu}: not this machine's GPU" if options.gpu != "auto" else ""
+        tuned = {"status": "skipped", "reason": why or "--only: a partial install"}
     else:
         tuned = {"status": "skipped", "reason": "--no-tune"}
     if as_json:

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from installer.bench.proof import prove_accelerators
 from installer.core.proof import PROOF_KEY
 from installer.edges.kitchen import probe_kitchen
-from installer.optimizations.install import install_optimizations
-from installer.optimizations.proof import with_proof
 from installer.optimizations.target import StepTarget
 from installer.plan.model import PlannedStep
 from installer.steps.context import StepContext
@@ -36,6 +33,11 @@ def run_optimizations(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
         StepFailedError: torch changed (the constraints should prevent it, and an uninstall
             never should).
     """
+    # Heavy (pydantic result models): imported when the step runs, not on a no-op re-run.
+    from installer.bench.proof import prove_accelerators
+    from installer.optimizations.install import install_optimizations
+    from installer.optimizations.proof import with_proof
+
     target = StepTarget(
         python_exe=ctx.venv_python,
         install_path=ctx.install_dir,

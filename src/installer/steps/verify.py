@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from installer.bench.proof import prove_accelerators
 from installer.core.errors import CommandFailedError, StepFailedError
 from installer.core.proof import PROOF_KEY, proof_from_outputs
 from installer.edges.kitchen import KITCHEN_CODE, kitchen_report
@@ -106,6 +105,8 @@ def run_verify(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
             "torch does not see the GPU (torch.cuda.is_available() is False): "
             + str(result.get("cuda_error", "check the NVIDIA driver"))
         )
+    from installer.bench.proof import prove_accelerators  # heavy: only when verify runs
+
     earlier = proof_from_outputs(ctx.outputs("optimizations"))
     proof = prove_accelerators(ctx.venv_python, ctx.uv, ctx.gpu, ctx.log, "verify", earlier)
     main = ctx.comfyui_dir / "main.py"
