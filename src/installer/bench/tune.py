@@ -306,10 +306,11 @@ def tune_after_install(
         The `tune` entry of `install --json`: ``status`` (``done``, ``skipped`` or
         ``failed``), and the calibration's path or the reason.
     """
-    if gpu_option != "auto":
-        return {"status": "skipped", "reason": f"--gpu {gpu_option}: not this machine's GPU"}
-    if only:
-        return {"status": "skipped", "reason": "--only: a partial install"}
+    from installer.plan.model import install_tune_skip
+
+    skip = install_tune_skip(gpu_option, only)
+    if skip is not None:
+        return {"status": "skipped", "reason": skip}
     from installer.edges.gpu import detect_gpus
     from installer.plan.calibration import describe_table
 

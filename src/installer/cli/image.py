@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from installer.cli.common import JsonOpt, QuietOpt
+
 if TYPE_CHECKING:
     from installer.image.prepare import ImageRequest
 
@@ -93,9 +95,7 @@ ToolkitOpt = Annotated[
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Show the plan of the image; write nothing.")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show the engine's output.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
 
 
 @image_app.command("context")

@@ -190,15 +190,15 @@ def _install(
     result = execute(options, log)
     if result.error is not None:
         fail(result.error, log, command, as_json, data=result.as_data())
-    if tune and options.gpu == "auto" and not options.only:
+    from installer.plan.model import install_tune_skip
+
+    skip = "--no-tune" if not tune else install_tune_skip(options.gpu, options.only)
+    if skip is None:
         from installer.bench.tune import tune_after_install  # heavy: only when it may measure
 
         tuned = tune_after_install(options.install_dir, options.gpu, options.only, log)
-    elif tune:
-        why = f"--gpu {options.gpu}: not this machine's GPU" if options.gpu != "auto" else ""
-        tuned = {"status": "skipped", "reason": why or "--only: a partial install"}
     else:
-        tuned = {"status": "skipped", "reason": "--no-tune"}
+        tuned = {"status": "skipped", "reason": skip}
     if as_json:
         print_json(command, {**result.as_data(), "tune": tuned})
     return 0

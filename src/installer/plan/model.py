@@ -252,3 +252,18 @@ def parse_steps(values: Sequence[str], flag: str) -> tuple[str, ...]:
             f"{flag}: unknown step {', '.join(unknown)}.", f"Steps are: {', '.join(STEP_IDS)}."
         )
     return names
+
+
+def install_tune_skip(gpu_option: str, only: Sequence[str]) -> str | None:
+    """Why `install` does not measure attention at its end, or None when it may.
+
+    Args:
+        gpu_option: The install's `--gpu` (only `auto` is this machine's GPU; the others plan
+            for another GPU, or none).
+        only: The install's `--only` steps (a partial install is not measured).
+    """
+    if gpu_option != "auto":
+        return f"--gpu {gpu_option}: not this machine's GPU"
+    if only:
+        return "--only: a partial install"
+    return None
