@@ -41,6 +41,8 @@ def _comfy_kitchen():
         report["error"] = type(exc).__name__ + ": " + str(exc)
     return report
 """
+"""The Python that asks the venv: it defines `_comfy_kitchen()`, which returns the version of
+comfy-kitchen there and each back end's availability (a dict; `kitchen_report` reads it)."""
 
 MARKER = "COMFY_INSTALL_KITCHEN "
 
