@@ -351,10 +351,15 @@ def test_file_present_with_other_bytes_is_downloaded_again(http_server, tmp_path
     assert "downloading it again" in output.getvalue()
 
 
-def test_token_goes_to_its_host_but_not_across_a_redirect(http_server, tmp_path, output):
+def test_token_goes_to_its_host_but_not_across_a_redirect(http_server, tmp_path, output, request):
     token = "hf_secret_value_0123456789"
-    resource = http_server.add("/file.bin", os.urandom(300_000))
-    http_server.redirect("/gated/file.bin", http_server.url("/file.bin", host="localhost"))
+    # The redirect goes to another host: a second server on another loopback address (an IP,
+    # so nothing depends on what this machine's /etc/hosts resolves).
+    elsewhere = LocalHTTPServer(address="127.0.0.2")
+    elsewhere.start()
+    request.addfinalizer(elsewhere.stop)
+    resource = elsewhere.add("/file.bin", os.urandom(300_000))
+    http_server.redirect("/gated/file.bin", elsewhere.url("/file.bin"))
     http_server.add("/direct.bin", os.urandom(1000))
     http_server.inject("/direct.bin", Respond(500))  # a retry, so more gets logged
     log_file = tmp_path / "logs" / "install.log"
@@ -375,10 +380,10 @@ def test_token_goes_to_its_host_but_not_across_a_redirect(http_server, tmp_path,
     log.close()
 
     [redirect] = http_server.requests_for("/gated/file.bin")
-    [target] = http_server.requests_for("/file.bin")
+    [target] = elsewhere.requests_for("/file.bin")
     assert (redirect.host, redirect.status) == (f"127.0.0.1:{http_server.port}", 302)
     assert redirect.authorization == f"Bearer {token}"
-    assert target.host == f"localhost:{http_server.port}"
+    assert target.host == f"127.0.0.2:{elsewhere.port}"
     assert target.authorization is None
     assert all(
         r.authorization == f"Bearer {token}" for r in http_server.requests_for("/direct.bin")

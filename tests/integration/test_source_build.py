@@ -4,9 +4,13 @@ A tiny SageAttention-shaped setuptools package (`support.source_repo`) is cloned
 its pinned commit and built by the real code path (`uv build --wheel
 --no-build-isolation` in a build environment over a real uv venv), installed, cached
 under `COMFY_INSTALL_CACHE_DIR`, taken from the cache by the next install, built again
-when the cached file's hash changed; a build that fails (gcc on a broken C file, a
+when the cached file's hash changed; a build that fails (a C compiler on a broken C file, a
 setup script that raises) falls through to SageAttention 1 with the first error shown;
 Ctrl-C stops the whole build and leaves nothing behind.
+
+The C compiler is a stand-in of the test's own (`CC`, read by setuptools): a script that
+rejects the file as gcc does, so the test needs no compiler on the machine (the README
+lists none, and a stock Debian has none).
 
 The machine's toolkit is given as data (nvcc 12.8, matching the fake cu128 torch): the
 package has no CUDA code, so no nvcc runs. Setuptools comes from the package registry.
@@ -50,6 +54,30 @@ HOST = BuildHost(
     cpu_count=2,
     memory_total_bytes=8 * 2**30,
 )
+
+
+GCC_STAND_IN = """#!/bin/sh
+# A C compiler that rejects its C file the way gcc 12 does (what the build's log shows).
+for arg in "$@"; do
+    case "$arg" in
+        *.c) source="$arg" ;;
+    esac
+done
+echo "$source: In function 'kernel':" >&2
+printf "%s:2:12: error: %s\n" "$source" \
+    "'undeclared_symbol_in_kernels' undeclared (first use in this function)" >&2
+echo "    2 |     return undeclared_symbol_in_kernels + 1;" >&2
+exit 1
+"""
+
+
+def gcc_stand_in(folder: Path) -> Path:
+    """Write the stand-in compiler into ``folder``; return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "cc"
+    path.write_text(GCC_STAND_IN)
+    path.chmod(0o755)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -212,8 +240,10 @@ def test_failed_build_falls_through_to_sageattention_1_with_the_first_error(
     cache: Path,
     fixtures: Fixtures,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     repo, commits = source_repo
+    monkeypatch.setenv("CC", str(gcc_stand_in(tmp_path / "bin")))
     venv = make_venv(tmp_path / "venv", fixtures)
     torch_before = inspect_venv_torch(venv).pins
     outcomes, log = step10(venv, config(str(repo), commits[variant]), index, tmp_path, "fail")

@@ -15,7 +15,10 @@ so tests assert on what went over the wire instead of mocking the client.
         server.inject("/model.bin", Drop(after_bytes=100))      # first request only
         server.inject("/model.bin", Respond(503), times=2)       # then two 503s
         url = server.url("/model.bin")                           # http://127.0.0.1:PORT/...
-        other_host = server.url("/model.bin", host="localhost")  # same server, another host
+        other_host = server.url("/model.bin", host="localhost")  # same server, another name
+
+`LocalHTTPServer(address="127.0.0.2")` listens on another loopback address: another
+host that needs no name to resolve (a bare root may have no /etc/hosts for `localhost`).
 
 Injections for a path are consumed in order, one per request; each applies to
 `times` requests (`None`: forever, which also blocks the ones queued after it).
@@ -262,14 +265,17 @@ class _Handler(BaseHTTPRequestHandler):
 class LocalHTTPServer:
     """A threaded HTTP(S) server on 127.0.0.1 with files, faults and a request log."""
 
-    def __init__(self, *, tls: bool = False) -> None:
+    def __init__(self, *, tls: bool = False, address: str = "127.0.0.1") -> None:
         """Create the server; it listens once started (or entered as a context).
 
         Args:
             tls: Serve HTTPS with a fresh self-signed certificate for
                 127.0.0.1 and localhost.
+            address: The loopback address to listen on (Linux answers all of 127.0.0.0/8).
         """
         self._tls = tls
+        self.address = address
+        """The address the server listens on, and the host of its URLs by default."""
         self._lock = threading.Lock()
         self._resources: dict[str, Resource] = {}
         self._injections: dict[str, list[_Injection]] = {}
@@ -296,8 +302,8 @@ class LocalHTTPServer:
         self.stop()
 
     def start(self) -> None:
-        """Bind a free port on 127.0.0.1 and serve in a background thread."""
-        httpd = _Server(("127.0.0.1", 0), _Handler)
+        """Bind a free port on the server's address and serve in a background thread."""
+        httpd = _Server((self.address, 0), _Handler)
         httpd.owner = self
         if self._tls:
             httpd.socket = self._tls_context().wrap_socket(
@@ -342,10 +348,10 @@ class LocalHTTPServer:
             raise RuntimeError("the server is not started")
         return int(self._httpd.server_address[1])
 
-    def url(self, path: str, *, host: str = "127.0.0.1") -> str:
-        """Return the URL of ``path`` on this server, reached through ``host``."""
+    def url(self, path: str, *, host: str | None = None) -> str:
+        """Return the URL of ``path`` on this server, reached through ``host`` (its address)."""
         scheme = "https" if self._tls else "http"
-        return f"{scheme}://{host}:{self.port}{path}"
+        return f"{scheme}://{host or self.address}:{self.port}{path}"
 
     def add(
         self,

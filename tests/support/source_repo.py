@@ -5,7 +5,7 @@ Each commit is one way a source build can go (the commit is what the config pins
 * `good`: a pure-Python setuptools package `sageattention` (a `pyproject.toml` whose
   build requires setuptools, like the real one), built for real with
   `--no-build-isolation`;
-* `broken_c`: adds a C extension whose source does not compile (a real gcc error);
+* `broken_c`: adds a C extension whose source does not compile (a compiler error);
 * `raises`: a `setup.py` that stops like SageAttention's does on an old nvcc;
 * `slow`: a `setup.py` that starts a child process, writes its pid, and waits (for
   the Ctrl-C test).

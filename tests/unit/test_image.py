@@ -274,6 +274,7 @@ def test_a_real_plan_with_a_source_fallback_gets_the_toolkit_stage(tmp_path: Pat
         config_path=path,
         gpu="8.9",
         cuda_driver="12.8",
+        cuda_toolkit="12.8",  # the image's toolkit stage, not whatever this machine has
         platform="linux",
         dry_run=True,
     )
