@@ -22,7 +22,7 @@ from installer import __version__
 INSTALL_OPTIONS = (
     "--dry-run", "--json", "--config", "--gpu", "--cuda-driver", "--platform", "--python",
     "--comfyui-ref", "--comfyui-url", "--torch-index", "--index-url", "--extra-index-url",
-    "--find-links", "--only", "--skip", "--force", "--offline", "--verbose", "--quiet", "--yes",
+    "--find-links", "--only", "--skip", "--force", "--offline", "--verbose", "--quiet",
 )  # fmt: skip
 HEAVY = ("httpx", "pydantic", "pynvml")
 

@@ -71,7 +71,7 @@ def spec(**changes: object) -> ImageSpec:
 
 def test_target_gpu_and_driver_reach_the_install_command() -> None:
     text = render_containerfile(spec())
-    assert "comfy-install install /opt/comfyui --yes --no-tune --gpu 8.9 --cuda-driver 12.8" in text
+    assert "comfy-install install /opt/comfyui --no-tune --gpu 8.9 --cuda-driver 12.8" in text
     assert "--python 3.12" in text
     assert "ARG BASE_IMAGE=docker.io/library/python:3.12-slim-bookworm" in text
     assert "FROM ${BASE_IMAGE} AS base" in text

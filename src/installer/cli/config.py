@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -15,9 +15,6 @@ from installer.cli.common import (
     make_logger,
     print_json,
 )
-
-if TYPE_CHECKING:
-    pass
 
 config_app = typer.Typer(
     help="Inspect and check configuration files.", no_args_is_help=True, rich_markup_mode=None

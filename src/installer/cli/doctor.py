@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -17,9 +17,6 @@ from installer.cli.common import (
     make_logger,
     print_json,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 def doctor(

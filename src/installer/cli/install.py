@@ -121,7 +121,6 @@ def install(
     ] = True,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Install ComfyUI into DIR (or, with --dry-run, show exactly what would happen)."""
     from installer.plan.model import InstallOptions

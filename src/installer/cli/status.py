@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from installer.cli.common import (
     DEFAULT_DIR,
     DirArg,
@@ -12,9 +10,6 @@ from installer.cli.common import (
     make_logger,
     print_json,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 def status(

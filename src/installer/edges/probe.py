@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from packaging.utils import canonicalize_name
 
@@ -20,9 +19,6 @@ from installer.core.facts import InstallProbe, TorchInstalled, venv_python
 from installer.edges.environment import site_packages_dirs
 from installer.edges.git import read_head
 from installer.edges.state import read_state
-
-if TYPE_CHECKING:
-    pass
 
 
 def layout(install_dir: Path, platform: str) -> dict[str, Path]:

@@ -230,7 +230,7 @@ def install_command(spec: ImageSpec) -> list[str]:
     """
     target, args = spec.target, spec.install
     # --no-tune: the build has no GPU; the start script measures on the real one
-    words = ["comfy-install", "install", INSTALL_DIR, "--yes", "--no-tune", "--gpu", target.gpu]
+    words = ["comfy-install", "install", INSTALL_DIR, "--no-tune", "--gpu", target.gpu]
     if target.cuda_driver and target.gpu != "none":
         words += ["--cuda-driver", target.cuda_driver]
     words += ["--python", target.python]

@@ -25,7 +25,6 @@ torch the venv really has.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Literal
 
 from packaging.version import Version
@@ -491,12 +490,3 @@ def _plan_fallback(
             "reason": f"no prebuilt SageAttention 2/3 wheel fits and none is built here; {text}",
         }
     )
-
-
-def installing(planned: Sequence[PlannedOptimization]) -> list[PlannedOptimization]:
-    """Return the entries the step will install.
-
-    Args:
-        planned: The step's entries, as the plan decided them.
-    """
-    return [entry for entry in planned if entry.action == "install"]
