@@ -7,37 +7,68 @@ cache and printed from there.
 Everything else goes to the typer app in [`installer.cli.app`][installer.cli.app].
 """
 
-from __future__ import annotations
-
-import contextlib
-import io
 import os
-import shutil
 import sys
-from pathlib import Path
+
+# Only `os` and `sys` (both loaded by Python's own start-up) at module level, and no
+# `from __future__` (a module of its own): `--version` and a cached `--help` import nothing
+# else. pathlib, shutil, contextlib and platformdirs cost more than the rest of the answer
+# (`python -X importtime -m installer --help`).
 
 
-def help_cache_path() -> Path | None:
-    """Return where the rendered top-level help is kept (None: no usable cache folder)."""
+def _columns() -> int:
+    """The terminal's width as `shutil.get_terminal_size` reports it (`COLUMNS` first, else 80)."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        stdout = sys.__stdout__
+        try:
+            columns = os.get_terminal_size(stdout.fileno()).columns if stdout else 0
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
+
+
+def _user_cache_dir() -> str:
+    """Return platformdirs' `user_cache_dir("comfy-install", appauthor=False)`, not importing it."""
+    if sys.platform == "win32":
+        local = os.environ.get("LOCALAPPDATA", "").strip()
+        if not local:
+            from platformdirs import user_cache_dir
+
+            return user_cache_dir("comfy-install", appauthor=False)
+        return os.path.join(local, "comfy-install", "Cache")
+    if sys.platform == "darwin":
+        return os.path.expanduser("~/Library/Caches/comfy-install")
+    base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.expanduser("~/.cache")
+    return os.path.join(base, "comfy-install")
+
+
+def help_cache_path() -> str:
+    """Return where the rendered top-level help is kept (in the tool's cache folder)."""
     from installer import __version__
 
-    base = os.environ.get("COMFY_INSTALL_CACHE_DIR")
-    if base is None:
-        from platformdirs import user_cache_dir
-
-        base = user_cache_dir("comfy-install", appauthor=False)
-    width = shutil.get_terminal_size().columns
+    base = os.environ.get("COMFY_INSTALL_CACHE_DIR") or _user_cache_dir()
     # The command modules' mtime keeps a development checkout's cache from going stale.
-    stamp = max(int(path.stat().st_mtime) for path in Path(__file__).parent.glob("cli/*.py"))
-    return Path(base) / "cli" / f"help-{__version__}-{width}-{stamp}.txt"
+    cli = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cli")
+    with os.scandir(cli) as entries:
+        stamp = max(int(e.stat().st_mtime) for e in entries if e.name.endswith(".py"))
+    return os.path.join(base, "cli", f"help-{__version__}-{_columns()}-{stamp}.txt")
 
 
 def _print_help() -> None:
     cache = help_cache_path()
-    if cache is not None:
-        with contextlib.suppress(OSError):
-            sys.stdout.write(cache.read_text(encoding="utf-8"))
-            return
+    try:
+        with open(cache, encoding="utf-8") as handle:
+            sys.stdout.write(handle.read())
+        return
+    except OSError:
+        pass
+    import contextlib
+    import io
+
     from installer.cli.app import app
 
     buffer = io.StringIO()
@@ -45,12 +76,13 @@ def _print_help() -> None:
         app(["--help"], prog_name="comfy-install")
     text = buffer.getvalue()
     sys.stdout.write(text)
-    if cache is not None and text:
+    if text:
         with contextlib.suppress(OSError):
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(cache)
+            os.makedirs(os.path.dirname(cache), exist_ok=True)
+            tmp = f"{cache}.{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, cache)
 
 
 def main() -> None:

@@ -1,0 +1,61 @@
+"""The entry point answers `--version` and a cached `--help` importing nothing it does not need.
+
+Start-up time itself is measured in bench/ (`bench/run.py --only cli`); this pins the cause:
+which modules the two answers load beyond what Python's own start-up has loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from installer import __version__
+
+# Run as the console script runs: import the entry, call main(), then list the new modules.
+PROBE = """
+import json, sys
+before = set(sys.modules)
+sys.argv = ["comfy-install", *json.loads(sys.argv[1])]
+from installer.entry import main
+main()
+print("\\n" + json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def loaded(arguments: list[str], env: dict[str, str]) -> tuple[str, list[str]]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(arguments)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    text, _, modules = done.stdout.removesuffix("\n").rpartition("\n")
+    return text, json.loads(modules)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "COMFY_INSTALL_CACHE_DIR": str(tmp_path), "COLUMNS": "100"}
+
+
+def test_version_loads_only_the_entry(env: dict[str, str]) -> None:
+    text, modules = loaded(["--version"], env)
+    assert text == f"comfy-install {__version__}\n"
+    assert modules == ["installer", "installer.entry"]
+
+
+def test_cached_help_loads_only_the_entry(env: dict[str, str], tmp_path: Path) -> None:
+    first, rendered = loaded(["--help"], env)
+    assert "installer.cli.app" in rendered, "the first --help renders through typer"
+    [cache] = (tmp_path / "cli").glob("help-*-100-*.txt")
+    assert cache.read_text(encoding="utf-8") == first
+    second, modules = loaded(["--help"], env)
+    assert second == first
+    assert "install" in second and "doctor" in second
+    assert modules == ["installer", "installer.entry"]
