@@ -23,6 +23,7 @@ from installer.image.containerfile import (
     SOURCE_DATE_EPOCH,
     ContextFile,
 )
+from installer.image.own_wheel import checkout_root
 
 WHEEL_SUFFIXES = (".whl", ".tar.gz", ".zip")
 
@@ -182,62 +183,6 @@ def _swap(staging: Path, directory: Path) -> None:
         old.rename(directory)
         raise
     shutil.rmtree(old, ignore_errors=True)
-
-
-def checkout_root() -> Path | None:
-    """Return the source checkout this tool runs from, or None when it runs from a wheel."""
-    import installer
-
-    root = Path(installer.__file__).resolve().parents[2]
-    pyproject = root / "pyproject.toml"
-    if pyproject.is_file() and 'name = "comfy-install"' in pyproject.read_text(encoding="utf-8"):
-        return root
-    return None
-
-
-def build_tool_wheel(out_dir: Path, version: str) -> Path:
-    """Build this tool's wheel from its checkout with `uv build --wheel`.
-
-    The build runs with `SOURCE_DATE_EPOCH` set, so the wheel of one checkout is the same bytes
-    each time.
-
-    Args:
-        out_dir: Where the wheel is written.
-        version: This tool's version (names the wheel).
-
-    Returns:
-        The wheel.
-
-    Raises:
-        UsageError: This tool does not run from a checkout (pass `--wheel` instead).
-        CommandFailedError: `uv build` failed.
-    """
-    import subprocess
-
-    from installer.core.errors import CommandFailedError, UsageError
-
-    root = checkout_root()
-    if root is None:
-        raise UsageError(
-            "This comfy-install does not run from a source checkout, so it cannot build its wheel.",
-            "Pass the wheel of this version with --wheel FILE.",
-        )
-    env = {**os.environ, "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH)}
-    done = subprocess.run(
-        [_uv(), "build", "--wheel", "--out-dir", str(out_dir), str(root)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise CommandFailedError("uv build --wheel", done.returncode, done.stdout + done.stderr)
-    wheel = out_dir / f"comfy_install-{version}-py3-none-any.whl"
-    if not wheel.is_file():
-        raise CommandFailedError(
-            "uv build --wheel", 1, f"{wheel.name} was not built:\n{done.stderr}"
-        )
-    return wheel
 
 
 def _uv() -> str:

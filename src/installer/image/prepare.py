@@ -156,7 +156,6 @@ def prepare(
         summarize_plan,
     )
     from installer.image.context import (
-        build_tool_wheel,
         comfyui_source_file,
         find_links_files,
         is_local,
@@ -164,6 +163,7 @@ def prepare(
         tool_requirements,
     )
     from installer.image.engine import FORMATS
+    from installer.image.own_wheel import tool_wheel
     from installer.plan.model import InstallOptions
 
     if request.image_format not in FORMATS:
@@ -251,6 +251,8 @@ def prepare(
     elif request.dry_run:
         wheel = Path(spec.wheel_name)
     else:
-        with log.activity("build the comfy-install wheel"):
-            wheel = build_tool_wheel(scratch, __version__)
+        with log.activity("make the comfy-install wheel"):
+            found = tool_wheel(scratch, __version__)
+        log.info(f"comfy-install's wheel for the image: {found.origin}")
+        wheel = found.path
     return spec, context_files(spec, wheel)
