@@ -85,7 +85,7 @@ NoLockOpt = Annotated[
 ]
 WheelOpt = Annotated[
     Path | None,
-    typer.Option("--wheel", help="This tool's wheel (default: built from its source or repacked from its install)."),
+    typer.Option("--wheel", help="This tool's wheel (default: built or repacked from what runs)."),
 ]
 PortOpt = Annotated[int, typer.Option("--port", min=1, max=65535, help="ComfyUI's port.")]
 ToolkitOpt = Annotated[

@@ -6,7 +6,8 @@ Containerfile text and the list of build context files; it is pure (no I/O), so 
 same inputs give the same bytes. [`context`][installer.image.context] writes that
 list into a folder atomically (sorted, fixed modes and times) and gathers the
 tool's pinned requirements; [`own_wheel`][installer.image.own_wheel] finds the tool's own
-wheel (built from its source, or repacked from its installed files); [`engine`][installer.image.engine] finds
+wheel (built from its source, or repacked from its installed files);
+[`engine`][installer.image.engine] finds
 `docker buildx`, `podman` or `buildah` and runs the build, streaming its output;
 [`runtime_files`][installer.image.runtime_files] writes what the image reads when it
 runs (`extra_model_paths.yaml`, the start script that keeps the attention calibration on
