@@ -2,13 +2,19 @@
 # Run the README's two commands, exactly as written, on a stock Debian 12 (bookworm) root:
 # a system Python that is externally managed (PEP 668) and has no pip.
 #
-#   bench/debian_readme.sh [CHECKOUT]        (as root; CHECKOUT defaults to this repository)
+#   bench/debian_readme.sh [--tests] [CHECKOUT]   (as root; CHECKOUT defaults to this repository)
+#
+# --tests runs the README's test command only, and exits with its exit code (pytest's: 5 when
+# no test was collected); `.ci/run` runs it so, to prove the suite on a fresh machine.
 #
 # Too slow for the default suite (a debootstrap the first time, ~3 GB of torch from the package
 # registry, the whole test suite). What it does:
-#   1. builds a minimal bookworm root with debootstrap (once; kept as a pristine tarball under
-#      $DEBIAN_ROOT_CACHE, default /work/cache, so every run starts from a clean root) and checks
-#      that its Python is marked externally managed;
+#   1. builds a minimal bookworm root with debootstrap, with the README's prerequisites and
+#      nothing else (once; the pristine tarball is the one the image test's base image is made
+#      from, tests/support/image_base.py, under $COMFY_IMAGE_BASE_CACHE, default
+#      /work/cache/image-base), unpacks it afresh under $DEBIAN_ROOT_CACHE (default /work/cache)
+#      so every run starts from a clean root, and checks that its Python is marked externally
+#      managed;
 #   2. clones CHECKOUT's committed HEAD to /src/comfy-install inside the root and copies the
 #      shared fixtures (/work/shared, or $SHARED) beside it to /src/shared;
 #   3. maps the ComfyUI GitHub URL to a local repository holding the fixture bundles (git
@@ -16,6 +22,12 @@
 #   4. runs the README's first two ```bash blocks, read from the committed README.md, in /src/comfy-install
 #      with a clean environment (HOME=/root, so the install goes to the root's throwaway ~/ComfyUI);
 #   5. prints each command's exit code and duration, and exits non-zero if one failed.
+#
+# The host's uv and pip caches ($DEBIAN_README_UV_CACHE, default `uv cache dir`'s answer or
+# ~/.cache/uv; $DEBIAN_README_PIP_CACHE, default ~/.cache/pip; `none` for neither) are
+# bind-mounted into the root's ~/.cache, so the real tests' torch wheels stay warm: they hold
+# downloads only, checked by hash, and change nothing a test sees. uv cannot hardlink across
+# the mount, so the root's uv copies (UV_LINK_MODE=copy, what it would fall back to anyway).
 #
 # Where this machine cannot reach what the install command needs, the command as written cannot
 # finish, whatever the README says: the pinned upstream ComfyUI commit is not in the local
@@ -28,13 +40,19 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
+TESTS_ONLY=0
+if [ "${1:-}" = --tests ]; then TESTS_ONLY=1; shift; fi
 CHECKOUT="$(cd "${1:-$HERE}" && pwd)"
 CACHE="${DEBIAN_ROOT_CACHE:-/work/cache}"
 ROOT="$CACHE/debian-bookworm-root"
-TARBALL="$CACHE/debian-bookworm-root.tar"
 SHARED="${SHARED:-}"
 STRICT="${DEBIAN_README_STRICT:-0}"
-PACKAGES="python3,python3-venv,git,ca-certificates,curl"
+UV_CACHE="${DEBIAN_README_UV_CACHE:-}"
+if [ -z "$UV_CACHE" ]; then
+    UV_CACHE="$("$HERE/.tool/bin/uv" cache dir 2>/dev/null || true)"
+    UV_CACHE="${UV_CACHE:-${UV_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/uv}}"
+fi
+PIP_CACHE="${DEBIAN_README_PIP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pip}"
 
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'debian_readme: %s\n' "$*" >&2; exit 2; }
@@ -87,29 +105,27 @@ bind() {  # SRC DEST: bind-mount a host path into the root
 # --- 1. a clean bookworm root -------------------------------------------------------------------
 mkdir -p "$CACHE"
 [ -z "$(mounted_under_root)" ] || die "something is still mounted under $ROOT; unmount it first"
+# One debootstrap'd tarball for this script and the image test: tests/support/image_base.py
+# makes it (stdlib only, so the system Python runs it) and says where it is.
+image_base() {  # FUNCTION: call support.image_base.FUNCTION() and print what it returns
+    python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import support.image_base as m; print(getattr(m, sys.argv[2])())' \
+        "$CHECKOUT/tests" "$1"
+}
+TARBALL="$(image_base tarball_path)"
 if [ ! -f "$TARBALL" ]; then
     command -v debootstrap >/dev/null || {
         log "installing debootstrap"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
     }
-    # The Debian mirror apt on this machine uses (deb822 URIs: or a one-line deb entry).
-    MIRROR="$(sed -n 's#^URIs:[[:space:]]*\(http[^[:space:]]*/debian\)/*$#\1#p' \
-        /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1)"
-    [ -n "$MIRROR" ] || MIRROR="$(sed -n 's#^deb[[:space:]]\+\(http[^[:space:]]*/debian\)/*[[:space:]]\+bookworm[[:space:]].*#\1#p' \
-        /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -n1)"
-    MIRROR="${MIRROR:-http://deb.debian.org/debian}"
-    log "debootstrap bookworm from $MIRROR into $ROOT"
-    rm -rf "$ROOT"
+    log "debootstrap bookworm into $TARBALL (tests/support/image_base.py)"
     start=$SECONDS
-    debootstrap --variant=minbase --include="$PACKAGES" bookworm "$ROOT" "$MIRROR" >&2
+    TARBALL="$(image_base base_tarball)" || die "debootstrap failed (see above)"
     log "debootstrap took $((SECONDS - start)) s"
-    tar -C "$ROOT" -cf "$TARBALL.partial" . && mv "$TARBALL.partial" "$TARBALL"
-else
-    log "restoring the pristine root from $TARBALL"
-    rm -rf "$ROOT"
-    mkdir -p "$ROOT"
-    tar -C "$ROOT" -xf "$TARBALL"
 fi
+log "unpacking the pristine root from $TARBALL"
+rm -rf "$ROOT"
+mkdir -p "$ROOT"
+tar -C "$ROOT" -xf "$TARBALL"
 compgen -G "$ROOT/usr/lib/python3.*/EXTERNALLY-MANAGED" >/dev/null \
     || die "the root's Python is not marked externally managed (no /usr/lib/python3.*/EXTERNALLY-MANAGED)"
 log "externally managed: $(cd "$ROOT" && ls usr/lib/python3.*/EXTERNALLY-MANAGED)"
@@ -159,6 +175,16 @@ bind /sys /sys
 bind /dev /dev
 bind /dev/pts /dev/pts
 if mountpoint -q /dev/shm; then bind /dev/shm /dev/shm; fi
+# The host's download caches (see the top): warm wheels, nothing else of the host.
+if [ "$UV_CACHE" != none ] && [ -d "$UV_CACHE" ]; then
+    bind "$UV_CACHE" /root/.cache/uv
+    CA_ENV+=(UV_LINK_MODE=copy)
+    log "the host's uv cache $UV_CACHE is the root's /root/.cache/uv"
+fi
+if [ "$PIP_CACHE" != none ] && [ -d "$PIP_CACHE" ]; then
+    bind "$PIP_CACHE" /root/.cache/pip
+    log "the host's pip cache $PIP_CACHE is the root's /root/.cache/pip"
+fi
 
 in_root() {  # COMMAND: run in the root, in the clone, with a clean environment
     chroot "$ROOT" /usr/bin/env -i HOME=/root USER=root LOGNAME=root SHELL=/bin/bash \
@@ -166,8 +192,8 @@ in_root() {  # COMMAND: run in the root, in the clone, with a clean environment
         LANG=C.UTF-8 TERM=dumb ${CA_ENV[@]+"${CA_ENV[@]}"} /bin/bash -c "cd /src/comfy-install && $1"
 }
 
-# --- 3. GitHub's ComfyUI URL -> the fixture bundles ---------------------------------------------
-in_root '
+# --- 3. GitHub's ComfyUI URL -> the fixture bundles (for the install command) -------------------
+[ "$TESTS_ONLY" = 1 ] || in_root '
     set -e
     git init -q --bare /srv/git/ComfyUI.git
     for b in /src/shared/fixtures/comfyui-*.bundle; do
@@ -181,9 +207,15 @@ in_root '
     done
     echo "ComfyUI tags here: $(git -C /srv/git/ComfyUI.git tag | tr "\n" " ")" >&2
 '
-DEFAULT_REF="$(in_root 'python3 -c "import json; print(json.load(open(\"dependencies.json\"))[\"comfyui\"][\"ref\"])"')"
+[ "$TESTS_ONLY" = 1 ] || DEFAULT_REF="$(in_root 'python3 -c "import json; print(json.load(open(\"dependencies.json\"))[\"comfyui\"][\"ref\"])"')"
 
-reachable() { in_root "curl -sS -o /dev/null -m 15 $1" 2>/dev/null; }
+reachable() {  # URL: answers at all (any HTTP status), from inside the root
+    in_root "python3 -c 'import sys, urllib.request, urllib.error
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=15)
+except urllib.error.HTTPError:
+    pass' $1" 2>/dev/null
+}
 
 # --- 4. the README's commands -------------------------------------------------------------------
 SUMMARY=()
@@ -200,8 +232,8 @@ run_timed() {  # LABEL COMMAND: run, record exit code and duration; returns the 
 }
 
 install_rc=0
-run_timed "install (as written)" "$INSTALL_CMD" || install_rc=$?
-if [ "$install_rc" != 0 ] && [ "$STRICT" != 1 ]; then
+[ "$TESTS_ONLY" = 1 ] || run_timed "install (as written)" "$INSTALL_CMD" || install_rc=$?
+if [ "$TESTS_ONLY" = 0 ] && [ "$install_rc" != 0 ] && [ "$STRICT" != 1 ]; then
     offline=()
     reachable https://download.pytorch.org/whl/cpu/ || offline+=("download.pytorch.org")
     reachable https://github.com/ || offline+=("github.com")
@@ -218,6 +250,10 @@ run_timed "tests (as written)" "$TEST_CMD" || test_rc=$?
 # --- 5. summary ---------------------------------------------------------------------------------
 printf '\nDebian bookworm root %s, checkout %s (%s)\n' "$ROOT" "$CHECKOUT" "${SHA:0:12}"
 printf '%s\n' "${SUMMARY[@]}"
+if [ "$TESTS_ONLY" = 1 ]; then
+    [ "$test_rc" = 0 ] && printf 'OK\n' || printf 'FAILED (the test command exited %s)\n' "$test_rc"
+    exit "$test_rc"
+fi
 if [ "$install_rc" != 0 ] || [ "$test_rc" != 0 ]; then
     printf 'FAILED\n'
     exit 1

@@ -1,9 +1,12 @@
 """A local base image for the real image build: a debootstrap'd Debian, no registry needed.
 
-`debootstrap --variant=minbase` makes a Debian bookworm root with Python, git,
-ca-certificates and curl (about 45 s); it is cached as a tarball under
-`COMFY_IMAGE_BASE_CACHE` (default `/work/cache/image-base`) and imported into
-buildah's storage with `buildah from scratch` + `buildah mount` + `buildah commit`.
+`debootstrap --variant=minbase` makes a Debian bookworm root with the README's
+prerequisites and nothing else (`python3 python3-venv git ca-certificates`, about 45 s);
+it is cached as a tarball under `COMFY_IMAGE_BASE_CACHE` (default
+`/work/cache/image-base`) and imported into buildah's storage with `buildah from scratch`
++ `buildah mount` + `buildah commit`. `bench/debian_readme.sh` (and so `.ci/run`, which
+runs the README's test command in such a root) unpacks the same tarball: one debootstrap
+for both. Stdlib only: the system Python of a fresh machine runs this module.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 BASE_IMAGE = "localhost/comfy-install-test-base:bookworm"
-PACKAGES = "python3,python3-venv,git,ca-certificates,curl"
+PACKAGES = "python3,python3-venv,git,ca-certificates"
 
 
 def cache_dir() -> Path:
@@ -22,11 +25,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("COMFY_IMAGE_BASE_CACHE", "/work/cache/image-base"))
 
 
+def tarball_path() -> Path:
+    """Where the tarball of the debootstrap root is kept (it may not be made yet)."""
+    return cache_dir() / "bookworm-minbase.tar"
+
+
 def can_make_base_image() -> bool:
     """True when the base image is here or can be made: a cached tarball, or debootstrap."""
-    return (cache_dir() / "bookworm-minbase.tar").is_file() or shutil.which(
-        "debootstrap"
-    ) is not None
+    return tarball_path().is_file() or shutil.which("debootstrap") is not None
 
 
 def apt_mirror() -> str:
@@ -47,25 +53,19 @@ def buildah(*args: str, env: dict[str, str] | None = None) -> str:
 
 def base_tarball() -> Path:
     """The cached tarball of the debootstrap root, made when missing."""
-    tarball = cache_dir() / "bookworm-minbase.tar"
+    tarball = tarball_path()
     if tarball.is_file():
         return tarball
     root = cache_dir() / "root"
     cache_dir().mkdir(parents=True, exist_ok=True)
     if not (root / "usr" / "bin" / "python3").exists():
         shutil.rmtree(root, ignore_errors=True)
-        subprocess.run(
-            [
-                "debootstrap",
-                "--variant=minbase",
-                f"--include={PACKAGES}",
-                "bookworm",
-                str(root),
-                apt_mirror(),
-            ],
-            check=True,
-            capture_output=True,
+        command = ["debootstrap", "--variant=minbase", f"--include={PACKAGES}", "bookworm"]
+        done = subprocess.run(
+            [*command, str(root), apt_mirror()], capture_output=True, text=True, check=False
         )
+        if done.returncode != 0:
+            raise RuntimeError(f"debootstrap failed ({done.returncode}):\n{done.stderr[-3000:]}")
     for deb in (root / "var" / "cache" / "apt" / "archives").glob("*.deb"):
         deb.unlink()
     partial = tarball.with_suffix(".part")
