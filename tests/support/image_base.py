@@ -25,9 +25,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("COMFY_IMAGE_BASE_CACHE", "/work/cache/image-base"))
 
 
+def _name() -> str:
+    """The root's name: its packages are part of it, so a root with other packages is not reused."""
+    return "bookworm-minbase-" + PACKAGES.replace(",", "+")
+
+
 def tarball_path() -> Path:
     """Where the tarball of the debootstrap root is kept (it may not be made yet)."""
-    return cache_dir() / "bookworm-minbase.tar"
+    return cache_dir() / f"{_name()}.tar"
 
 
 def can_make_base_image() -> bool:
@@ -56,7 +61,7 @@ def base_tarball() -> Path:
     tarball = tarball_path()
     if tarball.is_file():
         return tarball
-    root = cache_dir() / "root"
+    root = cache_dir() / _name()
     cache_dir().mkdir(parents=True, exist_ok=True)
     if not (root / "usr" / "bin" / "python3").exists():
         shutil.rmtree(root, ignore_errors=True)
