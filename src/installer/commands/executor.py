@@ -32,7 +32,7 @@ from installer.core.errors import (
 from installer.core.log import InstallerLogger
 from installer.core.records import InstallState, StepRecord, now_iso
 from installer.edges.probe import layout
-from installer.edges.state import InstallLock, state_dir, write_state
+from installer.edges.state import InstallLock, set_aside_state, state_dir, write_state
 from installer.edges.uv import Uv
 from installer.plan.model import STEP_IDS, InstallOptions, Plan
 from installer.plan.preflight import blocking_error
@@ -170,6 +170,10 @@ def execute(options: InstallOptions, log: InstallerLogger) -> ExecutionResult:
                 f"(since {held.started_at}); that process is gone"
             )
         context = replan(first)
+        if context.probe.state is None and context.probe.state_problem:
+            moved = set_aside_state(install_dir)
+            if moved is not None:
+                log.warn(f"moved the unusable state file aside to {moved} (kept for you to read)")
         with _sigterm_as_interrupt():
             return run_plan(context, log)
 
@@ -190,7 +194,6 @@ def run_plan(context: PlanContext, log: InstallerLogger) -> ExecutionResult:
     Raises:
         InterruptedByUserError: Ctrl-C or SIGTERM during a step.
     """
-    pass
     from installer.edges.environment import find_uv_binary
     from installer.steps import runners
     from installer.steps.context import StepContext

@@ -78,7 +78,7 @@ class InstallState(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    schema_version: int = STATE_SCHEMA_VERSION
+    schema_version: int = Field(default=STATE_SCHEMA_VERSION, ge=1)
     tool_version: str = ""
     created_at: str = Field(default_factory=now_iso)
     updated_at: str = Field(default_factory=now_iso)

@@ -108,6 +108,11 @@ def draft_steps(
         details=[f"uv venv {pure_path(platform, 'venv')} (in DIR)"],
         outputs_ok=(probe.venv_python_exists, "the venv's Python is missing"),
     )
+    if probe.venv_python_exists and (state is None or "venv" not in state.steps):
+        drafts["venv"].details.append(
+            "DIR has a venv with no record of it: it is kept if its Python runs and is the "
+            "one wanted (nothing is cleared)"
+        )
     recorded_python = python_record.outputs.get("version") if python_record else None
     if (
         probe.venv_python_exists
