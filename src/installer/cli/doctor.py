@@ -37,7 +37,7 @@ def doctor(
     command = ["doctor", str(install_dir)]
 
     def body() -> None:
-        from installer.cli.render import render_checks
+        from installer.cli.render import render_checks, stdout_console
         from installer.commands.doctor import checks_from_report, doctor_report
         from installer.commands.planning import make_plan
 
@@ -56,8 +56,7 @@ def doctor(
         if as_json:
             print_json(command, report)
         else:
-            render_checks(
-                checks_from_report(report), log.console, f"comfy-install doctor ({__version__})"
-            )
+            title = f"comfy-install doctor ({__version__})"
+            render_checks(checks_from_report(report), stdout_console(), title)
 
     guarded(command, as_json, log, verbose, body)

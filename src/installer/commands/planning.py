@@ -28,7 +28,7 @@ from installer.edges.environment import detect_compiler, detect_environment
 from installer.edges.gpu import detect_gpus
 from installer.edges.probe import probe_install
 from installer.plan.build import build_plan
-from installer.plan.model import InstallOptions, Plan
+from installer.plan.model import InstallOptions, Plan, target_platform
 
 
 @dataclass(frozen=True)
@@ -80,16 +80,20 @@ def with_locks(probe: InstallProbe, options: InstallOptions) -> InstallProbe:
         options: The install options; `no_lock` and `lock_dir` are read.
 
     Returns:
-        A copy of ``probe`` with its `lock_headers` set (``probe`` itself with `--no-lock`).
+        A copy of ``probe`` with its `lock_headers` and `lock_problems` set (``probe`` itself
+        with `--no-lock`).
     """
     if options.no_lock:
         return probe
     from dataclasses import replace
 
     from installer.core.lockfile import shipped_lock_dir
-    from installer.lock.files import read_lock_headers
+    from installer.lock.files import lock_problems, read_lock_headers
 
-    return replace(probe, lock_headers=read_lock_headers(options.lock_dir or shipped_lock_dir()))
+    folder = options.lock_dir or shipped_lock_dir()
+    return replace(
+        probe, lock_headers=read_lock_headers(folder), lock_problems=lock_problems(folder)
+    )
 
 
 def toolkit_for(env: Environment, options: InstallOptions, platform: str) -> Environment:
@@ -150,7 +154,6 @@ def make_plan(options: InstallOptions, *, probe_build_tools: bool | None = None)
     """
     deps = load_dependencies(options.config_path)
     manifest = load_tools_manifest(options.tools_manifest_path)
-    gpu = gpu_for(options)
     fallback = deps.pip_packages.sageattention_fallback
     builds = bool(deps.pip_packages.sageattention_sources) or (
         fallback is not None and fallback.build == "source"
@@ -159,7 +162,8 @@ def make_plan(options: InstallOptions, *, probe_build_tools: bool | None = None)
         options.install_dir,
         probe_build_tools=probe_build_tools if probe_build_tools is not None else builds,
     )
-    platform = options.platform or env.platform
+    platform = target_platform(options.platform, env.platform)
+    gpu = gpu_for(options)
     env = toolkit_for(env, options, platform)
     probe = with_locks(probe_install(options.install_dir, platform), options)
     plan = build_plan(deps, manifest, env, gpu, options, probe)
@@ -179,7 +183,7 @@ def replan(context: PlanContext) -> PlanContext:
         A new context with a fresh probe of DIR and the plan made from it.
     """
     options = context.options
-    platform = options.platform or context.env.platform
+    platform = target_platform(options.platform, context.env.platform)
     probe = with_locks(probe_install(options.install_dir, platform), options)
     plan = build_plan(context.deps, context.manifest, context.env, context.gpu, options, probe)
     return PlanContext(

@@ -103,6 +103,12 @@ def draft_steps(
         if python_record
         else (True, ""),
     )
+    if lock.locked and options.python is None:
+        drafts["python"].details.append(
+            f"if Python {python_request} cannot be found or downloaded here, another supported "
+            f"Python is used, and step 8 then resolves live ({lock.target} is for Python "
+            f"{python_request} only)"
+        )
     drafts["venv"] = StepDraft(
         inputs={"python": python_request, "path": "venv"},
         details=[f"uv venv {pure_path(platform, 'venv')} (in DIR)"],

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from installer import __version__
-from installer.core.config import CustomNode, IndexOptions
+from installer.core.config import PLATFORMS, CustomNode, IndexOptions
 from installer.core.errors import UsageError
 from installer.plan.optimizations import PlannedOptimization
 from installer.plan.preflight import Blocker
@@ -252,6 +252,31 @@ def parse_steps(values: Sequence[str], flag: str) -> tuple[str, ...]:
             f"{flag}: unknown step {', '.join(unknown)}.", f"Steps are: {', '.join(STEP_IDS)}."
         )
     return names
+
+
+def target_platform(requested: str | None, detected: str) -> str:
+    """Return the platform a plan is for: `--platform` (any case) or the detected one.
+
+    `--platform Windows` and `--platform LINUX` are accepted as `windows` and `linux`
+    (like `--gpu`, the value is a name, not a path: its case carries nothing).
+
+    Args:
+        requested: `--platform` as given, or None.
+        detected: This machine's platform.
+
+    Raises:
+        UsageError: Anything but linux or windows (exit code 2).
+    """
+    if requested is None:
+        return detected
+    chosen = requested.strip().lower()
+    if chosen not in PLATFORMS:
+        raise UsageError(
+            f"--platform {requested}: not a supported platform.",
+            "comfy-install installs on linux and windows; pass --platform linux or "
+            "--platform windows.",
+        )
+    return chosen
 
 
 def install_tune_skip(gpu_option: str, only: Sequence[str]) -> str | None:

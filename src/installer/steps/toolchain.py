@@ -91,10 +91,17 @@ def run_python(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     if interpreter is None and ctx.options.python is None:
         interpreter = ctx.uv.python_find(supported)
         if interpreter is not None:
+            lock = ctx.plan.lock
             ctx.log.warn(
                 f"Python {request} is not available here"
                 + (f" ({failure})" if failure else "")
                 + f"; using {interpreter}, which is in the supported range {supported}"
+                + (
+                    f"; the lock {Path(lock.path).name} is for Python {request} only, so it no "
+                    "longer applies: step 8 resolves live"
+                    if lock is not None and lock.path
+                    else ""
+                )
             )
     if interpreter is None:
         raise EnvironmentUnsupportedError(
