@@ -42,7 +42,10 @@ def doctor(
         from installer.commands.planning import make_plan
 
         options = InstallOptions(
-            install_dir=install_dir.expanduser().absolute(), config_path=config, dry_run=True
+            install_dir=install_dir.expanduser().absolute(),
+            config_path=config,
+            dry_run=True,
+            given=frozenset({"config_path"}) if config is not None else frozenset(),
         )
         context = make_plan(options, probe_build_tools=True)
         kitchen = None

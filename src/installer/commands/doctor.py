@@ -24,7 +24,8 @@ from installer.core.facts import (
     InstallProbe,
     KitchenReport,
 )
-from installer.core.records import InstallState
+from installer.core.records import InstallState, RecordedInputs
+from installer.plan.inputs import recorded_inputs, rerun_command
 from installer.plan.model import Plan
 
 Status = Literal["ok", "warn", "fail", "info"]
@@ -196,6 +197,9 @@ def install_checks(plan: Plan, probe: InstallProbe) -> list[Check]:
         plan: The plan for DIR; its step actions say what is done or still to run.
         probe: The existing install in DIR (its recorded `state.json`).
     """
+    command = rerun_command(probe.install_dir, recorded_inputs(probe.state))
+    if probe.state is None and probe.state_problem:
+        return [Check("install", "state", "warn", probe.state_problem, command)]
     if probe.state is None:
         return [Check("install", "state", "info", f"no install recorded in {probe.install_dir}")]
     checks: list[Check] = []
@@ -214,18 +218,21 @@ def install_checks(plan: Plan, probe: InstallProbe) -> list[Check]:
                     step.id,
                     status,
                     f"to run: {step.reason}",
-                    f"comfy-install install {probe.install_dir}",
+                    command,
                 )
             )
     return checks
 
 
-def kitchen_checks(kitchen: KitchenReport | None, plan: Plan) -> list[Check]:
+def kitchen_checks(
+    kitchen: KitchenReport | None, plan: Plan, inputs: RecordedInputs | None = None
+) -> list[Check]:
     """Say which comfy-kitchen back ends load in the install's venv.
 
     Args:
         kitchen: What the venv's Python reported (None: no venv to ask).
         plan: The plan (whether a GPU and a CUDA torch are planned).
+        inputs: The inputs the install recorded (its hint repeats them).
     """
     if kitchen is None:
         return []
@@ -234,7 +241,10 @@ def kitchen_checks(kitchen: KitchenReport | None, plan: Plan) -> list[Check]:
     hint = None
     if kitchen.error is not None:
         status = "warn"
-        hint = "Redo ComfyUI's requirements: comfy-install install DIR --force requirements."
+        redo = rerun_command(
+            plan.install_dir, inputs or RecordedInputs(), "--force", "requirements"
+        )
+        hint = f"Redo ComfyUI's requirements: {redo}"
     elif gpu_planned and kitchen.installed and not kitchen.cuda_in_comfyui:
         status = "warn"
         hint = (
@@ -347,7 +357,8 @@ def doctor_report(
         kitchen: comfy-kitchen's back ends as the install's venv reports them (None: no venv).
     """
     checks = system_checks(env, plan.min_free_gb, plan.python_supported)
-    checks += gpu_checks(gpu) + plan_checks(plan) + kitchen_checks(kitchen, plan)
+    inputs = recorded_inputs(probe.state if probe is not None else None)
+    checks += gpu_checks(gpu) + plan_checks(plan) + kitchen_checks(kitchen, plan, inputs)
     if probe is not None:
         checks += install_checks(plan, probe)
         if probe.state is not None:

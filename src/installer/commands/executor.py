@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from installer import __version__
-from installer.commands.planning import PlanContext, make_plan, replan
+from installer.commands.planning import PlanContext, inputs_to_record, make_plan, replan
 from installer.core.errors import (
     EnvironmentUnsupportedError,
     InstallerError,
@@ -202,6 +202,7 @@ def run_plan(context: PlanContext, log: InstallerLogger) -> ExecutionResult:
     install_dir = Path(plan.install_dir)
     state = context.probe.state or InstallState(tool_version=__version__)
     state.tool_version = __version__
+    state.inputs = inputs_to_record(context.options)
     paths = layout(install_dir, plan.platform)
     uv = Uv(binary=context.env.uv.path or find_uv_binary() or "uv", index=plan.index, log=log)
     ctx = StepContext(
@@ -330,12 +331,18 @@ def _not_run(plan: Plan, after: int, result: ExecutionResult) -> None:
 
 
 def _rerun_hint(options: InstallOptions) -> str:
-    """The command to run again after a failure: the user's own, quoted for a shell."""
+    """The command to run again after a failure: the user's own, quoted for a shell.
+
+    The inputs this run reused from the install's record are added, so the command
+    repeats this run wherever it is read (a bare re-run would reuse them too).
+    """
     import shlex
 
     from installer.core.log import redact
+    from installer.plan.inputs import input_arguments
 
     words = list(options.command_line) or ["install", str(options.install_dir)]
+    words += input_arguments(inputs_to_record(options), only=sorted(options.recorded))
     return redact(shlex.join(["comfy-install", *words])) + " (finished steps are kept)"
 
 

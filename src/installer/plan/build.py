@@ -35,6 +35,7 @@ from installer.core.git_arguments import git_argument_problem
 from installer.plan.compat import select_torch
 from installer.plan.decide import decide_steps
 from installer.plan.drafts import draft_steps
+from installer.plan.inputs import planned_inputs, withheld_warnings
 from installer.plan.lock import choose_lock
 from installer.plan.model import (
     ComfyUIPlan,
@@ -130,6 +131,7 @@ def build_plan(
     warnings: list[str] = list(gpu.warnings)
     if probe.state_problem:
         warnings.append(probe.state_problem)
+    warnings.extend(withheld_warnings(options))
 
     python_request = options.python or deps.python.default
     python_version = _python_version(python_request)
@@ -254,6 +256,7 @@ def build_plan(
             reason=lock.reason,
             inputs_sha256=lock.lock_sha256,
         ),
+        inputs=planned_inputs(options),
         custom_nodes=list(deps.custom_nodes),
         optimizations=optimizations,
         models=len(deps.models),

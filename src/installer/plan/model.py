@@ -94,6 +94,12 @@ class InstallOptions:
     """The arguments as typed (after `comfy-install`), for the hint to run them again."""
     no_lock: bool = False
     lock_dir: Path | None = None
+    given: frozenset[str] = frozenset()
+    """Names of the fields above the user gave on the command line (not left at defaults)."""
+    recorded: frozenset[str] = frozenset()
+    """Names of the fields taken from the inputs the install recorded (not given this time)."""
+    withheld: frozenset[str] = frozenset()
+    """Names of recorded fields not reused: they held a secret, which is never stored."""
 
 
 class PlannedGpu(BaseModel):
@@ -167,6 +173,16 @@ class PathsPlan(BaseModel):
     launcher: str
 
 
+class PlannedInput(BaseModel):
+    """One input of the plan that the user chose: given now, or recorded by the install."""
+
+    option: str = Field(description="The command-line option, e.g. `--comfyui-url`.")
+    value: str
+    source: Literal["given", "recorded"] = Field(
+        description="given: on this command line; recorded: reused from the install's state."
+    )
+
+
 class PlannedStep(BaseModel):
     """One numbered step and what will happen to it."""
 
@@ -201,6 +217,10 @@ class Plan(BaseModel):
     torch: TorchPlan
     index: IndexOptions
     lock: LockPlan | None = None
+    inputs: list[PlannedInput] = Field(
+        default_factory=list,
+        description="The options that shape this plan: given now, or reused from the record.",
+    )
     custom_nodes: list[CustomNode] = Field(default_factory=list)
     optimizations: list[PlannedOptimization] = Field(default_factory=list)
     models: int = 0
