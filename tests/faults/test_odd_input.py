@@ -61,6 +61,7 @@ def test_urls_that_git_would_read_as_options_are_refused(case: Case) -> None:
         assert refused.code == 2, refused.stderr
         error, hint = error_and_hint(refused.stderr)
         assert flag in error and "git would read it as an option" in error
+        assert flag in hint
     assert not marker.exists()
     assert_nothing_lost(before)
 
