@@ -75,14 +75,17 @@ def test_damaged_state_is_moved_aside_and_nothing_is_lost(case: Case, damage: st
         looked = invoke(command, case.env)
         assert "Traceback" not in looked.text
         assert "damaged" in looked.text, looked.text
+    printed = invoke(["launch", str(case.dir), "--print-env"], case.env)
+    assert printed.code == 0, printed.stderr
     dry = invoke([*case.args("--dry-run", "--json")], case.env)
     assert dry.code == 0, dry.stderr
     plan = json.loads(dry.stdout)["data"]
     assert any("damaged" in warning for warning in plan["warnings"])
     assert state_file(case).read_bytes() == damaged, "a dry run changed the state file"
 
-    again = case.run()
+    again = case.run("--json")
     assert again.code == 0, again.stderr
+    assert json.loads(again.stdout)["status"] == "ok"
     assert "moved the unusable state file aside" in again.stderr
     assert "kept the venv" in again.stderr
     aside = sorted(state_file(case).parent.glob("state.json.damaged-*"))
