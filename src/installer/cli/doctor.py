@@ -55,7 +55,14 @@ def doctor(
 
             venv_python = layout(context.probe.install_dir, context.plan.platform)["venv_python"]
             kitchen = probe_kitchen(venv_python)
-        report = doctor_report(context.env, context.gpu, context.plan, context.probe, kitchen)
+        gpu = context.gpu
+        if "gpu" in context.options.recorded:
+            # The plan is the install's (made for the GPU it recorded); the machine checks
+            # are of this machine's GPUs.
+            from installer.edges.gpu import detect_gpus
+
+            gpu = detect_gpus()
+        report = doctor_report(context.env, gpu, context.plan, context.probe, kitchen)
         if as_json:
             print_json(command, report)
         else:

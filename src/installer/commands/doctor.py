@@ -13,6 +13,7 @@ calibration (`comfy-install tune`) still describes this machine.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -129,6 +130,7 @@ def gpu_checks(gpu: GpuReport) -> list[Check]:
     Args:
         gpu: The detected (or `--gpu` given) GPUs and driver.
     """
+    warnings = [Check("gpu", "warning", "warn", text) for text in gpu.warnings]
     if not gpu.has_nvidia:
         return [
             Check(
@@ -138,7 +140,8 @@ def gpu_checks(gpu: GpuReport) -> list[Check]:
                 gpu.reason,
                 "ComfyUI will run on the CPU (slow). Install the NVIDIA driver if this "
                 "machine has an NVIDIA GPU.",
-            )
+            ),
+            *warnings,
         ]
     checks = [
         Check(
@@ -160,15 +163,15 @@ def gpu_checks(gpu: GpuReport) -> list[Check]:
                 f"{card.name}, compute capability {card.cc}, {vram} VRAM{free}",
             )
         )
-    checks.extend(Check("gpu", "warning", "warn", text) for text in gpu.warnings)
-    return checks
+    return checks + warnings
 
 
-def plan_checks(plan: Plan) -> list[Check]:
+def plan_checks(plan: Plan, shown: Sequence[str] = ()) -> list[Check]:
     """Say which torch build fits and which optimizations apply, from the plan.
 
     Args:
         plan: The plan for DIR (as `install --dry-run` would make it).
+        shown: Warnings already reported (the GPU's), not repeated.
     """
     torch = plan.torch
     limited = torch.minor_version_compat
@@ -186,7 +189,9 @@ def plan_checks(plan: Plan) -> list[Check]:
             checks.append(
                 Check("optimizations", entry.name, "info", f"not installed: {entry.reason}")
             )
-    checks.extend(Check("plan", "warning", "warn", text) for text in plan.warnings)
+    checks.extend(
+        Check("plan", "warning", "warn", text) for text in plan.warnings if text not in shown
+    )
     return checks
 
 
@@ -358,7 +363,9 @@ def doctor_report(
     """
     checks = system_checks(env, plan.min_free_gb, plan.python_supported)
     inputs = recorded_inputs(probe.state if probe is not None else None)
-    checks += gpu_checks(gpu) + plan_checks(plan) + kitchen_checks(kitchen, plan, inputs)
+    checks += (
+        gpu_checks(gpu) + plan_checks(plan, gpu.warnings) + kitchen_checks(kitchen, plan, inputs)
+    )
     if probe is not None:
         checks += install_checks(plan, probe)
         if probe.state is not None:
