@@ -534,6 +534,7 @@ def test_ctrl_c_stops_comfyui_and_exits_130(install: Path, env: dict[str, str], 
     assert gone(child), f"ComfyUI (pid {child}) outlived the launcher"
     assert "fixture ComfyUI: stopped" in output  # its own output reached the terminal
     assert "ComfyUI was stopped" in output
+    assert "error:" not in output, "stopping on purpose is not an error"
     assert not (install / ".comfy-install" / "comfyui.pid").exists()
 
 

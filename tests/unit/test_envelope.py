@@ -19,7 +19,8 @@ from installer.core.errors import ConfigError, PlanError
 ENVELOPE = ["schema_version", "command", "status", "exit_code", "data", "errors"]
 PLAN_KEYS = {
     "schema_version", "tool_version", "platform", "install_dir", "paths", "python",
-    "python_supported", "min_free_gb", "comfyui", "gpu", "torch", "index", "lock", "custom_nodes",
+    "python_supported", "min_free_gb", "comfyui", "gpu", "torch", "index", "lock", "inputs",
+    "custom_nodes",
     "optimizations", "models", "steps", "warnings", "blocking",
 }  # fmt: skip
 STEP_KEYS = {

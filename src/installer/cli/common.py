@@ -7,7 +7,7 @@ Command modules import these helpers from here, never from each other or from
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -25,6 +25,26 @@ DirArg = Annotated[Path, typer.Argument(help="Install directory.", show_default=
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show subprocess output.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
+
+
+def given_options(ctx: typer.Context, fields: Mapping[str, str]) -> frozenset[str]:
+    """Return the fields whose options the user gave (on the command line, not by default).
+
+    A re-run reuses the inputs an install recorded for every option not given, so the
+    command must tell `--torch-index auto` typed from `auto` left as the default.
+
+    Args:
+        ctx: The command's typer context.
+        fields: Parameter name (as the command function names it) → field name of the
+            request, e.g. ``{"config": "config_path"}``.
+    """
+    given: set[str] = set()
+    for param, field in fields.items():
+        source = ctx.get_parameter_source(param)
+        # By name: typer may bring its own copy of click's ParameterSource.
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            given.add(field)
+    return frozenset(given)
 
 
 def make_logger(verbose: bool = False, quiet: bool = False) -> InstallerLogger:

@@ -34,12 +34,15 @@ def doctor(
     command = ["doctor", str(install_dir)]
 
     def body() -> None:
-        from installer.cli.render import render_checks
+        from installer.cli.render import render_checks, stdout_console
         from installer.commands.doctor import checks_from_report, doctor_report
         from installer.commands.planning import make_plan
 
         options = InstallOptions(
-            install_dir=install_dir.expanduser().absolute(), config_path=config, dry_run=True
+            install_dir=install_dir.expanduser().absolute(),
+            config_path=config,
+            dry_run=True,
+            given=frozenset({"config_path"}) if config is not None else frozenset(),
         )
         context = make_plan(options, probe_build_tools=True)
         kitchen = None
@@ -49,12 +52,18 @@ def doctor(
 
             venv_python = layout(context.probe.install_dir, context.plan.platform)["venv_python"]
             kitchen = probe_kitchen(venv_python)
-        report = doctor_report(context.env, context.gpu, context.plan, context.probe, kitchen)
+        gpu = context.gpu
+        if "gpu" in context.options.recorded:
+            # The plan is the install's (made for the GPU it recorded); the machine checks
+            # are of this machine's GPUs.
+            from installer.edges.gpu import detect_gpus
+
+            gpu = detect_gpus()
+        report = doctor_report(context.env, gpu, context.plan, context.probe, kitchen)
         if as_json:
             print_json(command, report)
         else:
-            render_checks(
-                checks_from_report(report), log.console, f"comfy-install doctor ({__version__})"
-            )
+            title = f"comfy-install doctor ({__version__})"
+            render_checks(checks_from_report(report), stdout_console(), title)
 
     guarded(command, as_json, log, verbose, body)

@@ -15,6 +15,7 @@ from installer.cli.common import (
     QuietOpt,
     VerboseOpt,
     fail,
+    given_options,
     guarded,
     make_logger,
     print_json,
@@ -25,7 +26,26 @@ if TYPE_CHECKING:
     from installer.plan.model import InstallOptions
 
 
+_RECORDABLE = {
+    "config": "config_path",
+    "tools_manifest": "tools_manifest_path",
+    "comfyui_url": "comfyui_url",
+    "comfyui_ref": "comfyui_ref",
+    "torch_index": "torch_index",
+    "python": "python",
+    "gpu": "gpu",
+    "cuda_driver": "cuda_driver",
+    "index_url": "index_url",
+    "extra_index_url": "extra_index_urls",
+    "find_links": "find_links",
+    "lock_dir": "lock_dir",
+    "no_lock": "no_lock",
+}
+"""The options a re-run reuses from the install's record when they are not given again."""
+
+
 def install(
+    ctx: typer.Context,
     install_dir: DirArg = DEFAULT_DIR,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the plan; change nothing.")
@@ -152,6 +172,7 @@ def install(
         no_lock=no_lock,
         lock_dir=lock_dir,
         command_line=tuple(sys.argv[1:]) if sys.argv[1:2] == ["install"] else tuple(command),
+        given=given_options(ctx, _RECORDABLE),
     )
     code = guarded(
         command, as_json, log, verbose, lambda: _install(options, log, command, as_json, tune)

@@ -111,7 +111,7 @@ def launch(
         background=background,
         extra_args=tuple(extra),
     )
-    guarded(
+    code = guarded(
         command,
         as_json,
         log,
@@ -119,6 +119,8 @@ def launch(
         lambda: _launch(request, log, command, as_json=as_json, print_env=print_env),
     )
     log.close()
+    if code:
+        raise typer.Exit(code)
 
 
 def _launch(
@@ -128,7 +130,8 @@ def _launch(
     *,
     as_json: bool,
     print_env: bool,
-) -> None:
+) -> int:
+    """Launch as asked; return the exit code (130: a foreground ComfyUI stopped with Ctrl-C)."""
     from installer.cli.common import print_json
     from installer.core.errors import UsageError
     from installer.launch.facts import gather_facts
@@ -147,12 +150,13 @@ def _launch(
             print_json(command, {**plan.as_data(), "machine": _machine_data(facts)})
         else:
             sys.stdout.write(render_print_env(plan, facts))
-        return
+        return 0
     outcome = run_comfyui(plan, facts, request, log)
     if request.background:
         log.info(f"stop it with: comfy-install stop {request.install_dir}")
         if as_json:
             print_json(command, outcome.as_data())
+    return outcome.exit_code or 0
 
 
 def _machine_data(facts: LaunchFacts) -> dict[str, Any]:

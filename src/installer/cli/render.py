@@ -54,6 +54,17 @@ def render_plan(plan: Plan, console: Console) -> None:
     console.print(escape(f"GPU: {gpus} — {gpu.reason}"))
     where = plan.torch.index_url or "uv's default index"
     console.print(escape(f"torch: {plan.torch.variant} from {where} — {plan.torch.reason}"))
+    if plan.inputs:
+        shown = [
+            f"{item.option}{' ' + item.value if item.value else ''} ({item.source})"
+            for item in plan.inputs
+        ]
+        note = (
+            " [dim](recorded: reused from this install; pass the option to change it)[/]"
+            if any(item.source == "recorded" for item in plan.inputs)
+            else ""
+        )
+        console.print(escape("inputs: " + ", ".join(shown)) + note)
     table = Table(show_lines=False, expand=False)
     table.add_column("#", justify="right")
     table.add_column("step")

@@ -21,12 +21,13 @@ def status(
     command = ["status", str(install_dir)]
 
     def body() -> None:
+        from installer.cli.render import stdout_console
         from installer.commands.status import install_status, render_status
 
         report = install_status(install_dir.expanduser().absolute())
         if as_json:
             print_json(command, report)
         else:
-            render_status(report, log.console)
+            render_status(report, stdout_console())
 
     guarded(command, as_json, log, False, body)

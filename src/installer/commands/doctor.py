@@ -13,6 +13,7 @@ calibration (`comfy-install tune`) still describes this machine.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +25,8 @@ from installer.core.facts import (
     InstallProbe,
     KitchenReport,
 )
-from installer.core.records import InstallState
+from installer.core.records import InstallState, RecordedInputs
+from installer.plan.inputs import recorded_inputs, rerun_command
 from installer.plan.model import Plan
 
 Status = Literal["ok", "warn", "fail", "info"]
@@ -128,6 +130,7 @@ def gpu_checks(gpu: GpuReport) -> list[Check]:
     Args:
         gpu: The detected (or `--gpu` given) GPUs and driver.
     """
+    warnings = [Check("gpu", "warning", "warn", text) for text in gpu.warnings]
     if not gpu.has_nvidia:
         return [
             Check(
@@ -137,7 +140,8 @@ def gpu_checks(gpu: GpuReport) -> list[Check]:
                 gpu.reason,
                 "ComfyUI will run on the CPU (slow). Install the NVIDIA driver if this "
                 "machine has an NVIDIA GPU.",
-            )
+            ),
+            *warnings,
         ]
     checks = [
         Check(
@@ -159,15 +163,15 @@ def gpu_checks(gpu: GpuReport) -> list[Check]:
                 f"{card.name}, compute capability {card.cc}, {vram} VRAM{free}",
             )
         )
-    checks.extend(Check("gpu", "warning", "warn", text) for text in gpu.warnings)
-    return checks
+    return checks + warnings
 
 
-def plan_checks(plan: Plan) -> list[Check]:
+def plan_checks(plan: Plan, shown: Sequence[str] = ()) -> list[Check]:
     """Say which torch build fits and which optimizations apply, from the plan.
 
     Args:
         plan: The plan for DIR (as `install --dry-run` would make it).
+        shown: Warnings already reported (the GPU's), not repeated.
     """
     torch = plan.torch
     limited = torch.minor_version_compat
@@ -185,7 +189,9 @@ def plan_checks(plan: Plan) -> list[Check]:
             checks.append(
                 Check("optimizations", entry.name, "info", f"not installed: {entry.reason}")
             )
-    checks.extend(Check("plan", "warning", "warn", text) for text in plan.warnings)
+    checks.extend(
+        Check("plan", "warning", "warn", text) for text in plan.warnings if text not in shown
+    )
     return checks
 
 
@@ -196,6 +202,9 @@ def install_checks(plan: Plan, probe: InstallProbe) -> list[Check]:
         plan: The plan for DIR; its step actions say what is done or still to run.
         probe: The existing install in DIR (its recorded `state.json`).
     """
+    command = rerun_command(probe.install_dir, recorded_inputs(probe.state))
+    if probe.state is None and probe.state_problem:
+        return [Check("install", "state", "warn", probe.state_problem, command)]
     if probe.state is None:
         return [Check("install", "state", "info", f"no install recorded in {probe.install_dir}")]
     checks: list[Check] = []
@@ -214,18 +223,21 @@ def install_checks(plan: Plan, probe: InstallProbe) -> list[Check]:
                     step.id,
                     status,
                     f"to run: {step.reason}",
-                    f"comfy-install install {probe.install_dir}",
+                    command,
                 )
             )
     return checks
 
 
-def kitchen_checks(kitchen: KitchenReport | None, plan: Plan) -> list[Check]:
+def kitchen_checks(
+    kitchen: KitchenReport | None, plan: Plan, inputs: RecordedInputs | None = None
+) -> list[Check]:
     """Say which comfy-kitchen back ends load in the install's venv.
 
     Args:
         kitchen: What the venv's Python reported (None: no venv to ask).
         plan: The plan (whether a GPU and a CUDA torch are planned).
+        inputs: The inputs the install recorded (its hint repeats them).
     """
     if kitchen is None:
         return []
@@ -234,7 +246,10 @@ def kitchen_checks(kitchen: KitchenReport | None, plan: Plan) -> list[Check]:
     hint = None
     if kitchen.error is not None:
         status = "warn"
-        hint = "Redo ComfyUI's requirements: comfy-install install DIR --force requirements."
+        redo = rerun_command(
+            plan.install_dir, inputs or RecordedInputs(), "--force", "requirements"
+        )
+        hint = f"Redo ComfyUI's requirements: {redo}"
     elif gpu_planned and kitchen.installed and not kitchen.cuda_in_comfyui:
         status = "warn"
         hint = (
@@ -347,7 +362,10 @@ def doctor_report(
         kitchen: comfy-kitchen's back ends as the install's venv reports them (None: no venv).
     """
     checks = system_checks(env, plan.min_free_gb, plan.python_supported)
-    checks += gpu_checks(gpu) + plan_checks(plan) + kitchen_checks(kitchen, plan)
+    inputs = recorded_inputs(probe.state if probe is not None else None)
+    checks += (
+        gpu_checks(gpu) + plan_checks(plan, gpu.warnings) + kitchen_checks(kitchen, plan, inputs)
+    )
     if probe is not None:
         checks += install_checks(plan, probe)
         if probe.state is not None:

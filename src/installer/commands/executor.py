@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from installer import __version__
-from installer.commands.planning import PlanContext, make_plan, replan
+from installer.commands.planning import PlanContext, inputs_to_record, make_plan, replan
 from installer.core.errors import (
     EnvironmentUnsupportedError,
     InstallerError,
@@ -32,7 +32,7 @@ from installer.core.errors import (
 from installer.core.log import InstallerLogger
 from installer.core.records import InstallState, StepRecord, now_iso
 from installer.edges.probe import layout
-from installer.edges.state import InstallLock, state_dir, write_state
+from installer.edges.state import InstallLock, set_aside_state, state_dir, write_state
 from installer.edges.uv import Uv
 from installer.plan.model import STEP_IDS, InstallOptions, Plan
 from installer.plan.preflight import blocking_error
@@ -170,6 +170,10 @@ def execute(options: InstallOptions, log: InstallerLogger) -> ExecutionResult:
                 f"(since {held.started_at}); that process is gone"
             )
         context = replan(first)
+        if context.probe.state is None and context.probe.state_problem:
+            moved = set_aside_state(install_dir)
+            if moved is not None:
+                log.warn(f"moved the unusable state file aside to {moved} (kept for you to read)")
         with _sigterm_as_interrupt():
             return run_plan(context, log)
 
@@ -190,7 +194,6 @@ def run_plan(context: PlanContext, log: InstallerLogger) -> ExecutionResult:
     Raises:
         InterruptedByUserError: Ctrl-C or SIGTERM during a step.
     """
-    pass
     from installer.edges.environment import find_uv_binary
     from installer.steps import runners
     from installer.steps.context import StepContext
@@ -199,6 +202,7 @@ def run_plan(context: PlanContext, log: InstallerLogger) -> ExecutionResult:
     install_dir = Path(plan.install_dir)
     state = context.probe.state or InstallState(tool_version=__version__)
     state.tool_version = __version__
+    state.inputs = inputs_to_record(context.options)
     paths = layout(install_dir, plan.platform)
     uv = Uv(binary=context.env.uv.path or find_uv_binary() or "uv", index=plan.index, log=log)
     ctx = StepContext(
@@ -327,12 +331,18 @@ def _not_run(plan: Plan, after: int, result: ExecutionResult) -> None:
 
 
 def _rerun_hint(options: InstallOptions) -> str:
-    """The command to run again after a failure: the user's own, quoted for a shell."""
+    """The command to run again after a failure: the user's own, quoted for a shell.
+
+    The inputs this run reused from the install's record are added, so the command
+    repeats this run wherever it is read (a bare re-run would reuse them too).
+    """
     import shlex
 
     from installer.core.log import redact
+    from installer.plan.inputs import input_arguments
 
     words = list(options.command_line) or ["install", str(options.install_dir)]
+    words += input_arguments(inputs_to_record(options), only=sorted(options.recorded))
     return redact(shlex.join(["comfy-install", *words])) + " (finished steps are kept)"
 
 

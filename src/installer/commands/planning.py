@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 from installer.core.config import Dependencies, ToolsManifest
 from installer.core.config_files import load_dependencies, load_tools_manifest
@@ -24,11 +26,14 @@ from installer.core.facts import (
     gpu_override,
     no_gpu,
 )
+from installer.core.records import RecordedInputs
 from installer.edges.environment import detect_compiler, detect_environment
 from installer.edges.gpu import detect_gpus
 from installer.edges.probe import probe_install
+from installer.edges.state import read_state
 from installer.plan.build import build_plan
-from installer.plan.model import InstallOptions, Plan
+from installer.plan.inputs import apply_recorded, inputs_of, recorded_inputs
+from installer.plan.model import InstallOptions, Plan, target_platform
 
 
 @dataclass(frozen=True)
@@ -79,17 +84,31 @@ def with_locks(probe: InstallProbe, options: InstallOptions) -> InstallProbe:
         probe: The probe of DIR.
         options: The install options; `no_lock` and `lock_dir` are read.
 
+    Raises:
+        UsageError: `--lock-dir` is not a folder.
+
     Returns:
-        A copy of ``probe`` with its `lock_headers` set (``probe`` itself with `--no-lock`).
+        A copy of ``probe`` with its `lock_headers` and `lock_problems` set (``probe`` itself
+        with `--no-lock`).
     """
     if options.no_lock:
         return probe
     from dataclasses import replace
 
     from installer.core.lockfile import shipped_lock_dir
-    from installer.lock.files import read_lock_headers
+    from installer.lock.files import lock_problems, read_lock_headers
 
-    return replace(probe, lock_headers=read_lock_headers(options.lock_dir or shipped_lock_dir()))
+    if options.lock_dir is not None and not options.lock_dir.is_dir():
+        raise UsageError(
+            f"--lock-dir {options.lock_dir}: "
+            + ("not a folder." if options.lock_dir.exists() else "no such folder."),
+            "Pass the folder that holds the lock files (`comfy-install lock --lock-dir DIR` "
+            "writes them), or leave --lock-dir out for the shipped locks.",
+        )
+    folder = options.lock_dir or shipped_lock_dir()
+    return replace(
+        probe, lock_headers=read_lock_headers(folder), lock_problems=lock_problems(folder)
+    )
 
 
 def toolkit_for(env: Environment, options: InstallOptions, platform: str) -> Environment:
@@ -134,6 +153,47 @@ def toolkit_for(env: Environment, options: InstallOptions, platform: str) -> Env
     return replace(env, nvcc=Tool("nvcc", path="nvcc", version=choice), compiler=compiler)
 
 
+def with_recorded_inputs(options: InstallOptions) -> InstallOptions:
+    """Return the options with those the user did not give taken from DIR's recorded inputs.
+
+    Args:
+        options: The options of this run (`given` names those typed on the command line).
+
+    Raises:
+        StateTooNewError: DIR's state was written by a newer comfy-install.
+    """
+    if not options.install_dir.is_dir():
+        return options
+    state, _problem = read_state(options.install_dir)
+    return apply_recorded(options, recorded_inputs(state))[0]
+
+
+def inputs_to_record(options: InstallOptions) -> RecordedInputs:
+    """Return the inputs an install run records, with local paths made absolute.
+
+    A re-run may start in another folder: `--config`, `--tools-manifest`, `--lock-dir` and a
+    local `--comfyui-url` or `--find-links` are recorded as absolute paths.
+
+    Args:
+        options: The run's options (after
+            [`with_recorded_inputs`][installer.commands.planning.with_recorded_inputs]).
+    """
+    inputs = inputs_of(options)
+    changes: dict[str, Any] = {}
+    for name in ("config_path", "tools_manifest_path", "lock_dir", "comfyui_url"):
+        value = getattr(inputs, name)
+        if value and "://" not in value and Path(value).expanduser().exists():
+            changes[name] = str(Path(value).expanduser().absolute())
+    if inputs.find_links:
+        changes["find_links"] = [
+            str(Path(item).expanduser().absolute())
+            if "://" not in item and Path(item).expanduser().exists()
+            else item
+            for item in inputs.find_links
+        ]
+    return inputs.model_copy(update=changes)
+
+
 def make_plan(options: InstallOptions, *, probe_build_tools: bool | None = None) -> PlanContext:
     """Load config, detect the machine and GPUs, probe DIR, and build the plan.
 
@@ -143,14 +203,19 @@ def make_plan(options: InstallOptions, *, probe_build_tools: bool | None = None)
             something may be built from source (a SageAttention source entry, or a fallback
             built from source).
 
+    The options the user did not give are first taken from the inputs DIR's install
+    recorded ([`with_recorded_inputs`][installer.commands.planning.with_recorded_inputs]):
+    the context holds the options the plan was made from.
+
     Raises:
+        StateTooNewError: DIR's state was written by a newer comfy-install (exit code 3).
         ConfigError: A configuration file is invalid (exit code 2).
         UsageError: Contradictory options (exit code 2).
         PlanError: No plan fits (exit code 2).
     """
+    options = with_recorded_inputs(options)
     deps = load_dependencies(options.config_path)
     manifest = load_tools_manifest(options.tools_manifest_path)
-    gpu = gpu_for(options)
     fallback = deps.pip_packages.sageattention_fallback
     builds = bool(deps.pip_packages.sageattention_sources) or (
         fallback is not None and fallback.build == "source"
@@ -159,7 +224,8 @@ def make_plan(options: InstallOptions, *, probe_build_tools: bool | None = None)
         options.install_dir,
         probe_build_tools=probe_build_tools if probe_build_tools is not None else builds,
     )
-    platform = options.platform or env.platform
+    platform = target_platform(options.platform, env.platform)
+    gpu = gpu_for(options)
     env = toolkit_for(env, options, platform)
     probe = with_locks(probe_install(options.install_dir, platform), options)
     plan = build_plan(deps, manifest, env, gpu, options, probe)
@@ -179,7 +245,7 @@ def replan(context: PlanContext) -> PlanContext:
         A new context with a fresh probe of DIR and the plan made from it.
     """
     options = context.options
-    platform = options.platform or context.env.platform
+    platform = target_platform(options.platform, context.env.platform)
     probe = with_locks(probe_install(options.install_dir, platform), options)
     plan = build_plan(context.deps, context.manifest, context.env, context.gpu, options, probe)
     return PlanContext(

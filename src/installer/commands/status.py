@@ -33,8 +33,14 @@ def install_status(install_dir: Path) -> dict[str, Any]:
         the `steps`.
 
     Raises:
-        UsageError: DIR holds no install state (exit code 2).
+        UsageError: DIR is a file or holds no install state (exit code 2).
+        StateTooNewError: The state was written by a newer comfy-install (exit code 3).
     """
+    if install_dir.exists() and not install_dir.is_dir():
+        raise UsageError(
+            f"{install_dir} is a file, not an install directory.",
+            "Pass the folder comfy-install installed into (the one holding .comfy-install/).",
+        )
     state, problem = read_state(install_dir)
     if state is None:
         raise UsageError(

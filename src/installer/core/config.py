@@ -35,6 +35,8 @@ from pydantic import (
     field_validator,
 )
 
+from installer.core.git_arguments import GitArgument
+
 SCHEMA_VERSION = 1
 PLATFORMS = ("linux", "windows")
 Platform = Literal["linux", "windows"]
@@ -143,8 +145,8 @@ class PythonConfig(_Strict):
 class ComfyUIConfig(_Strict):
     """The ComfyUI source to install, pinned to one commit."""
 
-    url: NonEmptyStr = Field(description="Git URL (or local path/bundle) of ComfyUI.")
-    ref: NonEmptyStr = Field(description="Tag or branch the commit belongs to, for humans.")
+    url: GitArgument = Field(description="Git URL (or local path/bundle) of ComfyUI.")
+    ref: GitArgument = Field(description="Tag or branch the commit belongs to, for humans.")
     commit: CommitHash = Field(description="The exact commit checked out and verified.")
 
 
@@ -228,7 +230,7 @@ class CustomNode(_Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$")] = Field(
         description="Folder name under custom_nodes/."
     )
-    url: NonEmptyStr = Field(description="Git URL of the node.")
+    url: GitArgument = Field(description="Git URL of the node.")
     commit: CommitHash = Field(description="Pinned commit.")
     requirements: bool = Field(default=True, description="Install its requirements.txt.")
 
@@ -435,7 +437,7 @@ class SageAttentionSource(_Strict):
     """SageAttention pinned to a git commit, built on this machine when no prebuilt wheel fits."""
 
     name: NonEmptyStr = Field(description="Name shown in the plan, e.g. 'sageattention2'.")
-    url: NonEmptyStr = Field(description="Git URL (or local path / bundle) of the source.")
+    url: GitArgument = Field(description="Git URL (or local path / bundle) of the source.")
     ref: str = Field(default="", description="Tag or branch the commit belongs to, for humans.")
     commit: PinnedCommit = Field(
         description="The full commit checked out and verified; the integrity anchor of the build."

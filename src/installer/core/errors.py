@@ -127,6 +127,21 @@ class LockHeldError(InstallerError):
     default_hint = "Wait for the other process to finish, then run the command again."
 
 
+class StateTooNewError(InstallerError):
+    """The install's record was written by a newer comfy-install.
+
+    Cause: `DIR/.comfy-install/state.json` has a `schema_version` this comfy-install does
+    not know: a newer release installed or updated DIR, then an older one was run on it.
+    The older one cannot tell what the record means, so it changes nothing.
+    Fix: upgrade comfy-install (`uv tool upgrade comfy-install` or `pip install -U
+    comfy-install`) and run the command again.
+    """
+
+    code = "state-too-new"
+    exit_code = ExitCode.ENVIRONMENT
+    default_hint = "Upgrade comfy-install, then run the command again."
+
+
 class StepFailedError(InstallerError):
     """A step of the install failed.
 

@@ -289,6 +289,8 @@ class InstallProbe:
     torch: TorchInstalled | None = None
     existing_files: frozenset[str] = frozenset()
     lock_headers: Mapping[str, LockHeader] = field(default_factory=dict)
+    lock_problems: Mapping[str, str] = field(default_factory=dict)
+    """Lock files that cannot be used, by target name: `PATH: what is wrong`."""
 
 
 @dataclass(frozen=True)

@@ -73,17 +73,45 @@ class StepRecord(BaseModel):
         return self.outputs if self.status == "done" else self.last_done_outputs
 
 
+class RecordedInputs(BaseModel):
+    """The inputs an install was made with: the options its user gave, kept for re-runs.
+
+    A field is None when the user did not give that option (the configuration's default,
+    or detection, decides then). A re-run without the option uses the recorded value, so
+    `comfy-install install DIR` continues or repairs the install it was, not another one;
+    [`installer.plan.inputs`][installer.plan.inputs] reads and applies these.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    config_path: str | None = None
+    tools_manifest_path: str | None = None
+    comfyui_url: str | None = None
+    comfyui_ref: str | None = None
+    torch_index: str | None = None
+    python: str | None = None
+    gpu: str | None = None
+    cuda_driver: str | None = None
+    index_url: str | None = None
+    extra_index_urls: list[str] | None = None
+    find_links: list[str] | None = None
+    lock_dir: str | None = None
+    no_lock: bool | None = None
+
+
 class InstallState(BaseModel):
     """The whole `state.json`."""
 
     model_config = ConfigDict(extra="ignore")
 
-    schema_version: int = STATE_SCHEMA_VERSION
+    schema_version: int = Field(default=STATE_SCHEMA_VERSION, ge=1)
     tool_version: str = ""
     created_at: str = Field(default_factory=now_iso)
     updated_at: str = Field(default_factory=now_iso)
     seq: int = 0
     steps: dict[str, StepRecord] = Field(default_factory=dict)
+    inputs: RecordedInputs | None = None
+    """The options the install was made with (None: a state written before they were kept)."""
 
     def done(self, step_id: str) -> StepRecord | None:
         """Return the record of ``step_id`` if that step finished, else None.

@@ -5,7 +5,9 @@ only when the checkout of the pinned commit is verified, so an interrupted
 clone never leaves a half-made `ComfyUI/`. An existing clone is moved to the
 pin only when it has no local changes to tracked files; otherwise the step
 stops and says how to keep or drop them. Git never prompts (credential
-prompts are turned off) and its output goes to the log.
+prompts are turned off) and its output goes to the log. A URL, path or ref from the
+user or the configuration is always placed after `--` (or `--end-of-options`), so git
+can never read one as an option (`--upload-pack=...`).
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ def resolve(repo: Path, ref: str, log: InstallerLogger) -> str | None:
             "rev-parse",
             "--verify",
             "--quiet",
+            "--end-of-options",
             f"{ref}^{{commit}}",
         ],
         log=log,
@@ -125,21 +128,25 @@ def changed_files(repo: Path, log: InstallerLogger) -> list[str]:
     return [line[3:] for line in output.splitlines() if line.strip()]
 
 
-def _ensure_commit(repo: Path, url: str, target: str, log: InstallerLogger) -> str:
+_UNREACHABLE_HINT = "Check the URL and the network, then run again."
+
+
+def _ensure_commit(
+    repo: Path, url: str, target: str, log: InstallerLogger, hint: str = _UNREACHABLE_HINT
+) -> str:
     """Make ``target`` (a commit or ref) available in ``repo`` and return its commit."""
     commit = resolve(repo, target, log)
     if commit is None:
         try:
             _git(
                 repo,
-                ["fetch", "--tags", "--force", url, "+refs/heads/*:refs/remotes/origin/*"],
+                ["fetch", "--tags", "--force", "--", url, "+refs/heads/*:refs/remotes/origin/*"],
                 log,
                 "git fetch",
             )
         except CommandFailedError as exc:
             raise StepFailedError(
-                f"Could not fetch {target} from {url}: {exc.message}",
-                "Check the URL and the network, then run again.",
+                f"Could not fetch {target} from {url}: {exc.message}", hint
             ) from exc
         commit = resolve(repo, target, log) or resolve(repo, f"origin/{target}", log)
     if commit is None:
@@ -151,7 +158,12 @@ def _ensure_commit(repo: Path, url: str, target: str, log: InstallerLogger) -> s
 
 
 def checkout_pinned(
-    dest: Path, url: str, target: str, log: InstallerLogger, expected: str | None = None
+    dest: Path,
+    url: str,
+    target: str,
+    log: InstallerLogger,
+    expected: str | None = None,
+    unreachable_hint: str = _UNREACHABLE_HINT,
 ) -> str:
     """Clone ``url`` into ``dest`` (or update an existing clone) at ``target`` and verify it.
 
@@ -162,6 +174,8 @@ def checkout_pinned(
         log: Logger for git's output.
         expected: The commit HEAD must end at (a pin); None accepts what
             ``target`` resolves to.
+        unreachable_hint: The hint when ``url`` cannot be cloned or fetched from (the
+            caller knows the option that names another source).
 
     Returns:
         The commit HEAD is at.
@@ -182,7 +196,7 @@ def checkout_pinned(
                 f"Keep them with `git -C {dest} stash`, or drop them with "
                 f"`git -C {dest} checkout -- .`, then run again.",
             )
-        commit = _ensure_commit(dest, url, target, log)
+        commit = _ensure_commit(dest, url, target, log, unreachable_hint)
         _git(
             dest,
             ["-c", "advice.detachedHead=false", "checkout", "--detach", commit],
@@ -199,13 +213,13 @@ def checkout_pinned(
         for old in dest.parent.glob(f".{dest.name}.partial-*"):
             shutil.rmtree(old, ignore_errors=True)
         try:
-            _git(
-                None,
-                ["clone", "--no-checkout", url, str(staging)],
-                log,
-                "git clone",
-            )
-            commit = _ensure_commit(staging, url, target, log)
+            try:
+                _git(None, ["clone", "--no-checkout", "--", url, str(staging)], log, "git clone")
+            except CommandFailedError as exc:
+                raise StepFailedError(
+                    f"Could not clone {url}: {exc.message}", unreachable_hint
+                ) from exc
+            commit = _ensure_commit(staging, url, target, log, unreachable_hint)
             _git(
                 staging,
                 ["-c", "advice.detachedHead=false", "checkout", "--detach", commit],

@@ -150,7 +150,7 @@ def git_refs(url: str, *, timeout: float = 60.0) -> GitRefs:
         raise NetworkError("git was not found on PATH.", "Install git and run again.")
     try:
         done = subprocess.run(
-            [git, "ls-remote", url],
+            [git, "ls-remote", "--", url],
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -16,16 +16,19 @@ with exit code 3.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from installer.core.errors import EnvironmentUnsupportedError, LockHeldError
-from installer.core.records import InstallState, now_iso
+from installer import __version__
+from installer.core.errors import EnvironmentUnsupportedError, LockHeldError, StateTooNewError
+from installer.core.records import STATE_SCHEMA_VERSION, InstallState, now_iso
 
 STATE_DIRNAME = ".comfy-install"
 
@@ -56,21 +59,111 @@ def read_state(install_dir: Path) -> tuple[InstallState | None, str | None]:
 
     Returns:
         ``(state, problem)``: the state (None when there is none or it is
-        unreadable) and, when the file exists but cannot be used, why. An
-        unreadable state only costs a re-check of every step, so it is reported
-        as a warning, not an error.
+        unusable) and, when the file exists but cannot be used, why. An
+        unusable state costs nothing but a check of every step against what DIR
+        holds (a working venv and a clone at its commit are kept), so it is a
+        warning, not an error; `install` moves the file aside
+        ([`set_aside_state`][installer.edges.state.set_aside_state]).
+
+    Raises:
+        StateTooNewError: The file was written by a newer comfy-install (a
+            `schema_version` above this one's); nothing may act on it.
     """
     path = state_path(install_dir)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None, None
     except OSError as exc:
-        return None, f"{path} cannot be read ({exc}); every step will be checked again"
+        return None, (
+            f"{path} cannot be read ({exc.strerror or exc}); every step will be checked "
+            "against what DIR holds"
+        )
+    why = _damage(raw)
+    if why is None:
+        data = json.loads(raw.decode("utf-8"))
+        _refuse_newer(path, data)
+        try:
+            return InstallState.model_validate(data), None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "top level"
+            why = f"{where}: {first['msg']}"
+    return None, (
+        f"{path} is damaged ({why}); every step will be checked against what DIR holds "
+        "(a working venv and a clone at its commit are kept)"
+    )
+
+
+def _refuse_newer(path: Path, data: dict[str, Any]) -> None:
+    """Raise StateTooNewError when ``data`` names a state schema newer than this one's."""
+    version = data.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        return
+    if version <= STATE_SCHEMA_VERSION:
+        return
+    writer = data.get("tool_version")
+    raise StateTooNewError(
+        f"{path} was written by a newer comfy-install"
+        + (f" ({writer})" if isinstance(writer, str) and writer else "")
+        + f": state schema {version}, while this one ({__version__}) knows schema "
+        f"{STATE_SCHEMA_VERSION}. Nothing was changed.",
+        "Upgrade comfy-install (`uv tool upgrade comfy-install` or `pip install -U "
+        "comfy-install`), then run the command again.",
+    )
+
+
+def _damage(raw: bytes) -> str | None:
+    """Why ``raw`` is not a state file's JSON object, or None when it is one."""
     try:
-        return InstallState.model_validate_json(text), None
-    except ValidationError:
-        return None, f"{path} is damaged; every step will be checked again"
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not UTF-8 text"
+    if not text.strip():
+        return "empty"
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return f"not valid JSON: {exc}"
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    return None
+
+
+def set_aside_state(install_dir: Path) -> Path | None:
+    """Move an unusable `state.json` aside (never delete it) and return where it went.
+
+    Called by `install` under the install lock when the state cannot be used: the
+    file is kept for a person to look at, under `state.json.damaged-STAMP`, and a
+    fresh state is written in its place as the steps are checked.
+
+    Args:
+        install_dir: DIR, the install directory.
+
+    Returns:
+        The new path, or None when there was no file to move.
+
+    Raises:
+        EnvironmentUnsupportedError: The file cannot be moved (permissions).
+    """
+    path = state_path(install_dir)
+    if not path.exists() and not path.is_symlink():
+        return None
+    stamp = now_iso().replace(":", "").replace("+0000", "Z")
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    counter = 1
+    while target.exists():
+        counter += 1
+        target = path.with_name(f"{path.name}.damaged-{stamp}-{counter}")
+    try:
+        path.rename(target)
+    except OSError as exc:
+        raise EnvironmentUnsupportedError(
+            f"{path} is damaged and could not be moved aside: {exc.strerror or exc}.",
+            f"Fix the permissions of {path.parent}, or move the file away yourself, then run "
+            "again.",
+        ) from exc
+    return target
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -156,8 +249,8 @@ class InstallLock:
 
     def _read(self) -> LockInfo | None:
         try:
-            return LockInfo.model_validate_json(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValidationError):
+            return LockInfo.model_validate_json(self.path.read_bytes())
+        except (OSError, ValueError):
             return None
 
     def _held_by(self, holder: LockInfo | None) -> LockHeldError:

@@ -34,6 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from installer.image.runtime_files import START_SCRIPT, extra_model_paths_yaml, start_script
+from installer.plan.sage_sources import cuda_major
 
 if TYPE_CHECKING:
     from installer.plan.model import Plan
@@ -117,6 +118,8 @@ class PlanSummary:
     source_builds: tuple[SourceBuild, ...] = ()
     steps: tuple[tuple[str, str, str], ...] = ()
     """(id, action, reason) of each planned step."""
+    torch_cuda: str | None = None
+    """torch's CUDA build (`cu128`); None for a CPU build."""
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,43 @@ def summarize_plan(plan: Plan, lock_sha256: str | None = None) -> PlanSummary:
             if entry.action == "install" and entry.builds_from_source
         ),
         steps=tuple((step.id, step.action, step.reason) for step in plan.steps),
+        torch_cuda=plan.torch.cuda,
+    )
+
+
+def toolkit_cuda(image: str) -> str | None:
+    """Return the CUDA version `X.Y` of an `nvidia/cuda` toolkit image, from its tag.
+
+    Args:
+        image: The image reference, e.g. `docker.io/nvidia/cuda:12.8.1-devel-ubuntu24.04`.
+
+    Returns:
+        `12.8`; None when the reference does not say (another image, a digest only).
+    """
+    match = re.search(r"nvidia/cuda:([0-9]+)\.([0-9]+)", image)
+    return f"{match.group(1)}.{match.group(2)}" if match else None
+
+
+def toolkit_problem(spec: ImageSpec) -> str | None:
+    """Why the `accelerators` stage cannot build what the plan compiles, or None when it can.
+
+    torch's extension builder refuses an nvcc of another CUDA major version than torch's, so
+    the toolkit image must have the CUDA major of the torch the plan installs (the same rule
+    the install plan applies to the machine's own nvcc).
+
+    Args:
+        spec: The image.
+    """
+    if not spec.plan.source_builds:
+        return None
+    have = toolkit_cuda(spec.toolkit_image)
+    wanted = cuda_major(spec.plan.torch_cuda)
+    if have is None or wanted is None or int(have.split(".")[0]) == wanted:
+        return None
+    return (
+        f"the toolkit image {spec.toolkit_image} has CUDA {have}, but the plan installs torch "
+        f"{spec.plan.torch_variant} (CUDA {wanted}.x), and torch builds extensions only with an "
+        f"nvcc of its own CUDA major"
     )
 
 

@@ -132,10 +132,12 @@ def prepare(
         The image and its context files, sorted by path.
 
     Raises:
-        UsageError: Bad options (platform, GPU, missing files).
+        UsageError: Bad options (platform, GPU, missing files), or a toolkit image that cannot
+            compile for the torch the plan installs.
         PlanError: No install plan fits the target.
     """
     import re
+    from dataclasses import replace
     from importlib.metadata import version as dist_version
 
     from installer import __version__
@@ -154,6 +156,8 @@ def prepare(
         default_tag,
         pinned_version,
         summarize_plan,
+        toolkit_cuda,
+        toolkit_problem,
     )
     from installer.image.context import (
         comfyui_source_file,
@@ -165,6 +169,7 @@ def prepare(
     from installer.image.engine import FORMATS
     from installer.image.own_wheel import tool_wheel
     from installer.plan.model import InstallOptions
+    from installer.plan.sage_sources import cuda_major
 
     if request.image_format not in FORMATS:
         raise UsageError(f"--format {request.image_format}: expected one of {', '.join(FORMATS)}.")
@@ -208,9 +213,12 @@ def prepare(
         config=config_inside,
         no_lock=request.no_lock,
     )
+    toolkit_image = request.toolkit_image or DEFAULT_TOOLKIT_IMAGE
     options = InstallOptions(
         install_dir=Path(INSTALL_DIR),
         config_path=request.config,
+        # What the accelerators stage compiles with: the plan's rules for nvcc apply to it.
+        cuda_toolkit=toolkit_cuda(toolkit_image),
         gpu=gpu,
         cuda_driver=request.cuda_driver,
         platform="linux",
@@ -227,6 +235,11 @@ def prepare(
     plan = make_plan(options).plan
     for warning in plan.warnings:
         log.warn(warning)
+    summary = summarize_plan(plan, None)
+    if summary.source_builds and install.torch_index == "auto":
+        # The install inside the image has no toolkit: it must take the torch the wheels of the
+        # accelerators stage were built against, not choose again.
+        install = replace(install, torch_index=plan.torch.variant)
     lock_sha256 = sha256_file(Path(plan.lock.path)) if plan.lock and plan.lock.path else None
     target = ImageTarget(gpu, request.cuda_driver if gpu != "none" else None, "linux", plan.python)
     requirements, pins_from = tool_requirements()
@@ -241,9 +254,17 @@ def prepare(
         tool_requirements=requirements,
         install=install,
         port=request.port,
-        toolkit_image=request.toolkit_image or DEFAULT_TOOLKIT_IMAGE,
+        toolkit_image=toolkit_image,
         extra_files=tuple(sorted(extra, key=lambda f: f.path)),
     )
+    problem = toolkit_problem(spec)
+    if problem is not None:
+        raise UsageError(
+            f"{problem[0].upper()}{problem[1:]}.",
+            f"Pass --toolkit-image with an nvidia/cuda devel image of CUDA "
+            f"{cuda_major(spec.plan.torch_cuda)}.x, or leave --torch-index at auto so the plan "
+            "picks the torch build the toolkit can compile for.",
+        )
     if request.wheel is not None:
         if not request.wheel.is_file():
             raise UsageError(f"--wheel {request.wheel}: no such file.")

@@ -65,6 +65,9 @@ from installer.plan.launch import (
     shim_problem,
 )
 
+STOPPED = 130
+"""The exit code of a foreground launch stopped with Ctrl-C (or SIGTERM) on purpose."""
+
 
 @dataclass(frozen=True)
 class LaunchOutcome:
@@ -129,14 +132,16 @@ def run_comfyui(
 
     Returns:
         The outcome: in the background once ComfyUI is ready; in the
-        foreground once ComfyUI has exited by itself with code 0.
+        foreground once ComfyUI has exited by itself with code 0, or was stopped on
+        purpose with Ctrl-C or SIGTERM (`exit_code` is then `STOPPED`, 130).
 
     Raises:
         EnvironmentUnsupportedError: The port is in use, or a ComfyUI launched
             from DIR is still running.
         StepFailedError: ComfyUI exited during startup, did not answer within
             the timeout, or (foreground) exited with an error later.
-        InterruptedByUserError: Ctrl-C (or SIGTERM); ComfyUI was stopped.
+        InterruptedByUserError: Ctrl-C (or SIGTERM) in the background launch's wait for
+            ComfyUI to be ready; ComfyUI was stopped.
     """
     state_dir = install_state_dir(facts.comfyui_dir.parent)
     running = read_pid_file(state_dir)
@@ -256,13 +261,18 @@ def _run_foreground(
             code = _wait_for_exit(process)
             finish_output(output)
         except KeyboardInterrupt:
+            # Ctrl-C is how a foreground ComfyUI is meant to be stopped: not an error. The
+            # exit code stays 130 (128 + SIGINT) so a shell or script sees it was stopped.
             log.info(f"stopping ComfyUI (pid {process.pid})...")
             forced = stop_process(process.pid, process=process)
             finish_output(output)
-            raise InterruptedByUserError(
-                f"ComfyUI was stopped{' (it had to be killed)' if forced else ''}.",
-                f"Start it again with `comfy-install launch {plan.cwd.parent}`.",
-            ) from None
+            log.info(
+                f"ComfyUI was stopped{' (it had to be killed)' if forced else ''}. "
+                f"Start it again with `comfy-install launch {plan.cwd.parent}`."
+            )
+            return LaunchOutcome(
+                process.pid, plan.url, log_path, None, background=False, exit_code=STOPPED
+            )
         finally:
             if process.poll() is None:
                 stop_process(process.pid, process=process)

@@ -7,10 +7,12 @@ it: the shipped `locks/` or a `--lock-dir`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from installer.core.config import Dependencies
+from installer.core.errors import StepFailedError
 from installer.core.lockfile import (
     PYTHON_PLATFORMS,
     LockHeader,
@@ -54,6 +56,65 @@ def read_lock_headers(lock_dir: Path) -> dict[str, LockHeader]:
         if header is not None and path.name == header.target.filename:
             headers[header.target.name] = header
     return headers
+
+
+_TARGET_NAME = re.compile(r"^(?P<platform>[a-z]+)-(?P<variant>[a-z0-9]+)-py(?P<python>[0-9]+)$")
+
+
+def lock_problems(lock_dir: Path) -> dict[str, str]:
+    """Say what is wrong with each lock file of ``lock_dir`` that cannot be used, by target name.
+
+    A file named like a lock (`linux-default-py312.txt`) must be one: its header must
+    parse and name that target, and it must hold as many entries in each section as its
+    header's `counts` line says (a lock cut short, or edited, fails that check). A lock
+    that passes is not listed; files named otherwise are not looked at.
+
+    Args:
+        lock_dir: The folder of lock files (the shipped `locks/` or `--lock-dir`).
+
+    Returns:
+        ``{target name: "PATH: what is wrong"}``; ``{}`` when every lock is whole.
+    """
+    problems: dict[str, str] = {}
+    try:
+        files = sorted(lock_dir.glob("*.txt"))
+    except OSError:
+        return problems
+    for path in files:
+        if _TARGET_NAME.match(path.stem) is None:
+            continue
+        why = _lock_problem(path)
+        if why is not None:
+            problems[path.stem] = f"{path}: {why}"
+    return problems
+
+
+def _lock_problem(path: Path) -> str | None:
+    """What makes the lock at ``path`` unusable, or None when it is whole."""
+    header = read_header(path)
+    if header is None:
+        return "not a comfy-install lock (its first line is not a lock header, or it is not text)"
+    if header.target.name != path.stem:
+        return f"its header is for the target {header.target.name!r}, not {path.stem!r}"
+    counts = header.values.get("counts")
+    if counts is None:
+        return "its header has no counts line (it was edited or cut short)"
+    try:
+        expected = {
+            name: int(number)
+            for name, number in (part.strip().split(" ") for part in counts.split(","))
+        }
+        found = {name: len(entries) for name, entries in parse_lock(path).sections.items()}
+    except (ValueError, OSError, StepFailedError):
+        return f"its counts line ({counts!r}) or its entries cannot be read"
+    wrong = [
+        f"{name}: {found.get(name, 0)} entries, the header says {number}"
+        for name, number in expected.items()
+        if found.get(name, 0) != number
+    ]
+    if wrong:
+        return "it is incomplete or was edited (" + "; ".join(wrong) + ")"
+    return None
 
 
 def find_lock(lock_dir: Path, target: LockTarget) -> LockHeader | None:

@@ -31,9 +31,11 @@ from installer.core.facts import (
     pure_path,
     venv_python,
 )
+from installer.core.git_arguments import git_argument_problem
 from installer.plan.compat import select_torch
 from installer.plan.decide import decide_steps
 from installer.plan.drafts import draft_steps
+from installer.plan.inputs import planned_inputs, withheld_warnings
 from installer.plan.lock import choose_lock
 from installer.plan.model import (
     ComfyUIPlan,
@@ -45,6 +47,7 @@ from installer.plan.model import (
     PlannedGpu,
     TorchPlan,
     parse_steps,
+    target_platform,
 )
 from installer.plan.optimizations import PlannedOptimization
 from installer.plan.preflight import preflight_blockers
@@ -103,7 +106,19 @@ def build_plan(
         PlanError: No torch build fits, or a selected step needs one that is
             neither done nor selected.
     """
-    platform = options.platform or env.platform
+    platform = target_platform(options.platform, env.platform)
+    for flag, value in (
+        ("--comfyui-url", options.comfyui_url),
+        ("--comfyui-ref", options.comfyui_ref),
+    ):
+        problem = git_argument_problem(value, flag) if value is not None else None
+        if problem is not None:
+            raise UsageError(
+                f"{problem}.",
+                f"Pass {flag} a repository URL, local path or git bundle."
+                if flag == "--comfyui-url"
+                else f"Pass {flag} a tag, branch or commit.",
+            )
     if platform != env.platform and not options.dry_run:
         raise UsageError(
             f"--platform {platform} plans for another OS; it works only with --dry-run.",
@@ -116,6 +131,7 @@ def build_plan(
     warnings: list[str] = list(gpu.warnings)
     if probe.state_problem:
         warnings.append(probe.state_problem)
+    warnings.extend(withheld_warnings(options))
 
     python_request = options.python or deps.python.default
     python_version = _python_version(python_request)
@@ -176,6 +192,8 @@ def build_plan(
         no_lock=options.no_lock,
         comfyui_commit=comfyui_plan.commit,
         arch=env.arch,
+        problems=probe.lock_problems,
+        python_found=_python_found(probe, python_request),
     )
     if lock.warning:
         warnings.append(lock.warning)
@@ -238,6 +256,7 @@ def build_plan(
             reason=lock.reason,
             inputs_sha256=lock.lock_sha256,
         ),
+        inputs=planned_inputs(options),
         custom_nodes=list(deps.custom_nodes),
         optimizations=optimizations,
         models=len(deps.models),
@@ -245,6 +264,15 @@ def build_plan(
         warnings=warnings,
         blocking=blocking,
     )
+
+
+def _python_found(probe: InstallProbe, request: str) -> str | None:
+    """The Python the python step found for ``request`` last time (None: not recorded)."""
+    record = probe.state.done("python") if probe.state else None
+    if record is None or record.inputs.get("request") != request:
+        return None
+    version = record.outputs.get("version")
+    return str(version) if version else None
 
 
 def _is_sha(value: str) -> bool:

@@ -103,11 +103,22 @@ def draft_steps(
         if python_record
         else (True, ""),
     )
+    if lock.locked and options.python is None:
+        drafts["python"].details.append(
+            f"if Python {python_request} cannot be found or downloaded here, another supported "
+            f"Python is used, and step 8 then resolves live ({lock.target} is for Python "
+            f"{python_request} only)"
+        )
     drafts["venv"] = StepDraft(
         inputs={"python": python_request, "path": "venv"},
         details=[f"uv venv {pure_path(platform, 'venv')} (in DIR)"],
         outputs_ok=(probe.venv_python_exists, "the venv's Python is missing"),
     )
+    if probe.venv_python_exists and (state is None or "venv" not in state.steps):
+        drafts["venv"].details.append(
+            "DIR has a venv with no record of it: it is kept if its Python runs and is the "
+            "one wanted (nothing is cleared)"
+        )
     recorded_python = python_record.outputs.get("version") if python_record else None
     if (
         probe.venv_python_exists

@@ -20,7 +20,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from installer.core.config import PLATFORMS, Dependencies, ToolsManifest
-from installer.core.errors import UsageError
+from installer.core.errors import IntegrityError, UsageError
 from installer.core.facts import gpu_override
 from installer.core.lockfile import (
     DEFAULT_VARIANT,
@@ -250,6 +250,8 @@ def choose_lock(
     no_lock: bool = False,
     comfyui_commit: str | None = None,
     arch: str | None = None,
+    problems: Mapping[str, str] | None = None,
+    python_found: str | None = None,
 ) -> LockChoice:
     """Choose the lock for a plan, from lock headers read beforehand. Pure.
 
@@ -265,6 +267,16 @@ def choose_lock(
         comfyui_commit: The commit the plan checks ComfyUI out at (None: a
             `--comfyui-ref` that is not a commit); a lock fits only the pin.
         arch: The machine's architecture, when known (locks are for x86_64).
+        problems: Lock files that cannot be used, by target name (from
+            [`lock_problems`][installer.lock.files.lock_problems]).
+        python_found: The Python the python step found for this request when it is another
+            minor version (it fell back: the requested one was not available); the lock is
+            then chosen for that Python, and the plan says why.
+
+    Raises:
+        IntegrityError: The lock for the plan's target does not parse or fails its own
+            check (exit code 4): installing from it, or silently without it, would both be
+            wrong; the message names the file and the way out.
     """
     if no_lock:
         return LockChoice(None, "resolved live (--no-lock)", "")
@@ -273,6 +285,18 @@ def choose_lock(
             None, "resolved live (ComfyUI is not at the pinned commit the locks are made for)", ""
         )
     minor = python_minor(python)
+    found = python_minor(python_found) if python_found else None
+    if found is not None and found != minor:
+        fallback = LockTarget(platform, variant, found)
+        if fallback.name not in headers:
+            return LockChoice(
+                None,
+                f"resolved live (the venv has Python {python_found}: Python {python} was not "
+                f"available when it was made, so the py{(minor or '').replace('.', '')} lock "
+                f"no longer applies, and there is no lock for {fallback.name})",
+                "",
+            )
+        minor = found
     if minor is None:
         return LockChoice(
             None,
@@ -284,6 +308,14 @@ def choose_lock(
     if arch is not None and arch.lower() not in LOCK_ARCHES:
         return LockChoice(None, f"resolved live (locks are for x86_64, this machine is {arch})", "")
     target = LockTarget(platform, variant, minor)
+    problem = (problems or {}).get(target.name)
+    if problem is not None:
+        raise IntegrityError(
+            f"The lock {problem}.",
+            f"Regenerate it with `{target.refresh_command()}` (add --lock-dir for your own "
+            "folder; the shipped locks come back with a reinstall of comfy-install), or pass "
+            "--no-lock to resolve live.",
+        )
     try:
         inputs = lock_inputs(deps, target)
     except UsageError:

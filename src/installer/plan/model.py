@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from installer import __version__
-from installer.core.config import CustomNode, IndexOptions
+from installer.core.config import PLATFORMS, CustomNode, IndexOptions
 from installer.core.errors import UsageError
 from installer.plan.optimizations import PlannedOptimization
 from installer.plan.preflight import Blocker
@@ -94,6 +94,12 @@ class InstallOptions:
     """The arguments as typed (after `comfy-install`), for the hint to run them again."""
     no_lock: bool = False
     lock_dir: Path | None = None
+    given: frozenset[str] = frozenset()
+    """Names of the fields above the user gave on the command line (not left at defaults)."""
+    recorded: frozenset[str] = frozenset()
+    """Names of the fields taken from the inputs the install recorded (not given this time)."""
+    withheld: frozenset[str] = frozenset()
+    """Names of recorded fields not reused: they held a secret, which is never stored."""
 
 
 class PlannedGpu(BaseModel):
@@ -167,6 +173,16 @@ class PathsPlan(BaseModel):
     launcher: str
 
 
+class PlannedInput(BaseModel):
+    """One input of the plan that the user chose: given now, or recorded by the install."""
+
+    option: str = Field(description="The command-line option, e.g. `--comfyui-url`.")
+    value: str
+    source: Literal["given", "recorded"] = Field(
+        description="given: on this command line; recorded: reused from the install's state."
+    )
+
+
 class PlannedStep(BaseModel):
     """One numbered step and what will happen to it."""
 
@@ -201,6 +217,10 @@ class Plan(BaseModel):
     torch: TorchPlan
     index: IndexOptions
     lock: LockPlan | None = None
+    inputs: list[PlannedInput] = Field(
+        default_factory=list,
+        description="The options that shape this plan: given now, or reused from the record.",
+    )
     custom_nodes: list[CustomNode] = Field(default_factory=list)
     optimizations: list[PlannedOptimization] = Field(default_factory=list)
     models: int = 0
@@ -252,6 +272,31 @@ def parse_steps(values: Sequence[str], flag: str) -> tuple[str, ...]:
             f"{flag}: unknown step {', '.join(unknown)}.", f"Steps are: {', '.join(STEP_IDS)}."
         )
     return names
+
+
+def target_platform(requested: str | None, detected: str) -> str:
+    """Return the platform a plan is for: `--platform` (any case) or the detected one.
+
+    `--platform Windows` and `--platform LINUX` are accepted as `windows` and `linux`
+    (like `--gpu`, the value is a name, not a path: its case carries nothing).
+
+    Args:
+        requested: `--platform` as given, or None.
+        detected: This machine's platform.
+
+    Raises:
+        UsageError: Anything but linux or windows (exit code 2).
+    """
+    if requested is None:
+        return detected
+    chosen = requested.strip().lower()
+    if chosen not in PLATFORMS:
+        raise UsageError(
+            f"--platform {requested}: not a supported platform.",
+            "comfy-install installs on linux and windows; pass --platform linux or "
+            "--platform windows.",
+        )
+    return chosen
 
 
 def install_tune_skip(gpu_option: str, only: Sequence[str]) -> str | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from installer.core.config import RetryOptions
-from installer.core.errors import StepFailedError
+from installer.core.errors import NetworkError, StepFailedError
 from installer.edges.probe import installed_distributions, installed_torch
 from installer.edges.proc import CommandResult
 from installer.edges.uv import TORCH_TRIO, write_constraints
@@ -129,6 +129,25 @@ def held_install(
     return result
 
 
+def torch_network_hint(index_url: str | None) -> str:
+    """The hint when torch's index cannot be reached: the option that moves torch is --torch-index.
+
+    Args:
+        index_url: The index the plan takes torch from; None: uv's default index (which
+            `--index-url` replaces).
+    """
+    choices = "cpu, a build like cu128, default (uv's default index) or a mirror's URL"
+    if index_url is None:
+        return (
+            "Check the network, then run again; torch comes from uv's default index here, so "
+            f"--index-url URL (a mirror) moves it, as does --torch-index ({choices})."
+        )
+    return (
+        f"Check the network, then run again; torch comes from its own index ({index_url}), "
+        f"which --index-url and --find-links do not change: pass --torch-index ({choices})."
+    )
+
+
 def run_torch(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     """Install the pinned torch trio from the planned index and record what arrived.
 
@@ -146,14 +165,18 @@ def run_torch(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     """
     torch = ctx.plan.torch
     extra = [torch.index_url] if torch.index_url else []
-    ctx.uv.pip_install(
-        ctx.venv_python,
-        torch.packages,
-        constraints=[lock] if (lock := lock_path(ctx)) else [],
-        extra_index_urls=extra,
-        what="install torch",
-        retry=RetryOptions(attempts=3, backoff_seconds=3),
-    )
+    try:
+        ctx.uv.pip_install(
+            ctx.venv_python,
+            torch.packages,
+            constraints=[lock] if (lock := lock_path(ctx)) else [],
+            extra_index_urls=extra,
+            what="install torch",
+            retry=RetryOptions(attempts=3, backoff_seconds=3),
+        )
+    except NetworkError as exc:
+        exc.hint = torch_network_hint(torch.index_url)
+        raise
     pins = torch_pins(ctx)
     info = installed_torch(ctx.paths["venv"], ctx.plan.platform)
     if "torch" not in pins:

@@ -28,7 +28,17 @@ def run_comfyui(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     """
     plan = ctx.plan.comfyui
     target = plan.commit or plan.ref
-    commit = checkout_pinned(ctx.comfyui_dir, plan.url, target, ctx.log, expected=plan.commit)
+    commit = checkout_pinned(
+        ctx.comfyui_dir,
+        plan.url,
+        target,
+        ctx.log,
+        expected=plan.commit,
+        unreachable_hint=(
+            "Check the URL and the network, then run again; to install from a local clone or a "
+            "git bundle (`git bundle create comfyui.bundle --all`), pass --comfyui-url PATH."
+        ),
+    )
     for folder in COMFYUI_FOLDERS:
         (ctx.comfyui_dir / folder).mkdir(exist_ok=True)
     ctx.log.info(f"ComfyUI at {commit} ({plan.ref})")

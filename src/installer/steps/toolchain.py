@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
 from installer.core.errors import CommandFailedError, EnvironmentUnsupportedError
 from installer.core.records import now_iso
-from installer.plan.model import PlannedStep
+from installer.plan.model import PlannedStep, parse_steps
 from installer.steps.context import StepContext
 
 
@@ -90,10 +91,17 @@ def run_python(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     if interpreter is None and ctx.options.python is None:
         interpreter = ctx.uv.python_find(supported)
         if interpreter is not None:
+            lock = ctx.plan.lock
             ctx.log.warn(
                 f"Python {request} is not available here"
                 + (f" ({failure})" if failure else "")
                 + f"; using {interpreter}, which is in the supported range {supported}"
+                + (
+                    f"; the lock {Path(lock.path).name} is for Python {request} only, so it no "
+                    "longer applies: step 8 resolves live"
+                    if lock is not None and lock.path
+                    else ""
+                )
             )
     if interpreter is None:
         raise EnvironmentUnsupportedError(
@@ -118,7 +126,11 @@ def run_python(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
 
 
 def run_venv(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
-    """Create (or recreate, when the Python changed or it is broken) the venv.
+    """Create the venv, or keep the one DIR has when its Python works and is the one wanted.
+
+    A venv is recreated (`uv venv --clear`) only when its Python is missing or broken, is
+    another minor version than the python step found, or with `--force venv`: the venv may
+    hold packages the user added, and a lost or damaged state file is no reason to lose them.
 
     Args:
         ctx: The run's context.
@@ -139,9 +151,45 @@ def run_venv(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
             "Run without --only/--skip so it runs first.",
         )
     venv = ctx.paths["venv"]
+    forced = "venv" in parse_steps(ctx.options.force, "--force")
+    kept = None if forced else _working_venv(ctx, str(ctx.outputs("python").get("version", "")))
+    if kept is not None:
+        ctx.log.info(f"kept the venv at {venv} (Python {kept} runs; nothing was cleared)")
+        previous = ctx.state.steps.get("venv")
+        known = previous.known_outputs if previous else None
+        created = (known or {}).get("created") or _made_at(venv)
+        return {"python": str(ctx.venv_python), "version": kept, "created": created}
     ctx.uv.venv(venv, interpreter, clear=venv.exists())
     version = python_version_of(str(ctx.venv_python))
     ctx.log.info(f"venv at {venv} (Python {version})")
     # A new venv holds no packages: the creation time makes every step after it that
     # installs into it see the change.
     return {"python": str(ctx.venv_python), "version": version, "created": now_iso()}
+
+
+def _working_venv(ctx: StepContext, wanted: str) -> str | None:
+    """The version of the venv's Python when it runs and is of the ``wanted`` minor, else None.
+
+    Such a venv is kept as it is: it may hold packages the user added by hand, and a
+    lost or damaged record is no reason to clear it (only a missing or broken Python, a
+    different Python, or `--force venv` is).
+    """
+    if not ctx.venv_python.is_file():
+        return None
+    try:
+        have = python_version_of(str(ctx.venv_python))
+    except EnvironmentUnsupportedError:
+        return None
+    same = have.split(".")[:2] == wanted.split(".")[:2]
+    return have if wanted and same else None
+
+
+def _made_at(venv: Path) -> str:
+    """When the venv was made, from its `pyvenv.cfg` (stable across runs, unlike now)."""
+    import datetime as dt
+
+    try:
+        stamp = (venv / "pyvenv.cfg").stat().st_mtime
+    except OSError:
+        return now_iso()
+    return dt.datetime.fromtimestamp(stamp, dt.timezone.utc).isoformat(timespec="milliseconds")
