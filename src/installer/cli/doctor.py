@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -18,9 +18,6 @@ from installer.cli.common import (
     print_json,
 )
 
-if TYPE_CHECKING:
-    pass
-
 
 def doctor(
     install_dir: DirArg = DEFAULT_DIR,
@@ -31,28 +28,15 @@ def doctor(
     verbose: VerboseOpt = False,
 ) -> None:
     """Say what this machine is, what will work on it, and the state of DIR."""
-    from installer.plan.model import InstallOptions
-
     log = make_logger(verbose)
     command = ["doctor", str(install_dir)]
 
     def body() -> None:
         from installer.cli.render import render_checks
-        from installer.commands.doctor import checks_from_report, doctor_report
-        from installer.commands.planning import make_plan
+        from installer.commands.doctor import checks_from_report
+        from installer.commands.doctor import doctor as run_doctor
 
-        options = InstallOptions(
-            install_dir=install_dir.expanduser().absolute(), config_path=config, dry_run=True
-        )
-        context = make_plan(options, probe_build_tools=True)
-        kitchen = None
-        if context.probe is not None and context.probe.venv_python_exists:
-            from installer.edges.kitchen import probe_kitchen
-            from installer.edges.probe import layout
-
-            venv_python = layout(context.probe.install_dir, context.plan.platform)["venv_python"]
-            kitchen = probe_kitchen(venv_python)
-        report = doctor_report(context.env, context.gpu, context.plan, context.probe, kitchen)
+        report = run_doctor(install_dir, config)
         if as_json:
             print_json(command, report)
         else:

@@ -152,24 +152,23 @@ def install(
         min_free_gb=min_free_gb,
         no_lock=no_lock,
         lock_dir=lock_dir,
+        tune=tune,
         command_line=tuple(sys.argv[1:]) if sys.argv[1:2] == ["install"] else tuple(command),
     )
-    code = guarded(
-        command, as_json, log, verbose, lambda: _install(options, log, command, as_json, tune)
-    )
+    code = guarded(command, as_json, log, verbose, lambda: _install(options, log, command, as_json))
     log.close()
     if code:
         raise typer.Exit(code)
 
 
 def _install(
-    options: InstallOptions, log: InstallerLogger, command: list[str], as_json: bool, tune: bool
+    options: InstallOptions, log: InstallerLogger, command: list[str], as_json: bool
 ) -> int:
     if options.dry_run:
         from installer.cli.render import render_plan, stdout_console
-        from installer.commands.planning import make_plan
+        from installer.commands.install import plan_install
 
-        plan = make_plan(options).plan
+        plan = plan_install(options)
         if not as_json:
             render_plan(plan, stdout_console())
         if plan.blocking:
@@ -185,20 +184,11 @@ def _install(
         if as_json:
             print_json(command, plan.model_dump(mode="json"))
         return 0
-    from installer.commands.executor import execute
+    from installer.commands.install import install as run_install
 
-    result = execute(options, log)
-    if result.error is not None:
-        fail(result.error, log, command, as_json, data=result.as_data())
-    from installer.plan.model import install_tune_skip
-
-    skip = "--no-tune" if not tune else install_tune_skip(options.gpu, options.only)
-    if skip is None:
-        from installer.bench.tune import tune_after_install  # heavy: only when it may measure
-
-        tuned = tune_after_install(options.install_dir, options.gpu, options.only, log)
-    else:
-        tuned = {"status": "skipped", "reason": skip}
+    outcome = run_install(options, log)
+    if outcome.result.error is not None:
+        fail(outcome.result.error, log, command, as_json, data=outcome.as_data())
     if as_json:
-        print_json(command, {**result.as_data(), "tune": tuned})
+        print_json(command, outcome.as_data())
     return 0

@@ -66,6 +66,12 @@ def render_plan(plan: Plan, console: Console) -> None:
             body += "\n" + "\n".join(f"• {line}" for line in step.details)
         table.add_row(str(step.number), step.id, f"[{style}]{step.action}[/]", escape(body))
     console.print(table)
+    if plan.tune is not None:
+        style = _ACTION_STYLE[plan.tune.action]
+        console.print(
+            f"after the steps: measure attention ([{style}]{plan.tune.action}[/]) — "
+            f"{escape(plan.tune.reason)}"
+        )
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
     if plan.blocking:

@@ -45,6 +45,7 @@ from installer.plan.model import (
     PlannedGpu,
     TorchPlan,
     parse_steps,
+    plan_install_tune,
 )
 from installer.plan.optimizations import PlannedOptimization
 from installer.plan.preflight import preflight_blockers
@@ -242,6 +243,7 @@ def build_plan(
         optimizations=optimizations,
         models=len(deps.models),
         steps=steps,
+        tune=plan_install_tune(options, gpu.has_nvidia, gpu.reason),
         warnings=warnings,
         blocking=blocking,
     )
