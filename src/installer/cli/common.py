@@ -1,17 +1,20 @@
-"""What every command shares: option types, the default DIR, the logger, failures and JSON.
+"""What every command shares: the logger, failures and JSON.
 
 Command modules import these helpers from here, never from each other or from
-[`installer.cli.app`][installer.cli.app].
+[`installer.cli.app`][installer.cli.app]. The options live in
+[`installer.cli.options`][installer.cli.options]; the few most used ones (`DirArg`,
+`JsonOpt`, `VerboseOpt`, `QuietOpt`, `DEFAULT_DIR`) are also importable from here.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
+
+from installer.cli.options import DEFAULT_DIR, DirArg, JsonOpt, QuietOpt, VerboseOpt
 
 if TYPE_CHECKING:
     from installer.core.errors import InstallerError
@@ -19,12 +22,17 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-DEFAULT_DIR = Path("ComfyUI-install")
-
-DirArg = Annotated[Path, typer.Argument(help="Install directory.", show_default=True)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show subprocess output.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
+__all__ = [
+    "DEFAULT_DIR",
+    "DirArg",
+    "JsonOpt",
+    "QuietOpt",
+    "VerboseOpt",
+    "fail",
+    "guarded",
+    "make_logger",
+    "print_json",
+]
 
 
 def make_logger(verbose: bool = False, quiet: bool = False) -> InstallerLogger:

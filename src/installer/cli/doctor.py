@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
-import typer
-
 from installer import __version__
-from installer.cli.common import (
-    DEFAULT_DIR,
-    DirArg,
-    JsonOpt,
-    VerboseOpt,
-    guarded,
-    make_logger,
-    print_json,
-)
+from installer.cli.common import guarded, make_logger, print_json
+from installer.cli.options import DEFAULT_DIR, ConfigOpt, DirArg, JsonOpt, VerboseOpt
 
 
 def doctor(
     install_dir: DirArg = DEFAULT_DIR,
     as_json: JsonOpt = False,
-    config: Annotated[
-        Path | None, typer.Option("--config", help="Another dependencies.json.")
-    ] = None,
+    config: ConfigOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Say what this machine is, what will work on it, and the state of DIR."""

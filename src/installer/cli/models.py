@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from installer.cli.common import DEFAULT_DIR
+from installer.cli.options import (
+    DEFAULT_DIR,
+    AllowUnverifiedOpt,
+    DirArg,
+    DryRunOpt,
+    JsonOpt,
+    QuietOpt,
+    VerboseOpt,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -29,7 +37,6 @@ models_app = typer.Typer(
 )
 
 
-DirArg = Annotated[Path, typer.Argument(help="Install directory.", show_default=True)]
 ManifestOpt = Annotated[
     Path | None,
     typer.Option(
@@ -53,10 +60,6 @@ LinkOpt = Annotated[
         "symlinks are not allowed) instead of writing extra_model_paths.yaml.",
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show more detail.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
-
 _ACTION_STYLE = {
     "move": "green",
     "remove-duplicate": "cyan",
@@ -70,9 +73,7 @@ def download(
     install_dir: DirArg = DEFAULT_DIR,
     manifest: ManifestOpt = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Downloads at a time.")] = 4,
-    allow_unverified: Annotated[
-        bool, typer.Option("--allow-unverified", help="Accept files without a sha256.")
-    ] = False,
+    allow_unverified: AllowUnverifiedOpt = False,
     replace: Annotated[
         bool,
         typer.Option(
@@ -129,9 +130,7 @@ def organize(
         ),
     ] = None,
     manifest: ManifestOpt = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show the moves; change nothing.")
-    ] = False,
+    dry_run: DryRunOpt = False,
     shared_models: SharedOpt = None,
     link: LinkOpt = False,
     as_json: JsonOpt = False,

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from installer.cli.common import (
-    DEFAULT_DIR,
-    DirArg,
-    JsonOpt,
-    guarded,
-    make_logger,
-    print_json,
-)
+from installer.cli.common import guarded, make_logger, print_json
+from installer.cli.options import DEFAULT_DIR, DirArg, JsonOpt
 
 if TYPE_CHECKING:
     pass

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from installer.cli.common import DEFAULT_DIR, DirArg, JsonOpt, QuietOpt, VerboseOpt
+from installer.cli.options import DEFAULT_DIR, DirArg, JsonOpt, QuietOpt, VerboseOpt
 
 
 def tune(
