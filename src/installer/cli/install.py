@@ -40,6 +40,7 @@ from installer.cli.options import (
 )
 
 if TYPE_CHECKING:
+    from installer.commands.executor import ExecutionResult
     from installer.core.log import InstallerLogger
     from installer.plan.model import InstallOptions
 
@@ -126,9 +127,13 @@ def _install(
         if as_json:
             print_json(command, plan.model_dump(mode="json"))
         return 0
+    from installer.cli.render import render_summary
     from installer.commands.install import install as run_install
 
-    outcome = run_install(options, log)
+    def summary(result: ExecutionResult) -> None:
+        render_summary(result.outcomes, log.console, result.next_command)
+
+    outcome = run_install(options, log, summary)
     if outcome.result.error is not None:
         fail(outcome.result.error, log, command, as_json, data=outcome.as_data())
     if as_json:

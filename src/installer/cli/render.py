@@ -8,12 +8,13 @@ summary after an install, `status` and `doctor`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from installer.commands.doctor import Check
+    from installer.commands.executor import StepOutcome
     from installer.plan.model import Plan
 
 
@@ -114,3 +115,101 @@ def render_checks(checks: Sequence[Check], console: Console, title: str) -> None
             escape(check.hint or ""),
         )
     console.print(table)
+
+
+def render_summary(outcomes: Sequence[StepOutcome], console: Console, next_command: str) -> None:
+    """Print the table shown after an install: each step, its result and time.
+
+    Args:
+        outcomes: Each step's outcome, in step order.
+        console: Where to print.
+        next_command: The command shown after `Next:`, e.g. `comfy-install launch DIR`.
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="Summary")
+    table.add_column("#", justify="right")
+    table.add_column("step")
+    table.add_column("result")
+    table.add_column("time", justify="right")
+    table.add_column("note")
+    styles = {
+        "done": "green",
+        "up to date": "dim",
+        "skipped": "yellow",
+        "failed": "bold red",
+        "interrupted": "bold red",
+        "not run": "dim",
+    }
+    for outcome in outcomes:
+        seconds = f"{outcome.seconds:.1f}s" if outcome.seconds is not None else ""
+        style = styles.get(outcome.result, "")
+        table.add_row(
+            str(outcome.number),
+            outcome.step_id,
+            f"[{style}]{outcome.result}[/]",
+            seconds,
+            escape(outcome.note),
+        )
+    console.print(table)
+    console.print(f"Next: [bold]{escape(next_command)}[/]")
+
+
+def render_status(report: dict[str, Any], console: Console) -> None:
+    """Print a status report as a short header and a table of steps.
+
+    Args:
+        report: A report from [`install_status`][installer.commands.status.install_status].
+        console: Where to print.
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    from installer.commands.status import proof_lines
+
+    summary = report["summary"]
+    console.print(f"[bold]{escape(report['install_dir'])}[/] (updated {report['updated_at']})")
+    console.print(
+        escape(
+            f"ComfyUI {summary['comfyui_ref']} @ {summary['comfyui_commit']}; torch "
+            f"{summary['torch']} ({summary['torch_variant']}, CUDA {summary['torch_cuda']}); "
+            f"Python {summary['python']}"
+        )
+    )
+    table = Table()
+    for column in ("#", "step", "status", "finished", "time"):
+        table.add_column(column)
+    styles = {
+        "done": "green",
+        "failed": "bold red",
+        "interrupted": "bold red",
+        "running": "yellow",
+        "not run": "dim",
+        "skipped": "yellow",
+    }
+    for step in report["steps"]:
+        seconds = f"{step['seconds']:.1f}s" if step["seconds"] is not None else ""
+        style = styles.get(step["status"], "")
+        table.add_row(
+            str(step["number"]),
+            step["id"],
+            f"[{style}]{step['status']}[/]",
+            step["finished_at"] or "",
+            seconds,
+        )
+    console.print(table)
+    for package in summary["optimizations"]:
+        console.print(escape(f"  {package['name']}: {package['status']} ({package['reason']})"))
+    for line in proof_lines(summary.get("accelerators")):
+        console.print(escape(line))
+    calibration = report.get("calibration")
+    if calibration:
+        hint = f" — {calibration['hint']}" if calibration.get("hint") else ""
+        style = {"fresh": "green", "stale": "yellow", "unreadable": "yellow"}.get(
+            calibration["status"], "dim"
+        )
+        console.print(
+            f"attention calibration: [{style}]{calibration['status']}[/] "
+            + escape(f"({calibration['detail']}){hint}")
+        )

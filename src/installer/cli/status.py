@@ -20,7 +20,8 @@ def status(
     command = ["status", str(install_dir)]
 
     def body() -> None:
-        from installer.commands.status import install_status, render_status
+        from installer.cli.render import render_status
+        from installer.commands.status import install_status
 
         report = install_status(install_dir.expanduser().absolute())
         if as_json:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from installer.commands.executor import ExecutionResult
+    from installer.commands.executor import ExecutionResult, OnSummary
     from installer.core.log import InstallerLogger
     from installer.plan.model import InstallOptions, Plan
 
@@ -47,12 +47,16 @@ def plan_install(options: InstallOptions) -> Plan:
     return make_plan(options).plan
 
 
-def install(options: InstallOptions, log: InstallerLogger) -> InstallOutcome:
+def install(
+    options: InstallOptions, log: InstallerLogger, on_summary: OnSummary | None = None
+) -> InstallOutcome:
     """Run the install, then measure attention if the plan says so (never failing the install).
 
     Args:
         options: What the user asked for (not a dry run).
         log: Terminal and log-file output.
+        on_summary: Shows the summary of the steps, before attention is measured (the CLI's
+            table; see [`run_plan`][installer.commands.executor.run_plan]).
 
     Returns:
         The outcome; ``outcome.result.error`` holds the error a failed run ended with (nothing is
@@ -64,7 +68,7 @@ def install(options: InstallOptions, log: InstallerLogger) -> InstallOutcome:
     """
     from installer.commands.executor import execute
 
-    result = execute(options, log)
+    result = execute(options, log, on_summary)
     if result.error is not None:
         return InstallOutcome(result)
     tune = None if result.plan is None else result.plan.tune
