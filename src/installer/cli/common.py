@@ -36,16 +36,19 @@ __all__ = [
 
 
 def make_logger(verbose: bool = False, quiet: bool = False) -> InstallerLogger:
-    """Return the terminal logger for the verbosity flags.
+    """Return the terminal logger for the verbosity flags, with the CLI's download bars.
 
     Args:
         verbose: `--verbose`: subprocess output on the terminal too (verbosity 1).
         quiet: `--quiet`: only warnings and errors (verbosity -1); ``verbose`` wins when both are
             set.
     """
+    from installer.cli.render import TransferBars
     from installer.core.log import InstallerLogger
 
-    return InstallerLogger(verbosity=1 if verbose else (-1 if quiet else 0))
+    log = InstallerLogger(verbosity=1 if verbose else (-1 if quiet else 0))
+    log.transfer_display = lambda requests: TransferBars(log.console, requests)
+    return log
 
 
 def fail(

@@ -2,19 +2,22 @@
 
 The JSON forms live with the data (`Plan.model_dump`, the envelope); this
 module only turns the same data into tables for `install --dry-run`, the
-summary after an install, `status` and `doctor`.
+summary after an install, `status` and `doctor`, and shows download progress as bars.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress, TaskID
 
     from installer.commands.doctor import Check
     from installer.commands.executor import StepOutcome
+    from installer.core.downloads import DownloadRequest
     from installer.plan.model import Plan
 
 
@@ -213,3 +216,98 @@ def render_status(report: dict[str, Any], console: Console) -> None:
             f"attention calibration: [{style}]{calibration['status']}[/] "
             + escape(f"({calibration['detail']}){hint}")
         )
+
+
+class TransferBars:
+    """Download progress on the terminal: one bar per active file and a total with rate and ETA.
+
+    It implements [`ProgressSink`][installer.edges.download.progress.ProgressSink];
+    [`make_logger`][installer.cli.common.make_logger] hands it to the downloads as the
+    logger's `transfer_display`.
+    """
+
+    def __init__(self, console: Console, requests: Sequence[DownloadRequest]) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._progress: Progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self._lock = threading.Lock()
+        self._expected: dict[DownloadRequest, int] = {r: r.size or 0 for r in requests}
+        self._done: dict[DownloadRequest, int] = dict.fromkeys(requests, 0)
+        self._tasks: dict[DownloadRequest, TaskID] = {}
+        self._total = self._progress.add_task("total", total=self._sum_expected())
+
+    def __enter__(self) -> TransferBars:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._progress.stop()
+
+    def _sum_expected(self) -> int | None:
+        return sum(self._expected.values()) or None
+
+    def started(self, request: DownloadRequest, name: str, total: int | None, done: int) -> None:
+        """Show (or reset) the bar of ``request``.
+
+        Args:
+            request: The file being fetched.
+            name: The file name shown for it.
+            total: The file's full size in bytes, None when unknown.
+            done: Bytes already on disk from an earlier try.
+        """
+        with self._lock:
+            task = self._tasks.get(request)
+            if task is None:
+                self._tasks[request] = self._progress.add_task(name, total=total, completed=done)
+            else:
+                self._progress.update(task, total=total, completed=done)
+            self._expected[request] = total or request.size or 0
+            self._done[request] = done
+            self._progress.update(
+                self._total, total=self._sum_expected(), completed=sum(self._done.values())
+            )
+
+    def advanced(self, request: DownloadRequest, amount: int) -> None:
+        """Move the bar of ``request`` and the total.
+
+        Args:
+            request: The file being fetched.
+            amount: The bytes received since the last call.
+        """
+        with self._lock:
+            self._done[request] = self._done.get(request, 0) + amount
+            task = self._tasks.get(request)
+            if task is not None:
+                self._progress.advance(task, amount)
+            self._progress.advance(self._total, amount)
+
+    def finished(self, request: DownloadRequest) -> None:
+        """Remove the bar of ``request``; a skipped file leaves the total.
+
+        Args:
+            request: The file whose transfer ended.
+        """
+        with self._lock:
+            task = self._tasks.pop(request, None)
+            if task is None:
+                self._expected[request] = 0
+            else:
+                self._progress.remove_task(task)
+            self._progress.update(
+                self._total, total=self._sum_expected(), completed=sum(self._done.values())
+            )
