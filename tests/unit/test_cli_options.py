@@ -62,7 +62,7 @@ def _commands() -> list[tuple[Callable[..., Any], type, set[str]]]:
     from installer.cli.lock import lock
     from installer.commands.lock import LockRequest
     from installer.image.prepare import ImageRequest
-    from installer.plan.model import InstallOptions
+    from installer.plan.records import InstallOptions
 
     output = {"as_json", "verbose", "quiet"}
     return [

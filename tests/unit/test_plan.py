@@ -33,7 +33,7 @@ from installer.core.facts import (
 )
 from installer.core.records import InstallState, StepRecord
 from installer.plan.build import build_plan
-from installer.plan.model import STEP_IDS, InstallOptions, Plan
+from installer.plan.records import STEP_IDS, InstallOptions, Plan
 
 DIR = Path("/srv/comfy")
 COMMIT = "2f35f4a08176d993cded35dac3332be4f7287f41"

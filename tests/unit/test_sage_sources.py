@@ -34,8 +34,8 @@ from installer.core.facts import (
 from installer.optimizations.build import first_error
 from installer.optimizations.build_cache import BuildKey
 from installer.plan.build import build_plan
-from installer.plan.model import InstallOptions, Plan
 from installer.plan.optimizations import PlannedOptimization, plan_optimizations
+from installer.plan.records import InstallOptions, Plan
 from installer.plan.sage_routes import (
     NONE,
     ROUTES,

@@ -42,7 +42,7 @@ from installer.cli.options import (
 if TYPE_CHECKING:
     from installer.commands.executor import ExecutionResult
     from installer.core.log import InstallerLogger
-    from installer.plan.model import InstallOptions
+    from installer.plan.records import InstallOptions
 
 CLI_ONLY = frozenset({"as_json", "verbose", "quiet", "yes"})
 """The parameters of `install` that are not fields of its request (output and prompts)."""
@@ -88,7 +88,7 @@ def install(
 ) -> None:
     """Install ComfyUI into DIR (or, with --dry-run, show exactly what would happen)."""
     values = dict(locals())
-    from installer.plan.model import InstallOptions
+    from installer.plan.records import InstallOptions
 
     log = make_logger(verbose, quiet)
     command = ["install", str(install_dir), *(["--dry-run"] if dry_run else [])]

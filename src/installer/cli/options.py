@@ -189,7 +189,8 @@ def build_request(kind: type[R], values: Mapping[str, Any], **given: Any) -> R:
     (`as_json`, `verbose`, ...) stay behind.
 
     Args:
-        kind: The request's dataclass, e.g. [`InstallOptions`][installer.plan.model.InstallOptions].
+        kind: The request's dataclass, e.g.
+            [`InstallOptions`][installer.plan.records.InstallOptions].
         values: The command's parameters (its `locals()` at the top of the function).
         **given: Fields whose value is not a parameter as typed (an absolute DIR, the command
             line); they win over ``values``.

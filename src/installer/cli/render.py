@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from installer.commands.doctor import Check
     from installer.commands.executor import StepOutcome
     from installer.core.downloads import DownloadRequest
-    from installer.plan.model import Plan
+    from installer.plan.records import Plan
 
 
 def stdout_console() -> Console:

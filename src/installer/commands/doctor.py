@@ -25,7 +25,7 @@ from installer.core.facts import (
     KitchenReport,
 )
 from installer.core.records import InstallState
-from installer.plan.model import Plan
+from installer.plan.records import Plan
 
 Status = Literal["ok", "warn", "fail", "info"]
 
@@ -401,7 +401,7 @@ def doctor(install_dir: Path, config: Path | None = None) -> dict[str, Any]:
         ConfigError: A configuration file is invalid (exit code 2).
     """
     from installer.commands.planning import make_plan
-    from installer.plan.model import InstallOptions
+    from installer.plan.records import InstallOptions
 
     options = InstallOptions(
         install_dir=install_dir.expanduser().absolute(), config_path=config, dry_run=True

@@ -35,8 +35,8 @@ from installer.core.records import InstallState, StepRecord, now_iso
 from installer.edges.probe import layout
 from installer.edges.state import InstallLock, state_dir, write_state
 from installer.edges.uv import Uv
-from installer.plan.model import STEP_IDS, InstallOptions, Plan
 from installer.plan.preflight import blocking_error
+from installer.plan.records import STEP_IDS, InstallOptions, Plan
 
 OnSummary = Callable[["ExecutionResult"], None]
 """Shows the summary of a run (the CLI's table): called once the steps end, however they end."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from installer.commands.executor import ExecutionResult, OnSummary
     from installer.core.log import InstallerLogger
-    from installer.plan.model import InstallOptions, Plan
+    from installer.plan.records import InstallOptions, Plan
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from installer.edges.environment import detect_compiler, detect_environment
 from installer.edges.gpu import detect_gpus
 from installer.edges.probe import probe_install
 from installer.plan.build import build_plan
-from installer.plan.model import InstallOptions, Plan
+from installer.plan.records import InstallOptions, Plan
 
 
 @dataclass(frozen=True)

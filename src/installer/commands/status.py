@@ -15,7 +15,7 @@ from typing import Any
 from installer.core.errors import UsageError
 from installer.core.proof import latest_proof
 from installer.edges.state import read_state
-from installer.plan.model import STEPS
+from installer.plan.records import STEPS
 
 
 def install_status(install_dir: Path) -> dict[str, Any]:

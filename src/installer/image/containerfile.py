@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from installer.image.runtime_files import START_SCRIPT, extra_model_paths_yaml, start_script
 
 if TYPE_CHECKING:
-    from installer.plan.model import Plan
+    from installer.plan.records import Plan
 
 IMAGE_SCHEMA_VERSION = 1
 CONTAINERFILE = "Containerfile"

@@ -164,7 +164,7 @@ def prepare(
         tool_requirements,
     )
     from installer.image.engine import FORMATS
-    from installer.plan.model import InstallOptions
+    from installer.plan.records import InstallOptions
 
     if request.image_format not in FORMATS:
         raise UsageError(f"--format {request.image_format}: expected one of {', '.join(FORMATS)}.")

@@ -6,7 +6,7 @@ build, which wheel, which constraint), the choice of step 10's packages
 [`sage_sources`][installer.plan.sage_sources] and the torch build reconsidered for the
 CUDA toolkit in [`toolkit_torch`][installer.plan.toolkit_torch]), the accelerator proof's
 verdicts and actions ([`proof`][installer.plan.proof]) and of the lock
-([`lock`][installer.plan.lock]), the plan as data ([`model`][installer.plan.model]) and
+([`lock`][installer.plan.lock]), the plan as data ([`records`][installer.plan.records]) and
 how it is built ([`build`][installer.plan.build] from step
 [`drafts`][installer.plan.drafts] and the [`decide`][installer.plan.decide] rules),
 ComfyUI's model kinds ([`model_kinds`][installer.plan.model_kinds]) and a manifest's model

@@ -2,7 +2,7 @@
 
 [`build_plan`][installer.plan.build.build_plan] takes the configuration, the
 detected environment and GPUs, the command-line options and what the install
-directory already holds, and returns a [`Plan`][installer.plan.model.Plan] without
+directory already holds, and returns a [`Plan`][installer.plan.records.Plan] without
 doing any I/O. The plan lists the 13 steps with `run`, `skip` or `done` and
 the reason for each, the torch build and index and why, and for step 10 every
 package and wheel with what will be installed or why not, and in `blocking` what would
@@ -35,7 +35,9 @@ from installer.plan.compat import select_torch
 from installer.plan.decide import decide_steps
 from installer.plan.drafts import Step10Plan, draft_steps
 from installer.plan.lock import choose_lock
-from installer.plan.model import (
+from installer.plan.optimizations import PlannedOptimization, plan_optimizations
+from installer.plan.preflight import preflight_blockers
+from installer.plan.records import (
     ComfyUIPlan,
     GpuPlan,
     InstallOptions,
@@ -47,8 +49,6 @@ from installer.plan.model import (
     parse_steps,
     plan_install_tune,
 )
-from installer.plan.optimizations import PlannedOptimization, plan_optimizations
-from installer.plan.preflight import preflight_blockers
 from installer.plan.toolkit_torch import trade_for_toolkit
 
 

@@ -17,8 +17,8 @@ from installer.core.config import Dependencies
 from installer.core.facts import Environment, GpuReport, InstallProbe, launcher_name, pure_path
 from installer.plan.compat import TorchSelection
 from installer.plan.lock import LockChoice
-from installer.plan.model import ComfyUIPlan, InstallOptions, TorchPlan
 from installer.plan.optimizations import PlannedOptimization
+from installer.plan.records import ComfyUIPlan, InstallOptions, TorchPlan
 from installer.plan.sage_routes import route_lines
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from installer.core.proof import PROOF_KEY
 from installer.edges.kitchen import probe_kitchen
 from installer.optimizations.target import StepTarget
-from installer.plan.model import PlannedStep
+from installer.plan.records import PlannedStep
 from installer.steps.context import StepContext
 from installer.steps.packages import lock_path
 

@@ -9,7 +9,7 @@ from packaging.version import InvalidVersion, Version
 
 from installer.core.errors import CommandFailedError, EnvironmentUnsupportedError
 from installer.core.records import now_iso
-from installer.plan.model import PlannedStep
+from installer.plan.records import PlannedStep
 from installer.steps.context import StepContext
 
 

@@ -1,7 +1,7 @@
 """The plan as data: the steps, their dependencies, the options, and the `Plan` record.
 
-[`Plan`][installer.plan.model.Plan] is what `install --dry-run --json` prints and
-what the executor runs; [`InstallOptions`][installer.plan.model.InstallOptions] is
+[`Plan`][installer.plan.records.Plan] is what `install --dry-run --json` prints and
+what the executor runs; [`InstallOptions`][installer.plan.records.InstallOptions] is
 what the user asked for. How a plan is computed lives in
 [`installer.plan.build`][installer.plan.build].
 """
