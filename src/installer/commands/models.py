@@ -130,7 +130,7 @@ def download(request: DownloadRequest, log: InstallerLogger) -> dict[str, Any]:
     from installer.core.config_files import load_dependencies, load_model_manifest, shipped_path
     from installer.models.downloads import fetch_planned_models
     from installer.models.share import check_shared_store, share_models
-    from installer.plan.models import plan_model_downloads
+    from installer.plan.model_downloads import plan_model_downloads
 
     _check_link(request.link, request.shared_models)
     comfyui = comfyui_dir(request.install_dir)

@@ -217,7 +217,7 @@ def draft_steps(
     if deps.models:
         # Refuse now, not at step 12 after everything else has run: unknown kinds, names
         # that leave models/, entries without a sha256 (unless --allow-unverified).
-        from installer.plan.models import plan_model_downloads
+        from installer.plan.model_downloads import plan_model_downloads
 
         plan_model_downloads(
             deps.models,
