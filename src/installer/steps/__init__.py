@@ -22,7 +22,16 @@ StepRunner = Callable[[StepContext, PlannedStep], dict[str, Any]]
 
 def runners() -> dict[str, StepRunner]:
     """Return the runner of each step id (imported on first use)."""
-    from installer.steps import launchers, optimize, packages, preflight, source, toolchain, verify
+    from installer.steps import (
+        launchers,
+        models,
+        optimizations,
+        packages,
+        preflight,
+        source,
+        toolchain,
+        verify,
+    )
 
     return {
         "preflight": preflight.run_preflight,
@@ -34,8 +43,8 @@ def runners() -> dict[str, StepRunner]:
         "torch": packages.run_torch,
         "requirements": packages.run_requirements,
         "custom_nodes": source.run_custom_nodes,
-        "optimizations": optimize.run_optimizations,
+        "optimizations": optimizations.run_optimizations,
         "launchers": launchers.run_launchers,
-        "models": optimize.run_models,
+        "models": models.run_models,
         "verify": verify.run_verify,
     }
