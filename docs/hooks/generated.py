@@ -18,7 +18,7 @@ Generators (name, argument: what it renders, from where):
 - `config-schema KIND`: field tables and the raw JSON Schema of a configuration
   file (`installer.core.config_files.json_schema(KIND)`).
 - `plan-schema`: the same for the plan of `install --dry-run --json`
-  (`installer.plan.model.Plan`).
+  (`installer.plan.records.Plan`).
 - `envelope`: the keys of the `--json` envelope and a real error envelope.
 - `steps`: the 13 step ids, titles and dependencies (`STEPS`, `DEPENDS`).
 - `compat PLATFORM`: compute capability x driver CUDA -> torch build, packages,
@@ -329,7 +329,7 @@ def gen_config_schema(kind: str | None) -> str:
 
 def gen_plan_schema(_: str | None = None) -> str:
     """Render the field tables and the raw schema of the plan."""
-    from installer.plan.model import Plan
+    from installer.plan.records import Plan
 
     schema = Plan.model_json_schema(mode="serialization")
     return f"{schema_tables(schema, 'plan', Plan)}\n" + collapsible(
@@ -371,7 +371,7 @@ def gen_envelope(_: str | None = None) -> str:
 
 def gen_steps(_: str | None = None) -> str:
     """Render the step ids, titles and what each waits for."""
-    from installer.plan.model import DEPENDS, STEPS
+    from installer.plan.records import DEPENDS, STEPS
 
     rows = [
         [

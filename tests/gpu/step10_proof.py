@@ -4,7 +4,7 @@ Run by `tests/gpu/proof.sh` on the GPU machine (no network). In a venv over the
 machine's python3 and its torch (2.11.0+cu130 on the H200), with SITE (ComfyUI's
 requirements, comfy-kitchen, sageattention 1.0.6) on its path:
 
-1. step 10 for real (`installer.steps.optimize.run_optimizations`, with a context
+1. step 10 for real (`installer.steps.optimizations.run_optimizations`, with a context
    holding what it reads): xformers 0.0.35 from PyPI's wheel (a CUDA 12 build that
    imports beside a CUDA 13 torch and fails every call) installed by uv offline from
    the carried file, triton already there, and SageAttention 2.2.0 (built on the H200)
@@ -50,7 +50,7 @@ from installer.edges.uv import Uv
 from installer.optimizations.venv import inspect_venv_torch
 from installer.plan.proof import summary_line
 from installer.steps.context import StepContext
-from installer.steps.optimize import run_optimizations
+from installer.steps.optimizations import run_optimizations
 from installer.steps.verify import run_verify
 from support.cli import SHIPPED_DEPS
 from support.comfy_repo import MAIN_PY

@@ -42,8 +42,8 @@ from installer.models.extra_paths import (
 )
 from installer.models.organize import plan_organize
 from installer.models.share import link_shared_models
+from installer.plan.model_downloads import plan_model_downloads
 from installer.plan.model_kinds import KIND_ALIASES, MODEL_KINDS, canonical_kind
-from installer.plan.models import plan_model_downloads
 from support.http_server import LocalHTTPServer
 from support.real import find_bundle
 

@@ -300,7 +300,7 @@ def test_config_reference_covers_every_field() -> None:
 def test_dry_run_example_matches_the_plan_model() -> None:
     """The captured `--dry-run --json` example still parses as a Plan in its envelope."""
     from installer.core.envelope import ENVELOPE_KEYS
-    from installer.plan.model import STEP_IDS, Plan
+    from installer.plan.records import STEP_IDS, Plan
 
     document = json.loads((DOCS / "examples/dry-run-gpu-9.0.json").read_text(encoding="utf-8"))
     assert tuple(document) == ENVELOPE_KEYS
@@ -315,7 +315,7 @@ def test_dry_run_example_matches_the_plan_model() -> None:
 
 
 def test_steps_page_lists_the_steps_in_order() -> None:
-    from installer.plan.model import STEP_IDS
+    from installer.plan.records import STEP_IDS
 
     text = (DOCS / "steps.md").read_text(encoding="utf-8")
     ids = re.findall(r"^\| \d+ \| `([a-z_]+)` \|", text, re.MULTILINE)

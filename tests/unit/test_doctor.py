@@ -16,7 +16,7 @@ from installer.core.facts import Environment, GpuReport, InstallProbe, Tool
 from installer.core.records import InstallState, StepRecord
 from installer.edges.gpu import detect_gpus
 from installer.plan.build import build_plan
-from installer.plan.model import InstallOptions, Plan
+from installer.plan.records import InstallOptions, Plan
 
 STATUSES = {"ok", "warn", "fail", "info"}
 

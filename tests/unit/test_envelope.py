@@ -21,7 +21,7 @@ PLAN_KEYS = {
     "schema_version", "tool_version", "platform", "install_dir", "paths", "python",
     "python_supported", "min_free_gb", "comfyui", "gpu", "torch", "index", "lock", "inputs",
     "custom_nodes",
-    "optimizations", "models", "steps", "warnings", "blocking",
+    "optimizations", "models", "steps", "tune", "warnings", "blocking",
 }  # fmt: skip
 STEP_KEYS = {
     "number", "id", "title", "action", "reason", "cascade", "details", "inputs", "fingerprint",
@@ -109,6 +109,7 @@ def test_install_dry_run_json_contract(cli: Callable[..., Any], tmp_path: Path) 
     assert set(data["paths"]) == PATHS_KEYS
     assert set(data["torch"]) == TORCH_KEYS
     assert set(data["gpu"]) == GPU_KEYS
+    assert data["tune"] == {"action": "skip", "reason": "--gpu 9.0: not this machine's GPU"}
     assert [s["id"] for s in data["steps"]] == [
         "preflight", "uv", "python", "venv", "comfyui", "gpu", "torch", "requirements",
         "custom_nodes", "optimizations", "launchers", "models", "verify",

@@ -262,7 +262,7 @@ def test_a_real_plan_with_a_source_fallback_gets_the_toolkit_stage(tmp_path: Pat
     """dependencies.json whose SageAttention fallback builds from source, planned for an Ada GPU."""
     from installer.commands.planning import make_plan
     from installer.image.containerfile import summarize_plan
-    from installer.plan.model import InstallOptions
+    from installer.plan.records import InstallOptions
 
     config = json.loads((REPO_ROOT / "dependencies.json").read_text())
     config["pip_packages"]["sageattention_wheels"] = []

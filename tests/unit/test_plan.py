@@ -33,7 +33,7 @@ from installer.core.facts import (
 )
 from installer.core.records import InstallState, StepRecord
 from installer.plan.build import build_plan
-from installer.plan.model import STEP_IDS, InstallOptions, Plan
+from installer.plan.records import STEP_IDS, InstallOptions, Plan
 
 DIR = Path("/srv/comfy")
 COMMIT = "2f35f4a08176d993cded35dac3332be4f7287f41"
@@ -681,3 +681,31 @@ def test_pypi_torch_whose_dist_version_lacks_the_local_label_stays_done(
     )
     plan = make(deps, manifest, fake_env, probe=probe)
     assert actions(plan) == expect()
+
+
+def test_the_plan_decides_the_tune_after_install(
+    deps: Dependencies, manifest: ToolsManifest, fake_env: Environment
+) -> None:
+    measured = make(deps, manifest, fake_env)  # --gpu auto, the whole install
+    assert measured.tune is not None
+    assert measured.tune.action == "run"
+    assert "comfy-install tune" in measured.tune.reason
+    cases = {
+        "--no-tune": make(deps, manifest, fake_env, tune=False),
+        "--gpu 8.9: not this machine's GPU": build_plan(
+            deps, manifest, fake_env, H100, InstallOptions(install_dir=DIR, gpu="8.9", dry_run=True)
+        ),
+        "--only: a partial install": make(deps, manifest, fake_env, only=("comfyui",)),
+        "no NVIDIA GPU (no GPU here)": make(deps, manifest, fake_env, no_gpu("no GPU here")),
+    }
+    for reason, plan in cases.items():
+        assert plan.tune is not None
+        assert (plan.tune.action, plan.tune.reason) == ("skip", reason)
+
+
+def test_cli_dry_run_shows_the_tune_after_install(cli: Callable[..., Any], tmp_path: Path) -> None:
+    data = dry_run_json(cli, tmp_path / "x", "--gpu", "8.9", "--cuda-driver", "12.8")
+    assert data["tune"] == {"action": "skip", "reason": "--gpu 8.9: not this machine's GPU"}
+    shown = cli("install", tmp_path / "x", "--dry-run", "--gpu", "none", "--no-tune")
+    assert shown.exit_code == 0, shown.output
+    assert "measure attention (skip) — --no-tune" in shown.output

@@ -10,8 +10,8 @@ import pytest
 from installer.core.config import Dependencies, ToolsManifest
 from installer.core.facts import Environment, TargetDir, Tool, gpu_override
 from installer.plan.build import build_plan
-from installer.plan.model import InstallOptions
 from installer.plan.preflight import GIT_STEPS, HEAVY_STEPS, blocking_error, preflight_blockers
+from installer.plan.records import InstallOptions
 
 ALL_STEPS = {"preflight", *HEAVY_STEPS, *GIT_STEPS, "launchers", "verify"}
 FRESH = TargetDir("/srv/new", False, False, "/srv", True, True)

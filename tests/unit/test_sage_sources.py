@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from packaging.version import Version
 
+import installer.plan.build as build_module
 from installer.core.config import Dependencies, ToolsManifest
 from installer.core.config_files import load_dependencies
 from installer.core.errors import ConfigError
@@ -33,8 +34,18 @@ from installer.core.facts import (
 from installer.optimizations.build import first_error
 from installer.optimizations.build_cache import BuildKey
 from installer.plan.build import build_plan
-from installer.plan.model import InstallOptions, Plan
-from installer.plan.optimizations import PlannedOptimization
+from installer.plan.optimizations import PlannedOptimization, plan_optimizations
+from installer.plan.records import InstallOptions, Plan
+from installer.plan.sage_routes import (
+    NONE,
+    ROUTES,
+    SAGE1,
+    SOURCE,
+    WHEEL,
+    module_routes,
+    route_lines,
+    route_of,
+)
 from installer.plan.sage_sources import cuda_major
 
 DIR = Path("/srv/comfy")
@@ -610,3 +621,72 @@ def test_cli_cuda_toolkit_usage_errors(
     result = cli("install", tmp_path / "x", *args)
     assert result.exit_code == 2
     assert needle in result.output
+
+
+# --- the routes as strategies; step 10 planned once per plan -----------------------------
+
+
+def test_the_routes_are_ranked_best_first_with_one_vocabulary() -> None:
+    assert ROUTES == (WHEEL, SOURCE, SAGE1)
+    assert [route.rank for route in (*ROUTES, NONE)] == [3, 2, 1, 0]
+    assert [route.label for route in (*ROUTES, NONE)] == [
+        "a prebuilt wheel", "a build from source", "SageAttention 1", "nothing",
+    ]  # fmt: skip
+    assert [route.kind for route in ROUTES] == ["wheel", "source", "fallback"]
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Every call build_plan makes to plan step 10, with its keyword arguments."""
+    calls: list[dict[str, Any]] = []
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return plan_optimizations(*args, **kwargs)
+
+    monkeypatch.setattr(build_module, "plan_optimizations", counting)
+    return calls
+
+
+def test_step_10_is_planned_once_when_no_build_is_traded(
+    config: Dependencies,
+    manifest: ToolsManifest,
+    ref: SimpleNamespace,
+    counted: list[dict[str, Any]],
+) -> None:
+    result = plan(config, manifest, machine(ref, toolkit="12.8"), gpu_override("9.0", "13.0"))
+    assert len(counted) == 1
+    assert counted[0]["torch_cuda"] == result.torch.cuda == "cu128"
+    assert module_routes(result.optimizations)["sageattention"] is SOURCE
+    assert route_lines(result.optimizations)[0].startswith(
+        f"SageAttention route for `sageattention`: build from source {SA2}"
+    )
+    assert f"if the build fails: {SA1}" in route_lines(result.optimizations)[0]
+
+
+def test_a_traded_build_reuses_the_plan_made_for_it(
+    config: Dependencies,
+    manifest: ToolsManifest,
+    ref: SimpleNamespace,
+    counted: list[dict[str, Any]],
+) -> None:
+    env = machine(ref, toolkit="13.0")
+    result = plan(config, manifest, env, gpu_override("9.0", "13.0"))
+    assert result.torch.variant == "cu130"
+    assert [call["torch_cuda"] for call in counted] == ["cu128", "cu130"]
+    fresh = plan_optimizations(config, manifest, **counted[1])
+    assert result.optimizations == fresh
+    assert module_routes(result.optimizations)["sageattention"] is SOURCE
+    before = plan_optimizations(config, manifest, **counted[0])
+    assert module_routes(before)["sageattention"] is SAGE1
+
+
+def test_module_routes_say_none_where_nothing_installs(
+    config: Dependencies, manifest: ToolsManifest, ref: SimpleNamespace
+) -> None:
+    result = plan(config, manifest, machine(ref, toolkit=None), gpu_override("5.0", "13.0"))
+    routes = module_routes(result.optimizations)
+    assert routes and set(routes.values()) == {NONE}
+    assert all(line.endswith("none (every route's reason below)") for line in
+               route_lines(result.optimizations))  # fmt: skip
+    assert all(route_of(e) is not None for e in result.optimizations if e.kind != "package")

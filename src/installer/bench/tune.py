@@ -306,7 +306,7 @@ def tune_after_install(
         The `tune` entry of `install --json`: ``status`` (``done``, ``skipped`` or
         ``failed``), and the calibration's path or the reason.
     """
-    from installer.plan.model import install_tune_skip
+    from installer.plan.records import install_tune_skip
 
     skip = install_tune_skip(gpu_option, only)
     if skip is not None:

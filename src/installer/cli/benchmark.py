@@ -14,16 +14,14 @@ from typing import Annotated
 
 import typer
 
-from installer.cli.common import DEFAULT_DIR
+from installer.cli.options import DEFAULT_DIR, DirArg, JsonOpt, QuietOpt, VerboseOpt
 
 ListOpt = list[str] | None
 
 
 def benchmark(
-    install_dir: Annotated[Path, typer.Argument(help="Install directory.")] = DEFAULT_DIR,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the result as JSON on stdout.")
-    ] = False,
+    install_dir: DirArg = DEFAULT_DIR,
+    as_json: JsonOpt = False,
     iterations: Annotated[
         int, typer.Option("--iterations", "-n", help="Timed calls per measurement (at most).")
     ] = 20,
@@ -101,8 +99,8 @@ def benchmark(
             help="For tests: measure on the CPU with tiny shapes when no GPU is usable.",
         ),
     ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show more detail.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Time attention on this GPU in DIR's venv: SDPA, xformers, SageAttention; catch regressions.
 

@@ -1,17 +1,20 @@
-"""What every command shares: option types, the default DIR, the logger, failures and JSON.
+"""What every command shares: the logger, failures and JSON.
 
 Command modules import these helpers from here, never from each other or from
-[`installer.cli.app`][installer.cli.app].
+[`installer.cli.app`][installer.cli.app]. The options live in
+[`installer.cli.options`][installer.cli.options]; the few most used ones (`DirArg`,
+`JsonOpt`, `VerboseOpt`, `QuietOpt`, `DEFAULT_DIR`) are also importable from here.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
+
+from installer.cli.options import DEFAULT_DIR, DirArg, JsonOpt, QuietOpt, VerboseOpt
 
 if TYPE_CHECKING:
     from installer.core.errors import InstallerError
@@ -19,12 +22,18 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-DEFAULT_DIR = Path("ComfyUI-install")
-
-DirArg = Annotated[Path, typer.Argument(help="Install directory.", show_default=True)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show subprocess output.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
+__all__ = [
+    "DEFAULT_DIR",
+    "DirArg",
+    "JsonOpt",
+    "QuietOpt",
+    "VerboseOpt",
+    "fail",
+    "given_options",
+    "guarded",
+    "make_logger",
+    "print_json",
+]
 
 
 def given_options(ctx: typer.Context, fields: Mapping[str, str]) -> frozenset[str]:
@@ -48,16 +57,19 @@ def given_options(ctx: typer.Context, fields: Mapping[str, str]) -> frozenset[st
 
 
 def make_logger(verbose: bool = False, quiet: bool = False) -> InstallerLogger:
-    """Return the terminal logger for the verbosity flags.
+    """Return the terminal logger for the verbosity flags, with the CLI's download bars.
 
     Args:
         verbose: `--verbose`: subprocess output on the terminal too (verbosity 1).
         quiet: `--quiet`: only warnings and errors (verbosity -1); ``verbose`` wins when both are
             set.
     """
+    from installer.cli.render import TransferBars
     from installer.core.log import InstallerLogger
 
-    return InstallerLogger(verbosity=1 if verbose else (-1 if quiet else 0))
+    log = InstallerLogger(verbosity=1 if verbose else (-1 if quiet else 0))
+    log.transfer_display = lambda requests: TransferBars(log.console, requests)
+    return log
 
 
 def fail(

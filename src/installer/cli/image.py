@@ -18,7 +18,26 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from installer.cli.common import JsonOpt, QuietOpt
+from installer.cli.options import (
+    ComfyuiRefOpt,
+    ComfyuiUrlOpt,
+    ConfigOpt,
+    CudaDriverOpt,
+    DryRunOpt,
+    ExtraIndexUrlOpt,
+    FindLinksOpt,
+    ImagePlatformOpt,
+    IndexUrlOpt,
+    JsonOpt,
+    NoLockOpt,
+    PortOpt,
+    PythonOpt,
+    QuietOpt,
+    TargetGpuOpt,
+    TorchIndexOpt,
+    VerboseOpt,
+    build_request,
+)
 
 if TYPE_CHECKING:
     from installer.image.prepare import ImageRequest
@@ -30,15 +49,6 @@ image_app = typer.Typer(
 )
 
 ContextArg = Annotated[Path, typer.Argument(help="The build context folder to write.")]
-GpuOpt = Annotated[
-    str,
-    typer.Option("--gpu", help="The target's compute capability (8.9), or none for a CPU image."),
-]
-DriverOpt = Annotated[
-    str | None,
-    typer.Option("--cuda-driver", help="Newest CUDA the target's driver supports (12.8)."),
-]
-PlatformOpt = Annotated[str, typer.Option("--platform", help="The image's OS (only linux).")]
 BaseOpt = Annotated[
     str | None,
     typer.Option(
@@ -49,70 +59,31 @@ TagOpt = Annotated[
     str | None,
     typer.Option("--tag", help="Tag of the image (default: comfy-install:VERSION-TARGET)."),
 ]
-PythonOpt = Annotated[
-    str | None, typer.Option("--python", help="Python X.Y in the image (default: the config's).")
-]
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="Another dependencies.json (copied in).")
-]
-UrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--comfyui-url", help="Clone ComfyUI from here; a local git bundle is copied into DIR."
-    ),
-]
-RefOpt = Annotated[
-    str | None, typer.Option("--comfyui-ref", help="Tag, branch or commit instead of the pin.")
-]
-TorchIndexOpt = Annotated[
-    str,
-    typer.Option(
-        "--torch-index", help="auto, cpu, a variant (cu128), default (the default index) or a URL."
-    ),
-]
-IndexOpt = Annotated[
-    str | None, typer.Option("--index-url", help="Package index for every install in the build.")
-]
-ExtraIndexOpt = Annotated[
-    list[str] | None, typer.Option("--extra-index-url", help="Extra package index (repeatable).")
-]
-FindLinksOpt = Annotated[
-    list[str] | None,
-    typer.Option("--find-links", help="Folder of wheels (repeatable); local ones are copied in."),
-]
-NoLockOpt = Annotated[
-    bool, typer.Option("--no-lock", help="Resolve the requirements live, even with a lock.")
-]
 WheelOpt = Annotated[
     Path | None,
     typer.Option("--wheel", help="This tool's wheel (default: built or repacked from what runs)."),
 ]
-PortOpt = Annotated[int, typer.Option("--port", min=1, max=65535, help="ComfyUI's port.")]
 ToolkitOpt = Annotated[
     str | None,
     typer.Option("--toolkit-image", help="CUDA toolkit image of the stage that compiles wheels."),
 ]
-DryRunOpt = Annotated[
-    bool, typer.Option("--dry-run", help="Show the plan of the image; write nothing.")
-]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show the engine's output.")]
 
 
 @image_app.command("context")
 def context(
     directory: ContextArg,
-    gpu: GpuOpt,
-    cuda_driver: DriverOpt = None,
-    platform: PlatformOpt = "linux",
+    gpu: TargetGpuOpt,
+    cuda_driver: CudaDriverOpt = None,
+    platform: ImagePlatformOpt = "linux",
     base: BaseOpt = None,
     tag: TagOpt = None,
     python: PythonOpt = None,
     config: ConfigOpt = None,
-    comfyui_url: UrlOpt = None,
-    comfyui_ref: RefOpt = None,
+    comfyui_url: ComfyuiUrlOpt = None,
+    comfyui_ref: ComfyuiRefOpt = None,
     torch_index: TorchIndexOpt = "auto",
-    index_url: IndexOpt = None,
-    extra_index_url: ExtraIndexOpt = None,
+    index_url: IndexUrlOpt = None,
+    extra_index_urls: ExtraIndexUrlOpt = None,
     find_links: FindLinksOpt = None,
     no_lock: NoLockOpt = False,
     wheel: WheelOpt = None,
@@ -124,31 +95,28 @@ def context(
     quiet: QuietOpt = False,
 ) -> None:
     """Write a build context (Containerfile and the files it copies) for the target into DIR."""
+    values = dict(locals())
     from installer.image.prepare import ImageRequest
 
-    request = ImageRequest(
-        directory, gpu, cuda_driver, platform, base, tag, python, config, comfyui_url,
-        comfyui_ref, torch_index, index_url, tuple(extra_index_url or ()),
-        tuple(find_links or ()), no_lock, wheel, port, toolkit_image, dry_run,
-    )  # fmt: skip
+    request = build_request(ImageRequest, values)
     _command(["image", "context", str(directory)], request, None, as_json, verbose, quiet)
 
 
 @image_app.command("build")
 def build(
     directory: ContextArg,
-    gpu: GpuOpt,
-    cuda_driver: DriverOpt = None,
-    platform: PlatformOpt = "linux",
+    gpu: TargetGpuOpt,
+    cuda_driver: CudaDriverOpt = None,
+    platform: ImagePlatformOpt = "linux",
     base: BaseOpt = None,
     tag: TagOpt = None,
     python: PythonOpt = None,
     config: ConfigOpt = None,
-    comfyui_url: UrlOpt = None,
-    comfyui_ref: RefOpt = None,
+    comfyui_url: ComfyuiUrlOpt = None,
+    comfyui_ref: ComfyuiRefOpt = None,
     torch_index: TorchIndexOpt = "auto",
-    index_url: IndexOpt = None,
-    extra_index_url: ExtraIndexOpt = None,
+    index_url: IndexUrlOpt = None,
+    extra_index_urls: ExtraIndexUrlOpt = None,
     find_links: FindLinksOpt = None,
     no_lock: NoLockOpt = False,
     wheel: WheelOpt = None,
@@ -172,13 +140,10 @@ def build(
     quiet: QuietOpt = False,
 ) -> None:
     """Write the build context into DIR, then build and tag the image with a container engine."""
+    values = dict(locals())
     from installer.image.prepare import ImageRequest
 
-    request = ImageRequest(
-        directory, gpu, cuda_driver, platform, base, tag, python, config, comfyui_url,
-        comfyui_ref, torch_index, index_url, tuple(extra_index_url or ()),
-        tuple(find_links or ()), no_lock, wheel, port, toolkit_image, dry_run, image_format,
-    )  # fmt: skip
+    request = build_request(ImageRequest, values)
     _command(["image", "build", str(directory)], request, engine or "", as_json, verbose, quiet)
 
 

@@ -3,32 +3,53 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from installer.cli.common import (
+from installer.cli.common import fail, given_options, guarded, make_logger, print_json
+from installer.cli.options import (
     DEFAULT_DIR,
+    AllowUnverifiedOpt,
+    ComfyuiRefOpt,
+    ComfyuiUrlOpt,
+    ConfigOpt,
+    CudaDriverOpt,
+    CudaToolkitOpt,
     DirArg,
+    DryRunOpt,
+    ExtraIndexUrlOpt,
+    FindLinksOpt,
+    ForceOpt,
+    GpuOpt,
+    IndexUrlOpt,
     JsonOpt,
+    LockDirOpt,
+    NoLockOpt,
+    OfflineOpt,
+    OnlyOpt,
+    PlatformOpt,
+    PythonOpt,
     QuietOpt,
+    SkipOpt,
+    ToolsManifestOpt,
+    TorchIndexOpt,
     VerboseOpt,
-    fail,
-    given_options,
-    guarded,
-    make_logger,
-    print_json,
+    build_request,
 )
 
 if TYPE_CHECKING:
+    from installer.commands.executor import ExecutionResult
     from installer.core.log import InstallerLogger
-    from installer.plan.model import InstallOptions
+    from installer.plan.records import InstallOptions
+
+CLI_ONLY = frozenset({"ctx", "as_json", "verbose", "quiet"})
+"""The parameters of `install` that are not fields of its request (output and prompts)."""
 
 
 _RECORDABLE = {
-    "config": "config_path",
-    "tools_manifest": "tools_manifest_path",
+    "config_path": "config_path",
+    "tools_manifest_path": "tools_manifest_path",
     "comfyui_url": "comfyui_url",
     "comfyui_ref": "comfyui_ref",
     "torch_index": "torch_index",
@@ -36,7 +57,7 @@ _RECORDABLE = {
     "gpu": "gpu",
     "cuda_driver": "cuda_driver",
     "index_url": "index_url",
-    "extra_index_url": "extra_index_urls",
+    "extra_index_urls": "extra_index_urls",
     "find_links": "find_links",
     "lock_dir": "lock_dir",
     "no_lock": "no_lock",
@@ -47,91 +68,31 @@ _RECORDABLE = {
 def install(
     ctx: typer.Context,
     install_dir: DirArg = DEFAULT_DIR,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show the plan; change nothing.")
-    ] = False,
+    dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
-    config: Annotated[
-        Path | None, typer.Option("--config", help="Another dependencies.json.")
-    ] = None,
-    tools_manifest: Annotated[
-        Path | None,
-        typer.Option("--tools-manifest", help="Another tools_manifest.json (artifact checksums)."),
-    ] = None,
-    gpu: Annotated[
-        str,
-        typer.Option(
-            "--gpu", help="auto, none, or a compute capability like 8.9 to plan for that GPU."
-        ),
-    ] = "auto",
-    cuda_driver: Annotated[
-        str | None,
-        typer.Option(
-            "--cuda-driver", help="With --gpu CC: newest CUDA the target driver supports."
-        ),
-    ] = None,
-    cuda_toolkit: Annotated[
-        str | None,
-        typer.Option(
-            "--cuda-toolkit",
-            help="X.Y: plan as if nvcc X.Y (and its host compiler) were installed (with "
-            "--dry-run); none: without a CUDA toolkit (no SageAttention source build).",
-        ),
-    ] = None,
-    platform: Annotated[
-        str | None,
-        typer.Option("--platform", help="linux or windows (with --dry-run: plan for another OS)."),
-    ] = None,
-    python: Annotated[str | None, typer.Option("--python", help="Python for the venv.")] = None,
-    comfyui_ref: Annotated[
-        str | None,
-        typer.Option("--comfyui-ref", help="Tag, branch or commit instead of the pinned commit."),
-    ] = None,
-    comfyui_url: Annotated[
-        str | None,
-        typer.Option("--comfyui-url", help="Clone ComfyUI from here (URL, path or git bundle)."),
-    ] = None,
-    torch_index: Annotated[
-        str,
-        typer.Option(
-            "--torch-index",
-            help="auto, cpu, a variant (cu128), default (uv's default index) or an index URL.",
-        ),
-    ] = "auto",
-    index_url: Annotated[
-        str | None, typer.Option("--index-url", help="Package index for every uv call (a mirror).")
-    ] = None,
-    extra_index_url: Annotated[
-        list[str] | None,
-        typer.Option("--extra-index-url", help="Extra package index (repeatable)."),
-    ] = None,
-    find_links: Annotated[
-        list[str] | None, typer.Option("--find-links", help="Folder or URL of wheels (repeatable).")
-    ] = None,
-    only: Annotated[
-        list[str] | None, typer.Option("--only", help="Run only these steps (comma separated).")
-    ] = None,
-    skip: Annotated[list[str] | None, typer.Option("--skip", help="Skip these steps.")] = None,
-    force: Annotated[list[str] | None, typer.Option("--force", help="Redo these steps.")] = None,
-    offline: Annotated[
-        bool, typer.Option("--offline", help="Use only caches and local files.")
-    ] = False,
-    allow_unverified: Annotated[
-        bool,
-        typer.Option(
-            "--allow-unverified", help="Accept artifacts without a checksum in the manifest."
-        ),
-    ] = False,
+    config_path: ConfigOpt = None,
+    tools_manifest_path: ToolsManifestOpt = None,
+    gpu: GpuOpt = "auto",
+    cuda_driver: CudaDriverOpt = None,
+    cuda_toolkit: CudaToolkitOpt = None,
+    platform: PlatformOpt = None,
+    python: PythonOpt = None,
+    comfyui_ref: ComfyuiRefOpt = None,
+    comfyui_url: ComfyuiUrlOpt = None,
+    torch_index: TorchIndexOpt = "auto",
+    index_url: IndexUrlOpt = None,
+    extra_index_urls: ExtraIndexUrlOpt = None,
+    find_links: FindLinksOpt = None,
+    only: OnlyOpt = None,
+    skip: SkipOpt = None,
+    force: ForceOpt = None,
+    offline: OfflineOpt = False,
+    allow_unverified: AllowUnverifiedOpt = False,
     min_free_gb: Annotated[
         float | None, typer.Option("--min-free-gb", help="Free disk space DIR needs (GiB).")
     ] = None,
-    no_lock: Annotated[
-        bool, typer.Option("--no-lock", help="Resolve the requirements live, even with a lock.")
-    ] = False,
-    lock_dir: Annotated[
-        Path | None,
-        typer.Option("--lock-dir", help="Folder of lock files (default: the shipped locks/)."),
-    ] = None,
+    no_lock: NoLockOpt = False,
+    lock_dir: LockDirOpt = None,
     tune: Annotated[
         bool,
         typer.Option(
@@ -143,53 +104,32 @@ def install(
     quiet: QuietOpt = False,
 ) -> None:
     """Install ComfyUI into DIR (or, with --dry-run, show exactly what would happen)."""
-    from installer.plan.model import InstallOptions
+    values = dict(locals())
+    from installer.plan.records import InstallOptions
 
     log = make_logger(verbose, quiet)
     command = ["install", str(install_dir), *(["--dry-run"] if dry_run else [])]
-    options = InstallOptions(
+    options = build_request(
+        InstallOptions,
+        values,
         install_dir=install_dir.expanduser().absolute(),
-        config_path=config,
-        tools_manifest_path=tools_manifest,
-        gpu=gpu,
-        cuda_driver=cuda_driver,
-        cuda_toolkit=cuda_toolkit,
-        platform=platform,
-        python=python,
-        comfyui_ref=comfyui_ref,
-        comfyui_url=comfyui_url,
-        torch_index=torch_index,
-        index_url=index_url,
-        extra_index_urls=tuple(extra_index_url or ()),
-        find_links=tuple(find_links or ()),
-        only=tuple(only or ()),
-        skip=tuple(skip or ()),
-        force=tuple(force or ()),
-        offline=offline,
-        allow_unverified=allow_unverified,
-        dry_run=dry_run,
-        min_free_gb=min_free_gb,
-        no_lock=no_lock,
-        lock_dir=lock_dir,
         command_line=tuple(sys.argv[1:]) if sys.argv[1:2] == ["install"] else tuple(command),
         given=given_options(ctx, _RECORDABLE),
     )
-    code = guarded(
-        command, as_json, log, verbose, lambda: _install(options, log, command, as_json, tune)
-    )
+    code = guarded(command, as_json, log, verbose, lambda: _install(options, log, command, as_json))
     log.close()
     if code:
         raise typer.Exit(code)
 
 
 def _install(
-    options: InstallOptions, log: InstallerLogger, command: list[str], as_json: bool, tune: bool
+    options: InstallOptions, log: InstallerLogger, command: list[str], as_json: bool
 ) -> int:
     if options.dry_run:
         from installer.cli.render import render_plan, stdout_console
-        from installer.commands.planning import make_plan
+        from installer.commands.install import plan_install
 
-        plan = make_plan(options).plan
+        plan = plan_install(options)
         if not as_json:
             render_plan(plan, stdout_console())
         if plan.blocking:
@@ -205,20 +145,15 @@ def _install(
         if as_json:
             print_json(command, plan.model_dump(mode="json"))
         return 0
-    from installer.commands.executor import execute
+    from installer.cli.render import render_summary
+    from installer.commands.install import install as run_install
 
-    result = execute(options, log)
-    if result.error is not None:
-        fail(result.error, log, command, as_json, data=result.as_data())
-    from installer.plan.model import install_tune_skip
+    def summary(result: ExecutionResult) -> None:
+        render_summary(result.outcomes, log.console, result.next_command)
 
-    skip = "--no-tune" if not tune else install_tune_skip(options.gpu, options.only)
-    if skip is None:
-        from installer.bench.tune import tune_after_install  # heavy: only when it may measure
-
-        tuned = tune_after_install(options.install_dir, options.gpu, options.only, log)
-    else:
-        tuned = {"status": "skipped", "reason": skip}
+    outcome = run_install(options, log, summary)
+    if outcome.result.error is not None:
+        fail(outcome.result.error, log, command, as_json, data=outcome.as_data())
     if as_json:
-        print_json(command, {**result.as_data(), "tune": tuned})
+        print_json(command, outcome.as_data())
     return 0

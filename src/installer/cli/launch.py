@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from installer.cli.common import DEFAULT_DIR
+from installer.cli.options import DEFAULT_DIR, DirArg, JsonOpt, PortOpt, VerboseOpt
 
 if TYPE_CHECKING:
     from installer.core.log import InstallerLogger
@@ -35,9 +34,6 @@ LAUNCH_CONTEXT_SETTINGS: dict[str, Any] = {
 }
 """`context_settings` for registering `launch`: unknown options pass through to ComfyUI."""
 
-DirArg = Annotated[Path, typer.Argument(help="Install directory.", show_default=True)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show more detail.")]
 ListenOpt = Annotated[
     str | None,
     typer.Option(
@@ -45,7 +41,6 @@ ListenOpt = Annotated[
         help="Address(es) ComfyUI listens on, comma separated (ComfyUI's default: 127.0.0.1).",
     ),
 ]
-PortOpt = Annotated[int, typer.Option("--port", min=1, max=65535, help="ComfyUI's port.")]
 TuneOpt = Annotated[
     bool,
     typer.Option(

@@ -1,6 +1,7 @@
 """`comfy-install models`: download, organize and share model files.
 
-The commands parse options and call [`installer.models`][installer.models];
+The commands parse options, call [`installer.commands.models`][installer.commands.models]
+and render what it returns;
 like the rest of the CLI they hold no logic, import heavy modules (httpx,
 pydantic, the downloader) only when a command runs, and report failures with
 one message, one hint and the exit code of the CLI contract (or the JSON
@@ -10,18 +11,24 @@ envelope with `--json`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from installer.cli.common import DEFAULT_DIR
+from installer.cli.options import (
+    DEFAULT_DIR,
+    AllowUnverifiedOpt,
+    DirArg,
+    DryRunOpt,
+    JsonOpt,
+    QuietOpt,
+    VerboseOpt,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from installer.core.log import InstallerLogger
     from installer.models.organize import OrganizePlan
-    from installer.models.share import ShareResult
 
 models_app = typer.Typer(
     help="Download, organize and share model files (ComfyUI/models/<kind>/).",
@@ -30,7 +37,6 @@ models_app = typer.Typer(
 )
 
 
-DirArg = Annotated[Path, typer.Argument(help="Install directory.", show_default=True)]
 ManifestOpt = Annotated[
     Path | None,
     typer.Option(
@@ -54,10 +60,6 @@ LinkOpt = Annotated[
         "symlinks are not allowed) instead of writing extra_model_paths.yaml.",
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show more detail.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
-
 _ACTION_STYLE = {
     "move": "green",
     "remove-duplicate": "cyan",
@@ -66,52 +68,12 @@ _ACTION_STYLE = {
 }
 
 
-def _comfyui_dir(install_dir: Path) -> Path:
-    """Return `DIR/ComfyUI`, which must exist (never created here: step 5 clones into it)."""
-    from installer.core.errors import UsageError
-
-    comfyui = install_dir.expanduser().absolute() / "ComfyUI"
-    if not comfyui.is_dir():
-        raise UsageError(
-            f"{comfyui} does not exist, so {install_dir} holds no ComfyUI install.",
-            f"Install first (`comfy-install install {install_dir}`), or give the install "
-            "directory as DIR.",
-        )
-    return comfyui
-
-
-def _check_link(link: bool, shared_models: Path | None) -> None:
-    from installer.core.errors import UsageError
-
-    if link and shared_models is None:
-        raise UsageError("--link needs --shared-models PATH.", "Add --shared-models PATH.")
-
-
-def _report_share(result: ShareResult, log: InstallerLogger) -> None:
-    if result.config_path is not None:
-        log.success(f"ComfyUI reads models from {result.store} ({result.config_path}).")
-        return
-    counts = {
-        action: sum(link.action == action for link in result.links)
-        for action in ("linked", "copied", "present", "skipped")
-    }
-    log.success(
-        f"{len(result.links)} shared file(s) in {result.store}: "
-        + ", ".join(f"{count} {action}" for action, count in counts.items())
-    )
-    for link in result.links:
-        if link.action == "skipped":
-            log.warn(f"{link.destination}: {link.reason}")
-
-
 @models_app.command("download")
 def download(
     install_dir: DirArg = DEFAULT_DIR,
     manifest: ManifestOpt = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Downloads at a time.")] = 4,
-    allow_unverified: Annotated[
-        bool, typer.Option("--allow-unverified", help="Accept files without a sha256.")
-    ] = False,
+    allow_unverified: AllowUnverifiedOpt = False,
     replace: Annotated[
         bool,
         typer.Option(
@@ -136,77 +98,24 @@ def download(
     --replace moves it aside.
     """
     from installer.cli.common import guarded, make_logger, print_json
+    from installer.commands.models import DownloadRequest
+    from installer.commands.models import download as run_download
 
     log = make_logger(verbose, quiet)
     command = ["models", "download", str(install_dir)]
 
-    def body() -> None:
-        from installer.core.config_files import load_dependencies, load_model_manifest, shipped_path
-        from installer.models.downloads import fetch_planned_models
-        from installer.models.share import check_shared_store, share_models
-        from installer.plan.models import plan_model_downloads
-
-        _check_link(link, shared_models)
-        comfyui = _comfyui_dir(install_dir)
-        models_dir = comfyui / "models"
-        store = (
-            None
-            if shared_models is None
-            else check_shared_store(shared_models.expanduser(), models_dir)
-        )
-        if manifest is not None:
-            entries, source = load_model_manifest(manifest).models, str(manifest)
-        else:
-            entries, source = load_dependencies().models, str(shipped_path("dependencies.json"))
-        target = store or models_dir
-        planned = plan_model_downloads(
-            entries, target, allow_unverified=allow_unverified, source=source
-        )
-        results = fetch_planned_models(
-            planned, log=log, jobs=jobs, allow_unverified=allow_unverified, replace=replace
-        )
-        shared = None if store is None else share_models(comfyui, store, log=log, link=link)
-        fetched = sum(not result.skipped for result in results)
-        moved = [result.moved_aside for result in results if result.moved_aside is not None]
-        if planned:
-            log.success(
-                f"{len(results)} model file(s) in {target}: {fetched} downloaded, "
-                f"{len(results) - fetched} already present"
-                + (
-                    f"; {len(moved)} file(s) that were in the way moved aside (kept)."
-                    if moved
-                    else "."
-                )
-            )
-        else:
-            log.info(f"{source} lists no models; nothing to download.")
-        if shared is not None:
-            _report_share(shared, log)
-        if as_json:
-            files = [
-                {
-                    "index": item.index,
-                    "kind": item.kind,
-                    "url": item.request.url,
-                    "path": str(result.path),
-                    "sha256": result.sha256,
-                    "size": result.size,
-                    "status": "present"
-                    if result.skipped
-                    else ("replaced" if result.moved_aside else "downloaded"),
-                    "moved_aside": None if result.moved_aside is None else str(result.moved_aside),
-                }
-                for item, result in zip(planned, results, strict=True)
-            ]
-            data: dict[str, Any] = {
-                "manifest": source,
-                "target_dir": str(target),
-                "files": files,
-                "shared": None if shared is None else shared.as_dict(),
-            }
-            print_json(command, data)
-
-    guarded(command, as_json, log, verbose, body)
+    request = DownloadRequest(
+        install_dir=install_dir,
+        manifest=manifest,
+        jobs=jobs,
+        allow_unverified=allow_unverified,
+        replace=replace,
+        shared_models=shared_models,
+        link=link,
+    )
+    data = guarded(command, as_json, log, verbose, lambda: run_download(request, log))
+    if as_json:
+        print_json(command, data)
     log.close()
 
 
@@ -221,9 +130,7 @@ def organize(
         ),
     ] = None,
     manifest: ManifestOpt = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show the moves; change nothing.")
-    ] = False,
+    dry_run: DryRunOpt = False,
     shared_models: SharedOpt = None,
     link: LinkOpt = False,
     as_json: JsonOpt = False,
@@ -239,50 +146,29 @@ def organize(
     removed; files of no clear kind stay where they are.
     """
     from installer.cli.common import guarded, make_logger, print_json
+    from installer.commands.models import OrganizeRequest, report_share
+    from installer.commands.models import organize as run_organize
 
     log = make_logger(verbose, quiet)
     command = ["models", "organize", str(install_dir), *(["--dry-run"] if dry_run else [])]
 
-    def body() -> None:
-        from installer.core.config_files import load_model_manifest
-        from installer.models.classify import ManifestIndex
-        from installer.models.organize import apply_organize, plan_organize
-        from installer.models.share import check_shared_store, share_models
+    request = OrganizeRequest(
+        install_dir=install_dir,
+        sources=tuple(sources or ()),
+        manifest=manifest,
+        dry_run=dry_run,
+        shared_models=shared_models,
+        link=link,
+    )
 
-        _check_link(link, shared_models)
-        comfyui = _comfyui_dir(install_dir)
-        models_dir = comfyui / "models"
-        store = (
-            None
-            if shared_models is None
-            else check_shared_store(shared_models.expanduser(), models_dir)
-        )
-        index = None
-        if manifest is not None:
-            entries = load_model_manifest(manifest).models
-            index = ManifestIndex.from_entries(entries, source=str(manifest))
-        plan = plan_organize(
-            models_dir,
-            sources=[path.expanduser() for path in sources or ()],
-            manifest=index,
-            target_dir=store,
-        )
-        shared = None
-        if not dry_run:
-            apply_organize(plan, log=log)
-            if store is not None:
-                shared = share_models(comfyui, store, log=log, link=link)
+    def body() -> None:
+        outcome = run_organize(request, log)
         if as_json:
-            data: dict[str, Any] = {
-                "dry_run": dry_run,
-                **plan.as_dict(),
-                "shared": None if shared is None else shared.as_dict(),
-            }
-            print_json(command, data)
+            print_json(command, outcome.as_data())
         elif log.verbosity >= 0:
-            _render_organize(plan, log.console, dry_run=dry_run)
-        if shared is not None:
-            _report_share(shared, log)
+            _render_organize(outcome.plan, log.console, dry_run=dry_run)
+        if outcome.shared is not None:
+            report_share(outcome.shared, log)
 
     guarded(command, as_json, log, verbose, body)
     log.close()
@@ -356,18 +242,14 @@ def share(
     (the rest of the file is kept), or with --link links each file.
     """
     from installer.cli.common import guarded, make_logger, print_json
+    from installer.commands.models import share as run_share
 
     log = make_logger(verbose, quiet)
     command = ["models", "share", str(install_dir), str(store)]
 
-    def body() -> None:
-        from installer.models.share import share_models
-
-        comfyui = _comfyui_dir(install_dir)
-        result = share_models(comfyui, store.expanduser(), log=log, link=link)
-        _report_share(result, log)
-        if as_json:
-            print_json(command, result.as_dict())
-
-    guarded(command, as_json, log, verbose, body)
+    result = guarded(
+        command, as_json, log, verbose, lambda: run_share(install_dir, store, link, log)
+    )
+    if as_json:
+        print_json(command, result.as_dict())
     log.close()

@@ -14,10 +14,11 @@ others are still reported); `2` bad usage or configuration.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from installer.cli.options import ConfigOpt, JsonOpt, VerboseOpt
 
 if TYPE_CHECKING:
     from installer.pins.check import PinsReport
@@ -32,9 +33,7 @@ pins_app = typer.Typer(
 
 @pins_app.command("check")
 def check(
-    config: Annotated[
-        Path | None, typer.Option("--config", help="Another dependencies.json.")
-    ] = None,
+    config: ConfigOpt = None,
     index_url: Annotated[
         str | None,
         typer.Option(
@@ -46,10 +45,8 @@ def check(
         str | None,
         typer.Option("--comfyui-url", help="Ask this git remote for ComfyUI's release tags."),
     ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the result as JSON on stdout.")
-    ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show more detail.")] = False,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Compare each pin with what its source offers now; say what a bump would touch."""
     from installer.cli.common import fail, guarded, make_logger, print_json

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-from installer.cli.common import (
-    DEFAULT_DIR,
-    DirArg,
-    JsonOpt,
-    guarded,
-    make_logger,
-    print_json,
-)
+from installer.cli.common import guarded, make_logger, print_json
+from installer.cli.options import DEFAULT_DIR, DirArg, JsonOpt
 
 
 def status(
@@ -21,8 +15,8 @@ def status(
     command = ["status", str(install_dir)]
 
     def body() -> None:
-        from installer.cli.render import stdout_console
-        from installer.commands.status import install_status, render_status
+        from installer.cli.render import render_status, stdout_console
+        from installer.commands.status import install_status
 
         report = install_status(install_dir.expanduser().absolute())
         if as_json:

@@ -1,6 +1,7 @@
 """`comfy-install tune`: measure attention on this GPU; `launch` routes each call by the result.
 
-The command parses options and calls [`installer.bench.tune`][installer.bench.tune];
+The command parses options, calls [`installer.commands.tune`][installer.commands.tune]
+and renders the progress and the calibration;
 like the rest of the CLI it holds no logic, imports the heavy modules only when
 it runs, and reports failures with one message, one hint and the exit code of
 the CLI contract (or the JSON envelope with `--json`). No GPU: exit code 3 and
@@ -13,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from installer.cli.common import DEFAULT_DIR, DirArg, JsonOpt, QuietOpt, VerboseOpt
+from installer.cli.options import DEFAULT_DIR, DirArg, JsonOpt, QuietOpt, VerboseOpt
 
 
 def tune(
@@ -41,20 +42,13 @@ def tune(
 
     def body() -> None:
         import contextlib
-        import datetime as dt
 
-        from installer.bench.tune import TuneOptions, run_tune
         from installer.bench.tune_render import TuneProgress, render_calibration
-        from installer.edges.state import state_dir
+        from installer.commands.tune import tune as run_tune
 
-        target = install_dir.expanduser().absolute()
-        if (target / "venv").exists():
-            stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-            log.attach_file(state_dir(target) / "logs" / f"tune-{stamp}.log")
-        options = TuneOptions(install_dir=target, budget_s=budget)
         bar = TuneProgress(log.console, budget) if log.interactive and not verbose else None
         with bar if bar is not None else contextlib.nullcontext():
-            outcome = run_tune(options, log, on_progress=bar)
+            outcome = run_tune(install_dir, budget, log, on_progress=bar)
         if as_json:
             print_json(command, outcome.as_data())
         else:

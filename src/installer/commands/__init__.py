@@ -1,10 +1,15 @@
-"""What each command does, below its command-line parsing: install, doctor, status.
+"""Every command's whole job, below its command-line parsing: one module per verb.
 
-What lives here: the executor that runs a plan step by step
-([`executor`][installer.commands.executor]), the gathering of detected facts into a plan
-([`planning`][installer.commands.planning]), the checks of `doctor`
-([`doctor`][installer.commands.doctor]) and the report of `status`
-([`status`][installer.commands.status]). They return data; printing is the CLI's.
+As in pipx's `src/pipx/commands/`, each verb lives in `commands/<verb>.py`:
+[`install`][installer.commands.install] (the plan, `--dry-run`, the run and the
+measuring of attention the plan decides on), [`doctor`][installer.commands.doctor],
+[`status`][installer.commands.status], [`lock`][installer.commands.lock] (the pool of
+resolutions, scratch folders and the failures gathered), [`models`][installer.commands.models]
+and [`tune`][installer.commands.tune]. Beside them, two shared helpers: the executor that
+runs a plan step by step ([`executor`][installer.commands.executor]) and the gathering of
+detected facts into a plan ([`planning`][installer.commands.planning]). They return data;
+parsing and rendering are the CLI's. Verb modules do not import each other (an
+import-linter contract).
 May import: the steps, the feature packages, the planner, the edges and the core; never
 [`installer.cli`][installer.cli].
 """

@@ -27,7 +27,7 @@ from installer.core.facts import (
 )
 from installer.core.records import InstallState, RecordedInputs
 from installer.plan.inputs import recorded_inputs, rerun_command
-from installer.plan.model import Plan
+from installer.plan.records import Plan
 
 Status = Literal["ok", "warn", "fail", "info"]
 
@@ -402,3 +402,44 @@ def checks_from_report(report: dict[str, Any]) -> list[Check]:
             `checks` are read.
     """
     return [Check(**item) for item in report["checks"]]
+
+
+def doctor(install_dir: Path, config: Path | None = None) -> dict[str, Any]:
+    """Detect the machine, plan DIR's install as `install --dry-run` would, and report on both.
+
+    Args:
+        install_dir: DIR (made absolute here).
+        config: Another dependencies.json (`--config`).
+
+    Returns:
+        The report (the `data` of `doctor --json`; see
+        [`checks_from_report`][installer.commands.doctor.checks_from_report]).
+
+    Raises:
+        ConfigError: A configuration file is invalid (exit code 2).
+    """
+    from installer.commands.planning import make_plan
+    from installer.plan.records import InstallOptions
+
+    options = InstallOptions(
+        install_dir=install_dir.expanduser().absolute(),
+        config_path=config,
+        dry_run=True,
+        given=frozenset({"config_path"}) if config is not None else frozenset(),
+    )
+    context = make_plan(options, probe_build_tools=True)
+    kitchen = None
+    if context.probe is not None and context.probe.venv_python_exists:
+        from installer.edges.kitchen import probe_kitchen
+        from installer.edges.probe import layout
+
+        venv_python = layout(context.probe.install_dir, context.plan.platform)["venv_python"]
+        kitchen = probe_kitchen(venv_python)
+    gpu = context.gpu
+    if "gpu" in context.options.recorded:
+        # The plan is the install's (made for the GPU it recorded); the machine checks
+        # are of this machine's GPUs.
+        from installer.edges.gpu import detect_gpus
+
+        gpu = detect_gpus()
+    return doctor_report(context.env, gpu, context.plan, context.probe, kitchen)

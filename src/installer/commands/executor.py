@@ -1,4 +1,4 @@
-"""Running a plan: the lock, the state, step headers, interruption and the summary.
+"""Running a plan: the lock, the state, step headers, interruption and the result of each step.
 
 [`execute`][installer.commands.executor.execute] prepares DIR (created if missing), opens
 the log file under `DIR/.comfy-install/logs/`, takes the install lock, builds
@@ -8,7 +8,8 @@ step starts it is recorded as `running`; when it finishes, as `done` with its
 fingerprint, outputs and time. A failure is recorded as `failed` and stops the
 run; Ctrl-C or SIGTERM is recorded as `interrupted` and exits 130 with the step
 named. Either way the next run of the same command continues from that step.
-A summary table ends every run.
+Every run ends by handing its result to the caller's `on_summary` (the CLI prints the
+summary table, [`render_summary`][installer.cli.render.render_summary]); nothing here prints tables.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import contextlib
 import datetime as dt
 import signal
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from installer import __version__
 from installer.commands.planning import PlanContext, inputs_to_record, make_plan, replan
@@ -34,11 +35,11 @@ from installer.core.records import InstallState, StepRecord, now_iso
 from installer.edges.probe import layout
 from installer.edges.state import InstallLock, set_aside_state, state_dir, write_state
 from installer.edges.uv import Uv
-from installer.plan.model import STEP_IDS, InstallOptions, Plan
 from installer.plan.preflight import blocking_error
+from installer.plan.records import STEP_IDS, InstallOptions, Plan
 
-if TYPE_CHECKING:
-    from rich.console import Console
+OnSummary = Callable[["ExecutionResult"], None]
+"""Shows the summary of a run (the CLI's table): called once the steps end, however they end."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class ExecutionResult:
     outcomes: list[StepOutcome] = field(default_factory=list)
     error: InstallerError | None = None
     log_path: Path | None = None
+    next_command: str = ""
+    """What to run next: `comfy-install launch DIR`, or the same command again after a failure."""
 
     @property
     def exit_code(self) -> int:
@@ -128,12 +131,16 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def execute(options: InstallOptions, log: InstallerLogger) -> ExecutionResult:
+def execute(
+    options: InstallOptions, log: InstallerLogger, on_summary: OnSummary | None = None
+) -> ExecutionResult:
     """Plan under the install lock and run the plan.
 
     Args:
         options: The command-line options (not a dry run).
         log: Terminal and log-file output.
+        on_summary: Shows the summary once the steps end (see
+            [`run_plan`][installer.commands.executor.run_plan]).
 
     Returns:
         The result; ``result.error`` holds the error a failed run ended with
@@ -175,17 +182,21 @@ def execute(options: InstallOptions, log: InstallerLogger) -> ExecutionResult:
             if moved is not None:
                 log.warn(f"moved the unusable state file aside to {moved} (kept for you to read)")
         with _sigterm_as_interrupt():
-            return run_plan(context, log)
+            return run_plan(context, log, on_summary)
 
 
-def run_plan(context: PlanContext, log: InstallerLogger) -> ExecutionResult:
+def run_plan(
+    context: PlanContext, log: InstallerLogger, on_summary: OnSummary | None = None
+) -> ExecutionResult:
     """Run the steps of an already built plan (the lock must be held).
 
     Args:
         context: The plan and everything it was made from (from
             [`make_plan`][installer.commands.planning.make_plan] or
             [`replan`][installer.commands.planning.replan]).
-        log: The run's logger: step headers, subprocess output and the summary.
+        log: The run's logger: step headers and subprocess output.
+        on_summary: Called with the result when a step fails or is interrupted, and after the
+            last step unless the logger is quiet (the CLI prints the summary table).
 
     Returns:
         Each step's outcome. A step that fails sets the result's `error` (the steps after it are
@@ -270,8 +281,10 @@ def run_plan(context: PlanContext, log: InstallerLogger) -> ExecutionResult:
                 write_state(install_dir, state)
             result.outcomes.append(StepOutcome(step.number, step.id, "interrupted", record.seconds))
             _not_run(plan, step.number, result)
-            with contextlib.suppress(Exception):
-                render_summary(result.outcomes, log.console, _rerun_hint(context.options))
+            result.next_command = _rerun_hint(context.options)
+            if on_summary is not None:
+                with contextlib.suppress(Exception):
+                    on_summary(result)
             raise InterruptedByUserError(
                 f"Interrupted during step {step.id}; run the same command to continue."
             ) from None
@@ -287,7 +300,9 @@ def run_plan(context: PlanContext, log: InstallerLogger) -> ExecutionResult:
                 )
             )
             _not_run(plan, step.number, result)
-            render_summary(result.outcomes, log.console, _rerun_hint(context.options))
+            result.next_command = _rerun_hint(context.options)
+            if on_summary is not None:
+                on_summary(result)
             error.message = f"Step {step.number} ({step.id}) failed: {error.message}"
             result.error = error
             return result
@@ -307,11 +322,11 @@ def run_plan(context: PlanContext, log: InstallerLogger) -> ExecutionResult:
             StepOutcome(step.number, step.id, "done", record.seconds, _note(step.id, outputs))
         )
     write_state(install_dir, state)
-    if log.verbosity >= 0:
-        import shlex
+    import shlex
 
-        launch = f"comfy-install launch {shlex.quote(plan.install_dir)}"
-        render_summary(result.outcomes, log.console, launch)
+    result.next_command = f"comfy-install launch {shlex.quote(plan.install_dir)}"
+    if on_summary is not None and log.verbosity >= 0:
+        on_summary(result)
     return result
 
 
@@ -371,42 +386,3 @@ def _proof_note(outputs: dict[str, Any]) -> str:
 
     proof = proof_from_outputs(outputs)
     return "" if proof is None else f"; {summary_line(proof)}"
-
-
-def render_summary(outcomes: Sequence[StepOutcome], console: Console, next_command: str) -> None:
-    """Print the table shown after an install: each step, its result and time.
-
-    Args:
-        outcomes: Each step's outcome, in step order.
-        console: Where to print.
-        next_command: The command shown after `Next:`, e.g. `comfy-install launch DIR`.
-    """
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title="Summary")
-    table.add_column("#", justify="right")
-    table.add_column("step")
-    table.add_column("result")
-    table.add_column("time", justify="right")
-    table.add_column("note")
-    styles = {
-        "done": "green",
-        "up to date": "dim",
-        "skipped": "yellow",
-        "failed": "bold red",
-        "interrupted": "bold red",
-        "not run": "dim",
-    }
-    for outcome in outcomes:
-        seconds = f"{outcome.seconds:.1f}s" if outcome.seconds is not None else ""
-        style = styles.get(outcome.result, "")
-        table.add_row(
-            str(outcome.number),
-            outcome.step_id,
-            f"[{style}]{outcome.result}[/]",
-            seconds,
-            escape(outcome.note),
-        )
-    console.print(table)
-    console.print(f"Next: [bold]{escape(next_command)}[/]")

@@ -33,7 +33,7 @@ from installer.edges.probe import probe_install
 from installer.edges.state import read_state
 from installer.plan.build import build_plan
 from installer.plan.inputs import apply_recorded, inputs_of, recorded_inputs
-from installer.plan.model import InstallOptions, Plan, target_platform
+from installer.plan.records import InstallOptions, Plan, target_platform
 
 
 @dataclass(frozen=True)

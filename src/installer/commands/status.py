@@ -10,15 +10,12 @@ still use it: that detects the GPUs and asks the venv for its package versions.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from installer.core.errors import UsageError
 from installer.core.proof import latest_proof
 from installer.edges.state import read_state
-from installer.plan.model import STEPS
-
-if TYPE_CHECKING:
-    from rich.console import Console
+from installer.plan.records import STEPS
 
 
 def install_status(install_dir: Path) -> dict[str, Any]:
@@ -124,60 +121,3 @@ def proof_lines(data: dict[str, Any] | None) -> list[str]:
             extra = f" — {backend.action_reason}" if backend.action_reason else ""
             lines.append(f"  {describe_backend(backend)}{extra}")
     return lines
-
-
-def render_status(report: dict[str, Any], console: Console) -> None:
-    """Print a status report as a short header and a table of steps.
-
-    Args:
-        report: A report from [`install_status`][installer.commands.status.install_status].
-        console: Where to print.
-    """
-    from rich.markup import escape
-    from rich.table import Table
-
-    summary = report["summary"]
-    console.print(f"[bold]{escape(report['install_dir'])}[/] (updated {report['updated_at']})")
-    console.print(
-        escape(
-            f"ComfyUI {summary['comfyui_ref']} @ {summary['comfyui_commit']}; torch "
-            f"{summary['torch']} ({summary['torch_variant']}, CUDA {summary['torch_cuda']}); "
-            f"Python {summary['python']}"
-        )
-    )
-    table = Table()
-    for column in ("#", "step", "status", "finished", "time"):
-        table.add_column(column)
-    styles = {
-        "done": "green",
-        "failed": "bold red",
-        "interrupted": "bold red",
-        "running": "yellow",
-        "not run": "dim",
-        "skipped": "yellow",
-    }
-    for step in report["steps"]:
-        seconds = f"{step['seconds']:.1f}s" if step["seconds"] is not None else ""
-        style = styles.get(step["status"], "")
-        table.add_row(
-            str(step["number"]),
-            step["id"],
-            f"[{style}]{step['status']}[/]",
-            step["finished_at"] or "",
-            seconds,
-        )
-    console.print(table)
-    for package in summary["optimizations"]:
-        console.print(escape(f"  {package['name']}: {package['status']} ({package['reason']})"))
-    for line in proof_lines(summary.get("accelerators")):
-        console.print(escape(line))
-    calibration = report.get("calibration")
-    if calibration:
-        hint = f" — {calibration['hint']}" if calibration.get("hint") else ""
-        style = {"fresh": "green", "stale": "yellow", "unreadable": "yellow"}.get(
-            calibration["status"], "dim"
-        )
-        console.print(
-            f"attention calibration: [{style}]{calibration['status']}[/] "
-            + escape(f"({calibration['detail']}){hint}")
-        )

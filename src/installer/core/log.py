@@ -21,9 +21,9 @@ import re
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -91,6 +91,11 @@ class InstallerLogger:
         self._file: TextIO | None = None
         self.log_path: Path | None = None
         self._tail: deque[str] = deque(maxlen=40)
+        self.transfer_display: (
+            Callable[[Sequence[Any]], contextlib.AbstractContextManager[Any]] | None
+        ) = None
+        """Makes the live display of downloads (given the requests) on a terminal; None shows
+        nothing. The CLI sets its bars here, so the downloads below it print nothing themselves."""
         if log_file is not None:
             self.attach_file(log_file)
 

@@ -37,7 +37,7 @@ from installer.image.runtime_files import START_SCRIPT, extra_model_paths_yaml, 
 from installer.plan.sage_sources import cuda_major
 
 if TYPE_CHECKING:
-    from installer.plan.model import Plan
+    from installer.plan.records import Plan
 
 IMAGE_SCHEMA_VERSION = 1
 CONTAINERFILE = "Containerfile"

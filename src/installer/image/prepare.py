@@ -168,7 +168,7 @@ def prepare(
     )
     from installer.image.engine import FORMATS
     from installer.image.own_wheel import tool_wheel
-    from installer.plan.model import InstallOptions
+    from installer.plan.records import InstallOptions
     from installer.plan.sage_sources import cuda_major
 
     if request.image_format not in FORMATS:

@@ -1,7 +1,7 @@
 """Model files: getting them into the folders ComfyUI reads them from (`models/<kind>/`).
 
 What lives here: the downloads of a model manifest ([`downloads`][installer.models.downloads],
-planned by [`installer.plan.models`][installer.plan.models] with the kinds of
+planned by [`installer.plan.model_downloads`][installer.plan.model_downloads] with the kinds of
 [`installer.plan.model_kinds`][installer.plan.model_kinds]), the classification of a model file
 by manifest, safetensors header or name ([`classify`][installer.models.classify]), organizing
 loose files into place ([`organize`][installer.models.organize]), sharing one model store

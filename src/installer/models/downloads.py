@@ -1,6 +1,7 @@
 """Downloading the files of a model manifest into `models/<kind>/`, verified.
 
-The requests come from [`plan_model_downloads`][installer.plan.models.plan_model_downloads];
+The requests come from
+[`plan_model_downloads`][installer.plan.model_downloads.plan_model_downloads];
 [`fetch_planned_models`][installer.models.downloads.fetch_planned_models] is the one place both
 `comfy-install models download` and install step 12 hand them to the downloader, with the rule
 for a file already at a planned place:
@@ -16,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from installer.edges.download.api import download_files
+from installer.plan.model_downloads import PlannedModel, plan_model_downloads
 from installer.plan.model_files import ModelFilePolicy
-from installer.plan.models import PlannedModel, plan_model_downloads
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -40,7 +41,7 @@ def fetch_planned_models(
 
     Args:
         planned: The downloads from
-            [`plan_model_downloads`][installer.plan.models.plan_model_downloads].
+            [`plan_model_downloads`][installer.plan.model_downloads.plan_model_downloads].
         log: Progress bars on a terminal, one line per file otherwise.
         jobs: Transfers at a time.
         allow_unverified: Accept entries without a sha256.
@@ -83,7 +84,7 @@ def download_models(
     """Download model files into `models_dir/<kind>/`, verified, ``jobs`` at a time.
 
     Every entry is checked first (see
-    [`plan_model_downloads`][installer.plan.models.plan_model_downloads]); files
+    [`plan_model_downloads`][installer.plan.model_downloads.plan_model_downloads]); files
     already present with the right sha256 are not fetched again.
 
     Args:

@@ -2,15 +2,17 @@
 
 What lives here: the compatibility rules ([`compat`][installer.plan.compat]: which torch
 build, which wheel, which constraint), the choice of step 10's packages
-([`optimizations`][installer.plan.optimizations], with SageAttention's source builds in
+([`optimizations`][installer.plan.optimizations], its records in
+[`optimization_records`][installer.plan.optimization_records], SageAttention's routes as
+strategies in [`sage_routes`][installer.plan.sage_routes], its source builds in
 [`sage_sources`][installer.plan.sage_sources] and the torch build reconsidered for the
 CUDA toolkit in [`toolkit_torch`][installer.plan.toolkit_torch]), the accelerator proof's
 verdicts and actions ([`proof`][installer.plan.proof]) and of the lock
-([`lock`][installer.plan.lock]), the plan as data ([`model`][installer.plan.model]) and
+([`lock`][installer.plan.lock]), the plan as data ([`records`][installer.plan.records]) and
 how it is built ([`build`][installer.plan.build] from step
 [`drafts`][installer.plan.drafts] and the [`decide`][installer.plan.decide] rules),
 ComfyUI's model kinds ([`model_kinds`][installer.plan.model_kinds]) and a manifest's model
-downloads ([`models`][installer.plan.models]), and the launch's tunings
+downloads ([`model_downloads`][installer.plan.model_downloads]), and the launch's tunings
 ([`launch`][installer.plan.launch] with its settings, tunings and attention decisions).
 Inputs are data objects (the configuration models and the records of
 [`installer.core.facts`][installer.core.facts]); outputs are data with a human reason for

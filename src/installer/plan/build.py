@@ -2,7 +2,7 @@
 
 [`build_plan`][installer.plan.build.build_plan] takes the configuration, the
 detected environment and GPUs, the command-line options and what the install
-directory already holds, and returns a [`Plan`][installer.plan.model.Plan] without
+directory already holds, and returns a [`Plan`][installer.plan.records.Plan] without
 doing any I/O. The plan lists the 13 steps with `run`, `skip` or `done` and
 the reason for each, the torch build and index and why, and for step 10 every
 package and wheel with what will be installed or why not, and in `blocking` what would
@@ -34,10 +34,12 @@ from installer.core.facts import (
 from installer.core.git_arguments import git_argument_problem
 from installer.plan.compat import select_torch
 from installer.plan.decide import decide_steps
-from installer.plan.drafts import draft_steps
+from installer.plan.drafts import Step10Plan, draft_steps
 from installer.plan.inputs import planned_inputs, withheld_warnings
 from installer.plan.lock import choose_lock
-from installer.plan.model import (
+from installer.plan.optimizations import PlannedOptimization, plan_optimizations
+from installer.plan.preflight import preflight_blockers
+from installer.plan.records import (
     ComfyUIPlan,
     GpuPlan,
     InstallOptions,
@@ -47,10 +49,9 @@ from installer.plan.model import (
     PlannedGpu,
     TorchPlan,
     parse_steps,
+    plan_install_tune,
     target_platform,
 )
-from installer.plan.optimizations import PlannedOptimization
-from installer.plan.preflight import preflight_blockers
 from installer.plan.toolkit_torch import trade_for_toolkit
 
 
@@ -149,20 +150,39 @@ def build_plan(
         options.torch_index,
         {str(k): v for k, v in deps.torch.default_index_builds.items()},
     )
+    host = env.build_host(offline=options.offline)
+
+    def plan_step10(
+        cuda: str | None, index_url: str | None, torch_version: str = str(deps.torch.torch_version)
+    ) -> list[PlannedOptimization]:
+        return plan_optimizations(
+            deps,
+            manifest,
+            platform=platform,
+            gpu=gpu,
+            torch_version=torch_version,
+            torch_cuda=cuda,
+            torch_index_url=index_url,
+            python_version=python_version or "3.12",
+            build_host=host,
+            allow_unverified=options.allow_unverified,
+        )
+
+    # Step 10 is planned once here; the toolkit hook reuses it, and plans only another build.
+    planned = plan_step10(selection.cuda, selection.index_url)
     trade = trade_for_toolkit(
         deps,
-        manifest,
         gpu=gpu,
         platform=platform,
         selection=selection,
         request=options.torch_index,
-        host=env.build_host(offline=options.offline),
-        python_version=python_version or "3.12",
+        host=host,
         installed=probe.torch,
-        allow_unverified=options.allow_unverified,
+        planned=planned,
+        plan_for=plan_step10,
     )
-    if trade is not None and trade.selection is not None:
-        selection = trade.selection
+    if trade is not None and trade.selection is not None and trade.planned is not None:
+        selection, planned = trade.selection, trade.planned
     if trade is not None and trade.note is not None:
         warnings.append(trade.note)
     warnings.extend(selection.warnings)
@@ -216,23 +236,29 @@ def build_plan(
         options.min_free_gb if options.min_free_gb is not None else (deps.preflight.min_free_gb)
     )
 
+    step10 = Step10Plan(torch_version=torch_plan.version, planned=planned)
+    torch_selected = (not only or "torch" in only) and "torch" not in skip
+    installed = probe.torch
+    if installed is not None and not torch_selected:
+        # torch is not managed by this run: plan step 10 against the torch the venv really has.
+        if (installed.version, installed.build) != (torch_plan.version, selection.cuda):
+            planned = plan_step10(installed.build, selection.index_url, installed.version)
+        step10 = Step10Plan(torch_version=installed.version, planned=planned)
     drafts = draft_steps(
-        deps,
-        manifest,
-        env,
-        gpu,
-        options,
-        probe,
-        platform,
-        selection,
-        torch_plan,
-        comfyui_plan,
-        python_request,
-        python_version,
-        min_free,
-        lock,
+        deps=deps,
+        env=env,
+        gpu=gpu,
+        options=options,
+        probe=probe,
+        platform=platform,
+        selection=selection,
+        torch_plan=torch_plan,
+        comfyui_plan=comfyui_plan,
+        python_request=python_request,
+        min_free=min_free,
+        lock=lock,
+        optimizations=step10,
     )
-    optimizations: list[PlannedOptimization] = drafts.pop("_optimizations").inputs["planned"]
     steps = decide_steps(drafts, probe, only, skip, force)
     blocking = preflight_blockers(
         env,
@@ -258,9 +284,10 @@ def build_plan(
         ),
         inputs=planned_inputs(options),
         custom_nodes=list(deps.custom_nodes),
-        optimizations=optimizations,
+        optimizations=step10.planned,
         models=len(deps.models),
         steps=steps,
+        tune=plan_install_tune(options, gpu.has_nvidia, gpu.reason),
         warnings=warnings,
         blocking=blocking,
     )

@@ -15,7 +15,7 @@ from installer.core.errors import PlanError
 from installer.core.facts import InstallProbe
 from installer.core.records import fingerprint
 from installer.plan.drafts import StepDraft
-from installer.plan.model import DEPENDS, STEPS, Action, PlannedStep
+from installer.plan.records import DEPENDS, STEPS, Action, PlannedStep
 
 
 def decide_steps(

@@ -13,14 +13,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packaging.version import Version
-
-from installer.core.config import Dependencies, ToolsManifest
+from installer.core.config import Dependencies
 from installer.core.facts import Environment, GpuReport, InstallProbe, launcher_name, pure_path
 from installer.plan.compat import TorchSelection
 from installer.plan.lock import LockChoice
-from installer.plan.model import ComfyUIPlan, InstallOptions, TorchPlan, parse_steps
-from installer.plan.optimizations import PlannedOptimization, plan_optimizations
+from installer.plan.optimizations import PlannedOptimization
+from installer.plan.records import ComfyUIPlan, InstallOptions, TorchPlan
+from installer.plan.sage_routes import route_lines
+
+
+@dataclass(frozen=True)
+class Step10Plan:
+    """Step 10's plan and the torch it was made for (the planned one, or the venv's)."""
+
+    torch_version: str
+    planned: list[PlannedOptimization]
 
 
 @dataclass
@@ -39,8 +46,8 @@ def _minor(version: str) -> str:
 
 
 def draft_steps(
+    *,
     deps: Dependencies,
-    manifest: ToolsManifest,
     env: Environment,
     gpu: GpuReport,
     options: InstallOptions,
@@ -50,15 +57,14 @@ def draft_steps(
     torch_plan: TorchPlan,
     comfyui_plan: ComfyUIPlan,
     python_request: str,
-    python_version: Version | None,
     min_free: float,
     lock: LockChoice,
+    optimizations: Step10Plan,
 ) -> dict[str, StepDraft]:
-    """Draft every step (and `_optimizations`, step 10's plan) from the choices made so far.
+    """Draft every step from the choices made so far (all given by keyword).
 
     Args:
         deps: The loaded `dependencies.json`.
-        manifest: The loaded `tools_manifest.json`.
         env: The detected machine.
         gpu: Detected or overridden GPUs.
         options: Command-line options.
@@ -68,9 +74,10 @@ def draft_steps(
         torch_plan: The torch part of the plan.
         comfyui_plan: The ComfyUI source and commit.
         python_request: The Python asked for.
-        python_version: It as a version, when it is one.
         min_free: The free disk space preflight requires, in GiB.
         lock: The lock choice for step 8.
+        optimizations: Step 10's plan, made once by
+            [`build_plan`][installer.plan.build.build_plan].
 
     Returns:
         The drafts by step id.
@@ -193,27 +200,7 @@ def draft_steps(
         not_applicable=None if deps.custom_nodes else "no custom nodes configured",
     )
 
-    torch_version: str = torch_plan.version
-    torch_cuda = selection.cuda
-    torch_selected = (not options.only or "torch" in parse_steps(options.only, "--only")) and (
-        "torch" not in parse_steps(options.skip, "--skip")
-    )
-    if probe.torch is not None and not torch_selected:
-        # torch is not managed by this run: plan against the torch the venv really has.
-        torch_version, torch_cuda = probe.torch.version, probe.torch.build
-    planned = plan_optimizations(
-        deps,
-        manifest,
-        platform=platform,
-        gpu=gpu,
-        torch_version=torch_version,
-        torch_cuda=torch_cuda,
-        torch_index_url=selection.index_url,
-        python_version=python_version or "3.12",
-        build_host=env.build_host(offline=options.offline),
-        allow_unverified=options.allow_unverified,
-    )
-    drafts["_optimizations"] = StepDraft(inputs={"planned": planned})
+    planned = optimizations.planned
     gate = None
     if not gpu.has_nvidia:
         gate = "no NVIDIA GPU"
@@ -222,8 +209,11 @@ def draft_steps(
     opt_record = state.done("optimizations") if state else None
     failed_before = int(opt_record.outputs.get("failed", 0)) if opt_record else 0
     drafts["optimizations"] = StepDraft(
-        inputs={"torch": torch_version, "planned": [_fingerprinted(p) for p in planned]},
-        details=_sage_routes(planned) + [_describe_optimization(p) for p in planned],
+        inputs={
+            "torch": optimizations.torch_version,
+            "planned": [_fingerprinted(p) for p in planned],
+        },
+        details=route_lines(planned) + [_describe_optimization(p) for p in planned],
         not_applicable=gate,
         outputs_ok=(
             failed_before == 0,
@@ -238,7 +228,7 @@ def draft_steps(
     if deps.models:
         # Refuse now, not at step 12 after everything else has run: unknown kinds, names
         # that leave models/, entries without a sha256 (unless --allow-unverified).
-        from installer.plan.models import plan_model_downloads
+        from installer.plan.model_downloads import plan_model_downloads
 
         plan_model_downloads(
             deps.models,
@@ -287,31 +277,6 @@ def _fingerprinted(entry: PlannedOptimization) -> dict[str, Any]:
     if entry.action == "install" or entry.fallback_for is not None:
         return entry.model_dump(mode="json")
     return {"name": entry.name, "action": entry.action}
-
-
-_ROUTE_NAMES = {"wheel": "prebuilt wheel", "source": "build from source", "fallback": "fallback"}
-
-
-def _sage_routes(planned: list[PlannedOptimization]) -> list[str]:
-    """One headline per SageAttention module: the route taken (details follow per entry)."""
-    modules: dict[str, list[PlannedOptimization]] = {}
-    for entry in planned:
-        if entry.kind in _ROUTE_NAMES and entry.import_name:
-            modules.setdefault(entry.import_name, []).append(entry)
-    lines = []
-    for module, entries in modules.items():
-        taken = next((e for e in entries if e.action == "install"), None)
-        if taken is None:
-            lines.append(f"SageAttention route for `{module}`: none (every route's reason below)")
-            continue
-        route = f"{_ROUTE_NAMES[taken.kind]} {taken.name}"
-        if taken.source is not None:
-            route += f", {taken.source.estimate}"
-            standby = next((e for e in entries if e.fallback_for == taken.name), None)
-            if standby is not None:
-                route += f"; if the build fails: {standby.name}"
-        lines.append(f"SageAttention route for `{module}`: {route}")
-    return lines
 
 
 def _describe_optimization(entry: PlannedOptimization) -> str:

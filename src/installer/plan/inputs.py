@@ -5,7 +5,7 @@ the install DIR holds (its ComfyUI source and ref, its torch index, its config..
 the defaults. So the options a user gives are recorded in the state
 ([`RecordedInputs`][installer.core.records.RecordedInputs]), and a later run that does not
 give an option takes the recorded value; the plan lists each such input and where it came
-from ([`PlannedInput`][installer.plan.model.PlannedInput]), and every hint that names a
+from ([`PlannedInput`][installer.plan.records.PlannedInput]), and every hint that names a
 command repeats them ([`rerun_command`][installer.plan.inputs.rerun_command]).
 
 [`recorded_inputs`][installer.plan.inputs.recorded_inputs] is the one reader of those
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from installer.core.records import InstallState, RecordedInputs
-from installer.plan.model import InstallOptions, PlannedInput
+from installer.plan.records import InstallOptions, PlannedInput
 
 RECORDED_OPTIONS: dict[str, str] = {
     "config_path": "--config",

@@ -9,12 +9,15 @@ the compute capabilities, torch, CUDA build, Python and platform they fit; their
 sha256 comes from `tools_manifest.json`.
 
 SageAttention is chosen per module (`sageattention` for SageAttention 2,
-`sageattn3` for 3), by route, in this order: a prebuilt wheel whose sha256 is in
-the manifest → a build of the pinned source (`sageattention_sources`) when this
-machine can build it ([`installer.plan.sage_sources`][installer.plan.sage_sources]) →
+`sageattn3` for 3) by its routes, strategies planned best first
+([`installer.plan.sage_routes`][installer.plan.sage_routes]): a prebuilt wheel whose
+sha256 is in the manifest → a build of the pinned source (`sageattention_sources`) when
+this machine can build it ([`installer.plan.sage_sources`][installer.plan.sage_sources]) →
 `sageattention_fallback` (SageAttention 1 from PyPI) → nothing. Every route not
 taken carries its reason. When a build is planned, the fallback stands by: the
-step installs it only if that build fails.
+step installs it only if that build fails. The records
+([`PlannedOptimization`][installer.plan.optimization_records.PlannedOptimization],
+`PlannedWheel`) are re-exported here.
 
 [`plan_optimizations`][installer.plan.optimizations.plan_optimizations] is pure: it
 decides from data (the GPUs, the torch build, the Python) and gives every entry a
@@ -25,20 +28,9 @@ torch the venv really has.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from packaging.version import Version
-from pydantic import BaseModel, Field
 
-from installer.core.config import (
-    Dependencies,
-    OptimizationPackage,
-    RetryOptions,
-    SageAttentionFallback,
-    SageAttentionSource,
-    SageAttentionWheel,
-    ToolsManifest,
-)
+from installer.core.config import Dependencies, OptimizationPackage, ToolsManifest
 from installer.core.facts import BuildHost, GpuReport
 from installer.plan.compat import (
     Choice,
@@ -46,47 +38,14 @@ from installer.plan.compat import (
     as_ccs,
     cuda_of,
     driver_limit,
-    first_outside,
     requires_met,
     resolve_torch_constraint,
     sass_for,
-    select_sageattention_wheels,
 )
-from installer.plan.sage_sources import PlannedSource, plan_source
+from installer.plan.optimization_records import PlannedOptimization, PlannedWheel
+from installer.plan.sage_routes import SageContext, plan_sageattention
 
-
-class PlannedWheel(BaseModel):
-    """A wheel file to download, verify and install."""
-
-    filename: str
-    url: str
-    sha256: str | None = Field(description="From tools_manifest.json; None only if unverified.")
-    size: int | None = None
-
-
-class PlannedOptimization(BaseModel):
-    """One package of step 10 as the plan decided it."""
-
-    name: str
-    kind: Literal["package", "wheel", "source", "fallback"]
-    action: Literal["install", "skip"]
-    reason: str
-    distribution: str | None = None
-    requirement: str | None = Field(default=None, description="What uv is asked to install.")
-    import_name: str | None = None
-    install_options: list[str] = Field(default_factory=list)
-    extra_index_urls: list[str] = Field(default_factory=list)
-    retry: RetryOptions = Field(default_factory=RetryOptions)
-    required: bool = False
-    wheel: PlannedWheel | None = None
-    builds_from_source: bool = False
-    source: PlannedSource | None = Field(
-        default=None, description="The pinned source build (kind 'source')."
-    )
-    fallback_for: str | None = Field(
-        default=None,
-        description="The source build this entry replaces if that build fails (it stands by).",
-    )
+__all__ = ["PlannedOptimization", "PlannedWheel", "plan_optimizations"]
 
 
 def plan_optimizations(
@@ -159,20 +118,18 @@ def plan_optimizations(
         sage_gate = "SageAttention runs Triton kernels, which cannot work here: " + "; ".join(
             compiler_skips
         )
-    planned.extend(
-        _plan_sageattention(
-            deps,
-            manifest,
-            platform=platform,
-            gpu=gpu,
-            torch_version=torch_version,
-            torch_cuda=torch_cuda,
-            python_version=python_version,
-            gate_reason=sage_gate,
-            build_host=build_host,
-            allow_unverified=allow_unverified,
-        )
+    routes = SageContext(
+        deps=deps,
+        manifest=manifest,
+        platform=platform,
+        gpu=gpu,
+        torch_version=torch_version,
+        torch_cuda=torch_cuda,
+        python_version=python_version,
+        build_host=build_host,
+        allow_unverified=allow_unverified,
     )
+    planned.extend(plan_sageattention(routes, gate_reason=sage_gate))
     return planned
 
 
@@ -294,199 +251,3 @@ def _build_problem(
     )
     text = f"{note}; {compat}" if note else compat
     return Choice(text, text)
-
-
-def _wheel_entry(wheel: SageAttentionWheel, manifest: ToolsManifest) -> PlannedOptimization:
-    entry = manifest.files.get(wheel.filename)
-    return PlannedOptimization(
-        name=wheel.name,
-        kind="wheel",
-        action="skip",
-        reason="",
-        import_name=wheel.import_name,
-        requirement=wheel.filename,
-        wheel=PlannedWheel(
-            filename=wheel.filename,
-            url=wheel.url,
-            sha256=entry.sha256 if entry else None,
-            size=entry.size if entry else None,
-        ),
-    )
-
-
-def _source_entry(source: SageAttentionSource) -> PlannedOptimization:
-    return PlannedOptimization(
-        name=f"{source.name} (source)",
-        kind="source",
-        action="skip",
-        reason="",
-        distribution=source.distribution,
-        requirement=f"{source.distribution} @ git+{source.url}@{source.commit}",
-        import_name=source.import_name,
-        builds_from_source=True,
-    )
-
-
-def _fallback_entry(fallback: SageAttentionFallback) -> PlannedOptimization:
-    return PlannedOptimization(
-        name=f"{fallback.spec} (fallback)",
-        kind="fallback",
-        action="skip",
-        reason="",
-        requirement=fallback.spec,
-        import_name=fallback.import_name,
-        builds_from_source=fallback.build == "source",
-    )
-
-
-def _plan_sageattention(
-    deps: Dependencies,
-    manifest: ToolsManifest,
-    *,
-    platform: str,
-    gpu: GpuReport,
-    torch_version: Version | str,
-    torch_cuda: str | None,
-    python_version: Version | str,
-    gate_reason: str | None,
-    build_host: BuildHost | None,
-    allow_unverified: bool,
-) -> list[PlannedOptimization]:
-    section = deps.pip_packages
-    fallback = section.sageattention_fallback
-    if gate_reason is not None:
-        skipped = [
-            _wheel_entry(w, manifest).model_copy(update={"reason": gate_reason})
-            for w in section.sageattention_wheels
-        ]
-        skipped += [
-            _source_entry(s).model_copy(update={"reason": gate_reason})
-            for s in section.sageattention_sources
-        ]
-        if fallback is not None:
-            skipped.append(_fallback_entry(fallback).model_copy(update={"reason": gate_reason}))
-        return skipped
-    chosen, rejected = select_sageattention_wheels(
-        section.sageattention_wheels,
-        gpu.ccs,
-        torch_version,
-        torch_cuda,
-        python_version,
-        platform,
-    )
-    planned: list[PlannedOptimization] = []
-    wheel_for: dict[str, str] = {}
-    for choice in chosen:
-        entry = _wheel_entry(choice.value, manifest)
-        verified = entry.wheel is not None and entry.wheel.sha256 is not None
-        if not verified and not allow_unverified:
-            planned.append(
-                entry.model_copy(
-                    update={
-                        "reason": f"refused: {choice.value.filename} has no sha256 in "
-                        "tools_manifest.json (pass --allow-unverified to accept it)"
-                    }
-                )
-            )
-            continue
-        note = "" if verified else " (UNVERIFIED: no checksum, --allow-unverified)"
-        planned.append(
-            entry.model_copy(update={"action": "install", "reason": choice.reason + note})
-        )
-        wheel_for.setdefault(choice.value.import_name, choice.value.name)
-    planned.extend(
-        _wheel_entry(choice.value, manifest).model_copy(update={"reason": choice.reason})
-        for choice in rejected
-    )
-    built_for: dict[str, str] = {}
-    for source in section.sageattention_sources:
-        entry = _source_entry(source)
-        if source.import_name in wheel_for:
-            planned.append(
-                entry.model_copy(
-                    update={"reason": f"a prebuilt wheel fits ({wheel_for[source.import_name]})"}
-                )
-            )
-            continue
-        build = plan_source(
-            source,
-            platform=platform,
-            gpu=gpu,
-            torch_version=torch_version,
-            torch_cuda=torch_cuda,
-            python_version=python_version,
-            host=build_host,
-        )
-        if build.value is None:
-            planned.append(
-                entry.model_copy(
-                    update={"reason": f"no prebuilt wheel fits; not built here: {build.reason}"}
-                )
-            )
-            continue
-        planned.append(
-            entry.model_copy(
-                update={
-                    "action": "install",
-                    "source": build.value,
-                    "reason": f"no prebuilt wheel fits; {build.reason}",
-                }
-            )
-        )
-        built_for[source.import_name] = entry.name
-    if fallback is not None:
-        planned.append(_plan_fallback(fallback, gpu, wheel_for, built_for, build_host))
-    return planned
-
-
-def _plan_fallback(
-    fallback: SageAttentionFallback,
-    gpu: GpuReport,
-    wheel_for: dict[str, str],
-    built_for: dict[str, str],
-    build_host: BuildHost | None,
-) -> PlannedOptimization:
-    entry = _fallback_entry(fallback)
-    outside = first_outside(fallback.cc, gpu.ccs) if fallback.cc is not None else None
-    if fallback.import_name in wheel_for:
-        return entry.model_copy(update={"reason": "a prebuilt SageAttention wheel fits"})
-    if outside is not None:
-        return entry.model_copy(
-            update={"reason": f"supports compute capability {fallback.cc}, GPU is {outside}"}
-        )
-    tools = (
-        (build_host.compiler.ok, build_host.nvcc.ok) if build_host is not None else (False, False)
-    )
-    if fallback.build == "source" and not all(tools):
-        missing = [
-            name
-            for name, ok in zip(("a C++ compiler", "the CUDA toolkit (nvcc)"), tools, strict=True)
-            if not ok
-        ]
-        return entry.model_copy(
-            update={
-                "reason": f"no prebuilt wheel fits and building it needs {' and '.join(missing)}"
-            }
-        )
-    if fallback.import_name in built_for:
-        name = built_for[fallback.import_name]
-        return entry.model_copy(
-            update={
-                "fallback_for": name,
-                "reason": f"stands by: installed only if the {name} build fails",
-            }
-        )
-    how = (
-        "will COMPILE from source (--no-build-isolation)"
-        if fallback.build == "source"
-        else "a prebuilt wheel from the index"
-    )
-    options = ["--no-build-isolation"] if fallback.build == "source" else []
-    text = f"{fallback.description} ({how})" if fallback.description else how
-    return entry.model_copy(
-        update={
-            "action": "install",
-            "install_options": options,
-            "reason": f"no prebuilt SageAttention 2/3 wheel fits and none is built here; {text}",
-        }
-    )

@@ -11,25 +11,28 @@ picks that build instead, and says what the swap gains and what it gives up.
 It is a hook beside the torch choice, not part of its rules: it only runs with
 `--torch-index auto`, only swaps between builds that fit the GPUs and the driver
 (checked by [`variant_fits`][installer.plan.compat.variant_fits]), and only when the
-SageAttention routes get better for some module and worse for none (a prebuilt
-wheel beats a source build beats SageAttention 1 beats nothing). It never swaps a
-torch that is already installed: it says how to, instead.
+SageAttention routes get better for some module and worse for none (the routes'
+ranks, [`installer.plan.sage_routes`][installer.plan.sage_routes]: a prebuilt wheel
+beats a source build beats SageAttention 1 beats nothing). It never swaps a torch that
+is already installed: it says how to, instead. It plans step 10 only for the other
+build; the caller's plan of the preferred build is reused, and so is the other plan
+when the swap is made.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from packaging.version import Version
-
-from installer.core.config import Dependencies, ToolsManifest
+from installer.core.config import Dependencies
 from installer.core.facts import BuildHost, GpuReport, TorchInstalled
 from installer.plan.compat import TorchSelection, variant_fits
-from installer.plan.optimizations import PlannedOptimization, plan_optimizations
+from installer.plan.optimizations import PlannedOptimization
+from installer.plan.sage_routes import NONE, module_routes
 from installer.plan.sage_sources import cuda_major
 
-_RANK = {"wheel": 3, "source": 2, "fallback": 1}
-_ROUTE = {3: "a prebuilt wheel", 2: "a build from source", 1: "SageAttention 1", 0: "nothing"}
+PlanFor = Callable[[str | None, str | None], list[PlannedOptimization]]
+"""Step 10's plan for a torch CUDA build (`cu130`) and its index URL."""
 
 
 @dataclass(frozen=True)
@@ -38,56 +41,39 @@ class ToolkitTrade:
 
     selection: TorchSelection | None
     note: str | None = None
-
-
-def sage_routes(planned: list[PlannedOptimization]) -> dict[str, int]:
-    """Rank the SageAttention route of each module: 3 wheel, 2 source build, 1 fallback, 0 none.
-
-    Args:
-        planned: Step 10's entries.
-
-    Returns:
-        The best installing route per module (`sageattention`, `sageattn3`).
-    """
-    ranks: dict[str, int] = {}
-    for entry in planned:
-        if entry.kind not in _RANK or entry.import_name is None:
-            continue
-        rank = _RANK[entry.kind] if entry.action == "install" else 0
-        ranks[entry.import_name] = max(ranks.get(entry.import_name, 0), rank)
-    return ranks
+    planned: list[PlannedOptimization] | None = None
+    """Step 10's plan for the chosen build (None with only a note): planned once, reused."""
 
 
 def trade_for_toolkit(
     deps: Dependencies,
-    manifest: ToolsManifest,
     *,
     gpu: GpuReport,
     platform: str,
     selection: TorchSelection,
     request: str,
     host: BuildHost,
-    python_version: Version | str,
     installed: TorchInstalled | None,
-    allow_unverified: bool = False,
+    planned: list[PlannedOptimization],
+    plan_for: PlanFor,
 ) -> ToolkitTrade | None:
     """Return a torch build that lets SageAttention be built with this toolkit, if it is worth it.
 
     Args:
         deps: The configuration.
-        manifest: The wheel checksums.
         gpu: The GPUs and driver.
         platform: The target OS.
         selection: The torch build the configured preference chose.
         request: `--torch-index` (only `auto` is reconsidered).
         host: The compilers, nvcc, cores and memory.
-        python_version: The venv's Python.
         installed: The torch already in the venv, if any (never swapped).
-        allow_unverified: `--allow-unverified` (wheels without a checksum count).
+        planned: Step 10's plan for ``selection`` (made once by the caller).
+        plan_for: Plans step 10 for another build; called only when one is a candidate.
 
     Returns:
         None when nothing changes; else the other build with the reason for the swap (what it
-        gains and gives up), or, when torch is already installed, only a note on how to swap.
+        gains and gives up) and step 10's plan for it, or, when torch is already installed, only
+        a note on how to swap.
     """
     nvcc = host.nvcc_version
     if request != "auto" or selection.cuda is None or nvcc is None:
@@ -106,32 +92,20 @@ def trade_for_toolkit(
         return None
     other = candidates[0]
 
-    def plan(cuda: str, index_url: str | None) -> list[PlannedOptimization]:
-        return plan_optimizations(
-            deps,
-            manifest,
-            platform=platform,
-            gpu=gpu,
-            torch_version=deps.torch.torch_version,
-            torch_cuda=cuda,
-            torch_index_url=index_url,
-            python_version=python_version,
-            build_host=host,
-            allow_unverified=allow_unverified,
-        )
-
-    before = plan(selection.cuda, selection.index_url)
-    after = plan(other.name, other.index_url)
-    old, new = sage_routes(before), sage_routes(after)
+    before = planned
+    after = plan_for(other.name, other.index_url)
+    old, new = module_routes(before), module_routes(after)
     modules = sorted(set(old) | set(new))
-    if not any(new.get(m, 0) > old.get(m, 0) for m in modules) or any(
-        new.get(m, 0) < old.get(m, 0) for m in modules
+    rank_old = {m: old.get(m, NONE).rank for m in modules}
+    rank_new = {m: new.get(m, NONE).rank for m in modules}
+    if not any(rank_new[m] > rank_old[m] for m in modules) or any(
+        rank_new[m] < rank_old[m] for m in modules
     ):
         return None
     gains = "; ".join(
-        f"{m}: {_ROUTE[new.get(m, 0)]} instead of {_ROUTE[old.get(m, 0)]}"
+        f"{m}: {new.get(m, NONE).label} instead of {old.get(m, NONE).label}"
         for m in modules
-        if new.get(m, 0) != old.get(m, 0)
+        if rank_new[m] != rank_old[m]
     )
     why = (
         f"the CUDA toolkit here is nvcc {nvcc} (CUDA {nvcc.major}); torch's extension builder "
@@ -162,5 +136,6 @@ def trade_for_toolkit(
             f"{other.name} rather than {selection.variant} (the first configured build that "
             f"fits): {why}; {traded}{driver}",
             selection.warnings,
-        )
+        ),
+        planned=after,
     )

@@ -1,7 +1,7 @@
 """The steps of an install, one module per concern, each a `run_*` function.
 
 Every runner takes the [`StepContext`][installer.steps.context.StepContext]
-and its [`PlannedStep`][installer.plan.model.PlannedStep], does the work, and
+and its [`PlannedStep`][installer.plan.records.PlannedStep], does the work, and
 returns the outputs recorded in `state.json`. Runners decide nothing the plan
 did not already decide; they raise an
 [`InstallerError`][installer.core.errors.InstallerError] when they cannot finish.
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from installer.plan.model import PlannedStep
+from installer.plan.records import PlannedStep
 from installer.steps.context import StepContext
 
 StepRunner = Callable[[StepContext, PlannedStep], dict[str, Any]]
@@ -22,7 +22,16 @@ StepRunner = Callable[[StepContext, PlannedStep], dict[str, Any]]
 
 def runners() -> dict[str, StepRunner]:
     """Return the runner of each step id (imported on first use)."""
-    from installer.steps import launchers, optimize, packages, preflight, source, toolchain, verify
+    from installer.steps import (
+        launchers,
+        models,
+        optimizations,
+        packages,
+        preflight,
+        source,
+        toolchain,
+        verify,
+    )
 
     return {
         "preflight": preflight.run_preflight,
@@ -34,8 +43,8 @@ def runners() -> dict[str, StepRunner]:
         "torch": packages.run_torch,
         "requirements": packages.run_requirements,
         "custom_nodes": source.run_custom_nodes,
-        "optimizations": optimize.run_optimizations,
+        "optimizations": optimizations.run_optimizations,
         "launchers": launchers.run_launchers,
-        "models": optimize.run_models,
+        "models": models.run_models,
         "verify": verify.run_verify,
     }

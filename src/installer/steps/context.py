@@ -11,7 +11,7 @@ from installer.core.facts import Environment, GpuReport
 from installer.core.log import InstallerLogger
 from installer.core.records import InstallState
 from installer.edges.uv import Uv
-from installer.plan.model import InstallOptions, Plan
+from installer.plan.records import InstallOptions, Plan
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from installer.edges.state import atomic_write_text
-from installer.plan.model import PlannedStep
+from installer.plan.records import PlannedStep
 from installer.steps.context import StepContext
 
 

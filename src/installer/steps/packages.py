@@ -20,7 +20,7 @@ from installer.edges.proc import CommandResult
 from installer.edges.uv import TORCH_TRIO, write_constraints
 from installer.lock.check import lock_sources_mismatch
 from installer.lock.install import install_from_lock
-from installer.plan.model import PlannedStep
+from installer.plan.records import PlannedStep
 from installer.steps.context import StepContext
 
 

@@ -7,8 +7,8 @@ import tempfile
 from typing import Any
 
 from installer.core.errors import EnvironmentUnsupportedError
-from installer.plan.model import PlannedStep
 from installer.plan.preflight import blocking_error, preflight_blockers
+from installer.plan.records import PlannedStep
 from installer.steps.context import StepContext
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from installer.edges.git import checkout_pinned
-from installer.plan.model import PlannedStep
+from installer.plan.records import PlannedStep
 from installer.steps.context import StepContext
 from installer.steps.packages import held_install, lock_path
 

@@ -10,7 +10,7 @@ from packaging.version import InvalidVersion, Version
 
 from installer.core.errors import CommandFailedError, EnvironmentUnsupportedError
 from installer.core.records import now_iso
-from installer.plan.model import PlannedStep, parse_steps
+from installer.plan.records import PlannedStep, parse_steps
 from installer.steps.context import StepContext
 
 

@@ -10,7 +10,7 @@ from installer.core.errors import CommandFailedError, StepFailedError
 from installer.core.proof import PROOF_KEY, proof_from_outputs
 from installer.edges.kitchen import KITCHEN_CODE, kitchen_report
 from installer.edges.proc import run_command
-from installer.plan.model import PlannedStep
+from installer.plan.records import PlannedStep
 from installer.steps.context import StepContext
 
 _PROBE = (

@@ -50,7 +50,7 @@ from installer.core.errors import ConfigError, InstallerError, IntegrityError, U
 from installer.core.log import InstallerLogger, redact
 from installer.edges.download.auth import DEFAULT_TOKEN_HOSTS
 from installer.edges.download.policy import check_request
-from installer.edges.download.progress import NoProgress, ProgressSink, RichProgress
+from installer.edges.download.progress import NoProgress, ProgressSink
 from installer.edges.download.retry import DEFAULT_RETRY, RetryPolicy
 from installer.edges.download.transfer import FileDownload, replace_if_different
 
@@ -289,10 +289,9 @@ def _run_downloads(
     if not requests:
         return []
     cancel = threading.Event()
+    display = log.transfer_display if log.interactive else None
     sink: contextlib.AbstractContextManager[ProgressSink] = (
-        RichProgress(log.console, requests)
-        if log.interactive
-        else contextlib.nullcontext(NoProgress())
+        display(requests) if display is not None else contextlib.nullcontext(NoProgress())
     )
     with make_client(jobs=jobs, timeout=timeout) as client, sink as progress:
         tasks = [

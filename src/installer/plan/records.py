@@ -1,7 +1,7 @@
 """The plan as data: the steps, their dependencies, the options, and the `Plan` record.
 
-[`Plan`][installer.plan.model.Plan] is what `install --dry-run --json` prints and
-what the executor runs; [`InstallOptions`][installer.plan.model.InstallOptions] is
+[`Plan`][installer.plan.records.Plan] is what `install --dry-run --json` prints and
+what the executor runs; [`InstallOptions`][installer.plan.records.InstallOptions] is
 what the user asked for. How a plan is computed lives in
 [`installer.plan.build`][installer.plan.build].
 """
@@ -94,6 +94,8 @@ class InstallOptions:
     """The arguments as typed (after `comfy-install`), for the hint to run them again."""
     no_lock: bool = False
     lock_dir: Path | None = None
+    tune: bool = True
+    """`--tune/--no-tune`: measure attention on this machine's GPU at the end."""
     given: frozenset[str] = frozenset()
     """Names of the fields above the user gave on the command line (not left at defaults)."""
     recorded: frozenset[str] = frozenset()
@@ -201,6 +203,13 @@ class PlannedStep(BaseModel):
     depends_on: list[str] = Field(default_factory=list)
 
 
+class TunePlan(BaseModel):
+    """Whether `install` measures attention at its end (`comfy-install tune`), and why."""
+
+    action: Literal["run", "skip"]
+    reason: str
+
+
 class Plan(BaseModel):
     """Everything `install` will do, decided before anything is done."""
 
@@ -225,6 +234,10 @@ class Plan(BaseModel):
     optimizations: list[PlannedOptimization] = Field(default_factory=list)
     models: int = 0
     steps: list[PlannedStep] = Field(default_factory=list)
+    tune: TunePlan | None = Field(
+        default=None,
+        description="The measuring of attention after the last step (None: not decided).",
+    )
     warnings: list[str] = Field(default_factory=list)
     blocking: list[Blocker] = Field(
         default_factory=list,
@@ -312,3 +325,26 @@ def install_tune_skip(gpu_option: str, only: Sequence[str]) -> str | None:
     if only:
         return "--only: a partial install"
     return None
+
+
+def plan_install_tune(options: InstallOptions, has_nvidia: bool, gpu_reason: str) -> TunePlan:
+    """Decide whether `install` measures attention at its end (the plan's `tune`).
+
+    Only a whole install for this machine's NVIDIA GPU is measured; at run time a calibration
+    that still describes the machine is kept (`tune` then measures nothing).
+
+    Args:
+        options: The install options; `tune`, `gpu` and `only` are read.
+        has_nvidia: The plan's GPUs include an NVIDIA one.
+        gpu_reason: How the GPUs were learned (shown when there is none).
+    """
+    skip = "--no-tune" if not options.tune else install_tune_skip(options.gpu, options.only)
+    if skip is None and not has_nvidia:
+        skip = f"no NVIDIA GPU ({gpu_reason})"
+    if skip is not None:
+        return TunePlan(action="skip", reason=skip)
+    return TunePlan(
+        action="run",
+        reason="measure attention on this GPU at the end (comfy-install tune), "
+        "unless the calibration is current",
+    )

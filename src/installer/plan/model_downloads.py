@@ -1,10 +1,10 @@
 """The model downloads of a manifest, checked and planned before anything is fetched.
 
-[`plan_model_downloads`][installer.plan.models.plan_model_downloads] turns the `models` entries of
-a model manifest (or of `dependencies.json`) into download requests: an unknown kind, a file name
-that would leave its folder, two entries writing one file or (unless allowed) an entry without a
-sha256 is refused with the JSON path of the entry. Pure: the planner runs it for the plan of
-install step 12, the `models download` command before its transfers.
+[`plan_model_downloads`][installer.plan.model_downloads.plan_model_downloads] turns the
+`models` entries of a model manifest (or of `dependencies.json`) into download requests: an
+unknown kind, a file name that would leave its folder, two entries writing one file or (unless
+allowed) an entry without a sha256 is refused with the JSON path of the entry. Pure: the planner
+runs it for the plan of install step 12, the `models download` command before its transfers.
 """
 
 from __future__ import annotations

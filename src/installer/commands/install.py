@@ -1,0 +1,81 @@
+"""`comfy-install install`: plan the install of DIR, run it, and measure attention at its end.
+
+[`plan_install`][installer.commands.install.plan_install] is the whole of `--dry-run`;
+[`install`][installer.commands.install.install] runs the plan under the install lock
+(through [`installer.commands.executor`][installer.commands.executor]) and then does
+what the plan's `tune` says. Both return data; the CLI renders it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from installer.commands.executor import ExecutionResult, OnSummary
+    from installer.core.log import InstallerLogger
+    from installer.plan.records import InstallOptions, Plan
+
+
+@dataclass(frozen=True)
+class InstallOutcome:
+    """What a run of `install` did: the steps, and the measuring of attention at its end."""
+
+    result: ExecutionResult
+    tune: dict[str, Any] | None = None
+    """The `tune` entry of `install --json`; None when the install failed before it."""
+
+    def as_data(self) -> dict[str, Any]:
+        """Return the outcome as the `data` of the JSON envelope."""
+        data = self.result.as_data()
+        return data if self.tune is None else {**data, "tune": self.tune}
+
+
+def plan_install(options: InstallOptions) -> Plan:
+    """Return the plan `install` would run with these options (`--dry-run`): nothing changes.
+
+    Args:
+        options: What the user asked for.
+
+    Raises:
+        ConfigError: A configuration file is invalid (exit code 2).
+        UsageError: Contradictory options (exit code 2).
+        PlanError: No plan fits (exit code 2).
+    """
+    from installer.commands.planning import make_plan
+
+    return make_plan(options).plan
+
+
+def install(
+    options: InstallOptions, log: InstallerLogger, on_summary: OnSummary | None = None
+) -> InstallOutcome:
+    """Run the install, then measure attention if the plan says so (never failing the install).
+
+    Args:
+        options: What the user asked for (not a dry run).
+        log: Terminal and log-file output.
+        on_summary: Shows the summary of the steps, before attention is measured (the CLI's
+            table; see [`run_plan`][installer.commands.executor.run_plan]).
+
+    Returns:
+        The outcome; ``outcome.result.error`` holds the error a failed run ended with (nothing is
+        measured then).
+
+    Raises:
+        InstallerError: Before any step ran (bad config, lock held, a blocked plan).
+        InterruptedByUserError: Ctrl-C or SIGTERM (exit code 130).
+    """
+    from installer.commands.executor import execute
+
+    result = execute(options, log, on_summary)
+    if result.error is not None:
+        return InstallOutcome(result)
+    tune = None if result.plan is None else result.plan.tune
+    if tune is None or tune.action == "skip":
+        reason = "not planned" if tune is None else tune.reason
+        return InstallOutcome(result, {"status": "skipped", "reason": reason})
+    from installer.bench.tune import tune_after_install  # heavy: only when it may measure
+
+    measured = tune_after_install(options.install_dir, options.gpu, options.only, log)
+    return InstallOutcome(result, measured)
