@@ -98,6 +98,10 @@ def read_state(install_dir: Path) -> tuple[InstallState | None, str | None]:
 def _refuse_newer(path: Path, data: dict[str, Any]) -> None:
     """Raise StateTooNewError when ``data`` names a state schema newer than this one's."""
     version = data.get("schema_version")
+    if isinstance(version, str) and version.strip().isdigit():
+        version = int(version)  # as pydantic would read it
+    if isinstance(version, float) and version.is_integer():
+        version = int(version)
     if not isinstance(version, int) or isinstance(version, bool):
         return
     if version <= STATE_SCHEMA_VERSION:
