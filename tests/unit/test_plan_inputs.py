@@ -35,6 +35,12 @@ def test_every_recorded_option_is_a_field_of_both_records() -> None:
     assert set(RECORDED_OPTIONS) == set(RecordedInputs.model_fields)
 
 
+def test_the_install_command_marks_every_recorded_option_given() -> None:
+    from installer.cli.install import _RECORDABLE
+
+    assert set(_RECORDABLE.values()) == set(RECORDED_OPTIONS)
+
+
 def test_options_not_given_come_from_the_record() -> None:
     options, record = apply_recorded(InstallOptions(install_dir=DIR), RECORDED)
     assert options.config_path == Path("/etc/deps.json")

@@ -91,7 +91,9 @@ def read_state(install_dir: Path) -> tuple[InstallState | None, str | None]:
             why = f"{where}: {first['msg']}"
     return None, (
         f"{path} is damaged ({why}); every step will be checked against what DIR holds "
-        "(a working venv and a clone at its commit are kept)"
+        "(a working venv and a clone at its commit are kept). The options the install "
+        "recorded are lost with it: give them again if it was made with any "
+        "(--comfyui-url, --comfyui-ref, --torch-index, --config ...)"
     )
 
 
