@@ -97,11 +97,12 @@ def test_damaged_state_is_moved_aside_and_nothing_is_lost(case: Case, damage: st
     assert settled.code == 0 and "unusable state" not in settled.stderr, settled.stderr
 
 
-def test_state_of_a_newer_comfy_install_is_refused(case: Case) -> None:
+@pytest.mark.parametrize("version", [99, "99", 99.0])
+def test_state_of_a_newer_comfy_install_is_refused(case: Case, version: object) -> None:
     module = add_user_package(case)
     before = Snapshot.take(case.dir, module)
     data = json.loads(state_file(case).read_text())
-    data.update(schema_version=99, tool_version="9.0.0")
+    data.update(schema_version=version, tool_version="9.0.0", generations=[{"id": 1}])
     state_file(case).write_text(json.dumps(data))
     written = state_file(case).read_bytes()
     for extra in ((), ("--dry-run",), ("--json",)):

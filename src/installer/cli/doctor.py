@@ -27,6 +27,6 @@ def doctor(
             print_json(command, report)
         else:
             title = f"comfy-install doctor ({__version__})"
-            render_checks(checks_from_report(report), stdout_console(), title)
+            render_checks(checks_from_report(report), stdout_console(soft_wrap=True), title)
 
     guarded(command, as_json, log, verbose, body)

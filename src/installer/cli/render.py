@@ -21,10 +21,14 @@ if TYPE_CHECKING:
     from installer.plan.records import Plan
 
 
-def stdout_console() -> Console:
+def stdout_console(*, soft_wrap: bool = False) -> Console:
     """A console on stdout (for requested output such as the plan), colours as for stderr.
 
     Colours are on only for a terminal and when `NO_COLOR` is not set.
+
+    Args:
+        soft_wrap: Print each line of text whole, never broken at the width (reports that
+            are grepped or saved: `status`, `doctor`); tables still fit the width.
     """
     import os
     import sys
@@ -32,7 +36,7 @@ def stdout_console() -> Console:
     from rich.console import Console
 
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    return Console(file=sys.stdout, no_color=not color, highlight=False, soft_wrap=False)
+    return Console(file=sys.stdout, no_color=not color, highlight=False, soft_wrap=soft_wrap)
 
 
 _ACTION_STYLE = {"run": "bold green", "skip": "yellow", "done": "dim"}

@@ -22,6 +22,6 @@ def status(
         if as_json:
             print_json(command, report)
         else:
-            render_status(report, stdout_console())
+            render_status(report, stdout_console(soft_wrap=True))
 
     guarded(command, as_json, log, False, body)

@@ -84,12 +84,12 @@ def with_locks(probe: InstallProbe, options: InstallOptions) -> InstallProbe:
         probe: The probe of DIR.
         options: The install options; `no_lock` and `lock_dir` are read.
 
-    Raises:
-        UsageError: `--lock-dir` is not a folder.
-
     Returns:
         A copy of ``probe`` with its `lock_headers` and `lock_problems` set (``probe`` itself
         with `--no-lock`).
+
+    Raises:
+        UsageError: `--lock-dir` is not a folder.
     """
     if options.no_lock:
         return probe
@@ -197,15 +197,15 @@ def inputs_to_record(options: InstallOptions) -> RecordedInputs:
 def make_plan(options: InstallOptions, *, probe_build_tools: bool | None = None) -> PlanContext:
     """Load config, detect the machine and GPUs, probe DIR, and build the plan.
 
+    The options the user did not give are first taken from the inputs DIR's install
+    recorded ([`with_recorded_inputs`][installer.commands.planning.with_recorded_inputs]):
+    the context holds the options the plan was made from.
+
     Args:
         options: What the user asked for.
         probe_build_tools: Look for a C++ compiler and nvcc (`doctor` does); None: only when
             something may be built from source (a SageAttention source entry, or a fallback
             built from source).
-
-    The options the user did not give are first taken from the inputs DIR's install
-    recorded ([`with_recorded_inputs`][installer.commands.planning.with_recorded_inputs]):
-    the context holds the options the plan was made from.
 
     Raises:
         StateTooNewError: DIR's state was written by a newer comfy-install (exit code 3).

@@ -9,8 +9,9 @@ configuration files' models and their reading),
 found and what `state.json` holds, as frozen records the planner reads),
 [`proof`][installer.core.proof] (the accelerator proof as recorded in the step outputs),
 [`lockfile`][installer.core.lockfile] (the lock file format, read by planner and lock feature),
-[`downloads`][installer.core.downloads] (a download's request and result) and
-[`filenames`][installer.core.filenames] (safe file names from untrusted text).
+[`downloads`][installer.core.downloads] (a download's request and result),
+[`filenames`][installer.core.filenames] (safe file names from untrusted text) and
+[`git_arguments`][installer.core.git_arguments] (URLs and refs git can never read as options).
 May import: the standard library and third-party libraries only; nothing else of
 `installer`.
 """

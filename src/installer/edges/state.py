@@ -91,13 +91,19 @@ def read_state(install_dir: Path) -> tuple[InstallState | None, str | None]:
             why = f"{where}: {first['msg']}"
     return None, (
         f"{path} is damaged ({why}); every step will be checked against what DIR holds "
-        "(a working venv and a clone at its commit are kept)"
+        "(a working venv and a clone at its commit are kept). The options the install "
+        "recorded are lost with it: give them again if it was made with any "
+        "(--comfyui-url, --comfyui-ref, --torch-index, --config ...)"
     )
 
 
 def _refuse_newer(path: Path, data: dict[str, Any]) -> None:
     """Raise StateTooNewError when ``data`` names a state schema newer than this one's."""
     version = data.get("schema_version")
+    if isinstance(version, str) and version.strip().isdigit():
+        version = int(version)  # as pydantic would read it
+    if isinstance(version, float) and version.is_integer():
+        version = int(version)
     if not isinstance(version, int) or isinstance(version, bool):
         return
     if version <= STATE_SCHEMA_VERSION:

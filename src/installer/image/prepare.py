@@ -173,7 +173,7 @@ def prepare(
 
     if request.image_format not in FORMATS:
         raise UsageError(f"--format {request.image_format}: expected one of {', '.join(FORMATS)}.")
-    if request.platform != "linux":
+    if request.platform.strip().lower() != "linux":
         raise UsageError(
             f"--platform {request.platform}: images are Linux images.", "Use --platform linux."
         )
