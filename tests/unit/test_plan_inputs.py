@@ -16,7 +16,7 @@ from installer.plan.inputs import (
     rerun_command,
     withheld_warnings,
 )
-from installer.plan.model import InstallOptions
+from installer.plan.records import InstallOptions
 
 DIR = Path("/srv/comfy")
 RECORDED = RecordedInputs(
