@@ -29,8 +29,9 @@ def install_status(install_dir: Path) -> dict[str, Any]:
 
     Returns:
         The `data` of `status --json`: `install_dir`, `tool_version`, `updated_at`, a `summary`
-        (ComfyUI, torch, Python, optimizations, `accelerators`: the newest proof) and each of
-        the `steps`.
+        (ComfyUI, torch, Python, optimizations, `accelerators`: the newest proof), each of the
+        `steps`, the `calibration`, and the `fleet` of `launch --gpus` (GPU, name, port, URL,
+        pid, running, ready; empty without one).
 
     Raises:
         UsageError: DIR holds no install state (exit code 2).
@@ -79,7 +80,15 @@ def install_status(install_dir: Path) -> dict[str, Any]:
         "summary": summary,
         "steps": steps,
         "calibration": _calibration(install_dir),
+        "fleet": _fleet(install_dir),
     }
+
+
+def _fleet(install_dir: Path) -> list[dict[str, Any]]:
+    """The ComfyUIs `launch --gpus` started from DIR (none without a set): GPU, port, pid, ready."""
+    from installer.launch.fleet import fleet_status
+
+    return fleet_status(install_dir)
 
 
 def _calibration(install_dir: Path) -> dict[str, Any]:
@@ -165,6 +174,22 @@ def render_status(report: dict[str, Any], console: Console) -> None:
         console.print(escape(f"  {package['name']}: {package['status']} ({package['reason']})"))
     for line in proof_lines(summary.get("accelerators")):
         console.print(escape(line))
+    fleet = report.get("fleet") or []
+    if fleet:
+        members = Table(title="ComfyUI per GPU (launch --gpus)")
+        for column in ("GPU", "name", "port", "pid", "ready"):
+            members.add_column(column)
+        for m in fleet:
+            ready = (
+                "[green]ready[/]"
+                if m["ready"]
+                else ("[yellow]running[/]" if m["running"] else "[dim]stopped[/]")
+            )
+            members.add_row(
+                str(m["gpu"]), escape(str(m["name"] or "")), str(m["port"] or ""),
+                str(m["pid"] or ""), ready,
+            )  # fmt: skip
+        console.print(members)
     calibration = report.get("calibration")
     if calibration:
         hint = f" — {calibration['hint']}" if calibration.get("hint") else ""
