@@ -125,6 +125,7 @@ def test_a_cpu_image_asks_for_no_gpu() -> None:
     assert "nvidia.com/gpu" not in json.dumps(pod)
     assert {"runtimeClassName", "tolerations", "affinity"}.isdisjoint(pod)
     assert pod["containers"][0]["image"] == "comfy-install:0.1.0-cpu"
+    assert pod["containers"][0]["args"] == ["--cpu"]
 
 
 def test_the_context_gives_tag_and_port_and_must_match_the_gpu(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ def _comfy_kitchen():
         report["error"] = type(exc).__name__ + ": " + str(exc)
     return report
 """
+"""The function the venv's Python runs to report comfy-kitchen and its back ends."""
 
 MARKER = "COMFY_INSTALL_KITCHEN "
 

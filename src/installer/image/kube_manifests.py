@@ -25,7 +25,8 @@ applied:
 - a Service in front of the pods, on the image's port.
 
 A CPU image (`--gpu none`) gets the same objects without GPU resources, runtime
-class, tolerations or GPU affinity (that is what `podman kube play` runs here).
+class, tolerations or GPU affinity, and ComfyUI's `--cpu` as the container's
+arguments (that is what `podman kube play` runs in the real image test).
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ def _container(spec: KubeSpec) -> dict[str, Any]:
         requests[GPU_RESOURCE] = 1
         limits[GPU_RESOURCE] = 1
     startup = math.ceil(startup_seconds(spec) / PROBE_PERIOD_S)
-    return {
+    container: dict[str, Any] = {
         "name": "comfyui",
         "image": spec.image,
         "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
@@ -182,6 +183,9 @@ def _container(spec: KubeSpec) -> dict[str, Any]:
         "readinessProbe": _probe("/object_info", PROBE_PERIOD_S, 10, 3),
         "livenessProbe": _probe("/object_info", 30, 10, 3),
     }
+    if not spec.has_gpu:
+        container["args"] = ["--cpu"]  # after the entrypoint's `--`: ComfyUI's own option
+    return container
 
 
 def _deployment(spec: KubeSpec, models: str, tune: str) -> dict[str, Any]:
