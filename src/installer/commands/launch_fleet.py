@@ -37,8 +37,8 @@ from installer.launch.fleet import (
     MemberLaunch,
     copy_calibration,
     fleet_dir,
+    full_environment,
     member_dir,
-    member_environment,
     recorded_members,
     start_fleet,
     stop_fleet,
@@ -51,11 +51,11 @@ from installer.plan.fleet import (
     FleetPlan,
     check_distinct_ports,
     member_args,
+    member_environment,
     member_report,
     plan_fleet,
     select_gpus,
 )
-from installer.plan.fleet import member_environment as fleet_variables
 from installer.plan.launch import LaunchFacts, LaunchRequest, plan_launch
 from installer.plan.launch_attention import usable_calibration
 from installer.plan.launch_settings import EXTRA_ARGS_ENV, find_option, split_extra_args
@@ -94,13 +94,14 @@ def launch_gpus(
     install_dir = request.install_dir
     if len(chosen) == 1:
         gpu = chosen[0]
-        extra = request.extra_args
+        extra, child_env = request.extra_args, env
         if len(facts.gpu.gpus) > 1 and not find_option(extra, "--cuda-device")[0]:
             extra = (*extra, "--cuda-device", str(gpu.index))
+            child_env = {**env, **member_environment(env)}
         one = replace(request, extra_args=extra)
         single = replace(facts, gpu=member_report(facts.gpu, gpu))
         plan = plan_launch(one, single, env)
-        outcome = run_comfyui(plan, single, one, log, environ={**env, **fleet_variables(env)})
+        outcome = run_comfyui(plan, single, one, log, environ=child_env)
         return {**outcome.as_data(), "gpu": gpu.index}
     fleet = plan_fleet(chosen, request.port)
     if request.tune and _measures_on_gpu(facts, request, env):
@@ -135,7 +136,7 @@ def _member_launch(
     )
     plan = plan_launch(own, member_facts, env)
     return MemberLaunch(
-        member, member_facts, plan, member_environment(plan, env, fleet_variables(env))
+        member, member_facts, plan, full_environment(plan, env, member_environment(env))
     )
 
 

@@ -156,12 +156,11 @@ def _prepare(launches: Sequence[MemberLaunch], install_dir: Path, log: Installer
         if status != "current":
             log.warn(f"in-process tuning is skipped: the tuning shim is {status}")
     for launch in launches:
+        member_dir(install_dir, launch.member).mkdir(parents=True, exist_ok=True)
         attention = launch.plan.attention
         if attention is not None and attention.routes is not None and attention.routes_path:
             Path(attention.routes["counts_file"]).unlink(missing_ok=True)
             write_routes(attention.routes_path, attention.routes)
-        folder = member_dir(install_dir, launch.member)
-        folder.mkdir(parents=True, exist_ok=True)
 
 
 @dataclass
@@ -440,7 +439,7 @@ def copy_calibration(source: Path, target: Path) -> None:
     partial.replace(target)
 
 
-def member_environment(
+def full_environment(
     plan: LaunchPlan, base: Mapping[str, str], extra: Mapping[str, str]
 ) -> dict[str, str]:
     """Return a member's full environment: ``base``, the plan's variables, the fleet's.
