@@ -3,7 +3,8 @@
 Behind the `image` marker (and `real`), deselected by default; run it with
 `pytest -m image -n 0 -s tests/e2e/test_image_real.py` (about 6 minutes on 2 cores, 12 with
 `COMFY_IMAGE_RESULTS`).
-Needs root, buildah and debootstrap (`apt-get install -y buildah debootstrap`), the package
+Needs root, buildah and debootstrap (`apt-get install -y buildah debootstrap`; podman and
+runc for the Kubernetes part: `apt-get install -y podman runc`), the package
 registry, and the real ComfyUI bundle (`support.real`). No image registry is needed: the base
 image is a debootstrap'd Debian (see `support.image_base`). Buildah builds with chroot isolation
 (`BUILDAH_ISOLATION=chroot`), which works where user namespaces do not; its storage driver is
@@ -18,10 +19,12 @@ What it proves: the cold build's entrypoint (the start script: no GPU here, so n
 then `launch`) answers `/object_info` under `buildah run`; a second build with
 the same inputs comes whole from the layer cache (the same image ID); a build with another tag
 through podman reuses every file-system layer (only metadata follows the install); the OCI
-format carries the labels as annotations. The images it builds are removed at the end (the
-base image stays, a few hundred MB). With `COMFY_IMAGE_RESULTS=FILE` it also builds the plain
-image people write by hand (same base, `pip install` torch and ComfyUI's requirements) and
-writes the numbers as JSON to FILE.
+format carries the labels as annotations; the manifests `image kube` writes for the image run
+under `podman kube play` (a Deployment with its claims and Service) until `/object_info`
+answers through the pod's published port, then `podman kube down` ends them. The images it
+builds are removed at the end (the base image stays, a few hundred MB). With
+`COMFY_IMAGE_RESULTS=FILE` it also builds the plain image people write by hand (same base,
+`pip install` torch and ComfyUI's requirements) and writes the numbers as JSON to FILE.
 """
 
 from __future__ import annotations
@@ -213,6 +216,79 @@ def _annotations_of_an_oci_build(base: str, workdir: Path, labels: dict[str, str
     return _inspect(OCI_TAG).get("ImageAnnotations") or {}
 
 
+KUBE_NAME = "comfy-install-test"
+
+
+def _podman_conf(workdir: Path) -> Path:
+    """A containers.conf for `podman kube play` where the pod's runtime is boxed in.
+
+    Here (a container itself) crun may not raise rlimits to podman's defaults and refuses
+    a cgroup v1/v2 hybrid; lower limits, cgroupfs and runc (when installed) run the pod.
+    """
+    lines = ["[containers]", 'default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]']
+    lines += ["[engine]", 'cgroup_manager = "cgroupfs"']
+    if shutil.which("runc"):
+        lines.append('runtime = "runc"')
+    path = workdir / "containers.conf"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _kube_play_to_object_info(tag: str, context: Path, workdir: Path) -> dict[str, Any]:
+    """`image kube` for the built image, `podman kube play` it, `/object_info`, `kube down`.
+
+    Podman 4.3 publishes a pod's port only through `hostPort`, which the manifests leave
+    to the cluster, so the test adds one to the written file. The claims become podman
+    volumes, which `kube down` keeps; they are removed at the end.
+    """
+    import yaml
+
+    written = subprocess.run(
+        [cli_path(), "image", "kube", str(context), "--gpu", "none", "--image", tag,
+         "--name", KUBE_NAME, "--json"],
+        capture_output=True, text=True, env=_env(), timeout=120,
+    )  # fmt: skip
+    assert written.returncode == 0, written.stderr
+    data: dict[str, Any] = json.loads(written.stdout)["data"]
+    manifests = list(yaml.safe_load_all(Path(data["path"]).read_text()))
+    port = free_port()
+    [deployment] = [m for m in manifests if m["kind"] == "Deployment"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["--cpu"]
+    container["ports"][0]["hostPort"] = port
+    played = workdir / "played.yaml"
+    played.write_text(yaml.safe_dump_all(manifests, sort_keys=False))
+    env = {**_env(), "CONTAINERS_CONF": str(_podman_conf(workdir))}
+    volumes = [f"{KUBE_NAME}-models", f"{KUBE_NAME}-tune"]
+    start = time.monotonic()
+    play = subprocess.run(["podman", "kube", "play", str(played)], capture_output=True,
+                          text=True, env=env, timeout=300)  # fmt: skip
+    try:
+        assert play.returncode == 0, play.stdout + play.stderr
+        url = f"http://127.0.0.1:{port}/object_info"
+        while time.monotonic() - start < 600:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    if answer.status == 200 and "KSampler" in json.loads(answer.read()):
+                        break
+            except OSError:
+                time.sleep(1)
+        else:
+            logs = subprocess.run(["podman", "pod", "logs", f"{KUBE_NAME}-pod-0"],
+                                  capture_output=True, text=True, env=env)  # fmt: skip
+            pytest.fail(f"/object_info did not answer through the pod: {logs.stdout[-3000:]}")
+        seconds = time.monotonic() - start
+    finally:
+        down = subprocess.run(["podman", "kube", "down", str(played)], capture_output=True,
+                              text=True, env=env, timeout=300)  # fmt: skip
+        subprocess.run(["podman", "volume", "rm", "--force", *volumes], capture_output=True,
+                       env=env)  # fmt: skip
+    assert down.returncode == 0, down.stderr
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/object_info", timeout=2)
+    return {"kube_play_to_object_info_s": round(seconds, 1), "objects": data["objects"]}
+
+
 @pytest.fixture
 def images() -> Iterator[None]:
     """Start cold (no image or intermediate layer of an earlier run) and leave nothing behind."""
@@ -266,6 +342,7 @@ def test_real_image_builds_caches_and_answers(tmp_path: Path, images: None) -> N
         assert annotations.get(key) == value, key
 
     to_object_info = _run_to_object_info(TAG, entrypoint)
+    kube = _kube_play_to_object_info(TAG, context, tmp_path) if shutil.which("podman") else None
     numbers: dict[str, Any] = {
         "build_cold_s": cold["build"]["seconds"],
         "build_cached_s": cached["build"]["seconds"],
@@ -276,6 +353,7 @@ def test_real_image_builds_caches_and_answers(tmp_path: Path, images: None) -> N
         "image_bytes": _size(TAG),
         "base_image_bytes": _size(base),
         "run_to_object_info_s": round(to_object_info, 1),
+        "kube_play_to_object_info_s": kube["kube_play_to_object_info_s"] if kube else None,
     }
     results = os.environ.get("COMFY_IMAGE_RESULTS")
     if results:

@@ -27,6 +27,7 @@ from installer.cli.options import (
     ExtraIndexUrlOpt,
     FindLinksOpt,
     ImagePlatformOpt,
+    ImagePortOpt,
     IndexUrlOpt,
     JsonOpt,
     NoLockOpt,
@@ -188,3 +189,93 @@ def _render(data: dict[str, Any]) -> str:
     lines += [f"    {s['id']}: {s['action']} ({s['reason']})" for s in install["steps"]]
     lines.append("  context files: " + ", ".join(data["context_files"]))
     return "\n".join(lines) + "\n"
+
+
+@image_app.command("kube")
+def kube(
+    directory: ContextArg,
+    gpu: TargetGpuOpt,
+    cuda_driver: CudaDriverOpt = None,
+    replicas: Annotated[int, typer.Option("--replicas", min=1, help="Pods, one GPU each.")] = 1,
+    image: Annotated[
+        str | None,
+        typer.Option("--image", help="The image the pods run (default: the context's tag)."),
+    ] = None,
+    port: ImagePortOpt = None,
+    name: Annotated[
+        str, typer.Option("--name", help="Name of the Deployment, Service and claims.")
+    ] = "comfyui",
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", help="Folder of the manifests (default: DIR-kube beside DIR)."),
+    ] = None,
+    models_writable: Annotated[
+        bool,
+        typer.Option(
+            "--models-writable",
+            help="Downloads run inside the pods: the models claim is ReadWriteMany "
+            "(default ReadOnlyMany).",
+        ),
+    ] = False,
+    models_size: Annotated[
+        str, typer.Option("--models-size", help="Size of the models claim.")
+    ] = "200Gi",
+    gpu_memory: Annotated[
+        float | None,
+        typer.Option(
+            "--gpu-memory",
+            min=1,
+            help="GiB of GPU memory the models need (nodes with less are not chosen).",
+        ),
+    ] = None,
+    gpu_product: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gpu-product",
+            help="Only nodes with this nvidia.com/gpu.product label (repeatable), e.g. "
+            "NVIDIA-H100-80GB-HBM3.",
+        ),
+    ] = None,
+    runtime_class: Annotated[
+        str,
+        typer.Option("--runtime-class", help="RuntimeClass of the pods ('' for none)."),
+    ] = "nvidia",
+    storage_class: Annotated[
+        str | None, typer.Option("--storage-class", help="StorageClass of the claims.")
+    ] = None,
+    tune_budget: Annotated[
+        int, typer.Option("--tune-budget", min=1, help="Seconds of the first start's tune.")
+    ] = 60,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write Kubernetes manifests for DIR's image beside it (DIR-kube/comfyui.yaml)."""
+    from installer.cli.common import guarded, make_logger, print_json
+    from installer.image.kube import KubeRequest, write_kube
+
+    request = KubeRequest(
+        directory=directory,
+        gpu=gpu,
+        cuda_driver=cuda_driver,
+        replicas=replicas,
+        image=image,
+        port=port,
+        name=name,
+        output=output,
+        models_writable=models_writable,
+        models_size=models_size,
+        gpu_memory_gib=gpu_memory,
+        gpu_products=tuple(gpu_product or ()),
+        runtime_class=runtime_class,
+        storage_class=storage_class,
+        tune_budget_s=tune_budget,
+    )
+    command = ["image", "kube", str(directory)]
+    log = make_logger(False, quiet)
+    data = guarded(command, as_json, log, False, lambda: write_kube(request))
+    if as_json:
+        print_json(command, data)
+    else:
+        log.success(f"wrote {', '.join(data['objects'])} to {data['path']}")
+        log.info(f"apply with: kubectl apply -f {data['path']}")
+    log.close()

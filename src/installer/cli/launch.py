@@ -60,6 +60,13 @@ BackgroundOpt = Annotated[
         help="Return once ComfyUI is ready; stop it with `comfy-install stop DIR`.",
     ),
 ]
+GpusOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gpus",
+        help="One ComfyUI per GPU: all, or GPU numbers like 0,2 (ports from --port up).",
+    ),
+]
 PrintEnvOpt = Annotated[
     bool,
     typer.Option(
@@ -77,6 +84,7 @@ def launch(
     timeout: TimeoutOpt = 600.0,
     background: BackgroundOpt = False,
     print_env: PrintEnvOpt = False,
+    gpus: GpusOpt = None,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -85,7 +93,9 @@ def launch(
     Arguments after `--` go to ComfyUI, after those in COMFY_EXTRA_ARGS.
     Tuning variables you set yourself (ENABLE_TF32, MATMUL_PRECISION,
     PYTORCH_ALLOC_CONF, ENABLE_TORCH_COMPILE, ...) are kept; ENABLE_STARTUP_WARMUP=0
-    skips the wait. Ctrl-C stops ComfyUI.
+    skips the wait. Ctrl-C stops ComfyUI. With --gpus, one ComfyUI per GPU,
+    each on its own port (--port, then +1...) with --cuda-device N; `stop DIR`
+    stops them all and `status DIR` lists them.
     """
     from installer.cli.common import guarded, make_logger
     from installer.plan.launch import LaunchRequest
@@ -111,7 +121,7 @@ def launch(
         as_json,
         log,
         verbose,
-        lambda: _launch(request, log, command, as_json=as_json, print_env=print_env),
+        lambda: _launch(request, log, command, as_json=as_json, print_env=print_env, gpus=gpus),
     )
     log.close()
     if code:
@@ -125,6 +135,7 @@ def _launch(
     *,
     as_json: bool,
     print_env: bool,
+    gpus: str | None,
 ) -> int:
     """Launch as asked; return the exit code (130: a foreground ComfyUI stopped with Ctrl-C)."""
     from installer.cli.common import print_json
@@ -138,6 +149,20 @@ def _launch(
             "--json needs --print-env or --background: in the foreground the output is ComfyUI's.",
             "Add --background (JSON once ready) or --print-env (JSON of what would run).",
         )
+    if gpus is not None:
+        if print_env:
+            raise UsageError(
+                "--print-env shows one ComfyUI; it does not take --gpus.",
+                "Leave out --gpus to see what one ComfyUI would run.",
+            )
+        from installer.commands.launch_fleet import launch_gpus
+
+        data = launch_gpus(request, gpus, log)
+        if request.background:
+            log.info(f"stop them with: comfy-install stop {request.install_dir}")
+            if as_json:
+                print_json(command, data)
+        return 0
     facts = gather_facts(request)
     plan = plan_launch(request, facts, dict(os.environ))
     if print_env:
@@ -190,17 +215,17 @@ def stop(
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Stop the ComfyUI that `comfy-install launch` started from DIR (SIGINT, then terminate)."""
+    """Stop the ComfyUI(s) `comfy-install launch` started from DIR (SIGINT, then terminate)."""
     from installer.cli.common import guarded, make_logger, print_json
-    from installer.launch.process import stop_comfyui
+    from installer.commands.launch_fleet import stop_install
 
     log = make_logger(verbose)
     command = ["stop", str(install_dir)]
 
     def body() -> None:
-        outcome = stop_comfyui(install_dir.expanduser().absolute(), log)
+        data = stop_install(install_dir.expanduser().absolute(), log)
         if as_json:
-            print_json(command, outcome.as_data())
+            print_json(command, data)
 
     guarded(command, as_json, log, verbose, body)
     log.close()

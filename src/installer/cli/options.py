@@ -115,6 +115,11 @@ LockPythonOpt = Annotated[
 ]
 """`--python` of `lock`: the default Python and those already locked when not given."""
 PortOpt = Annotated[int, typer.Option("--port", min=1, max=65535, help="ComfyUI's port.")]
+ImagePortOpt = Annotated[
+    int | None,
+    typer.Option("--port", min=1, max=65535, help="ComfyUI's port (default: the image's)."),
+]
+"""`--port` of `image kube`: the image's own port unless given."""
 
 # --- the ComfyUI source ---------------------------------------------------------------
 

@@ -221,6 +221,22 @@ def render_status(report: dict[str, Any], console: Console) -> None:
         console.print(escape(f"  {package['name']}: {package['status']} ({package['reason']})"))
     for line in proof_lines(summary.get("accelerators")):
         console.print(escape(line))
+    fleet = report.get("fleet") or []
+    if fleet:
+        members = Table(title="ComfyUI per GPU (launch --gpus)")
+        for column in ("GPU", "name", "port", "pid", "ready"):
+            members.add_column(column)
+        for m in fleet:
+            ready = (
+                "[green]ready[/]"
+                if m["ready"]
+                else ("[yellow]running[/]" if m["running"] else "[dim]stopped[/]")
+            )
+            members.add_row(
+                str(m["gpu"]), escape(str(m["name"] or "")), str(m["port"] or ""),
+                str(m["pid"] or ""), ready,
+            )  # fmt: skip
+        console.print(members)
     calibration = report.get("calibration")
     if calibration:
         hint = f" — {calibration['hint']}" if calibration.get("hint") else ""

@@ -4,11 +4,12 @@ As in pipx's `src/pipx/commands/`, each verb lives in `commands/<verb>.py`:
 [`install`][installer.commands.install] (the plan, `--dry-run`, the run and the
 measuring of attention the plan decides on), [`doctor`][installer.commands.doctor],
 [`status`][installer.commands.status], [`lock`][installer.commands.lock] (the pool of
-resolutions, scratch folders and the failures gathered), [`models`][installer.commands.models]
-and [`tune`][installer.commands.tune]. Beside them, two shared helpers: the executor that
-runs a plan step by step ([`executor`][installer.commands.executor]) and the gathering of
-detected facts into a plan ([`planning`][installer.commands.planning]). They return data;
-parsing and rendering are the CLI's. Verb modules do not import each other (an
+resolutions, scratch folders and the failures gathered), [`models`][installer.commands.models],
+[`tune`][installer.commands.tune] and `launch --gpus` with the fleet side of `stop`
+([`launch_fleet`][installer.commands.launch_fleet]). Beside them, two shared helpers: the
+executor that runs a plan step by step ([`executor`][installer.commands.executor]) and the
+gathering of detected facts into a plan ([`planning`][installer.commands.planning]). They
+return data; parsing and rendering are the CLI's. Verb modules do not import each other (an
 import-linter contract).
 May import: the steps, the feature packages, the planner, the edges and the core; never
 [`installer.cli`][installer.cli].

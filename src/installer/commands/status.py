@@ -26,8 +26,9 @@ def install_status(install_dir: Path) -> dict[str, Any]:
 
     Returns:
         The `data` of `status --json`: `install_dir`, `tool_version`, `updated_at`, a `summary`
-        (ComfyUI, torch, Python, optimizations, `accelerators`: the newest proof) and each of
-        the `steps`.
+        (ComfyUI, torch, Python, optimizations, `accelerators`: the newest proof), each of the
+        `steps`, the `calibration`, and the `fleet` of `launch --gpus` (GPU, name, port, URL,
+        pid, running, ready; empty without one).
 
     Raises:
         UsageError: DIR is a file or holds no install state (exit code 2).
@@ -82,7 +83,15 @@ def install_status(install_dir: Path) -> dict[str, Any]:
         "summary": summary,
         "steps": steps,
         "calibration": _calibration(install_dir),
+        "fleet": _fleet(install_dir),
     }
+
+
+def _fleet(install_dir: Path) -> list[dict[str, Any]]:
+    """The ComfyUIs `launch --gpus` started from DIR (none without a set): GPU, port, pid, ready."""
+    from installer.launch.fleet import fleet_status
+
+    return fleet_status(install_dir)
 
 
 def _calibration(install_dir: Path) -> dict[str, Any]:

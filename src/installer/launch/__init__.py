@@ -12,7 +12,8 @@ the standard library only and is read as text, never imported by the launcher);
 group (SIGINT, then terminate, then kill); [`output`][installer.launch.output] tees
 ComfyUI's output to `DIR/.comfy-install/logs/comfyui-<stamp>.log`;
 [`ready`][installer.launch.ready] waits for `GET /object_info`; and
-[`run`][installer.launch.run] puts it together (`launch()`, foreground or background).
+[`run`][installer.launch.run] puts it together (`launch()`, foreground or background);
+[`fleet`][installer.launch.fleet] starts, waits for, stops and lists one ComfyUI per GPU.
 May import: [`installer.plan`][installer.plan], [`installer.edges`][installer.edges]
 and [`installer.core`][installer.core]; never the CLI, the commands or the benchmark.
 """

@@ -45,7 +45,18 @@ def read_calibration(install_dir: Path) -> CalibrationRead:
         The file's path with the calibration, or with nothing (no file), or
         with the reason it cannot be used (unreadable, not a calibration).
     """
-    path = calibration_path(install_dir)
+    return read_calibration_at(calibration_path(install_dir))
+
+
+def read_calibration_at(path: Path) -> CalibrationRead:
+    """Read a calibration file at ``path`` (a fleet member's, in its own folder).
+
+    Args:
+        path: The file.
+
+    Returns:
+        As [`read_calibration`][installer.launch.calibration.read_calibration].
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

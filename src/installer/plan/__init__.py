@@ -13,8 +13,9 @@ how it is built ([`build`][installer.plan.build] from step
 [`drafts`][installer.plan.drafts] and the [`decide`][installer.plan.decide] rules),
 ComfyUI's model kinds ([`model_kinds`][installer.plan.model_kinds]) and a manifest's model
 downloads ([`model_downloads`][installer.plan.model_downloads]), the inputs an install
-recorded and how a re-run reuses them ([`inputs`][installer.plan.inputs]), and the launch's tunings
-([`launch`][installer.plan.launch] with its settings, tunings and attention decisions).
+recorded and how a re-run reuses them ([`inputs`][installer.plan.inputs]), the launch's tunings
+([`launch`][installer.plan.launch] with its settings, tunings and attention decisions),
+and the set of one ComfyUI per GPU ([`fleet`][installer.plan.fleet]).
 Inputs are data objects (the configuration models and the records of
 [`installer.core.facts`][installer.core.facts]); outputs are data with a human reason for
 every choice.
