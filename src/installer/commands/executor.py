@@ -306,7 +306,9 @@ def run_plan(context: PlanContext, log: InstallerLogger) -> ExecutionResult:
     if log.verbosity >= 0:
         import shlex
 
-        launch = f"comfy-install launch {shlex.quote(plan.install_dir)}"
+        launch = context.options.next_command or (
+            f"comfy-install launch {shlex.quote(plan.install_dir)}"
+        )
         render_summary(result.outcomes, log.console, launch)
     return result
 

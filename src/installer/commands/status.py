@@ -35,7 +35,11 @@ def install_status(install_dir: Path) -> dict[str, Any]:
     Raises:
         UsageError: DIR holds no install state (exit code 2).
     """
-    state, problem = read_state(install_dir)
+    from installer.edges.environment import current_platform
+    from installer.edges.generations import current_root
+
+    # The steps shown are the current generation's (DIR's own until an update).
+    state, problem = read_state(current_root(install_dir, current_platform()))
     if state is None:
         raise UsageError(
             problem or f"{install_dir} holds no comfy-install install.",
@@ -79,7 +83,35 @@ def install_status(install_dir: Path) -> dict[str, Any]:
         "summary": summary,
         "steps": steps,
         "calibration": _calibration(install_dir),
+        "generations": generations_report(install_dir),
     }
+
+
+def generations_report(install_dir: Path) -> list[dict[str, Any]]:
+    """Return DIR's generations, oldest first, each with `current` set on the current one.
+
+    Args:
+        install_dir: DIR.
+
+    Returns:
+        One entry per generation: `id`, `current`, `comfyui_commit`, `comfyui_ref`, `torch`,
+        `torch_cuda`, `created_at`, `verified`, `status`, `root`; just the adopted
+        generation 1 for an install that was never updated.
+    """
+    from installer.edges.environment import current_platform
+    from installer.edges.generations import current_generation, read_generations
+
+    registry = read_generations(install_dir, current_platform())
+    current = current_generation(install_dir)
+    return [
+        {
+            **generation.model_dump(mode="json", exclude={"packages", "message", "log"}),
+            "verified": generation.verified,
+            "current": generation.id == current,
+            "message": generation.message,
+        }
+        for generation in registry.generations
+    ]
 
 
 def _calibration(install_dir: Path) -> dict[str, Any]:
@@ -165,6 +197,25 @@ def render_status(report: dict[str, Any], console: Console) -> None:
         console.print(escape(f"  {package['name']}: {package['status']} ({package['reason']})"))
     for line in proof_lines(summary.get("accelerators")):
         console.print(escape(line))
+    generations = report.get("generations") or []
+    if generations:
+        listing = Table(title="generations")
+        for column in ("", "#", "ComfyUI", "torch", "created", "verified"):
+            listing.add_column(column)
+        for item in generations:
+            full = item.get("comfyui_commit") or ""
+            commit, ref = full[:12], item.get("comfyui_ref") or ""
+            listing.add_row(
+                "*" if item["current"] else "",
+                str(item["id"]),
+                escape(
+                    f"{ref} @ {commit}" if ref and ref != item.get("comfyui_commit") else commit
+                ),
+                escape(str(item.get("torch") or "")),
+                escape(str(item.get("created_at") or "")),
+                "yes" if item["verified"] else escape(f"no ({item['status']})"),
+            )
+        console.print(listing)
     calibration = report.get("calibration")
     if calibration:
         hint = f" — {calibration['hint']}" if calibration.get("hint") else ""

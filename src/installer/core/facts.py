@@ -289,6 +289,8 @@ class InstallProbe:
     torch: TorchInstalled | None = None
     existing_files: frozenset[str] = frozenset()
     lock_headers: Mapping[str, LockHeader] = field(default_factory=dict)
+    comfyui_requirements: frozenset[str] | None = None
+    """Canonical names in the checkout's `requirements.txt`; None without a checkout."""
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,8 @@ class InstallOptions:
     """The arguments as typed (after `comfy-install`), for the hint to run them again."""
     no_lock: bool = False
     lock_dir: Path | None = None
+    next_command: str | None = None
+    """The command the summary names next (default: `comfy-install launch DIR`)."""
 
 
 class PlannedGpu(BaseModel):
