@@ -1,8 +1,8 @@
 """`update`, `rollback`, `status` and `launch` across generations, against the local fixtures.
 
 A real install of the fixture ComfyUI v2 (real uv, real git, the tiny torch wheels) is
-updated to v3, whose requirements no longer list torchaudio; the user's files are hashed
-before and after every change.
+updated to the fixture tagged `no-torchaudio`, whose requirements no longer list
+torchaudio; the user's files are hashed before and after every change.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from support.cli import (
     venv_dists,
     write_config,
 )
+from support.comfy_repo import NO_TORCHAUDIO
 from support.user_data import add_user_data, user_hashes
 
 
@@ -65,7 +66,7 @@ def install(installed: tuple[Path, Path, dict[str, str]], tmp_path: Path) -> Pat
 
 def update_args(install: Path, config: Path, url: str, *extra: str) -> list[str]:
     return cli(
-        "update", install, "--config", config, "--comfyui-ref", "v3", "--index-url", url,
+        "update", install, "--config", config, "--comfyui-ref", NO_TORCHAUDIO, "--index-url", url,
         "--gpu", "none", *extra,
     )  # fmt: skip
 
@@ -85,7 +86,7 @@ def test_update_then_rollback_keeps_the_users_files_and_follows_requirements(
     assert preview.returncode == 0, preview.stderr
     diff = envelope(preview)["data"]
     assert diff["comfyui"] == {
-        "name": "ComfyUI", "old": fixtures.commits["v2"], "new": fixtures.commits["v3"],
+        "name": "ComfyUI", "old": fixtures.commits["v2"], "new": fixtures.commits[NO_TORCHAUDIO],
         "note": diff["comfyui"]["note"],
     }  # fmt: skip
     torch = {change["name"]: change for change in diff["torch"]}
@@ -115,9 +116,9 @@ def test_update_then_rollback_keeps_the_users_files_and_follows_requirements(
     report = envelope(status)["data"]
     listed = {g["id"]: g for g in report["generations"]}
     assert listed[1]["comfyui_commit"] == fixtures.commits["v2"] and listed[1]["verified"]
-    assert listed[2]["comfyui_commit"] == fixtures.commits["v3"] and listed[2]["current"]
+    assert listed[2]["comfyui_commit"] == fixtures.commits[NO_TORCHAUDIO] and listed[2]["current"]
     assert listed[2]["torch"] and listed[2]["created_at"]
-    assert report["summary"]["comfyui_commit"] == fixtures.commits["v3"]
+    assert report["summary"]["comfyui_commit"] == fixtures.commits[NO_TORCHAUDIO]
 
     launched = run(cli("launch", install, "--print-env", "--port", "8199"), env)
     assert launched.returncode == 0, launched.stderr

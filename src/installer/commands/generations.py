@@ -154,10 +154,8 @@ def build_generation(request: GenerationBuild, log: InstallerLogger) -> BuiltGen
     failure = result.error
     if failure is not None:
         _record_failure(install_dir, number, failure, result.log_path)
-        where = f" The log: {result.log_path}." if result.log_path else ""
-        failure.message = (
-            f"The new generation {number} failed its checks: {failure.message}.{where}"
-        )
+        where = f" (log: {result.log_path})" if result.log_path else ""
+        failure.message = f"The new generation {number} failed its checks{where}: {failure.message}"
         failure.hint = _kept_hint(current, failure.hint)
         raise failure
     built = describe_root(root, number, platform)

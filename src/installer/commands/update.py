@@ -238,7 +238,14 @@ def update(request: UpdateRequest, log: InstallerLogger) -> UpdateResult:
     from installer.commands.executor import prepare_install_dir
 
     prepare_install_dir(request.install_dir)
-    with InstallLock(request.install_dir, command="update").held():
+    lock = InstallLock(request.install_dir, command="update")
+    with lock.held():
+        if lock.taken_over is not None:
+            held = lock.taken_over
+            log.warn(
+                f"took over a stale lock of pid {held.pid} on {held.host} "
+                f"(since {held.started_at}); that process is gone"
+            )
         preview = preview_update(request, log)
         diff = preview.diff
         if diff.up_to_date and not (request.options and request.options.force):

@@ -211,6 +211,11 @@ def add_worktree(repo: Path, dest: Path, commit: str, log: InstallerLogger) -> s
             "git worktree add",
         )  # fmt: skip
     except CommandFailedError as exc:
+        if "No space left on device" in exc.message:
+            raise EnvironmentUnsupportedError(
+                f"Could not check out {commit[:12]} at {dest}: No space left on device",
+                "Free disk space, then run the same command again to continue.",
+            ) from exc
         raise StepFailedError(
             f"Could not check out {commit[:12]} at {dest}: {exc.message}",
             "Free disk space or fix the folder's permissions, then run again.",
