@@ -96,6 +96,11 @@ def test_update_then_rollback_keeps_the_users_files_and_follows_requirements(
     assert diff["requirements"][0]["new"] is None
     assert any("--quick-test-for-ci" in line or "main.py" in line for line in diff["verify"])
     assert not (install / ".comfy-install" / "generations").exists(), "a dry run built nothing"
+    text = run(update_args(install, config, url, "--dry-run"), env)
+    assert text.returncode == 0, text.stderr
+    assert "generation 1 -> 2" in text.stdout
+    assert "2.9.1 -> -" in text.stdout  # torchaudio, no longer held
+    assert "switch: rename(2) over the pointer" in text.stdout
 
     done = run(update_args(install, config, url), env, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -176,3 +181,31 @@ def test_update_of_an_install_already_at_the_target_builds_nothing(
     assert "nothing to do" in done.stderr
     assert not (install / ".comfy-install" / "generations").exists()
     assert not (install / ".comfy-install" / "current-generation").exists()
+
+
+def test_bytecode_is_shared_only_for_the_very_same_source_file(tmp_path: Path) -> None:
+    import os
+    import py_compile
+
+    from installer.edges.generations import share_bytecode
+
+    old = tmp_path / "old" / "lib" / "python3.12" / "site-packages" / "pkg"
+    new = tmp_path / "new" / "lib" / "python3.12" / "site-packages" / "pkg"
+    old.mkdir(parents=True)
+    new.mkdir(parents=True)
+    (old / "same.py").write_text("X = 1\n")
+    os.link(old / "same.py", new / "same.py")  # one inode, as uv's hard links give
+    (old / "other.py").write_text("Y = 1\n")
+    (new / "other.py").write_text("Y = 1\n")  # equal text, another file: not shared
+    for name in ("same", "other"):
+        py_compile.compile(
+            str(old / f"{name}.py"), cfile=str(old / "__pycache__" / f"{name}.cpython-312.pyc")
+        )
+    before = (old / "__pycache__" / "same.cpython-312.pyc").read_bytes()
+
+    assert share_bytecode(tmp_path / "old", tmp_path / "new", "linux") == 1
+    shared = new / "__pycache__" / "same.cpython-312.pyc"
+    assert shared.samefile(old / "__pycache__" / "same.cpython-312.pyc")
+    assert not (new / "__pycache__" / "other.cpython-312.pyc").exists()
+    assert (old / "__pycache__" / "same.cpython-312.pyc").read_bytes() == before
+    assert share_bytecode(tmp_path / "old", tmp_path / "new", "linux") == 0, "linked twice"

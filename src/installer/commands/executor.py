@@ -17,7 +17,7 @@ import contextlib
 import datetime as dt
 import signal
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -128,12 +128,19 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def execute(options: InstallOptions, log: InstallerLogger) -> ExecutionResult:
+def execute(
+    options: InstallOptions,
+    log: InstallerLogger,
+    *,
+    before_step: Callable[[str], None] | None = None,
+) -> ExecutionResult:
     """Plan under the install lock and run the plan.
 
     Args:
         options: The command-line options (not a dry run).
         log: Terminal and log-file output.
+        before_step: Called with a step's id just before the step runs (a generation build
+            shares the previous venv's bytecode before verify).
 
     Returns:
         The result; ``result.error`` holds the error a failed run ended with
@@ -171,10 +178,15 @@ def execute(options: InstallOptions, log: InstallerLogger) -> ExecutionResult:
             )
         context = replan(first)
         with _sigterm_as_interrupt():
-            return run_plan(context, log)
+            return run_plan(context, log, before_step=before_step)
 
 
-def run_plan(context: PlanContext, log: InstallerLogger) -> ExecutionResult:
+def run_plan(
+    context: PlanContext,
+    log: InstallerLogger,
+    *,
+    before_step: Callable[[str], None] | None = None,
+) -> ExecutionResult:
     """Run the steps of an already built plan (the lock must be held).
 
     Args:
@@ -182,6 +194,7 @@ def run_plan(context: PlanContext, log: InstallerLogger) -> ExecutionResult:
             [`make_plan`][installer.commands.planning.make_plan] or
             [`replan`][installer.commands.planning.replan]).
         log: The run's logger: step headers, subprocess output and the summary.
+        before_step: Called with a step's id just before the step runs.
 
     Returns:
         Each step's outcome. A step that fails sets the result's `error` (the steps after it are
@@ -258,6 +271,8 @@ def run_plan(context: PlanContext, log: InstallerLogger) -> ExecutionResult:
         write_state(install_dir, state)
         started = time.monotonic()
         try:
+            if before_step is not None:
+                before_step(step.id)
             outputs = table[step.id](ctx, step)
         except KeyboardInterrupt:
             record.status, record.message = "interrupted", "interrupted by the user"

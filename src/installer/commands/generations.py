@@ -41,6 +41,7 @@ from installer.edges.generations import (
     describe_root,
     read_generations,
     remove_paths,
+    share_bytecode,
     write_generations,
 )
 from installer.edges.git import add_worktree, fetch_commit, prune_worktrees
@@ -143,7 +144,14 @@ def build_generation(request: GenerationBuild, log: InstallerLogger) -> BuiltGen
             skip=tuple(dict.fromkeys((*request.options.skip, *GENERATION_SKIPS))),
             dry_run=False,
         )
-        result = execute(options, log)
+        old_venv = Path(generation_root(install_dir, current, platform)) / "venv"
+
+        def before_step(step_id: str) -> None:
+            if step_id == "verify":
+                linked = share_bytecode(old_venv, root / "venv", platform)
+                log.debug(f"linked {linked} bytecode files of generation {current}'s venv")
+
+        result = execute(options, log, before_step=before_step)
     except InterruptedByUserError:
         raise
     except InstallerError as exc:
@@ -247,13 +255,20 @@ def prune_generations(install_dir: Path, keep: int, log: InstallerLogger) -> lis
     registry = read_generations(install_dir, platform)
     current = current_generation(install_dir)
     items = plan_prune(registry.generations, current, keep, install_dir, platform)
-    for item in items:
-        problems = remove_paths([Path(p) for p in item.remove])
-        for problem in problems:
-            log.warn(f"could not remove {problem}")
-        registry.generations = [g for g in registry.generations if g.id != item.generation]
-        log.info(f"pruned generation {item.generation} ({item.reason})")
+    # The registry forgets them first: a prune killed halfway leaves folders that no
+    # record points to (removed by the next prune), never a record of a half-removed one.
+    pruned = {item.generation for item in items}
+    registry.generations = [g for g in registry.generations if g.id not in pruned]
     if items:
         write_generations(install_dir, registry)
+    known = {Path(g.root) for g in registry.generations}
+    folder = Path(generation_root(install_dir, 2, platform)).parent
+    orphans = [p for p in folder.glob("*") if p.is_dir() and p.name.isdigit() and p not in known]
+    removal = [Path(p) for item in items for p in item.remove]
+    for problem in remove_paths([*removal, *(p for p in orphans if p not in removal)]):
+        log.warn(f"could not remove {problem}")
+    for item in items:
+        log.info(f"pruned generation {item.generation} ({item.reason})")
+    if items or orphans:
         prune_worktrees(Path(data_root(install_dir, platform)), log)
     return items

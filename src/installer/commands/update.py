@@ -253,7 +253,10 @@ def update(request: UpdateRequest, log: InstallerLogger) -> UpdateResult:
                 f"generation {diff.current_generation} is already at "
                 f"{(diff.comfyui.new or '')[:12]} with the planned torch set; nothing to do"
             )
-            return UpdateResult(diff=diff, switched=False)
+            pruned = prune_generations(request.install_dir, request.keep, log)
+            return UpdateResult(
+                diff=diff, switched=False, pruned=[item.generation for item in pruned]
+            )
         built = build_generation(preview.build, log)
         switch_generation(request.install_dir, built.generation.id, log)
         pruned = prune_generations(request.install_dir, request.keep, log)

@@ -204,3 +204,45 @@ def remove_paths(paths: list[Path]) -> list[str]:
         except OSError as exc:
             problems.append(f"{path}: {exc.strerror or exc}")
     return problems
+
+
+def share_bytecode(old_venv: Path, new_venv: Path, platform: str) -> int:
+    """Hard-link the old venv's compiled bytecode into the new one, file by identical file.
+
+    A `__pycache__/*.pyc` of the old venv is linked beside the new venv's source only when
+    that source is the very same file (one inode: both venvs hard-link it from uv's
+    cache), so the bytecode is valid for it by construction (Python checks the source's
+    size and mtime in the `.pyc` header anyway). The new generation's first start then
+    reads torch's bytecode instead of compiling it again. Nothing of the old venv changes;
+    Python replaces a `.pyc` by rename, never in place.
+
+    Args:
+        old_venv: The current generation's venv.
+        new_venv: The new generation's venv.
+        platform: The target OS (where the venvs keep site-packages).
+
+    Returns:
+        How many `.pyc` files were linked (0 across file systems, or without bytecode).
+    """
+    from installer.edges.environment import site_packages_dirs
+
+    linked = 0
+    old_sites = site_packages_dirs(old_venv, platform)
+    pairs = zip(old_sites, site_packages_dirs(new_venv, platform), strict=False)
+    for old_site, new_site in pairs:
+        for cache in old_site.rglob("__pycache__"):
+            relative = cache.parent.relative_to(old_site)
+            for pyc in cache.glob("*.pyc"):
+                source = pyc.name.split(".", 1)[0] + ".py"
+                try:
+                    if not (cache.parent / source).samefile(new_site / relative / source):
+                        continue
+                    target = new_site / relative / "__pycache__" / pyc.name
+                    if target.exists():
+                        continue
+                    target.parent.mkdir(exist_ok=True)
+                    os.link(pyc, target)
+                    linked += 1
+                except OSError:
+                    continue
+    return linked

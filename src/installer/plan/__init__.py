@@ -11,7 +11,10 @@ how it is built ([`build`][installer.plan.build] from step
 [`drafts`][installer.plan.drafts] and the [`decide`][installer.plan.decide] rules),
 ComfyUI's model kinds ([`model_kinds`][installer.plan.model_kinds]) and a manifest's model
 downloads ([`models`][installer.plan.models]), and the launch's tunings
-([`launch`][installer.plan.launch] with its settings, tunings and attention decisions).
+([`launch`][installer.plan.launch] with its settings, tunings and attention decisions),
+and the day-two plans: a generation's switch, rollback and pruning
+([`generations`][installer.plan.generations]) and what an update changes
+([`update`][installer.plan.update]).
 Inputs are data objects (the configuration models and the records of
 [`installer.core.facts`][installer.core.facts]); outputs are data with a human reason for
 every choice.
