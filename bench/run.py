@@ -957,7 +957,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if wanted("update", args.full):
         from update_bench import bench_update
 
-        results += bench_update(WORK, bench_env(), timed, Result)
+        results += bench_update(WORK, bench_env(), timed, Result, runs=2)
     if wanted("peer", args.full and args.peer):
         results.append(bench_peer(2))
     info = machine()

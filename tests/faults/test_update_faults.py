@@ -217,3 +217,31 @@ def test_rollback_with_no_previous_generation_exits_2(case: Case) -> None:
     assert "no previous generation" in error
     assert "comfy-install status" in hint
     assert_still_generation_1(case, before, users)
+
+
+def test_killed_between_writing_the_new_pointer_and_the_rename(case: Case) -> None:
+    """A kill inside the switch can only leave the temporary file: the pointer is as it was."""
+    before, users = prepared(case)
+    stale = case.dir / ".comfy-install" / ".current-generation.2.tmp"
+    stale.write_text("2")  # what a process killed before its rename leaves
+    assert_still_generation_1(case, before, users)
+    launched = invoke(["launch", str(case.dir), "--print-env"], case.env)
+    assert launched.code == 0, launched.stderr
+    assert f"{case.dir}/venv/bin/python" in launched.stdout.splitlines()[-1]
+    rerun_finishes(case, users)
+    assert not stale.exists()
+
+
+def test_a_prune_that_did_not_finish_is_finished_by_the_next_update(case: Case) -> None:
+    """Killed after the switch, before (or during) the prune: the next update prunes."""
+    before, users = prepared(case)
+    rerun_finishes(case, users, "--keep", "5")
+    assert (case.dir / "venv").is_dir()
+    orphan = case.dir / ".comfy-install" / "generations" / "7"
+    (orphan / "venv").mkdir(parents=True)  # a generation whose record was already dropped
+    again = invoke(update_args(case, "--keep", "1"), case.env)
+    assert again.code == 0, again.stderr
+    assert "nothing to do" in again.stderr
+    assert not (case.dir / "venv").exists() and not orphan.exists()
+    assert user_hashes(case.dir / "ComfyUI") == users
+    assert before.head is not None
