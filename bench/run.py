@@ -927,7 +927,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--peer", action="store_true", help="also time comfy-cli (with --full)")
     parser.add_argument(
-        "--only", default="", help="comma-separated: cli,dry,local,downloads,full,lock,launch,peer"
+        "--only",
+        default="",
+        help="comma-separated: cli,dry,local,downloads,full,lock,launch,update,peer",
     )
     args = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
@@ -952,6 +954,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if wanted("launch", args.full):
         results.append(bench_rerun_real(args.runs))
         results.append(bench_launch(3))
+    if wanted("update", args.full):
+        from update_bench import bench_update
+
+        results += bench_update(WORK, bench_env(), timed, Result, runs=2)
     if wanted("peer", args.full and args.peer):
         results.append(bench_peer(2))
     info = machine()

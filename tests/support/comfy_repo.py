@@ -81,11 +81,19 @@ def git(*args: str, cwd: Path) -> str:
     return done.stdout.strip()
 
 
+NO_TORCHAUDIO = "no-torchaudio"
+"""The tag of the fixture ComfyUI whose requirements drop torchaudio."""
+
+
 def make_comfy_repo(path: Path, requirements: list[str]) -> dict[str, str]:
-    """Create the fixture ComfyUI repository with two tagged commits.
+    """Create the fixture ComfyUI repository with three tagged commits.
+
+    The third, tagged `no-torchaudio` (on the branch `next`, so `master` stays at v2), is
+    a newer ComfyUI whose `requirements.txt` no longer lists torchaudio, like ComfyUI
+    after v0.33.
 
     Returns:
-        ``{"v1": commit, "v2": commit}`` (v2 is HEAD of `master`).
+        ``{"v1": commit, "v2": commit, "no-torchaudio": commit}`` (v2 is HEAD of `master`).
     """
     path.mkdir(parents=True, exist_ok=True)
     git("init", "-q", "-b", "master", cwd=path)
@@ -102,4 +110,13 @@ def make_comfy_repo(path: Path, requirements: list[str]) -> dict[str, str]:
     git("commit", "-q", "-m", "fixture ComfyUI v2", cwd=path)
     git("tag", "v2", cwd=path)
     v2 = git("rev-parse", "HEAD", cwd=path)
-    return {"v1": v1, "v2": v2}
+    git("checkout", "-q", "-b", "next", cwd=path)
+    kept = [line for line in requirements if line.strip().lower() != "torchaudio"]
+    (path / "requirements.txt").write_text("\n".join(kept) + "\n")
+    (path / "comfy" / "model.py").write_text("VERSION = 3\n")
+    git("add", "-A", cwd=path)
+    git("commit", "-q", "-m", "fixture ComfyUI: torchaudio no longer required", cwd=path)
+    git("tag", NO_TORCHAUDIO, cwd=path)
+    lean = git("rev-parse", "HEAD", cwd=path)
+    git("checkout", "-q", "master", cwd=path)
+    return {"v1": v1, "v2": v2, NO_TORCHAUDIO: lean}

@@ -120,7 +120,7 @@ def module_config(options: TuneOptions) -> dict[str, Any]:
     """
     return {
         "comfyui": {
-            "path": str(options.install_dir.absolute() / "ComfyUI"),
+            "path": str(_current(options.install_dir.absolute()) / "ComfyUI"),
             "functions": dict(TARGETS),
             "loaded": dict(LOADED),
         },
@@ -256,7 +256,7 @@ def run_tune(
 
     if options.budget_s <= 0:
         raise UsageError("--budget must be more than 0 seconds.", "For example --budget 60.")
-    python = layout(options.install_dir, current_platform())["venv_python"]
+    python = layout(_current(options.install_dir), current_platform())["venv_python"]
     if not python.is_file():
         raise UsageError(
             f"{python} does not exist, so {options.install_dir} holds no venv to tune.",
@@ -337,3 +337,11 @@ def tune_after_install(
         log.info(f"attention D={table.head_dim} {table.dtype}: "
                  f"{describe_table(table, outcome.calibration)}")  # fmt: skip
     return {"status": "done", "path": str(outcome.path), "took_s": round(outcome.took_s, 2)}
+
+
+def _current(install_dir: Path) -> Path:
+    """The current generation's root: its venv and ComfyUI are the ones `launch` starts."""
+    from installer.edges.environment import current_platform
+    from installer.edges.generations import current_root
+
+    return current_root(install_dir, current_platform())

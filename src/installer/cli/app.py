@@ -23,8 +23,10 @@ from installer.cli.launch import LAUNCH_CONTEXT_SETTINGS, launch, stop
 from installer.cli.lock import lock
 from installer.cli.models import models_app
 from installer.cli.pins import pins_app
+from installer.cli.rollback import rollback
 from installer.cli.status import status
 from installer.cli.tune import tune
+from installer.cli.update import update
 
 app = typer.Typer(
     name="comfy-install",
@@ -69,6 +71,8 @@ app.command()(stop)
 app.command()(lock)
 app.command()(benchmark)
 app.command()(tune)
+app.command()(update)
+app.command()(rollback)
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ from installer.cli.options import (
     IndexUrlOpt,
     JsonOpt,
     LockDirOpt,
+    MinFreeGbOpt,
     NoLockOpt,
     OfflineOpt,
     OnlyOpt,
@@ -88,9 +89,7 @@ def install(
     force: ForceOpt = None,
     offline: OfflineOpt = False,
     allow_unverified: AllowUnverifiedOpt = False,
-    min_free_gb: Annotated[
-        float | None, typer.Option("--min-free-gb", help="Free disk space DIR needs (GiB).")
-    ] = None,
+    min_free_gb: MinFreeGbOpt = None,
     no_lock: NoLockOpt = False,
     lock_dir: LockDirOpt = None,
     tune: Annotated[

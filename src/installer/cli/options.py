@@ -154,6 +154,15 @@ TorchIndexOpt = Annotated[
         help="auto, cpu, a variant (cu128), default (uv's default index) or an index URL.",
     ),
 ]
+UpdateTorchIndexOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--torch-index",
+        help="auto, cpu, a variant (cu128), default (uv's default index) or an index URL; "
+        "default: what the install recorded.",
+    ),
+]
+"""`--torch-index` of `update`: the install's recorded index unless given."""
 IndexUrlOpt = Annotated[
     str | None, typer.Option("--index-url", help="Package index for every uv call (a mirror).")
 ]
@@ -177,6 +186,9 @@ AllowUnverifiedOpt = Annotated[
 
 # --- steps ----------------------------------------------------------------------------
 
+MinFreeGbOpt = Annotated[
+    float | None, typer.Option("--min-free-gb", help="Free disk space DIR needs (GiB).")
+]
 OnlyOpt = Annotated[
     list[str] | None, typer.Option("--only", help="Run only these steps (comma separated).")
 ]

@@ -237,6 +237,25 @@ def render_status(report: dict[str, Any], console: Console) -> None:
                 str(m["pid"] or ""), ready,
             )  # fmt: skip
         console.print(members)
+    generations = report.get("generations") or []
+    if generations:
+        listing = Table(title="generations")
+        for column in ("", "#", "ComfyUI", "torch", "created", "verified"):
+            listing.add_column(column)
+        for item in generations:
+            full = item.get("comfyui_commit") or ""
+            commit, ref = full[:12], item.get("comfyui_ref") or ""
+            listing.add_row(
+                "*" if item["current"] else "",
+                str(item["id"]),
+                escape(
+                    f"{ref} @ {commit}" if ref and ref != item.get("comfyui_commit") else commit
+                ),
+                escape(str(item.get("torch") or "")),
+                escape(str(item.get("created_at") or "")),
+                "yes" if item["verified"] else escape(f"no ({item['status']})"),
+            )
+        console.print(listing)
     calibration = report.get("calibration")
     if calibration:
         hint = f" — {calibration['hint']}" if calibration.get("hint") else ""

@@ -132,7 +132,11 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def execute(
-    options: InstallOptions, log: InstallerLogger, on_summary: OnSummary | None = None
+    options: InstallOptions,
+    log: InstallerLogger,
+    on_summary: OnSummary | None = None,
+    *,
+    before_step: Callable[[str], None] | None = None,
 ) -> ExecutionResult:
     """Plan under the install lock and run the plan.
 
@@ -141,6 +145,8 @@ def execute(
         log: Terminal and log-file output.
         on_summary: Shows the summary once the steps end (see
             [`run_plan`][installer.commands.executor.run_plan]).
+        before_step: Called with a step's id just before the step runs (a generation build
+            shares the previous venv's bytecode before verify).
 
     Returns:
         The result; ``result.error`` holds the error a failed run ended with
@@ -182,11 +188,15 @@ def execute(
             if moved is not None:
                 log.warn(f"moved the unusable state file aside to {moved} (kept for you to read)")
         with _sigterm_as_interrupt():
-            return run_plan(context, log, on_summary)
+            return run_plan(context, log, on_summary, before_step=before_step)
 
 
 def run_plan(
-    context: PlanContext, log: InstallerLogger, on_summary: OnSummary | None = None
+    context: PlanContext,
+    log: InstallerLogger,
+    on_summary: OnSummary | None = None,
+    *,
+    before_step: Callable[[str], None] | None = None,
 ) -> ExecutionResult:
     """Run the steps of an already built plan (the lock must be held).
 
@@ -197,6 +207,7 @@ def run_plan(
         log: The run's logger: step headers and subprocess output.
         on_summary: Called with the result when a step fails or is interrupted, and after the
             last step unless the logger is quiet (the CLI prints the summary table).
+        before_step: Called with a step's id just before the step runs.
 
     Returns:
         Each step's outcome. A step that fails sets the result's `error` (the steps after it are
@@ -273,6 +284,8 @@ def run_plan(
         write_state(install_dir, state)
         started = time.monotonic()
         try:
+            if before_step is not None:
+                before_step(step.id)
             outputs = table[step.id](ctx, step)
         except KeyboardInterrupt:
             record.status, record.message = "interrupted", "interrupted by the user"
@@ -324,7 +337,9 @@ def run_plan(
     write_state(install_dir, state)
     import shlex
 
-    result.next_command = f"comfy-install launch {shlex.quote(plan.install_dir)}"
+    result.next_command = context.options.next_command or (
+        f"comfy-install launch {shlex.quote(plan.install_dir)}"
+    )
     if on_summary is not None and log.verbosity >= 0:
         on_summary(result)
     return result

@@ -34,12 +34,16 @@ def install_status(install_dir: Path) -> dict[str, Any]:
         UsageError: DIR is a file or holds no install state (exit code 2).
         StateTooNewError: The state was written by a newer comfy-install (exit code 3).
     """
+    from installer.edges.environment import current_platform
+    from installer.edges.generations import current_root
+
     if install_dir.exists() and not install_dir.is_dir():
         raise UsageError(
             f"{install_dir} is a file, not an install directory.",
             "Pass the folder comfy-install installed into (the one holding .comfy-install/).",
         )
-    state, problem = read_state(install_dir)
+    # The steps shown are the current generation's (DIR's own until an update).
+    state, problem = read_state(current_root(install_dir, current_platform()))
     if state is None:
         raise UsageError(
             problem or f"{install_dir} holds no comfy-install install.",
@@ -84,6 +88,7 @@ def install_status(install_dir: Path) -> dict[str, Any]:
         "steps": steps,
         "calibration": _calibration(install_dir),
         "fleet": _fleet(install_dir),
+        "generations": generations_report(install_dir),
     }
 
 
@@ -92,6 +97,33 @@ def _fleet(install_dir: Path) -> list[dict[str, Any]]:
     from installer.launch.fleet import fleet_status
 
     return fleet_status(install_dir)
+
+
+def generations_report(install_dir: Path) -> list[dict[str, Any]]:
+    """Return DIR's generations, oldest first, each with `current` set on the current one.
+
+    Args:
+        install_dir: DIR.
+
+    Returns:
+        One entry per generation: `id`, `current`, `comfyui_commit`, `comfyui_ref`, `torch`,
+        `torch_cuda`, `created_at`, `verified`, `status`, `root`; just the adopted
+        generation 1 for an install that was never updated.
+    """
+    from installer.edges.environment import current_platform
+    from installer.edges.generations import current_generation, read_generations
+
+    registry = read_generations(install_dir, current_platform())
+    current = current_generation(install_dir)
+    return [
+        {
+            **generation.model_dump(mode="json", exclude={"packages", "message", "log"}),
+            "verified": generation.verified,
+            "current": generation.id == current,
+            "message": generation.message,
+        }
+        for generation in registry.generations
+    ]
 
 
 def _calibration(install_dir: Path) -> dict[str, Any]:

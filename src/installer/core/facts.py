@@ -291,6 +291,8 @@ class InstallProbe:
     lock_headers: Mapping[str, LockHeader] = field(default_factory=dict)
     lock_problems: Mapping[str, str] = field(default_factory=dict)
     """Lock files that cannot be used, by target name: `PATH: what is wrong`."""
+    comfyui_requirements: frozenset[str] | None = None
+    """Canonical names in the checkout's `requirements.txt`; None without a checkout."""
 
 
 @dataclass(frozen=True)

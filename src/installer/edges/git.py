@@ -43,6 +43,14 @@ def read_head(repo: Path) -> str | None:
         repo: The clone's work tree (the folder holding `.git`).
     """
     git_dir = repo / ".git"
+    if git_dir.is_file():  # a worktree: `.git` names its own folder in the main repository
+        try:
+            pointer = git_dir.read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+        if not pointer.startswith("gitdir: "):
+            return None
+        git_dir = (repo / pointer[8:].strip()).resolve()
     try:
         head = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
     except OSError:
@@ -155,6 +163,104 @@ def _ensure_commit(
             "Check comfyui.commit / --comfyui-ref against the repository.",
         )
     return commit
+
+
+def fetch_commit(repo: Path, url: str, target: str, log: InstallerLogger) -> str:
+    """Make ``target`` (a commit, tag or branch of ``url``) available in ``repo``.
+
+    Only objects and remote refs are fetched; the work tree of ``repo`` is not touched.
+
+    Args:
+        repo: A git clone (e.g. `DIR/ComfyUI`).
+        url: Repository URL, local path or git bundle.
+        target: Commit hash, tag or branch.
+        log: Logger for git's output.
+
+    Returns:
+        The commit ``target`` names.
+
+    Raises:
+        StepFailedError: The fetch failed or ``target`` does not exist in ``url``.
+    """
+    return _ensure_commit(repo, url, target, log)
+
+
+def add_worktree(repo: Path, dest: Path, commit: str, log: InstallerLogger) -> str:
+    """Check ``commit`` out at ``dest`` as a detached worktree of ``repo`` (or reuse it).
+
+    A worktree shares ``repo``'s objects, so a second checkout costs only its files.
+    A ``dest`` left half-made by an interrupted run is removed and made again.
+
+    Args:
+        repo: The main clone (its work tree is not touched).
+        dest: Where the new checkout goes (it must be free, or a worktree of ``repo``).
+        commit: The commit to check out.
+        log: Logger for git's output.
+
+    Returns:
+        The commit HEAD of ``dest`` is at.
+
+    Raises:
+        StepFailedError: git could not make the worktree, or HEAD is not ``commit``.
+    """
+    if read_head(dest) == commit:
+        return commit
+    if dest.exists():
+        shutil.rmtree(dest)
+    _git(repo, ["worktree", "prune"], log, "git worktree prune")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _git(
+            repo,
+            ["-c", "advice.detachedHead=false", "worktree", "add", "--force", "--detach",
+             str(dest), commit],
+            log,
+            "git worktree add",
+        )  # fmt: skip
+    except CommandFailedError as exc:
+        if "No space left on device" in exc.message:
+            raise EnvironmentUnsupportedError(
+                f"Could not check out {commit[:12]} at {dest}: No space left on device",
+                "Free disk space, then run the same command again to continue.",
+            ) from exc
+        raise StepFailedError(
+            f"Could not check out {commit[:12]} at {dest}: {exc.message}",
+            "Free disk space or fix the folder's permissions, then run again.",
+        ) from exc
+    head = read_head(dest)
+    if head != commit:
+        raise StepFailedError(f"{dest} is at {head}, not {commit} after `git worktree add`.")
+    return head
+
+
+def prune_worktrees(repo: Path, log: InstallerLogger) -> None:
+    """Forget worktrees of ``repo`` whose folders are gone (`git worktree prune`).
+
+    Args:
+        repo: The main clone.
+        log: Logger for git's output.
+    """
+    _git(repo, ["worktree", "prune"], log, "git worktree prune", check=False)
+
+
+def show_file(repo: Path, commit: str, path: str, log: InstallerLogger) -> str | None:
+    """Return the text of ``path`` at ``commit`` in ``repo`` (None when it is not there).
+
+    Args:
+        repo: A git clone holding ``commit``.
+        commit: The commit.
+        path: The file's path in the repository, e.g. `requirements.txt`.
+        log: Logger for git's output.
+    """
+    git = shutil.which("git") or "git"
+    result = run_command(
+        [git, "-C", str(repo), "show", f"{commit}:{path}"],
+        log=log,
+        what="git show",
+        env=git_env(),
+        check=False,
+    )
+    return result.output if result.returncode == 0 else None
 
 
 def checkout_pinned(

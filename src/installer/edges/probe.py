@@ -112,6 +112,37 @@ def venv_version(venv_dir: Path) -> str | None:
     return match.group(1) if match else None
 
 
+_REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def requirement_names(path: Path) -> frozenset[str] | None:
+    """Return the canonical names a `requirements.txt` lists (None when it cannot be read).
+
+    Args:
+        path: The requirements file; options (`-r`, `--index-url`) and comments are ignored.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return parse_requirement_names(text)
+
+
+def parse_requirement_names(text: str) -> frozenset[str]:
+    """Return the canonical names of the requirements in a `requirements.txt`'s text.
+
+    Args:
+        text: The file's content.
+    """
+    names: set[str] = set()
+    for line in text.splitlines():
+        line = line.split("#", 1)[0]
+        match = _REQUIREMENT_NAME.match(line)
+        if match and not line.lstrip().startswith("-"):
+            names.add(canonicalize_name(match.group(1)))
+    return frozenset(names)
+
+
 def probe_install(install_dir: Path, platform: str) -> InstallProbe:
     """Read what ``install_dir`` already holds (nothing is written).
 
@@ -136,6 +167,7 @@ def probe_install(install_dir: Path, platform: str) -> InstallProbe:
         comfyui_head=read_head(paths["comfyui"]),
         installed=installed_distributions(paths["venv"], platform) if venv_ok else {},
         torch=installed_torch(paths["venv"], platform) if venv_ok else None,
+        comfyui_requirements=requirement_names(paths["comfyui"] / "requirements.txt"),
         existing_files=frozenset(
             name for name, path in paths.items() if name == "launcher" and path.is_file()
         ),

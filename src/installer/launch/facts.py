@@ -22,6 +22,7 @@ from installer.core.errors import EnvironmentUnsupportedError
 from installer.core.facts import GpuReport
 from installer.core.proof import AcceleratorProof, latest_proof
 from installer.edges.environment import current_platform, site_packages_dirs
+from installer.edges.generations import current_root
 from installer.edges.gpu import detect_gpus
 from installer.edges.probe import installed_torch, layout
 from installer.edges.state import read_state
@@ -99,7 +100,9 @@ def gather_facts(
         EnvironmentUnsupportedError: DIR has no venv Python or no `ComfyUI/main.py`.
     """
     platform = platform or current_platform()
-    paths = layout(request.install_dir, platform)
+    # The current generation's venv and checkout (DIR's own for generation 1).
+    root = current_root(request.install_dir, platform)
+    paths = layout(root, platform)
     python, comfyui = paths["venv_python"], paths["comfyui"]
     for path, what in ((python, "the venv's Python"), (comfyui / "main.py", "ComfyUI/main.py")):
         if not path.is_file():
@@ -112,7 +115,8 @@ def gather_facts(
     site = sites[0] if sites else None
     wanted = request.tune and gpu.planning_cc is not None
     attention = probe_attention(python, environ) if wanted else None
-    cpu_install, proof = _recorded(request.install_dir)
+    cpu_install, proof = _recorded(root)
+    shared = root != request.install_dir
     return LaunchFacts(
         platform=platform,
         venv_python=python,
@@ -125,6 +129,9 @@ def gather_facts(
         site_packages=site,
         cpu_install=cpu_install,
         proof=proof,
+        install_dir=request.install_dir if shared else None,
+        extra_paths_exists=shared
+        and (request.install_dir / "ComfyUI" / "extra_model_paths.yaml").is_file(),
     )
 
 
@@ -150,6 +157,7 @@ def check_calibration(install_dir: Path, gpu: GpuReport) -> CalibrationState:
     read = read_calibration(install_dir)
     probe = None
     if read.calibration is not None:
-        python = layout(install_dir, current_platform())["venv_python"]
+        platform = current_platform()
+        python = layout(current_root(install_dir, platform), platform)["venv_python"]
         probe = probe_attention(python) if python.is_file() else None
     return calibration_state(read, probe, gpu, install_dir)

@@ -143,13 +143,14 @@ def run_comfyui(
         InterruptedByUserError: Ctrl-C (or SIGTERM) in the background launch's wait for
             ComfyUI to be ready; ComfyUI was stopped.
     """
-    state_dir = install_state_dir(facts.comfyui_dir.parent)
+    home = plan.home or facts.comfyui_dir.parent
+    state_dir = install_state_dir(home)
     running = read_pid_file(state_dir)
     if running is not None and is_recorded_comfyui(running):
         raise EnvironmentUnsupportedError(
-            f"ComfyUI launched from {facts.comfyui_dir.parent} is already running "
+            f"ComfyUI launched from {home} is already running "
             f"(pid {running.pid}, {running.url}, since {running.started_at}).",
-            f"Stop it with `comfy-install stop {facts.comfyui_dir.parent}` first.",
+            f"Stop it with `comfy-install stop {home}` first.",
         )
     check_port(plan)
     problem = shim_problem(facts.shim, facts.site_packages)
@@ -182,7 +183,7 @@ def _run_background(
     env: Mapping[str, str],
     log_path: Path,
 ) -> LaunchOutcome:
-    state_dir = install_state_dir(plan.cwd.parent)
+    state_dir = install_state_dir(plan.home or plan.cwd.parent)
     with log_path.open("ab") as sink:
         offset = sink.seek(0, os.SEEK_END)
         process = spawn(plan, env, sink, background=True)
@@ -232,7 +233,7 @@ def _run_foreground(
     log_path: Path,
     terminal: IO[str],
 ) -> LaunchOutcome:
-    state_dir = install_state_dir(plan.cwd.parent)
+    state_dir = install_state_dir(plan.home or plan.cwd.parent)
     output = Output()
     with log_path.open("a", encoding="utf-8") as log_file, stop_signals_raise():
         process = spawn(plan, env, subprocess.PIPE, background=False)

@@ -15,7 +15,9 @@ ComfyUI's model kinds ([`model_kinds`][installer.plan.model_kinds]) and a manife
 downloads ([`model_downloads`][installer.plan.model_downloads]), the inputs an install
 recorded and how a re-run reuses them ([`inputs`][installer.plan.inputs]), the launch's tunings
 ([`launch`][installer.plan.launch] with its settings, tunings and attention decisions),
-and the set of one ComfyUI per GPU ([`fleet`][installer.plan.fleet]).
+the set of one ComfyUI per GPU ([`fleet`][installer.plan.fleet]), and the day-two plans: a
+generation's switch, rollback and pruning ([`generations`][installer.plan.generations]) and
+what an update changes ([`update`][installer.plan.update]).
 Inputs are data objects (the configuration models and the records of
 [`installer.core.facts`][installer.core.facts]); outputs are data with a human reason for
 every choice.

@@ -19,6 +19,8 @@ version). Otherwise it runs, and so does every step that depends on it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from packaging.version import InvalidVersion, Version
 
 from installer.core.config import Dependencies, IndexOptions, ToolsManifest
@@ -190,13 +192,19 @@ def build_plan(
         variant=selection.variant,
         index_url=selection.index_url,
         cuda=selection.cuda,
-        packages=list(deps.torch.packages),
+        packages=held_torch_packages(deps.torch.packages, probe.comfyui_requirements),
         version=str(deps.torch.torch_version),
         reason=selection.reason,
         installed=probe.torch.version if probe.torch else None,
         minor_version_compat=selection.driver_limit.note if selection.driver_limit else None,
         advice=selection.advice,
     )
+
+    dropped = [p for p in deps.torch.packages if p not in torch_plan.packages]
+    if dropped:
+        warnings.append(
+            f"{', '.join(dropped)}: not in this ComfyUI's requirements.txt; not installed or held"
+        )
 
     ref = options.comfyui_ref
     expected = deps.comfyui.commit if ref is None else (ref if _is_sha(ref) else None)
@@ -307,3 +315,32 @@ def _is_sha(value: str) -> bool:
 
 
 """Marks a step that runs only because a dependency runs (see `PlannedStep.cascade`)."""
+
+
+def held_torch_packages(packages: Sequence[str], requirements: frozenset[str] | None) -> list[str]:
+    """Return the torch set to install and hold: the pins ComfyUI's requirements still name.
+
+    torch itself always stays; torchvision or torchaudio is dropped when the checkout's
+    `requirements.txt` no longer lists it (ComfyUI after v0.33 drops torchaudio), so an
+    update never installs, or keeps pinning, a package ComfyUI stopped asking for.
+
+    Args:
+        packages: The configured torch requirements (`torch.packages`).
+        requirements: Canonical names in the checkout's `requirements.txt`; None when no
+            checkout exists yet (a first install): every configured pin is kept.
+    """
+    if requirements is None:
+        return list(packages)
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    kept: list[str] = []
+    for spec in packages:
+        try:
+            name = canonicalize_name(Requirement(spec).name)
+        except InvalidRequirement:
+            kept.append(spec)
+            continue
+        if name == "torch" or name in requirements:
+            kept.append(spec)
+    return kept

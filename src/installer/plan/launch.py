@@ -46,6 +46,7 @@ from typing import Any, Literal
 from installer.core.errors import UsageError
 from installer.core.facts import GpuReport, TorchInstalled
 from installer.core.proof import AcceleratorProof
+from installer.plan.generations import shared_folder_args
 from installer.plan.launch_attention import (
     AttentionChoice,
     AttentionProbe,
@@ -115,6 +116,10 @@ class LaunchFacts:
     """Why the install was made for the CPU, as its gpu step recorded it (`--gpu none`)."""
     proof: AcceleratorProof | None = None
     """The install's newest accelerator proof (step 10's or verify's), from its `state.json`."""
+    install_dir: Path | None = None
+    """DIR, when the checkout is a later generation's (its user folders stay in DIR/ComfyUI)."""
+    extra_paths_exists: bool = False
+    """`DIR/ComfyUI/extra_model_paths.yaml` exists (a later generation is pointed at it)."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,8 @@ class LaunchPlan:
     needs_shim: bool
     platform: str
     attention: AttentionChoice | None = None
+    home: Path | None = None
+    """DIR, where the pid file and logs go (None: the checkout's parent, DIR for generation 1)."""
     """The routing decision, with the table the launch writes for the shim."""
 
     def environment(self, base: Mapping[str, str]) -> dict[str, str]:
@@ -322,6 +329,14 @@ def plan_launch(
     if not port_given:
         argv += ["--port", str(request.port)]
     argv += [t.argument for t in tunings if t.status == "on" and t.argument]
+    if facts.install_dir is not None:
+        argv += shared_folder_args(
+            facts.install_dir,
+            facts.comfyui_dir,
+            facts.platform,
+            extra_paths_exists=facts.extra_paths_exists,
+            user_args=comfy_args,
+        )
     argv += comfy_args
     warmup = parse_flag(WARMUP_ENV, user[WARMUP_ENV]) if WARMUP_ENV in user else True
     return LaunchPlan(
@@ -338,6 +353,7 @@ def plan_launch(
         needs_shim=needs_shim,
         platform=facts.platform,
         attention=attention,
+        home=facts.install_dir,
     )
 
 

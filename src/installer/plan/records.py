@@ -102,6 +102,8 @@ class InstallOptions:
     """Names of the fields taken from the inputs the install recorded (not given this time)."""
     withheld: frozenset[str] = frozenset()
     """Names of recorded fields not reused: they held a secret, which is never stored."""
+    next_command: str | None = None
+    """The command the summary names next (default: `comfy-install launch DIR`)."""
 
 
 class PlannedGpu(BaseModel):

@@ -1,0 +1,274 @@
+"""Building, verifying, switching and pruning generations: the API `update` is made of.
+
+Other commands that must change the environment of a finished install (`nodes`, a
+snapshot restore) go through the same three calls, with DIR's lock held:
+
+```python
+from installer.commands.generations import GenerationBuild, build_generation
+from installer.commands.generations import switch_generation, prune_generations
+
+with InstallLock(install_dir, command="nodes").held():
+    request = GenerationBuild(install_dir=..., options=..., url=..., target=...)
+    built = build_generation(request, log)
+    switch_generation(install_dir, built.generation.id, log)   # one rename
+    prune_generations(install_dir, keep=2, log=log)
+```
+
+[`build_generation`][installer.commands.generations.build_generation] makes the new
+environment beside the running one: the ComfyUI commit is fetched into `DIR/ComfyUI`'s
+repository (objects only) and checked out as a git worktree under
+`DIR/.comfy-install/generations/<id>/ComfyUI`, and the install steps (the same plan and
+executor as `install`, uv's cache and hard links) make its venv and verify it (imports,
+`main.py --help` and ComfyUI's start-up test, step 10's proof on a GPU). The current
+generation is not touched; a failure or an interruption leaves the new one `building` or
+`failed` in the registry, and the next call for the same target continues it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from installer.commands.executor import ExecutionResult, execute
+from installer.core.errors import InstallerError, InterruptedByUserError, StepFailedError
+from installer.core.generations import Generation, data_root, generation_root
+from installer.core.log import InstallerLogger
+from installer.core.records import now_iso
+from installer.edges.environment import current_platform
+from installer.edges.generations import (
+    apply_switch,
+    current_generation,
+    describe_root,
+    read_generations,
+    remove_paths,
+    share_bytecode,
+    write_generations,
+)
+from installer.edges.git import add_worktree, fetch_commit, prune_worktrees
+from installer.plan.generations import (
+    PruneItem,
+    SwitchPlan,
+    next_generation_id,
+    plan_prune,
+    plan_switch,
+)
+from installer.plan.records import InstallOptions
+
+GENERATION_SKIPS = ("launchers", "models")
+"""Steps a new generation does not run: the launcher scripts and the models are DIR's."""
+
+
+@dataclass(frozen=True)
+class GenerationBuild:
+    """What a new generation is made of.
+
+    `options` are `install`'s options for the new environment: its `install_dir` is
+    replaced by the generation's own root, its ComfyUI source by `url` at the commit
+    `target` resolves to, and the launchers and models steps are skipped (they are DIR's).
+    """
+
+    install_dir: Path
+    options: InstallOptions
+    url: str
+    target: str
+    ref: str | None = None
+    """The name the target goes by (a tag), for the records; None: ``target``."""
+
+
+@dataclass(frozen=True)
+class BuiltGeneration:
+    """A generation that was built and verified (not yet current)."""
+
+    generation: Generation
+    result: ExecutionResult
+    reused: bool = False
+    """True when a generation that was already built and verified for the target was found."""
+
+
+def build_generation(request: GenerationBuild, log: InstallerLogger) -> BuiltGeneration:
+    """Build (or continue building) a generation beside the current one, and verify it.
+
+    The caller holds DIR's install lock. Nothing of the current generation is changed: the
+    new checkout is a worktree of `DIR/ComfyUI`'s repository (its work tree stays as it is),
+    the new venv and state live in the generation's own folder.
+
+    Args:
+        request: DIR, the install options, the ComfyUI source and the target commit or ref.
+        log: Terminal and log-file output (the install steps attach their log file).
+
+    Returns:
+        The verified generation (status `ready`) and the steps' outcomes.
+
+    Raises:
+        StepFailedError: The target cannot be fetched, or a step failed (the message names
+            the step, the hint the log); the generation is recorded `failed`.
+        InstallerError: Any other failure of the install steps (its own exit code).
+        InterruptedByUserError: Ctrl-C or SIGTERM; the generation stays `building`.
+    """
+    install_dir = request.install_dir
+    platform = request.options.platform or current_platform()
+    registry = read_generations(install_dir, platform)
+    current = current_generation(install_dir)
+    repo = Path(data_root(install_dir, platform))
+    log.info(f"fetching {request.target} from {request.url} into {repo} (objects only)")
+    commit = fetch_commit(repo, request.url, request.target, log)
+    for existing in registry.generations:
+        # After a rollback, updating to the same commit again is a switch, not a rebuild
+        # (`--force STEP` asks for a rebuild).
+        reusable = existing.verified and existing.id != current and not request.options.force
+        if reusable and existing.comfyui_commit == commit:
+            log.info(f"generation {existing.id} is already built and verified at {commit[:12]}")
+            return BuiltGeneration(existing, ExecutionResult(plan=None), reused=True)
+    number = next_generation_id(registry.generations, request.url, commit)
+    root = Path(generation_root(install_dir, number, platform))
+    previous = registry.get(number)
+    generation = Generation(
+        id=number,
+        root=str(root),
+        comfyui_url=request.url,
+        comfyui_ref=request.ref or request.target,
+        comfyui_commit=commit,
+        created_at=previous.created_at if previous else now_iso(),
+        status="building",
+    )
+    registry.put(generation)
+    write_generations(install_dir, registry)
+    log.info(f"generation {number}: ComfyUI {commit[:12]} at {root}")
+    try:
+        add_worktree(repo, root / "ComfyUI", commit, log)
+        options = replace(
+            request.options,
+            install_dir=root,
+            comfyui_url=request.url,
+            comfyui_ref=commit,
+            skip=tuple(dict.fromkeys((*request.options.skip, *GENERATION_SKIPS))),
+            dry_run=False,
+        )
+        old_venv = Path(generation_root(install_dir, current, platform)) / "venv"
+
+        def before_step(step_id: str) -> None:
+            if step_id == "verify":
+                linked = share_bytecode(old_venv, root / "venv", platform)
+                log.debug(f"linked {linked} bytecode files of generation {current}'s venv")
+
+        result = execute(options, log, before_step=before_step)
+    except InterruptedByUserError:
+        raise
+    except InstallerError as exc:
+        _record_failure(install_dir, number, exc, log.log_path)
+        exc.message = f"Generation {number} was not built: {exc.message}"
+        exc.hint = _kept_hint(current, exc.hint)
+        raise
+    failure = result.error
+    if failure is not None:
+        _record_failure(install_dir, number, failure, result.log_path)
+        where = f" (log: {result.log_path})" if result.log_path else ""
+        failure.message = f"The new generation {number} failed its checks{where}: {failure.message}"
+        failure.hint = _kept_hint(current, failure.hint)
+        raise failure
+    built = describe_root(root, number, platform)
+    built.comfyui_url, built.comfyui_ref = request.url, request.ref or request.target
+    built.created_at = generation.created_at
+    built.log = str(result.log_path) if result.log_path else None
+    if built.status != "ready":
+        raise StepFailedError(
+            f"Generation {number} finished without a verified `verify` step.",
+            _kept_hint(current, "Run the same command again with --verbose."),
+        )
+    registry = read_generations(install_dir, platform)
+    registry.put(built)
+    write_generations(install_dir, registry)
+    return BuiltGeneration(built, result)
+
+
+def _kept_hint(current: int, hint: str) -> str:
+    return f"Generation {current} is still current and was not changed. {hint}".strip()
+
+
+def _record_failure(
+    install_dir: Path, number: int, error: InstallerError, log_path: Path | None
+) -> None:
+    """Mark a generation `failed` (best effort: a full disk may refuse even that)."""
+    platform = current_platform()
+    try:
+        registry = read_generations(install_dir, platform)
+        record = registry.get(number)
+        if record is not None:
+            record.status = "failed"
+            record.message = error.message.splitlines()[0] if error.message else ""
+            record.log = str(log_path) if log_path else None
+            write_generations(install_dir, registry)
+    except InstallerError:
+        pass
+
+
+def switch_generation(install_dir: Path, number: int, log: InstallerLogger) -> SwitchPlan:
+    """Make generation ``number`` the current one of DIR: one atomic rename, no network.
+
+    The caller holds DIR's install lock and has checked the generation is verified.
+
+    Args:
+        install_dir: DIR.
+        number: The generation to make current.
+        log: Where to say what happened.
+
+    Returns:
+        The switch as planned (and done).
+
+    Raises:
+        EnvironmentUnsupportedError: The pointer could not be written (disk full,
+            permissions); the current generation is then unchanged.
+    """
+    from installer.core.errors import EnvironmentUnsupportedError
+
+    plan = plan_switch(install_dir, number, current_platform())
+    try:
+        apply_switch(Path(plan.temporary), Path(plan.pointer), plan.text)
+    except OSError as exc:
+        Path(plan.temporary).unlink(missing_ok=True)
+        raise EnvironmentUnsupportedError(
+            f"Could not switch to generation {number}: {exc.strerror or exc}.",
+            "Free disk space or fix the permissions of DIR/.comfy-install, then run again.",
+        ) from exc
+    log.info(f"switched to generation {number} ({plan.method})")
+    return plan
+
+
+def prune_generations(install_dir: Path, keep: int, log: InstallerLogger) -> list[PruneItem]:
+    """Remove the generations beyond the newest ``keep`` (the current one is always kept).
+
+    Only the tool's folders go: a generation's venv and checkout. Generation 1 keeps
+    `DIR/ComfyUI`, which holds the user's folders.
+
+    Args:
+        install_dir: DIR (its lock held by the caller).
+        keep: How many generations stay, the current one included.
+        log: Where to say what was removed.
+
+    Returns:
+        What was pruned.
+
+    Raises:
+        UsageError: ``keep`` is below 1.
+    """
+    platform = current_platform()
+    registry = read_generations(install_dir, platform)
+    current = current_generation(install_dir)
+    items = plan_prune(registry.generations, current, keep, install_dir, platform)
+    # The registry forgets them first: a prune killed halfway leaves folders that no
+    # record points to (removed by the next prune), never a record of a half-removed one.
+    pruned = {item.generation for item in items}
+    registry.generations = [g for g in registry.generations if g.id not in pruned]
+    if items:
+        write_generations(install_dir, registry)
+    known = {Path(g.root) for g in registry.generations}
+    folder = Path(generation_root(install_dir, 2, platform)).parent
+    orphans = [p for p in folder.glob("*") if p.is_dir() and p.name.isdigit() and p not in known]
+    removal = [Path(p) for item in items for p in item.remove]
+    for problem in remove_paths([*removal, *(p for p in orphans if p not in removal)]):
+        log.warn(f"could not remove {problem}")
+    for item in items:
+        log.info(f"pruned generation {item.generation} ({item.reason})")
+    if items or orphans:
+        prune_worktrees(Path(data_root(install_dir, platform)), log)
+    return items

@@ -1,0 +1,237 @@
+"""`comfy-install update`: move a finished install to new pins in a new generation.
+
+The whole job: read what the install recorded (ComfyUI source, torch index, Python),
+fetch the target commit, plan the new generation with the same planner as `install`
+(its torch set following the new ComfyUI's own `requirements.txt`), show the change
+(`--dry-run`), or build and verify the generation beside the running one
+([`build_generation`][installer.commands.generations.build_generation]), switch to it in
+one rename, and prune the generations beyond `--keep`. The user's folders are never
+touched: the new generation reads them from `DIR/ComfyUI` at launch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from installer.commands.generations import (
+    GenerationBuild,
+    build_generation,
+    prune_generations,
+    switch_generation,
+)
+from installer.core.errors import UsageError
+from installer.core.generations import Generation, data_root, generation_root
+from installer.core.log import InstallerLogger
+from installer.edges.environment import current_platform
+from installer.edges.generations import current_generation, current_root, read_generations
+from installer.edges.git import fetch_commit, show_file
+from installer.edges.probe import installed_distributions, layout, parse_requirement_names
+from installer.edges.state import InstallLock, read_state
+from installer.plan.generations import DEFAULT_KEEP, next_generation_id, plan_prune, plan_switch
+from installer.plan.inputs import recorded_inputs
+from installer.plan.records import InstallOptions
+from installer.plan.update import UpdateDiff, update_diff
+
+
+@dataclass(frozen=True)
+class UpdateRequest:
+    """What `update` was asked for (None: what the install recorded, else the pins)."""
+
+    install_dir: Path
+    comfyui_ref: str | None = None
+    comfyui_url: str | None = None
+    torch_index: str | None = None
+    python: str | None = None
+    keep: int = DEFAULT_KEEP
+    dry_run: bool = False
+    options: InstallOptions | None = None
+    """The rest of `install`'s options (config, GPU, indexes); install_dir is replaced."""
+    command_line: tuple[str, ...] = ()
+
+
+@dataclass
+class UpdatePreview:
+    """The planned update: the diff, and what `build_generation` is given."""
+
+    diff: UpdateDiff
+    build: GenerationBuild
+
+
+@dataclass
+class UpdateResult:
+    """How an update ended."""
+
+    diff: UpdateDiff
+    switched: bool
+    generation: Generation | None = None
+    pruned: list[int] = field(default_factory=list)
+    steps: dict[str, Any] = field(default_factory=dict)
+    reused: bool = False
+
+    def as_data(self) -> dict[str, Any]:
+        """The `data` of the JSON envelope."""
+        return {
+            "diff": self.diff.model_dump(mode="json"),
+            "switched": self.switched,
+            "reused": self.reused,
+            "generation": self.generation.model_dump(mode="json") if self.generation else None,
+            "pruned": self.pruned,
+            **({"steps": self.steps.get("steps"), "log": self.steps.get("log")}),
+        }
+
+
+def preview_update(request: UpdateRequest, log: InstallerLogger) -> UpdatePreview:
+    """Plan the update of DIR: fetch the target commit and diff the new generation's plan.
+
+    Fetching writes git objects into `DIR/ComfyUI`'s repository (never its work tree);
+    nothing else is written.
+
+    Args:
+        request: The update's options.
+        log: Where git's output goes.
+
+    Raises:
+        UsageError: DIR is not a finished install, or `--keep` is below 1 (exit code 2).
+        StepFailedError: The target cannot be fetched.
+        ConfigError: The configuration is invalid.
+    """
+    from installer.commands.planning import make_plan
+    from installer.core.config_files import load_dependencies
+    from installer.plan.build import build_plan
+
+    install_dir = request.install_dir
+    platform = (request.options.platform if request.options else None) or current_platform()
+    root = current_root(install_dir, platform)
+    paths = layout(root, platform)
+    state, problem = read_state(root)
+    if state is None or not paths["venv_python"].is_file() or not (paths["comfyui"]).is_dir():
+        raise UsageError(
+            problem or f"{install_dir} holds no finished comfy-install install.",
+            f"Run `comfy-install install {install_dir}` first.",
+        )
+    if request.keep < 1:
+        raise UsageError(f"--keep {request.keep}: keep at least 1 generation.")
+    base = request.options or InstallOptions(install_dir=install_dir)
+    deps = load_dependencies(base.config_path)
+    recorded = recorded_inputs(state)
+    url = request.comfyui_url or recorded.comfyui_url or deps.comfyui.url
+    target = request.comfyui_ref or deps.comfyui.commit
+    ref = request.comfyui_ref or deps.comfyui.ref
+    commit = fetch_commit(Path(data_root(install_dir, platform)), url, target, log)
+    registry = read_generations(install_dir, platform)
+    current_id = current_generation(install_dir)
+    current = registry.get(current_id) or _described(root, current_id, platform)
+    number = next_generation_id(registry.generations, url, commit)
+    new_root = Path(generation_root(install_dir, number, platform))
+    options = replace(
+        base,
+        install_dir=new_root,
+        comfyui_url=url,
+        comfyui_ref=commit,
+        torch_index=request.torch_index or recorded.torch_index or base.torch_index,
+        python=request.python or recorded.python or base.python,
+        # Recorded in the new generation's state, so the next update finds them there too.
+        given=base.given | {"comfyui_url", "comfyui_ref", "torch_index", "python"},
+        command_line=request.command_line,
+        next_command=f"comfy-install launch {install_dir}",
+    )
+    repo = Path(data_root(install_dir, platform))
+    new_requirements = show_file(repo, commit, "requirements.txt", log)
+    context = make_plan(replace(options, dry_run=True))
+    names = parse_requirement_names(new_requirements) if new_requirements is not None else None
+    probe = replace(context.probe, comfyui_requirements=names)
+    plan = build_plan(context.deps, context.manifest, context.env, context.gpu, options, probe)
+    old_requirements = _read(paths["comfyui"] / "requirements.txt")
+    nodes = state.done("custom_nodes")
+    prune = plan_prune(
+        [*registry.generations, Generation(id=number, root=str(new_root), created_at="")],
+        number,
+        request.keep,
+        install_dir,
+        platform,
+    )
+    diff = update_diff(
+        install_dir=str(install_dir),
+        current=current,
+        new_generation=number,
+        new_root=str(new_root),
+        new_commit=commit,
+        plan=plan,
+        old_requirements=old_requirements,
+        new_requirements=new_requirements,
+        old_installed=installed_distributions(paths["venv"], platform),
+        old_nodes=dict(nodes.outputs.get("nodes") or {}) if nodes else {},
+        switch=plan_switch(install_dir, number, platform).describe(),
+        prune=[item.generation for item in prune],
+    )
+    build = GenerationBuild(
+        install_dir=install_dir, options=options, url=url, target=commit, ref=ref
+    )
+    return UpdatePreview(diff=diff, build=build)
+
+
+def _described(root: Path, number: int, platform: str) -> Generation:
+    from installer.edges.generations import describe_root
+
+    return describe_root(root, number, platform)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def update(request: UpdateRequest, log: InstallerLogger) -> UpdateResult:
+    """Update DIR under its lock: build and verify a new generation, switch, prune.
+
+    Args:
+        request: The update's options (not a dry run).
+        log: Terminal and log-file output.
+
+    Returns:
+        The diff, the new generation and what was pruned; `switched` is False when the
+        install was already at the target (nothing was built).
+
+    Raises:
+        InstallerError: Planning or building failed; the current generation is unchanged
+            and still current (the message names the failed step and the log).
+        InterruptedByUserError: Ctrl-C or SIGTERM: the next `update` continues the build.
+    """
+    from installer.commands.executor import prepare_install_dir
+
+    prepare_install_dir(request.install_dir)
+    lock = InstallLock(request.install_dir, command="update")
+    with lock.held():
+        if lock.taken_over is not None:
+            held = lock.taken_over
+            log.warn(
+                f"took over a stale lock of pid {held.pid} on {held.host} "
+                f"(since {held.started_at}); that process is gone"
+            )
+        preview = preview_update(request, log)
+        diff = preview.diff
+        if diff.up_to_date and not (request.options and request.options.force):
+            log.info(
+                f"generation {diff.current_generation} is already at "
+                f"{(diff.comfyui.new or '')[:12]} with the planned torch set; nothing to do"
+            )
+            pruned = prune_generations(request.install_dir, request.keep, log)
+            return UpdateResult(
+                diff=diff, switched=False, pruned=[item.generation for item in pruned]
+            )
+        built = build_generation(preview.build, log)
+        switch_generation(request.install_dir, built.generation.id, log)
+        pruned = prune_generations(request.install_dir, request.keep, log)
+        diff.new_generation = built.generation.id
+        return UpdateResult(
+            diff=diff,
+            switched=True,
+            generation=built.generation,
+            pruned=[item.generation for item in pruned],
+            steps=built.result.as_data(),
+            reused=built.reused,
+        )

@@ -1,0 +1,214 @@
+r"""Generations, planned: where each one lives, the switch, rollback, pruning, shared folders.
+
+Everything here is pure: paths are `PurePath`s of the target platform
+(`PureWindowsPath` for Windows, so the Windows plan is tested on Linux), and the
+edges module [`installer.edges.generations`][installer.edges.generations] carries the
+plans out.
+
+**The switch.** Which generation is current is one small file,
+`DIR/.comfy-install/current-generation`, holding the generation's number. A switch
+writes the new number to a temporary file in the same folder, flushes it, and renames it
+over the pointer: a rename within one folder is atomic on POSIX (`rename(2)`) and on
+NTFS (`MoveFileEx` with `MOVEFILE_REPLACE_EXISTING`, what Python's `os.replace` calls),
+so a reader sees the old number or the new one, never neither. A symlink or a directory
+junction was not chosen: Windows cannot replace an existing junction in one step (a
+directory cannot be renamed over another), and symlinks there need a privilege. No
+pointer file means generation 1: an install made before generations existed is adopted
+as it is.
+
+**What is shared.** The user's folders stay where the first install put them, in
+`DIR/ComfyUI` (models, input, output, user, custom_nodes, extra_model_paths.yaml). A
+later generation's ComfyUI is a separate checkout that holds none of them; `launch`
+starts it with `--base-directory DIR/ComfyUI` (ComfyUI v0.3.77 and v0.33.0 both take
+models, custom_nodes, input, output, temp and user from there) and, when the user has
+one, `--extra-model-paths-config DIR/ComfyUI/extra_model_paths.yaml` (ComfyUI reads that
+file only from its own folder otherwise). Nothing is copied, moved or linked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import PurePath
+
+from installer.core.errors import UsageError
+from installer.core.facts import pure_path
+from installer.core.generations import (
+    EXTRA_PATHS_NAME,
+    POINTER_NAME,
+    STATE_FOLDER,
+    Generation,
+    data_root,
+    generation_root,
+)
+
+DEFAULT_KEEP = 2
+
+
+@dataclass(frozen=True)
+class SwitchPlan:
+    """How the current generation is switched: one rename of a small file."""
+
+    target: int
+    pointer: PurePath
+    temporary: PurePath
+    text: str
+    method: str
+
+    def describe(self) -> str:
+        """One line for people: what is renamed onto what."""
+        return f"{self.method}: {self.temporary.name} -> {self.pointer} (generation {self.target})"
+
+
+def plan_switch(install_dir: PurePath, target: int, platform: str) -> SwitchPlan:
+    """Plan the switch of DIR's current generation to ``target``.
+
+    Args:
+        install_dir: DIR.
+        target: The generation to make current.
+        platform: The target OS; it names the rename used.
+
+    Returns:
+        The pointer file, the temporary file written beside it (same folder, so the rename
+        never crosses a file system) and the text written.
+    """
+    folder = pure_path(platform, install_dir) / STATE_FOLDER
+    method = (
+        "MoveFileEx(MOVEFILE_REPLACE_EXISTING) rename"
+        if platform == "windows"
+        else "rename(2) over the pointer"
+    )
+    return SwitchPlan(
+        target=target,
+        pointer=folder / POINTER_NAME,
+        temporary=folder / f".{POINTER_NAME}.{target}.tmp",
+        text=f"{target}\n",
+        method=method,
+    )
+
+
+def rollback_target(generations: Sequence[Generation], current: int) -> int:
+    """Return the generation `rollback` goes back to: the newest verified one before current.
+
+    Args:
+        generations: Every recorded generation.
+        current: The current generation's number.
+
+    Raises:
+        UsageError: There is no verified generation older than the current one (exit code 2).
+    """
+    older = [g.id for g in generations if g.id < current and g.verified]
+    if not older:
+        raise UsageError(
+            f"There is no previous generation to roll back to (generation {current} is the "
+            "oldest one kept).",
+            "`comfy-install status DIR` lists the generations; an update makes a new one.",
+        )
+    return max(older)
+
+
+@dataclass(frozen=True)
+class PruneItem:
+    """One generation to prune and the paths removed with it (relative to nothing: absolute)."""
+
+    generation: int
+    remove: tuple[PurePath, ...]
+    reason: str
+
+
+def plan_prune(
+    generations: Sequence[Generation],
+    current: int,
+    keep: int,
+    install_dir: PurePath,
+    platform: str,
+    building: int | None = None,
+) -> list[PruneItem]:
+    """Choose the generations to remove so that ``keep`` remain (the current one always does).
+
+    The newest ones are kept. Generation 1 loses only its venv: its `ComfyUI` folder holds
+    the user's folders (and the git repository the later checkouts are worktrees of).
+
+    Args:
+        generations: Every recorded generation.
+        current: The current generation (never pruned).
+        keep: How many generations to keep, the current one included (at least 1).
+        install_dir: DIR.
+        platform: The target OS.
+        building: A generation being built right now (never pruned).
+
+    Raises:
+        UsageError: ``keep`` is below 1 (exit code 2).
+    """
+    if keep < 1:
+        raise UsageError(f"--keep {keep}: at least the current generation is kept (1 or more).")
+    others = sorted((g.id for g in generations if g.id not in (current, building)), reverse=True)
+    kept = set(others[: keep - 1])
+    items: list[PruneItem] = []
+    for number in others:
+        if number in kept:
+            continue
+        root = generation_root(install_dir, number, platform)
+        if number == 1:
+            paths: tuple[PurePath, ...] = (root / "venv",)
+            reason = f"beyond --keep {keep}; DIR/ComfyUI stays (it holds your folders)"
+        else:
+            paths = (root,)
+            reason = f"beyond --keep {keep}"
+        items.append(PruneItem(number, paths, reason))
+    return items
+
+
+def shared_folder_args(
+    install_dir: PurePath,
+    checkout: PurePath,
+    platform: str,
+    *,
+    extra_paths_exists: bool,
+    user_args: Sequence[str] = (),
+) -> list[str]:
+    """Return the ComfyUI arguments that point a generation's checkout at the user's folders.
+
+    Args:
+        install_dir: DIR.
+        checkout: The current generation's ComfyUI folder.
+        platform: The target OS.
+        extra_paths_exists: `DIR/ComfyUI/extra_model_paths.yaml` exists.
+        user_args: The ComfyUI arguments the user gave (their own choice wins).
+
+    Returns:
+        Nothing for generation 1 (its checkout is the data folder); else `--base-directory`
+        and, when the user has the file, `--extra-model-paths-config`.
+    """
+    data = data_root(install_dir, platform)
+    if pure_path(platform, checkout) == data:
+        return []
+    given = {arg.split("=", 1)[0] for arg in user_args}
+    args: list[str] = []
+    if "--base-directory" not in given:
+        args += ["--base-directory", str(data)]
+    if extra_paths_exists:
+        args += ["--extra-model-paths-config", str(data / EXTRA_PATHS_NAME)]
+    return args
+
+
+def next_generation_id(generations: Sequence[Generation], url: str, target: str) -> int:
+    """Return the generation an update builds: an unfinished one for the same target, else new.
+
+    Args:
+        generations: Every recorded generation.
+        url: The ComfyUI source of the update.
+        target: The commit (or ref) it moves to.
+
+    Returns:
+        The id of a `building` or `failed` generation for ``url`` and ``target`` (a re-run
+        continues it), else one more than the highest id.
+    """
+    for generation in generations:
+        same = generation.comfyui_url == url and target in (
+            generation.comfyui_commit,
+            generation.comfyui_ref,
+        )
+        if same and generation.status != "ready":
+            return generation.id
+    return max((g.id for g in generations), default=1) + 1

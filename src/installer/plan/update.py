@@ -1,0 +1,193 @@
+"""What an update changes, as data: the diff `update --dry-run` shows.
+
+[`update_diff`][installer.plan.update.update_diff] compares the current generation (what
+its venv and checkout hold) with the plan of the new one: the ComfyUI commit, the torch
+set, each accelerator, ComfyUI's requirements line by line, the configured custom nodes,
+and what the new generation's verify step checks before anything switches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from pydantic import BaseModel, Field
+
+from installer.core.generations import Generation
+from installer.plan.records import Plan
+
+
+class Change(BaseModel):
+    """One thing before and after (None: absent on that side)."""
+
+    name: str
+    old: str | None = None
+    new: str | None = None
+    note: str = ""
+
+    @property
+    def changed(self) -> bool:
+        """True when the two sides differ."""
+        return self.old != self.new
+
+
+class UpdateDiff(BaseModel):
+    """The change an update makes, from the current generation to the new one."""
+
+    install_dir: str
+    current_generation: int
+    new_generation: int
+    new_root: str
+    comfyui: Change
+    torch: list[Change] = Field(default_factory=list)
+    torch_build: Change
+    accelerators: list[Change] = Field(default_factory=list)
+    requirements: list[Change] = Field(default_factory=list)
+    custom_nodes: list[Change] = Field(default_factory=list)
+    verify: list[str] = Field(default_factory=list)
+    switch: str
+    prune: list[int] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    up_to_date: bool = False
+
+
+def requirement_lines(text: str | None) -> dict[str, str]:
+    """Return ``{canonical name: requirement as written}`` of a `requirements.txt`.
+
+    Args:
+        text: The file's content (None: no file).
+    """
+    found: dict[str, str] = {}
+    for raw in (text or "").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        try:
+            found[canonicalize_name(Requirement(line).name)] = line
+        except InvalidRequirement:
+            found[line] = line
+    return found
+
+
+def _spec_version(spec: str) -> str:
+    try:
+        requirement = Requirement(spec)
+    except InvalidRequirement:
+        return spec
+    return str(requirement.specifier).lstrip("=") or "any"
+
+
+def _satisfies(installed: str | None, spec: str | None) -> bool:
+    """True when the installed version meets the planned requirement (local tags aside)."""
+    if installed is None or spec is None:
+        return False
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Requirement(spec).specifier.contains(Version(installed).public, prereleases=True)
+    except (InvalidRequirement, InvalidVersion):
+        return False
+
+
+def update_diff(
+    *,
+    install_dir: str,
+    current: Generation,
+    new_generation: int,
+    new_root: str,
+    new_commit: str | None,
+    plan: Plan,
+    old_requirements: str | None,
+    new_requirements: str | None,
+    old_installed: Mapping[str, str],
+    old_nodes: Mapping[str, Any],
+    switch: str,
+    prune: list[int],
+) -> UpdateDiff:
+    """Compare the current generation with the plan of the new one.
+
+    Args:
+        install_dir: DIR.
+        current: The current generation as it is on disk.
+        new_generation: The number the new generation gets.
+        new_root: Where it is built.
+        new_commit: The commit it checks out (None: resolved when it is built).
+        plan: The install plan of the new generation.
+        old_requirements: The current checkout's `requirements.txt` (None: none).
+        new_requirements: The new commit's `requirements.txt` (None: not known yet).
+        old_installed: ``{canonical name: version}`` of the current venv.
+        old_nodes: The current install's custom nodes by name (their commits).
+        switch: How the switch is done, in words.
+        prune: The generations an update with this `--keep` removes after the switch.
+    """
+    commit = new_commit or plan.comfyui.commit
+    comfyui = Change(
+        name="ComfyUI",
+        old=current.comfyui_commit,
+        new=commit,
+        note=f"{current.comfyui_ref or '?'} -> {plan.comfyui.ref} ({plan.comfyui.url})",
+    )
+    torch: list[Change] = []
+    planned: dict[str, str] = {
+        canonicalize_name(Requirement(s).name): s for s in plan.torch.packages
+    }
+    for name in ("torch", "torchvision", "torchaudio"):
+        old = current.packages.get(name)
+        new = _spec_version(planned[name]) if name in planned else None
+        if old is None and new is None:
+            continue
+        note = "" if name in planned else "not in the new ComfyUI's requirements: not held"
+        torch.append(Change(name=name, old=old, new=new, note=note))
+    build = Change(
+        name="torch build",
+        old=f"CUDA {current.torch_cuda}" if current.torch_cuda else "CPU",
+        new=f"{plan.torch.variant} ({'CUDA ' + plan.torch.cuda if plan.torch.cuda else 'CPU'})",
+        note=plan.torch.reason,
+    )
+    accelerators = [
+        Change(
+            name=entry.name,
+            old=old_installed.get(canonicalize_name(entry.distribution or entry.name)),
+            new=(entry.requirement or entry.name) if entry.action == "install" else None,
+            note=entry.reason,
+        )
+        for entry in plan.optimizations
+    ]
+    before, after = requirement_lines(old_requirements), requirement_lines(new_requirements)
+    requirements = [
+        Change(name=name, old=before.get(name), new=after.get(name))
+        for name in sorted(set(before) | set(after))
+        if new_requirements is not None and before.get(name) != after.get(name)
+    ]
+    nodes = [
+        Change(name=node.name, old=str(old_nodes.get(node.name) or "") or None, new=node.commit)
+        for node in plan.custom_nodes
+    ]
+    nodes += [
+        Change(name=name, old=str(value), new=None, note="no longer configured; its folder stays")
+        for name, value in old_nodes.items()
+        if name not in {node.name for node in plan.custom_nodes}
+    ]
+    verify = plan.step("verify").details if plan.steps else []
+    same_torch = all(
+        _satisfies(change.old, planned.get(change.name)) for change in torch if change.new
+    ) and all(change.new is not None for change in torch if change.old)
+    return UpdateDiff(
+        install_dir=install_dir,
+        current_generation=current.id,
+        new_generation=new_generation,
+        new_root=new_root,
+        comfyui=comfyui,
+        torch=torch,
+        torch_build=build,
+        accelerators=accelerators,
+        requirements=requirements,
+        custom_nodes=nodes,
+        verify=list(verify),
+        switch=switch,
+        prune=prune,
+        warnings=list(plan.warnings),
+        up_to_date=commit is not None and commit == current.comfyui_commit and same_torch,
+    )
