@@ -22,6 +22,7 @@ from installer.cli.install import install
 from installer.cli.launch import LAUNCH_CONTEXT_SETTINGS, launch, stop
 from installer.cli.lock import lock
 from installer.cli.models import models_app
+from installer.cli.nodes import nodes_app
 from installer.cli.pins import pins_app
 from installer.cli.status import status
 from installer.cli.tune import tune
@@ -59,6 +60,7 @@ def _root(
 
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
+app.add_typer(nodes_app, name="nodes")
 app.add_typer(pins_app, name="pins")
 app.add_typer(image_app, name="image")
 app.command()(install)

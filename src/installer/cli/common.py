@@ -116,3 +116,44 @@ def print_json(command: list[str], data: Any, exit_code: int = 0) -> None:
     from installer.core.envelope import dumps, envelope
 
     sys.stdout.write(dumps(envelope(command, data=data, exit_code=exit_code)) + "\n")
+
+
+IndexUrlOpt = Annotated[
+    str | None, typer.Option("--index-url", help="Package index for every uv call (a mirror).")
+]
+ExtraIndexUrlOpt = Annotated[
+    list[str] | None,
+    typer.Option("--extra-index-url", help="Extra package index (repeatable)."),
+]
+FindLinksOpt = Annotated[
+    list[str] | None, typer.Option("--find-links", help="Folder or URL of wheels (repeatable).")
+]
+OfflineOpt = Annotated[bool, typer.Option("--offline", help="Use only caches and local files.")]
+
+
+def index_options(
+    index_url: str | None,
+    extra_index_urls: list[str] | None,
+    find_links: list[str] | None,
+    offline: bool,
+) -> Any:
+    """Return the IndexOptions of the mirror options, or None when none was given.
+
+    Args:
+        index_url: `--index-url`.
+        extra_index_urls: `--extra-index-url` values.
+        find_links: `--find-links` values.
+        offline: `--offline`.
+    """
+    if not (index_url or extra_index_urls or find_links or offline):
+        return None
+    from installer.core.config import IndexOptions
+
+    return IndexOptions(
+        index_url=index_url,
+        extra_index_urls=list(extra_index_urls or []),
+        find_links=[
+            str(Path(link).absolute()) if Path(link).exists() else link for link in find_links or []
+        ],
+        offline=offline,
+    )
