@@ -12,7 +12,7 @@ from pathlib import Path
 from support.comfy_repo import git
 from support.wheels import WheelSpec, build_wheel
 
-NODE_PY = '''
+NODE_PY = """
 class {cls}:
     @classmethod
     def INPUT_TYPES(cls):
@@ -27,7 +27,7 @@ class {cls}:
 
 
 NODE_CLASS_MAPPINGS = {{"{cls}": {cls}}}
-'''
+"""
 
 INSTALL_PY = """
 from pathlib import Path

@@ -59,7 +59,8 @@ torch==2.9.1 \\
 
 
 def test_requirements_txt_is_read_as_manager_reads_it() -> None:
-    text = "# c\nfoo>=1  # pinned\n\n--extra-index-url https://x\n-r other.txt\nbar[x]==2\nnot a req!\n"
+    text = "# c\nfoo>=1  # pinned\n\n--extra-index-url https://x\n-r other.txt\n"
+    text += "bar[x]==2\nnot a req!\n"
     found, ignored = requirements_txt_lines(text)
     assert found == ["foo>=1", "bar[x]==2"]
     assert ignored == ["--extra-index-url https://x", "-r other.txt", "not a req!"]

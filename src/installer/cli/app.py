@@ -24,6 +24,7 @@ from installer.cli.lock import lock
 from installer.cli.models import models_app
 from installer.cli.nodes import nodes_app
 from installer.cli.pins import pins_app
+from installer.cli.snapshot import snapshot_app
 from installer.cli.status import status
 from installer.cli.tune import tune
 
@@ -63,6 +64,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(nodes_app, name="nodes")
 app.add_typer(pins_app, name="pins")
 app.add_typer(image_app, name="image")
+app.add_typer(snapshot_app, name="snapshot")
 app.command()(install)
 app.command()(doctor)
 app.command()(status)
