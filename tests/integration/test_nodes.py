@@ -26,6 +26,14 @@ from support.cli import (
 )
 from support.node_repos import build_node_wheels, make_node_repo
 
+
+def uv_bin() -> str:
+    """The uv of the test environment."""
+    from installer.edges.environment import find_uv_binary
+
+    return find_uv_binary() or "uv"
+
+
 SITE = "venv/lib/python*/site-packages"
 
 
@@ -98,7 +106,7 @@ def test_add_installs_the_new_requirement_pins_the_commit_and_keeps_torch(world:
     (entry,) = [n for n in record(world)["nodes"] if n["name"] == "plain-node"]
     assert entry["commit"] == world["commits"]["plain-node"]
     assert entry["url"] == str(world["repos"] / "plain-node")
-    assert "plain-new==1.3" in record(world)["resolution"]
+    assert entry["installed_packages"] == ["plain-new"]
     listed = json.loads(nodes(world, "list", str(world["dir"]), "--json").stdout)["data"]
     assert {"name": "plain-node", "origin": "added"}.items() <= listed["nodes"][0].items()
 
@@ -167,6 +175,22 @@ def test_dry_run_changes_nothing(world: dict) -> None:
     assert json.loads(done.stdout)["data"]["install"] == ["dry-lib==1.0"]
     assert venv_dists(world["dir"]) == before
     assert not (world["dir"] / "ComfyUI" / "custom_nodes" / "dry").exists()
+
+
+def test_a_node_needing_a_newer_package_than_the_venv_has_is_resolved_with_all(
+    world: dict,
+) -> None:
+    python = str(world["dir"] / "venv" / "bin" / "python")
+    by_hand = run([uv_bin(), "pip", "install", "--python", python, "loose-lib==1.0",
+                   *world["mirror"]], world["env"])  # fmt: skip
+    assert by_hand.returncode == 0, by_hand.stderr
+    make_node_repo(world["repos"] / "upgrader", requirements=["loose-lib>=2"])
+    done = add(world, "upgrader", "--json")
+    assert done.returncode == 0, done.stderr
+    assert "resolving all" in done.stderr
+    assert json.loads(done.stdout)["data"]["install"] == ["loose-lib==2.0"]
+    assert venv_dists(world["dir"])["loose-lib"] == "2.0"
+    assert "loose-lib==2.0" in record(world)["resolution"]
 
 
 def test_step_9_reads_pyproject_dependencies_too(

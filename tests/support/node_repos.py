@@ -43,6 +43,8 @@ NODE_WHEELS = [
     WheelSpec("only-mine", "1.0", requires=["only-dep"]),
     WheelSpec("only-dep", "1.0"),
     WheelSpec("dry-lib", "1.0"),
+    WheelSpec("loose-lib", "1.0"),
+    WheelSpec("loose-lib", "2.0"),
 ]
 """The tiny pure-Python wheels the test nodes require."""
 

@@ -139,14 +139,14 @@ def test_to_install_skips_what_the_venv_has_and_the_held_packages() -> None:
 
 
 def test_removal_takes_only_what_nobody_else_needs() -> None:
-    entries = parse_entries(RESOLVED.splitlines())
-    files = ["comfyui-requirements.txt", "custom-node-plain.txt", "custom-node-mine.txt"]
     installed = {"only-mine": "1.0", "only-dep": "1.0", "shared-dep": "1.0"}
-    removal = plan_removal(
-        entries, "custom-node-mine.txt", files, ["only-mine", "only-dep", "shared-dep"], installed
-    )
+    candidates = ["only-mine", "only-dep", "shared-dep", "gone", "torch"]
+    removal = plan_removal({"shared-dep", "torch", "requests"}, candidates, installed)
     assert removal.remove == ["only-dep", "only-mine"]
-    assert removal.kept == {"shared-dep": "another node or ComfyUI needs it"}
+    assert removal.kept == {
+        "shared-dep": "another node or ComfyUI needs it", "gone": "not in the venv",
+        "torch": "held",
+    }  # fmt: skip
 
 
 def test_workflow_classes_from_the_api_and_the_ui_format() -> None:

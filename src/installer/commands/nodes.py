@@ -13,6 +13,7 @@ the packages only that node needed; `list` reads the record. `missing` is
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,9 @@ from typing import Any
 
 from installer.core.config import IndexOptions
 from installer.core.errors import (
+    InstallerError,
+    InterruptedByUserError,
+    NetworkError,
     NodeConflictError,
     ResolutionError,
     StepFailedError,
@@ -34,7 +38,6 @@ from installer.edges.state import InstallLock, read_state
 from installer.edges.uv import Uv
 from installer.nodes.context import (
     Install,
-    input_files,
     make_uv,
     node_name,
     open_install,
@@ -56,7 +59,6 @@ from installer.plan.nodes import (
     explain_conflict,
     held_conflict,
     held_versions,
-    node_file_name,
     plan_removal,
     to_install,
 )
@@ -138,11 +140,12 @@ def add_node(request: AddRequest, log: InstallerLogger) -> AddResult:
         shutil.rmtree(work, ignore_errors=True)
         staging = work / "checkout"
         try:
-            result, record, resolution = _stage(request, install, nodes, uv, name, staging, log)
+            staged = _stage(request, install, nodes, uv, name, staging, log)
+            result = staged.result
             if request.dry_run:
                 result.dry_run = True
                 return result
-            _apply(request, install, uv, nodes, record, resolution, staging, dest, result, log)
+            _apply(request, install, uv, nodes, staged, staging, dest, log)
             nodes.index = index
             write_nodes(request.install_dir, nodes)
         finally:
@@ -167,6 +170,17 @@ def add_command(request: AddRequest) -> str:
     return shlex.join(words)
 
 
+@dataclass
+class Staged:
+    """A node cloned into staging with its requirements read: what `_apply` installs."""
+
+    result: AddResult
+    record: NodeRecord
+    constraint: Path | None = None
+    """`-c` file of the install: the venv pinned (fast path) or the full resolution."""
+    resolution: Resolution | None = None
+
+
 def _stage(
     request: AddRequest,
     install: Install,
@@ -175,8 +189,12 @@ def _stage(
     name: str,
     staging: Path,
     log: InstallerLogger,
-) -> tuple[AddResult, NodeRecord, Resolution | None]:
-    """Clone the node into ``staging``, read and resolve its requirements; change nothing."""
+) -> Staged:
+    """Clone the node into ``staging``, read its requirements, check the held ones.
+
+    Nothing in DIR changes here. With `--dry-run` the requirements are resolved too (against
+    the venv pinned, else together with everything installed).
+    """
     commit = checkout_pinned(staging, request.source, request.ref or "HEAD", log)
     found = read_node_requirements(staging)
     if request.no_deps:
@@ -186,8 +204,7 @@ def _stage(
         kept, skipped = apply_skips(found.requirements, request.skip_requirements, name)
     installed = installed_distributions(install.paths["venv"], install.platform)
     held = held_versions(installed)
-    command = add_command(request)
-    conflict = held_conflict(name, kept, held, command)
+    conflict = held_conflict(name, kept, held, add_command(request))
     if conflict is not None:
         raise NodeConflictError(conflict.message, conflict.hint)
     notes = [f"requirements from {', '.join(found.files)}" if found.files else "no requirements"]
@@ -197,19 +214,6 @@ def _stage(
     script = install_script_note(found, request.allow_install_script)
     if script:
         notes.append(script)
-    resolution: Resolution | None = None
-    plan: list[str] = []
-    if kept:
-        sources = resolution_sources(install, nodes)
-        sources[name] = kept
-        try:
-            resolution = resolve_install(install, uv, sources, staging.parent / "resolve")
-        except ResolutionError as exc:
-            if not isinstance(exc.conflict, ResolutionConflict):
-                raise
-            why = explain_conflict(name, kept, exc.conflict, sources, held, command)
-            raise NodeConflictError(why.message, why.hint) from exc
-        plan = [entry.requirement for entry in to_install(resolution.entries, installed)]
     local = Path(request.source).expanduser()
     record = NodeRecord(
         name=name,
@@ -220,11 +224,77 @@ def _stage(
         skipped_requirements=skipped,
         no_deps=request.no_deps,
         install_script="none" if not found.install_script else "not run",
-        installed_packages=[line.split("==", 1)[0] for line in plan],
         added_at=now_iso(),
     )
-    result = AddResult(name, commit, kept, skipped, plan, notes)
-    return result, record, resolution
+    staged = Staged(AddResult(name, commit, kept, skipped, [], notes), record)
+    if not kept:
+        return staged
+    staged.constraint = _pinned_environment(installed, staging.parent / "pinned.txt")
+    if request.dry_run:
+        plan = _dry_run(install, uv, staging.parent, kept, staged.constraint)
+        if plan is None:
+            _resolve_all(request, install, nodes, uv, staged, staging.parent, held)
+            assert staged.resolution is not None
+            plan = [e.requirement for e in to_install(staged.resolution.entries, installed)]
+        staged.result.install = plan
+    return staged
+
+
+def _pinned_environment(installed: dict[str, str], path: Path) -> Path:
+    """Write every installed distribution pinned exactly: the fast path's constraint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{n}=={v}\n" for n, v in sorted(installed.items())), "utf-8")
+    return path
+
+
+def _dry_run(
+    install: Install, uv: Uv, work: Path, requirements: list[str], pinned: Path
+) -> list[str] | None:
+    """What `uv pip install --dry-run` of the requirements would add, the venv pinned.
+
+    Returns:
+        The `name==version` lines it would install; None when they do not resolve against the
+        venv as it is (then everything is resolved together).
+    """
+    listed = work / "dry-run-requirements.txt"
+    listed.write_text("".join(f"{line}\n" for line in requirements), "utf-8")
+    try:
+        done = uv.pip_install(
+            install.paths["venv_python"],
+            requirement_files=[listed],
+            constraints=[pinned],
+            options=["--dry-run"],
+            extra_index_urls=install.torch_index,
+            what="uv pip install --dry-run (custom node)",
+        )
+    except (NetworkError, InterruptedByUserError):
+        raise
+    except InstallerError:
+        return None
+    return [m.group(1) for m in re.finditer(r"^\s*\+ (\S+==\S+)", done.output, re.MULTILINE)]
+
+
+def _resolve_all(
+    request: AddRequest,
+    install: Install,
+    nodes: NodesState,
+    uv: Uv,
+    staged: Staged,
+    work: Path,
+    held: dict[str, str],
+) -> None:
+    """Resolve the node with ComfyUI and every installed node; a conflict changes nothing."""
+    name, kept = staged.record.name, staged.record.requirements
+    sources = resolution_sources(install, nodes)
+    sources[name] = kept
+    try:
+        staged.resolution = resolve_install(install, uv, sources, work / "resolve")
+    except ResolutionError as exc:
+        if not isinstance(exc.conflict, ResolutionConflict):
+            raise
+        why = explain_conflict(name, kept, exc.conflict, sources, held, add_command(request))
+        raise NodeConflictError(why.message, why.hint) from exc
+    staged.constraint = work / "resolve" / "resolved.txt"
 
 
 def _apply(
@@ -232,35 +302,53 @@ def _apply(
     install: Install,
     uv: Uv,
     nodes: NodesState,
-    record: NodeRecord,
-    resolution: Resolution | None,
+    staged: Staged,
     staging: Path,
     dest: Path,
-    result: AddResult,
     log: InstallerLogger,
 ) -> None:
-    """Install the resolved requirements held, move the node in, prove torch unchanged."""
-    venv, platform = install.paths["venv"], install.platform
+    """Install the requirements held, move the node in, prove torch unchanged.
+
+    The fast path installs them with the whole venv pinned: uv resolves them with every
+    installed version held (so ComfyUI's and the other nodes' requirements stay satisfied)
+    and changes nothing when that fails. Then everything is resolved together (which may move
+    a package another requirement allows), and a conflict is reported with nothing changed.
+    """
+    venv, platform, python = install.paths["venv"], install.platform, install.paths["venv_python"]
+    record, result = staged.record, staged.result
     before = distribution_digest(venv, platform, "torch")
+    dists = installed_distributions(venv, platform)
     constraints = install.paths["state_dir"] / "constraints.txt"
-    if resolution is not None:
-        resolved = staging.parent / "resolve" / "resolved.txt"
+
+    def install_with(constraint: Path) -> None:
         install_node_requirements(
-            uv,
-            install.paths["venv_python"],
-            venv,
-            platform,
-            constraints,
-            record.name,
-            record.requirements,
-            extra_constraints=[resolved],
-            extra_index_urls=install.torch_index,
-        )
-        nodes.resolution = resolution.text
+            uv, python, venv, platform, constraints, record.name, record.requirements,
+            extra_constraints=[constraint], extra_index_urls=install.torch_index,
+        )  # fmt: skip
+
+    if staged.constraint is not None:
+        try:
+            install_with(staged.constraint)
+        except (NetworkError, InterruptedByUserError):
+            raise
+        except InstallerError:
+            if staged.resolution is not None:
+                raise
+            log.info(f"{record.name}: not resolvable with the venv as it is; resolving all")
+            held = held_versions(dists)
+            _resolve_all(request, install, nodes, uv, staged, staging.parent, held)
+            assert staged.constraint is not None
+            install_with(staged.constraint)
+        if staged.resolution is not None:
+            nodes.resolution = staged.resolution.text
+    now = installed_distributions(venv, platform)
+    changed = sorted(name for name, version in now.items() if dists.get(name) != version)
+    result.install = [f"{name}=={now[name]}" for name in changed]
+    record.installed_packages = changed
     install.custom_nodes.mkdir(parents=True, exist_ok=True)
     staging.replace(dest)
     if record.install_script == "not run" and request.allow_install_script:
-        run_install_script(install.paths["venv_python"], dest, log)
+        run_install_script(python, dest, log)
         record.install_script = "ran"
     after = distribution_digest(venv, platform, "torch")
     if before != after:
@@ -319,21 +407,28 @@ def remove_node(install_dir: Path, name: str, log: InstallerLogger) -> RemoveRes
         installed = installed_distributions(install.paths["venv"], install.platform)
         removal_names: list[str] = []
         kept: dict[str, str] = {}
-        if record is not None and nodes.resolution:
-            from installer.core.lockfile import parse_entries
-
-            entries = parse_entries(nodes.resolution.splitlines())
-            files = input_files(resolution_sources(install, nodes))
-            files.setdefault(node_file_name(name), record.requirements)
+        uv = make_uv(nodes.index, log)
+        if record is not None and record.installed_packages:
+            # What the others need now: everything that remains, resolved together (the venv
+            # preferred), so a package another node or ComfyUI reaches is never taken out.
+            work = install.paths["state_dir"] / "nodes-work" / f"remove-{name}"
+            shutil.rmtree(work, ignore_errors=True)
+            try:
+                remaining = resolve_install(
+                    install, uv, resolution_sources(install, nodes, name), work
+                )
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
             removal = plan_removal(
-                entries, node_file_name(name), files, record.installed_packages, installed
+                {entry.name for entry in remaining.entries}, record.installed_packages, installed
             )
             removal_names, kept = removal.remove, removal.kept
+            nodes.resolution = remaining.text
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         aside = install_dir / "removed-nodes" / f"{name}-{stamp}"
         aside.parent.mkdir(parents=True, exist_ok=True)
         folder.replace(aside)
-        uninstall(make_uv(nodes.index, log), install.paths["venv_python"], removal_names)
+        uninstall(uv, install.paths["venv_python"], removal_names)
         nodes.nodes = [node for node in nodes.nodes if node.name != name]
         nodes.removed.append(
             RemovedNode(

@@ -12,7 +12,6 @@ A node's dependencies are read the way ComfyUI-Manager reads them: the lines of 
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -343,34 +342,6 @@ def _same_version(a: str, b: str) -> bool:
         return a == b
 
 
-def needed_by(entries: Sequence[LockEntry], roots: Iterable[str]) -> set[str]:
-    """Return every package a set of requirement files reaches in a resolution.
-
-    Args:
-        entries: The resolution, with its `# via` lines.
-        roots: Input file names, e.g. `comfyui-requirements.txt`, `custom-node-Foo.txt`.
-    """
-    files = set(roots)
-    children: dict[str, set[str]] = defaultdict(set)
-    start: set[str] = set()
-    for entry in entries:
-        for item in entry.via:
-            if item.startswith("-r "):
-                if item[3:] in files:
-                    start.add(entry.name)
-            elif not item.startswith("-"):
-                children[canonicalize_name(item)].add(entry.name)
-    seen: set[str] = set()
-    stack = list(start)
-    while stack:
-        name = stack.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        stack.extend(children.get(name, ()))
-    return seen
-
-
 @dataclass(frozen=True)
 class Removal:
     """What `nodes remove` will take out of the venv, and why each package stays or goes."""
@@ -380,24 +351,17 @@ class Removal:
 
 
 def plan_removal(
-    entries: Sequence[LockEntry],
-    node_file: str,
-    all_files: Iterable[str],
-    candidates: Iterable[str],
-    installed: Mapping[str, str],
+    still_needed: Iterable[str], candidates: Iterable[str], installed: Mapping[str, str]
 ) -> Removal:
     """Decide which packages leave the venv with a node: those only it needed.
 
     Args:
-        entries: The recorded resolution.
-        node_file: The node's input file name in it (`custom-node-NAME.txt`).
-        all_files: Every input file name of the resolution.
+        still_needed: Every package the resolution of what remains (ComfyUI, the extra
+            requirements, the other nodes) holds.
         candidates: Packages the node's `nodes add` brought in (nothing else is ever removed).
         installed: The venv's distributions.
     """
-    others = [name for name in all_files if name != node_file]
-    still = needed_by(entries, others)
-    mine = needed_by(entries, [node_file])
+    still = set(still_needed)
     remove: list[str] = []
     kept: dict[str, str] = {}
     for name in sorted(set(candidates)):
@@ -407,10 +371,8 @@ def plan_removal(
             kept[name] = "another node or ComfyUI needs it"
         elif name not in installed:
             kept[name] = "not in the venv"
-        elif name in mine:
-            remove.append(name)
         else:
-            kept[name] = "not in the resolution any more"
+            remove.append(name)
     return Removal(remove, kept)
 
 
