@@ -932,8 +932,11 @@ def _restore_vs_install(
     extra: Sequence[str] = (),
     comfyui: Sequence[str] = (),
 ) -> list[float]:
-    """Save a snapshot of ``target`` (with plain-node added) and restore it into new DIRs."""
-    timed([CLI, "nodes", "add", str(target), str(world["repo"]), "-q", *mirror], env)
+    """Add plain-node to ``target``, save a snapshot of it and restore it into new DIRs.
+
+    Returns the restores' times, and last the time of the `nodes add` (part of the original).
+    """
+    added = timed([CLI, "nodes", "add", str(target), str(world["repo"]), "-q", *mirror], env)
     snap = target.parent / "snap.json"
     timed([CLI, "snapshot", "save", str(target), str(snap), *extra, *mirror], env)
     restores: list[float] = []
@@ -944,7 +947,7 @@ def _restore_vs_install(
                                f"--source=plain-node={world['repo']}", "-q", *mirror,
                                *comfyui], env))  # fmt: skip
         shutil.rmtree(copy, ignore_errors=True)
-    return restores
+    return [*restores, added]
 
 
 def bench_nodes(runs: int, real: bool) -> list[Result]:
@@ -981,20 +984,21 @@ def bench_nodes(runs: int, real: bool) -> list[Result]:
             target="<= 1.50x",
             met=statistics.median(ours) <= 1.5 * statistics.median(floor),
             floor_name="uv pip install of the requirement into the same venv",
-            notes="ours: CLI start, git clone, uv pip compile of every requirement, the install, "
-            "torch's RECORD fingerprint; the floor is one tiny local wheel",
+            notes="ours: CLI start (Python and the config models), git clone, the install with "
+            "the venv pinned, torch's fingerprint; the floor is one tiny local wheel",
         )
     )
-    restores = _restore_vs_install(target, world, env, mirror, max(runs // 2, 2),
-                                   ["--config", str(config)])  # fmt: skip
+    *restores, added = _restore_vs_install(target, world, env, mirror, max(runs // 2, 2),
+                                           ["--config", str(config)])  # fmt: skip
+    originals = [seconds + added for seconds in installs]
     results.append(
         Result(
             "snapshot restore into a new DIR, local fixtures, offline",
             restores,
-            installs,
+            originals,
             target="<= 1.00x",
-            met=statistics.median(restores) <= statistics.median(installs),
-            floor_name="the install the snapshot was taken of (same options, warm cache)",
+            met=statistics.median(restores) <= statistics.median(originals),
+            floor_name="the original: install (same options, warm cache) + its nodes add",
         )
     )
     if real:
@@ -1028,17 +1032,18 @@ def _bench_nodes_real(runs: int) -> list[Result]:
     other = root / "inst-2"
     installs.append(timed(real_install_args(other), env))
     shutil.rmtree(other, ignore_errors=True)
-    restores = _restore_vs_install(
+    *restores, added = _restore_vs_install(
         target, world, env, mirror, 2, comfyui=["--source", f"ComfyUI={bundle()}"]
     )
+    originals = [seconds + added for seconds in installs]
     results.append(
         Result(
             "snapshot restore into a new DIR, real ComfyUI v0.33.0, warm cache",
             restores,
-            installs,
+            originals,
             target="<= 1.00x",
-            met=statistics.median(restores) <= statistics.median(installs),
-            floor_name="the real install the snapshot was taken of (warm cache)",
+            met=statistics.median(restores) <= statistics.median(originals),
+            floor_name="the original: real install (warm cache) + its nodes add",
             notes="both run the 13 steps, step 13's ComfyUI start included; restore installs the "
             "snapshot's hashed lock instead of resolving",
         )

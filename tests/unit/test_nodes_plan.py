@@ -161,3 +161,25 @@ def test_workflow_classes_from_the_api_and_the_ui_format() -> None:
     assert missing_classes(["Bar", "KSampler"], ["KSampler"]) == ["Bar"]
     with pytest.raises(UsageError):
         workflow_classes({"1": {"inputs": {}}})
+
+
+@pytest.mark.parametrize(
+    ("source", "name"),
+    [
+        ("https://github.com/owner/ComfyUI-Foo.git", "ComfyUI-Foo"),
+        ("git@github.com:owner/ComfyUI-Bar.git", "ComfyUI-Bar"),
+        ("/srv/nodes/baz/", "baz"),
+        ("C:\\nodes\\qux.bundle", "qux"),
+    ],
+)
+def test_a_node_folder_is_named_after_its_source(source: str, name: str) -> None:
+    from installer.nodes.context import node_name
+
+    assert node_name(source) == name
+
+
+def test_a_source_without_a_usable_name_asks_for_one() -> None:
+    from installer.nodes.context import node_name
+
+    with pytest.raises(UsageError, match="cannot name a node folder"):
+        node_name("https://")
