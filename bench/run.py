@@ -890,6 +890,167 @@ def fmt(values: Sequence[float], unit: str) -> str:
     return f"{s['min']:.3g} / {s['median']:.3g} / {s['max']:.3g} {unit}"
 
 
+# --- Custom nodes and snapshots --------------------------------------------------------
+
+
+def _node_world(root: Path, target: Path, env: dict[str, str], install: list[str]) -> dict:
+    """Install into ``target`` (timed) and build the node repo and wheels the benches add."""
+    from support.node_repos import build_node_wheels, make_node_repo
+
+    wheels = root / "node-wheels"
+    build_node_wheels(wheels)
+    repo = root / "plain-node"
+    shutil.rmtree(repo, ignore_errors=True)
+    make_node_repo(repo, requirements=["plain-new"])
+    seconds = timed(install, env)
+    return {"wheels": wheels, "repo": repo, "install_s": seconds}
+
+
+def _nodes_add_vs_uv(
+    target: Path, world: dict, env: dict[str, str], mirror: list[str], runs: int
+) -> tuple[list[float], list[float]]:
+    """`nodes add` of a node with one new pure-Python requirement, and plain `uv pip install`."""
+    python = str(target / "venv" / "bin" / "python")
+    ours: list[float] = []
+    floor: list[float] = []
+    for _ in range(runs):
+        ours.append(timed([CLI, "nodes", "add", str(target), str(world["repo"]), "-q", *mirror],
+                          env))  # fmt: skip
+        timed([CLI, "nodes", "remove", str(target), "plain-node"], env)
+        floor.append(timed([uv_bin(), "pip", "install", "-q", "--python", python, "plain-new",
+                            *mirror], env))  # fmt: skip
+        timed([uv_bin(), "pip", "uninstall", "-q", "--python", python, "plain-new"], env)
+    return ours, floor
+
+
+def _restore_vs_install(
+    target: Path,
+    world: dict,
+    env: dict[str, str],
+    mirror: list[str],
+    runs: int,
+    extra: Sequence[str] = (),
+    comfyui: Sequence[str] = (),
+) -> list[float]:
+    """Add plain-node to ``target``, save a snapshot of it and restore it into new DIRs.
+
+    Returns the restores' times, and last the time of the `nodes add` (part of the original).
+    """
+    added = timed([CLI, "nodes", "add", str(target), str(world["repo"]), "-q", *mirror], env)
+    snap = target.parent / "snap.json"
+    timed([CLI, "snapshot", "save", str(target), str(snap), *extra, *mirror], env)
+    restores: list[float] = []
+    for index in range(runs):
+        copy = target.parent / f"restored-{index}"
+        shutil.rmtree(copy, ignore_errors=True)
+        restores.append(timed([CLI, "snapshot", "restore", str(snap), str(copy), "--gpu", "none",
+                               f"--source=plain-node={world['repo']}", "-q", *mirror,
+                               *comfyui], env))  # fmt: skip
+        shutil.rmtree(copy, ignore_errors=True)
+    return [*restores, added]
+
+
+def bench_nodes(runs: int, real: bool) -> list[Result]:
+    """`nodes add` against plain uv, and snapshot restore against the install it was taken of.
+
+    Local fixtures always (offline, find-links); with ``real`` also the real ComfyUI v0.33.0
+    and the registry's torch trio (warm uv cache), where ComfyUI's requirements are resolved.
+    """
+    results: list[Result] = []
+    fx = local_fixtures()
+    root = WORK / "nodes-local"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    config, _ = local_config(fx, lambda path: "http://127.0.0.1:9" + path)
+    env = bench_env(UV_CACHE_DIR=str(WORK / "uv-cache-nodes"))
+    mirror = ["--find-links", str(fx["links"]), "--find-links", str(root / "node-wheels"),
+              "--offline"]  # fmt: skip
+    target = root / "inst"
+    install = [CLI, "install", str(target), "--config", str(config), "--gpu", "none",
+               "--torch-index", "default", "--python", base_python(), "-q",
+               "--find-links", str(fx["links"]), "--offline"]  # fmt: skip
+    world = _node_world(root, target, env, install)
+    installs = [world["install_s"]]
+    for index in range(1, max(runs // 2, 2)):
+        other = root / f"inst-{index}"
+        installs.append(timed([*install[:2], str(other), *install[3:]], env))
+        shutil.rmtree(other, ignore_errors=True)
+    ours, floor = _nodes_add_vs_uv(target, world, env, mirror, runs)
+    results.append(
+        Result(
+            "nodes add (one new pure-Python requirement), local fixtures, offline",
+            ours,
+            floor,
+            target="<= 1.50x",
+            met=statistics.median(ours) <= 1.5 * statistics.median(floor),
+            floor_name="uv pip install of the requirement into the same venv",
+            notes="ours: CLI start (Python and the config models), git clone, the install with "
+            "the venv pinned, torch's fingerprint; the floor is one tiny local wheel",
+        )
+    )
+    *restores, added = _restore_vs_install(target, world, env, mirror, max(runs // 2, 2),
+                                           ["--config", str(config)])  # fmt: skip
+    originals = [seconds + added for seconds in installs]
+    results.append(
+        Result(
+            "snapshot restore into a new DIR, local fixtures, offline",
+            restores,
+            originals,
+            target="<= 1.00x",
+            met=statistics.median(restores) <= statistics.median(originals),
+            floor_name="the original: install (same options, warm cache) + its nodes add",
+        )
+    )
+    if real:
+        results += _bench_nodes_real(runs)
+    return results
+
+
+def _bench_nodes_real(runs: int) -> list[Result]:
+    from support.node_repos import build_node_wheels
+
+    root = WORK / "nodes-real"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    env = bench_env(UV_CACHE_DIR=str(WORK / "uv-cache-warm"))
+    build_node_wheels(root / "node-wheels")
+    mirror = ["--find-links", str(root / "node-wheels")]
+    target = root / "inst"
+    world = _node_world(root, target, env, real_install_args(target))
+    installs = [world["install_s"]]
+    ours, floor = _nodes_add_vs_uv(target, world, env, mirror, runs)
+    results = [
+        Result(
+            "nodes add (one new pure-Python requirement), real ComfyUI v0.33.0, warm cache",
+            ours,
+            floor,
+            target="<= 1.50x",
+            met=statistics.median(ours) <= 1.5 * statistics.median(floor),
+            floor_name="uv pip install of the requirement into the same venv",
+        )
+    ]
+    other = root / "inst-2"
+    installs.append(timed(real_install_args(other), env))
+    shutil.rmtree(other, ignore_errors=True)
+    *restores, added = _restore_vs_install(
+        target, world, env, mirror, 2, comfyui=["--source", f"ComfyUI={bundle()}"]
+    )
+    originals = [seconds + added for seconds in installs]
+    results.append(
+        Result(
+            "snapshot restore into a new DIR, real ComfyUI v0.33.0, warm cache",
+            restores,
+            originals,
+            target="<= 1.00x",
+            met=statistics.median(restores) <= statistics.median(originals),
+            floor_name="the original: real install (warm cache) + its nodes add",
+            notes="both run the 13 steps, step 13's ComfyUI start included; restore installs the "
+            "snapshot's hashed lock instead of resolving",
+        )
+    )
+    return results
+
+
 def report(results: list[Result], info: dict[str, Any]) -> str:
     lines = [
         f"# Benchmark results ({info['date']})",
@@ -929,7 +1090,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated: cli,dry,local,downloads,full,lock,launch,update,peer",
+        help="comma-separated: cli,dry,local,nodes,downloads,full,lock,launch,update,peer",
     )
     args = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
@@ -945,6 +1106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(bench_dry_run(args.runs))
     if wanted("local"):
         results += bench_local(max(args.runs // 2, 3))
+    if wanted("nodes"):
+        results += bench_nodes(args.runs, real=args.full and bundle() is not None)
     if wanted("downloads"):
         results += bench_downloads(3)
     if wanted("full", args.full):

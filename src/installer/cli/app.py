@@ -22,8 +22,10 @@ from installer.cli.install import install
 from installer.cli.launch import LAUNCH_CONTEXT_SETTINGS, launch, stop
 from installer.cli.lock import lock
 from installer.cli.models import models_app
+from installer.cli.nodes import nodes_app
 from installer.cli.pins import pins_app
 from installer.cli.rollback import rollback
+from installer.cli.snapshot import snapshot_app
 from installer.cli.status import status
 from installer.cli.tune import tune
 from installer.cli.update import update
@@ -61,8 +63,10 @@ def _root(
 
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
+app.add_typer(nodes_app, name="nodes")
 app.add_typer(pins_app, name="pins")
 app.add_typer(image_app, name="image")
+app.add_typer(snapshot_app, name="snapshot")
 app.command()(install)
 app.command()(doctor)
 app.command()(status)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
@@ -148,3 +149,31 @@ def print_json(command: list[str], data: Any, exit_code: int = 0) -> None:
     from installer.core.envelope import dumps, envelope
 
     sys.stdout.write(dumps(envelope(command, data=data, exit_code=exit_code)) + "\n")
+
+
+def index_options(
+    index_url: str | None,
+    extra_index_urls: list[str] | None,
+    find_links: list[str] | None,
+    offline: bool,
+) -> Any:
+    """Return the IndexOptions of the mirror options, or None when none was given.
+
+    Args:
+        index_url: `--index-url`.
+        extra_index_urls: `--extra-index-url` values.
+        find_links: `--find-links` values.
+        offline: `--offline`.
+    """
+    if not (index_url or extra_index_urls or find_links or offline):
+        return None
+    from installer.core.config import IndexOptions
+
+    return IndexOptions(
+        index_url=index_url,
+        extra_index_urls=list(extra_index_urls or []),
+        find_links=[
+            str(Path(link).absolute()) if Path(link).exists() else link for link in find_links or []
+        ],
+        offline=offline,
+    )

@@ -204,6 +204,57 @@ class TorchConflictError(StepFailedError):
     )
 
 
+class NodeConflictError(StepFailedError):
+    """A custom node's requirements cannot live beside what the install holds.
+
+    Cause: a requirement of the node asks for another torch (or accelerator) than the held
+    one, or pins a package that ComfyUI or an installed node needs at another version. Nothing
+    was changed: the node was not cloned into custom_nodes/ and the venv is as it was.
+    Fix: the message names the node, the requirement and what it fights; leave that
+    requirement out (`--skip-requirement NAME`), install none (`--no-deps`), or pick another
+    release of the node (`--ref REF`).
+    """
+
+    code = "node-conflict"
+    default_hint = "Pass --skip-requirement NAME, --no-deps, or --ref REF with another release."
+
+
+class ResolutionError(StepFailedError):
+    """uv's resolver found no set of versions that satisfies every requirement together.
+
+    Cause: two requirements (of ComfyUI, custom nodes, or a held package such as torch)
+    exclude each other. `conflict` holds the requirements uv's error named.
+    Fix: read which requirements uv names; leave one out or pick other releases.
+    """
+
+    code = "resolution-failed"
+
+    def __init__(self, message: str, conflict: object = None, hint: str | None = None) -> None:
+        """Create the error.
+
+        Args:
+            message: What happened.
+            conflict: What uv's error named (a `ResolutionConflict`; None: not a conflict).
+            hint: What to do.
+        """
+        super().__init__(message, hint)
+        self.conflict = conflict
+
+
+class SnapshotRefusedError(EnvironmentUnsupportedError):
+    """A snapshot cannot be restored on this machine or into this DIR.
+
+    Cause: the snapshot was taken on another platform or Python, its accelerators need a GPU
+    this machine does not have, or DIR already holds an install (restoring over one needs
+    generations, so it can be rolled back).
+    Fix: restore on a machine like the one it was taken on, into a new DIR; or install afresh
+    with `comfy-install install` and add the nodes with `comfy-install nodes add`.
+    """
+
+    code = "snapshot-refused"
+    default_hint = "Restore it on a machine of the same platform, into a new, empty DIR."
+
+
 class BuildFailedError(StepFailedError):
     """Building a package from its pinned source failed.
 

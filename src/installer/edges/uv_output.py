@@ -14,6 +14,7 @@ from pathlib import Path
 
 from installer.core.errors import CommandFailedError, IntegrityError
 from installer.core.log import redact
+from installer.core.nodes import ResolutionConflict
 
 _HASH_MISMATCH = re.compile(r"hash mismatch for `(?P<what>[^`]+)`", re.IGNORECASE)
 
@@ -75,3 +76,42 @@ def uv_failure_summary(output: str) -> str:
     if head.endswith(":"):
         return redact(head + " " + "; ".join(shown))
     return redact(f"{head}: {'; '.join(shown)}")
+
+
+_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*(?:\[[A-Za-z0-9._,-]+\])?"
+_SPEC = r"(?:(?:[=<>!~]=?|===)[^\s,;]+(?:,(?:[=<>!~]=?)[^\s,;]+)*)?"
+_YOU_REQUIRE = re.compile(rf"you require (?P<req>{_NAME}{_SPEC})")
+_AND_REQUIRE = re.compile(rf"you require {_NAME}{_SPEC} and (?P<req>{_NAME}{_SPEC})")
+_DEPENDS = re.compile(
+    rf"(?:all versions of |all of: |only )?(?P<pkg>{_NAME}){_SPEC}\s+depends? on\s+"
+    rf"(?P<req>{_NAME}{_SPEC})"
+)
+
+
+def resolution_conflict(output: str) -> ResolutionConflict | None:
+    """Read uv's `No solution found` error: the requirements and dependencies it names.
+
+    Args:
+        output: The combined output of a failed `uv pip compile` (or install).
+
+    Returns:
+        The requirements after `you require`, the `X depends on Y` pairs and a one-line summary;
+        None when the failure was not a resolution conflict.
+    """
+    flat = " ".join(output.split())
+    if "no solution found" not in flat.lower():
+        return None
+    required = [m.group("req").rstrip(".") for m in _YOU_REQUIRE.finditer(flat)]
+    required += [m.group("req").rstrip(".") for m in _AND_REQUIRE.finditer(flat)]
+    depends = [
+        (m.group("pkg"), m.group("req").rstrip("."))
+        for m in _DEPENDS.finditer(flat)
+        if m.group("pkg").lower() not in {"you", "your", "requirements"}
+    ]
+    cause = flat.split("cause:", 1)[1].strip() if "cause:" in flat else flat
+    cause = cause.split(" hint:", 1)[0].strip()
+    return ResolutionConflict(
+        tuple(dict.fromkeys(required)),
+        tuple(dict.fromkeys(depends)),
+        redact(cause if len(cause) <= 400 else cause[:399] + "…"),
+    )

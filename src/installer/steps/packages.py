@@ -17,7 +17,7 @@ from installer.core.config import RetryOptions
 from installer.core.errors import NetworkError, StepFailedError
 from installer.edges.probe import installed_distributions, installed_torch
 from installer.edges.proc import CommandResult
-from installer.edges.uv import TORCH_TRIO, write_constraints
+from installer.edges.uv import write_constraints
 from installer.lock.check import lock_sources_mismatch
 from installer.lock.install import install_from_lock
 from installer.plan.records import PlannedStep
@@ -33,8 +33,9 @@ def torch_pins(ctx: StepContext) -> dict[str, str]:
     Returns:
         ``{name: version}`` of each of torch, torchvision and torchaudio installed.
     """
-    found = installed_distributions(ctx.paths["venv"], ctx.plan.platform)
-    return {name: found[name] for name in TORCH_TRIO if name in found}
+    from installer.nodes.install import torch_pins as venv_torch_pins
+
+    return venv_torch_pins(ctx.paths["venv"], ctx.plan.platform)
 
 
 def lock_path(ctx: StepContext) -> Path | None:
@@ -108,25 +109,22 @@ def held_install(
         TorchConflictError: A package wanted another torch.
         StepFailedError: The install failed, or torch changed despite the pins.
     """
-    before = torch_pins(ctx)
-    constraints = [write_constraints(constraints_path(ctx), before)] if before else []
-    result = ctx.uv.pip_install(
+    from installer.nodes.install import held_pip_install
+
+    return held_pip_install(
+        ctx.uv,
         ctx.venv_python,
+        ctx.paths["venv"],
+        ctx.plan.platform,
+        constraints_path(ctx),
         requirements,
         requirement_files=requirement_files,
-        constraints=[*constraints, *extra_constraints],
         options=options,
         extra_index_urls=extra_index_urls,
         what=what,
-        retry=retry or RetryOptions(attempts=2, backoff_seconds=2),
+        retry=retry,
+        extra_constraints=extra_constraints,
     )
-    after = torch_pins(ctx)
-    if after != before:
-        raise StepFailedError(
-            f"{what} changed torch ({before} → {after}) despite the constraints.",
-            "Report this; reinstall torch with `comfy-install install DIR --force torch`.",
-        )
-    return result
 
 
 def torch_network_hint(index_url: str | None) -> str:

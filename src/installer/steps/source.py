@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from installer.edges.git import checkout_pinned
+from installer.nodes.files import read_node_requirements
+from installer.nodes.install import install_node_requirements
 from installer.plan.records import PlannedStep
 from installer.steps.context import StepContext
-from installer.steps.packages import held_install, lock_path
+from installer.steps.packages import constraints_path, lock_path
 
 COMFYUI_FOLDERS = ("custom_nodes", "models", "input", "output")
 
@@ -56,22 +58,32 @@ def run_custom_nodes(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
         `nodes`: the commit of each custom node, by name.
 
     Raises:
-        StepFailedError: A clone or checkout failed, or a node's requirements could not be
-            installed.
+        StepFailedError: A clone or checkout failed, or a node's requirements (its
+            requirements.txt and pyproject.toml dependencies, as ComfyUI-Manager reads them)
+            could not be installed.
         TorchConflictError: A node's requirements want another torch.
     """
     installed: dict[str, str] = {}
     for node in ctx.plan.custom_nodes:
         dest = ctx.comfyui_dir / "custom_nodes" / node.name
         commit = checkout_pinned(dest, node.url, node.commit, ctx.log, expected=node.commit)
-        requirements = dest / "requirements.txt"
-        if node.requirements and requirements.is_file():
-            held_install(
-                ctx,
-                requirement_files=[requirements],
-                what=f"requirements of custom node {node.name}",
+        if node.requirements:
+            found = read_node_requirements(dest)
+            install_node_requirements(
+                ctx.uv,
+                ctx.venv_python,
+                ctx.paths["venv"],
+                ctx.plan.platform,
+                constraints_path(ctx),
+                node.name,
+                found.requirements,
                 extra_constraints=[lock] if (lock := lock_path(ctx)) else [],
             )
+            if found.install_script:
+                ctx.log.warn(
+                    f"{node.name} has an install.py; it was not run (it is arbitrary code: "
+                    f"`comfy-install nodes add DIR {node.url} --allow-install-script` runs it)"
+                )
         installed[node.name] = commit
         ctx.log.info(f"{node.name} at {commit[:12]}")
     return {"nodes": installed}

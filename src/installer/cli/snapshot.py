@@ -1,0 +1,133 @@
+"""`comfy-install snapshot save|restore`: parsing and rendering only.
+
+The work is [`installer.commands.snapshot`][installer.commands.snapshot].
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from installer.cli.common import guarded, index_options, make_logger, print_json
+from installer.cli.options import (
+    ConfigOpt,
+    DryRunOpt,
+    ExtraIndexUrlOpt,
+    FindLinksOpt,
+    GpuOpt,
+    IndexUrlOpt,
+    JsonOpt,
+    OfflineOpt,
+    QuietOpt,
+    VerboseOpt,
+)
+
+snapshot_app = typer.Typer(
+    help="Save an install to one JSON file; rebuild it from that file on a like machine.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
+@snapshot_app.command("save")
+def save(
+    install_dir: Annotated[Path, typer.Argument(help="Install directory.")],
+    file: Annotated[Path, typer.Argument(help="The snapshot file to write (JSON).")],
+    config: ConfigOpt = None,
+    index_url: IndexUrlOpt = None,
+    extra_index_url: ExtraIndexUrlOpt = None,
+    find_links: FindLinksOpt = None,
+    offline: OfflineOpt = False,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Write everything needed to rebuild the install in DIR to FILE."""
+    log = make_logger(verbose)
+    command = ["snapshot", "save", str(install_dir), str(file)]
+
+    def body() -> None:
+        from installer.commands.snapshot import save_snapshot
+
+        data = save_snapshot(
+            install_dir.expanduser().absolute(),
+            file.expanduser().absolute(),
+            log,
+            config_path=config,
+            index=index_options(index_url, extra_index_url, find_links, offline),
+        )
+        if as_json:
+            print_json(command, data)
+        else:
+            typer.echo(f"wrote {data['file']}: {data['packages']} packages, nodes: "
+                       f"{', '.join(data['nodes']) or 'none'}")  # fmt: skip
+
+    guarded(command, as_json, log, verbose, body)
+
+
+@snapshot_app.command("restore")
+def restore(
+    file: Annotated[Path, typer.Argument(help="The snapshot file.")],
+    install_dir: Annotated[Path, typer.Argument(help="Install directory (new or empty).")],
+    dry_run: DryRunOpt = False,
+    gpu: GpuOpt = "auto",
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source",
+            help="NAME=URL: clone ComfyUI (NAME ComfyUI) or a node from here instead "
+            "(a local clone or git bundle; repeatable).",
+        ),
+    ] = None,
+    allow_install_script: Annotated[
+        bool, typer.Option("--allow-install-script", help="Run the nodes' install.py again.")
+    ] = False,
+    index_url: IndexUrlOpt = None,
+    extra_index_url: ExtraIndexUrlOpt = None,
+    find_links: FindLinksOpt = None,
+    offline: OfflineOpt = False,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Rebuild the install of a snapshot in DIR (a new or empty one)."""
+    log = make_logger(verbose, quiet)
+    command = ["snapshot", "restore", str(file), str(install_dir)]
+
+    def body() -> None:
+        from installer.commands.snapshot import RestoreRequest, restore_snapshot
+        from installer.core.errors import UsageError
+
+        sources: dict[str, str] = {}
+        for item in source or []:
+            name, sep, url = item.partition("=")
+            if not sep or not name or not url:
+                raise UsageError(f"--source {item}: expected NAME=URL.")
+            sources[name] = str(Path(url).absolute()) if Path(url).exists() else url
+        data = restore_snapshot(
+            RestoreRequest(
+                file=file.expanduser().absolute(),
+                install_dir=install_dir.expanduser().absolute(),
+                dry_run=dry_run,
+                gpu=gpu,
+                sources=sources,
+                index=index_options(index_url, extra_index_url, find_links, offline),
+                allow_install_script=allow_install_script,
+                command_line=tuple(sys.argv[1:]),
+            ),
+            log,
+        )
+        if as_json:
+            print_json(command, data)
+            return
+        if not data["changes"]:
+            typer.echo(f"{install_dir} already holds the snapshot")
+        for change in data["changes"] if dry_run else []:
+            now, then = change["now"] or "-", change["snapshot"] or "-"
+            typer.echo(f"{change['kind']:7} {change['what']:40} {now} -> {then}")
+        if not dry_run:
+            typer.echo(f"restored {file} into {install_dir} ({len(data['changes'])} changes)")
+
+    guarded(command, as_json, log, verbose, body)

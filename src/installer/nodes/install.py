@@ -1,0 +1,253 @@
+"""Installing into the venv with torch held, proving torch unchanged, and taking packages out.
+
+[`held_pip_install`][installer.nodes.install.held_pip_install] is the one held install of the
+installer (steps 8 and 9 and `nodes add` go through it): the installed torch trio pinned by a
+constraints file, and checked unchanged afterwards.
+[`install_node_requirements`][installer.nodes.install.install_node_requirements] installs one
+node's requirements (read as ComfyUI-Manager reads them) through it; step 9 and `nodes add`
+both call it. [`distribution_digest`][installer.nodes.install.distribution_digest] fingerprints
+an installed distribution (its dist-info files, and the size and time of every file its RECORD
+lists), so `nodes add` can prove torch is byte for byte the same distribution afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from installer.core.config import RetryOptions
+from installer.core.errors import StepFailedError
+from installer.core.log import InstallerLogger
+from installer.edges.environment import site_packages_dirs
+from installer.edges.probe import installed_distributions
+from installer.edges.proc import CommandResult, run_command
+from installer.edges.uv import TORCH_TRIO, Uv, write_constraints
+from installer.plan.nodes import NodeRequirements
+
+
+def torch_pins(venv_dir: Path, platform: str) -> dict[str, str]:
+    """Return the exact versions of the torch trio installed in a venv.
+
+    Args:
+        venv_dir: The venv.
+        platform: The target OS.
+    """
+    found = installed_distributions(venv_dir, platform)
+    return {name: found[name] for name in TORCH_TRIO if name in found}
+
+
+def held_pip_install(
+    uv: Uv,
+    venv_python: Path,
+    venv_dir: Path,
+    platform: str,
+    constraints_file: Path,
+    requirements: Sequence[str] = (),
+    *,
+    requirement_files: Sequence[Path] = (),
+    options: Sequence[str] = (),
+    extra_index_urls: Sequence[str] = (),
+    what: str,
+    retry: RetryOptions | None = None,
+    extra_constraints: Sequence[Path] = (),
+) -> CommandResult:
+    """Install into the venv with the installed torch trio pinned, and prove it unchanged.
+
+    Args:
+        uv: uv, bound to the index options.
+        venv_python: The venv's interpreter.
+        venv_dir: The venv.
+        platform: The target OS.
+        constraints_file: Where the torch constraints file is (re)written.
+        requirements: Requirement strings or wheel file paths.
+        requirement_files: `-r` files.
+        options: Further uv options (e.g. `--no-deps`).
+        extra_index_urls: Indexes with priority for this call.
+        what: Name of the action for messages.
+        retry: Attempts and backoff for network failures (default: 2 attempts, 2 s backoff).
+        extra_constraints: `-c` files besides the torch constraints file (a lock, a resolution).
+
+    Raises:
+        TorchConflictError: A package wanted another torch.
+        StepFailedError: The install failed, or torch changed despite the pins.
+    """
+    before = torch_pins(venv_dir, platform)
+    constraints = [write_constraints(constraints_file, before)] if before else []
+    result = uv.pip_install(
+        venv_python,
+        requirements,
+        requirement_files=requirement_files,
+        constraints=[*constraints, *extra_constraints],
+        options=options,
+        extra_index_urls=extra_index_urls,
+        what=what,
+        retry=retry or RetryOptions(attempts=2, backoff_seconds=2),
+    )
+    after = torch_pins(venv_dir, platform)
+    if after != before:
+        raise StepFailedError(
+            f"{what} changed torch ({before} → {after}) despite the constraints.",
+            "Report this; reinstall torch with `comfy-install install DIR --force torch`.",
+        )
+    return result
+
+
+def install_node_requirements(
+    uv: Uv,
+    venv_python: Path,
+    venv_dir: Path,
+    platform: str,
+    constraints_file: Path,
+    name: str,
+    requirements: Sequence[str],
+    *,
+    extra_constraints: Sequence[Path] = (),
+    extra_index_urls: Sequence[str] = (),
+) -> CommandResult | None:
+    """Install one custom node's requirements with torch held (step 9 and `nodes add`).
+
+    Args:
+        uv: uv, bound to the index options.
+        venv_python: The venv's interpreter.
+        venv_dir: The venv.
+        platform: The target OS.
+        constraints_file: The torch constraints file.
+        name: The node's name.
+        requirements: Its requirement lines (from
+            [`read_node_requirements`][installer.nodes.files.read_node_requirements], skips
+            applied).
+        extra_constraints: `-c` files: the lock, or the resolution `nodes add` made.
+        extra_index_urls: Indexes with priority (the torch index).
+
+    Returns:
+        uv's result; None when there was nothing to install.
+    """
+    if not requirements:
+        return None
+    listed = constraints_file.parent / f"node-{name}-requirements.txt"
+    listed.write_text("".join(f"{line}\n" for line in requirements), encoding="utf-8")
+    return held_pip_install(
+        uv,
+        venv_python,
+        venv_dir,
+        platform,
+        constraints_file,
+        requirement_files=[listed],
+        extra_index_urls=extra_index_urls,
+        what=f"requirements of custom node {name}",
+        extra_constraints=extra_constraints,
+    )
+
+
+def install_script_note(found: NodeRequirements, allowed: bool) -> str | None:
+    """Say what happens to a node's `install.py` (None: it has none).
+
+    Args:
+        found: What the node asks for.
+        allowed: `--allow-install-script` was given.
+    """
+    if not found.install_script:
+        return None
+    if allowed:
+        return "install.py will run (--allow-install-script): it is arbitrary code"
+    return "install.py will not run: it is arbitrary code (pass --allow-install-script to run it)"
+
+
+def run_install_script(
+    venv_python: Path, node_dir: Path, log: InstallerLogger, env: dict[str, str] | None = None
+) -> None:
+    """Run a node's `install.py` with the venv's Python, in the node's folder.
+
+    Args:
+        venv_python: The venv's interpreter.
+        node_dir: The node's folder.
+        log: Where its output goes.
+        env: Its environment (default: this process's).
+
+    Raises:
+        CommandFailedError: It exited non-zero.
+    """
+    run_command(
+        [venv_python, "install.py"],
+        log=log,
+        what=f"install.py of custom node {node_dir.name}",
+        cwd=node_dir,
+        env=env,
+        timeout=1800,
+        hint="Read its output above; the node's folder and the venv are as it left them.",
+    )
+
+
+def uninstall(uv: Uv, venv_python: Path, names: Sequence[str]) -> None:
+    """Remove distributions from the venv (`uv pip uninstall`).
+
+    Args:
+        uv: uv.
+        venv_python: The venv's interpreter.
+        names: The distributions.
+
+    Raises:
+        CommandFailedError: uv failed.
+    """
+    if names:
+        uv.run(["pip", "uninstall", "--python", venv_python, *names], "uv pip uninstall")
+
+
+def dist_info_dir(venv_dir: Path, platform: str, name: str) -> Path | None:
+    """Return the `.dist-info` folder of a distribution in the venv (None: not installed).
+
+    Args:
+        venv_dir: The venv.
+        platform: The target OS.
+        name: The distribution's name.
+    """
+    wanted = canonicalize_name(name)
+    for site in site_packages_dirs(venv_dir, platform):
+        try:
+            entries = list(site.glob("*.dist-info"))
+        except OSError:
+            continue
+        for entry in entries:
+            if canonicalize_name(entry.name.removesuffix(".dist-info").rsplit("-", 1)[0]) == wanted:
+                return entry
+    return None
+
+
+def distribution_digest(venv_dir: Path, platform: str, name: str) -> str | None:
+    """Fingerprint an installed distribution: its dist-info files, and every file RECORD lists.
+
+    The dist-info files (RECORD with each file's sha256, METADATA, WHEEL, ...) are hashed
+    whole; each file RECORD lists adds its path, size and modification time, so a file
+    replaced or rewritten since changes the digest.
+
+    Args:
+        venv_dir: The venv.
+        platform: The target OS.
+        name: The distribution, e.g. `torch`.
+
+    Returns:
+        The sha256 hex digest; None when it is not installed.
+    """
+    info = dist_info_dir(venv_dir, platform, name)
+    if info is None:
+        return None
+    digest = hashlib.sha256()
+    for file in sorted(info.rglob("*")):
+        if file.is_file():
+            digest.update(file.relative_to(info).as_posix().encode() + b"\0")
+            digest.update(file.read_bytes())
+    record = info / "RECORD"
+    if record.is_file():
+        site = info.parent
+        for line in record.read_text(encoding="utf-8").splitlines():
+            path = line.rsplit(",", 2)[0]
+            try:
+                stat = (site / path).stat()
+            except OSError:
+                digest.update(f"{path}:missing\n".encode())
+                continue
+            digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()

@@ -1,0 +1,148 @@
+"""Snapshots, decided as data: the configuration a restore installs, refusals, the diff.
+
+[`restore_config`][installer.plan.snapshot.restore_config] turns a snapshot's configuration
+into the `dependencies.json` a restore installs from (sources overridden by local bundles);
+[`restore_refusals`][installer.plan.snapshot.restore_refusals] reads the plan made for this
+machine and says why it cannot run the snapshot (another platform, a Python, a GPU the
+accelerators do not support, a lock the plan would not use);
+[`snapshot_diff`][installer.plan.snapshot.snapshot_diff] compares a snapshot with what a DIR
+holds now. Pure: no file, no process.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+from installer.core.lockfile import LockEntry
+from installer.core.snapshot import Snapshot
+from installer.plan.nodes import entry_version
+from installer.plan.records import Plan
+
+
+def restore_config(snapshot: Snapshot, sources: Mapping[str, str]) -> dict[str, Any]:
+    """Return the configuration a restore installs from.
+
+    Args:
+        snapshot: The snapshot.
+        sources: Replacement URLs by name (`ComfyUI` or a node's name): local clones, mirrors or
+            git bundles to clone from instead of the recorded URLs.
+    """
+    config = copy.deepcopy(snapshot.config)
+    if "ComfyUI" in sources:
+        config["comfyui"]["url"] = sources["ComfyUI"]
+    for node in config.get("custom_nodes") or []:
+        if node.get("name") in sources:
+            node["url"] = sources[node["name"]]
+    return config
+
+
+def restore_refusals(snapshot: Snapshot, platform: str, plan: Plan, lock_path: str) -> list[str]:
+    """Say why this machine cannot run the snapshot, from the plan made for it (empty: it can).
+
+    Args:
+        snapshot: The snapshot.
+        platform: This machine's OS.
+        plan: The install plan made on this machine from the snapshot's configuration.
+        lock_path: The snapshot's lock file the plan should install from.
+    """
+    reasons: list[str] = []
+    if platform != snapshot.platform:
+        reasons.append(
+            f"the snapshot was taken on {snapshot.platform}; this machine runs {platform}"
+        )
+        return reasons
+    if plan.blocking:
+        reasons += [blocker.message for blocker in plan.blocking]
+    if plan.lock is None or plan.lock.path != lock_path:
+        why = plan.lock.reason if plan.lock else "no lock"
+        reasons.append(f"the plan would not install the snapshot's resolution ({why})")
+    driver = plan.gpu.cuda_driver_version
+    if snapshot.torch.cuda and driver and _older(driver, snapshot.torch.cuda):
+        reasons.append(
+            f"the snapshot's torch is a CUDA {snapshot.torch.cuda} build; the driver here "
+            f"supports CUDA {driver} at most"
+        )
+    planned = {item.name: item for item in plan.optimizations}
+    for accelerator in snapshot.accelerators:
+        item = planned.get(accelerator.name)
+        if item is None:
+            reasons.append(f"{accelerator.name}: not planned on this machine")
+        elif item.action != "install":
+            reasons.append(f"{accelerator.name}: {item.action} here ({item.reason})")
+    return reasons
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference between a snapshot and a DIR."""
+
+    what: str
+    now: str | None
+    snapshot: str | None
+
+    @property
+    def kind(self) -> str:
+        """`add`, `remove` or `change`."""
+        if self.now is None:
+            return "add"
+        if self.snapshot is None:
+            return "remove"
+        return "change"
+
+
+@dataclass(frozen=True)
+class Holding:
+    """What a DIR holds now (all None/empty for a new DIR)."""
+
+    comfyui_commit: str | None = None
+    nodes: Mapping[str, str | None] = field(default_factory=dict)
+    packages: Mapping[str, str] = field(default_factory=dict)
+    python: str | None = None
+
+
+def snapshot_diff(snapshot: Snapshot, entries: list[LockEntry], now: Holding) -> list[Change]:
+    """Compare a snapshot with what a DIR holds: ComfyUI, Python, nodes, packages.
+
+    Args:
+        snapshot: The snapshot.
+        entries: Its lock's entries.
+        now: What the DIR holds.
+
+    Returns:
+        One change per difference, ComfyUI first, then Python, nodes and packages by name.
+    """
+    changes: list[Change] = []
+    if now.comfyui_commit != snapshot.comfyui.commit:
+        changes.append(Change("ComfyUI", now.comfyui_commit, snapshot.comfyui.commit))
+    if now.python is not None and now.python != snapshot.python:
+        changes.append(Change("Python", now.python, snapshot.python))
+    nodes = dict(now.nodes)
+    wanted = {node.name: node.commit for node in snapshot.nodes}
+    for name in sorted(set(nodes) | set(wanted)):
+        if nodes.get(name) != wanted.get(name) or (name in nodes) != (name in wanted):
+            changes.append(Change(f"custom node {name}", _opt(nodes, name), wanted.get(name)))
+    packages = dict(now.packages)
+    pinned = {entry.name: entry_version(entry) or entry.requirement for entry in entries}
+    for name in sorted(set(packages) | set(pinned)):
+        have, want = packages.get(name), pinned.get(name)
+        if have != want:
+            changes.append(Change(name, have, want))
+    return changes
+
+
+def _older(have: str, need: str) -> bool:
+    try:
+        return Version(have) < Version(need)
+    except InvalidVersion:
+        return False
+
+
+def _opt(mapping: Mapping[str, str | None], name: str) -> str | None:
+    if name not in mapping:
+        return None
+    return mapping[name] or "(unpinned)"

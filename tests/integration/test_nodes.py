@@ -1,0 +1,209 @@
+"""`comfy-install nodes` for real: real git node repositories, real uv, a real (fixture) install.
+
+The install is the local fixture ComfyUI with the tiny torch trio, from a find-links folder
+(offline); the nodes' requirements are tiny real wheels in a second folder. Each test looks at
+the venv, custom_nodes/, nodes.json and the exit code and message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.cli import (
+    Fixtures,
+    cli_path,
+    install_args,
+    installer_env,
+    read_state,
+    run,
+    venv_dists,
+    write_config,
+)
+from support.node_repos import build_node_wheels, make_node_repo
+
+
+def uv_bin() -> str:
+    """The uv of the test environment."""
+    from installer.edges.environment import find_uv_binary
+
+    return find_uv_binary() or "uv"
+
+
+SITE = "venv/lib/python*/site-packages"
+
+
+def torch_files_digest(install: Path) -> str:
+    """sha256 over torch's dist-info files and every file its RECORD lists (bytes)."""
+    (info,) = install.glob(f"{SITE}/torch-*.dist-info")
+    digest = hashlib.sha256()
+    for line in sorted((info / "RECORD").read_text().splitlines()):
+        path = info.parent / line.rsplit(",", 2)[0]
+        digest.update(line.encode() + (path.read_bytes() if path.is_file() else b"-"))
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, fixtures: Fixtures) -> dict[str, Any]:
+    """A finished fixture install, the node wheels, and the node repositories."""
+    root = tmp_path_factory.mktemp("nodes")
+    wheels = root / "node-wheels"
+    build_node_wheels(wheels)
+    repos = root / "repos"
+    commits = {
+        "plain-node": make_node_repo(repos / "plain-node", requirements=["plain-new"]),
+        "pins-old": make_node_repo(repos / "pins-old", requirements=["shared-lib==1.0"]),
+        "needs-new": make_node_repo(repos / "needs-new", requirements=["helper-lib"]),
+        "old-torch": make_node_repo(repos / "old-torch", requirements=["torch==2.1.0"]),
+        "scripted": make_node_repo(
+            repos / "scripted", pyproject_deps=["only-mine", "shared-lib"], install_py=True
+        ),
+    }
+    config = write_config(root / "deps.json", fixtures)
+    target = root / "inst"
+    env = installer_env(fixtures)
+    args = install_args(target, config, "http://127.0.0.1:9/simple/")
+    at = args.index("--index-url")
+    args[at : at + 2] = ["--find-links", str(fixtures.links), "--offline"]
+    done = run(args, env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    mirror = ["--find-links", str(fixtures.links), "--find-links", str(wheels), "--offline"]
+    return {"dir": target, "env": env, "repos": repos, "commits": commits, "mirror": mirror}
+
+
+def nodes(world: dict[str, Any], *args: str) -> Any:
+    """Run `comfy-install nodes ARGS...` against the world's install."""
+    return run([cli_path(), "nodes", *args], world["env"])
+
+
+def add(world: dict[str, Any], name: str, *extra: str) -> Any:
+    """`comfy-install nodes add DIR REPO` with the local wheel folders."""
+    repo = str(world["repos"] / name)
+    return nodes(world, "add", str(world["dir"]), repo, *world["mirror"], *extra)
+
+
+def record(world: dict[str, Any]) -> dict[str, Any]:
+    """DIR/.comfy-install/nodes.json."""
+    path: Path = world["dir"] / ".comfy-install" / "nodes.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def test_add_installs_the_new_requirement_pins_the_commit_and_keeps_torch(world: dict) -> None:
+    before = torch_files_digest(world["dir"])
+    done = add(world, "plain-node", "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)["data"]
+    assert data["commit"] == world["commits"]["plain-node"]
+    assert data["install"] == ["plain-new==1.3"]
+    assert venv_dists(world["dir"])["plain-new"] == "1.3"
+    node = world["dir"] / "ComfyUI" / "custom_nodes" / "plain-node"
+    assert (node / "__init__.py").is_file()
+    assert torch_files_digest(world["dir"]) == before
+    (entry,) = [n for n in record(world)["nodes"] if n["name"] == "plain-node"]
+    assert entry["commit"] == world["commits"]["plain-node"]
+    assert entry["url"] == str(world["repos"] / "plain-node")
+    assert entry["installed_packages"] == ["plain-new"]
+    listed = json.loads(nodes(world, "list", str(world["dir"]), "--json").stdout)["data"]
+    assert {"name": "plain-node", "origin": "added"}.items() <= listed["nodes"][0].items()
+
+
+def test_a_node_pinning_what_another_needs_changes_nothing_and_says_who(world: dict) -> None:
+    assert add(world, "pins-old").returncode == 0
+    dists, saved = venv_dists(world["dir"]), record(world)
+    done = add(world, "needs-new")
+    assert done.returncode == 1, done.stderr
+    message = " ".join(done.stderr.split())
+    assert "custom node needs-new cannot be installed: its requirement helper-lib" in message
+    assert "shared-lib==1.0 (required by custom node pins-old)" in message
+    assert "--skip-requirement helper-lib" in message and "--no-deps" in message
+    assert not (world["dir"] / "ComfyUI" / "custom_nodes" / "needs-new").exists()
+    assert venv_dists(world["dir"]) == dists
+    assert record(world) == saved
+
+
+def test_a_node_asking_for_another_torch_is_a_conflict_never_an_install(world: dict) -> None:
+    before = torch_files_digest(world["dir"])
+    done = add(world, "old-torch")
+    assert done.returncode == 1
+    message = " ".join(done.stderr.split())
+    assert "its requirement torch==2.1.0 conflicts with the held torch 2.9.1+cu128" in message
+    assert not (world["dir"] / "ComfyUI" / "custom_nodes" / "old-torch").exists()
+    skipped = add(world, "old-torch", "--skip-requirement", "torch")
+    assert skipped.returncode == 0, skipped.stderr
+    assert venv_dists(world["dir"])["torch"] == "2.9.1+cu128"
+    assert torch_files_digest(world["dir"]) == before
+    (entry,) = [n for n in record(world)["nodes"] if n["name"] == "old-torch"]
+    assert entry["skipped_requirements"] == ["torch==2.1.0"]
+
+
+def test_install_py_runs_only_when_allowed_and_remove_takes_only_its_packages(
+    world: dict,
+) -> None:
+    node = world["dir"] / "ComfyUI" / "custom_nodes" / "scripted"
+    done = add(world, "scripted")
+    assert done.returncode == 0, done.stderr
+    assert "install.py will not run" in done.stdout
+    assert not (node / "install-ran.txt").exists()
+    assert {"only-mine", "only-dep"} <= set(venv_dists(world["dir"]))
+    # shared-lib came with pins-old: the pyproject dependency does not make it scripted's.
+    removed = nodes(world, "remove", str(world["dir"]), "scripted", "--json")
+    assert removed.returncode == 0, removed.stderr
+    data = json.loads(removed.stdout)["data"]
+    assert data["removed_packages"] == ["only-dep", "only-mine"]
+    dists = venv_dists(world["dir"])
+    assert "only-mine" not in dists and "only-dep" not in dists
+    assert dists["shared-lib"] == "1.0"
+    aside = Path(data["moved_to"])
+    assert (aside / "install.py").is_file() and not node.exists()
+    again = add(world, "scripted", "--allow-install-script")
+    assert again.returncode == 0, again.stderr
+    assert (node / "install-ran.txt").read_text() == "yes"
+    (entry,) = [n for n in record(world)["nodes"] if n["name"] == "scripted"]
+    assert entry["install_script"] == "ran"
+
+
+def test_dry_run_changes_nothing(world: dict) -> None:
+    before = venv_dists(world["dir"])
+    repos: Path = world["repos"]
+    make_node_repo(repos / "dry", requirements=["plain-new", "dry-lib"])
+    done = add(world, "dry", "--dry-run", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["data"]["install"] == ["dry-lib==1.0"]
+    assert venv_dists(world["dir"]) == before
+    assert not (world["dir"] / "ComfyUI" / "custom_nodes" / "dry").exists()
+
+
+def test_a_node_needing_a_newer_package_than_the_venv_has_is_resolved_with_all(
+    world: dict,
+) -> None:
+    python = str(world["dir"] / "venv" / "bin" / "python")
+    by_hand = run([uv_bin(), "pip", "install", "--python", python, "loose-lib==1.0",
+                   *world["mirror"]], world["env"])  # fmt: skip
+    assert by_hand.returncode == 0, by_hand.stderr
+    make_node_repo(world["repos"] / "upgrader", requirements=["loose-lib>=2"])
+    done = add(world, "upgrader", "--json")
+    assert done.returncode == 0, done.stderr
+    assert "resolving all" in done.stderr
+    assert json.loads(done.stdout)["data"]["install"] == ["loose-lib==2.0"]
+    assert venv_dists(world["dir"])["loose-lib"] == "2.0"
+    assert "loose-lib==2.0" in record(world)["resolution"]
+
+
+def test_step_9_reads_pyproject_dependencies_too(
+    tmp_path: Path, fixtures: Fixtures, world: dict
+) -> None:
+    commit = make_node_repo(tmp_path / "cfg-node", pyproject_deps=["plain-new==1.2"])
+    node = {"name": "cfg-node", "url": str(tmp_path / "cfg-node"), "commit": commit}
+    config = write_config(tmp_path / "deps.json", fixtures, custom_nodes=[node])
+    args = install_args(tmp_path / "inst", config, "http://127.0.0.1:9/simple/")
+    at = args.index("--index-url")
+    args[at : at + 2] = world["mirror"]
+    done = run(args, world["env"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert venv_dists(tmp_path / "inst")["plain-new"] == "1.2"
+    state = read_state(tmp_path / "inst")
+    assert state["steps"]["custom_nodes"]["outputs"]["nodes"] == {"cfg-node": commit}
