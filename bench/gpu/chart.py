@@ -96,7 +96,8 @@ def svg(results: dict[str, Any]) -> str:
             if item["variant"] == "stock":
                 fill = "#999"
             out.append(
-                f'<rect x="{LEFT}" y="{y + 3}" width="{width:.1f}" height="{ROW - 8}" fill="{fill}"/>'
+                f'<rect x="{LEFT}" y="{y + 3}" width="{width:.1f}" height="{ROW - 8}" '
+                f'fill="{fill}"/>'
             )
             label = f"{item['speedup']:.2f}×  {item['step']:.3f} s/step"
             if item["relative"] is not None:

@@ -299,6 +299,12 @@ class Server:
             command += LEVERS.get(variant, [])
             if variant == "tuned-compile":
                 env["ENABLE_TORCH_COMPILE"] = "1"
+                # Why warm runs were slower: every recompilation goes to the log, and
+                # inductor's cache stays in DIR (a second start compiles from it).
+                env.setdefault("TORCH_LOGS", "recompiles")
+                env.setdefault(
+                    "TORCHINDUCTOR_CACHE_DIR", str(args.install_dir / ".comfy-install" / "inductor")
+                )
             cwd = REPO
         self.command = command
         self.start = time.monotonic()
