@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from installer.launch import shim_attention as router
+from installer.launch import shim_sdpa
 
 
 class Device:
@@ -122,7 +123,7 @@ def torch(monkeypatch: pytest.MonkeyPatch) -> FakeTorch:
     fake = FakeTorch()
     for name, module in fake.modules.items():
         monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.setattr(router, "_HELD", [])
+    monkeypatch.setattr(shim_sdpa, "_HELD", [])
     return fake
 
 
@@ -133,7 +134,7 @@ def test_the_cudnn_route_puts_cudnn_first_once_and_calls_sdpa_without_a_context(
     module = comfy_attention(calls)
     first = router.sdpa_backend_function(module, "cudnn")
     router.sdpa_backend_function(module, "cudnn")
-    assert torch.entered == [(list(router.CUDNN_FIRST), True)]  # held once, for the process
+    assert torch.entered == [(list(shim_sdpa.CUDNN_FIRST), True)]  # held once, for the process
 
     out = first(Tensor(2, 4096, 640), Tensor(2, 4096, 640), Tensor(2, 4096, 640), 10)
 

@@ -43,7 +43,8 @@ def shipped_sources() -> dict[str, str]:
     folder = importlib.resources.files("installer.bench")
     sources = {name: folder.joinpath(name).read_text("utf-8") for name in SHIPPED}
     launch = importlib.resources.files("installer.launch")
-    sources["shim_attention.py"] = launch.joinpath("shim_attention.py").read_text("utf-8")
+    for name in ("shim_attention.py", "shim_sdpa.py"):
+        sources[name] = launch.joinpath(name).read_text("utf-8")
     return sources
 
 

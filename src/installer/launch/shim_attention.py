@@ -79,14 +79,6 @@ TARGETS = {
     "comfy_kitchen_int8": "attention_comfy_kitchen_int8",
 }
 """ComfyUI's function for each backend, in `comfy.ldm.modules.attention` (0.3.6x to 0.33)."""
-SDPA_BACKENDS = {
-    "cudnn": "CUDNN_ATTENTION",
-    "flash": "FLASH_ATTENTION",
-    "efficient": "EFFICIENT_ATTENTION",
-}
-"""torch's SDPA back ends routed by name (`torch.nn.attention.SDPBackend` members)."""
-CUDNN_FIRST = ("CUDNN_ATTENTION", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "MATH")
-"""SDPA's priority while a ``cudnn`` route is attached (ComfyUI's own calls set theirs)."""
 REGISTRY_NAME = "comfy_install"
 """The router's name in ComfyUI's attention registry (`register_attention_function`)."""
 LOADED = {
@@ -142,21 +134,35 @@ class Routes:
         return sorted({band[2] for bands in self.bands.values() for band in bands})
 
     def keep(self, usable: Callable[[str], bool]) -> None:
-        """Drop the bands of backends ``usable`` refuses (their calls go to SDPA)."""
+        """Drop the bands of backends that are not usable (their calls go to SDPA).
+
+        Args:
+            usable: Says whether a backend can be called.
+        """
         for key in list(self.bands):
             self.bands[key] = [band for band in self.bands[key] if usable(band[2])]
             if not self.bands[key]:
                 del self.bands[key]
 
     def backend(self, head_dim: int, dtype: str, tokens: int) -> str:
-        """Return the backend for a call of head dim D, dtype and N tokens (``sdpa`` if none)."""
+        """Return the backend for a call of this head dim, dtype and length (``sdpa`` if none).
+
+        Args:
+            head_dim: D.
+            dtype: ``fp16`` or ``bf16``.
+            tokens: N, the query (and key) tokens.
+        """
         for low, high, name in self.bands.get((head_dim, dtype), ()):
             if low <= tokens and (high is None or tokens < high):
                 return name
         return "sdpa"
 
     def describe(self, targets: Mapping[str, str]) -> str:
-        """Say where calls go, e.g. ``D=128 fp16: attention_sage from 16384 tokens``."""
+        """Say where calls go, e.g. ``D=128 fp16: attention_sage from 16384 tokens``.
+
+        Args:
+            targets: ComfyUI's function name for each backend.
+        """
         parts = []
         for (head_dim, dtype), bands in sorted(self.bands.items()):
             spans = []
@@ -168,7 +174,10 @@ class Routes:
 
 
 def load_routes(path: str) -> Routes:
-    """Read the routing table from the file `COMFY_INSTALL_ATTENTION_ROUTES` names.
+    """Read the routing table from its file.
+
+    Args:
+        path: The file `COMFY_INSTALL_ATTENTION_ROUTES` names.
 
     Raises:
         OSError: The file cannot be read.
@@ -202,14 +211,24 @@ class Counter:
         self._failed = False
 
     def slot(self, backend: str, shape: str | None) -> list[int]:
-        """Return the slot counting calls of ``shape`` (past `MAX_SHAPES`: None) to ``backend``."""
+        """Return the slot that counts calls of ``shape`` sent to ``backend``.
+
+        Args:
+            backend: Where the calls go (a backend, or ``comfyui``).
+            shape: ``fp16 D=64 N=4096`` (past `MAX_SHAPES` shapes: counted as None).
+        """
         shapes = {key[1] for key in self.slots if key[1] is not None}
         if shape is not None and shape not in shapes and len(shapes) >= MAX_SHAPES:
             shape = None
         return self.slots.setdefault((backend, shape), [0])
 
     def add(self, backend: str, shape: str | None) -> None:
-        """Count one call of ``shape`` (``fp16 D=64 N=4096``) to ``backend``."""
+        """Count one call (the router counts through its cached slot instead).
+
+        Args:
+            backend: Where it went (a backend, or ``comfyui``).
+            shape: ``fp16 D=64 N=4096``, when the shape was read.
+        """
         self.slot(backend, shape)[0] += 1
         self.tick()
 
@@ -372,93 +391,25 @@ def make_router(
     return comfy_install_attention_router
 
 
-_HELD: list[Any] = []
-"""The entered `sdpa_kernel` context that keeps cuDNN first in SDPA's priority."""
-
-
-def hold_cudnn_first(torch: Any) -> None:
-    """Put cuDNN first in SDPA's priority for the rest of the process (once).
-
-    ComfyUI's own large SDPA calls set flash first around themselves and restore this
-    after; calls made without a context take cuDNN where it can run, else the next.
-    """
-    if _HELD:
-        return
-    attention = __import__("torch.nn.attention", fromlist=["sdpa_kernel"])
-    SDPBackend, sdpa_kernel = attention.SDPBackend, attention.sdpa_kernel
-
-    order = [getattr(SDPBackend, name) for name in CUDNN_FIRST]
-    context = sdpa_kernel(order, set_priority=True)
-    context.__enter__()
-    _HELD.append(context)
-
-
 def sdpa_backend_function(module: Any, backend: str, torch: Any = None) -> Callable[..., Any]:
-    """Return ComfyUI's SDPA attention on one SDPA back end, `attention_pytorch`'s signature.
+    """Return ComfyUI's SDPA attention on one of torch's SDPA back ends.
 
-    ``backend``: ``cudnn``, ``flash`` or ``efficient``; raises when this torch cannot set
-    it up. Calls it cannot take so (a mask, ``enable_gqa``, tensor containers, a node's
-    ``optimized_attention_override``, a batch over ``SDP_BATCH_LIMIT``, a call the pinned
-    back end refuses) go to ``module.attention_pytorch``.
+    The function lives in `comfy_install_sdpa` ([`shim_sdpa`][installer.launch.shim_sdpa]).
+
+    Args:
+        module: `comfy.ldm.modules.attention`.
+        backend: ``cudnn``, ``flash`` or ``efficient``.
+        torch: The torch module (default: imported).
     """
-    if torch is None:
-        torch = __import__("torch")
-    attention = __import__("torch.nn.attention", fromlist=["sdpa_kernel"])
-    SDPBackend, sdpa_kernel = attention.SDPBackend, attention.sdpa_kernel
-
-    sdpa = torch.nn.functional.scaled_dot_product_attention
-    fallback = module.attention_pytorch
-    limit = int(getattr(module, "SDP_BATCH_LIMIT", 2**31))
-    chosen = getattr(SDPBackend, SDPA_BACKENDS[backend])
-    pinned = None
-    if backend == "cudnn":
-        hold_cudnn_first(torch)
-    else:
-        pinned = [chosen]
-
-    def attention_sdpa_backend(q: Any, k: Any, v: Any, heads: Any, mask: Any = None,
-                               attn_precision: Any = None, skip_reshape: bool = False,
-                               skip_output_reshape: bool = False,
-                               **kwargs: Any) -> Any:  # fmt: skip
-        """ComfyUI's SDPA attention on one SDPA back end (ComfyUI's own where it cannot)."""
-        options = kwargs.get("transformer_options")
-        if (
-            mask is not None
-            or kwargs.get("enable_gqa")
-            or hasattr(q, "peek")
-            or (options is not None and "optimized_attention_override" in options)
-            or q.shape[0] > limit
-        ):
-            return fallback(q, k, v, heads, mask=mask, attn_precision=attn_precision,
-                            skip_reshape=skip_reshape, skip_output_reshape=skip_output_reshape,
-                            **kwargs)  # fmt: skip
-        batch = q.shape[0]
-        if skip_reshape:
-            dim = q.shape[-1]
-            qh, kh, vh = q, k, v
-        else:
-            dim = q.shape[-1] // heads
-            qh, kh, vh = (t.reshape(batch, -1, heads, dim).transpose(1, 2) for t in (q, k, v))
-        scale = kwargs.get("scale")
-        extra = {} if scale is None else {"scale": scale}
-        if pinned is None:
-            out = sdpa(qh, kh, vh, **extra)
-        else:
-            try:
-                with sdpa_kernel(pinned):
-                    out = sdpa(qh, kh, vh, **extra)
-            except RuntimeError:  # this back end cannot take the call
-                return fallback(q, k, v, heads, attn_precision=attn_precision,
-                                skip_reshape=skip_reshape,
-                                skip_output_reshape=skip_output_reshape, **kwargs)  # fmt: skip
-        if not skip_output_reshape:
-            out = out.transpose(1, 2).reshape(batch, -1, heads * dim)
-        return out
-
-    attention_sdpa_backend.__name__ = attention_sdpa_backend.__qualname__ = (
-        f"attention_sdpa_{backend}"
-    )
-    return attention_sdpa_backend
+    try:  # shipped beside this module in the benchmark's package
+        from . import shim_sdpa as sdpa  # type: ignore[import-not-found,no-redef,unused-ignore]
+    except ImportError:
+        try:  # in the venv, written by launch
+            import comfy_install_sdpa as sdpa  # type: ignore[import-not-found,no-redef,unused-ignore]
+        except ImportError:  # in the installer
+            from installer.launch import shim_sdpa as sdpa  # type: ignore[no-redef,unused-ignore]
+    function: Callable[..., Any] = sdpa.sdpa_backend_function(module, backend, torch)
+    return function
 
 
 def _signature_problem(function: Callable[..., Any]) -> str | None:
@@ -479,7 +430,7 @@ def _target(
     module: types.ModuleType, routes: Routes, backend: str, problems: list[str]
 ) -> Callable[..., Any] | None:
     """Return ComfyUI's function for ``backend``, or None with the reason in ``problems``."""
-    if backend in SDPA_BACKENDS and backend not in routes.targets:
+    if backend in ("cudnn", "flash", "efficient") and backend not in routes.targets:
         if not callable(getattr(module, "attention_pytorch", None)):
             problems.append(f"{backend}: {module.__name__} has no attention_pytorch")
             return None
