@@ -10,6 +10,29 @@ SITE=${SITE:-/tmp/site}
 mkdir -p "$SITE"
 shopt -s nullglob
 found=0
+# Pieces of a wheel cut by stage_wheels.py (NAME.whl.partNNN, NAME.whl.parts = "COUNT SHA256")
+# wait in $SITE/.parts until every piece has come, over one call or several; the wheel is
+# then put together, its SHA-256 checked, and installed with its batch.
+PARTS="$SITE/.parts"
+mkdir -p "$PARTS"
+for batch in .whl/b*/; do
+  for piece in "$batch"*.whl.part[0-9]*; do cp -n "$piece" "$PARTS/"; found=1; done
+  for list in "$batch"*.whl.parts; do cp -f "$list" "$PARTS/"; done
+done
+for list in "$PARTS"/*.whl.parts; do
+  wheel=$(basename "$list" .parts)
+  read -r count digest < "$list"
+  have=$(ls "$PARTS/$wheel".part[0-9]* 2>/dev/null | wc -l)
+  if [ "$have" -lt "$count" ]; then echo "$wheel: $have of $count pieces so far"; continue; fi
+  cat $(ls "$PARTS/$wheel".part[0-9]* | sort) > "$PARTS/$wheel"
+  if ! echo "$digest  $PARTS/$wheel" | sha256sum -c --quiet -; then
+    echo "$wheel: reassembled from $count pieces, but its SHA-256 does not match"; exit 4
+  fi
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$SITE" "$PARTS/$wheel" || exit 1
+  rm -f "$PARTS/$wheel".part[0-9]* "$list"
+  echo "$wheel: reassembled from $count pieces, SHA-256 checked, installed"
+done
 for batch in .whl/b*/; do
   name=$(basename "$batch")
   wheels=("$batch"*.whl)

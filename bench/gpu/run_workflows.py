@@ -60,10 +60,20 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import outputs  # noqa: E402 - bench/gpu/outputs.py, beside this script
+
 REPO = HERE.parents[1]
 MARK_START = "<!-- gpu-workflows:start -->"
 MARK_END = "<!-- gpu-workflows:end -->"
-VARIANTS = ("stock", "blanket", "tuned", "tuned-compile")
+LEVERS = {
+    "tuned+fp16acc": ["--fast", "fp16_accumulation"],
+    "tuned+autotune": ["--fast", "autotune"],
+    "tuned+fp8mm": ["--fast", "fp8_matrix_mult"],
+    "tuned+cublas": ["--fast", "cublas_ops"],
+}
+"""The tuned launch plus one of ComfyUI's ``--fast`` options each (measured one at a time)."""
+VARIANTS = ("stock", "blanket", "tuned", "tuned-compile", *LEVERS)
 ATTENTION_LINE = re.compile(r"attention|sage|xformers|flash|comfy.kitchen|comfy_kitchen", re.I)
 
 
@@ -286,8 +296,15 @@ class Server:
                 "--",
                 *comfy_args,
             ]
+            command += LEVERS.get(variant, [])
             if variant == "tuned-compile":
                 env["ENABLE_TORCH_COMPILE"] = "1"
+                # Why warm runs were slower: every recompilation goes to the log, and
+                # inductor's cache stays in DIR (a second start compiles from it).
+                env.setdefault("TORCH_LOGS", "recompiles")
+                env.setdefault(
+                    "TORCHINDUCTOR_CACHE_DIR", str(args.install_dir / ".comfy-install" / "inductor")
+                )
             cwd = REPO
         self.command = command
         self.start = time.monotonic()
@@ -369,7 +386,12 @@ def with_seed(workflow: dict[str, Any], seed: int) -> dict[str, Any]:
 
 
 def run_prompt(
-    port: int, listener: Listener, workflow: dict[str, Any], client_id: str, timeout: float
+    port: int,
+    listener: Listener,
+    workflow: dict[str, Any],
+    client_id: str,
+    timeout: float,
+    keep: Path | None = None,
 ) -> dict[str, Any]:
     samplers = sampler_nodes(workflow)
     poller = MemoryPoller()
@@ -395,6 +417,11 @@ def run_prompt(
         if m.get("type") == "progress" and str(data.get("node")) in samplers:
             progress.append((when, int(data["value"]), int(data["max"])))
     record: dict[str, Any] = {"status": status, "wall_s": round(wall, 3), "peak_gpu_mib": peak}
+    if keep is not None and status == "ok":
+        try:
+            record["output"] = outputs.keep_images(outputs.fetch_images(port, prompt_id), keep)
+        except (OSError, ValueError, KeyError) as exc:
+            record["output"] = {"kept": None, "reason": f"{type(exc).__name__}: {exc}"}
     if status == "error":
         record["error"] = next(
             (m.get("data") for _, m in messages if m.get("type") == "execution_error"), None
@@ -510,9 +537,13 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Device time of the benchmark runs: {results.get('elapsed_s')} s.",
         "",
+        "Output distance: mean |pixel difference| to stock's image at the same seed, as a "
+        "fraction of what a new seed changes (stock at seed s against s+1); a variant passes "
+        f"at ≤ {outputs.THRESHOLD_RELATIVE:g} (bench/gpu/outputs.py); PSNR to stock beside it.",
+        "",
         "| workflow | variant | s/step warm | vs stock | workflow s warm | first run s | "
-        "peak GPU MiB | attention |",
-        "|---|---|---|---|---|---|---|---|",
+        "peak GPU MiB | output distance | attention |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for workflow, variants in results["workflows"].items():
         stock = (variants.get("stock") or {}).get("summary", {}).get("warm_step_s")
@@ -528,6 +559,7 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(
                 f"| {workflow} | {variant} | {fmt(step)} | {ratio} | {fmt(s.get('warm_wall_s'))} | "
                 f"{fmt(s.get('cold_wall_s'))} | {fmt(s.get('peak_gpu_mib'))} | "
+                f"{distance_text(entry.get('distance'), variant)} | "
                 f"{entry.get('attention', '-')}{' — ' + str(note)[:120] if note else ''} |"
             )
     payoff = results.get("compile_payoff")
@@ -538,6 +570,18 @@ def markdown(results: dict[str, Any]) -> str:
         ]
     lines += ["", MARK_END, ""]
     return "\n".join(lines)
+
+
+def distance_text(found: dict[str, Any] | None, variant: str) -> str:
+    if variant == "stock":
+        return "(reference)"
+    if not found:
+        return "-"
+    if found.get("relative") is None:
+        return str(found.get("reason") or "-")[:60]
+    verdict = "ok" if found.get("ok") else "FAILS"
+    psnr = found.get("psnr_db")
+    return f"{found['relative']:.3f} {verdict}" + (f", {psnr:.1f} dB" if psnr else "")
 
 
 def write_section(path: Path, section: str) -> None:
@@ -732,6 +776,8 @@ def main(argv: list[str] | None = None) -> int:
                 entry["skipped"] = "over the time budget"
             continue
         log_path = args.work / f"comfyui-{variant}.log"
+        counts_file = args.install_dir / ".comfy-install" / "attention-calls.json"
+        counts_file.unlink(missing_ok=True)
         server = Server(args, variant, log_path)
         try:
             ready = server.wait_ready(min(600, max(30, left())))
@@ -755,6 +801,7 @@ def main(argv: list[str] | None = None) -> int:
                         with_seed(workflow, seed),
                         client_id,
                         min(args.prompt_timeout, max(10, left())),
+                        args.work / "outputs" / f"{name}__{variant}__{seed}.npy",
                     )
                     record.update(kind="cold" if index == 0 else "warm", seed=seed)
                     entry["runs"].append(record)
@@ -771,9 +818,18 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.stop()
             lines = server.attention_lines()
+            routed, calls = (
+                outputs.attention_calls(counts_file)
+                if variant.startswith("tuned")
+                else (None, None)
+            )
             for entry in entries.values():
                 entry["attention_log"] = lines
-                entry["attention"] = attention_backend(lines)
+                # ComfyUI's start-up line names its own default ("pytorch"); under the router
+                # the calls went where the router's counters say.
+                entry["attention"] = routed or attention_backend(lines)
+                if calls is not None:
+                    entry["attention_calls"] = calls
                 entry["log"] = str(log_path)
 
     results["elapsed_s"] = round(time.monotonic() - t0, 1)
@@ -786,6 +842,9 @@ def main(argv: list[str] | None = None) -> int:
             {"started": results["started"], "variants": args.variants}
         )
         results = old
+    for variants in results["workflows"].values():
+        for variant, found in outputs.distances(variants).items():
+            variants[variant]["distance"] = found
     results["compile_payoff"] = compile_payoff(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -12,7 +12,9 @@ Run here (the package registry is reachable); the GPU machine has no network. It
    where a pin asks for a version the machine may lack (rules below);
 3. downloads the rest with ``pip download --no-deps --only-binary=:all:`` and
    packs them into ``.whl/b1``, ``.whl/b2``, ... of at most ``--batch-mib`` each (one
-   device call carries 64 MiB, the repository included);
+   device call carries 64 MiB, the repository included); a wheel larger than that
+   (comfy-kitchen 0.2.31 is 55.8 MiB) is cut into pieces that may travel in several
+   batches, reassembled and checked against its SHA-256 on the device;
 4. writes ``.whl/manifest.json`` (what was carried, what was skipped and why) and
    prints the device calls that install each batch (``bench/gpu/install_staged.sh``).
 
@@ -426,8 +428,38 @@ def download(carry: dict[str, str], dest: Path) -> dict[str, Path]:
     return files
 
 
+def split_large(files: dict[str, Path], limit: int) -> dict[str, dict[str, object]]:
+    """Cut every wheel over ``limit`` bytes into pieces ``NAME.partNNN`` beside it.
+
+    Each piece is at most ``limit`` bytes; the wheel itself is removed, and a
+    ``NAME.parts`` file (``COUNT SHA256``) goes with every piece, so that
+    ``install_staged.sh`` reassembles the wheel once all its pieces have arrived
+    (over one or several calls) and checks its digest before installing it.
+    Returns ``{wheel name: {"sha256", "pieces", "mib"}}``; ``files`` then names
+    the pieces instead of the wheel.
+    """
+    import hashlib
+
+    split: dict[str, dict[str, object]] = {}
+    for key, path in list(files.items()):
+        size = path.stat().st_size
+        if size <= limit:
+            continue
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        count = -(-size // limit)
+        del files[key]
+        for index in range(count):
+            piece = path.with_name(f"{path.name}.part{index + 1:03d}")
+            piece.write_bytes(data[index * limit : (index + 1) * limit])
+            files[f"{key}#{index + 1}"] = piece
+        path.unlink()
+        split[path.name] = {"sha256": digest, "pieces": count, "mib": round(size / 2**20, 1)}
+    return split
+
+
 def batches(files: dict[str, Path], limit: int) -> list[list[Path]]:
-    """First-fit decreasing into bins of at most ``limit`` bytes."""
+    """First-fit decreasing into bins of at most ``limit`` bytes (cut wheels first)."""
     bins: list[tuple[int, list[Path]]] = []
     for path in sorted(files.values(), key=lambda p: p.stat().st_size, reverse=True):
         size = path.stat().st_size
@@ -463,6 +495,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="resolve and choose; download nothing"
+    )
+    parser.add_argument(
+        "--add-wheel",
+        type=Path,
+        action="append",
+        default=[],
+        help="a local wheel to carry too (e.g. the SageAttention 2 wheel built for the GPU)",
+    )
+    parser.add_argument(
+        "--leave-out",
+        default="",
+        help="a regex of wheel file names not to carry (e.g. '^(uv|comfyui_embedded_docs)-': "
+        "tune, launch and the benchmark start without them)",
     )
     args = parser.parse_args(argv)
 
@@ -509,16 +554,31 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(folder)  # old batches; the download folder below is reused as a cache
     files = download(carry, args.out / "all")
     files = {k: v for k, v in files.items() if k in carry}
+    for extra in args.add_wheel:
+        shutil.copy2(extra, args.out / "all" / extra.name)
+        files[canon(extra.name.split("-")[0]) + "@local"] = args.out / "all" / extra.name
+    if args.leave_out:
+        dropped = re.compile(args.leave_out)
+        for key, path in list(files.items()):
+            if dropped.search(path.name):
+                manifest["skipped"][key] = f"left out by --leave-out {args.leave_out!r}"
+                del files[key]
     for stale in (args.out / "all").glob("*.whl"):
         if stale not in files.values():
             stale.unlink()
-    groups = batches(files, int(args.batch_mib * 2**20))
+    limit = int(args.batch_mib * 2**20)
+    manifest["split"] = split_large(files, limit)
+    groups = batches(files, limit)
     manifest["batches"] = {}
     for index, items in enumerate(groups, 1):
         folder = args.out / f"b{index}"
         folder.mkdir()
         for path in items:
             shutil.move(str(path), folder / path.name)
+            if ".whl.part" in path.name:
+                wheel = path.name.rsplit(".part", 1)[0]
+                info = manifest["split"][wheel]
+                (folder / f"{wheel}.parts").write_text(f"{info['pieces']} {info['sha256']}\n")
         manifest["batches"][f"b{index}"] = {
             "mib": round(sum((folder / p.name).stat().st_size for p in items) / 2**20, 1),
             "wheels": sorted(p.name for p in items),

@@ -35,9 +35,17 @@ SHIPPED = ("attention_module.py", "attention_backends.py", "attention_comfyui.py
 
 
 def shipped_sources() -> dict[str, str]:
-    """Return the sources of the measuring modules by file name, as written into the venv."""
+    """Return the sources of the measuring modules by file name, as written into the venv.
+
+    The launch router (`installer.launch.shim_attention`) goes with them, so that
+    `tune` times the router's own functions for torch's SDPA back ends.
+    """
     folder = importlib.resources.files("installer.bench")
-    return {name: folder.joinpath(name).read_text("utf-8") for name in SHIPPED}
+    sources = {name: folder.joinpath(name).read_text("utf-8") for name in SHIPPED}
+    launch = importlib.resources.files("installer.launch")
+    for name in ("shim_attention.py", "shim_sdpa.py"):
+        sources[name] = launch.joinpath(name).read_text("utf-8")
+    return sources
 
 
 def run_attention_module(

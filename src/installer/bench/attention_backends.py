@@ -21,8 +21,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-BACKENDS = ("sdpa", "xformers", "sageattention", "sageattn3", "comfy_kitchen_int8")
-"""Backends in the order they are measured; `sdpa` is the baseline and the reference."""
+BACKENDS = (
+    "sdpa",
+    "cudnn",
+    "flash",
+    "efficient",
+    "xformers",
+    "sageattention",
+    "sageattn3",
+    "comfy_kitchen_int8",
+)
+"""Backends in the order they are measured; `sdpa` is the baseline.
+
+``cudnn``, ``flash`` and ``efficient`` are torch's own SDPA back ends, each
+pinned (`torch.nn.attention.sdpa_kernel`): ``sdpa`` is whatever SDPA picks
+(through ComfyUI: ComfyUI's priority, flash first in v0.33)."""
+SDPA_BACKENDS = {"cudnn": "CUDNN_ATTENTION", "flash": "FLASH_ATTENTION",
+                 "efficient": "EFFICIENT_ATTENTION"}  # fmt: skip
+"""The pinned SDPA back ends and their `SDPBackend` members."""
 PACKAGES = (
     "torch",
     "xformers",
@@ -61,6 +77,23 @@ def _clone3(q: Any, k: Any, v: Any) -> tuple[Any, ...]:
 def _sdpa_backend(torch: Any) -> Backend:
     sdpa = torch.nn.functional.scaled_dot_product_attention
     return Backend("sdpa", _clone3, lambda a: sdpa(*a), _same)
+
+
+def _pinned_sdpa_backend(name: str) -> Callable[[Any], Backend]:
+    def factory(torch: Any) -> Backend:
+        attention = __import__("torch.nn.attention", fromlist=["sdpa_kernel"])
+        SDPBackend, sdpa_kernel = attention.SDPBackend, attention.sdpa_kernel
+
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+        chosen = [getattr(SDPBackend, SDPA_BACKENDS[name])]
+
+        def call(a: tuple[Any, ...]) -> Any:
+            with sdpa_kernel(chosen):
+                return sdpa(*a)
+
+        return Backend(name, _clone3, call, _same)
+
+    return factory
 
 
 def _xformers_backend(torch: Any) -> Backend:
@@ -104,6 +137,7 @@ def _comfy_kitchen_backend(torch: Any) -> Backend:
 
 _FACTORIES: dict[str, Callable[[Any], Backend]] = {
     "sdpa": _sdpa_backend,
+    **{name: _pinned_sdpa_backend(name) for name in SDPA_BACKENDS},
     "xformers": _xformers_backend,
     "sageattention": _sageattention_backend,
     "sageattn3": _sageattn3_backend,
@@ -111,6 +145,9 @@ _FACTORIES: dict[str, Callable[[Any], Backend]] = {
 }
 DISTRIBUTIONS = {
     "sdpa": "torch",
+    "cudnn": "torch",
+    "flash": "torch",
+    "efficient": "torch",
     "xformers": "xformers",
     "sageattention": "sageattention",
     "sageattn3": "sageattn3",

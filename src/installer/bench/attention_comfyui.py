@@ -27,7 +27,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .attention_backends import DISTRIBUTIONS, Backend, describe_error, package_versions
+from .attention_backends import (
+    DISTRIBUTIONS,
+    SDPA_BACKENDS,
+    Backend,
+    describe_error,
+    package_versions,
+)
 
 MODULE = "comfy.ldm.modules.attention"
 """The ComfyUI module whose functions the router calls."""
@@ -80,6 +86,16 @@ def _backend(name: str, function: Callable[..., Any]) -> Backend:
     return Backend(name, _to_comfyui, lambda a: function(a[0], a[1], a[2], a[3]), _same)
 
 
+def _sdpa_function(module: Any, name: str) -> Callable[..., Any]:
+    """The router's own function for one of torch's SDPA back ends (the same code)."""
+    try:  # shipped into the venv beside this module
+        from .shim_attention import sdpa_backend_function  # type: ignore[import-not-found,import-untyped,unused-ignore]
+    except ImportError:  # run from the installer's package
+        from installer.launch.shim_attention import sdpa_backend_function
+    function: Callable[..., Any] = sdpa_backend_function(module, name)
+    return function
+
+
 def comfyui_backends(
     module: Any,
     names: Sequence[str],
@@ -109,7 +125,13 @@ def comfyui_backends(
         function = getattr(module, attribute, None) if attribute else None
         flag = loaded.get(name)
         reason: str | None = None
-        if attribute is None:
+        if name in SDPA_BACKENDS and attribute is None:
+            attribute = f"attention_sdpa_{name}"
+            try:
+                function = _sdpa_function(module, name)
+            except Exception as exc:  # an older torch without the back end or its priority
+                reason = f"torch's {name} back end cannot be set ({describe_error(exc)})"
+        elif attribute is None:
             reason = f"no ComfyUI function is known for {name}"
         elif not callable(function):
             reason = f"ComfyUI's {MODULE} has no {attribute}"

@@ -283,6 +283,32 @@ def _blank_row(name: str, shape: Shape, dtype: str) -> dict[str, Any]:
     return {"backend": name, "shape": shape.id, "dtype": dtype}
 
 
+STARTED = time.perf_counter()
+"""When this module was imported: the total budget runs from here, imports included (a tune
+that timed only its calls ran ~15% over its budget on an H100: 70 s for 60)."""
+MATH_BYTES = 2**31
+"""The largest attention matrix (fp32 bytes) for which the reference is SDPA's math back end."""
+
+
+def math_reference(torch: Any, inputs: tuple[Any, Any, Any], layout: tuple[int, ...]) -> Any:
+    """Return attention computed by SDPA's math back end in fp32, in the reference's layout.
+
+    Args:
+        torch: The imported torch module.
+        inputs: ``(q, k, v)`` laid out as (B, H, N, D).
+        layout: The shape of SDPA's output as compared: (B, H, N, D) or (B, N, H·D).
+    """
+    attention = __import__("torch.nn.attention", fromlist=["sdpa_kernel"])
+    SDPBackend, sdpa_kernel = attention.SDPBackend, attention.sdpa_kernel
+
+    q, k, v = (t.float() for t in inputs)
+    with sdpa_kernel([SDPBackend.MATH]):
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    if tuple(out.shape) != layout:
+        out = out.transpose(1, 2).reshape(layout)
+    return out
+
+
 def run_shape(
     torch: Any,
     shape: Shape,
@@ -326,6 +352,10 @@ def run_shape(
         sdpa = backends.get("sdpa")
         reference = None if sdpa is None else sdpa.to_bhnd(sdpa.call(sdpa.prepare(*inputs))).float()
         timer.sync()
+    if reference is not None and shape.batch * shape.heads * shape.seq**2 * 4 <= MATH_BYTES:
+        with contextlib.suppress(Exception):
+            reference = math_reference(torch, inputs, tuple(reference.shape))
+            timer.sync()
     if reference is None:
         _release(torch, timer.cuda)
     for name, backend in backends.items():
@@ -474,8 +504,9 @@ def run_all(
     """Measure each shape at each dtype, in order, until the total budget is spent.
 
     Before each shape the time spent so far, plus the GPU time of the previous
-    shape's calls scaled by the work (B·H·N²·D), is checked against
-    ``total_budget_s``; a shape that does not fit is skipped with the reason.
+    shape's calls scaled by the work (B·H·N²·D), plus the least time a recent shape
+    spent outside its calls, is checked against ``total_budget_s``; a shape that
+    does not fit is skipped with the reason.
     The calls' own times are scaled, not the wall time, so a first call that
     compiles kernels (Triton) does not make every later shape look dear.
 
@@ -495,12 +526,16 @@ def run_all(
     budget = settings.get("total_budget_s")
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
-    start = time.perf_counter()
+    start = STARTED  # torch's and ComfyUI's imports count against the budget too
     last: tuple[float, int] | None = None
+    overheads: list[float] = []
     for index, (shape, dtype) in enumerate(units, 1):
         work = shape.batch * shape.heads * shape.seq**2 * shape.head_dim
         spent = time.perf_counter() - start
         expected = last[0] * work / last[1] if last is not None else 0.0
+        # What a shape costs beyond its calls (inputs, reference, collection): the least
+        # of the last three, so a first shape that compiled kernels does not inflate it.
+        expected += min(overheads[-3:]) if overheads else 0.0
         if budget is not None and spent + expected > float(budget):
             reason = f"the time budget of {float(budget):g} s was spent"
             skipped.append({"shape": shape.id, "dtype": dtype, "reason": reason})
@@ -509,7 +544,10 @@ def run_all(
         began = time.perf_counter()
         measured = run_shape(torch, shape, dtype, backends, timer, settings)
         rows.extend(measured)
-        last = (min(_calls_seconds(measured), time.perf_counter() - began), max(work, 1))
+        wall = time.perf_counter() - began
+        calls = min(_calls_seconds(measured), wall)
+        last = (calls, max(work, 1))
+        overheads.append(wall - calls)
         _progress(f"{shape.id} {dtype}: measured ({index}/{len(units)})")
     return rows, skipped
 

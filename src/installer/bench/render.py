@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 SHORT_NAMES = {
     "sdpa": "SDPA",
+    "cudnn": "cuDNN",
+    "flash": "flash",
+    "efficient": "mem-eff",
     "xformers": "xformers",
     "sageattention": "Sage",
     "sageattn3": "Sage3",

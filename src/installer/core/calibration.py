@@ -30,6 +30,9 @@ CALIBRATION_FILE = "calibration.json"
 
 BACKEND_LABELS = {
     "sdpa": "torch SDPA",
+    "cudnn": "SDPA cuDNN",
+    "flash": "SDPA flash",
+    "efficient": "SDPA memory-efficient",
     "xformers": "xformers",
     "sageattention": "SageAttention",
     "sageattn3": "SageAttention 3",

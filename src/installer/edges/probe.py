@@ -49,6 +49,42 @@ def layout(install_dir: Path, platform: str) -> dict[str, Path]:
 _DIST_INFO = re.compile(r"^(?P<name>.+?)-(?P<version>[^-]+)\.dist-info$")
 
 
+def importable_sites(venv_dir: Path, platform: str) -> list[Path]:
+    """Return a venv's site-packages folders and the folders its `.pth` files add.
+
+    Python's `site` module puts each line of a `.pth` file that names an existing
+    folder on `sys.path` (lines starting with ``import`` run code instead, and
+    are skipped here); a venv whose torch comes from another environment through
+    such a file imports it from there.
+
+    Args:
+        venv_dir: The venv folder.
+        platform: The target OS (where the venv keeps site-packages).
+
+    Returns:
+        The venv's own folders first, then the added ones, each once, in order.
+    """
+    sites = list(site_packages_dirs(venv_dir, platform))
+    for site in list(sites):
+        try:
+            pth_files = sorted(site.glob("*.pth"))
+        except OSError:
+            continue
+        for pth in pth_files:
+            try:
+                lines = pth.read_text(encoding="utf-8", errors="replace").splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                line = line.strip()
+                if not line or line.startswith(("#", "import ", "import\t")):
+                    continue
+                folder = (site / line).resolve() if not Path(line).is_absolute() else Path(line)
+                if folder.is_dir() and folder not in sites:
+                    sites.append(folder)
+    return sites
+
+
 def installed_distributions(venv_dir: Path, platform: str) -> dict[str, str]:
     """Return ``{canonical name: version}`` of the distributions installed in a venv.
 
@@ -57,10 +93,11 @@ def installed_distributions(venv_dir: Path, platform: str) -> dict[str, str]:
         platform: The target OS (where the venv keeps site-packages).
 
     Returns:
-        Read from the `.dist-info` folder names; ``{}`` when there are none.
+        Read from the `.dist-info` folder names of the venv's site-packages and of the
+        folders its `.pth` files add; ``{}`` when there are none.
     """
     found: dict[str, str] = {}
-    for site in site_packages_dirs(venv_dir, platform):
+    for site in reversed(importable_sites(venv_dir, platform)):  # the venv's own win
         try:
             entries = list(site.iterdir())
         except OSError:
@@ -83,7 +120,7 @@ def installed_torch(venv_dir: Path, platform: str) -> TorchInstalled | None:
         torch's version (e.g. `2.9.1+cu128`) and CUDA version (e.g. `12.8`; None for a CPU build),
         or None when torch is not installed.
     """
-    for site in site_packages_dirs(venv_dir, platform):
+    for site in importable_sites(venv_dir, platform):
         try:
             text = (site / "torch" / "version.py").read_text(encoding="utf-8")
         except OSError:

@@ -1,12 +1,13 @@
-"""The runtime tuning shim in the venv: its three files, their state, and writing them.
+"""The runtime tuning shim in the venv: its four files, their state, and writing them.
 
 `launch` copies [`installer.launch.shim_module`][installer.launch.shim_module] into
 the venv's site-packages as `comfy_install_tuning.py`, next to a one-line
 `comfy_install_tuning.pth` that activates it only when `COMFY_INSTALL_TUNING` is
 set, and the attention router [`installer.launch.shim_attention`][installer.launch.shim_attention]
-as `comfy_install_attention.py`. The modules are read as text from the package,
-never imported here. A file of those names that comfy-install did not write is
-never replaced.
+as `comfy_install_attention.py`, with its SDPA back ends
+[`shim_sdpa`][installer.launch.shim_sdpa] as `comfy_install_sdpa.py`. The modules
+are read as text from the package, never imported here. A file of those names
+that comfy-install did not write is never replaced.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from installer.plan.launch_settings import MARKER_ENV
 SHIM_MARKER = "# comfy-install runtime tuning shim"
 ROUTER_MARKER = "# comfy-install attention router"
 ROUTER_MODULE = "comfy_install_attention"
+SDPA_MODULE = "comfy_install_sdpa"
+SDPA_MARKER = "# comfy-install SDPA back ends"
 
 
 def _source(name: str) -> str:
@@ -36,6 +39,11 @@ def shim_source() -> str:
 def router_source() -> str:
     """Return the source of the attention router as it is written into the venv."""
     return _source("shim_attention.py")
+
+
+def sdpa_source() -> str:
+    """Return the source of the router's SDPA back ends as it is written into the venv."""
+    return _source("shim_sdpa.py")
 
 
 def shim_pth() -> str:
@@ -68,6 +76,7 @@ def _wanted(site_packages: Path) -> dict[Path, tuple[str, str]]:
         module: (shim_source(), SHIM_MARKER),
         pth: (shim_pth(), SHIM_MARKER),
         router: (router_source(), ROUTER_MARKER),
+        site_packages / f"{SDPA_MODULE}.py": (sdpa_source(), SDPA_MARKER),
     }
 
 

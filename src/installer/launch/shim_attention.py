@@ -23,6 +23,25 @@ Every call is counted per backend; the counters go to a JSON file (the
 table's ``counts_file``, or `COMFY_INSTALL_ATTENTION_COUNTS`) every
 ``flush_every`` calls and at exit, so tests and proofs can read what ran.
 
+The router decides once per call shape (q's and k's shapes, dtype, device,
+heads, layout) and caches the function and its counter: a later call of that
+shape costs one dictionary lookup and one increment.
+
+Beside ComfyUI's functions the table may name torch's own SDPA back ends,
+``cudnn``, ``flash`` and ``efficient``
+([`sdpa_backend_function`][installer.launch.shim_attention.sdpa_backend_function]):
+ComfyUI v0.33 forces SDPA's priority to flash first on every large call,
+while on Hopper with torch 2.11 cuDNN's kernel is up to 1.9× as fast. The
+``cudnn`` route puts cuDNN first in SDPA's priority once, when the router is
+attached, and calls SDPA with ComfyUI's reshapes and no context manager; the
+two others pin their back end per call. Calls these cannot take (a mask, GQA,
+ComfyUI's tensor containers, a node's ``optimized_attention_override``) go to
+ComfyUI's `attention_pytorch`. Where ComfyUI has an attention registry
+(`register_attention_function`, v0.33), the router is registered there too, as
+``comfy_install``, so nodes that pick an attention function by name find it;
+a node's per-model ``optimized_attention_override`` still wins, inside
+ComfyUI's own (wrapped) functions.
+
 Where ComfyUI's internals are not what the router expects (a function
 missing, another signature, a backend whose library ComfyUI did not load),
 that backend is left out and the reason logged; with nothing left to route
@@ -30,8 +49,10 @@ that backend is left out and the reason logged; with nothing left to route
 choice. [`attach`][installer.launch.shim_attention.attach] never raises: it
 returns the one line the shim logs at start-up.
 
-Standard library only, Python 3.10 and newer, no torch import: shapes and
-dtypes are read from the tensors' attributes.
+Standard library only, Python 3.10 and newer, no torch import at module
+level: shapes and dtypes are read from the tensors' attributes, and torch (which
+ComfyUI has imported by then) is imported only to build an SDPA back end's
+function.
 """
 
 from __future__ import annotations
@@ -39,7 +60,6 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import threading
 
 # Not `typing.TYPE_CHECKING`: importing typing would cost every tuned start
 # milliseconds before ComfyUI runs; mypy treats this name the same way.
@@ -59,6 +79,8 @@ TARGETS = {
     "comfy_kitchen_int8": "attention_comfy_kitchen_int8",
 }
 """ComfyUI's function for each backend, in `comfy.ldm.modules.attention` (0.3.6x to 0.33)."""
+REGISTRY_NAME = "comfy_install"
+"""The router's name in ComfyUI's attention registry (`register_attention_function`)."""
 LOADED = {
     "xformers": "xformers",
     "sageattention": "SAGE_ATTENTION_IS_AVAILABLE",
@@ -166,7 +188,13 @@ def load_routes(path: str) -> Routes:
 
 
 class Counter:
-    """Counts routed calls per backend and per shape; writes them to a JSON file."""
+    """Counts routed calls per backend and per shape; writes them to a JSON file.
+
+    Each (backend, shape) has one slot, a one-element list the router keeps
+    with its cached decision and increments itself: counting a call costs no
+    lock and no dictionary work (CPython's increment of a list item under the GIL
+    may lose a count between threads, never a call).
+    """
 
     def __init__(self, path: str, flush_every: int) -> None:
         """Create the counter.
@@ -177,38 +205,64 @@ class Counter:
         """
         self.path = path
         self.flush_every = flush_every
-        self.calls: dict[str, int] = {}
-        self.shapes: dict[str, dict[str, int]] = {}
+        self.slots: dict[tuple[str, str | None], list[int]] = {}
         self.status: dict[str, Any] = {"attached": False, "message": ""}
-        self._pending = 0
-        self._lock = threading.Lock()
+        self.pending = 0
         self._failed = False
 
+    def slot(self, backend: str, shape: str | None) -> list[int]:
+        """Return the slot that counts calls of ``shape`` sent to ``backend``.
+
+        Args:
+            backend: Where the calls go (a backend, or ``comfyui``).
+            shape: ``fp16 D=64 N=4096`` (past `MAX_SHAPES` shapes: counted as None).
+        """
+        shapes = {key[1] for key in self.slots if key[1] is not None}
+        if shape is not None and shape not in shapes and len(shapes) >= MAX_SHAPES:
+            shape = None
+        return self.slots.setdefault((backend, shape), [0])
+
     def add(self, backend: str, shape: str | None) -> None:
-        """Count one call.
+        """Count one call (the router counts through its cached slot instead).
 
         Args:
             backend: Where it went (a backend, or ``comfyui``).
             shape: ``fp16 D=64 N=4096``, when the shape was read.
         """
-        with self._lock:
-            self.calls[backend] = self.calls.get(backend, 0) + 1
-            if shape is not None and (shape in self.shapes or len(self.shapes) < MAX_SHAPES):
-                seen = self.shapes.setdefault(shape, {})
-                seen[backend] = seen.get(backend, 0) + 1
-            self._pending += 1
-            due = self._pending >= self.flush_every
-        if due:
+        self.slot(backend, shape)[0] += 1
+        self.tick()
+
+    def tick(self) -> None:
+        """Note one call; write every ``flush_every`` calls."""
+        self.pending += 1
+        if self.pending >= self.flush_every:
             self.flush()
+
+    @property
+    def calls(self) -> dict[str, int]:
+        """Calls per backend."""
+        totals: dict[str, int] = {}
+        for (backend, _), slot in list(self.slots.items()):
+            if slot[0]:
+                totals[backend] = totals.get(backend, 0) + slot[0]
+        return totals
+
+    @property
+    def shapes(self) -> dict[str, dict[str, int]]:
+        """Calls per shape, then per backend."""
+        found: dict[str, dict[str, int]] = {}
+        for (backend, shape), slot in list(self.slots.items()):
+            if shape is not None and slot[0]:
+                found.setdefault(shape, {})[backend] = slot[0]
+        return found
 
     def flush(self) -> None:
         """Write the counters now (atomically); a failure is reported once, never raised."""
+        self.pending = 0
         if not self.path:
             return
-        with self._lock:
-            self._pending = 0
-            document = {**self.status, "pid": os.getpid(), "calls": dict(self.calls)}
-            document["shapes"] = {key: dict(value) for key, value in self.shapes.items()}
+        document = {**self.status, "pid": os.getpid(), "calls": self.calls}
+        document["shapes"] = self.shapes
         temporary = f"{self.path}.{os.getpid()}.tmp"
         try:
             with open(temporary, "w", encoding="utf-8") as handle:  # noqa: PTH123
@@ -261,6 +315,9 @@ def make_router(
 ) -> Callable[..., Any]:
     """Return the function that replaces ComfyUI's `optimized_attention`.
 
+    The decision is made once per call shape and cached (at most
+    `MAX_SHAPES` shapes; past that, each new shape is decided per call).
+
     Args:
         routes: The routing table (only backends in ``functions`` left in it).
         functions: ComfyUI's function for each backend, ``sdpa`` included.
@@ -272,6 +329,19 @@ def make_router(
         skip_reshape=False, skip_output_reshape=False, **kwargs)``.
     """
     sdpa = functions["sdpa"]
+    decided: dict[Any, tuple[Callable[..., Any], list[int]]] = {}
+    masked = (original, counter.slot(COMFYUI, None))
+
+    def decide(
+        q: Any, k: Any, heads: Any, skip_reshape: bool
+    ) -> tuple[Callable[..., Any], list[int]]:
+        try:
+            found = call_shape(q, k, heads, skip_reshape)
+        except Exception:  # an object the router cannot read: ComfyUI's own choice
+            return original, counter.slot(COMFYUI, None)
+        name = "sdpa" if found is None else routes.backend(*found)
+        shape = None if found is None else f"{found[1]} D={found[0]} N={found[2]}"
+        return functions.get(name, sdpa), counter.slot(name, shape)
 
     def comfy_install_attention_router(
         q: Any,
@@ -285,19 +355,23 @@ def make_router(
         **kwargs: Any,
     ) -> Any:
         """Call the backend measured fastest for this call's shape (ComfyUI's own with a mask)."""
-        function, name, shape = original, COMFYUI, None
-        if mask is None:
+        if mask is not None:
+            function, slot = masked
+        else:
             try:
-                found = call_shape(q, k, heads, skip_reshape)
-            except Exception:  # an object the router cannot read: ComfyUI's own choice
-                found = None
-                name = COMFYUI
-            else:
-                name = "sdpa" if found is None else routes.backend(*found)
-                function = functions.get(name, sdpa)
-            if found is not None:
-                shape = f"{found[1]} D={found[0]} N={found[2]}"
-        counter.add(name, shape)
+                key: Any = (q.shape, k.shape, q.dtype, q.device, heads, skip_reshape)
+                chosen = decided.get(key)
+            except Exception:  # containers, unhashable stand-ins: decided per call
+                key, chosen = None, None
+            if chosen is None:
+                chosen = decide(q, k, heads, skip_reshape)
+                if key is not None and len(decided) < MAX_SHAPES:
+                    decided[key] = chosen
+            function, slot = chosen
+        slot[0] += 1
+        counter.pending += 1
+        if counter.pending >= counter.flush_every:
+            counter.flush()
         return function(
             q,
             k,
@@ -313,7 +387,29 @@ def make_router(
     router: Any = comfy_install_attention_router
     router.container_function = None  # what ComfyUI's wrap_attn functions carry
     router.counter = counter
+    router.decided = decided
     return comfy_install_attention_router
+
+
+def sdpa_backend_function(module: Any, backend: str, torch: Any = None) -> Callable[..., Any]:
+    """Return ComfyUI's SDPA attention on one of torch's SDPA back ends.
+
+    The function lives in `comfy_install_sdpa` ([`shim_sdpa`][installer.launch.shim_sdpa]).
+
+    Args:
+        module: `comfy.ldm.modules.attention`.
+        backend: ``cudnn``, ``flash`` or ``efficient``.
+        torch: The torch module (default: imported).
+    """
+    try:  # shipped beside this module in the benchmark's package
+        from . import shim_sdpa as sdpa  # type: ignore[import-not-found,no-redef,unused-ignore]
+    except ImportError:
+        try:  # in the venv, written by launch
+            import comfy_install_sdpa as sdpa  # type: ignore[import-not-found,no-redef,unused-ignore]
+        except ImportError:  # in the installer
+            from installer.launch import shim_sdpa as sdpa  # type: ignore[no-redef,unused-ignore]
+    function: Callable[..., Any] = sdpa.sdpa_backend_function(module, backend, torch)
+    return function
 
 
 def _signature_problem(function: Callable[..., Any]) -> str | None:
@@ -334,6 +430,15 @@ def _target(
     module: types.ModuleType, routes: Routes, backend: str, problems: list[str]
 ) -> Callable[..., Any] | None:
     """Return ComfyUI's function for ``backend``, or None with the reason in ``problems``."""
+    if backend in ("cudnn", "flash", "efficient") and backend not in routes.targets:
+        if not callable(getattr(module, "attention_pytorch", None)):
+            problems.append(f"{backend}: {module.__name__} has no attention_pytorch")
+            return None
+        try:
+            return sdpa_backend_function(module, backend)
+        except Exception as exc:
+            problems.append(f"{backend}: torch's SDPA back end cannot be set ({exc})")
+            return None
     attribute = routes.targets.get(backend) or TARGETS.get(backend)
     if attribute is None:
         problems.append(f"{backend}: no ComfyUI function is known for it")
@@ -401,9 +506,11 @@ def _attach(module: types.ModuleType, env: Mapping[str, str]) -> str:
     if callable(masked):
         router = make_router(routes, usable, masked, counter)
         setattr(module, "optimized_attention_masked", router)  # noqa: B010
+    registered = _register(module, module.optimized_attention)
     message = (
         f"attention routing attached to {module.__name__}: {routes.describe(names)}; "
         f"{names['sdpa']} elsewhere; calls with a mask: {own}"
+        + (f"; registered as {REGISTRY_NAME!r}" if registered else "")
         + (f" (left out: {'; '.join(problems)})" if problems else "")
     )
     counter.status = {
@@ -416,6 +523,20 @@ def _attach(module: types.ModuleType, env: Mapping[str, str]) -> str:
     counter.flush()
     atexit.register(counter.flush)
     return message
+
+
+def _register(module: types.ModuleType, router: Callable[..., Any]) -> bool:
+    """Register the router in ComfyUI's attention registry, where there is one."""
+    register = getattr(module, "register_attention_function", None)
+    registry = getattr(module, "REGISTERED_ATTENTION_FUNCTIONS", None)
+    if not callable(register) or not isinstance(registry, dict):
+        return False
+    try:
+        if REGISTRY_NAME not in registry:
+            register(REGISTRY_NAME, router)
+    except Exception:
+        return False
+    return registry.get(REGISTRY_NAME) is router
 
 
 def _say(message: str) -> None:

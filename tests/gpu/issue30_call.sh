@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# One device call of issue 30, from the repository root (any wheel batch carried in this call is
+# installed first):  bash tests/gpu/issue30_call.sh [attention] [WORKFLOW...]
+#   attention   the attention checks (tests/gpu/issue30.sh: SDPA back ends, tune, print-env, proof)
+#   WORKFLOW    sdxl or wan: bench/gpu/device_run.sh with that workflow's variants
+# Everything fits the 8 files a call brings back: summary.txt, results-gpu.json,
+# sdpa-backends.json and bundle.tgz (the rest).
+set -uo pipefail
+START=$SECONDS
+FINAL=$OUT
+mkdir -p "$FINAL/work"
+if compgen -G ".whl/b*/*" > /dev/null; then bash bench/gpu/install_staged.sh | tail -5; fi
+for part in "$@"; do
+  left=$(( ${CALL_TOTAL:-575} - (SECONDS - START) ))
+  case "$part" in
+    attention)
+      OUT=$FINAL/work/attention TUNE_BUDGET=${TUNE_BUDGET:-60} timeout $((left - 5)) \
+        bash tests/gpu/issue30.sh ;;
+    sdxl)
+      OUT=$FINAL/work/sdxl WORKFLOWS=sdxl-1024 MODELS=sdxl TOTAL=$((left - 10)) \
+        VARIANTS=${SDXL_VARIANTS:-stock,tuned,blanket,tuned+fp16acc,tuned+autotune,tuned-compile} \
+        bash bench/gpu/device_run.sh > /dev/null ;;
+    wan)
+      OUT=$FINAL/work/wan WORKFLOWS=wan21-832x480x33 MODELS=wan21 TOTAL=$((left - 10)) \
+        VARIANTS=${WAN_VARIANTS:-stock,tuned,blanket,tuned+autotune,tuned+fp16acc} \
+        bash bench/gpu/device_run.sh > /dev/null ;;
+  esac
+  echo "== $part: exit $? at $((SECONDS - START)) s" | tee -a "$FINAL/summary.txt"
+  cat "$FINAL/work/$part/summary.txt" 2>/dev/null >> "$FINAL/summary.txt"
+  tail -30 "$FINAL/work/$part/device-run.log" 2>/dev/null >> "$FINAL/summary.txt"
+done
+cp /tmp/gpu-bench/results-gpu.json "$FINAL/" 2>/dev/null
+cp "$FINAL/work/attention/sdpa-backends.json" "$FINAL/" 2>/dev/null
+tar -czf "$FINAL/bundle.tgz" -C "$FINAL" work && rm -rf "$FINAL/work"
+cat "$FINAL/summary.txt"
