@@ -157,3 +157,25 @@ def test_node_folders_at_other_commits_are_never_rewritten(world: dict[str, Any]
     assert git("rev-parse", "HEAD", cwd=node) == world["first"], "the user's folder was moved"
     assert unchanged(before, user_hashes(b / "ComfyUI"))
     assert (b / ".comfy-install" / "current-generation").read_text().strip() == "2"
+
+
+def test_a_restore_that_fails_its_build_leaves_the_current_generation_as_it_was(
+    world: dict[str, Any], b: Path, tmp_path: Path
+) -> None:
+    data = json.loads(world["file"].read_text())
+    head, sep, rest = data["lock"].partition("plain-new==1.3 \\\n    --hash=sha256:")
+    assert sep, "the lock pins plain-new with its hash"
+    data["lock"] = head + sep + "0" * 64 + rest[64:]  # a hash no wheel has
+    file = tmp_path / "tampered.json"
+    file.write_text(json.dumps(data))
+    before = user_hashes(b / "ComfyUI")
+    first_venv = venv_dists(b)
+    done = run(cli("snapshot", "restore", file, b, "--gpu", "none", *world["mirror"]),
+               world["env"], timeout=300)  # fmt: skip
+    assert done.returncode not in (0, 2), done.stderr[-2000:]
+    assert "Generation 1 is still current and was not changed" in " ".join(done.stderr.split())
+    assert not (b / ".comfy-install" / "current-generation").exists()
+    assert venv_dists(b) == first_venv
+    assert user_hashes(b / "ComfyUI") == before, "a node folder was added before the build"
+    status = json.loads(run(cli("status", b, "--json"), world["env"]).stdout)["data"]
+    assert {g["id"]: g["status"] for g in status["generations"]}[2] == "failed"
