@@ -96,7 +96,7 @@ def test_restore_rebuilds_the_install_in_a_new_dir_offline(saved: dict) -> None:
     assert again.returncode == 0 and json.loads(again.stdout)["data"]["changes"] == []
 
 
-def test_dry_run_shows_the_diff_against_what_dir_holds(saved: dict) -> None:
+def test_dry_run_shows_the_diff_against_what_dir_holds(saved: dict, tmp_path: Path) -> None:
     make_node_repo(saved["repos"] / "later", requirements=["dry-lib"])
     added = run([cli_path(), "nodes", "add", str(saved["dir"]), str(saved["repos"] / "later"),
                  *saved["mirror"]], saved["env"])  # fmt: skip
@@ -107,9 +107,15 @@ def test_dry_run_shows_the_diff_against_what_dir_holds(saved: dict) -> None:
     assert changes["custom node later"]["kind"] == "remove"
     assert changes["dry-lib"] == {"what": "dry-lib", "kind": "remove", "now": "1.0",
                                   "snapshot": None}  # fmt: skip
-    refused = restore(saved, saved["dir"])
+    # Into an install it is a new generation (tests/integration/test_snapshot_generation.py);
+    # into a folder that holds something else, nothing is written.
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "notes.txt").write_text("mine")
+    refused = restore(saved, stray)
     assert refused.returncode == 2
-    assert "needs the generations of `comfy-install update`" in " ".join(refused.stderr.split())
+    assert "holds no finished comfy-install install" in " ".join(refused.stderr.split())
+    assert [p.name for p in stray.iterdir()] == ["notes.txt"]
 
 
 @pytest.mark.parametrize(

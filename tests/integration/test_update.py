@@ -209,3 +209,54 @@ def test_bytecode_is_shared_only_for_the_very_same_source_file(tmp_path: Path) -
     assert not (new / "__pycache__" / "other.cpython-312.pyc").exists()
     assert (old / "__pycache__" / "same.cpython-312.pyc").read_bytes() == before
     assert share_bytecode(tmp_path / "old", tmp_path / "new", "linux") == 0, "linked twice"
+
+
+def test_install_rerun_and_doctor_act_on_the_current_generation(
+    install: Path, installed: tuple[Path, Path, dict[str, str]], index_server: tuple[Any, str]
+) -> None:
+    _, config, env = installed
+    done = run(update_args(install, config, index_server[1]), env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    second = install / ".comfy-install" / "generations" / "2"
+    first_state = (install / ".comfy-install" / "state.json").read_text()
+    steps_before = json.loads((second / ".comfy-install" / "state.json").read_text())["steps"]
+    dists = venv_dists(second)
+    before = user_hashes(install / "ComfyUI")
+
+    rerun = run(cli("install", install, "--json"), env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    outcomes = {s["id"]: s["result"] for s in envelope(rerun)["data"]["steps"]}
+    assert set(outcomes.values()) <= {"up to date", "skipped"}, rerun.stderr
+    assert outcomes["launchers"] == outcomes["models"] == "skipped"
+    after = json.loads((second / ".comfy-install" / "state.json").read_text())["steps"]
+    for step, record in steps_before.items():  # a skipped step's record is only re-dated
+        if record["status"] == "skipped":
+            record.pop("finished_at"), after[step].pop("finished_at")
+    assert after == steps_before, "a step of generation 2 was redone"
+    assert (install / ".comfy-install" / "state.json").read_text() == first_state
+    assert venv_dists(second) == dists and user_hashes(install / "ComfyUI") == before
+
+    moved = run(cli("install", install, "--comfyui-ref", "v1"), env)
+    assert moved.returncode == 2, moved.stderr
+    assert f"comfy-install update {install} --comfyui-ref v1" in " ".join(moved.stderr.split())
+    models = run(cli("install", install, "--only", "models"), env)
+    assert models.returncode == 2 and "belongs to DIR" in models.stderr
+
+    shutil.rmtree(second / "ComfyUI")  # the generation's checkout, the tool's: repaired
+    repaired = run(cli("install", install, "--json"), env, timeout=300)
+    assert repaired.returncode == 0, repaired.stderr
+    assert (second / "ComfyUI" / ".git").is_file(), "not a worktree of DIR/ComfyUI again"
+    assert (second / "ComfyUI" / "comfy" / "model.py").read_text() == "VERSION = 3\n"
+    assert (install / "ComfyUI" / "comfy" / "model.py").read_text() == "VERSION = 2\n"
+    assert user_hashes(install / "ComfyUI") == before
+    assert (install / ".comfy-install" / "state.json").read_text() == first_state
+
+    shutil.rmtree(install / "venv")  # as `update --keep 1` prunes it: doctor reads 2's
+    doctor = run(cli("doctor", install, "--json"), env, timeout=300)
+    report = envelope(doctor)["data"]
+    assert report["install"]["generation"] == 2 and report["install"]["root"] == str(second)
+    assert report["install"]["install_dir"] == str(install)
+    assert report["torch"]["installed"] == dists["torch"]  # generation 1's venv is gone
+    assert not any(p.startswith("torchaudio") for p in report["torch"]["packages"])
+    assert report["install"]["steps"]["models"] == "skip"
+    assert {report["install"]["steps"][s] for s in ("venv", "torch", "verify")} == {"done"}

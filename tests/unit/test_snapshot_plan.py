@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from installer.core.lockfile import parse_entries
 from installer.core.snapshot import Snapshot, SnapshotNode, SnapshotSource, SnapshotTorch
-from installer.plan.snapshot import Holding, restore_config, snapshot_diff
+from installer.plan.snapshot import Holding, restore_config, restore_nodes, snapshot_diff
 
 LOCK = "plain-new==1.3 \\\n    --hash=sha256:aa\n    # via -r extra-requirements.txt\n"
 
@@ -47,3 +47,20 @@ def test_a_new_dir_gets_everything_and_a_matching_one_nothing() -> None:
     assert changes["ComfyUI"] == ("change", "d" * 40, "c" * 40)
     assert changes["custom node mine"] == ("remove", "(unpinned)", None)
     assert changes["plain-new"] == ("change", "1.2", "1.3")
+
+
+def test_a_restore_into_an_install_never_moves_a_node_folder_it_decides_about() -> None:
+    snap = snapshot()
+    snap.nodes.append(SnapshotNode(name="n2", url="https://x/n2.git", commit="b" * 40))
+    snap.nodes.append(SnapshotNode(name="n3", url="https://x/n3.git", commit="d" * 40))
+    decision = restore_nodes(snap, {"n1": "a" * 40, "n2": "e" * 40, "mine": None})
+    assert decision.same == ("n1",)
+    assert decision.added == ("n3",)
+    assert [(c.what, c.now, c.snapshot) for c in decision.differing] == [("n2", "e" * 40, "b" * 40)]
+    assert decision.extra == ("mine",)
+    hand_made = restore_nodes(snap, {"n2": None})
+    assert hand_made.differing[0].now == "(not a git clone)"
+    assert restore_nodes(snap, {}).added == ("n1", "n2", "n3")
+    assert decision.as_data()["differing"] == [
+        {"name": "n2", "now": "e" * 40, "snapshot": "b" * 40}
+    ]

@@ -1,6 +1,7 @@
 """`comfy-install snapshot save|restore`: parsing and rendering only.
 
-The work is [`installer.commands.snapshot`][installer.commands.snapshot].
+The work is [`installer.commands.snapshot`][installer.commands.snapshot] (save) and
+[`installer.commands.snapshot_restore`][installer.commands.snapshot_restore] (restore).
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ def save(
 @snapshot_app.command("restore")
 def restore(
     file: Annotated[Path, typer.Argument(help="The snapshot file.")],
-    install_dir: Annotated[Path, typer.Argument(help="Install directory (new or empty).")],
+    install_dir: Annotated[
+        Path,
+        typer.Argument(help="Install directory: new, empty, or an install (a new generation)."),
+    ],
     dry_run: DryRunOpt = False,
     gpu: GpuOpt = "auto",
     source: Annotated[
@@ -84,6 +88,14 @@ def restore(
     allow_install_script: Annotated[
         bool, typer.Option("--allow-install-script", help="Run the nodes' install.py again.")
     ] = False,
+    keep_nodes: Annotated[
+        bool,
+        typer.Option(
+            "--keep-nodes",
+            help="Into an install whose custom node folders are at other commits than the "
+            "snapshot's: restore anyway and leave those folders as they are.",
+        ),
+    ] = False,
     index_url: IndexUrlOpt = None,
     extra_index_url: ExtraIndexUrlOpt = None,
     find_links: FindLinksOpt = None,
@@ -92,12 +104,17 @@ def restore(
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Rebuild the install of a snapshot in DIR (a new or empty one)."""
+    """Rebuild the install of a snapshot in DIR: a new install, or a new generation of one.
+
+    Into an existing install the snapshot becomes a new generation (`comfy-install rollback
+    DIR` goes back); the user's folders are never changed, and node folders at other commits
+    than the snapshot's make it refuse unless --keep-nodes.
+    """
     log = make_logger(verbose, quiet)
     command = ["snapshot", "restore", str(file), str(install_dir)]
 
     def body() -> None:
-        from installer.commands.snapshot import RestoreRequest, restore_snapshot
+        from installer.commands.snapshot_restore import RestoreRequest, restore_snapshot
         from installer.core.errors import UsageError
 
         sources: dict[str, str] = {}
@@ -115,6 +132,7 @@ def restore(
                 sources=sources,
                 index=index_options(index_url, extra_index_url, find_links, offline),
                 allow_install_script=allow_install_script,
+                keep_nodes=keep_nodes,
                 command_line=tuple(sys.argv[1:]),
             ),
             log,
@@ -127,7 +145,11 @@ def restore(
         for change in data["changes"] if dry_run else []:
             now, then = change["now"] or "-", change["snapshot"] or "-"
             typer.echo(f"{change['kind']:7} {change['what']:40} {now} -> {then}")
-        if not dry_run:
+        if not dry_run and data.get("switched"):
+            typer.echo(f"restored {file} into {install_dir} as generation {data['generation']} "
+                       f"({len(data['changes'])} changes; `comfy-install rollback {install_dir}` "
+                       f"goes back to generation {data['previous_generation']})")  # fmt: skip
+        elif not dry_run and data["changes"]:
             typer.echo(f"restored {file} into {install_dir} ({len(data['changes'])} changes)")
 
     guarded(command, as_json, log, verbose, body)

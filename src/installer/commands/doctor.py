@@ -195,14 +195,16 @@ def plan_checks(plan: Plan, shown: Sequence[str] = ()) -> list[Check]:
     return checks
 
 
-def install_checks(plan: Plan, probe: InstallProbe) -> list[Check]:
+def install_checks(plan: Plan, probe: InstallProbe, install_dir: Path | None = None) -> list[Check]:
     """Report the recorded state of an existing install, step by step.
 
     Args:
         plan: The plan for DIR; its step actions say what is done or still to run.
-        probe: The existing install in DIR (its recorded `state.json`).
+        probe: The existing install in DIR (its recorded `state.json`), or in its current
+            generation.
+        install_dir: DIR, which the hints name (default: the probe's folder).
     """
-    command = rerun_command(probe.install_dir, recorded_inputs(probe.state))
+    command = rerun_command(install_dir or probe.install_dir, recorded_inputs(probe.state))
     if probe.state is None and probe.state_problem:
         return [Check("install", "state", "warn", probe.state_problem, command)]
     if probe.state is None:
@@ -230,7 +232,10 @@ def install_checks(plan: Plan, probe: InstallProbe) -> list[Check]:
 
 
 def kitchen_checks(
-    kitchen: KitchenReport | None, plan: Plan, inputs: RecordedInputs | None = None
+    kitchen: KitchenReport | None,
+    plan: Plan,
+    inputs: RecordedInputs | None = None,
+    install_dir: Path | None = None,
 ) -> list[Check]:
     """Say which comfy-kitchen back ends load in the install's venv.
 
@@ -238,6 +243,7 @@ def kitchen_checks(
         kitchen: What the venv's Python reported (None: no venv to ask).
         plan: The plan (whether a GPU and a CUDA torch are planned).
         inputs: The inputs the install recorded (its hint repeats them).
+        install_dir: DIR, which the hint names (default: the plan's folder).
     """
     if kitchen is None:
         return []
@@ -247,7 +253,7 @@ def kitchen_checks(
     if kitchen.error is not None:
         status = "warn"
         redo = rerun_command(
-            plan.install_dir, inputs or RecordedInputs(), "--force", "requirements"
+            install_dir or plan.install_dir, inputs or RecordedInputs(), "--force", "requirements"
         )
         hint = f"Redo ComfyUI's requirements: {redo}"
     elif gpu_planned and kitchen.installed and not kitchen.cuda_in_comfyui:
@@ -351,27 +357,35 @@ def doctor_report(
     plan: Plan,
     probe: InstallProbe | None,
     kitchen: KitchenReport | None = None,
+    install_dir: Path | None = None,
+    generation: int = 1,
 ) -> dict[str, Any]:
     """Assemble the full doctor report (the `data` of `doctor --json`).
 
     Args:
         env: The detected machine.
         gpu: The detected GPUs.
-        plan: The plan for DIR (as `install --dry-run` would make it).
-        probe: The existing install in DIR, if any.
+        plan: The plan for DIR's current generation (as `install --dry-run` would make it).
+        probe: The existing install (DIR's current generation), if any.
         kitchen: comfy-kitchen's back ends as the install's venv reports them (None: no venv).
+        install_dir: DIR (default: the probe's folder, which is DIR for generation 1); the
+            hints name it, and its benchmarks and calibration are DIR's.
+        generation: The current generation's number.
     """
+    folder = install_dir or (probe.install_dir if probe is not None else None)
     checks = system_checks(env, plan.min_free_gb, plan.python_supported)
     inputs = recorded_inputs(probe.state if probe is not None else None)
     checks += (
-        gpu_checks(gpu) + plan_checks(plan, gpu.warnings) + kitchen_checks(kitchen, plan, inputs)
+        gpu_checks(gpu)
+        + plan_checks(plan, gpu.warnings)
+        + kitchen_checks(kitchen, plan, inputs, folder)
     )
-    if probe is not None:
-        checks += install_checks(plan, probe)
+    if probe is not None and folder is not None:
+        checks += install_checks(plan, probe, folder)
         if probe.state is not None:
             checks += proof_checks(probe.state)
-            checks += benchmark_checks(probe.install_dir)
-            checks += calibration_checks(probe.install_dir, gpu)
+            checks += benchmark_checks(folder)
+            checks += calibration_checks(folder, gpu)
     worst = (
         "fail"
         if any(c.status == "fail" for c in checks)
@@ -387,7 +401,9 @@ def doctor_report(
         "install": None
         if probe is None or probe.state is None
         else {
-            "install_dir": str(probe.install_dir),
+            "install_dir": str(folder),
+            "generation": generation,
+            "root": str(probe.install_dir),
             "steps": {step.id: step.action for step in plan.steps},
         },
     }
@@ -407,6 +423,9 @@ def checks_from_report(report: dict[str, Any]) -> list[Check]:
 def doctor(install_dir: Path, config: Path | None = None) -> dict[str, Any]:
     """Detect the machine, plan DIR's install as `install --dry-run` would, and report on both.
 
+    After an update the install reported is DIR's current generation (its venv, torch,
+    checkout and steps); the hints name DIR.
+
     Args:
         install_dir: DIR (made absolute here).
         config: Another dependencies.json (`--config`).
@@ -418,15 +437,21 @@ def doctor(install_dir: Path, config: Path | None = None) -> dict[str, Any]:
     Raises:
         ConfigError: A configuration file is invalid (exit code 2).
     """
+    from installer.commands.generations import on_current_generation
     from installer.commands.planning import make_plan
+    from installer.edges.generations import current_generation
     from installer.plan.records import InstallOptions
 
+    install_dir = install_dir.expanduser().absolute()
     options = InstallOptions(
-        install_dir=install_dir.expanduser().absolute(),
+        install_dir=install_dir,
         config_path=config,
         dry_run=True,
         given=frozenset({"config_path"}) if config is not None else frozenset(),
     )
+    # After an update, the install is the current generation's venv and checkout.
+    options = on_current_generation(options)
+    generation = current_generation(install_dir) if options.install_dir != install_dir else 1
     context = make_plan(options, probe_build_tools=True)
     kitchen = None
     if context.probe is not None and context.probe.venv_python_exists:
@@ -442,4 +467,6 @@ def doctor(install_dir: Path, config: Path | None = None) -> dict[str, Any]:
         from installer.edges.gpu import detect_gpus
 
         gpu = detect_gpus()
-    return doctor_report(context.env, gpu, context.plan, context.probe, kitchen)
+    return doctor_report(
+        context.env, gpu, context.plan, context.probe, kitchen, install_dir, generation
+    )

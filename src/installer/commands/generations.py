@@ -22,6 +22,11 @@ executor as `install`, uv's cache and hard links) make its venv and verify it (i
 `main.py --help` and ComfyUI's start-up test, step 10's proof on a GPU). The current
 generation is not touched; a failure or an interruption leaves the new one `building` or
 `failed` in the registry, and the next call for the same target continues it.
+
+[`on_current_generation`][installer.commands.generations.on_current_generation] aims
+`install` (a re-run: continue or repair) and `doctor` at the current generation: its root
+instead of DIR, DIR's own steps (launchers, models) skipped, options that would move its
+ComfyUI to another source refused (that is `update`'s job).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from installer.edges.environment import current_platform
 from installer.edges.generations import (
     apply_switch,
     current_generation,
+    current_root,
     describe_root,
     read_generations,
     remove_paths,
@@ -272,3 +278,86 @@ def prune_generations(install_dir: Path, keep: int, log: InstallerLogger) -> lis
     if items or orphans:
         prune_worktrees(Path(data_root(install_dir, platform)), log)
     return items
+
+
+def on_current_generation(options: InstallOptions) -> InstallOptions:
+    """Return `install`'s options aimed at DIR's current generation (as they are for 1).
+
+    A later generation's install root is its folder under `DIR/.comfy-install/generations/`:
+    a re-run repairs its venv and its checkout (a worktree of `DIR/ComfyUI`'s repository)
+    with the inputs it recorded; the launchers and models steps are DIR's and stay skipped,
+    as they were when it was built. Nothing of the user's in `DIR/ComfyUI` is touched.
+
+    Args:
+        options: `install`'s (or `doctor`'s) options for DIR.
+
+    Raises:
+        UsageError: The options ask what a later generation cannot do in place: another
+            ComfyUI source or ref (`update` builds a new generation for that), or the
+            launchers or models step (`--only`/`--force`), which are DIR's (exit code 2).
+    """
+    from installer.core.errors import UsageError
+    from installer.plan.records import parse_steps
+
+    install_dir = options.install_dir
+    platform = options.platform or current_platform()
+    number = current_generation(install_dir)
+    root = current_root(install_dir, platform)
+    if number == 1 or root == install_dir:
+        return options
+    generation = read_generations(install_dir, platform).get(number)
+    asked = {*parse_steps(options.only, "--only"), *parse_steps(options.force, "--force")}
+    for step in GENERATION_SKIPS:
+        if step in asked:
+            raise UsageError(
+                f"The {step} step belongs to DIR, not to generation {number} (the current one, "
+                f"in {root}); it cannot be run there.",
+                f"Leave `{step}` out of --only/--force, or `comfy-install rollback "
+                f"{install_dir}` to generation 1 first.",
+            )
+    moved = []
+    if generation is not None:
+        url, ref = options.comfyui_url, options.comfyui_ref
+        if "comfyui_url" in options.given and url and url != generation.comfyui_url:
+            moved.append(f"--comfyui-url {url}")
+        known = (generation.comfyui_commit, generation.comfyui_ref)
+        if "comfyui_ref" in options.given and ref and ref not in known:
+            moved.append(f"--comfyui-ref {ref}")
+    if moved:
+        held = (generation.comfyui_commit or "")[:12] if generation else ""
+        raise UsageError(
+            f"{install_dir}'s current generation {number} holds ComfyUI {held}; "
+            f"{' '.join(moved)} would move it in place, which only a new generation may do.",
+            f"Run `comfy-install update {install_dir} {' '.join(moved)}` (rollback undoes it).",
+        )
+    return replace(
+        options,
+        install_dir=root,
+        skip=tuple(dict.fromkeys((*options.skip, *GENERATION_SKIPS))),
+        next_command=options.next_command or f"comfy-install launch {install_dir}",
+    )
+
+
+def worktree_repair(install_dir: Path, root: Path, log: InstallerLogger) -> None:
+    """Make a later generation's ComfyUI checkout again when it is gone (before planning).
+
+    Step 5 moves a checkout that is there to its pin (and refuses local changes); one that
+    is gone would be cloned afresh, so it is first made again as a worktree of
+    `DIR/ComfyUI`'s repository at the generation's commit (the tool's folder, never the
+    user's).
+
+    Args:
+        install_dir: DIR.
+        root: The generation's install root.
+        log: Logger for git's output.
+    """
+    platform = current_platform()
+    checkout = root / "ComfyUI"
+    if (checkout / ".git").exists():
+        return
+    registry = read_generations(install_dir, platform)
+    generation = next((g for g in registry.generations if Path(g.root) == root), None)
+    if generation is None or not generation.comfyui_commit:
+        return
+    log.warn(f"{checkout} is gone: checking out {generation.comfyui_commit[:12]} there again")
+    add_worktree(Path(data_root(install_dir, platform)), checkout, generation.comfyui_commit, log)

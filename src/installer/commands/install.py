@@ -4,6 +4,11 @@
 [`install`][installer.commands.install.install] runs the plan under the install lock
 (through [`installer.commands.executor`][installer.commands.executor]) and then does
 what the plan's `tune` says. Both return data; the CLI renders it.
+
+After an `update` (or a snapshot restore) both act on DIR's current generation
+([`on_current_generation`][installer.commands.generations.on_current_generation]): a re-run
+continues or repairs that generation's venv and checkout, under DIR's lock (so it never
+races an update or a rollback), and never touches the user's folders in `DIR/ComfyUI`.
 """
 
 from __future__ import annotations
@@ -42,9 +47,10 @@ def plan_install(options: InstallOptions) -> Plan:
         UsageError: Contradictory options (exit code 2).
         PlanError: No plan fits (exit code 2).
     """
+    from installer.commands.generations import on_current_generation
     from installer.commands.planning import make_plan
 
-    return make_plan(options).plan
+    return make_plan(on_current_generation(options)).plan
 
 
 def install(
@@ -67,8 +73,13 @@ def install(
         InterruptedByUserError: Ctrl-C or SIGTERM (exit code 130).
     """
     from installer.commands.executor import execute
+    from installer.commands.generations import on_current_generation
 
-    result = execute(options, log, on_summary)
+    target = on_current_generation(options)
+    if target.install_dir == options.install_dir:
+        result = execute(options, log, on_summary)
+    else:
+        result = _on_generation(options, log, on_summary)
     if result.error is not None:
         return InstallOutcome(result)
     tune = None if result.plan is None else result.plan.tune
@@ -79,3 +90,29 @@ def install(
 
     measured = tune_after_install(options.install_dir, options.gpu, options.only, log)
     return InstallOutcome(result, measured)
+
+
+def _on_generation(
+    options: InstallOptions, log: InstallerLogger, on_summary: OnSummary | None
+) -> ExecutionResult:
+    """Run the install on DIR's current (later) generation, DIR's lock held throughout."""
+    from pathlib import Path
+
+    from installer.commands.executor import execute
+    from installer.commands.generations import on_current_generation, worktree_repair
+    from installer.core.errors import StepFailedError
+    from installer.edges.state import InstallLock
+
+    with InstallLock(options.install_dir, command="install").held():
+        target = on_current_generation(options)  # again, now that nothing can switch it
+        if target.install_dir == options.install_dir:
+            raise StepFailedError(
+                f"{options.install_dir}'s current generation changed while this run started "
+                "(a rollback ran); nothing was done.",
+                "Run the same command again.",
+            )
+        root = Path(target.install_dir)
+        log.info(f"working on the current generation, {root}")
+        # Before the plan is made, so it reads the checkout's requirements as the build did.
+        worktree_repair(options.install_dir, root, log)
+        return execute(target, log, on_summary)

@@ -245,9 +245,8 @@ class SnapshotRefusedError(EnvironmentUnsupportedError):
     """A snapshot cannot be restored on this machine or into this DIR.
 
     Cause: the snapshot was taken on another platform or Python, its accelerators need a GPU
-    this machine does not have, or DIR already holds an install (restoring over one needs
-    generations, so it can be rolled back).
-    Fix: restore on a machine like the one it was taken on, into a new DIR; or install afresh
+    this machine does not have.
+    Fix: restore on a machine like the one it was taken on; or install afresh
     with `comfy-install install` and add the nodes with `comfy-install nodes add`.
     """
 

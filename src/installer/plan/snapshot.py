@@ -146,3 +146,57 @@ def _opt(mapping: Mapping[str, str | None], name: str) -> str | None:
     if name not in mapping:
         return None
     return mapping[name] or "(unpinned)"
+
+
+@dataclass(frozen=True)
+class NodesDecision:
+    """What a restore into an existing install does with each custom node folder.
+
+    The node folders live in `DIR/ComfyUI/custom_nodes`, shared by every generation and
+    the user's: a restore never rewrites one. A node of the snapshot that DIR lacks is
+    cloned there as a new folder; one at another commit is refused (or, with
+    `--keep-nodes`, left as it is and reported); one DIR has and the snapshot lacks stays.
+    """
+
+    same: tuple[str, ...] = ()
+    """At the snapshot's commit already: used as they are."""
+    added: tuple[str, ...] = ()
+    """Not in DIR: cloned into `DIR/ComfyUI/custom_nodes` at the snapshot's commit."""
+    differing: tuple[Change, ...] = ()
+    """At another commit (or not a git clone): never moved by a restore."""
+    extra: tuple[str, ...] = ()
+    """In DIR, not in the snapshot: kept; their requirements are not in the new venv."""
+
+    def as_data(self) -> dict[str, Any]:
+        """The `nodes` entry of `snapshot restore --json`."""
+        return {
+            "same": list(self.same),
+            "added": list(self.added),
+            "differing": [
+                {"name": c.what, "now": c.now, "snapshot": c.snapshot} for c in self.differing
+            ],
+            "extra": list(self.extra),
+        }
+
+
+def restore_nodes(snapshot: Snapshot, now: Mapping[str, str | None]) -> NodesDecision:
+    """Decide what a restore does with each node folder of DIR (see `NodesDecision`).
+
+    Args:
+        snapshot: The snapshot.
+        now: The node folders DIR holds, by name, with their HEAD commit (None: not a git
+            clone, or unreadable).
+    """
+    same: list[str] = []
+    added: list[str] = []
+    differing: list[Change] = []
+    for node in snapshot.nodes:
+        if node.name not in now:
+            added.append(node.name)
+        elif now[node.name] == node.commit:
+            same.append(node.name)
+        else:
+            differing.append(Change(node.name, now[node.name] or "(not a git clone)", node.commit))
+    wanted = {node.name for node in snapshot.nodes}
+    extra = sorted(name for name in now if name not in wanted)
+    return NodesDecision(tuple(same), tuple(added), tuple(differing), tuple(extra))
