@@ -260,3 +260,36 @@ def test_install_rerun_and_doctor_act_on_the_current_generation(
     assert not any(p.startswith("torchaudio") for p in report["torch"]["packages"])
     assert report["install"]["steps"]["models"] == "skip"
     assert {report["install"]["steps"][s] for s in ("venv", "torch", "verify")} == {"done"}
+
+
+def test_nodes_add_after_an_update_goes_to_the_current_generation(
+    install: Path,
+    installed: tuple[Path, Path, dict[str, str]],
+    index_server: tuple[Any, str],
+    fixtures: Fixtures,
+    tmp_path: Path,
+) -> None:
+    """After an update, `nodes add` installs into generation 2's venv (the one launch runs),
+    puts the node's folder among the user's, in DIR/ComfyUI, and leaves generation 1 as it was."""
+    from support.node_repos import build_node_wheels, make_node_repo
+
+    _, config, env = installed
+    _, url = index_server
+    done = run(update_args(install, config, url), env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    second = install / ".comfy-install" / "generations" / "2"
+    wheels = tmp_path / "node-wheels"
+    build_node_wheels(wheels)
+    repo = tmp_path / "plain-node"
+    make_node_repo(repo, requirements=["plain-new"])
+    first_before = venv_dists(install)
+    added = run(
+        cli("nodes", "add", install, repo, "--find-links", fixtures.links, "--find-links", wheels,
+            "--offline"),
+        env,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert venv_dists(second)["plain-new"] == "1.3"
+    assert venv_dists(install) == first_before, "generation 1's venv was changed"
+    assert (install / "ComfyUI" / "custom_nodes" / "plain-node" / "__init__.py").is_file()
+    assert not (second / "ComfyUI" / "custom_nodes" / "plain-node").exists()

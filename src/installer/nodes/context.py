@@ -19,6 +19,7 @@ from installer.core.errors import UsageError
 from installer.core.log import InstallerLogger
 from installer.core.nodes import NodesState
 from installer.edges.environment import current_platform, find_uv_binary
+from installer.edges.generations import current_root
 from installer.edges.probe import installed_distributions, layout
 from installer.edges.state import read_state
 from installer.edges.uv import Uv
@@ -45,8 +46,8 @@ class Install:
 
     @property
     def custom_nodes(self) -> Path:
-        """`DIR/ComfyUI/custom_nodes`."""
-        return self.paths["comfyui"] / "custom_nodes"
+        """`DIR/ComfyUI/custom_nodes`: the user's node folders, whichever generation is current."""
+        return layout(self.install_dir, self.platform)["comfyui"] / "custom_nodes"
 
     @property
     def torch_index(self) -> list[str]:
@@ -56,7 +57,10 @@ class Install:
 
 
 def open_install(install_dir: Path) -> Install:
-    """Find the venv, ComfyUI and the recorded torch of DIR.
+    """Find the venv, ComfyUI and the recorded torch of DIR's current generation.
+
+    After an update or a restore, the venv, the ComfyUI checkout (its requirements) and the
+    state are the current generation's; the node folders stay the user's, in DIR/ComfyUI.
 
     Args:
         install_dir: DIR.
@@ -65,8 +69,9 @@ def open_install(install_dir: Path) -> Install:
         UsageError: DIR holds no finished install (exit code 2).
     """
     platform = current_platform()
-    paths = layout(install_dir, platform)
-    state, _ = read_state(install_dir)
+    root = current_root(install_dir, platform)
+    paths = layout(root, platform)
+    state, _ = read_state(root)
     if state is None or not paths["venv_python"].exists() or not paths["comfyui"].is_dir():
         raise UsageError(
             f"{install_dir} holds no finished comfy-install install.",
