@@ -196,7 +196,9 @@ def test_cpu_run_measures_sdpa_and_saves_it(real_install: Path) -> None:
         assert row["status"] == "ok", row
         assert row["stats"]["median_ms"] > 0
         assert all(t > 0 for t in row["times_ms"])
-        assert row["max_abs_error"] == 0
+        # The reference is SDPA's math back end in fp32 (where it fits): a half-precision
+        # SDPA call differs from it by rounding only.
+        assert 0 <= row["max_abs_error"] < 2e-2, row
     saved = Path(data["saved_to"])
     assert saved.is_file() and saved.parent == real_install / ".comfy-install" / "benchmarks"
     assert load_run(saved).measurements[0].backend == "sdpa"
@@ -243,10 +245,21 @@ def test_compare_flags_a_slower_run_and_fails_on_it(real_install: Path) -> None:
         "--fail-on-regression",
     )
     assert result.exit_code == 5, result.output
-    comparison = json.loads(result.stdout)["data"]["comparison"]
-    assert comparison["regressions"] == 4
+    data = json.loads(result.stdout)["data"]
+    comparison = data["comparison"]
+    # Every call measured in both runs is 1000x slower than the doctored baseline: SDPA and
+    # each of torch's pinned SDPA back ends that runs on this CPU, at 2 shapes x 2 dtypes.
+    ok_before = {(m.backend, m.shape, m.dtype) for m in newest.measurements if m.status == "ok"}
+    measured_now = {
+        (m["backend"], m["shape"], m["dtype"])
+        for m in data["run"]["measurements"]
+        if m["status"] == "ok"
+    }
+    expected = len(ok_before & measured_now)
+    assert expected >= 4 and expected % 4 == 0
+    assert comparison["regressions"] == expected
     assert {c["verdict"] for c in comparison["changes"]} == {"slower"}
-    assert "4 regression(s) since the previous run" in " ".join(result.stderr.split())
+    assert f"{expected} regression(s) since the previous run" in " ".join(result.stderr.split())
 
 
 def test_comfyui_startup_and_a_workflow_are_timed(real_install: Path, tmp_path: Path) -> None:

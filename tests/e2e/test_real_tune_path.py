@@ -49,7 +49,8 @@ def test_the_measuring_code_goes_through_comfyuis_functions(real_install: Path) 
     rows = [row for row in document["results"] if row["backend"] == "sdpa"]
     assert len(rows) == 1 and rows[0]["status"] == "ok", rows
     assert len(rows[0]["times_ms"]) == 3
-    assert rows[0]["max_abs_error"] == 0.0  # the reference is the same ComfyUI path
+    # The reference is SDPA's math back end in fp32: ComfyUI's bf16 path differs by rounding.
+    assert 0 <= rows[0]["max_abs_error"] < 2e-2, rows
 
 
 def test_without_comfyui_it_measures_the_kernels(real_install: Path, tmp_path: Path) -> None:

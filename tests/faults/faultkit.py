@@ -78,7 +78,9 @@ def base_deps(fixtures: Fixtures) -> dict[str, Any]:
     return deps
 
 
-def xformers_package(*, required: bool = True, attempts: int = 1) -> dict[str, Any]:
+def xformers_package(
+    *, required: bool = True, attempts: int = 1, backoff_seconds: float = 0
+) -> dict[str, Any]:
     """A step-10 package resolved by uv from the index, with a small retry budget."""
     return {
         "name": "xformers",
@@ -87,7 +89,7 @@ def xformers_package(*, required: bool = True, attempts: int = 1) -> dict[str, A
         "torch_constraints": [{"torch": ">=2.9,<2.10", "spec": "==0.0.33.post2"}],
         "import_name": "xformers",
         "required": required,
-        "retry_options": {"attempts": attempts, "backoff_seconds": 0},
+        "retry_options": {"attempts": attempts, "backoff_seconds": backoff_seconds},
     }
 
 

@@ -46,9 +46,10 @@ MODEL_PATH = "/m/model.safetensors"
 DEAD_PROXY = "http://127.0.0.1:9"
 
 
-def with_xformers(case: Case, *, attempts: int = 1) -> None:
+def with_xformers(case: Case, *, attempts: int = 1, backoff_seconds: float = 0) -> None:
     """Configure step 10 with one required package from the index."""
-    case.config(optimizations={"packages": [xformers_package(attempts=attempts)]})
+    package = xformers_package(attempts=attempts, backoff_seconds=backoff_seconds)
+    case.config(optimizations={"packages": [package]})
 
 
 def assert_xformers_arrived(case: Case) -> None:
@@ -99,7 +100,9 @@ def test_index_reset_mid_transfer_is_reported_as_a_network_failure(case: Case) -
 
 
 def test_transient_reset_during_uv_download_is_retried(case: Case) -> None:
-    with_xformers(case, attempts=2)
+    # A second of backoff: the retry must come after the healer saw the first download
+    # dropped and cleared the fault (on a loaded machine, 0 s raced it).
+    with_xformers(case, attempts=2, backoff_seconds=1)
     case.server.inject(XFORMERS_FILE, Drop(after_bytes=64), times=None)
 
     def first_get_dropped() -> bool:
