@@ -258,7 +258,10 @@ def test_compare_flags_a_slower_run_and_fails_on_it(real_install: Path) -> None:
     expected = len(ok_before & measured_now)
     assert expected >= 4 and expected % 4 == 0
     assert comparison["regressions"] == expected
-    assert {c["verdict"] for c in comparison["changes"]} == {"slower"}
+    verdicts = {(c["backend"], c["shape"], c["dtype"]): c["verdict"] for c in comparison["changes"]}
+    assert {verdicts[cell] for cell in ok_before & measured_now} == {"slower"}
+    # A back end that cannot run here (cuDNN on a CPU) fails alike in both runs.
+    assert set(verdicts.values()) <= {"slower", "unchanged"}
     assert f"{expected} regression(s) since the previous run" in " ".join(result.stderr.split())
 
 
