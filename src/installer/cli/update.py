@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from installer.cli.common import guarded, make_logger, print_json
+from installer.cli.common import given_options, guarded, make_logger, print_json
 from installer.cli.options import (
     DEFAULT_DIR,
     AllowUnverifiedOpt,
@@ -37,7 +37,21 @@ if TYPE_CHECKING:
     from installer.plan.update import UpdateDiff
 
 
+_RECORDABLE = {
+    "config": "config_path",
+    "tools_manifest": "tools_manifest_path",
+    "gpu": "gpu",
+    "cuda_driver": "cuda_driver",
+    "index_url": "index_url",
+    "extra_index_url": "extra_index_urls",
+    "find_links": "find_links",
+}
+"""The options an update records in its new generation when the user gives them (by parameter
+name); the ComfyUI source, torch index and Python are recorded always."""
+
+
 def update(
+    ctx: typer.Context,
     install_dir: DirArg = DEFAULT_DIR,
     comfyui_ref: ComfyuiRefOpt = None,
     comfyui_url: ComfyuiUrlOpt = None,
@@ -94,6 +108,7 @@ def update(
             offline=offline,
             allow_unverified=allow_unverified,
             min_free_gb=min_free_gb,
+            given=given_options(ctx, _RECORDABLE),
         ),
     )
 

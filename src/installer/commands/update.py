@@ -134,9 +134,7 @@ def preview_update(request: UpdateRequest, log: InstallerLogger) -> UpdatePrevie
         python=request.python or recorded.python or base.python,
         # Recorded in the new generation's state, so the next update finds them there too,
         # with the options it was built from (a re-run of `install` repairs it with them).
-        given=base.given
-        | _set_inputs(base)
-        | {"comfyui_url", "comfyui_ref", "torch_index", "python"},
+        given=base.given | {"comfyui_url", "comfyui_ref", "torch_index", "python"},
         command_line=request.command_line,
         next_command=f"comfy-install launch {install_dir}",
     )
@@ -173,20 +171,6 @@ def preview_update(request: UpdateRequest, log: InstallerLogger) -> UpdatePrevie
         install_dir=install_dir, options=options, url=url, target=commit, ref=ref
     )
     return UpdatePreview(diff=diff, build=build)
-
-
-def _set_inputs(options: InstallOptions) -> frozenset[str]:
-    """The recordable inputs the update was given (those not at their defaults)."""
-    from dataclasses import fields
-
-    from installer.plan.inputs import RECORDED_OPTIONS
-
-    defaults = InstallOptions(install_dir=options.install_dir)
-    return frozenset(
-        f.name
-        for f in fields(InstallOptions)
-        if f.name in RECORDED_OPTIONS and getattr(options, f.name) != getattr(defaults, f.name)
-    )
 
 
 def _described(root: Path, number: int, platform: str) -> Generation:
