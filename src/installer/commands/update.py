@@ -202,17 +202,12 @@ def update(request: UpdateRequest, log: InstallerLogger) -> UpdateResult:
             and still current (the message names the failed step and the log).
         InterruptedByUserError: Ctrl-C or SIGTERM: the next `update` continues the build.
     """
-    from installer.commands.executor import prepare_install_dir
+    from installer.commands.executor import prepare_install_dir, warn_if_taken_over
 
     prepare_install_dir(request.install_dir)
     lock = InstallLock(request.install_dir, command="update")
     with lock.held():
-        if lock.taken_over is not None:
-            held = lock.taken_over
-            log.warn(
-                f"took over a stale lock of pid {held.pid} on {held.host} "
-                f"(since {held.started_at}); that process is gone"
-            )
+        warn_if_taken_over(lock, log)
         preview = preview_update(request, log)
         diff = preview.diff
         if diff.up_to_date and not (request.options and request.options.force):
