@@ -28,7 +28,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from installer.bench.results import timing_stats, with_speedups
+from installer.attention.measure.results import timing_stats, with_speedups
 from installer.bench.store import load_run, save_run, saved_runs
 from installer.cli.benchmark import benchmark
 from support.cli import read_state, run, venv_dists

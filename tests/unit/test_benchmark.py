@@ -31,13 +31,8 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from installer.bench import attention_module
-from installer.bench.comfyui import bump_seeds, load_workflow, run_workflow
-from installer.bench.compare import REGRESSION_THRESHOLD, compare_runs
-from installer.bench.headline import headline, latest_headline
-from installer.bench.options import BenchmarkOptions, module_config, validate_options
-from installer.bench.render import render_report
-from installer.bench.results import (
+from installer.attention.measure import attention_module
+from installer.attention.measure.results import (
     BenchmarkRun,
     Measurement,
     build_run,
@@ -46,6 +41,11 @@ from installer.bench.results import (
     tolerance_for,
     with_speedups,
 )
+from installer.bench.comfyui import bump_seeds, load_workflow, run_workflow
+from installer.bench.compare import REGRESSION_THRESHOLD, compare_runs
+from installer.bench.headline import headline, latest_headline
+from installer.bench.options import BenchmarkOptions, module_config, validate_options
+from installer.bench.render import render_report
 from installer.bench.run import BenchmarkOutcome
 from installer.bench.store import (
     benchmarks_dir,

@@ -6,7 +6,7 @@ import math
 import statistics
 from pathlib import Path
 
-from installer.bench.results import BenchmarkRun
+from installer.attention.measure.results import BenchmarkRun
 from installer.bench.store import latest_run
 
 

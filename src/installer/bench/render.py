@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
+from installer.attention.measure.results import BenchmarkRun
+from installer.attention.rules.records import BACKEND_LABELS
 from installer.bench.compare import Comparison
 from installer.bench.headline import headline
-from installer.bench.results import BenchmarkRun
-from installer.core.calibration import BACKEND_LABELS
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from installer.bench.attention import run_attention_module
+from installer.attention.measure.results import BenchmarkRun, build_run
+from installer.attention.measure.runner import run_attention_module
 from installer.bench.comfyui import SAGE_FLAG, SDPA_FLAG, load_workflow, time_comfyui
 from installer.bench.compare import Change, Comparison, compare_runs
 from installer.bench.headline import headline
@@ -22,7 +23,6 @@ from installer.bench.options import (
     module_timeout,
     validate_options,
 )
-from installer.bench.results import BenchmarkRun, build_run
 from installer.bench.store import latest_run, load_run, save_run
 from installer.core.errors import RegressionError, UsageError
 
