@@ -22,7 +22,7 @@ from installer.attention.rules.records import (
     backend_label,
 )
 from installer.attention.rules.tables import describe_table, tokens_text
-from installer.bench.render import SHORT_NAMES
+from installer.benchmark.render import SHORT_NAMES
 
 if TYPE_CHECKING:
     from types import TracebackType

@@ -305,7 +305,7 @@ def benchmark_checks(install_dir: Path) -> list[Check]:
     Args:
         install_dir: The install directory whose `.comfy-install/benchmarks/` is read.
     """
-    from installer.bench.headline import latest_headline
+    from installer.benchmark.headline import latest_headline
 
     line = latest_headline(install_dir)
     if line is None:

@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 
 from installer.attention.measure.results import BenchmarkRun
-from installer.bench.store import latest_run
+from installer.benchmark.store import latest_run
 
 
 def headline(run: BenchmarkRun) -> str | None:
