@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from installer.core.config import IndexOptions
+from installer.core.uv_options import IndexOptions
 
 NODES_SCHEMA_VERSION = 1
 

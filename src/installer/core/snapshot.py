@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from installer.core.config import IndexOptions
 from installer.core.nodes import InstallScript
+from installer.core.uv_options import IndexOptions
 
 SNAPSHOT_SCHEMA_VERSION = 1
 SNAPSHOT_KIND: Literal["comfy-install-snapshot"] = "comfy-install-snapshot"

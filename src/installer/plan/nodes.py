@@ -14,15 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from installer.core.errors import UsageError
-from installer.core.lockfile import LockEntry
 from installer.core.nodes import ResolutionConflict
+
+if TYPE_CHECKING:
+    from installer.core.lockfile import LockEntry
 
 HELD_PACKAGES = (
     "torch",
