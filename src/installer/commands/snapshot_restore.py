@@ -200,13 +200,14 @@ def restore_snapshot(request: RestoreRequest, log: InstallerLogger) -> dict[str,
 
     config_file, lock_dir, lock_file = _stage(request, snapshot, request.install_dir)
     options = restore_options(request, snapshot, config_file, lock_dir)
-    plan = make_plan(options).plan
-    refusals = restore_refusals(snapshot, platform, plan, str(lock_file))
+    # Planned once: the plan checked here is the one run (execute re-probes DIR under its lock).
+    planned = make_plan(options)
+    refusals = restore_refusals(snapshot, platform, planned.plan, str(lock_file))
     if refusals:
         # DIR was empty: take back only what this command wrote.
         shutil.rmtree(state_dir(request.install_dir), ignore_errors=True)
         raise _refused(request, refusals)
-    result = execute(options, log)
+    result = execute(options, log, planned=planned)
     if result.error is not None:
         raise result.error
     _record_nodes(request, snapshot, log)
