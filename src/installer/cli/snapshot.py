@@ -81,8 +81,9 @@ def restore(
         list[str] | None,
         typer.Option(
             "--source",
-            help="NAME=URL: clone ComfyUI (NAME ComfyUI) or a node from here instead "
-            "(a local clone or git bundle; repeatable).",
+            help="NAME=URL: clone ComfyUI (NAME ComfyUI), a node or a source-built "
+            "accelerator (its sageattention_sources name) from here instead (a local clone or "
+            "git bundle; repeatable).",
         ),
     ] = None,
     allow_install_script: Annotated[

@@ -60,7 +60,10 @@ class SnapshotAccelerator(BaseModel):
     version: str | None = None
     requirement: str | None = None
     sha256: str | None = Field(default=None, description="The wheel's sha256 (a wheel file).")
-    source_commit: str | None = Field(default=None, description="The source built from.")
+    source_url: str | None = Field(default=None, description="The source's git URL (a build).")
+    source_commit: str | None = Field(
+        default=None, description="The commit built from (a source build): a restore builds it."
+    )
 
 
 class Snapshot(BaseModel):
