@@ -143,6 +143,23 @@ def node_requirements(
     return NodeRequirements(tuple(found), tuple(files), tuple(ignored), has_install_script)
 
 
+def requirements_text(found: NodeRequirements) -> str | None:
+    """Return a node's requirement lines as one text (None: it has none).
+
+    What `lock` resolves for a node and hashes into its header: the lines of its
+    `requirements.txt` and its pyproject dependencies, as
+    [`node_requirements`][installer.plan.nodes.node_requirements] read them (pip options
+    and comments dropped), so a lock covers the same requirements `nodes add` and step 9
+    install.
+
+    Args:
+        found: What the node asks for.
+    """
+    if not found.requirements:
+        return None
+    return "".join(f"{line}\n" for line in found.requirements)
+
+
 def requirement_name(text: str) -> str:
     """Return the canonical project name of a requirement line (the line itself if unparsable).
 
