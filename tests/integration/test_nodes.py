@@ -207,3 +207,42 @@ def test_step_9_reads_pyproject_dependencies_too(
     assert venv_dists(tmp_path / "inst")["plain-new"] == "1.2"
     state = read_state(tmp_path / "inst")
     assert state["steps"]["custom_nodes"]["outputs"]["nodes"] == {"cfg-node": commit}
+
+
+def test_a_configured_node_taken_out_by_remove_stays_out_until_added_again(
+    tmp_path: Path, fixtures: Fixtures
+) -> None:
+    wheels = tmp_path / "node-wheels"
+    build_node_wheels(wheels)
+    repo = tmp_path / "cfg-node"
+    commit = make_node_repo(repo, requirements=["plain-new"])
+    node = {"name": "cfg-node", "url": str(repo), "commit": commit}
+    config = write_config(tmp_path / "deps.json", fixtures, custom_nodes=[node])
+    target = tmp_path / "inst"
+    env = installer_env(fixtures)
+    args = install_args(target, config, "http://127.0.0.1:9/simple/")
+    at = args.index("--index-url")
+    mirror = ["--find-links", str(fixtures.links), "--find-links", str(wheels), "--offline"]
+    args[at : at + 2] = mirror
+    assert (done := run(args, env)).returncode == 0, done.stderr[-3000:]
+    folder = target / "ComfyUI" / "custom_nodes" / "cfg-node"
+    assert (folder / "__init__.py").is_file()
+
+    removed = run([cli_path(), "nodes", "remove", str(target), "cfg-node"], env)
+    assert removed.returncode == 0, removed.stderr
+    assert not folder.exists()
+    again = run([*args, "--force", "custom_nodes"], env)  # step 9 runs again for sure
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert not folder.exists()  # dependencies.json still lists it; the removal wins
+    said = " ".join(again.stderr.split())
+    assert "cfg-node: not installed again, `comfy-install nodes remove` took it out" in said
+
+    back = run([cli_path(), "nodes", "add", str(target), str(repo), *mirror], env)
+    assert back.returncode == 0, back.stderr
+    plan = run([*args, "--dry-run", "--json"], env)
+    assert plan.returncode == 0, plan.stderr
+    planned = json.loads(plan.stdout)["data"]
+    assert [n["name"] for n in planned["custom_nodes"]] == ["cfg-node"]
+    assert planned["removed_custom_nodes"] == []
+    assert (done := run(args, env)).returncode == 0, done.stderr[-3000:]
+    assert (folder / "__init__.py").is_file()
