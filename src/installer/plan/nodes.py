@@ -172,6 +172,39 @@ def requirement_name(text: str) -> str:
         return text.strip()
 
 
+def unmet_requirements(
+    nodes: Mapping[str, Sequence[str]], installed: Mapping[str, str]
+) -> dict[str, list[str]]:
+    """Return, by node, the requirement lines a venv does not satisfy (absent or another version).
+
+    `rollback` says with it which node folders (the user's, shared by every generation) stay
+    without their requirements in the generation it goes back to.
+
+    Args:
+        nodes: Each node's requirement lines (as recorded when it was added).
+        installed: ``{canonical name: version}`` of the venv.
+    """
+    unmet: dict[str, list[str]] = {}
+    for node, lines in nodes.items():
+        for line in lines:
+            try:
+                requirement = Requirement(line)
+            except InvalidRequirement:
+                continue
+            if requirement.marker is not None and not requirement.marker.evaluate():
+                continue
+            have = installed.get(canonicalize_name(requirement.name))
+            try:
+                fits = have is not None and requirement.specifier.contains(
+                    Version(have), prereleases=True
+                )
+            except InvalidVersion:
+                fits = True
+            if not fits:
+                unmet.setdefault(node, []).append(line)
+    return unmet
+
+
 def apply_skips(
     requirements: Sequence[str], skip: Sequence[str], node: str
 ) -> tuple[list[str], list[str]]:
