@@ -246,3 +246,44 @@ def test_a_configured_node_taken_out_by_remove_stays_out_until_added_again(
     assert planned["removed_custom_nodes"] == []
     assert (done := run(args, env)).returncode == 0, done.stderr[-3000:]
     assert (folder / "__init__.py").is_file()
+
+
+def test_torchs_fingerprint_changes_with_any_file_replaced_grown_or_removed(
+    tmp_path: Path,
+) -> None:
+    """The proof `nodes add` gives: dist-info bytes, and size, mtime and inode of each file."""
+    import os
+
+    from installer.nodes.install import distribution_digest
+
+    site = tmp_path / "venv" / "lib" / "python3.12" / "site-packages"
+    info = site / "torch-2.9.1.dist-info"
+    (site / "torch" / "lib").mkdir(parents=True)
+    info.mkdir()
+    files = {"torch/__init__.py": b"import os\n", "torch/lib/libtorch.so": b"\x7fELF" * 64}
+    for name, data in files.items():
+        (site / name).write_bytes(data)
+    record = "".join(f"{name},sha256=x,{len(data)}\n" for name, data in files.items())
+    (info / "RECORD").write_text(record + "torch-2.9.1.dist-info/RECORD,,\n")
+    (info / "METADATA").write_text("Name: torch\nVersion: 2.9.1\n")
+    venv = tmp_path / "venv"
+    first = distribution_digest(venv, "linux", "torch")
+    assert first is not None and first == distribution_digest(venv, "linux", "torch")
+
+    library = site / "torch/lib/libtorch.so"
+    stat = library.stat()
+    replacement = library.with_name("new.so")
+    replacement.write_bytes(b"\x7fELX" * 64)  # same size, other bytes
+    os.utime(replacement, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the same mtime
+    replacement.replace(library)  # as an installer writes a file: a new inode
+    assert distribution_digest(venv, "linux", "torch") != first
+
+    second = distribution_digest(venv, "linux", "torch")
+    with (site / "torch/__init__.py").open("ab") as handle:
+        handle.write(b"# grown\n")
+    assert distribution_digest(venv, "linux", "torch") != second
+
+    third = distribution_digest(venv, "linux", "torch")
+    (site / "torch/__init__.py").unlink()
+    assert distribution_digest(venv, "linux", "torch") != third
+    assert distribution_digest(venv, "linux", "torchvision") is None
