@@ -26,6 +26,9 @@ nodes_app = typer.Typer(
     help="Add, remove and list custom nodes, torch held; find the ones a workflow lacks.",
     no_args_is_help=True,
     rich_markup_mode=None,
+    # As the root app's: `comfy-install nodes ...` runs this group on its own (entry.py).
+    add_completion=False,
+    pretty_exceptions_enable=False,
 )
 
 InstallDirArg = Annotated[Path, typer.Argument(help="Install directory.")]

@@ -30,6 +30,9 @@ snapshot_app = typer.Typer(
     help="Save an install to one JSON file; rebuild it from that file on a like machine.",
     no_args_is_help=True,
     rich_markup_mode=None,
+    # As the root app's: `comfy-install snapshot ...` runs this group on its own (entry.py).
+    add_completion=False,
+    pretty_exceptions_enable=False,
 )
 
 
