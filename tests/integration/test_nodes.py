@@ -247,6 +247,23 @@ def test_a_configured_node_taken_out_by_remove_stays_out_until_added_again(
     assert (done := run(args, env)).returncode == 0, done.stderr[-3000:]
     assert (folder / "__init__.py").is_file()
 
+    # Removed again within the same second as an earlier removal: kept beside it, not onto it.
+    import datetime as dt
+
+    now = dt.datetime.now()
+    taken = [
+        target / "removed-nodes" / f"cfg-node-{(now + dt.timedelta(seconds=s)):%Y%m%d-%H%M%S}"
+        for s in range(3)
+    ]
+    for earlier in taken:
+        earlier.mkdir(parents=True, exist_ok=True)
+        (earlier / "mine.txt").write_text("kept")
+    twice = run([cli_path(), "nodes", "remove", str(target), "cfg-node", "--json"], env)
+    assert twice.returncode == 0, twice.stderr
+    moved = Path(json.loads(twice.stdout)["data"]["moved_to"])
+    assert moved.name.endswith("-2") and (moved / "__init__.py").is_file()
+    assert all((earlier / "mine.txt").read_text() == "kept" for earlier in taken)
+
 
 def test_torchs_fingerprint_changes_with_any_file_replaced_grown_or_removed(
     tmp_path: Path,

@@ -467,6 +467,10 @@ def remove_node(install_dir: Path, name: str, log: InstallerLogger) -> RemoveRes
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         aside = install_dir / "removed-nodes" / f"{name}-{stamp}"
         aside.parent.mkdir(parents=True, exist_ok=True)
+        count = 1
+        while aside.exists():  # removed twice within a second: never onto the earlier one
+            count += 1
+            aside = install_dir / "removed-nodes" / f"{name}-{stamp}-{count}"
         folder.replace(aside)
         uninstall(uv, install.paths["venv_python"], removal_names)
         nodes.nodes = [node for node in nodes.nodes if node.name != name]
