@@ -14,6 +14,7 @@ import typer
 
 from installer.cli.common import guarded, index_options, make_logger, print_json
 from installer.cli.options import (
+    AllowInstallScriptOpt,
     ConfigOpt,
     DryRunOpt,
     ExtraIndexUrlOpt,
@@ -89,9 +90,7 @@ def restore(
             "git bundle; repeatable).",
         ),
     ] = None,
-    allow_install_script: Annotated[
-        bool, typer.Option("--allow-install-script", help="Run the nodes' install.py again.")
-    ] = False,
+    allow_install_script: AllowInstallScriptOpt = False,
     keep_nodes: Annotated[
         bool,
         typer.Option(
