@@ -42,6 +42,22 @@ def generation_root(install_dir: PurePath, generation_id: int, platform: str) ->
     return base / STATE_FOLDER / GENERATIONS_FOLDER / str(generation_id)
 
 
+def owning_install(root: PurePath) -> PurePath:
+    """Return DIR for an install root: the root itself, or the DIR a generation's root is under.
+
+    Args:
+        root: DIR, or a generation's root (`DIR/.comfy-install/generations/<id>`).
+    """
+    parts = root.parts
+    if (
+        len(parts) >= 4
+        and parts[-3:-1] == (STATE_FOLDER, GENERATIONS_FOLDER)
+        and parts[-1].isdigit()
+    ):
+        return root.parents[2]
+    return root
+
+
 def data_root(install_dir: PurePath, platform: str) -> PurePath:
     """Return the folder holding the user's ComfyUI folders: `DIR/ComfyUI`.
 

@@ -199,6 +199,13 @@ def removed_node_names(nodes_json: Path) -> frozenset[str]:
     return frozenset(item.name for item in record.removed if item.name not in back)
 
 
+def _owner_state_dir(install_dir: Path, platform: str) -> Path:
+    """DIR's state folder, also for a generation's root (`nodes.json` lives in DIR only)."""
+    from installer.core.generations import owning_install
+
+    return layout(Path(owning_install(install_dir)), platform)["state_dir"]
+
+
 def probe_install(install_dir: Path, platform: str) -> InstallProbe:
     """Read what ``install_dir`` already holds (nothing is written).
 
@@ -224,7 +231,7 @@ def probe_install(install_dir: Path, platform: str) -> InstallProbe:
         installed=installed_distributions(paths["venv"], platform) if venv_ok else {},
         torch=installed_torch(paths["venv"], platform) if venv_ok else None,
         comfyui_requirements=requirement_names(paths["comfyui"] / "requirements.txt"),
-        removed_nodes=removed_node_names(paths["state_dir"] / "nodes.json"),
+        removed_nodes=removed_node_names(_owner_state_dir(install_dir, platform) / "nodes.json"),
         existing_files=frozenset(
             name for name, path in paths.items() if name == "launcher" and path.is_file()
         ),
