@@ -16,7 +16,10 @@ Variants, each one ComfyUI process started fresh:
   (``TORCH_LOGS=recompiles``).
 - ``tuned+LEVER``: ``tuned`` plus one of ComfyUI's ``--fast`` options (``LEVERS``).
   With ``--levers-out`` each lever's figure against ``tuned`` (s/step, output distance)
-  is written where ``launch`` reads it (``DIR/.comfy-install/levers.json``).
+  is written there after every variant (the schema of ``installer.plan.levers``).
+- ``tuned-levers``: plain ``launch`` with those figures copied to
+  ``DIR/.comfy-install/levers.json``, where it reads them: the levers it chooses itself.
+  Every other tuned variant runs with no levers.json in DIR.
 
 Each workflow goes through ``POST /prompt`` once cold (model load included) and
 ``--warm`` more times; the seed goes up by one each run so ComfyUI's cache (which
@@ -82,7 +85,7 @@ LEVERS = {
 }
 """The tuned launch plus one of ComfyUI's ``--fast`` options each (measured one at a time)."""
 COMPILED = ("tuned-compile", "tuned-compile-cached")
-VARIANTS = ("stock", "blanket", "tuned", *COMPILED, *LEVERS)
+VARIANTS = ("stock", "blanket", "tuned", *COMPILED, *LEVERS, "tuned-levers")
 ATTENTION_LINE = re.compile(r"attention|sage|xformers|flash|comfy.kitchen|comfy_kitchen", re.I)
 
 
@@ -838,6 +841,10 @@ def main(argv: list[str] | None = None) -> int:
                 entry["skipped"] = "over the time budget"
             continue
         log_path = args.work / f"comfyui-{variant}.log"
+        in_dir = args.install_dir / ".comfy-install" / "levers.json"
+        in_dir.unlink(missing_ok=True)
+        if variant == "tuned-levers" and args.levers_out and args.levers_out.is_file():
+            shutil.copyfile(args.levers_out, in_dir)
         if variant == "tuned-compile":  # a cold compile: nothing cached from an earlier run
             shutil.rmtree(args.install_dir / ".comfy-install" / "torch-compile", ignore_errors=True)
         counts_file = args.install_dir / ".comfy-install" / "attention-calls.json"
@@ -881,6 +888,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{variant}] failed: {exc}", flush=True)
         finally:
             server.stop()
+            in_dir.unlink(missing_ok=True)
             lines = server.attention_lines()
             routed, calls = (
                 outputs.attention_calls(counts_file)

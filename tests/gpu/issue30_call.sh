@@ -20,11 +20,11 @@ for part in "$@"; do
         bash tests/gpu/issue30.sh ;;
     sdxl)
       OUT=$FINAL/work/sdxl WORKFLOWS=sdxl-1024 MODELS=sdxl TOTAL=$((left - 10)) \
-        VARIANTS=${SDXL_VARIANTS:-stock,tuned,tuned+autotune,tuned-compile,tuned-compile-cached,tuned+fp8mm,blanket,tuned+fp16acc} \
+        VARIANTS=${SDXL_VARIANTS:-stock,tuned,tuned+autotune,tuned-compile,tuned-compile-cached,tuned+fp8mm,tuned-levers,blanket} \
         bash bench/gpu/device_run.sh > /dev/null ;;
     wan)
       OUT=$FINAL/work/wan WORKFLOWS=wan21-832x480x33 MODELS=wan21 TOTAL=$((left - 10)) \
-        VARIANTS=${WAN_VARIANTS:-stock,tuned,tuned-compile,tuned-compile-cached,tuned+fp8mm,tuned+autotune,blanket,tuned+fp16acc} \
+        VARIANTS=${WAN_VARIANTS:-stock,tuned,tuned+fp8mm,tuned-compile,tuned-compile-cached,tuned+autotune,tuned-levers,tuned+fp16acc,blanket} \
         bash bench/gpu/device_run.sh > /dev/null ;;
   esac
   echo "== $part: exit $? at $((SECONDS - START)) s" | tee -a "$FINAL/summary.txt"
@@ -32,7 +32,7 @@ for part in "$@"; do
   tail -30 "$FINAL/work/$part/device-run.log" 2>/dev/null >> "$FINAL/summary.txt"
 done
 cp /tmp/gpu-bench/results-gpu.json "$FINAL/" 2>/dev/null
-cp /tmp/gpu-bench/.comfy-install/levers.json "$FINAL/" 2>/dev/null
+cp /tmp/gpu-bench/levers-measured.json "$FINAL/levers.json" 2>/dev/null
 cp "$FINAL/work/attention/attention-proof.json" "$FINAL/work/attention/sage-variants.json" "$FINAL/" 2>/dev/null
 cp "$FINAL/work/attention/sdpa-backends.json" "$FINAL/" 2>/dev/null
 tar -czf "$FINAL/bundle.tgz" -C "$FINAL" work && rm -rf "$FINAL/work"

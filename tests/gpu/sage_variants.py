@@ -30,8 +30,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 out_path = sys.argv[1]
-SHAPES = [("wan-480p", 2, 12, 14040, 128), ("video-long", 1, 40, 32760, 128),
-          ("sdxl-1024", 2, 10, 4096, 64)]  # fmt: skip
+SHAPES = [("wan-480p", 2, 12, 14040, 128), ("video-long", 1, 40, 32760, 128)]  # fmt: skip
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
