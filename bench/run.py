@@ -984,7 +984,7 @@ def bench_nodes(runs: int, real: bool) -> list[Result]:
             target="<= 1.50x",
             met=statistics.median(ours) <= 1.5 * statistics.median(floor),
             floor_name="uv pip install of the requirement into the same venv",
-            notes="ours: CLI start (Python and the config models), git clone, the install with "
+            notes="ours: CLI start (Python, typer, pydantic), git clone, the install with "
             "the venv pinned, torch's fingerprint; the floor is one tiny local wheel",
         )
     )

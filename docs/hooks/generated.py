@@ -648,14 +648,14 @@ H200_SAGE2 = {
 
 def _h200_calibration(path: Any) -> Any:
     """The calibration `tune` writes on the H200 (its measured speedups), as launch reads it."""
-    from installer.core.calibration import (
+    from installer.attention.rules.records import (
         BackendRecord,
         Calibration,
         CalibrationPoint,
         MeasuredOn,
     )
-    from installer.plan.calibration import MARGIN, build_tables
-    from installer.plan.launch_attention import CalibrationRead
+    from installer.attention.rules.tables import MARGIN, build_tables
+    from installer.attention.rules.routing import CalibrationRead
 
     points = []
     for (dim, dtype), ratios in H200_SAGE2.items():
@@ -712,7 +712,7 @@ def gen_launch_example(variant: str | None) -> str:
     if launch is None:
         return '!!! warning "`installer.plan.launch` is not in this build"\n'
     from installer.core.facts import GpuInfo, GpuReport, TorchInstalled
-    from installer.plan.launch_attention import AttentionProbe
+    from installer.attention.rules.routing import AttentionProbe
 
     root = PurePosixPath("/home/me/ComfyUI-install")
     gpu = GpuReport(

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from installer.core.calibration import dump_calibration
+from installer.attention.rules.records import dump_calibration
 from installer.launch.shim import ensure_shim
 from support.attention import h200_calibration
 from support.cli import cli_path, run

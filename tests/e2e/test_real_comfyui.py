@@ -28,8 +28,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from installer.bench.results import timing_stats, with_speedups
-from installer.bench.store import load_run, save_run, saved_runs
+from installer.attention.measure.results import timing_stats, with_speedups
+from installer.benchmark.store import load_run, save_run, saved_runs
 from installer.cli.benchmark import benchmark
 from support.cli import read_state, run, venv_dists
 from support.real import REAL_ENV, free_port, real_install_args, shared_install_lock

@@ -1,7 +1,7 @@
 """`tune`'s measuring code through the real ComfyUI v0.33.0 attention functions (on the CPU).
 
 The shared real install's venv runs the shipped measuring package exactly as `tune` does
-([`run_attention_module`][installer.bench.attention.run_attention_module]), with `tune`'s
+([`run_attention_module`][installer.attention.measure.runner.run_attention_module]), with `tune`'s
 `comfyui` setting (the router's function mapping) and the hidden ``allow_cpu`` on one
 tiny shape: it imports ComfyUI's real `comfy.ldm.modules.attention` and times
 `attention_pytorch` in ComfyUI's layout, its output the reference. Marked `real`.
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from installer.bench.attention import run_attention_module
-from installer.bench.attention_module import Shape
-from installer.bench.tune import TuneOptions, module_config
+from installer.attention.measure.attention_module import Shape
+from installer.attention.measure.runner import run_attention_module
+from installer.attention.measure.tune import TuneOptions, module_config
 from installer.core.log import InstallerLogger
 from installer.edges.environment import current_platform
 from installer.edges.probe import layout

@@ -105,6 +105,23 @@ def fast_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
+def fast_uv_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Skip the waits between uv's install attempts; return the waits that were asked for.
+
+    Every attempt still runs uv against the index (the retry count and the messages are as
+    shipped); only the 3 s + 6 s backoff of the torch step, which made a test of a dead index
+    cost about 20 s, is not slept.
+    """
+    import types
+
+    import installer.edges.uv as uv_edge
+
+    asked: list[float] = []
+    monkeypatch.setattr(uv_edge, "time", types.SimpleNamespace(sleep=asked.append))
+    return asked
+
+
+@pytest.fixture
 def short_read_timeout(monkeypatch: pytest.MonkeyPatch) -> float:
     """Give the downloader a read timeout of HTTP_TIMEOUT seconds instead of the shipped 30 s."""
     import installer.edges.download.api as download

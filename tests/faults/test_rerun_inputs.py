@@ -87,7 +87,9 @@ def test_doctor_hint_repeats_the_recorded_inputs(case: Case) -> None:
     assert runs == ["preflight", "launchers"]
 
 
-def test_failure_hints_repeat_the_inputs_and_name_the_torch_option(case: Case) -> None:
+def test_failure_hints_repeat_the_inputs_and_name_the_torch_option(
+    case: Case, fast_uv_backoff: list[float]
+) -> None:
     """A fresh install whose torch index is down: the hint names --torch-index, and the bare
     re-run (which reuses the recorded inputs) says the whole command to repeat."""
     target = case.tmp / "fresh"
@@ -99,6 +101,7 @@ def test_failure_hints_repeat_the_inputs_and_name_the_torch_option(case: Case) -
     error, hint = error_and_hint(failed.stderr)
     assert "torch" in error
     assert "--torch-index" in hint and "do not change" in hint, hint
+    assert fast_uv_backoff == [3, 6], "the torch step tries three times, with backoff"
     again = invoke(["install", str(target)], case.env)
     assert again.code == 1, again.stderr
     assert "--torch-index" in error_and_hint(again.stderr)[1]

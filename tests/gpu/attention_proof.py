@@ -183,7 +183,7 @@ NOISE_MS = 0.001
 
 def plan_and_prepare(install: Path, counts: Path) -> tuple[dict[str, str], Path, list[str]]:
     """Plan the launch as `comfy-install launch` does; write routes and shim; return its env."""
-    from installer.launch.calibration import write_routes
+    from installer.attention.files import write_routes
     from installer.launch.facts import gather_facts
     from installer.launch.shim import ensure_shim
     from installer.plan.launch import LaunchRequest, describe_tunings, plan_launch
@@ -209,7 +209,7 @@ ROUTED_CALLS = {"sdxl fp16": (64, "fp16", 4096), "video fp16": (128, "fp16", 327
 
 def expected_backends(install: Path) -> dict[str, str]:
     """Where each proof call should land by the calibration's own tables."""
-    from installer.launch.calibration import read_calibration
+    from installer.attention.files import read_calibration
 
     calibration = read_calibration(install).calibration
     assert calibration is not None

@@ -25,7 +25,7 @@ import comfy.ldm.modules.attention as A  # noqa: E402
 import torch  # noqa: E402
 from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 
-from installer.launch import shim_attention as R  # noqa: E402 - the router's own code
+from installer.attention.shim import router as R  # noqa: E402 - the router's own code
 
 SHAPES = [
     ("sdxl-1024-low", 2, 20, 1024, 64), ("sdxl-1024", 2, 10, 4096, 64),

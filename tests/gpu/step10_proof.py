@@ -36,7 +36,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from installer.bench.proof import prove_accelerators
+from installer.attention.measure.proof import prove_accelerators
 from installer.core.config import Dependencies, IndexOptions, ToolsManifest
 from installer.core.errors import InstallerError
 from installer.core.facts import BuildHost, Tool

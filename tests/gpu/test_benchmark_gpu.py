@@ -24,7 +24,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from installer.bench.headline import latest_headline
+from installer.benchmark.headline import latest_headline
 from installer.cli.benchmark import benchmark
 
 pytestmark = pytest.mark.gpu

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from installer.bench.proof import PROOF_SHAPES, prove_accelerators, settle
+from installer.attention.measure.proof import PROOF_SHAPES, prove_accelerators, settle
 from installer.core.config import IndexOptions
 from installer.core.facts import GpuInfo, GpuReport, no_gpu
 from installer.core.log import InstallerLogger
@@ -282,7 +282,7 @@ def test_a_backend_that_crashes_the_measuring_process_is_found_and_broken(
     """The measuring module runs again one backend at a time; the one that crashes is broken."""
     import sys
 
-    from installer.bench.proof import measure
+    from installer.attention.measure.proof import measure
     from installer.core.proof import Place
 
     recorded = tmp_path / "document.json"

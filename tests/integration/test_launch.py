@@ -447,7 +447,7 @@ def add_fake_comfy(install: Path, attention_py: str = FAKE_ATTENTION_PY) -> None
 def test_a_calibration_routes_comfyuis_attention_calls(
     tmp_path: Path, venvs: dict[str, Path], env: dict[str, str], port: int, stopper: list[Path]
 ) -> None:
-    from installer.core.calibration import dump_calibration
+    from installer.attention.rules.records import dump_calibration
     from support.attention import h200_calibration
 
     install = make_install(tmp_path, venvs["sage"])

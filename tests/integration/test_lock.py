@@ -54,12 +54,17 @@ def world(fixtures: Fixtures, tmp_path_factory: pytest.TempPathFactory) -> Itera
         WheelSpec("lockdep", "1.2"),
         WheelSpec("lockapp", "1.0", requires=["lockdep>=1.0"]),
         WheelSpec("nodedep", "1.0"),
+        WheelSpec("nodepy", "1.0"),
     ):
         build_wheel(spec, links)
     node = root / "node-repo"
     node.mkdir()
     git("init", "-q", "-b", "main", cwd=node)
     (node / "requirements.txt").write_text("nodedep\n")
+    # Its other dependency only in pyproject.toml, as ComfyUI-Manager (and `nodes add`) read it.
+    (node / "pyproject.toml").write_text(
+        '[project]\nname = "locknode"\nversion = "1"\ndependencies = ["nodepy"]\n'
+    )
     (node / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
     git("add", "-A", cwd=node)
     git(
@@ -158,7 +163,7 @@ def test_lock_is_deterministic_hashed_and_newest_allowed(world: dict) -> None:
     assert pins["lockdep"] == "lockdep==1.1"  # 1.2 exists, `lockdep<1.2` allows 1.1 at most
     assert pins["torch"] == "torch==2.9.1+cu128"
     sections = {name: {e.name for e in entries} for name, entries in parsed.sections.items()}
-    assert sections["requirements"] == {"lockapp", "lockdep", "needs-torch", "nodedep"}
+    assert sections["requirements"] == {"lockapp", "lockdep", "needs-torch", "nodedep", "nodepy"}
     assert sections["optimizations"] == {"xformers"}
     assert sections["torch"] == {"torch", "torchvision", "torchaudio"}
     for entry in parsed.entries:
@@ -176,6 +181,8 @@ def test_lock_is_deterministic_hashed_and_newest_allowed(world: dict) -> None:
     assert parsed.header.recorded("step-10-packages") == ["xformers==0.0.33.post2"]
     assert parsed.header.recorded("extra-requirements") == ["lockapp", "lockdep<1.2"]
     assert "# via -r custom-node-LockNode.txt" in text
+    via = text.split("nodepy==1.0", 1)[1].split("\n\n")[0]
+    assert "custom-node-LockNode.txt" in via  # the pyproject dependency, locked for the node
 
 
 def _uv(world: dict, index_url: str, log_path: Path):
@@ -219,12 +226,13 @@ def test_install_from_lock_checks_every_hash_and_holds_torch(world: dict, tmp_pa
     uv, log = _uv(world, world["url"], tmp_path / "lock.log")
     result = install_from_lock(uv, python, world["lock"], constraints, log)
     after = venv_dists(tmp_path)
-    assert result.packages == 4
-    assert {k: after[k] for k in ("lockapp", "lockdep", "needs-torch", "nodedep")} == {
+    assert result.packages == 5
+    assert {k: after[k] for k in ("lockapp", "lockdep", "needs-torch", "nodedep", "nodepy")} == {
         "lockapp": "1.0",
         "lockdep": "1.1",
         "needs-torch": "1.0",
         "nodedep": "1.0",
+        "nodepy": "1.0",
     }
     assert {k: after[k] for k in ("torch", "torchvision", "torchaudio")} == {
         k: before[k] for k in ("torch", "torchvision", "torchaudio")
@@ -301,7 +309,7 @@ def test_check_notices_a_changed_requirements_file(world: dict) -> None:
     header = read_header(world["lock"])
     assert header is not None
     original = (fixtures.comfy_repo / "requirements.txt").read_text()
-    nodes = {"LockNode": "nodedep\n"}
+    nodes = {"LockNode": "nodedep\nnodepy\n"}
     same = LockSources(original.replace("\n", "\r\n"), deps.comfyui.commit, nodes)
     assert check_lock(header, deps, same).ok
     changed = check_lock(header, deps, LockSources(original + "lockdep\n", "0" * 40, nodes))
@@ -366,6 +374,11 @@ def test_step8_compares_the_checked_out_requirements(world: dict, tmp_path: Path
         (comfy / "requirements.txt").read_bytes().replace(b"\n", b"\r\n")
     )
     assert lock_sources_mismatch(world["lock"], comfy) is None  # a CRLF checkout still matches
+    pyproject = (node / "pyproject.toml").read_text()
+    (node / "pyproject.toml").write_text(pyproject.replace('"nodepy"', '"nodepy", "lockdep"'))
+    assert "LockNode" in (lock_sources_mismatch(world["lock"], comfy) or "")
+    (node / "pyproject.toml").write_text(pyproject)
+    assert lock_sources_mismatch(world["lock"], comfy) is None
     (node / "requirements.txt").write_text("nodedep>=1\n")
     assert "LockNode" in (lock_sources_mismatch(world["lock"], comfy) or "")
     (comfy / "requirements.txt").write_text("torch\n")

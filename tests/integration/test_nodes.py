@@ -207,3 +207,100 @@ def test_step_9_reads_pyproject_dependencies_too(
     assert venv_dists(tmp_path / "inst")["plain-new"] == "1.2"
     state = read_state(tmp_path / "inst")
     assert state["steps"]["custom_nodes"]["outputs"]["nodes"] == {"cfg-node": commit}
+
+
+def test_a_configured_node_taken_out_by_remove_stays_out_until_added_again(
+    tmp_path: Path, fixtures: Fixtures
+) -> None:
+    wheels = tmp_path / "node-wheels"
+    build_node_wheels(wheels)
+    repo = tmp_path / "cfg-node"
+    commit = make_node_repo(repo, requirements=["plain-new"])
+    node = {"name": "cfg-node", "url": str(repo), "commit": commit}
+    config = write_config(tmp_path / "deps.json", fixtures, custom_nodes=[node])
+    target = tmp_path / "inst"
+    env = installer_env(fixtures)
+    args = install_args(target, config, "http://127.0.0.1:9/simple/")
+    at = args.index("--index-url")
+    mirror = ["--find-links", str(fixtures.links), "--find-links", str(wheels), "--offline"]
+    args[at : at + 2] = mirror
+    assert (done := run(args, env)).returncode == 0, done.stderr[-3000:]
+    folder = target / "ComfyUI" / "custom_nodes" / "cfg-node"
+    assert (folder / "__init__.py").is_file()
+
+    removed = run([cli_path(), "nodes", "remove", str(target), "cfg-node"], env)
+    assert removed.returncode == 0, removed.stderr
+    assert not folder.exists()
+    again = run([*args, "--force", "custom_nodes"], env)  # step 9 runs again for sure
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert not folder.exists()  # dependencies.json still lists it; the removal wins
+    said = " ".join(again.stderr.split())
+    assert "cfg-node: not installed again, `comfy-install nodes remove` took it out" in said
+
+    back = run([cli_path(), "nodes", "add", str(target), str(repo), *mirror], env)
+    assert back.returncode == 0, back.stderr
+    plan = run([*args, "--dry-run", "--json"], env)
+    assert plan.returncode == 0, plan.stderr
+    planned = json.loads(plan.stdout)["data"]
+    assert [n["name"] for n in planned["custom_nodes"]] == ["cfg-node"]
+    assert planned["removed_custom_nodes"] == []
+    assert (done := run(args, env)).returncode == 0, done.stderr[-3000:]
+    assert (folder / "__init__.py").is_file()
+
+    # Removed again within the same second as an earlier removal: kept beside it, not onto it.
+    import datetime as dt
+
+    now = dt.datetime.now()
+    taken = [
+        target / "removed-nodes" / f"cfg-node-{(now + dt.timedelta(seconds=s)):%Y%m%d-%H%M%S}"
+        for s in range(3)
+    ]
+    for earlier in taken:
+        earlier.mkdir(parents=True, exist_ok=True)
+        (earlier / "mine.txt").write_text("kept")
+    twice = run([cli_path(), "nodes", "remove", str(target), "cfg-node", "--json"], env)
+    assert twice.returncode == 0, twice.stderr
+    moved = Path(json.loads(twice.stdout)["data"]["moved_to"])
+    assert moved.name.endswith("-2") and (moved / "__init__.py").is_file()
+    assert all((earlier / "mine.txt").read_text() == "kept" for earlier in taken)
+
+
+def test_torchs_fingerprint_changes_with_any_file_replaced_grown_or_removed(
+    tmp_path: Path,
+) -> None:
+    """The proof `nodes add` gives: dist-info bytes, and size, mtime and inode of each file."""
+    import os
+
+    from installer.nodes.install import distribution_digest
+
+    site = tmp_path / "venv" / "lib" / "python3.12" / "site-packages"
+    info = site / "torch-2.9.1.dist-info"
+    (site / "torch" / "lib").mkdir(parents=True)
+    info.mkdir()
+    files = {"torch/__init__.py": b"import os\n", "torch/lib/libtorch.so": b"\x7fELF" * 64}
+    for name, data in files.items():
+        (site / name).write_bytes(data)
+    record = "".join(f"{name},sha256=x,{len(data)}\n" for name, data in files.items())
+    (info / "RECORD").write_text(record + "torch-2.9.1.dist-info/RECORD,,\n")
+    (info / "METADATA").write_text("Name: torch\nVersion: 2.9.1\n")
+    venv = tmp_path / "venv"
+    first = distribution_digest(venv, "linux", "torch")
+    assert first is not None and first == distribution_digest(venv, "linux", "torch")
+
+    library = site / "torch/lib/libtorch.so"
+    stat = library.stat()
+    replacement = library.with_name("new.so")
+    replacement.write_bytes(b"\x7fELX" * 64)  # same size, other bytes
+    os.utime(replacement, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the same mtime
+    replacement.replace(library)  # as an installer writes a file: a new inode
+    assert distribution_digest(venv, "linux", "torch") != first
+
+    second = distribution_digest(venv, "linux", "torch")
+    with (site / "torch/__init__.py").open("ab") as handle:
+        handle.write(b"# grown\n")
+    assert distribution_digest(venv, "linux", "torch") != second
+
+    third = distribution_digest(venv, "linux", "torch")
+    (site / "torch/__init__.py").unlink()
+    assert distribution_digest(venv, "linux", "torch") != third
+    assert distribution_digest(venv, "linux", "torchvision") is None

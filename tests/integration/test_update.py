@@ -293,3 +293,12 @@ def test_nodes_add_after_an_update_goes_to_the_current_generation(
     assert venv_dists(install) == first_before, "generation 1's venv was changed"
     assert (install / "ComfyUI" / "custom_nodes" / "plain-node" / "__init__.py").is_file()
     assert not (second / "ComfyUI" / "custom_nodes" / "plain-node").exists()
+    # A rollback moves no node folder (they are the user's) and says whose requirements the
+    # generation it goes back to lacks.
+    back = run(cli("rollback", install, "--json"), env)
+    assert back.returncode == 0, back.stderr
+    assert envelope(back)["data"]["nodes_without_requirements"] == {"plain-node": ["plain-new"]}
+    assert (install / "ComfyUI" / "custom_nodes" / "plain-node" / "__init__.py").is_file()
+    said = " ".join(back.stderr.split())
+    assert "custom node plain-node stays in DIR/ComfyUI/custom_nodes" in said
+    assert "lacks its requirements (plain-new)" in said

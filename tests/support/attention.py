@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from installer.core.calibration import (
+from installer.attention.rules.records import (
     BackendRecord,
     Calibration,
     CalibrationPoint,
     MeasuredOn,
 )
-from installer.plan.calibration import MARGIN, build_tables
+from installer.attention.rules.tables import MARGIN, build_tables
 
 TOKENS = (1024, 2048, 4096, 8192, 16384, 32768, 75600)
 SAGE = {

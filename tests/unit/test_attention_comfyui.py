@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from installer.bench.attention_comfyui import comfyui_backends, import_attention
-from installer.core.calibration import Calibration
-from installer.launch.shim_attention import LOADED, TARGETS
-from installer.plan.launch_attention import usable_calibration
+from installer.attention.measure.attention_comfyui import comfyui_backends, import_attention
+from installer.attention.rules.records import Calibration
+from installer.attention.rules.routing import usable_calibration
+from installer.attention.shim.router import LOADED, TARGETS
 
 FAKE_ATTENTION = """
 import os
@@ -140,8 +140,8 @@ def test_no_comfyui_or_a_broken_one_falls_back(comfyui: Any, tmp_path: Path) -> 
 
 
 def test_the_method_shows_in_the_launch_line() -> None:
+    from installer.attention.rules.routing import AttentionProbe, CalibrationRead
     from installer.core.facts import GpuInfo, GpuReport
-    from installer.plan.launch_attention import AttentionProbe, CalibrationRead
 
     calibration = Calibration.model_validate(
         {

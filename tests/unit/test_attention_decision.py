@@ -7,18 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from installer.core.calibration import (
+from installer.attention.rules.records import (
     CalibrationPoint,
     MachineNow,
     dump_calibration,
     parse_calibration,
 )
+from installer.attention.rules.routing import AttentionProbe, CalibrationRead
+from installer.attention.rules.tables import build_tables, stale_reasons, tokens_text
+from installer.attention.shim.routes import ROUTES_ENV
 from installer.core.facts import GpuInfo, GpuReport
-from installer.plan.calibration import build_tables, stale_reasons, tokens_text
 from installer.plan.launch import LaunchFacts, LaunchPlan, LaunchRequest, plan_launch
 from installer.plan.launch import render_print_env as print_env
-from installer.plan.launch_attention import ATTENTION_FLAGS, AttentionProbe, CalibrationRead
-from installer.plan.launch_settings import ROUTES_ENV
+from installer.plan.launch_attention import ATTENTION_FLAGS
 from support.attention import H200_VERSIONS, SAGE, h200_calibration, h200_points
 
 CALIBRATION = Path("/srv/i/.comfy-install/calibration.json")
@@ -318,7 +319,7 @@ def test_another_gpu_makes_the_calibration_stale() -> None:
 
 
 def test_the_calibration_state_says_whether_launch_can_use_it() -> None:
-    from installer.plan.launch_attention import calibration_state
+    from installer.attention.rules.routing import calibration_state
 
     probe = AttentionProbe(H200_VERSIONS)
     read = CalibrationRead(CALIBRATION, h200_calibration())

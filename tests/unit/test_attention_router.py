@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from installer.launch import shim_attention as router
+from installer.attention.shim import router as router
 from installer.launch import shim_module as shim
 
 ROUTES = {

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from installer.launch import shim_attention as router
-from installer.launch import shim_sdpa
+from installer.attention.shim import router as router
+from installer.attention.shim import sdpa as shim_sdpa
 
 
 class Device:

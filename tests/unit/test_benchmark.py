@@ -31,13 +31,8 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from installer.bench import attention_module
-from installer.bench.comfyui import bump_seeds, load_workflow, run_workflow
-from installer.bench.compare import REGRESSION_THRESHOLD, compare_runs
-from installer.bench.headline import headline, latest_headline
-from installer.bench.options import BenchmarkOptions, module_config, validate_options
-from installer.bench.render import render_report
-from installer.bench.results import (
+from installer.attention.measure import attention_module
+from installer.attention.measure.results import (
     BenchmarkRun,
     Measurement,
     build_run,
@@ -46,8 +41,13 @@ from installer.bench.results import (
     tolerance_for,
     with_speedups,
 )
-from installer.bench.run import BenchmarkOutcome
-from installer.bench.store import (
+from installer.benchmark.comfyui import bump_seeds, load_workflow, run_workflow
+from installer.benchmark.compare import REGRESSION_THRESHOLD, compare_runs
+from installer.benchmark.headline import headline, latest_headline
+from installer.benchmark.options import BenchmarkOptions, module_config, validate_options
+from installer.benchmark.render import render_report
+from installer.benchmark.run import BenchmarkOutcome
+from installer.benchmark.store import (
     benchmarks_dir,
     latest_run,
     load_run,

@@ -22,7 +22,10 @@ import json, sys
 before = set(sys.modules)
 sys.argv = ["comfy-install", *json.loads(sys.argv[1])]
 from installer.entry import main
-main()
+try:
+    main()
+except SystemExit:  # typer ends the command groups' runs so
+    pass
 print("\\n" + json.dumps(sorted(set(sys.modules) - before)))
 """
 
@@ -59,3 +62,32 @@ def test_cached_help_loads_only_the_entry(env: dict[str, str], tmp_path: Path) -
     assert second == first
     assert "install" in second and "doctor" in second
     assert modules == ["installer", "installer.entry"]
+
+
+@pytest.mark.parametrize("group", ["nodes", "snapshot"])
+def test_a_command_group_runs_alone_and_says_what_the_whole_app_says(
+    group: str, env: dict[str, str]
+) -> None:
+    import contextlib
+    import io
+
+    from installer.cli.app import app
+
+    text, modules = loaded([group, "--help"], env)
+    assert f"installer.cli.{group}" in modules
+    assert "installer.cli.app" not in modules  # nor the other commands' modules
+    whole = io.StringIO()
+    with contextlib.redirect_stdout(whole), contextlib.suppress(SystemExit):
+        app([group, "--help"], prog_name="comfy-install")
+    assert text == whole.getvalue()
+
+
+def test_the_groups_run_alone_are_the_ones_the_app_mounts() -> None:
+    import importlib
+
+    from installer.cli.app import app
+    from installer.entry import GROUPS
+
+    mounted = {info.name: info.typer_instance for info in app.registered_groups}
+    for name, (module, attribute) in GROUPS.items():
+        assert mounted[name] is getattr(importlib.import_module(module), attribute)

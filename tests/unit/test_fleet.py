@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from installer.core.calibration import dump_calibration, parse_calibration
+from installer.attention.rules.records import dump_calibration, parse_calibration
+from installer.attention.rules.routing import AttentionProbe
 from installer.core.errors import EnvironmentUnsupportedError, UsageError
 from installer.core.facts import GpuReport
 from installer.core.log import InstallerLogger
@@ -27,7 +28,6 @@ from installer.plan.fleet import (
     select_gpus,
 )
 from installer.plan.launch import LaunchFacts
-from installer.plan.launch_attention import AttentionProbe
 from support.attention import H200_VERSIONS, h200_calibration
 from support.nvml_record import load_answer, play_answer
 

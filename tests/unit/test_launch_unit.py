@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from installer.attention.rules.routing import AttentionProbe
 from installer.core.errors import ExitCode, UsageError
 from installer.core.facts import GpuInfo, GpuReport, TorchInstalled
 from installer.launch import shim_module as shim
@@ -23,7 +24,6 @@ from installer.plan.launch import (
     plan_launch,
     render_print_env,
 )
-from installer.plan.launch_attention import AttentionProbe
 from installer.plan.launch_settings import join_command_line, split_extra_args, validate_settings
 from installer.plan.launch_tunings import allocator_variable
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from installer.bench.proof import PROOF_SHAPES, proof_config
-from installer.bench.results import tolerance_for
+from installer.attention.measure.proof import PROOF_SHAPES, proof_config
+from installer.attention.measure.results import tolerance_for
+from installer.attention.rules.routing import AttentionProbe, CalibrationRead
 from installer.core.facts import GpuInfo, GpuReport, no_gpu
 from installer.core.proof import (
     PROOF_KEY,
@@ -24,7 +25,6 @@ from installer.core.proof import (
 )
 from installer.core.records import InstallState, StepRecord
 from installer.plan.launch import LaunchFacts, LaunchRequest, plan_launch
-from installer.plan.launch_attention import AttentionProbe, CalibrationRead
 from installer.plan.proof import (
     Loaded,
     broken_now,

@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 from installer.core.lockfile import parse_entries
-from installer.core.snapshot import Snapshot, SnapshotNode, SnapshotSource, SnapshotTorch
-from installer.plan.snapshot import Holding, restore_config, restore_nodes, snapshot_diff
+from installer.core.snapshot import (
+    Snapshot,
+    SnapshotAccelerator,
+    SnapshotNode,
+    SnapshotSource,
+    SnapshotTorch,
+)
+from installer.plan.optimization_records import PlannedOptimization, PlannedWheel
+from installer.plan.sage_sources import PlannedSource
+from installer.plan.snapshot import (
+    Holding,
+    accelerator_refusals,
+    restore_config,
+    restore_nodes,
+    snapshot_accelerators,
+    snapshot_diff,
+)
 
 LOCK = "plain-new==1.3 \\\n    --hash=sha256:aa\n    # via -r extra-requirements.txt\n"
 
@@ -64,3 +79,63 @@ def test_a_restore_into_an_install_never_moves_a_node_folder_it_decides_about() 
     assert decision.as_data()["differing"] == [
         {"name": "n2", "now": "e" * 40, "snapshot": "b" * 40}
     ]
+
+
+def _planned_source(commit: str) -> PlannedOptimization:
+    source = PlannedSource(
+        url="https://x/SageAttention.git", commit=commit, distribution="sageattention",
+        nvcc="13.0", arch_list="9.0", jobs=4, estimate="about 10 minutes",
+    )  # fmt: skip
+    return PlannedOptimization(
+        name="sageattention2 (source)", kind="source", action="install", reason="builds",
+        distribution="sageattention", source=source,
+    )  # fmt: skip
+
+
+def test_a_source_built_accelerator_carries_its_commit_into_the_snapshot_and_the_restore() -> None:
+    built = _planned_source("e" * 40)
+    # Step 10's record as the state holds it: the outcomes, and the planned entries it ran.
+    outputs = {
+        "packages": [
+            {"name": "sageattention2 (source)", "kind": "source", "status": "installed",
+             "version": "2.2.0", "requirement": "sageattention @ git+https://x/SA@" + "e" * 40},
+            {"name": "xformers", "kind": "package", "status": "skipped", "reason": "no wheel"},
+        ]
+    }  # fmt: skip
+    inputs = {"torch": "2.9.1", "planned": [built.model_dump(mode="json")]}
+    accelerators = snapshot_accelerators(outputs, inputs)
+    assert [(a.name, a.source_commit, a.source_url) for a in accelerators] == [
+        ("sageattention2 (source)", "e" * 40, "https://x/SageAttention.git")
+    ]
+    snap = snapshot()
+    snap.accelerators = accelerators
+    snap.config["pip_packages"] = {
+        "sageattention_sources": [
+            {"name": "sageattention2", "url": "https://x/other.git", "commit": "f" * 40}
+        ]
+    }
+    config = restore_config(snap, {"sageattention2": "/b/sa.bundle"})
+    assert config["pip_packages"]["sageattention_sources"][0]["commit"] == "e" * 40
+    assert config["pip_packages"]["sageattention_sources"][0]["url"] == "/b/sa.bundle"
+    assert accelerator_refusals(accelerators, [built]) == []
+    refused = accelerator_refusals(accelerators, [_planned_source("f" * 40)])
+    assert refused == [
+        "sageattention2 (source): the snapshot's was built from commit eeeeeeeeeeee; "
+        "the plan here builds ffffffffffff"
+    ]
+
+
+def test_a_wheel_accelerator_is_restored_only_with_the_same_sha256() -> None:
+    wheel = SnapshotAccelerator(name="sageattention2", kind="wheel", sha256="a" * 64)
+    planned = PlannedOptimization(
+        name="sageattention2", kind="wheel", action="install", reason="fits",
+        wheel=PlannedWheel(filename="sa.whl", url="https://x/sa.whl", sha256="b" * 64),
+    )  # fmt: skip
+    assert accelerator_refusals([wheel], [planned]) == [
+        "sageattention2: the snapshot's wheel has sha256 aaaaaaaaaaaaaaaa; the plan here "
+        "installs bbbbbbbbbbbbbbbb"
+    ]
+    same_wheel = PlannedWheel(filename="sa.whl", url="https://x/sa.whl", sha256="a" * 64)
+    same = planned.model_copy(update={"wheel": same_wheel})
+    assert accelerator_refusals([wheel], [same]) == []
+    assert accelerator_refusals([wheel], []) == ["sageattention2: not planned on this machine"]

@@ -13,11 +13,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from installer.bench.tune import sweep_shapes
+from installer.attention.measure.tune import sweep_shapes
+from installer.attention.rules.records import parse_calibration
+from installer.attention.shim import router as router
 from installer.cli.tune import tune
-from installer.core.calibration import parse_calibration
 from installer.core.facts import GpuInfo, GpuReport
-from installer.launch import shim_attention as router
 from support.attention import SAGE, XFORMERS_ERROR, sdpa_ms
 
 H200 = GpuReport("nvml", "test", (GpuInfo(0, "NVIDIA H200", "9.0"),), "580.159.04", "13.0")
@@ -281,7 +281,7 @@ def test_usage_errors_and_a_crash(
 def test_tune_after_install(
     make_install: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, h200: None
 ) -> None:
-    from installer.bench.tune import tune_after_install
+    from installer.attention.measure.tune import tune_after_install
     from installer.core.log import InstallerLogger
 
     log = InstallerLogger(verbosity=-1)
@@ -294,10 +294,10 @@ def test_tune_after_install(
     assert done["path"] == str(install / ".comfy-install" / "calibration.json")
     # A re-run of the install: a calibration that still describes this machine is kept (how
     # freshness is judged is check_calibration's, tested with status and doctor below).
-    from installer.plan.launch_attention import CalibrationState
+    from installer.attention.rules.routing import CalibrationState
 
     monkeypatch.setattr(
-        "installer.launch.facts.check_calibration",
+        "installer.attention.files.check_calibration",
         lambda _dir, _gpu: CalibrationState("fresh", "measured 2026-11-30 on this GPU"),
     )
     again = tune_after_install(install, "auto", (), log)
@@ -306,7 +306,7 @@ def test_tune_after_install(
         "reason": "the calibration is current: measured 2026-11-30 on this GPU",
     }
     monkeypatch.setattr(
-        "installer.launch.facts.check_calibration",
+        "installer.attention.files.check_calibration",
         lambda _dir, _gpu: CalibrationState("stale", "torch changed"),
     )
     assert tune_after_install(install, "auto", (), log)["status"] == "done"
@@ -324,7 +324,7 @@ def test_a_failed_tune_after_install_is_a_warning(
 ) -> None:
     import io
 
-    from installer.bench.tune import tune_after_install
+    from installer.attention.measure.tune import tune_after_install
     from installer.core.log import InstallerLogger
 
     stream = io.StringIO()
@@ -338,9 +338,9 @@ def test_a_failed_tune_after_install_is_a_warning(
 def test_status_and_doctor_report_the_calibration(
     make_install: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, h200: None
 ) -> None:
+    from installer.attention.rules.routing import AttentionProbe
     from installer.commands.doctor import calibration_checks
     from installer.commands.status import _calibration
-    from installer.plan.launch_attention import AttentionProbe
 
     install = make_install()
     missing = _calibration(install)
@@ -350,13 +350,13 @@ def test_status_and_doctor_report_the_calibration(
     assert invoke(install).exit_code == 0
     versions = sweep_document()["packages"]
     monkeypatch.setattr(
-        "installer.launch.facts.probe_attention", lambda python: AttentionProbe(versions)
+        "installer.attention.files.probe_attention", lambda python: AttentionProbe(versions)
     )
     assert _calibration(install)["status"] == "fresh"
     [check] = calibration_checks(install, H200)
     assert check.status == "ok" and check.detail.startswith("fresh: measured ")
     monkeypatch.setattr(
-        "installer.launch.facts.probe_attention",
+        "installer.attention.files.probe_attention",
         lambda python: AttentionProbe({**versions, "sageattention": "2.2.1"}),
     )
     [check] = calibration_checks(install, H200)

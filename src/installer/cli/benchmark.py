@@ -1,6 +1,6 @@
 """`comfy-install benchmark`: time attention (and ComfyUI) on this GPU, in DIR's venv.
 
-The command parses options and calls [`installer.bench.run`][installer.bench.run];
+The command parses options and calls [`installer.benchmark.run`][installer.benchmark.run];
 like the rest of the CLI it holds no logic, imports the heavy modules only
 when it runs, and reports failures with one message, one hint and the exit
 code of the CLI contract (or the JSON envelope with `--json`). A regression
@@ -118,9 +118,9 @@ def benchmark(
     def body() -> None:
         import datetime as dt
 
-        from installer.bench.options import BenchmarkOptions
-        from installer.bench.render import render_report
-        from installer.bench.run import regression_error, run_benchmark
+        from installer.benchmark.options import BenchmarkOptions
+        from installer.benchmark.render import render_report
+        from installer.benchmark.run import regression_error, run_benchmark
         from installer.edges.state import state_dir
 
         target = install_dir.expanduser().absolute()

@@ -167,7 +167,7 @@ def index_options(
     """
     if not (index_url or extra_index_urls or find_links or offline):
         return None
-    from installer.core.config import IndexOptions
+    from installer.core.uv_options import IndexOptions
 
     return IndexOptions(
         index_url=index_url,

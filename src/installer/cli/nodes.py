@@ -12,6 +12,7 @@ import typer
 
 from installer.cli.common import guarded, index_options, make_logger, print_json
 from installer.cli.options import (
+    AllowInstallScriptOpt,
     DryRunOpt,
     ExtraIndexUrlOpt,
     FindLinksOpt,
@@ -26,6 +27,9 @@ nodes_app = typer.Typer(
     help="Add, remove and list custom nodes, torch held; find the ones a workflow lacks.",
     no_args_is_help=True,
     rich_markup_mode=None,
+    # As the root app's: `comfy-install nodes ...` runs this group on its own (entry.py).
+    add_completion=False,
+    pretty_exceptions_enable=False,
 )
 
 InstallDirArg = Annotated[Path, typer.Argument(help="Install directory.")]
@@ -48,12 +52,7 @@ def add(
     no_deps: Annotated[
         bool, typer.Option("--no-deps", help="Install none of the node's requirements.")
     ] = False,
-    allow_install_script: Annotated[
-        bool,
-        typer.Option(
-            "--allow-install-script", help="Run the node's install.py (it is arbitrary code)."
-        ),
-    ] = False,
+    allow_install_script: AllowInstallScriptOpt = False,
     dry_run: DryRunOpt = False,
     index_url: IndexUrlOpt = None,
     extra_index_url: ExtraIndexUrlOpt = None,

@@ -11,7 +11,7 @@ it takes (`config: ConfigOpt = None`). The groups:
   `--port`;
 - **ComfyUI source**: `--comfyui-url`, `--comfyui-ref`;
 - **package indexes**: `--torch-index`, `--index-url`, `--extra-index-url`,
-  `--find-links`, `--offline`, `--allow-unverified`;
+  `--find-links`, `--offline`, `--allow-unverified`, `--allow-install-script`;
 - **steps**: `--only`, `--skip`, `--force`.
 
 Where a command gives an option a narrower meaning (lock's `--platform` defaults to
@@ -181,6 +181,13 @@ AllowUnverifiedOpt = Annotated[
     bool,
     typer.Option(
         "--allow-unverified", help="Accept files without a checksum (sha256) in their manifest."
+    ),
+]
+AllowInstallScriptOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-install-script",
+        help="Run the custom nodes' install.py (arbitrary code: not run unless given).",
     ),
 ]
 

@@ -34,6 +34,13 @@ def rollback(
                 f"generation {generation.id} is current again (was {result.previous}): ComfyUI "
                 f"{(generation.comfyui_commit or '')[:12]}, torch {generation.torch}"
             )
+        for name, lines in result.nodes_without_requirements.items():
+            # Said in text and JSON alike: the folders are the user's and stay.
+            log.warn(
+                f"custom node {name} stays in DIR/ComfyUI/custom_nodes, but generation "
+                f"{result.current.id}'s venv lacks its requirements ({', '.join(lines)}): "
+                f"`comfy-install nodes remove {install_dir} {name}`, then `nodes add` it again"
+            )
 
     guarded(command, as_json, log, verbose, body)
     log.close()

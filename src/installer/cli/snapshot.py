@@ -14,6 +14,7 @@ import typer
 
 from installer.cli.common import guarded, index_options, make_logger, print_json
 from installer.cli.options import (
+    AllowInstallScriptOpt,
     ConfigOpt,
     DryRunOpt,
     ExtraIndexUrlOpt,
@@ -30,6 +31,9 @@ snapshot_app = typer.Typer(
     help="Save an install to one JSON file; rebuild it from that file on a like machine.",
     no_args_is_help=True,
     rich_markup_mode=None,
+    # As the root app's: `comfy-install snapshot ...` runs this group on its own (entry.py).
+    add_completion=False,
+    pretty_exceptions_enable=False,
 )
 
 
@@ -81,13 +85,12 @@ def restore(
         list[str] | None,
         typer.Option(
             "--source",
-            help="NAME=URL: clone ComfyUI (NAME ComfyUI) or a node from here instead "
-            "(a local clone or git bundle; repeatable).",
+            help="NAME=URL: clone ComfyUI (NAME ComfyUI), a node or a source-built "
+            "accelerator (its sageattention_sources name) from here instead (a local clone or "
+            "git bundle; repeatable).",
         ),
     ] = None,
-    allow_install_script: Annotated[
-        bool, typer.Option("--allow-install-script", help="Run the nodes' install.py again.")
-    ] = False,
+    allow_install_script: AllowInstallScriptOpt = False,
     keep_nodes: Annotated[
         bool,
         typer.Option(

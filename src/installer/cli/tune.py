@@ -43,7 +43,7 @@ def tune(
     def body() -> None:
         import contextlib
 
-        from installer.bench.tune_render import TuneProgress, render_calibration
+        from installer.cli.tune_render import TuneProgress, render_calibration
         from installer.commands.tune import tune as run_tune
 
         bar = TuneProgress(log.console, budget) if log.interactive and not verbose else None

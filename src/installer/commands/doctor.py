@@ -305,7 +305,7 @@ def benchmark_checks(install_dir: Path) -> list[Check]:
     Args:
         install_dir: The install directory whose `.comfy-install/benchmarks/` is read.
     """
-    from installer.bench.headline import latest_headline
+    from installer.benchmark.headline import latest_headline
 
     line = latest_headline(install_dir)
     if line is None:
@@ -340,7 +340,7 @@ def calibration_checks(install_dir: Path, gpu: GpuReport) -> list[Check]:
     Returns:
         One check (none without a GPU and without a calibration).
     """
-    from installer.launch.facts import check_calibration
+    from installer.attention.files import check_calibration
 
     state = check_calibration(install_dir, gpu)
     if state.status == "missing" and not gpu.has_nvidia:

@@ -137,6 +137,7 @@ def execute(
     on_summary: OnSummary | None = None,
     *,
     before_step: Callable[[str], None] | None = None,
+    planned: PlanContext | None = None,
 ) -> ExecutionResult:
     """Plan under the install lock and run the plan.
 
@@ -147,6 +148,9 @@ def execute(
             [`run_plan`][installer.commands.executor.run_plan]).
         before_step: Called with a step's id just before the step runs (a generation build
             shares the previous venv's bytecode before verify).
+        planned: The plan the caller already made of these options (`snapshot restore`
+            checks it before it runs): it is not made again before the lock, only re-probed
+            under it.
 
     Returns:
         The result; ``result.error`` holds the error a failed run ended with
@@ -161,7 +165,7 @@ def execute(
     """
     # Plan first: a bad config, bad options or an unusable DIR must stop before anything is
     # written (the dry run of the same command shows the same problem and exit code).
-    first = make_plan(options)
+    first = planned if planned is not None else make_plan(options)
     if first.plan.blocking:
         raise blocking_error(first.plan.blocking)
     install_dir = options.install_dir

@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from installer.commands.executor import ExecutionResult, execute
+from installer.commands.planning import PlanContext
 from installer.core.errors import InstallerError, InterruptedByUserError, StepFailedError
 from installer.core.generations import Generation, data_root, generation_root
 from installer.core.log import InstallerLogger
@@ -79,6 +80,29 @@ class GenerationBuild:
     target: str
     ref: str | None = None
     """The name the target goes by (a tag), for the records; None: ``target``."""
+    planned: PlanContext | None = None
+    """The plan the caller already made of the generation's own options
+    ([`generation_options`][installer.commands.generations.generation_options]; `snapshot
+    restore` checks it before building): run as it is, re-probed under the lock, when those
+    options are still the ones built with."""
+
+
+def generation_options(request: GenerationBuild, root: Path, commit: str) -> InstallOptions:
+    """Return the install options a generation is built with (in ROOT, at COMMIT).
+
+    Args:
+        request: What the generation is made of.
+        root: The generation's own root.
+        commit: The ComfyUI commit it checks out.
+    """
+    return replace(
+        request.options,
+        install_dir=root,
+        comfyui_url=request.url,
+        comfyui_ref=commit,
+        skip=tuple(dict.fromkeys((*request.options.skip, *GENERATION_SKIPS))),
+        dry_run=False,
+    )
 
 
 @dataclass(frozen=True)
@@ -142,14 +166,10 @@ def build_generation(request: GenerationBuild, log: InstallerLogger) -> BuiltGen
     log.info(f"generation {number}: ComfyUI {commit[:12]} at {root}")
     try:
         add_worktree(repo, root / "ComfyUI", commit, log)
-        options = replace(
-            request.options,
-            install_dir=root,
-            comfyui_url=request.url,
-            comfyui_ref=commit,
-            skip=tuple(dict.fromkeys((*request.options.skip, *GENERATION_SKIPS))),
-            dry_run=False,
-        )
+        options = generation_options(request, root, commit)
+        planned = request.planned
+        if planned is not None and planned.options != options:
+            planned = None  # made of other options (a recorded input since): plan again
         old_venv = Path(generation_root(install_dir, current, platform)) / "venv"
 
         def before_step(step_id: str) -> None:
@@ -157,7 +177,7 @@ def build_generation(request: GenerationBuild, log: InstallerLogger) -> BuiltGen
                 linked = share_bytecode(old_venv, root / "venv", platform)
                 log.debug(f"linked {linked} bytecode files of generation {current}'s venv")
 
-        result = execute(options, log, before_step=before_step)
+        result = execute(options, log, before_step=before_step, planned=planned)
     except InterruptedByUserError:
         raise
     except InstallerError as exc:

@@ -86,7 +86,9 @@ def install(
     if tune is None or tune.action == "skip":
         reason = "not planned" if tune is None else tune.reason
         return InstallOutcome(result, {"status": "skipped", "reason": reason})
-    from installer.bench.tune import tune_after_install  # heavy: only when it may measure
+    from installer.attention.measure.tune import (
+        tune_after_install,  # heavy: only when it may measure
+    )
 
     measured = tune_after_install(options.install_dir, options.gpu, options.only, log)
     return InstallOutcome(result, measured)

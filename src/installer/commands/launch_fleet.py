@@ -28,10 +28,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from installer.core.calibration import CALIBRATION_FILE
+from installer.attention.files import calibration_path, read_calibration_at
+from installer.attention.rules.records import CALIBRATION_FILE
+from installer.attention.rules.routing import usable_calibration
 from installer.core.log import InstallerLogger
 from installer.edges.state import state_dir
-from installer.launch.calibration import calibration_path, read_calibration_at
 from installer.launch.facts import gather_facts
 from installer.launch.fleet import (
     MemberLaunch,
@@ -57,7 +58,6 @@ from installer.plan.fleet import (
     select_gpus,
 )
 from installer.plan.launch import LaunchFacts, LaunchRequest, plan_launch
-from installer.plan.launch_attention import usable_calibration
 from installer.plan.launch_settings import EXTRA_ARGS_ENV, find_option, split_extra_args
 
 Tuner = Callable[[Path, FleetMember, InstallerLogger], Path | None]

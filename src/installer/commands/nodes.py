@@ -15,11 +15,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from installer.core.config import IndexOptions
 from installer.core.errors import (
     InstallerError,
     InterruptedByUserError,
@@ -32,18 +32,12 @@ from installer.core.errors import (
 from installer.core.log import InstallerLogger, redact
 from installer.core.nodes import NodeRecord, NodesState, RemovedNode, ResolutionConflict
 from installer.core.records import now_iso
+from installer.core.uv_options import IndexOptions
 from installer.edges.git import checkout_pinned
 from installer.edges.probe import installed_distributions
 from installer.edges.state import InstallLock, read_state
 from installer.edges.uv import Uv
-from installer.nodes.context import (
-    Install,
-    make_uv,
-    node_name,
-    open_install,
-    resolution_sources,
-    resolve_install,
-)
+from installer.nodes.context import Install, make_uv, node_name, open_install
 from installer.nodes.files import node_folders, read_node_requirements
 from installer.nodes.install import (
     distribution_digest,
@@ -53,15 +47,14 @@ from installer.nodes.install import (
     uninstall,
 )
 from installer.nodes.record import read_nodes, write_nodes
-from installer.nodes.resolve import Resolution
-from installer.plan.nodes import (
-    apply_skips,
-    explain_conflict,
-    held_conflict,
-    held_versions,
-    plan_removal,
-    to_install,
-)
+from installer.plan.nodes import apply_skips, held_conflict, held_versions
+
+if TYPE_CHECKING:
+    from installer.nodes.resolve import Resolution
+
+# The resolution of everything together (`uv pip compile`, its lock entries and the reading of
+# its errors) is imported where it is needed: on the happy path of `nodes add` uv resolves the
+# node against the venv pinned in the install itself, and that path stays quick to start.
 
 
 @dataclass(frozen=True)
@@ -139,19 +132,56 @@ def add_node(request: AddRequest, log: InstallerLogger) -> AddResult:
         work = install.paths["state_dir"] / "nodes-work" / name
         shutil.rmtree(work, ignore_errors=True)
         staging = work / "checkout"
+        # torch's fingerprint before anything changes, taken while git clones (it is one
+        # stat per file of torch, mostly waiting on the file system, like the clone).
+        before = None if request.dry_run else _Background(
+            distribution_digest, install.paths["venv"], install.platform, "torch"
+        )  # fmt: skip
         try:
             staged = _stage(request, install, nodes, uv, name, staging, log)
             result = staged.result
             if request.dry_run:
                 result.dry_run = True
                 return result
-            _apply(request, install, uv, nodes, staged, staging, dest, log)
+            assert before is not None
+            _apply(request, install, uv, nodes, staged, staging, dest, before.result(), log)
             nodes.index = index
             write_nodes(request.install_dir, nodes)
         finally:
+            if before is not None:
+                before.join()
             shutil.rmtree(work, ignore_errors=True)
     result.seconds = time.monotonic() - start
     return result
+
+
+class _Background:
+    """One call run on a thread from now on; `result()` waits for it (and re-raises its error)."""
+
+    def __init__(self, call: Callable[..., str | None], *args: Any) -> None:
+        import threading
+
+        self._value: str | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(call, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, call: Callable[..., str | None], args: tuple[Any, ...]) -> None:
+        try:
+            self._value = call(*args)
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+
+    def join(self) -> None:
+        """Wait for the call to end."""
+        self._thread.join()
+
+    def result(self) -> str | None:
+        """Wait for the call and return its value (or raise its error)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def add_command(request: AddRequest) -> str:
@@ -179,6 +209,8 @@ class Staged:
     constraint: Path | None = None
     """`-c` file of the install: the venv pinned (fast path) or the full resolution."""
     resolution: Resolution | None = None
+    installed: dict[str, str] = field(default_factory=dict)
+    """The venv's distributions before the install (nothing changes between stage and apply)."""
 
 
 def _stage(
@@ -226,13 +258,15 @@ def _stage(
         install_script="none" if not found.install_script else "not run",
         added_at=now_iso(),
     )
-    staged = Staged(AddResult(name, commit, kept, skipped, [], notes), record)
+    staged = Staged(AddResult(name, commit, kept, skipped, [], notes), record, installed=installed)
     if not kept:
         return staged
     staged.constraint = _pinned_environment(installed, staging.parent / "pinned.txt")
     if request.dry_run:
         plan = _dry_run(install, uv, staging.parent, kept, staged.constraint)
         if plan is None:
+            from installer.plan.nodes import to_install
+
             _resolve_all(request, install, nodes, uv, staged, staging.parent, held)
             assert staged.resolution is not None
             plan = [e.requirement for e in to_install(staged.resolution.entries, installed)]
@@ -284,6 +318,9 @@ def _resolve_all(
     held: dict[str, str],
 ) -> None:
     """Resolve the node with ComfyUI and every installed node; a conflict changes nothing."""
+    from installer.nodes.context import resolution_sources, resolve_install
+    from installer.plan.nodes import explain_conflict
+
     name, kept = staged.record.name, staged.record.requirements
     sources = resolution_sources(install, nodes)
     sources[name] = kept
@@ -305,6 +342,7 @@ def _apply(
     staged: Staged,
     staging: Path,
     dest: Path,
+    before: str | None,
     log: InstallerLogger,
 ) -> None:
     """Install the requirements held, move the node in, prove torch unchanged.
@@ -316,8 +354,7 @@ def _apply(
     """
     venv, platform, python = install.paths["venv"], install.platform, install.paths["venv_python"]
     record, result = staged.record, staged.result
-    before = distribution_digest(venv, platform, "torch")
-    dists = installed_distributions(venv, platform)
+    dists = staged.installed
     constraints = install.paths["state_dir"] / "constraints.txt"
 
     def install_with(constraint: Path) -> None:
@@ -396,6 +433,9 @@ def remove_node(install_dir: Path, name: str, log: InstallerLogger) -> RemoveRes
     """
     install = open_install(install_dir)
     folder = install.custom_nodes / name
+    from installer.nodes.context import resolution_sources, resolve_install
+    from installer.plan.nodes import plan_removal
+
     with InstallLock(install_dir, command="nodes remove").held():
         nodes = read_nodes(install_dir, log)
         record = nodes.node(name)
@@ -427,6 +467,10 @@ def remove_node(install_dir: Path, name: str, log: InstallerLogger) -> RemoveRes
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         aside = install_dir / "removed-nodes" / f"{name}-{stamp}"
         aside.parent.mkdir(parents=True, exist_ok=True)
+        count = 1
+        while aside.exists():  # removed twice within a second: never onto the earlier one
+            count += 1
+            aside = install_dir / "removed-nodes" / f"{name}-{stamp}-{count}"
         folder.replace(aside)
         uninstall(uv, install.paths["venv_python"], removal_names)
         nodes.nodes = [node for node in nodes.nodes if node.name != name]

@@ -3,11 +3,16 @@
 No network, no rebuild: the previous generation is still on disk (until pruned), so a
 rollback reads the registry, picks the newest verified generation older than the current
 one, and replaces the pointer file. It takes DIR's lock, so it never races an update.
+
+What stays: the custom node folders are the user's, in `DIR/ComfyUI/custom_nodes`, shared by
+every generation; a rollback moves none of them, and the requirements `nodes add` installed
+into a later generation's venv are not in the older one. The result names each recorded
+node whose requirements the generation gone back to lacks (`nodes_without_requirements`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +22,12 @@ from installer.core.generations import Generation
 from installer.core.log import InstallerLogger
 from installer.edges.environment import current_platform
 from installer.edges.generations import current_generation, read_generations
+from installer.edges.probe import installed_distributions, layout
 from installer.edges.state import InstallLock, state_dir
+from installer.nodes.files import node_folders
+from installer.nodes.record import read_nodes
 from installer.plan.generations import rollback_target
+from installer.plan.nodes import unmet_requirements
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,9 @@ class RollbackResult:
     previous: int
     current: Generation
     switch: str
+    nodes_without_requirements: dict[str, list[str]] = field(default_factory=dict)
+    """Node folders that stay (they are the user's) whose requirements this generation's venv
+    lacks: they were added (`nodes add`) into a later generation's venv."""
 
     def as_data(self) -> dict[str, Any]:
         """The `data` of the JSON envelope."""
@@ -38,6 +50,7 @@ class RollbackResult:
             "to_generation": self.current.id,
             "generation": self.current.model_dump(mode="json"),
             "switch": self.switch,
+            "nodes_without_requirements": self.nodes_without_requirements,
         }
 
 
@@ -73,4 +86,20 @@ def rollback(install_dir: Path, log: InstallerLogger) -> RollbackResult:
                 "`comfy-install status DIR` lists the generations kept.",
             )
         plan = switch_generation(install_dir, target, log)
-    return RollbackResult(install_dir, current, generation, plan.describe())
+        lacking = _nodes_without_requirements(install_dir, Path(generation.root))
+    return RollbackResult(install_dir, current, generation, plan.describe(), lacking)
+
+
+def _nodes_without_requirements(install_dir: Path, root: Path) -> dict[str, list[str]]:
+    """The recorded nodes in `DIR/ComfyUI/custom_nodes` whose requirements ROOT's venv lacks."""
+    platform = current_platform()
+    folders = {folder.name for folder in node_folders(install_dir / "ComfyUI" / "custom_nodes")}
+    recorded = {
+        node.name: node.requirements
+        for node in read_nodes(install_dir).nodes
+        if node.name in folders and not node.no_deps
+    }
+    if not recorded:
+        return {}
+    installed = installed_distributions(layout(root, platform)["venv"], platform)
+    return unmet_requirements(recorded, installed)

@@ -22,7 +22,6 @@ from installer.core.log import InstallerLogger
 from installer.core.records import now_iso
 from installer.core.snapshot import (
     Snapshot,
-    SnapshotAccelerator,
     SnapshotNode,
     SnapshotSource,
     SnapshotTorch,
@@ -37,6 +36,7 @@ from installer.nodes.record import read_nodes
 from installer.nodes.resolve import ResolveRequest, resolve
 from installer.plan.lock import lock_inputs
 from installer.plan.nodes import requirements_txt_lines
+from installer.plan.snapshot import snapshot_accelerators
 
 
 def _done(state: Any, step: str) -> dict[str, Any]:
@@ -112,7 +112,7 @@ def save_snapshot(
         ResolutionError: The installed versions do not resolve (the venv was changed by hand).
     """
     install = open_install(install_dir)
-    state, _ = read_state(install_dir)
+    state, _ = read_state(install.paths["install_dir"])  # the current generation's
     comfy = _done(state, "comfyui")
     venv = _done(state, "venv")
     gpu = _done(state, "gpu")
@@ -165,17 +165,10 @@ def save_snapshot(
         split_sections(resolution.entries),
         resolver=f"uv (comfy-install {__version__})",
     )
-    accelerators = [
-        SnapshotAccelerator(
-            name=str(item["name"]),
-            kind=str(item.get("kind") or ""),
-            version=item.get("version"),
-            requirement=item.get("requirement"),
-            sha256=item.get("sha256"),
-        )
-        for item in _done(state, "optimizations").get("packages") or []
-        if item.get("status") == "installed"
-    ]
+    step10 = state.done("optimizations") if state else None
+    accelerators = (
+        snapshot_accelerators(step10.outputs, step10.inputs) if step10 is not None else []
+    )
     snapshot = Snapshot(
         created_at=now_iso(),
         tool_version=__version__,

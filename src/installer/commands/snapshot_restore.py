@@ -200,13 +200,14 @@ def restore_snapshot(request: RestoreRequest, log: InstallerLogger) -> dict[str,
 
     config_file, lock_dir, lock_file = _stage(request, snapshot, request.install_dir)
     options = restore_options(request, snapshot, config_file, lock_dir)
-    plan = make_plan(options).plan
-    refusals = restore_refusals(snapshot, platform, plan, str(lock_file))
+    # Planned once: the plan checked here is the one run (execute re-probes DIR under its lock).
+    planned = make_plan(options)
+    refusals = restore_refusals(snapshot, platform, planned.plan, str(lock_file))
     if refusals:
         # DIR was empty: take back only what this command wrote.
         shutil.rmtree(state_dir(request.install_dir), ignore_errors=True)
         raise _refused(request, refusals)
-    result = execute(options, log)
+    result = execute(options, log, planned=planned)
     if result.error is not None:
         raise result.error
     _record_nodes(request, snapshot, log)
@@ -295,6 +296,7 @@ def restore_generation(
     from installer.commands.generations import (
         GenerationBuild,
         build_generation,
+        generation_options,
         prune_generations,
         switch_generation,
     )
@@ -335,18 +337,18 @@ def restore_generation(
             given=base.given | {"comfyui_url", "comfyui_ref"},
             next_command=f"comfy-install launch {install_dir}",
         )
-        check = replace(options, install_dir=root, comfyui_url=url, comfyui_ref=commit)
-        refusals = restore_refusals(
-            snapshot, platform, make_plan(replace(check, dry_run=True)).plan, str(lock_file)
-        )
-        if refusals:
-            if registry.get(number) is None:
-                shutil.rmtree(root, ignore_errors=True)
-            raise _refused(request, refusals)
         build = GenerationBuild(
             install_dir=install_dir, options=options, url=url, target=commit,
             ref=snapshot.comfyui.ref,
         )  # fmt: skip
+        # Planned once: the generation's own options, checked here and run by the build.
+        planned = make_plan(generation_options(build, root, commit))
+        refusals = restore_refusals(snapshot, platform, planned.plan, str(lock_file))
+        if refusals:
+            if registry.get(number) is None:
+                shutil.rmtree(root, ignore_errors=True)
+            raise _refused(request, refusals)
+        build = replace(build, planned=planned)
         built = build_generation(build, log)
         new_root = Path(built.generation.root)
         _add_nodes(request, snapshot, nodes, layout(new_root, platform)["venv_python"], log)

@@ -130,15 +130,9 @@ def _calibration(install_dir: Path) -> dict[str, Any]:
     """The calibration's state: checked against the GPU and the venv only when there is one."""
     from dataclasses import asdict
 
-    from installer.launch.calibration import calibration_path
+    from installer.attention.files import check_calibration
 
-    if not calibration_path(install_dir).exists():
-        return {"status": "missing", "detail": "no calibration",
-                "hint": f"comfy-install tune {install_dir}"}  # fmt: skip
-    from installer.edges.gpu import detect_gpus
-    from installer.launch.facts import check_calibration
-
-    return asdict(check_calibration(install_dir, detect_gpus()))
+    return asdict(check_calibration(install_dir))
 
 
 def proof_lines(data: dict[str, Any] | None) -> list[str]:

@@ -1,7 +1,7 @@
 """What `comfy-install tune` does: measure attention on this GPU into DIR's calibration.
 
-The measuring itself is [`installer.bench.tune`][installer.bench.tune]; this module
-opens the run's log file in DIR and runs it. The CLI shows the progress bar and the
+The measuring itself is [`installer.attention.measure.tune`][installer.attention.measure.tune];
+this module opens the run's log file in DIR and runs it. The CLI shows the progress bar and the
 calibration table.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from installer.bench.tune import TuneOutcome
+    from installer.attention.measure.tune import TuneOutcome
     from installer.core.log import InstallerLogger
 
 
@@ -40,7 +40,7 @@ def tune(
     """
     import datetime as dt
 
-    from installer.bench.tune import TuneOptions, run_tune
+    from installer.attention.measure.tune import TuneOptions, run_tune
     from installer.edges.state import state_dir
 
     target = install_dir.expanduser().absolute()

@@ -4,7 +4,8 @@ What lives here: [`errors`][installer.core.errors] (the `InstallerError` family 
 codes), [`log`][installer.core.log] (the terminal and file logger, redaction),
 [`envelope`][installer.core.envelope] (the versioned `--json` envelope),
 [`config`][installer.core.config] and [`config_files`][installer.core.config_files] (the
-configuration files' models and their reading),
+configuration files' models and their reading), [`uv_options`][installer.core.uv_options]
+(the index, offline and retry options of every uv call),
 [`facts`][installer.core.facts] and [`records`][installer.core.records] (what detection
 found and what `state.json` holds, as frozen records the planner reads),
 [`proof`][installer.core.proof] (the accelerator proof as recorded in the step outputs),

@@ -36,6 +36,8 @@ from pydantic import (
 )
 
 from installer.core.git_arguments import GitArgument
+from installer.core.uv_options import IndexOptions as IndexOptions  # re-exported
+from installer.core.uv_options import RetryOptions as RetryOptions  # re-exported
 
 SCHEMA_VERSION = 1
 PLATFORMS = ("linux", "windows")
@@ -233,13 +235,6 @@ class CustomNode(_Strict):
     url: GitArgument = Field(description="Git URL of the node.")
     commit: CommitHash = Field(description="Pinned commit.")
     requirements: bool = Field(default=True, description="Install its requirements.txt.")
-
-
-class RetryOptions(_Strict):
-    """How often to retry an install that failed on the network."""
-
-    attempts: Annotated[int, Field(ge=1, le=20)] = 3
-    backoff_seconds: Annotated[float, Field(ge=0, le=600)] = 2.0
 
 
 class TorchConstraint(_Strict):
@@ -572,12 +567,3 @@ class ModelManifest(_Strict):
 
     schema_version: Literal[1]
     models: list[ModelEntry] = Field(default_factory=list)
-
-
-class IndexOptions(BaseModel):
-    """Mirror and offline options passed to every uv call (from the command line)."""
-
-    index_url: str | None = None
-    extra_index_urls: list[str] = Field(default_factory=list)
-    find_links: list[str] = Field(default_factory=list)
-    offline: bool = False

@@ -293,6 +293,9 @@ class InstallProbe:
     """Lock files that cannot be used, by target name: `PATH: what is wrong`."""
     comfyui_requirements: frozenset[str] | None = None
     """Canonical names in the checkout's `requirements.txt`; None without a checkout."""
+    removed_nodes: frozenset[str] = frozenset()
+    """Custom nodes `nodes remove` took out of DIR (nodes.json) and no `nodes add` brought back:
+    step 9 does not clone them again, though dependencies.json lists them."""
 
 
 @dataclass(frozen=True)

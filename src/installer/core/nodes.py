@@ -10,11 +10,11 @@ writing the file is [`installer.nodes.record`][installer.nodes.record]'s job; th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from installer.core.config import IndexOptions
+from installer.core.uv_options import IndexOptions
 
 NODES_SCHEMA_VERSION = 1
 
@@ -89,3 +89,15 @@ class ResolutionConflict:
     """``(package, requirement)`` pairs of its `X depends on Y` clauses."""
     summary: str = ""
     """uv's error in one line."""
+
+
+@dataclass(frozen=True)
+class NodeFiles:
+    """A custom node's dependency files as read from its folder (None: the file is absent)."""
+
+    requirements_txt: str | None
+    """The text of its `requirements.txt`."""
+    pyproject: dict[str, Any] | None
+    """Its parsed `pyproject.toml`."""
+    install_script: bool = False
+    """It has an `install.py`."""

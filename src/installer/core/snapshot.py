@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from installer.core.config import IndexOptions
 from installer.core.nodes import InstallScript
+from installer.core.uv_options import IndexOptions
 
 SNAPSHOT_SCHEMA_VERSION = 1
 SNAPSHOT_KIND: Literal["comfy-install-snapshot"] = "comfy-install-snapshot"
@@ -60,7 +60,10 @@ class SnapshotAccelerator(BaseModel):
     version: str | None = None
     requirement: str | None = None
     sha256: str | None = Field(default=None, description="The wheel's sha256 (a wheel file).")
-    source_commit: str | None = Field(default=None, description="The source built from.")
+    source_url: str | None = Field(default=None, description="The source's git URL (a build).")
+    source_commit: str | None = Field(
+        default=None, description="The commit built from (a source build): a restore builds it."
+    )
 
 
 class Snapshot(BaseModel):

@@ -6,7 +6,8 @@ What lives here: running uv ([`uv`][installer.edges.uv], its output read by
 nvidia-smi ([`gpu`][installer.edges.gpu]), questions to the operating system
 ([`environment`][installer.edges.environment]), the state file and the install lock
 ([`state`][installer.edges.state]), and a cheap look into an existing install
-([`probe`][installer.edges.probe]), an install's generations on disk: the registry,
+([`probe`][installer.edges.probe]), a custom node's dependency files
+([`node_files`][installer.edges.node_files]), an install's generations on disk: the registry,
 the pointer and its one-rename switch ([`generations`][installer.edges.generations]),
 and verified, resumable downloads
 ([`download`][installer.edges.download]). Each returns the plain records of

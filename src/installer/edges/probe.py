@@ -180,6 +180,25 @@ def parse_requirement_names(text: str) -> frozenset[str]:
     return frozenset(names)
 
 
+def removed_node_names(nodes_json: Path) -> frozenset[str]:
+    """Return the nodes `nodes remove` took out that are not back (`nodes add` again).
+
+    Args:
+        nodes_json: `DIR/.comfy-install/nodes.json` (absent or damaged: none; `nodes` itself
+            moves a damaged record aside when it next runs).
+    """
+    from pydantic import ValidationError
+
+    from installer.core.nodes import NodesState
+
+    try:
+        record = NodesState.model_validate_json(nodes_json.read_bytes())
+    except (OSError, ValidationError):
+        return frozenset()
+    back = {node.name for node in record.nodes}
+    return frozenset(item.name for item in record.removed if item.name not in back)
+
+
 def probe_install(install_dir: Path, platform: str) -> InstallProbe:
     """Read what ``install_dir`` already holds (nothing is written).
 
@@ -205,6 +224,7 @@ def probe_install(install_dir: Path, platform: str) -> InstallProbe:
         installed=installed_distributions(paths["venv"], platform) if venv_ok else {},
         torch=installed_torch(paths["venv"], platform) if venv_ok else None,
         comfyui_requirements=requirement_names(paths["comfyui"] / "requirements.txt"),
+        removed_nodes=removed_node_names(paths["state_dir"] / "nodes.json"),
         existing_files=frozenset(
             name for name, path in paths.items() if name == "launcher" and path.is_file()
         ),

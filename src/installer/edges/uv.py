@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from installer.core.config import IndexOptions, RetryOptions
 from installer.core.errors import (
     CommandFailedError,
     EnvironmentUnsupportedError,
@@ -28,6 +27,7 @@ from installer.core.errors import (
     TorchConflictError,
 )
 from installer.core.log import InstallerLogger
+from installer.core.uv_options import IndexOptions, RetryOptions
 from installer.edges.proc import CommandResult, run_command
 from installer.edges.uv_output import integrity_error
 

@@ -48,7 +48,7 @@ LABEL_MEMORY = "nvidia.com/gpu.memory"
 LABEL_PRODUCT = "nvidia.com/gpu.product"
 """GPU feature discovery's product label, e.g. `NVIDIA-H100-80GB-HBM3`."""
 TUNE_MODULE_SLACK_S = 300
-"""`tune` gives its measuring module this much past its budget (`bench.tune.run_tune`)."""
+"""`tune` gives its measuring module this much past its budget (`measure.tune.run_tune`)."""
 LAUNCH_TIMEOUT_S = 600
 """`launch` waits this long for `/object_info` (its default `--timeout`)."""
 PROBE_PERIOD_S = 10

@@ -3,84 +3,26 @@
 [`gather_facts`][installer.launch.facts.gather_facts] reads them into the plain
 [`LaunchFacts`][installer.plan.launch.LaunchFacts] that
 [`plan_launch`][installer.plan.launch.plan_launch] decides from, with the state of
-the tuning shim and the install's calibration.
-[`probe_attention`][installer.launch.facts.probe_attention] asks the venv's Python
-for the installed versions of torch and the attention packages, without
-importing them (the calibration is checked against them).
+the tuning shim and the install's calibration (read, with the venv's attention
+package versions, by [`installer.attention.files`][installer.attention.files]).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from installer.core.calibration import WATCHED_DISTRIBUTIONS
+from installer.attention.files import probe_attention, read_calibration
 from installer.core.errors import EnvironmentUnsupportedError
-from installer.core.facts import GpuReport
 from installer.core.proof import AcceleratorProof, latest_proof
 from installer.edges.environment import current_platform, site_packages_dirs
 from installer.edges.generations import current_root
 from installer.edges.gpu import detect_gpus
 from installer.edges.probe import installed_torch, layout
 from installer.edges.state import read_state
-from installer.launch.calibration import read_calibration
 from installer.launch.shim import shim_status
 from installer.plan.launch import LaunchFacts, LaunchRequest
-from installer.plan.launch_attention import AttentionProbe, CalibrationState, calibration_state
 from installer.plan.launch_device import cpu_install_reason
-from installer.plan.launch_settings import MARKER_ENV
-
-_VERSIONS_PROBE = """
-import importlib.metadata as m, json, sys
-found = {}
-for name in sys.argv[1:]:
-    try:
-        found[name] = m.version(name)
-    except m.PackageNotFoundError:
-        found[name] = None
-print(json.dumps(found))
-"""
-
-
-def probe_attention(
-    venv_python: Path, environ: Mapping[str, str] | None = None
-) -> AttentionProbe | None:
-    """Ask the venv's Python for the versions of torch and the attention packages (no import).
-
-    Args:
-        venv_python: The venv's interpreter.
-        environ: Environment for the check (default: this process's).
-
-    Returns:
-        The versions (None for a package that is not installed), or None when
-        the interpreter did not answer.
-    """
-    env = dict(os.environ if environ is None else environ)
-    env.pop(MARKER_ENV, None)
-    try:
-        done = subprocess.run(
-            [str(venv_python), "-c", _VERSIONS_PROBE, *WATCHED_DISTRIBUTIONS],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            env=env,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        return None
-    try:
-        versions = json.loads(lines[-1])
-    except ValueError:
-        return None
-    if not isinstance(versions, dict):
-        return None
-    return AttentionProbe({str(k): None if v is None else str(v) for k, v in versions.items()})
 
 
 def gather_facts(
@@ -140,24 +82,3 @@ def _recorded(install_dir: Path) -> tuple[str | None, AcceleratorProof | None]:
     state, _problem = read_state(install_dir)
     record = state.done("gpu") if state is not None else None
     return cpu_install_reason(record.outputs if record is not None else None), latest_proof(state)
-
-
-def check_calibration(install_dir: Path, gpu: GpuReport) -> CalibrationState:
-    """Check the install's calibration against this machine now (for `status` and `doctor`).
-
-    The venv is asked for its package versions only when there is a calibration to check.
-
-    Args:
-        install_dir: DIR, the install directory.
-        gpu: The GPUs detected now.
-
-    Returns:
-        Whether `launch` would route by it, and why not.
-    """
-    read = read_calibration(install_dir)
-    probe = None
-    if read.calibration is not None:
-        platform = current_platform()
-        python = layout(current_root(install_dir, platform), platform)["venv_python"]
-        probe = probe_attention(python) if python.is_file() else None
-    return calibration_state(read, probe, gpu, install_dir)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from installer.attention.files import write_routes
 from installer.core.errors import (
     EnvironmentUnsupportedError,
     InstallerError,
@@ -35,7 +36,6 @@ from installer.core.errors import (
 from installer.core.log import InstallerLogger
 from installer.core.records import now_iso
 from installer.edges.state import atomic_write_text, state_dir
-from installer.launch.calibration import write_routes
 from installer.launch.output import file_tail, new_log_path
 from installer.launch.ports import check_port
 from installer.launch.process import (

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from installer.attention.files import write_routes
 from installer.core.errors import (
     EnvironmentUnsupportedError,
     InterruptedByUserError,
@@ -32,7 +33,6 @@ from installer.core.errors import (
 )
 from installer.core.log import InstallerLogger
 from installer.edges.state import state_dir as install_state_dir
-from installer.launch.calibration import write_routes
 from installer.launch.facts import gather_facts
 from installer.launch.output import Output, file_tail, finish_output, new_log_path, pump
 from installer.launch.ports import check_port

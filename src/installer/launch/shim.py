@@ -1,11 +1,13 @@
-"""The runtime tuning shim in the venv: its four files, their state, and writing them.
+"""The runtime tuning shim in the venv: its five files, their state, and writing them.
 
 `launch` copies [`installer.launch.shim_module`][installer.launch.shim_module] into
 the venv's site-packages as `comfy_install_tuning.py`, next to a one-line
 `comfy_install_tuning.pth` that activates it only when `COMFY_INSTALL_TUNING` is
-set, and the attention router [`installer.launch.shim_attention`][installer.launch.shim_attention]
+set, and the attention router [`installer.attention.shim.router`][installer.attention.shim.router]
 as `comfy_install_attention.py`, with its SDPA back ends
-[`shim_sdpa`][installer.launch.shim_sdpa] as `comfy_install_sdpa.py`. The modules
+[`sdpa`][installer.attention.shim.sdpa] as `comfy_install_sdpa.py`, and the routing
+table's schema both read, [`routes`][installer.attention.shim.routes], as
+`comfy_install_routes.py`. The modules
 are read as text from the package, never imported here. A file of those names
 that comfy-install did not write is never replaced.
 """
@@ -23,27 +25,34 @@ ROUTER_MARKER = "# comfy-install attention router"
 ROUTER_MODULE = "comfy_install_attention"
 SDPA_MODULE = "comfy_install_sdpa"
 SDPA_MARKER = "# comfy-install SDPA back ends"
+ROUTES_MODULE = "comfy_install_routes"
+ROUTES_MARKER = "# comfy-install attention routes schema"
 
 
-def _source(name: str) -> str:
+def _source(package: str, name: str) -> str:
     from importlib.resources import files
 
-    return files("installer.launch").joinpath(name).read_text(encoding="utf-8")
+    return files(package).joinpath(name).read_text(encoding="utf-8")
 
 
 def shim_source() -> str:
     """Return the source of the tuning shim as it is written into the venv."""
-    return _source("shim_module.py")
+    return _source("installer.launch", "shim_module.py")
 
 
 def router_source() -> str:
     """Return the source of the attention router as it is written into the venv."""
-    return _source("shim_attention.py")
+    return _source("installer.attention.shim", "router.py")
 
 
 def sdpa_source() -> str:
     """Return the source of the router's SDPA back ends as it is written into the venv."""
-    return _source("shim_sdpa.py")
+    return _source("installer.attention.shim", "sdpa.py")
+
+
+def routes_source() -> str:
+    """Return the source of the routes schema (the router and the shim import it), for the venv."""
+    return _source("installer.attention.shim", "routes.py")
 
 
 def shim_pth() -> str:
@@ -77,6 +86,7 @@ def _wanted(site_packages: Path) -> dict[Path, tuple[str, str]]:
         pth: (shim_pth(), SHIM_MARKER),
         router: (router_source(), ROUTER_MARKER),
         site_packages / f"{SDPA_MODULE}.py": (sdpa_source(), SDPA_MARKER),
+        site_packages / f"{ROUTES_MODULE}.py": (routes_source(), ROUTES_MARKER),
     }
 
 

@@ -25,7 +25,7 @@ process that never imports torch never pays for it. With
 dynamic settings, for nodes to use. With `COMFY_INSTALL_ATTENTION_ROUTES` set
 (a routing table from `comfy-install tune`'s calibration) a second hook waits
 for `comfy.ldm.modules.attention` and hands it to the attention router
-(`comfy_install_attention`, [`shim_attention`][installer.launch.shim_attention]),
+(`comfy_install_attention`, [`router`][installer.attention.shim.router]),
 which sends each attention call to the backend measured fastest for its shape.
 Every failure is caught and reported on stderr as one line: the shim can never
 stop ComfyUI from starting.
@@ -52,9 +52,10 @@ if TYPE_CHECKING:
 SHIM_VERSION = 2
 MARKER_ENV = "COMFY_INSTALL_TUNING"
 COMPILE_BUILTIN = "COMFY_TORCH_COMPILE"
-ROUTES_ENV = "COMFY_INSTALL_ATTENTION_ROUTES"
+ROUTES_MODULE = "comfy_install_routes"
+"""The routes schema's name in the venv (the shipped `installer.attention.shim.routes`)."""
 ROUTER_MODULE = "comfy_install_attention"
-"""The attention router's name in the venv (the shipped `shim_attention`)."""
+"""The attention router's name in the venv (the shipped `installer.attention.shim.router`)."""
 ATTENTION_MODULE = "comfy.ldm.modules.attention"
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -301,6 +302,20 @@ def watch_import(fullname: str, callback: Callable[[types.ModuleType], None]) ->
         sys.meta_path.insert(0, ImportHook(fullname, callback))
 
 
+def routes_env() -> str:
+    """Return the variable that names the routing table, as the routes schema defines it.
+
+    The schema is the shipped `comfy_install_routes` beside this file in the venv (or, when
+    this module is imported from the installer, `installer.attention.shim.routes`).
+    """
+    try:
+        schema = importlib.import_module(ROUTES_MODULE)
+    except ImportError:
+        schema = importlib.import_module("installer.attention.shim.routes")
+    name: str = schema.ROUTES_ENV
+    return name
+
+
 def _route_attention(module: types.ModuleType, environ: Mapping[str, str]) -> None:
     try:
         router = importlib.import_module(ROUTER_MODULE)
@@ -348,7 +363,7 @@ def activate(environ: Mapping[str, str] | None = None, argv: Sequence[str] | Non
         wanted = ("ENABLE_TF32", "ENABLE_CUDNN_BENCHMARK", "MATMUL_PRECISION")
         if any((env.get(name) or "").strip() for name in wanted):
             watch_import("torch", lambda torch: _report(apply_torch_settings(torch, env)))
-        if (env.get(ROUTES_ENV) or "").strip():
+        if (env.get(routes_env()) or "").strip():
             watch_import(ATTENTION_MODULE, lambda module: _route_attention(module, env))
         return True
     except Exception as exc:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from installer.core.config import Dependencies
-from installer.core.errors import UsageError
+from installer.core.errors import InstallerError, UsageError
 from installer.core.lockfile import (
     LOCK_FORMAT,
     PYTHON_PLATFORMS,
@@ -21,6 +21,7 @@ from installer.core.lockfile import (
     read_header,
     requirements_sha256,
 )
+from installer.lock.sources import node_requirements_text
 from installer.plan.lock import changed_inputs, lock_inputs
 
 
@@ -103,11 +104,12 @@ def lock_sources_mismatch(
         return f"ComfyUI's requirements.txt differs from the one {lock_path.name} was made from"
     nodes_dir = custom_nodes_dir or comfyui_dir / "custom_nodes"
     for name, recorded in header.custom_node_requirements.items():
-        if recorded is None:
+        if recorded is None or not (nodes_dir / name).is_dir():
             continue
-        file = nodes_dir / name / "requirements.txt"
-        if not file.is_file():
-            continue
-        if requirements_sha256(file.read_text(encoding="utf-8")) != recorded:
-            return f"custom node {name}'s requirements.txt differs from the locked one"
+        try:
+            lines = node_requirements_text(nodes_dir / name)
+        except InstallerError:
+            return f"custom node {name}'s requirement files cannot be read"
+        if lines is None or requirements_sha256(lines) != recorded:
+            return f"custom node {name}'s requirements differ from the locked ones"
     return None

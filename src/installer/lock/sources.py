@@ -1,8 +1,11 @@
 """The requirement files a lock is made from, read with git at their pinned commits.
 
 ComfyUI and every custom node with requirements are cloned into a scratch folder
-at the commit `dependencies.json` pins, and their `requirements.txt` read into a
-[`LockSources`][installer.core.lockfile.LockSources].
+at the commit `dependencies.json` pins, and their requirements read into a
+[`LockSources`][installer.core.lockfile.LockSources]: ComfyUI's `requirements.txt`, and each
+node's `requirements.txt` and `pyproject.toml` dependencies as `nodes add` reads them
+([`read_node_files`][installer.edges.node_files.read_node_files] and
+[`node_requirements`][installer.plan.nodes.node_requirements]).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from installer.core.errors import InstallerError, StepFailedError
 from installer.core.lockfile import LockSources
 from installer.core.log import InstallerLogger, redact
 from installer.edges.git import checkout_pinned
+from installer.edges.node_files import read_node_files
+from installer.plan.nodes import node_requirements, requirements_text
 
 
 def read_sources(
@@ -67,8 +72,7 @@ def read_sources(
                 f"{node.commit[:12]} from {redact(node.url)}: {exc.message}",
                 "Check the node's url and commit in dependencies.json and the network.",
             ) from exc
-        file = node_dir / "requirements.txt"
-        nodes[node.name] = _read_text(file) if file.is_file() else None
+        nodes[node.name] = node_requirements_text(node_dir)
     return LockSources(requirements, commit, nodes)
 
 
@@ -79,3 +83,18 @@ def _read_text(path: Path) -> str:
         raise StepFailedError(
             f"{path} cannot be read: {exc}.", "Check that the checkout is ComfyUI."
         ) from exc
+
+
+def node_requirements_text(node_dir: Path) -> str | None:
+    """Return a node's requirement lines as the lock resolves and hashes them (None: none).
+
+    Args:
+        node_dir: The node's folder.
+
+    Raises:
+        StepFailedError: A file exists but cannot be read or parsed.
+    """
+    files = read_node_files(node_dir)
+    return requirements_text(
+        node_requirements(files.requirements_txt, files.pyproject, files.install_script)
+    )

@@ -12,19 +12,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from installer.core.config import IndexOptions
 from installer.core.errors import UsageError
 from installer.core.log import InstallerLogger
 from installer.core.nodes import NodesState
+from installer.core.uv_options import IndexOptions
 from installer.edges.environment import current_platform, find_uv_binary
 from installer.edges.generations import current_root
 from installer.edges.probe import installed_distributions, layout
 from installer.edges.state import read_state
 from installer.edges.uv import Uv
 from installer.nodes.files import node_folders, read_node_requirements
-from installer.nodes.resolve import Resolution, ResolveRequest, resolve
 from installer.plan.nodes import (
     COMFYUI_SOURCE,
     EXTRA_SOURCE,
@@ -32,6 +31,9 @@ from installer.plan.nodes import (
     node_file_name,
     requirements_txt_lines,
 )
+
+if TYPE_CHECKING:
+    from installer.nodes.resolve import Resolution
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,8 @@ def resolve_install(
         ResolutionFailed: No resolution exists.
         NetworkError: An index could not be reached.
     """
+    from installer.nodes.resolve import ResolveRequest, resolve
+
     installed = installed_distributions(install.paths["venv"], install.platform)
     held = held_versions(installed)
     request = ResolveRequest(

@@ -13,14 +13,15 @@ lists), so `nodes add` can prove torch is byte for byte the same distribution af
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from installer.core.config import RetryOptions
 from installer.core.errors import StepFailedError
 from installer.core.log import InstallerLogger
+from installer.core.uv_options import RetryOptions
 from installer.edges.environment import site_packages_dirs
 from installer.edges.probe import installed_distributions
 from installer.edges.proc import CommandResult, run_command
@@ -220,8 +221,13 @@ def distribution_digest(venv_dir: Path, platform: str, name: str) -> str | None:
     """Fingerprint an installed distribution: its dist-info files, and every file RECORD lists.
 
     The dist-info files (RECORD with each file's sha256, METADATA, WHEEL, ...) are hashed
-    whole; each file RECORD lists adds its path, size and modification time, so a file
-    replaced or rewritten since changes the digest.
+    whole; each file RECORD lists adds its path, size, modification time and inode, so a file
+    written, replaced (a new inode), removed or added under a listed path since changes the
+    digest. Two equal digests prove the same distribution (RECORD's sha256 of every file) with
+    none of its files touched in between, without reading the files themselves (torch's are
+    gigabytes): one `stat` per file, on plain strings (pathlib costs more than the call).
+    The change time is left out on purpose: linking the same uv cache file into another venv
+    changes it, though not one byte of this venv's torch.
 
     Args:
         venv_dir: The venv.
@@ -235,19 +241,25 @@ def distribution_digest(venv_dir: Path, platform: str, name: str) -> str | None:
     if info is None:
         return None
     digest = hashlib.sha256()
+    record: bytes | None = None
     for file in sorted(info.rglob("*")):
         if file.is_file():
+            data = file.read_bytes()
             digest.update(file.relative_to(info).as_posix().encode() + b"\0")
-            digest.update(file.read_bytes())
-    record = info / "RECORD"
-    if record.is_file():
-        site = info.parent
-        for line in record.read_text(encoding="utf-8").splitlines():
+            digest.update(data)
+            if file.parent == info and file.name == "RECORD":
+                record = data
+    if record is not None:
+        site = str(info.parent) + os.sep
+        stat = os.stat
+        lines: list[str] = []
+        for line in record.decode("utf-8").splitlines():
             path = line.rsplit(",", 2)[0]
             try:
-                stat = (site / path).stat()
+                found = stat(site + path)
             except OSError:
-                digest.update(f"{path}:missing\n".encode())
+                lines.append(f"{path}:missing\n")
                 continue
-            digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+            lines.append(f"{path}:{found.st_size}:{found.st_mtime_ns}:{found.st_ino}\n")
+        digest.update("".join(lines).encode())
     return digest.hexdigest()

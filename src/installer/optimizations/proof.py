@@ -1,7 +1,7 @@
 """The accelerator proof's effects on the venv: where each backend lives; taking broken ones out.
 
 The proof's calls run in the venv through the measuring module of `benchmark`
-([`installer.bench.proof`][installer.bench.proof]); its rules are pure
+([`installer.attention.measure.proof`][installer.attention.measure.proof]); its rules are pure
 ([`installer.plan.proof`][installer.plan.proof]). What touches the venv is here:
 [`locate`][installer.optimizations.proof.locate] asks the venv's Python where
 each distribution is installed (inside the venv, which uv can uninstall from,

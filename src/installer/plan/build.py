@@ -291,7 +291,10 @@ def build_plan(
             inputs_sha256=lock.lock_sha256,
         ),
         inputs=planned_inputs(options),
-        custom_nodes=list(deps.custom_nodes),
+        custom_nodes=[node for node in deps.custom_nodes if node.name not in probe.removed_nodes],
+        removed_custom_nodes=sorted(
+            node.name for node in deps.custom_nodes if node.name in probe.removed_nodes
+        ),
         optimizations=step10.planned,
         models=len(deps.models),
         steps=steps,

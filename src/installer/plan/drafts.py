@@ -194,10 +194,18 @@ def draft_steps(
             "torch, torchvision, torchaudio held by a constraints file",
         ],
     )
+    kept_nodes = [node for node in deps.custom_nodes if node.name not in probe.removed_nodes]
+    removed_nodes = [node for node in deps.custom_nodes if node.name in probe.removed_nodes]
     drafts["custom_nodes"] = StepDraft(
-        inputs={"nodes": [node.model_dump() for node in deps.custom_nodes]},
-        details=[f"{node.name} @ {node.commit[:12]}" for node in deps.custom_nodes],
-        not_applicable=None if deps.custom_nodes else "no custom nodes configured",
+        inputs={"nodes": [node.model_dump() for node in kept_nodes]},
+        details=[f"{node.name} @ {node.commit[:12]}" for node in kept_nodes]
+        + [removed_node_line(node.name) for node in removed_nodes],
+        not_applicable=(
+            None
+            if kept_nodes
+            else "; ".join(removed_node_line(node.name) for node in removed_nodes)
+            or "no custom nodes configured"
+        ),
     )
 
     planned = optimizations.planned
@@ -266,6 +274,18 @@ def _torch_outputs_ok(outputs: dict[str, Any] | None, probe: InstallProbe) -> tu
                 f"not the recorded {recorded}"
             )
     return True, ""
+
+
+def removed_node_line(name: str) -> str:
+    """Say that step 9 leaves a configured node out because `nodes remove` took it out.
+
+    Args:
+        name: The node's name.
+    """
+    return (
+        f"{name}: not installed again, `comfy-install nodes remove` took it out "
+        "(`comfy-install nodes add DIR URL` brings it back)"
+    )
 
 
 def _fingerprinted(entry: PlannedOptimization) -> dict[str, Any]:

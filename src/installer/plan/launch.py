@@ -43,17 +43,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from installer.attention.rules.routing import AttentionProbe, CalibrationRead
 from installer.core.errors import UsageError
 from installer.core.facts import GpuReport, TorchInstalled
 from installer.core.proof import AcceleratorProof
 from installer.plan.generations import shared_folder_args
-from installer.plan.launch_attention import (
-    AttentionChoice,
-    AttentionProbe,
-    CalibrationRead,
-    decide_attention,
-    decide_xformers,
-)
+from installer.plan.launch_attention import AttentionChoice, decide_attention, decide_xformers
 from installer.plan.launch_device import decide_device
 from installer.plan.launch_settings import (
     EXTRA_ARGS_ENV,

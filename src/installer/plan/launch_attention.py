@@ -3,12 +3,15 @@
 An attention kernel is used only where `comfy-install tune` measured it
 correct and faster than SDPA on this GPU, per call shape. With a calibration
 that still describes the machine
-([`stale_reasons`][installer.plan.calibration.stale_reasons] finds nothing),
-[`decide_attention`][installer.plan.launch_attention.decide_attention] turns
-its route tables into the routing table the shim in ComfyUI's process
-follows: per head dim and dtype, the bands of sequence lengths that go to
-another backend; every other call goes to SDPA. Without a usable calibration
-nothing is routed and ComfyUI keeps its default, SDPA.
+([`usable_calibration`][installer.attention.rules.routing.usable_calibration]),
+[`decide_attention`][installer.plan.launch_attention.decide_attention] has its route
+tables made into the routing table the shim in ComfyUI's process follows
+([`route_table`][installer.attention.rules.routing.route_table]: per head dim and
+dtype, the bands of sequence lengths that go to another backend; every other call
+goes to SDPA), and turns that into the launch's tuning. Without a usable calibration
+nothing is routed and ComfyUI keeps its default, SDPA. The rules and the table's
+schema live in [`installer.attention`][installer.attention]; this module is the
+launch plan's side: the user's flags and variables, and the tunings.
 
 One more thing keeps that default: ComfyUI picks xformers by itself whenever
 it loads. [`decide_xformers`][installer.plan.launch_attention.decide_xformers]
@@ -29,19 +32,23 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING
 
-from installer.core.calibration import METHOD_TEXT, Calibration, MachineNow, backend_label
+from installer.attention.rules.records import Calibration, backend_label
+from installer.attention.rules.routing import (
+    AttentionProbe,
+    CalibrationRead,
+    route_table,
+    usable_calibration,
+)
+from installer.attention.shim.routes import ROUTES_ENV
 from installer.core.facts import GpuReport
-from installer.plan.calibration import describe_table, stale_reasons
-from installer.plan.launch_settings import ROUTES_ENV, find_option
+from installer.plan.launch_settings import find_option
 from installer.plan.launch_tunings import Tuning, no_gpu_reason
 
-ROUTES_FILE = "attention-routes.json"
-COUNTS_FILE = "attention-calls.json"
-ROUTES_SCHEMA_VERSION = 1
-FLUSH_EVERY = 500
-"""The shim writes its counters after this many calls (and at exit)."""
+if TYPE_CHECKING:
+    from installer.attention.shim.routes import RoutesData
+
 DISABLE_XFORMERS = "--disable-xformers"
 FLAG_BACKENDS = {
     "--use-sage-attention": "sageattention",
@@ -61,35 +68,11 @@ ATTENTION_FLAGS = (
 
 
 @dataclass(frozen=True)
-class AttentionProbe:
-    """The installed versions of torch and the attention packages in the venv (not imported)."""
-
-    versions: Mapping[str, str | None]
-
-    def version(self, distribution: str) -> str | None:
-        """Return the installed version of ``distribution``, None when it is not installed.
-
-        Args:
-            distribution: A distribution name, e.g. ``xformers``.
-        """
-        return self.versions.get(distribution)
-
-
-@dataclass(frozen=True)
-class CalibrationRead:
-    """The install's calibration file as read: the calibration, nothing, or why not."""
-
-    path: Path
-    calibration: Calibration | None = None
-    problem: str | None = None
-
-
-@dataclass(frozen=True)
 class AttentionChoice:
     """The routing decision: its tuning, the table for the shim, and lines for people."""
 
     tuning: Tuning
-    routes: dict[str, Any] | None = None
+    routes: RoutesData | None = None
     """The routing table written for the shim (JSON-ready), when routing is on."""
     routes_path: Path | None = None
     details: tuple[str, ...] = ()
@@ -115,88 +98,6 @@ def _label(calibration: Calibration, backend: str) -> str:
 def _chosen_flag(comfy_args: Sequence[str]) -> str | None:
     chosen = [flag for flag in ATTENTION_FLAGS if find_option(comfy_args, flag)[0]]
     return chosen[-1] if chosen else None
-
-
-def usable_calibration(
-    read: CalibrationRead | None, probe: AttentionProbe | None, gpu: GpuReport
-) -> tuple[Calibration | None, str]:
-    """Return the calibration when it describes this machine now, else None and why not.
-
-    Args:
-        read: The calibration file as read (None: not looked for).
-        probe: The venv's package versions (None: the venv could not be asked).
-        gpu: The GPU report now.
-
-    Returns:
-        ``(calibration, summary)`` when usable (the summary says when and on
-        what it was measured), else ``(None, reason)``.
-    """
-    if read is None or (read.calibration is None and read.problem is None):
-        where = read.path if read is not None else "DIR/.comfy-install/calibration.json"
-        return None, f"no calibration ({where} does not exist; `comfy-install tune DIR` makes it)"
-    if read.calibration is None:
-        return None, f"the calibration cannot be used: {read.problem}"
-    if probe is None:
-        return None, "the venv's packages could not be read, so the calibration cannot be checked"
-    calibration = read.calibration
-    now = MachineNow(
-        gpus=tuple((card.name, card.cc) for card in gpu.gpus),
-        driver=gpu.driver_version,
-        versions=probe.versions,
-    )
-    measured = calibration.measured_on
-    day = measured.measured_at[:10]
-    stale = stale_reasons(calibration, now)
-    if stale:
-        return None, (
-            f"the calibration of {day} is stale ({'; '.join(stale)}); "
-            "run `comfy-install tune DIR` again"
-        )
-    how = METHOD_TEXT[calibration.method]
-    return calibration, f"measured {day} on this GPU, an {measured.gpu_name} ({how})"
-
-
-CalibrationStatus = Literal["fresh", "stale", "missing", "unreadable", "unchecked"]
-
-
-@dataclass(frozen=True)
-class CalibrationState:
-    """Whether the install's calibration can be used now, for `status` and `doctor`."""
-
-    status: CalibrationStatus
-    detail: str
-    hint: str | None = None
-
-
-def calibration_state(
-    read: CalibrationRead | None, probe: AttentionProbe | None, gpu: GpuReport, install_dir: Path
-) -> CalibrationState:
-    """Say whether the calibration describes this machine now, as `launch` will judge it.
-
-    Args:
-        read: The calibration file as read.
-        probe: The venv's package versions (None: the venv could not be asked).
-        gpu: The GPU report now.
-        install_dir: DIR, for the hint.
-
-    Returns:
-        ``fresh`` (with when and where it was measured), ``stale`` (with every
-        difference), ``missing``, ``unreadable`` or ``unchecked`` (the venv did not answer).
-    """
-    tune = f"comfy-install tune {install_dir}"
-    calibration, summary = usable_calibration(read, probe, gpu)
-    if calibration is not None:
-        routed = sum(1 for t in calibration.tables if any(b.backend != "sdpa" for b in t.bands))
-        return CalibrationState(
-            "fresh", f"{summary}; {routed} of {len(calibration.tables)} head dim/dtype pairs routed"
-        )
-    if read is None or (read.calibration is None and read.problem is None):
-        return CalibrationState("missing", summary, tune)
-    if read.calibration is None:
-        return CalibrationState("unreadable", summary, tune)
-    if probe is None:
-        return CalibrationState("unchecked", summary, None)
-    return CalibrationState("stale", summary, tune)
 
 
 def decide_attention(
@@ -263,23 +164,14 @@ def decide_attention(
     disabled = set(broken) | (
         {"xformers"} if find_option(comfy_args, DISABLE_XFORMERS)[0] else set()
     )
-    routes: list[dict[str, Any]] = []
-    details: list[str] = []
-    for table in calibration.tables:
-        bands = [
-            {"min_tokens": b.min_tokens, "max_tokens": b.max_tokens, "backend": b.backend}
-            for b in table.bands
-            if b.backend != "sdpa" and b.backend not in disabled
-        ]
-        if bands:
-            routes.append({"head_dim": table.head_dim, "dtype": table.dtype, "bands": bands})
-        details.append(f"D={table.head_dim} {table.dtype}: {describe_table(table, calibration)}")
+    table = route_table(read.path, calibration, disabled)
+    details = list(table.details)
     details += [
         f"{_label(calibration, backend)} is never routed: the accelerator proof found it broken "
         f"on this GPU ({why})"
         for backend, why in sorted(broken.items())
     ]
-    if not routes:
+    if table.data is None:
         excluded = any(b.backend in broken for t in calibration.tables for b in t.bands)
         why = (
             "every backend measured faster is broken on this GPU (the accelerator proof)"
@@ -290,25 +182,17 @@ def decide_attention(
             Tuning(name, "off", f"{why} ({summary}): ComfyUI's default"),
             details=tuple(details),
         )
-    path = read.path.with_name(ROUTES_FILE)
-    table_data: dict[str, Any] = {
-        "schema_version": ROUTES_SCHEMA_VERSION,
-        "calibrated_at": calibration.measured_on.measured_at,
-        "gpu": calibration.measured_on.gpu_name,
-        "counts_file": str(read.path.with_name(COUNTS_FILE)),
-        "flush_every": FLUSH_EVERY,
-        "routes": routes,
-    }
-    routed = sorted({str(band["backend"]) for route in routes for band in route["bands"]})
+    routes = table.data["routes"]
+    routed = sorted({band["backend"] for route in routes for band in route["bands"]})
     labels = ", ".join(_label(calibration, backend) for backend in routed)
     reason = (
         f"{labels} where measured faster, SDPA elsewhere ({summary}); "
         f"{len(routes)} of {len(calibration.tables)} head dim/dtype pairs routed"
     )
     return AttentionChoice(
-        Tuning(name, "on", reason, variable=ROUTES_ENV, value=str(path)),
-        routes=table_data,
-        routes_path=path,
+        Tuning(name, "on", reason, variable=ROUTES_ENV, value=str(table.path)),
+        routes=table.data,
+        routes_path=table.path,
         details=tuple(details),
     )
 

@@ -17,13 +17,10 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 
+from installer.attention.shim.routes import COUNTS_ENV, ROUTES_ENV
 from installer.core.errors import UsageError
 
 MARKER_ENV = "COMFY_INSTALL_TUNING"
-ROUTES_ENV = "COMFY_INSTALL_ATTENTION_ROUTES"
-"""Names the attention routing table's file for the shim (yours is kept)."""
-COUNTS_ENV = "COMFY_INSTALL_ATTENTION_COUNTS"
-"""Names the file the shim writes its attention call counters to (yours is kept)."""
 EXTRA_ARGS_ENV = "COMFY_EXTRA_ARGS"
 WARMUP_ENV = "ENABLE_STARTUP_WARMUP"
 

@@ -32,6 +32,7 @@ from installer.core.lockfile import (
     NodePin,
     display_path,
 )
+from installer.plan.compat import requires_met, sass_for
 from installer.plan.optimizations import plan_optimizations
 
 LOCK_ARCHES = frozenset({"x86_64", "amd64", "x64"})
@@ -155,7 +156,7 @@ def step10_requirements(deps: Dependencies, target: LockTarget) -> list[str]:
     if source.cuda is None:
         return []
     found: set[str] = set()
-    for cc in NVIDIA_CCS:
+    for cc in distinct_ccs(deps, target.platform, source.cuda):
         planned = plan_optimizations(
             deps,
             ToolsManifest(schema_version=1),
@@ -176,6 +177,63 @@ def step10_requirements(deps: Dependencies, target: LockTarget) -> list[str]:
             ):
                 found.add(entry.requirement)
     return sorted(found, key=str.lower)
+
+
+def _cc_tests(deps: Dependencies) -> tuple[list[str], list[list[str]]]:
+    """Every test of a compute capability the configuration holds, found by field name.
+
+    Returns:
+        The ``requires`` terms and ``cc`` ranges (as ``cc`` terms), and the ``sass``
+        kernel lists, wherever they are in the configuration.
+    """
+    terms: list[str] = []
+    kernels: list[list[str]] = []
+
+    def walk(value: Any, key: str | None) -> None:
+        if isinstance(value, dict):
+            for name, item in value.items():
+                walk(item, str(name))
+        elif isinstance(value, list):
+            if key == "sass":
+                kernels.append([str(arch) for arch in value])
+                return
+            for item in value:
+                walk(item, key)
+        elif isinstance(value, str) and key == "requires":
+            terms.append(value)
+        elif isinstance(value, str) and key == "cc":
+            terms.append(f"cc{value}")
+
+    walk(deps.model_dump(mode="json"), None)
+    return terms, kernels
+
+
+def distinct_ccs(deps: Dependencies, platform: str, torch_cuda: str) -> list[str]:
+    """Return one compute capability of each group step 10 plans alike, in NVIDIA_CCS order.
+
+    With no build host (the lock's case: source builds are not locked), step 10's plan
+    depends on the GPU only through the configuration's tests of its compute capability:
+    ``requires`` terms, the ``cc`` ranges of wheels, sources and fallbacks, and the
+    ``sass`` kernels of a build (a source's ``min_nvcc`` is read only for a build on a
+    host). Two capabilities that pass and fail the same tests get the same plan, but for
+    the words of its reasons, so the lock plans one of each group instead of all of
+    NVIDIA_CCS.
+
+    Args:
+        deps: The configuration.
+        platform: The lock target's platform (``PLATFORM:cc`` terms count there only).
+        torch_cuda: The target's torch CUDA build.
+    """
+    terms, kernels = _cc_tests(deps)
+    seen: dict[tuple[object, ...], str] = {}
+    for cc in NVIDIA_CCS:
+        gpu = gpu_override(cc, None)
+        key = (
+            tuple(requires_met([term], platform, gpu, torch_cuda).value for term in terms),
+            tuple(sass_for(archs, Version(cc)) for archs in kernels),
+        )
+        seen.setdefault(key, cc)
+    return list(seen.values())
 
 
 def lock_inputs(deps: Dependencies, target: LockTarget) -> LockInputs:

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from installer.core.errors import UsageError
-from installer.core.lockfile import LockEntry
 from installer.core.nodes import ResolutionConflict
+
+if TYPE_CHECKING:
+    from installer.core.lockfile import LockEntry
 
 HELD_PACKAGES = (
     "torch",
@@ -141,6 +143,23 @@ def node_requirements(
     return NodeRequirements(tuple(found), tuple(files), tuple(ignored), has_install_script)
 
 
+def requirements_text(found: NodeRequirements) -> str | None:
+    """Return a node's requirement lines as one text (None: it has none).
+
+    What `lock` resolves for a node and hashes into its header: the lines of its
+    `requirements.txt` and its pyproject dependencies, as
+    [`node_requirements`][installer.plan.nodes.node_requirements] read them (pip options
+    and comments dropped), so a lock covers the same requirements `nodes add` and step 9
+    install.
+
+    Args:
+        found: What the node asks for.
+    """
+    if not found.requirements:
+        return None
+    return "".join(f"{line}\n" for line in found.requirements)
+
+
 def requirement_name(text: str) -> str:
     """Return the canonical project name of a requirement line (the line itself if unparsable).
 
@@ -151,6 +170,39 @@ def requirement_name(text: str) -> str:
         return canonicalize_name(Requirement(text).name)
     except InvalidRequirement:
         return text.strip()
+
+
+def unmet_requirements(
+    nodes: Mapping[str, Sequence[str]], installed: Mapping[str, str]
+) -> dict[str, list[str]]:
+    """Return, by node, the requirement lines a venv does not satisfy (absent or another version).
+
+    `rollback` says with it which node folders (the user's, shared by every generation) stay
+    without their requirements in the generation it goes back to.
+
+    Args:
+        nodes: Each node's requirement lines (as recorded when it was added).
+        installed: ``{canonical name: version}`` of the venv.
+    """
+    unmet: dict[str, list[str]] = {}
+    for node, lines in nodes.items():
+        for line in lines:
+            try:
+                requirement = Requirement(line)
+            except InvalidRequirement:
+                continue
+            if requirement.marker is not None and not requirement.marker.evaluate():
+                continue
+            have = installed.get(canonicalize_name(requirement.name))
+            try:
+                fits = have is not None and requirement.specifier.contains(
+                    Version(have), prereleases=True
+                )
+            except InvalidVersion:
+                fits = True
+            if not fits:
+                unmet.setdefault(node, []).append(line)
+    return unmet
 
 
 def apply_skips(

@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from installer.core.calibration import backend_label
+from installer.attention.rules.records import backend_label
 from installer.core.facts import GpuReport
 from installer.core.proof import AcceleratorProof, Action, BackendProof, Place, ProofCell, Verdict
 

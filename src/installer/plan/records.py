@@ -233,6 +233,10 @@ class Plan(BaseModel):
         description="The options that shape this plan: given now, or reused from the record.",
     )
     custom_nodes: list[CustomNode] = Field(default_factory=list)
+    removed_custom_nodes: list[str] = Field(
+        default_factory=list,
+        description="Configured nodes step 9 leaves out: `nodes remove` took them out of DIR.",
+    )
     optimizations: list[PlannedOptimization] = Field(default_factory=list)
     models: int = 0
     steps: list[PlannedStep] = Field(default_factory=list)

@@ -12,16 +12,20 @@ holds now. Pure: no file, no process.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
 from installer.core.lockfile import LockEntry
-from installer.core.snapshot import Snapshot
+from installer.core.snapshot import Snapshot, SnapshotAccelerator
 from installer.plan.nodes import entry_version
+from installer.plan.optimization_records import PlannedOptimization
 from installer.plan.records import Plan
+
+SOURCE_SUFFIX = " (source)"
+"""Step 10 names a source build `NAME (source)`, NAME being its `sageattention_sources` entry."""
 
 
 def restore_config(snapshot: Snapshot, sources: Mapping[str, str]) -> dict[str, Any]:
@@ -38,7 +42,91 @@ def restore_config(snapshot: Snapshot, sources: Mapping[str, str]) -> dict[str, 
     for node in config.get("custom_nodes") or []:
         if node.get("name") in sources:
             node["url"] = sources[node["name"]]
+    built = {
+        a.name.removesuffix(SOURCE_SUFFIX): a for a in snapshot.accelerators if a.source_commit
+    }
+    for entry in (config.get("pip_packages") or {}).get("sageattention_sources") or []:
+        accelerator = built.get(str(entry.get("name")))
+        if accelerator is not None:
+            # The commit the snapshot's build came from, whatever the configuration said.
+            entry["commit"] = accelerator.source_commit
+            if accelerator.source_url:
+                entry["url"] = accelerator.source_url
+        if entry.get("name") in sources:
+            entry["url"] = sources[str(entry["name"])]
     return config
+
+
+def snapshot_accelerators(
+    outputs: Mapping[str, Any], inputs: Mapping[str, Any]
+) -> list[SnapshotAccelerator]:
+    """Return the accelerators step 10 installed, from its record in the state.
+
+    A wheel keeps its sha256 (the outcome's); a source build its URL and commit, read from
+    the planned entry the step ran (its inputs), which pinned and verified that commit.
+
+    Args:
+        outputs: The `optimizations` step's outputs (`packages`: each package's outcome).
+        inputs: Its inputs (`planned`: the planned entries, a source build's `source` in each).
+    """
+    planned = {
+        str(item.get("name")): item
+        for item in inputs.get("planned") or []
+        if isinstance(item, Mapping)
+    }
+    accelerators: list[SnapshotAccelerator] = []
+    for item in outputs.get("packages") or []:
+        if not isinstance(item, Mapping) or item.get("status") != "installed":
+            continue
+        source = (planned.get(str(item.get("name"))) or {}).get("source") or {}
+        accelerators.append(
+            SnapshotAccelerator(
+                name=str(item["name"]),
+                kind=str(item.get("kind") or ""),
+                version=item.get("version"),
+                requirement=item.get("requirement"),
+                sha256=item.get("sha256"),
+                source_url=source.get("url"),
+                source_commit=source.get("commit"),
+            )
+        )
+    return accelerators
+
+
+def accelerator_refusals(
+    accelerators: Sequence[SnapshotAccelerator], planned: Sequence[PlannedOptimization]
+) -> list[str]:
+    """Say which of the snapshot's accelerators the plan here would not install as they were.
+
+    Each must be planned for install; a wheel with the same sha256, a source build of the same
+    commit.
+
+    Args:
+        accelerators: The snapshot's accelerators.
+        planned: Step 10's entries planned on this machine.
+    """
+    reasons: list[str] = []
+    by_name = {item.name: item for item in planned}
+    for accelerator in accelerators:
+        item = by_name.get(accelerator.name)
+        if item is None:
+            reasons.append(f"{accelerator.name}: not planned on this machine")
+        elif item.action != "install":
+            reasons.append(f"{accelerator.name}: {item.action} here ({item.reason})")
+        elif accelerator.source_commit and (
+            item.source is None or item.source.commit != accelerator.source_commit
+        ):
+            here = item.source.commit[:12] if item.source else "no source"
+            reasons.append(
+                f"{accelerator.name}: the snapshot's was built from commit "
+                f"{accelerator.source_commit[:12]}; the plan here builds {here}"
+            )
+        elif accelerator.sha256 and item.wheel and item.wheel.sha256 != accelerator.sha256:
+            reasons.append(
+                f"{accelerator.name}: the snapshot's wheel has sha256 {accelerator.sha256[:16]}; "
+                f"the plan here installs {(item.wheel.sha256 or 'an unverified wheel')[:16]}"
+            )
+    return reasons
 
 
 def restore_refusals(snapshot: Snapshot, platform: str, plan: Plan, lock_path: str) -> list[str]:
@@ -67,14 +155,7 @@ def restore_refusals(snapshot: Snapshot, platform: str, plan: Plan, lock_path: s
             f"the snapshot's torch is a CUDA {snapshot.torch.cuda} build; the driver here "
             f"supports CUDA {driver} at most"
         )
-    planned = {item.name: item for item in plan.optimizations}
-    for accelerator in snapshot.accelerators:
-        item = planned.get(accelerator.name)
-        if item is None:
-            reasons.append(f"{accelerator.name}: not planned on this machine")
-        elif item.action != "install":
-            reasons.append(f"{accelerator.name}: {item.action} here ({item.reason})")
-    return reasons
+    return reasons + accelerator_refusals(snapshot.accelerators, plan.optimizations)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ def run_optimizations(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
             never should).
     """
     # Heavy (pydantic result models): imported when the step runs, not on a no-op re-run.
-    from installer.bench.proof import prove_accelerators
+    from installer.attention.measure.proof import prove_accelerators
     from installer.optimizations.install import install_optimizations
     from installer.optimizations.proof import with_proof
 

@@ -7,6 +7,7 @@ from typing import Any
 from installer.edges.git import checkout_pinned
 from installer.nodes.files import read_node_requirements
 from installer.nodes.install import install_node_requirements
+from installer.plan.drafts import removed_node_line
 from installer.plan.records import PlannedStep
 from installer.steps.context import StepContext
 from installer.steps.packages import constraints_path, lock_path
@@ -64,6 +65,8 @@ def run_custom_nodes(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
         TorchConflictError: A node's requirements want another torch.
     """
     installed: dict[str, str] = {}
+    for name in ctx.plan.removed_custom_nodes:
+        ctx.log.info(removed_node_line(name))
     for node in ctx.plan.custom_nodes:
         dest = ctx.comfyui_dir / "custom_nodes" / node.name
         commit = checkout_pinned(dest, node.url, node.commit, ctx.log, expected=node.commit)

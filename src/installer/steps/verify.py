@@ -105,7 +105,7 @@ def run_verify(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
             "torch does not see the GPU (torch.cuda.is_available() is False): "
             + str(result.get("cuda_error", "check the NVIDIA driver"))
         )
-    from installer.bench.proof import prove_accelerators  # heavy: only when verify runs
+    from installer.attention.measure.proof import prove_accelerators  # heavy: only when verify runs
 
     earlier = proof_from_outputs(ctx.outputs("optimizations"))
     proof = prove_accelerators(ctx.venv_python, ctx.uv, ctx.gpu, ctx.log, "verify", earlier)

@@ -1,6 +1,6 @@
 """`comfy-install benchmark` from start to end: measure, time ComfyUI, compare, save.
 
-[`run_benchmark`][installer.bench.run.run_benchmark] runs the attention module in
+[`run_benchmark`][installer.benchmark.run.run_benchmark] runs the attention module in
 the install's venv, turns its raw timings into a judged run, optionally times a
 real ComfyUI start-up and workflow, compares with the previous run and saves the
 new one.
@@ -12,18 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from installer.bench.attention import run_attention_module
-from installer.bench.comfyui import SAGE_FLAG, SDPA_FLAG, load_workflow, time_comfyui
-from installer.bench.compare import Change, Comparison, compare_runs
-from installer.bench.headline import headline
-from installer.bench.options import (
+from installer.attention.measure.results import BenchmarkRun, build_run
+from installer.attention.measure.runner import run_attention_module
+from installer.benchmark.comfyui import SAGE_FLAG, SDPA_FLAG, load_workflow, time_comfyui
+from installer.benchmark.compare import Change, Comparison, compare_runs
+from installer.benchmark.headline import headline
+from installer.benchmark.options import (
     BenchmarkOptions,
     module_config,
     module_timeout,
     validate_options,
 )
-from installer.bench.results import BenchmarkRun, build_run
-from installer.bench.store import latest_run, load_run, save_run
+from installer.benchmark.store import latest_run, load_run, save_run
 from installer.core.errors import RegressionError, UsageError
 
 if TYPE_CHECKING:

@@ -3,12 +3,12 @@
 
 `comfy-install launch` copies this file into the venv's site-packages as
 `comfy_install_sdpa.py`, beside the router
-([`shim_attention`][installer.launch.shim_attention]), which calls
-[`sdpa_backend_function`][installer.launch.shim_sdpa.sdpa_backend_function] for a
+([`router`][installer.attention.shim.router]), which calls
+[`sdpa_backend_function`][installer.attention.shim.sdpa.sdpa_backend_function] for a
 ``cudnn``, ``flash`` or ``efficient`` route. ComfyUI v0.33 forces SDPA's priority
 to flash first on every large call, while on Hopper with torch 2.11 cuDNN's kernel
 is up to 2× as fast: the ``cudnn`` route puts cuDNN first in SDPA's priority once
-([`hold_cudnn_first`][installer.launch.shim_sdpa.hold_cudnn_first]) and calls SDPA
+([`hold_cudnn_first`][installer.attention.shim.sdpa.hold_cudnn_first]) and calls SDPA
 with ComfyUI's reshapes and no context manager; the two others pin their back end
 per call. Standard library only at import; torch (which ComfyUI has imported by
 then) is imported when a function is built.

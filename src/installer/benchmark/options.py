@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from installer.bench.attention_backends import BACKENDS
-from installer.bench.attention_module import CPU_SHAPES, DTYPES, GPU_SHAPES
-from installer.bench.compare import REGRESSION_THRESHOLD
+from installer.attention.measure.attention_backends import BACKENDS
+from installer.attention.measure.attention_module import CPU_SHAPES, DTYPES, GPU_SHAPES
+from installer.benchmark.compare import REGRESSION_THRESHOLD
 from installer.core.errors import UsageError
 
 DEFAULT_WARMUP = 5

@@ -1,9 +1,9 @@
 """`comfy-install tune`: measure attention on this GPU and store the calibration `launch` routes by.
 
-[`run_tune`][installer.bench.tune.run_tune] runs the same measuring code as
-`benchmark` ([`run_attention_module`][installer.bench.attention.run_attention_module],
-judged by [`build_run`][installer.bench.results.build_run] with the same
-tolerances) over its own sweep ([`sweep_shapes`][installer.bench.tune.sweep_shapes]):
+[`run_tune`][installer.attention.measure.tune.run_tune] runs the same measuring code as
+`benchmark` ([`run_attention_module`][installer.attention.measure.runner.run_attention_module],
+judged by [`build_run`][installer.attention.measure.results.build_run] with the same
+tolerances) over its own sweep ([`sweep_shapes`][installer.attention.measure.tune.sweep_shapes]):
 sequence lengths from 1K to 75.6K tokens, head dims 64 and 128 (the SDXL/SD3
 and Flux/video families) and 40 (SD1.5, up to 16K), in fp16 and bf16, cheapest
 first, within a time budget (60 s by default). Every installed backend that
@@ -12,8 +12,8 @@ recorded as such and never routed to. Each backend is called through the
 install's own ComfyUI function the launch router will call for it (ComfyUI's
 layout, ComfyUI's SDPA path as the reference), or, when DIR/ComfyUI does not
 import, through its raw kernel (the calibration's ``method`` says which). The result becomes a
-[`Calibration`][installer.core.calibration.Calibration] (route tables by
-[`build_tables`][installer.plan.calibration.build_tables]) written atomically to
+[`Calibration`][installer.attention.rules.records.Calibration] (route tables by
+[`build_tables`][installer.attention.rules.tables.build_tables]) written atomically to
 `DIR/.comfy-install/calibration.json`. Without a GPU nothing is measured and
 nothing is written: exit code 3.
 """
@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from installer import __version__
-from installer.bench.attention import run_attention_module
-from installer.bench.attention_module import Shape
-from installer.bench.results import BenchmarkRun, Measurement, build_run
-from installer.core.calibration import (
+from installer.attention.files import write_calibration
+from installer.attention.measure.attention_module import Shape
+from installer.attention.measure.results import BenchmarkRun, Measurement, build_run
+from installer.attention.measure.runner import run_attention_module
+from installer.attention.rules.records import (
     WATCHED_DISTRIBUTIONS,
     BackendRecord,
     BackendStatus,
@@ -39,10 +40,9 @@ from installer.core.calibration import (
     CalibrationPoint,
     MeasuredOn,
 )
+from installer.attention.rules.tables import MARGIN, build_tables
+from installer.attention.shim.router import LOADED, TARGETS
 from installer.core.errors import EnvironmentUnsupportedError, InstallerError, UsageError
-from installer.launch.calibration import write_calibration
-from installer.launch.shim_attention import LOADED, TARGETS
-from installer.plan.calibration import MARGIN, build_tables
 
 if TYPE_CHECKING:
     from installer.core.facts import GpuReport
@@ -315,13 +315,13 @@ def tune_after_install(
     skip = install_tune_skip(gpu_option, only)
     if skip is not None:
         return {"status": "skipped", "reason": skip}
+    from installer.attention.rules.tables import describe_table
     from installer.edges.gpu import detect_gpus
-    from installer.plan.calibration import describe_table
 
     gpu = detect_gpus()
     if not gpu.has_nvidia:
         return {"status": "skipped", "reason": f"no NVIDIA GPU ({gpu.reason})"}
-    from installer.launch.facts import check_calibration
+    from installer.attention.files import check_calibration
 
     # A re-run of a finished install stays nearly free: a calibration that still describes
     # this GPU, driver, torch and back ends is kept (`comfy-install tune DIR` measures again).

@@ -6,8 +6,8 @@ import math
 import statistics
 from pathlib import Path
 
-from installer.bench.results import BenchmarkRun
-from installer.bench.store import latest_run
+from installer.attention.measure.results import BenchmarkRun
+from installer.benchmark.store import latest_run
 
 
 def headline(run: BenchmarkRun) -> str | None:

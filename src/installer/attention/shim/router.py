@@ -9,7 +9,7 @@ per head dim and dtype, the bands of sequence lengths that go to a backend
 other than SDPA). The shim watches the import of `comfy.ldm.modules.attention`
 and, right after that module has run (before any model module binds
 `optimized_attention` with `from ... import`), calls
-[`attach`][installer.launch.shim_attention.attach], which replaces
+[`attach`][installer.attention.shim.router.attach], which replaces
 `optimized_attention` and `optimized_attention_masked` with a router.
 
 For each call the router reads the number of tokens N, the head dim D and the
@@ -29,7 +29,7 @@ shape costs one dictionary lookup and one increment.
 
 Beside ComfyUI's functions the table may name torch's own SDPA back ends,
 ``cudnn``, ``flash`` and ``efficient``
-([`sdpa_backend_function`][installer.launch.shim_attention.sdpa_backend_function]):
+([`sdpa_backend_function`][installer.attention.shim.router.sdpa_backend_function]):
 ComfyUI v0.33 forces SDPA's priority to flash first on every large call,
 while on Hopper with torch 2.11 cuDNN's kernel is up to 1.9× as fast. The
 ``cudnn`` route puts cuDNN first in SDPA's priority once, when the router is
@@ -46,7 +46,7 @@ Where ComfyUI's internals are not what the router expects (a function
 missing, another signature, a backend whose library ComfyUI did not load),
 that backend is left out and the reason logged; with nothing left to route
 (or no `attention_pytorch`) nothing is replaced and ComfyUI keeps its own
-choice. [`attach`][installer.launch.shim_attention.attach] never raises: it
+choice. [`attach`][installer.attention.shim.router.attach] never raises: it
 returns the one line the shim logs at start-up.
 
 Standard library only, Python 3.10 and newer, no torch import at module
@@ -69,8 +69,18 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import Any
 
-ROUTES_ENV = "COMFY_INSTALL_ATTENTION_ROUTES"
-COUNTS_ENV = "COMFY_INSTALL_ATTENTION_COUNTS"
+    from installer.attention.shim.routes import RoutesData
+
+try:  # shipped beside this module in the measuring package, or in the installer
+    from . import routes as schema  # type: ignore[import-not-found,no-redef,unused-ignore]
+except ImportError:
+    try:  # in the venv, written by launch
+        import comfy_install_routes as schema  # type: ignore[import-not-found,no-redef,unused-ignore]
+    except ImportError:  # imported from the installer by its file
+        from installer.attention.shim import routes as schema  # type: ignore[no-redef,unused-ignore]
+
+ROUTES_ENV = schema.ROUTES_ENV
+COUNTS_ENV = schema.COUNTS_ENV
 TARGETS = {
     "sdpa": "attention_pytorch",
     "xformers": "attention_xformers",
@@ -100,34 +110,26 @@ class Routes:
     """The routing table: per head dim and dtype, bands of tokens and their backends."""
 
     def __init__(self, data: Mapping[str, Any]) -> None:
-        """Read the table from its JSON data.
+        """Read the table from its JSON data, checked by the schema's reader.
 
         Args:
-            data: ``routes`` (``head_dim``, ``dtype``, ``bands`` of
-                ``min_tokens``, ``max_tokens`` (None: no end) and ``backend``),
-                ``counts_file``, ``flush_every`` and, optionally, ``targets``
-                (another ComfyUI function name for a backend).
+            data: The table as JSON data (see
+                [`parse_routes`][installer.attention.shim.routes.parse_routes]; ``targets``
+                names another ComfyUI function for a backend).
 
         Raises:
             ValueError: The data is not such a table.
         """
-        self.bands: dict[tuple[int, str], list[tuple[int, int | None, str]]] = {}
-        try:
-            for route in data["routes"]:
-                key = (int(route["head_dim"]), str(route["dtype"]))
-                self.bands[key] = [
-                    (
-                        int(band["min_tokens"]),
-                        None if band.get("max_tokens") is None else int(band["max_tokens"]),
-                        str(band["backend"]),
-                    )
-                    for band in route["bands"]
-                ]
-            self.counts_file = str(data.get("counts_file") or "")
-            self.flush_every = max(int(data.get("flush_every") or 500), 1)
-            self.targets = {str(k): str(v) for k, v in dict(data.get("targets") or {}).items()}
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ValueError(f"not a routing table ({type(exc).__name__}: {exc})") from None
+        table: RoutesData = schema.parse_routes(data)
+        self.bands: dict[tuple[int, str], list[tuple[int, int | None, str]]] = {
+            (route["head_dim"], route["dtype"]): [
+                (band["min_tokens"], band["max_tokens"], band["backend"]) for band in route["bands"]
+            ]
+            for route in table["routes"]
+        }
+        self.counts_file = table.get("counts_file", "")
+        self.flush_every = table.get("flush_every", schema.FLUSH_EVERY)
+        self.targets = table.get("targets", {})
 
     def backends(self) -> list[str]:
         """Return the backends the table routes to, sorted."""
@@ -394,7 +396,7 @@ def make_router(
 def sdpa_backend_function(module: Any, backend: str, torch: Any = None) -> Callable[..., Any]:
     """Return ComfyUI's SDPA attention on one of torch's SDPA back ends.
 
-    The function lives in `comfy_install_sdpa` ([`shim_sdpa`][installer.launch.shim_sdpa]).
+    The function lives in `comfy_install_sdpa` ([`sdpa`][installer.attention.shim.sdpa]).
 
     Args:
         module: `comfy.ldm.modules.attention`.
@@ -402,12 +404,12 @@ def sdpa_backend_function(module: Any, backend: str, torch: Any = None) -> Calla
         torch: The torch module (default: imported).
     """
     try:  # shipped beside this module in the benchmark's package
-        from . import shim_sdpa as sdpa  # type: ignore[import-not-found,no-redef,unused-ignore]
+        from . import sdpa  # type: ignore[import-not-found,no-redef,unused-ignore]
     except ImportError:
         try:  # in the venv, written by launch
             import comfy_install_sdpa as sdpa  # type: ignore[import-not-found,no-redef,unused-ignore]
         except ImportError:  # in the installer
-            from installer.launch import shim_sdpa as sdpa  # type: ignore[no-redef,unused-ignore]
+            from installer.attention.shim import sdpa  # type: ignore[no-redef,unused-ignore]
     function: Callable[..., Any] = sdpa.sdpa_backend_function(module, backend, torch)
     return function
 

@@ -1,7 +1,7 @@
 """The benchmark's run record and how raw timings become judged measurements.
 
 The pydantic models of a run as saved in `DIR/.comfy-install/benchmarks/`
-([`BenchmarkRun`][installer.bench.results.BenchmarkRun] and its parts), the
+([`BenchmarkRun`][installer.attention.measure.results.BenchmarkRun] and its parts), the
 statistics of each cell (median, min, max, IQR), the speedup over torch SDPA,
 and the verdict on correctness: a max error above the backend's tolerance is
 `wrong`, however fast. No I/O.
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from installer import __version__
-from installer.core.calibration import backend_label
+from installer.attention.rules.records import backend_label
 from installer.core.errors import StepFailedError
 
 if TYPE_CHECKING:
@@ -282,7 +282,7 @@ def measurement_from_row(row: dict[str, Any]) -> Measurement:
     """Turn one raw row of the venv module into a judged measurement (no speedup yet).
 
     A row that ran is `wrong` when its output held NaN/inf, or its max error
-    exceeds [`tolerance_for`][installer.bench.results.tolerance_for] its backend
+    exceeds [`tolerance_for`][installer.attention.measure.results.tolerance_for] its backend
     and dtype, or a quarter (`RELATIVE_TOLERANCE`) of the reference's largest
     value.
 
@@ -362,7 +362,7 @@ def build_run(
     """Build the run record from the venv module's document.
 
     Args:
-        raw: The JSON document [`attention_module`][installer.bench.attention_module]
+        raw: The JSON document [`attention_module`][installer.attention.measure.attention_module]
             printed, with ``measured`` true.
         install_dir: The install measured.
         gpu: What NVML says about the GPUs (adds the driver version), if known.

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from installer.bench.results import ComfyTiming
+from installer.attention.measure.results import ComfyTiming
 from installer.core.errors import InstallerError, StepFailedError, UsageError
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """The attention backends the benchmark can time, and how each is imported and called.
 
-Shipped with [`attention_module`][installer.bench.attention_module] into the
+Shipped with [`attention_module`][installer.attention.measure.attention_module] into the
 install's venv (the two run there as one small package) and read by the
 installer for the names. Standard library only at import: torch and the
 attention packages are imported by the factories, when the module runs.
@@ -178,7 +178,8 @@ def load_backends(
 
     Args:
         torch: The imported torch module.
-        names: Backend names from [`BACKENDS`][installer.bench.attention_module.BACKENDS].
+        names: Backend names from
+            [`BACKENDS`][installer.attention.measure.attention_module.BACKENDS].
 
     Returns:
         ``(usable, report)``: the backends that imported, by name, and for each

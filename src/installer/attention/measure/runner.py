@@ -1,9 +1,9 @@
 """Running the attention module in an install's venv and reading back its document.
 
 The venv does not have this package, so
-[`run_attention_module`][installer.bench.attention.run_attention_module] writes the
-sources of [`attention_module`][installer.bench.attention_module] and
-[`attention_backends`][installer.bench.attention_backends] as a package
+[`run_attention_module`][installer.attention.measure.runner.run_attention_module] writes the
+sources of [`attention_module`][installer.attention.measure.attention_module] and
+[`attention_backends`][installer.attention.measure.attention_backends] as a package
 (`comfy_install_bench`) and a JSON config to a temporary folder, runs it with the
 venv's Python (`python -m comfy_install_bench.attention_module`; its ``progress:``
 lines become status lines, or go to a callback, and a timeout stops it) and returns
@@ -32,19 +32,22 @@ if TYPE_CHECKING:
 PACKAGE = "comfy_install_bench"
 """The name the measuring modules run under in the venv."""
 SHIPPED = ("attention_module.py", "attention_backends.py", "attention_comfyui.py")
+SHIM_SHIPPED = ("router.py", "sdpa.py", "routes.py")
+"""The launch router's files shipped beside them (they import each other relatively)."""
 
 
 def shipped_sources() -> dict[str, str]:
     """Return the sources of the measuring modules by file name, as written into the venv.
 
-    The launch router (`installer.launch.shim_attention`) goes with them, so that
-    `tune` times the router's own functions for torch's SDPA back ends.
+    The launch router ([`installer.attention.shim`][installer.attention.shim]: the router,
+    its SDPA back ends and the routes schema) goes with them, so that `tune` times the
+    router's own functions for torch's SDPA back ends.
     """
-    folder = importlib.resources.files("installer.bench")
+    folder = importlib.resources.files("installer.attention.measure")
     sources = {name: folder.joinpath(name).read_text("utf-8") for name in SHIPPED}
-    launch = importlib.resources.files("installer.launch")
-    for name in ("shim_attention.py", "shim_sdpa.py"):
-        sources[name] = launch.joinpath(name).read_text("utf-8")
+    shim = importlib.resources.files("installer.attention.shim")
+    for name in SHIM_SHIPPED:
+        sources[name] = shim.joinpath(name).read_text("utf-8")
     return sources
 
 
@@ -59,7 +62,8 @@ def run_attention_module(
 
     Args:
         python: The venv's interpreter.
-        config: Settings for [`attention_module.run`][installer.bench.attention_module.run].
+        config: Settings for
+            [`attention_module.run`][installer.attention.measure.attention_module.run].
         log: Progress lines become status lines (without ``on_progress``); the
             rest goes to the log.
         timeout: Seconds before the run is stopped.

@@ -1,13 +1,14 @@
 """The accelerator proof: a few real calls of each installed attention backend on the GPU.
 
 Step 10 (after its installs) and verify call
-[`prove_accelerators`][installer.bench.proof.prove_accelerators]. It runs the
+[`prove_accelerators`][installer.attention.measure.proof.prove_accelerators]. It runs the
 measuring module of `benchmark` and `tune`
-([`run_attention_module`][installer.bench.attention.run_attention_module]) in the
-install's venv with a small config ([`proof_config`][installer.bench.proof.proof_config]:
+([`run_attention_module`][installer.attention.measure.runner.run_attention_module]) in the
+install's venv with a small config
+([`proof_config`][installer.attention.measure.proof.proof_config]:
 two ComfyUI shapes, head dims 64 and 128, fp16 and bf16, a few calls each), judges
 each call against SDPA on the same inputs with `benchmark`'s tolerances
-([`measurement_from_row`][installer.bench.results.measurement_from_row]), gives each
+([`measurement_from_row`][installer.attention.measure.results.measurement_from_row]), gives each
 backend its verdict and action ([`installer.plan.proof`][installer.plan.proof]) and
 carries the action out ([`installer.optimizations.proof`][installer.optimizations.proof]:
 a broken xformers is uninstalled, torch untouched). A measuring process that
@@ -26,10 +27,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from installer.bench.attention import run_attention_module
-from installer.bench.attention_backends import BACKENDS, DISTRIBUTIONS
-from installer.bench.attention_module import Shape
-from installer.bench.results import measurement_from_row
+from installer.attention.measure.attention_backends import BACKENDS, DISTRIBUTIONS
+from installer.attention.measure.attention_module import Shape
+from installer.attention.measure.results import measurement_from_row
+from installer.attention.measure.runner import run_attention_module
 from installer.core.errors import StepFailedError
 from installer.core.proof import AcceleratorProof, Place, ProofCell
 from installer.optimizations.proof import locate, remove_broken
@@ -179,7 +180,8 @@ def settle(
     """Judge the module's document, decide, carry the actions out and say what was found.
 
     Args:
-        document: The measuring module's document (from [`measure`][installer.bench.proof.measure]).
+        document: The measuring module's document (from
+            [`measure`][installer.attention.measure.proof.measure]).
         places: Where the venv has each backend's distribution.
         python_exe: The venv's interpreter.
         uv: The uv that uninstalls.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from installer.bench.results import BenchmarkRun
+from installer.attention.measure.results import BenchmarkRun
 from installer.core.errors import UsageError
 from installer.edges.state import atomic_write_text, state_dir
 

@@ -3,17 +3,17 @@
 `tune` times every working attention backend against torch SDPA over a sweep
 of sequence lengths, head dims and dtypes, and stores the result in
 `DIR/.comfy-install/calibration.json`: the raw medians
-([`CalibrationPoint`][installer.core.calibration.CalibrationPoint]), per head
+([`CalibrationPoint`][installer.attention.rules.records.CalibrationPoint]), per head
 dim and dtype the fastest correct backend for each band of sequence lengths
 with the crossovers between them
-([`RouteTable`][installer.core.calibration.RouteTable]), and what it was
-measured on ([`MeasuredOn`][installer.core.calibration.MeasuredOn]: GPU,
+([`RouteTable`][installer.attention.rules.records.RouteTable]), and what it was
+measured on ([`MeasuredOn`][installer.attention.rules.records.MeasuredOn]: GPU,
 driver, torch and every backend's version), so that a change of any of them
-can mark it stale. [`MachineNow`][installer.core.calibration.MachineNow] is
+can mark it stale. [`MachineNow`][installer.attention.rules.records.MachineNow] is
 the same facts read again at launch. The rules that make tables from points
 and decide staleness are pure and live in
-[`installer.plan.calibration`][installer.plan.calibration]; reading and writing
-the file is [`installer.launch.calibration`][installer.launch.calibration]'s.
+[`installer.attention.rules.tables`][installer.attention.rules.tables]; reading and writing
+the file is [`installer.attention.files`][installer.attention.files]'s.
 """
 
 from __future__ import annotations

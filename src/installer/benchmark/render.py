@@ -5,15 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from installer.bench.compare import Comparison
-from installer.bench.headline import headline
-from installer.bench.results import BenchmarkRun
-from installer.core.calibration import BACKEND_LABELS
+from installer.attention.measure.results import BenchmarkRun
+from installer.attention.rules.records import BACKEND_LABELS
+from installer.benchmark.compare import Comparison
+from installer.benchmark.headline import headline
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from installer.bench.run import BenchmarkOutcome
+    from installer.benchmark.run import BenchmarkOutcome
 
 
 SHORT_NAMES = {
@@ -66,7 +66,7 @@ def render_report(outcome: BenchmarkOutcome, console: Console) -> None:
     """Print a benchmark outcome: the attention table, ComfyUI timings, changes, headline.
 
     Args:
-        outcome: What [`run_benchmark`][installer.bench.run.run_benchmark] returned.
+        outcome: What [`run_benchmark`][installer.benchmark.run.run_benchmark] returned.
         console: The rich console to print on.
     """
     from rich.markup import escape

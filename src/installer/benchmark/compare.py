@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from installer.bench.results import BenchmarkRun, Measurement, RecordModel
+from installer.attention.measure.results import BenchmarkRun, Measurement, RecordModel
 
 REGRESSION_THRESHOLD = 0.10
 """A cell whose median time grew by more than this fraction is a regression."""

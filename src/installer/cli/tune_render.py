@@ -1,8 +1,8 @@
 """`comfy-install tune` for people: a progress bar while it measures, then the calibration table.
 
-[`TuneProgress`][installer.bench.tune_render.TuneProgress] turns the measuring
+[`TuneProgress`][installer.cli.tune_render.TuneProgress] turns the measuring
 module's progress lines (``... (3/34)``) into a rich progress bar on a terminal;
-[`render_calibration`][installer.bench.tune_render.render_calibration] prints
+[`render_calibration`][installer.cli.tune_render.render_calibration] prints
 what was measured on what, one table row per backend, head dim and dtype with
 SDPA's time and every other backend's speedup over it at each sequence length,
 the backend chosen at each length, the decision in words, and the backends that
@@ -14,15 +14,15 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from installer.bench.render import SHORT_NAMES
-from installer.core.calibration import (
+from installer.attention.rules.records import (
     BACKEND_LABELS,
     METHOD_TEXT,
     Calibration,
     CalibrationPoint,
     backend_label,
 )
-from installer.plan.calibration import describe_table, tokens_text
+from installer.attention.rules.tables import describe_table, tokens_text
+from installer.benchmark.render import SHORT_NAMES
 
 if TYPE_CHECKING:
     from types import TracebackType

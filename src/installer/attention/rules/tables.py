@@ -1,7 +1,7 @@
 """The rules of a calibration: route tables from raw medians, and when a calibration is stale.
 
-[`build_tables`][installer.plan.calibration.build_tables] turns `tune`'s raw
-medians into one [`RouteTable`][installer.core.calibration.RouteTable] per
+[`build_tables`][installer.attention.rules.tables.build_tables] turns `tune`'s raw
+medians into one [`RouteTable`][installer.attention.rules.records.RouteTable] per
 head dim and dtype. The rule is conservative, because the promise is that a
 routed ComfyUI is never slower than SDPA:
 
@@ -16,7 +16,7 @@ routed ComfyUI is never slower than SDPA:
   winner of the longest (attention's cost grows with N², and the kernels that
   win at long lengths win more the longer they get).
 
-[`stale_reasons`][installer.plan.calibration.stale_reasons] compares what a
+[`stale_reasons`][installer.attention.rules.tables.stale_reasons] compares what a
 calibration was measured on with the machine now: another GPU, driver, torch
 or version of any attention package makes it stale, and `launch` then uses
 none of it. Pure: data in, data out.
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from installer.core.calibration import (
+from installer.attention.rules.records import (
     Band,
     Calibration,
     CalibrationPoint,

@@ -1,6 +1,6 @@
 """Attention backends measured through an install's own ComfyUI: its functions, its layout.
 
-Shipped with [`attention_module`][installer.bench.attention_module] into the
+Shipped with [`attention_module`][installer.attention.measure.attention_module] into the
 install's venv. The launch router does not call the attention kernels: it calls
 ComfyUI's functions in `comfy.ldm.modules.attention` (`attention_pytorch`,
 `attention_sage`, ...), with q, k and v laid out as (B, N, H·D) and ``heads``,
@@ -9,12 +9,12 @@ kernels (v0.33: flash, cuDNN, memory-efficient, math, in that order). So when
 the install's ComfyUI imports, `tune` measures each backend through the
 function the router maps it to; ComfyUI's SDPA path is the reference.
 
-[`import_attention`][installer.bench.attention_comfyui.import_attention]
+[`import_attention`][installer.attention.measure.attention_comfyui.import_attention]
 imports ComfyUI the way its own tests do (its folder first on `sys.path`, the
 working directory there during the import; ComfyUI parses no command line when
 imported as a library), and
-[`comfyui_backends`][installer.bench.attention_comfyui.comfyui_backends] makes
-a [`Backend`][installer.bench.attention_backends.Backend] of each function.
+[`comfyui_backends`][installer.attention.measure.attention_comfyui.comfyui_backends] makes
+a [`Backend`][installer.attention.measure.attention_backends.Backend] of each function.
 Standard library only at import, like the rest of the package.
 """
 
@@ -89,9 +89,9 @@ def _backend(name: str, function: Callable[..., Any]) -> Backend:
 def _sdpa_function(module: Any, name: str) -> Callable[..., Any]:
     """The router's own function for one of torch's SDPA back ends (the same code)."""
     try:  # shipped into the venv beside this module
-        from .shim_attention import sdpa_backend_function  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        from .router import sdpa_backend_function  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except ImportError:  # run from the installer's package
-        from installer.launch.shim_attention import sdpa_backend_function
+        from installer.attention.shim.router import sdpa_backend_function
     function: Callable[..., Any] = sdpa_backend_function(module, name)
     return function
 
@@ -113,7 +113,7 @@ def comfyui_backends(
 
     Returns:
         ``(usable, report)`` as
-        [`load_backends`][installer.bench.attention_backends.load_backends]
+        [`load_backends`][installer.attention.measure.attention_backends.load_backends]
         returns them; each report line also names the ``function``.
     """
     usable: dict[str, Backend] = {}

@@ -2,7 +2,7 @@
 
 `comfy-install benchmark` and `comfy-install tune` do not import this module to
 measure anything: they write its source and that of
-[`attention_backends`][installer.bench.attention_backends] as a small package
+[`attention_backends`][installer.attention.measure.attention_backends] as a small package
 into a temporary folder, next to a JSON config, and run it with the venv's own
 Python (`python -m`), so the numbers come from the torch, xformers,
 SageAttention and comfy-kitchen that ComfyUI itself will use. The two modules
@@ -24,7 +24,7 @@ rest are listed as skipped, with the reason. The result is one JSON document,
 written to ``--output`` (or printed on stdout); progress lines go to stderr.
 With a ``comfyui`` setting each backend is called through that ComfyUI's own
 attention function instead of the raw kernel
-([`attention_comfyui`][installer.bench.attention_comfyui]).
+([`attention_comfyui`][installer.attention.measure.attention_comfyui]).
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ class Timer:
             function: One call.
             count: How many calls to time.
             launch_s: Seconds the CPU needs to launch one call (from
-                [`warm`][installer.bench.attention_module.Timer.warm]), to size the
+                [`warm`][installer.attention.measure.attention_module.Timer.warm]), to size the
                 GPU sleep the calls are queued behind.
         """
         if not self.cuda:
@@ -326,7 +326,8 @@ def run_shape(
         backends: The usable backends by name; SDPA's output, when it runs, is the reference.
         timer: Times the calls (on the GPU when its ``cuda`` is set).
         settings: ``seed`` for the inputs, and the ``warmup``, ``iterations`` and
-            ``budget_s`` that [`measure_cell`][installer.bench.attention_module.measure_cell] reads.
+            ``budget_s`` that
+            [`measure_cell`][installer.attention.measure.attention_module.measure_cell] reads.
     """
     device = "cuda" if timer.cuda else "cpu"
     torch_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
@@ -402,14 +403,14 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
 
     Args:
         config: ``shapes`` (dicts with the fields of
-            [`Shape`][installer.bench.attention_module.Shape]; the GPU or CPU
+            [`Shape`][installer.attention.measure.attention_module.Shape]; the GPU or CPU
             defaults when absent), ``dtypes``, ``backends``, ``warmup``,
             ``iterations``, ``budget_s`` (per cell), ``total_budget_s`` (for
             all the cells; None for no limit), ``seed``, ``allow_cpu``
             (measure on the CPU when no GPU is usable) and ``comfyui``
             (``path``, ``functions``, ``loaded``: measure through that ComfyUI's
             attention functions, see
-            [`attention_comfyui`][installer.bench.attention_comfyui]; the raw
+            [`attention_comfyui`][installer.attention.measure.attention_comfyui]; the raw
             kernels when absent or when it does not import).
 
     Returns:
@@ -515,7 +516,7 @@ def run_all(
         shapes: The shapes, cheapest first for a budget to cut the dearest.
         backends: The usable backends by name.
         timer: Times the calls.
-        settings: What [`run_shape`][installer.bench.attention_module.run_shape]
+        settings: What [`run_shape`][installer.attention.measure.attention_module.run_shape]
             reads, plus ``dtypes`` and ``total_budget_s`` (None: no limit).
 
     Returns:

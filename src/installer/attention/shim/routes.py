@@ -1,0 +1,178 @@
+# comfy-install attention routes schema: written by `comfy-install launch`, rewritten when outdated.
+"""The attention routing table's one schema: its names, its records, its reader and writer.
+
+A launch with a usable calibration writes `DIR/.comfy-install/attention-routes.json`
+and names it in `COMFY_INSTALL_ATTENTION_ROUTES`
+([`ROUTES_ENV`][installer.attention.shim.routes.ROUTES_ENV]); the attention router in
+ComfyUI's process ([`router`][installer.attention.shim.router]) reads it back. Both sides
+go through this module: the planner builds the table with
+[`routes_data`][installer.attention.shim.routes.routes_data] (typed as
+[`RoutesData`][installer.attention.shim.routes.RoutesData]) and
+[`dump_routes`][installer.attention.shim.routes.dump_routes] writes it; the router reads it
+with [`load_routes`][installer.attention.shim.routes.load_routes] /
+[`parse_routes`][installer.attention.shim.routes.parse_routes], which check every field and
+say what is wrong.
+
+`comfy-install launch` copies this file into the venv's site-packages as
+`comfy_install_routes.py`, beside the router and the tuning shim, which import it by that
+name. Standard library only, Python 3.10 and newer, and nothing imported at module level
+(not even `typing`, `json` or `dataclasses`: every tuned start of ComfyUI imports this
+module). The records are `TypedDict`s seen by the type checker only; at run time a table is
+the plain JSON data.
+"""
+
+from __future__ import annotations
+
+# Not `typing.TYPE_CHECKING`: importing typing would cost every tuned start
+# milliseconds before ComfyUI runs; mypy treats this name the same way.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any, TypedDict
+
+    class BandData(TypedDict):
+        """One band of sequence lengths and the backend its calls go to."""
+
+        min_tokens: int
+        max_tokens: int | None
+        """None: no end."""
+        backend: str
+
+    class RouteData(TypedDict):
+        """The bands of one head dim and dtype (every other length goes to SDPA)."""
+
+        head_dim: int
+        dtype: str
+        """``fp16`` or ``bf16``."""
+        bands: list[BandData]
+
+    class _RoutesRequired(TypedDict):
+        routes: list[RouteData]
+
+    class RoutesData(_RoutesRequired, total=False):
+        """The routing table as written (JSON); one written by hand may have only ``routes``."""
+
+        schema_version: int
+        calibrated_at: str
+        gpu: str
+        counts_file: str
+        """Where the router writes its call counters ("": nowhere)."""
+        flush_every: int
+        targets: dict[str, str]
+        """Another ComfyUI function name for a backend (optional)."""
+
+
+ROUTES_ENV = "COMFY_INSTALL_ATTENTION_ROUTES"
+"""Names the attention routing table's file for the shim (yours is kept)."""
+COUNTS_ENV = "COMFY_INSTALL_ATTENTION_COUNTS"
+"""Names the file the shim writes its attention call counters to (yours is kept)."""
+ROUTES_FILE = "attention-routes.json"
+"""The routing table's file name, next to the calibration in `DIR/.comfy-install/`."""
+COUNTS_FILE = "attention-calls.json"
+"""The router's call counters, next to the routing table."""
+ROUTES_SCHEMA_VERSION = 1
+FLUSH_EVERY = 500
+"""The shim writes its counters after this many calls (and at exit)."""
+
+
+def routes_data(
+    routes: Sequence[RouteData],
+    calibrated_at: str,
+    gpu: str,
+    counts_file: str,
+    flush_every: int = FLUSH_EVERY,
+) -> RoutesData:
+    """Return the routing table a launch writes for the router (JSON-ready).
+
+    Args:
+        routes: Per head dim and dtype, the bands that go to a backend other than SDPA.
+        calibrated_at: When the calibration it was made from was measured.
+        gpu: The GPU it was measured on.
+        counts_file: Where the router writes its call counters.
+        flush_every: The router writes them after this many calls.
+    """
+    return {
+        "schema_version": ROUTES_SCHEMA_VERSION,
+        "calibrated_at": calibrated_at,
+        "gpu": gpu,
+        "counts_file": counts_file,
+        "flush_every": flush_every,
+        "routes": list(routes),
+    }
+
+
+def dump_routes(data: RoutesData) -> str:
+    """Return the table as the text of its file (indented JSON and a final newline).
+
+    Args:
+        data: The table.
+    """
+    import json
+
+    return json.dumps(data, indent=2) + "\n"
+
+
+def parse_routes(data: Mapping[str, Any]) -> RoutesData:
+    """Check a routing table read from JSON and return it with every field in its type.
+
+    ``counts_file`` defaults to "" (no counters), ``flush_every`` to
+    [`FLUSH_EVERY`][installer.attention.shim.routes.FLUSH_EVERY] (at least 1), ``targets``
+    to none.
+
+    Args:
+        data: ``routes`` (``head_dim``, ``dtype``, ``bands`` of ``min_tokens``,
+            ``max_tokens`` (None: no end) and ``backend``), ``counts_file``,
+            ``flush_every`` and, optionally, ``targets``.
+
+    Raises:
+        ValueError: The data is not such a table.
+    """
+    try:
+        routes: list[RouteData] = [
+            {
+                "head_dim": int(route["head_dim"]),
+                "dtype": str(route["dtype"]),
+                "bands": [
+                    {
+                        "min_tokens": int(band["min_tokens"]),
+                        "max_tokens": (
+                            None if band.get("max_tokens") is None else int(band["max_tokens"])
+                        ),
+                        "backend": str(band["backend"]),
+                    }
+                    for band in route["bands"]
+                ],
+            }
+            for route in data["routes"]
+        ]
+        table: RoutesData = {
+            "routes": routes,
+            "counts_file": str(data.get("counts_file") or ""),
+            "flush_every": max(int(data.get("flush_every") or FLUSH_EVERY), 1),
+            "targets": {str(k): str(v) for k, v in dict(data.get("targets") or {}).items()},
+        }
+        if data.get("schema_version") is not None:
+            table["schema_version"] = int(data["schema_version"])
+        if data.get("calibrated_at") is not None:
+            table["calibrated_at"] = str(data["calibrated_at"])
+        if data.get("gpu") is not None:
+            table["gpu"] = str(data["gpu"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"not a routing table ({type(exc).__name__}: {exc})") from None
+    return table
+
+
+def load_routes(path: str) -> RoutesData:
+    """Read the routing table from its file and check it.
+
+    Args:
+        path: The file `COMFY_INSTALL_ATTENTION_ROUTES` names.
+
+    Raises:
+        OSError: The file cannot be read.
+        ValueError: It is not a routing table.
+    """
+    import json
+
+    with open(path, encoding="utf-8") as handle:  # noqa: PTH123 - pathlib costs start-up time
+        return parse_routes(json.load(handle))
