@@ -567,6 +567,8 @@ def markdown(results: dict[str, Any]) -> str:
                 else "-"
             )
             note = entry.get("skipped") or entry.get("error")
+            if isinstance(note, dict):  # ComfyUI's execution_error message
+                note = f"{note.get('exception_type', 'error')}: {note.get('exception_message', '')}".replace("\n", " ")
             lines.append(
                 f"| {workflow} | {variant} | {fmt(step)} | {ratio} | {fmt(s.get('warm_wall_s'))} | "
                 f"{fmt(s.get('cold_wall_s'))} | {fmt(s.get('peak_gpu_mib'))} | "
