@@ -352,7 +352,7 @@ def make_router(
         original: ComfyUI's own choice, for calls with a mask.
         counter: Counts each call.
         compiler: torch's ``(is_compiling, disable)`` (see
-            [`compiler_hooks`][installer.launch.shim_attention.compiler_hooks]);
+            [`compiler_hooks`][installer.attention.shim.router.compiler_hooks]);
             None: calls are routed the same way under compile too.
 
     Returns:
