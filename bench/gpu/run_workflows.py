@@ -568,7 +568,8 @@ def markdown(results: dict[str, Any]) -> str:
             )
             note = entry.get("skipped") or entry.get("error")
             if isinstance(note, dict):  # ComfyUI's execution_error message
-                note = f"{note.get('exception_type', 'error')}: {note.get('exception_message', '')}".replace("\n", " ")
+                kind, text = note.get("exception_type", "error"), note.get("exception_message", "")
+                note = f"{kind}: {text}".replace("\n", " ")
             lines.append(
                 f"| {workflow} | {variant} | {fmt(step)} | {ratio} | {fmt(s.get('warm_wall_s'))} | "
                 f"{fmt(s.get('cold_wall_s'))} | {fmt(s.get('peak_gpu_mib'))} | "
