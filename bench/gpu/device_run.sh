@@ -53,10 +53,13 @@ python3 bench/gpu/run_workflows.py --comfyui "$BENCH/ComfyUI" --python "$BENCH/v
   --install-dir "$BENCH" --installer "python3 -m installer" --models "$MODELS_DIR" \
   --workflows "${WORKFLOWS:-sdxl-1024,wan21-832x480x33}" \
   --variants "${VARIANTS:-stock,blanket,tuned,tuned-compile}" --warm "${WARM:-3}" \
+  --compile-workflows "${COMPILE_WORKFLOWS:-sdxl-1024,wan21-832x480x33}" \
+  --levers-out "$BENCH/levers-measured.json" \
   --budget "$LEFT" --work "$BENCH/work" --out "$BENCH/results-gpu.json" --merge \
   --results-md "$OUT/gpu-section.md" --docs-md "$OUT/gpu-section-docs.md"
 RC=$?
 cp "$BENCH/results-gpu.json" "$OUT/results-gpu.json"
+cp "$BENCH/levers-measured.json" "$OUT/levers.json" 2>/dev/null
 rm -f "$OUT/gpu-section-docs.md"
 tar -czf "$OUT/logs.tar.gz" -C "$BENCH" --exclude='work/outputs' work "$MODELS_DIR/bench-models.json" 2>/dev/null
 echo "device_run: exit $RC after $((SECONDS - START)) s"

@@ -8,10 +8,18 @@ Variants, each one ComfyUI process started fresh:
 - ``blanket``: the same plus ``--use-sage-attention`` (what guides tell users).
 - ``tuned``: ``comfy-install launch DIR --port P -- --extra-model-paths-config ...``
   (the installer decides: allocator, TF32, cuDNN, SageAttention, ...).
-- ``tuned-compile``: ``tuned`` with ``ENABLE_TORCH_COMPILE=1``, on the image
-  workflow with ComfyUI's ``TorchCompileModel`` node (inductor) in front of the
-  sampler: ``ENABLE_TORCH_COMPILE`` only hands nodes ``COMFY_TORCH_COMPILE``, so a
-  stock workflow without a compile node would compile nothing.
+- ``tuned-compile``: ``tuned`` with ComfyUI's ``TorchCompileModel`` node (inductor,
+  torch.compile of the whole diffusion model) in front of the sampler, inductor's and
+  Triton's caches emptied first and kept in ``DIR/.comfy-install/torch-compile`` (what
+  ``launch`` sets); ``tuned-compile-cached``: the same again in a new process, so its
+  first run compiles from those caches. Recompilations are counted from the log
+  (``TORCH_LOGS=recompiles``).
+- ``tuned+LEVER``: ``tuned`` plus one of ComfyUI's ``--fast`` options (``LEVERS``).
+  With ``--levers-out`` each lever's figure against ``tuned`` (s/step, output distance)
+  is written there after every variant (the schema of ``installer.plan.levers``).
+- ``tuned-levers``: plain ``launch`` with those figures copied to
+  ``DIR/.comfy-install/levers.json``, where it reads them: the levers it chooses itself.
+  Every other tuned variant runs with no levers.json in DIR.
 
 Each workflow goes through ``POST /prompt`` once cold (model load included) and
 ``--warm`` more times; the seed goes up by one each run so ComfyUI's cache (which
@@ -46,6 +54,7 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -69,11 +78,14 @@ MARK_END = "<!-- gpu-workflows:end -->"
 LEVERS = {
     "tuned+fp16acc": ["--fast", "fp16_accumulation"],
     "tuned+autotune": ["--fast", "autotune"],
-    "tuned+fp8mm": ["--fast", "fp8_matrix_mult"],
+    # fp8_matrix_mult acts only on fp8 weights (ComfyUI's fp8_linear returns None for
+    # others), so the lever is the pair: weights stored in float8_e4m3fn, fp8 matmuls.
+    "tuned+fp8mm": ["--fast", "fp8_matrix_mult", "--fp8_e4m3fn-unet"],
     "tuned+cublas": ["--fast", "cublas_ops"],
 }
 """The tuned launch plus one of ComfyUI's ``--fast`` options each (measured one at a time)."""
-VARIANTS = ("stock", "blanket", "tuned", "tuned-compile", *LEVERS)
+COMPILED = ("tuned-compile", "tuned-compile-cached")
+VARIANTS = ("stock", "blanket", "tuned", *COMPILED, *LEVERS, "tuned-levers")
 ATTENTION_LINE = re.compile(r"attention|sage|xformers|flash|comfy.kitchen|comfy_kitchen", re.I)
 
 
@@ -297,14 +309,13 @@ class Server:
                 *comfy_args,
             ]
             command += LEVERS.get(variant, [])
-            if variant == "tuned-compile":
-                env["ENABLE_TORCH_COMPILE"] = "1"
-                # Why warm runs were slower: every recompilation goes to the log, and
-                # inductor's cache stays in DIR (a second start compiles from it).
-                env.setdefault("TORCH_LOGS", "recompiles")
-                env.setdefault(
-                    "TORCHINDUCTOR_CACHE_DIR", str(args.install_dir / ".comfy-install" / "inductor")
-                )
+            if variant in COMPILED:
+                # Every recompilation goes to the log; inductor's and Triton's caches stay
+                # in DIR, where launch puts them, so a second start compiles from them.
+                env["TORCH_LOGS"] = "recompiles"
+                cache = args.install_dir / ".comfy-install" / "torch-compile"
+                env["TORCHINDUCTOR_CACHE_DIR"] = str(cache / "inductor")
+                env["TRITON_CACHE_DIR"] = str(cache / "triton")
             cwd = REPO
         self.command = command
         self.start = time.monotonic()
@@ -556,18 +567,20 @@ def markdown(results: dict[str, Any]) -> str:
                 else "-"
             )
             note = entry.get("skipped") or entry.get("error")
+            if isinstance(note, dict):  # ComfyUI's execution_error message
+                kind, text = note.get("exception_type", "error"), note.get("exception_message", "")
+                note = f"{kind}: {text}".replace("\n", " ")
             lines.append(
                 f"| {workflow} | {variant} | {fmt(step)} | {ratio} | {fmt(s.get('warm_wall_s'))} | "
                 f"{fmt(s.get('cold_wall_s'))} | {fmt(s.get('peak_gpu_mib'))} | "
                 f"{distance_text(entry.get('distance'), variant)} | "
                 f"{entry.get('attention', '-')}{' — ' + str(note)[:120] if note else ''} |"
             )
-    payoff = results.get("compile_payoff")
-    if payoff:
-        lines += [
-            "",
-            f"torch.compile (tuned-compile against tuned, image workflow): {payoff['text']}",
-        ]
+    payoff = results.get("compile_payoff") or {}
+    if "text" in payoff:  # an older results file: one workflow
+        payoff = {"image workflow": payoff}
+    for workflow, found in payoff.items():
+        lines += ["", f"torch.compile on {workflow} (tuned-compile against tuned): {found['text']}"]
     lines += ["", MARK_END, ""]
     return "\n".join(lines)
 
@@ -596,30 +609,80 @@ def write_section(path: Path, section: str) -> None:
 
 
 def compile_payoff(results: dict[str, Any]) -> dict[str, Any] | None:
+    """Per workflow: what torch.compile costs on the first run and gains per warm run."""
+    found: dict[str, Any] = {}
     for workflow, variants in results["workflows"].items():
         tuned = (variants.get("tuned") or {}).get("summary") or {}
         compiled = (variants.get("tuned-compile") or {}).get("summary") or {}
+        cached = (variants.get("tuned-compile-cached") or {}).get("summary") or {}
         if not (tuned.get("cold_wall_s") and compiled.get("cold_wall_s")):
             continue
         if not (tuned.get("warm_wall_s") and compiled.get("warm_wall_s")):
             continue
         extra = compiled["cold_wall_s"] - tuned["cold_wall_s"]
+        extra_cached = (
+            cached["cold_wall_s"] - tuned["cold_wall_s"] if cached.get("cold_wall_s") else None
+        )
         gain = tuned["warm_wall_s"]["median"] - compiled["warm_wall_s"]["median"]
         runs = extra / gain if gain > 0 else None
+        runs_cached = extra_cached / gain if gain > 0 and extra_cached is not None else None
         text = f"first run {extra:+.1f} s (compilation), each warm run {gain:+.2f} s; " + (
-            f"pays back after {runs:.1f} more runs: within one workflow run: "
-            f"{'yes' if runs <= 1 else 'no'}; within ten: {'yes' if runs <= 10 else 'no'}."
+            f"pays back after {runs:.1f} more runs"
+            + (
+                f"; a second launch (caches in DIR) first run {extra_cached:+.1f} s, "
+                f"paid back after {max(runs_cached, 0):.1f} runs"
+                if runs_cached is not None and extra_cached is not None
+                else ""
+            )
+            + "."
             if runs is not None
             else "warm runs are not faster, so it never pays back."
         )
-        return {
-            "workflow": workflow,
+        found[workflow] = {
             "extra_first_run_s": round(extra, 2),
+            "extra_first_run_cached_s": None if extra_cached is None else round(extra_cached, 2),
             "gain_per_warm_run_s": round(gain, 3),
-            "runs_to_pay_back": runs,
+            "runs_to_pay_back": None if runs is None else round(runs, 2),
+            "runs_to_pay_back_cached": None if runs_cached is None else round(runs_cached, 2),
             "text": text,
         }
-    return None
+    return found or None
+
+
+def write_levers(path: Path, results: dict[str, Any]) -> None:
+    """Write each lever's figure against ``tuned`` where ``launch`` reads it (levers.json).
+
+    The schema is installer.plan.levers' (version 1): per GPU name, per lever, its
+    ComfyUI arguments and per workflow the s/step of ``tuned`` and of ``tuned`` with the
+    lever, the speedup and whether the output distance met its threshold.
+    """
+    gpu = str((results.get("machine") or {}).get("gpu") or "unknown").split(",")[0].strip()
+    document: dict[str, Any] = {"schema_version": 1, "gpus": {}}
+    if path.is_file():
+        with contextlib.suppress(ValueError, OSError):
+            document = json.loads(path.read_text())
+    levers = document.setdefault("gpus", {}).setdefault(gpu, {}).setdefault("levers", {})
+    for workflow, variants in results["workflows"].items():
+        base = ((variants.get("tuned") or {}).get("summary") or {}).get("warm_step_s") or {}
+        for variant, arguments in LEVERS.items():
+            step = ((variants.get(variant) or {}).get("summary") or {}).get("warm_step_s") or {}
+            if not (base.get("median") and step.get("median")):
+                continue
+            distance = (variants.get(variant) or {}).get("distance") or {}
+            name = variant.split("+", 1)[1]
+            lever = levers.setdefault(name, {"args": arguments, "workflows": {}})
+            lever["args"] = arguments
+            lever["workflows"][workflow] = {
+                "baseline_s_per_step": base["median"],
+                "s_per_step": step["median"],
+                "speedup": round(base["median"] / step["median"], 3),
+                "distance": distance.get("relative"),
+                "distance_threshold": distance.get("threshold_relative"),
+                "distance_ok": bool(distance.get("ok")),
+                "measured": results.get("started"),
+            }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
 
 
 # --------------------------------------------------------------------------- main
@@ -645,7 +708,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any]]]:
             raise SystemExit(f"unknown variant {variant!r}: choose from {', '.join(VARIANTS)}")
         for name in names:
             workflow = json.loads((args.workflow_dir / f"{name}.json").read_text())
-            if variant == "tuned-compile":
+            if variant in COMPILED:
                 if name not in args.compile_workflows.split(","):
                     continue
                 workflow = add_compile_node(workflow)
@@ -689,7 +752,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workflows", default="sdxl-1024,wan21-832x480x33")
     parser.add_argument("--workflow-dir", type=Path, default=HERE / "workflows")
     parser.add_argument("--variants", default="stock,blanket,tuned,tuned-compile")
-    parser.add_argument("--compile-workflows", default="sdxl-1024")
+    parser.add_argument("--compile-workflows", default="sdxl-1024,wan21-832x480x33")
+    parser.add_argument(
+        "--levers-out", type=Path, help="write the levers' figures here (DIR's levers.json)"
+    )
     parser.add_argument("--warm", type=int, default=3, help="warm runs after the cold one")
     parser.add_argument("--steps", type=int, default=0, help="override the samplers' steps")
     parser.add_argument("--seed", type=int, default=42)
@@ -736,6 +802,8 @@ def main(argv: list[str] | None = None) -> int:
     # main.py lists every custom_nodes folder at start; a checkout from the bundle lacks one.
     (args.comfyui / "custom_nodes").mkdir(exist_ok=True)
     runs_plan = plan(args)
+    # The results this run merges into, read once (partial writes must not merge twice).
+    args.previous = json.loads(args.out.read_text()) if args.merge and args.out.is_file() else None
 
     # Read every model once so that no variant's first run pays the disk (page cache).
     for path in sorted(args.models.rglob("*.safetensors")):
@@ -776,6 +844,12 @@ def main(argv: list[str] | None = None) -> int:
                 entry["skipped"] = "over the time budget"
             continue
         log_path = args.work / f"comfyui-{variant}.log"
+        in_dir = args.install_dir / ".comfy-install" / "levers.json"
+        in_dir.unlink(missing_ok=True)
+        if variant == "tuned-levers" and args.levers_out and args.levers_out.is_file():
+            shutil.copyfile(args.levers_out, in_dir)
+        if variant == "tuned-compile":  # a cold compile: nothing cached from an earlier run
+            shutil.rmtree(args.install_dir / ".comfy-install" / "torch-compile", ignore_errors=True)
         counts_file = args.install_dir / ".comfy-install" / "attention-calls.json"
         counts_file.unlink(missing_ok=True)
         server = Server(args, variant, log_path)
@@ -817,6 +891,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{variant}] failed: {exc}", flush=True)
         finally:
             server.stop()
+            in_dir.unlink(missing_ok=True)
             lines = server.attention_lines()
             routed, calls = (
                 outputs.attention_calls(counts_file)
@@ -831,10 +906,28 @@ def main(argv: list[str] | None = None) -> int:
                 if calls is not None:
                     entry["attention_calls"] = calls
                 entry["log"] = str(log_path)
+                if variant in COMPILED:
+                    entry["recompiles"] = count_recompiles(log_path)
+        # Partial results after every variant: a call cut short still brings them back.
+        finish(args, results, time.monotonic() - t0, final=False)
+    return finish(args, results, time.monotonic() - t0, final=True)
 
-    results["elapsed_s"] = round(time.monotonic() - t0, 1)
-    if args.merge and args.out.is_file():
-        old = json.loads(args.out.read_text())
+
+def count_recompiles(log_path: Path) -> int:
+    """Recompilations torch logged (``TORCH_LOGS=recompiles``) in a ComfyUI log."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return -1
+    return text.count("Recompiling function")
+
+
+def finish(args: argparse.Namespace, found: dict[str, Any], elapsed: float, final: bool) -> int:
+    """Merge, add distances and payoff, write the JSON (and, when final, the Markdown)."""
+    results = copy.deepcopy(found)
+    results["elapsed_s"] = round(elapsed, 1)
+    if args.previous is not None:
+        old = copy.deepcopy(args.previous)
         for name, variants in results["workflows"].items():
             old["workflows"].setdefault(name, {}).update(variants)
         old["elapsed_s"] = round((old.get("elapsed_s") or 0) + results["elapsed_s"], 1)
@@ -847,7 +940,13 @@ def main(argv: list[str] | None = None) -> int:
             variants[variant]["distance"] = found
     results["compile_payoff"] = compile_payoff(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    temporary = args.out.with_suffix(".tmp")
+    temporary.write_text(json.dumps(results, indent=2) + "\n")
+    temporary.replace(args.out)
+    if args.levers_out:
+        write_levers(args.levers_out, results)
+    if not final:
+        return 0
     section = markdown(results)
     print(section, flush=True)
     if not args.no_markdown:

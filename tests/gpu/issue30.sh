@@ -10,8 +10,10 @@
 # 3. `launch --print-env` there (torch found, allocator decided);
 # 4. the routing proof (tests/gpu/attention_proof.py: calls land where the calibration says, and
 #    the routed call is within 3% + 1 µs of the best of SDPA, cuDNN and SageAttention).
-# Leaves in $OUT: summary.txt, sdpa-backends.json, calibration.json, tune.txt, print-env.txt,
-# attention-proof.json, attention.tgz (everything else).
+# 5. SageAttention 2's sm90 kernel variants at the video shapes (tests/gpu/sage_variants.py).
+# SKIP_BACKENDS=1 leaves step 1 out. Leaves in $OUT: summary.txt, sdpa-backends.json,
+# calibration.json, tune.txt, print-env.txt, attention-proof.json, sage-variants.json,
+# attention.tgz (everything else).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 NO_COLOR=1 COLUMNS=160
 OUT=${OUT:-/tmp/issue30-out}
@@ -21,11 +23,13 @@ source bench/gpu/setup_machine.sh || exit 1
 PY=$BENCH/venv/bin/python
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$OUT/summary.txt"
 
-t=$SECONDS
-timeout 200 "$PY" tests/gpu/sdpa_backends.py "$BENCH/ComfyUI" "$OUT/sdpa-backends.json" \
-  > "$OUT/more/sdpa-backends.txt" 2>&1
-say "sdpa back ends: exit $? in $((SECONDS - t)) s"
-cat "$OUT/more/sdpa-backends.txt" | grep -v Warning | tee -a "$OUT/summary.txt" | tail -40 > /dev/null
+if [ "${SKIP_BACKENDS:-0}" != 1 ]; then
+  t=$SECONDS
+  timeout 200 "$PY" tests/gpu/sdpa_backends.py "$BENCH/ComfyUI" "$OUT/sdpa-backends.json" \
+    > "$OUT/more/sdpa-backends.txt" 2>&1
+  say "sdpa back ends: exit $? in $((SECONDS - t)) s"
+  cat "$OUT/more/sdpa-backends.txt" | grep -v Warning | tee -a "$OUT/summary.txt" | tail -40 > /dev/null
+fi
 
 BUDGET=${TUNE_BUDGET:-90}
 t=$SECONDS
@@ -43,4 +47,11 @@ timeout 300 python3 tests/gpu/attention_proof.py "$BENCH" "$OUT/more" > "$OUT/mo
 say "attention proof: exit $? in $((SECONDS - t)) s"
 cat "$OUT/more/proof-stdout.txt" | tail -30 | tee -a "$OUT/summary.txt"
 cp "$OUT/more/attention-proof.json" "$OUT/" 2>/dev/null
+
+# 5. SageAttention 2's kernel variants on this GPU at the video shapes (which sageattn_* and
+#    pv_accum_dtype options exist for sm90 in 2.2.0, their speed and error).
+t=$SECONDS
+timeout 150 "$PY" tests/gpu/sage_variants.py "$OUT/sage-variants.json" > "$OUT/more/sage-variants.txt" 2>&1
+say "sage variants: exit $? in $((SECONDS - t)) s"
+grep -v -i warn "$OUT/more/sage-variants.txt" | tail -14 | tee -a "$OUT/summary.txt" > /dev/null
 tar -czf "$OUT/attention.tgz" -C "$OUT" more && rm -rf "$OUT/more"

@@ -3,8 +3,9 @@
 # installed first):  bash tests/gpu/issue30_call.sh [attention] [WORKFLOW...]
 #   attention   the attention checks (tests/gpu/issue30.sh: SDPA back ends, tune, print-env, proof)
 #   WORKFLOW    sdxl or wan: bench/gpu/device_run.sh with that workflow's variants
-# Everything fits the 8 files a call brings back: summary.txt, results-gpu.json,
-# sdpa-backends.json and bundle.tgz (the rest).
+# Everything fits the 8 files a call brings back: summary.txt, results-gpu.json, levers.json,
+# sdpa-backends.json, attention-proof.json, sage-variants.json and bundle.tgz (the rest).
+# SKIP_BACKENDS=0 measures SDPA's back ends again (about a minute).
 set -uo pipefail
 START=$SECONDS
 FINAL=$OUT
@@ -14,15 +15,16 @@ for part in "$@"; do
   left=$(( ${CALL_TOTAL:-575} - (SECONDS - START) ))
   case "$part" in
     attention)
-      OUT=$FINAL/work/attention TUNE_BUDGET=${TUNE_BUDGET:-60} timeout $((left - 5)) \
+      OUT=$FINAL/work/attention TUNE_BUDGET=${TUNE_BUDGET:-60} SKIP_BACKENDS=${SKIP_BACKENDS:-1} \
+        timeout $((left - 5)) \
         bash tests/gpu/issue30.sh ;;
     sdxl)
       OUT=$FINAL/work/sdxl WORKFLOWS=sdxl-1024 MODELS=sdxl TOTAL=$((left - 10)) \
-        VARIANTS=${SDXL_VARIANTS:-stock,tuned,blanket,tuned+fp16acc,tuned+autotune,tuned-compile} \
+        VARIANTS=${SDXL_VARIANTS:-stock,tuned,tuned+autotune,tuned-compile,tuned-compile-cached,tuned+fp8mm,tuned-levers,blanket} \
         bash bench/gpu/device_run.sh > /dev/null ;;
     wan)
       OUT=$FINAL/work/wan WORKFLOWS=wan21-832x480x33 MODELS=wan21 TOTAL=$((left - 10)) \
-        VARIANTS=${WAN_VARIANTS:-stock,tuned,blanket,tuned+autotune,tuned+fp16acc} \
+        VARIANTS=${WAN_VARIANTS:-stock,tuned,tuned+fp8mm,tuned-compile,tuned-compile-cached,tuned+autotune,tuned-levers,tuned+fp16acc,blanket} \
         bash bench/gpu/device_run.sh > /dev/null ;;
   esac
   echo "== $part: exit $? at $((SECONDS - START)) s" | tee -a "$FINAL/summary.txt"
@@ -30,6 +32,8 @@ for part in "$@"; do
   tail -30 "$FINAL/work/$part/device-run.log" 2>/dev/null >> "$FINAL/summary.txt"
 done
 cp /tmp/gpu-bench/results-gpu.json "$FINAL/" 2>/dev/null
+cp /tmp/gpu-bench/levers-measured.json "$FINAL/levers.json" 2>/dev/null
+cp "$FINAL/work/attention/attention-proof.json" "$FINAL/work/attention/sage-variants.json" "$FINAL/" 2>/dev/null
 cp "$FINAL/work/attention/sdpa-backends.json" "$FINAL/" 2>/dev/null
 tar -czf "$FINAL/bundle.tgz" -C "$FINAL" work && rm -rf "$FINAL/work"
 cat "$FINAL/summary.txt"

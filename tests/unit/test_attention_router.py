@@ -345,3 +345,43 @@ def test_without_a_routing_table_the_shim_leaves_attention_alone(fake_comfyui: P
     from comfy.ldm.flux import math
 
     assert math.optimized_attention.__name__ == "attention_pytorch"
+
+
+def test_under_torch_compile_the_router_runs_outside_the_graph(
+    calls: list[tuple[str, dict[str, Any]]],
+    routes_env: Callable[..., dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Traced by dynamo, the router's counters would be guarded Python state: every counted
+    # call would recompile the model. Under compile it must hand the call to torch's
+    # compiler.disable (a graph break) and still route it, counted, to the same backend.
+    state = {"compiling": False, "outside": 0}
+
+    def disable(function: Callable[..., Any]) -> Callable[..., Any]:
+        def outside(*args: Any, **kwargs: Any) -> Any:
+            state["outside"] += 1
+            return function(*args, **kwargs)
+
+        return outside
+
+    fake_torch = types.ModuleType("torch")
+    fake_torch.compiler = types.SimpleNamespace(  # type: ignore[attr-defined]
+        is_compiling=lambda: state["compiling"], disable=disable
+    )
+    monkeypatch.setitem(sys.modules, "torch", fake_torch)
+    module = comfy_attention(calls)
+    env = routes_env(flush_every=1)
+    router.attach(module, env)
+    route = module.optimized_attention
+    assert route.__name__ == "comfy_install_attention_router"
+    video = Tensor(1, 32760, 5120)
+    assert route(video, video, video, 40) == "attention_sage"
+    assert state["outside"] == 0  # eager: no detour
+    state["compiling"] = True
+    assert route(video, video, video, 40, transformer_options={"x": 1}) == "attention_sage"
+    assert route(video, video, video, 40, "mask") == "attention_pytorch"  # masked: ComfyUI's
+    assert state["outside"] == 2
+    assert calls[-2][1]["transformer_options"] == {"x": 1}
+    assert counts(env)["calls"] == {"sageattention": 2, "comfyui": 1}
+    # Without torch.compiler (old torch) the router is the plain one.
+    assert router.compiler_hooks(types.ModuleType("torch")) is None

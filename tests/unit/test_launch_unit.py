@@ -506,3 +506,16 @@ def test_output_pump_passes_progress_bars_through_and_keeps_whole_lines() -> Non
     text = "step 1/3\rstep 2/3\rstep 3/3\nready ✓\npartial"
     assert terminal.getvalue() == log_file.getvalue() == text
     assert list(output.tail) == ["step 1/3", "step 2/3", "step 3/3", "ready ✓", "partial"]
+
+
+def test_compile_caches_are_kept_in_dir_unless_the_user_set_them() -> None:
+    # Inductor's default cache lives under /tmp (gone at a reboot): in DIR, a second launch
+    # compiles from the first one's (measured on an H100: first run 69.2 s cold, 24.0 s cached).
+    p = plan()
+    assert p.env_set["TORCHINDUCTOR_CACHE_DIR"] == "/srv/i/.comfy-install/torch-compile/inductor"
+    assert p.env_set["TRITON_CACHE_DIR"] == "/srv/i/.comfy-install/torch-compile/triton"
+    mine = plan({"TRITON_CACHE_DIR": "/cache/triton"})
+    assert statuses(mine)["triton-cache"] == "user"
+    assert "TRITON_CACHE_DIR" not in mine.env_set
+    assert statuses(plan(cc=None))["inductor-cache"] == "off"
+    assert statuses(plan(tune=False))["inductor-cache"] == "off"

@@ -20,6 +20,7 @@ from installer.edges.generations import current_root
 from installer.edges.gpu import detect_gpus
 from installer.edges.probe import installed_torch, layout
 from installer.edges.state import read_state
+from installer.launch.levers import read_levers
 from installer.launch.shim import shim_status
 from installer.plan.launch import LaunchFacts, LaunchRequest
 from installer.plan.launch_device import cpu_install_reason
@@ -74,6 +75,7 @@ def gather_facts(
         install_dir=request.install_dir if shared else None,
         extra_paths_exists=shared
         and (request.install_dir / "ComfyUI" / "extra_model_paths.yaml").is_file(),
+        levers=read_levers(request.install_dir, gpu) if request.tune else None,
     )
 
 

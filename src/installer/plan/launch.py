@@ -67,11 +67,13 @@ from installer.plan.launch_tunings import (
     TuningStatus,
     decide_allocator,
     decide_compile,
+    decide_compile_cache,
     decide_cuda_malloc,
     decide_cudnn_benchmark,
     decide_matmul_precision,
     decide_tf32,
 )
+from installer.plan.levers import LeverRecords, decide_levers
 from installer.plan.proof import broken_now
 
 DEFAULT_PORT = 8188
@@ -115,6 +117,8 @@ class LaunchFacts:
     """DIR, when the checkout is a later generation's (its user folders stay in DIR/ComfyUI)."""
     extra_paths_exists: bool = False
     """`DIR/ComfyUI/extra_model_paths.yaml` exists (a later generation is pointed at it)."""
+    levers: LeverRecords | None = None
+    """ComfyUI's `--fast` levers measured on this GPU (`DIR/.comfy-install/levers.json`)."""
 
 
 @dataclass(frozen=True)
@@ -281,6 +285,7 @@ def plan_launch(
         decide_allocator(request.tune, gpu, facts.torch, facts.platform, user, native_allocator),
         *in_process,
         *([native] if native is not None else []),
+        *decide_compile_cache(request.tune, gpu, request.install_dir, user),
         decide_xformers(
             request.tune,
             gpu,
@@ -291,6 +296,8 @@ def plan_launch(
             broken,
         ),
     ]
+    levers, lever_args = decide_levers(request.tune, gpu, facts.levers, comfy_args)
+    tunings += levers
     needs_shim = any(_needs_shim(t) for t in tunings)
 
     env_set = {t.variable: t.value for t in tunings if t.status == "on" and t.variable and t.value}
@@ -324,6 +331,7 @@ def plan_launch(
     if not port_given:
         argv += ["--port", str(request.port)]
     argv += [t.argument for t in tunings if t.status == "on" and t.argument]
+    argv += lever_args
     if facts.install_dir is not None:
         argv += shared_folder_args(
             facts.install_dir,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Literal
 
 from packaging.version import InvalidVersion, Version
@@ -318,6 +319,54 @@ def decide_compile(tune: bool, user: Mapping[str, str]) -> list[Tuning]:
                 "TORCH_COMPILE_MODE",
             )
         )
+    return found
+
+
+COMPILE_CACHES = (
+    ("inductor-cache", "TORCHINDUCTOR_CACHE_DIR", "inductor"),
+    ("triton-cache", "TRITON_CACHE_DIR", "triton"),
+)
+"""torch.compile's caches in DIR: (tuning, variable, folder in DIR/.comfy-install/torch-compile)."""
+
+
+def decide_compile_cache(
+    tune: bool, gpu: GpuReport, install_dir: PurePath, user: Mapping[str, str]
+) -> list[Tuning]:
+    """Keep inductor's and Triton's compile caches in DIR.
+
+    Inductor's default cache is a folder under the system's temporary folder
+    (lost at a reboot, and shared by every install), Triton's is in the home
+    folder: in DIR, a second `launch` of a workflow with a compile node (or
+    SageAttention's Triton kernels) compiles from the first one's cache.
+
+    Args:
+        tune: Tuning on.
+        gpu: The GPU report (nothing is compiled for the CPU here).
+        install_dir: DIR.
+        user: The launch variables the user set (theirs are kept).
+
+    Returns:
+        The `inductor-cache` and `triton-cache` tunings.
+    """
+    found = []
+    for name, variable, folder in COMPILE_CACHES:
+        if not tune:
+            found.append(Tuning(name, "off", "--no-tune", variable))
+        elif variable in user:
+            found.append(Tuning(name, "user", "set by you", variable, user[variable]))
+        elif not gpu.has_nvidia:
+            found.append(Tuning(name, "off", no_gpu_reason(gpu), variable))
+        else:
+            where = str(install_dir / ".comfy-install" / "torch-compile" / folder)
+            found.append(
+                Tuning(
+                    name,
+                    "on",
+                    "compiled kernels are kept in DIR for the next launch",
+                    variable,
+                    where,
+                )
+            )
     return found
 
 

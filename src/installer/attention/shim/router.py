@@ -309,22 +309,51 @@ def call_shape(q: Any, k: Any, heads: Any, skip_reshape: bool) -> tuple[int, str
     return int(head_dim), dtype, int(tokens)
 
 
+def compiler_hooks(torch: Any = None) -> tuple[Callable[[], bool], Callable[..., Any]] | None:
+    """Return torch's ``(is_compiling, disable)``, or None where torch has no `torch.compiler`.
+
+    Args:
+        torch: The torch module (default: the one ComfyUI imported, if any).
+    """
+    import sys
+
+    torch = sys.modules.get("torch") if torch is None else torch
+    compiler = getattr(torch, "compiler", None)
+    is_compiling = getattr(compiler, "is_compiling", None)
+    disable = getattr(compiler, "disable", None)
+    if not callable(is_compiling) or not callable(disable):
+        return None
+    return is_compiling, disable
+
+
 def make_router(
     routes: Routes,
     functions: Mapping[str, Callable[..., Any]],
     original: Callable[..., Any],
     counter: Counter,
+    compiler: tuple[Callable[[], bool], Callable[..., Any]] | None = None,
 ) -> Callable[..., Any]:
     """Return the function that replaces ComfyUI's `optimized_attention`.
 
     The decision is made once per call shape and cached (at most
     `MAX_SHAPES` shapes; past that, each new shape is decided per call).
 
+    Inside a model that torch.compile traces (ComfyUI's `TorchCompileModel`),
+    the router is not traced: its counters and cache are Python state that
+    dynamo would guard on, so every counted call would fail the guards and
+    recompile the whole diffusion model (then, past dynamo's recompile limit,
+    run it uncompiled). With ``compiler`` the router hands such calls to the
+    same routing run outside the graph (`torch.compiler.disable`): one graph
+    break per attention call, and the rest of the model stays compiled.
+
     Args:
         routes: The routing table (only backends in ``functions`` left in it).
         functions: ComfyUI's function for each backend, ``sdpa`` included.
         original: ComfyUI's own choice, for calls with a mask.
         counter: Counts each call.
+        compiler: torch's ``(is_compiling, disable)`` (see
+            [`compiler_hooks`][installer.attention.shim.router.compiler_hooks]);
+            None: calls are routed the same way under compile too.
 
     Returns:
         ``router(q, k, v, heads, mask=None, attn_precision=None,
@@ -387,10 +416,26 @@ def make_router(
         )
 
     router: Any = comfy_install_attention_router
+    if compiler is not None:
+        is_compiling, disable = compiler
+        outside = disable(comfy_install_attention_router)
+
+        def comfy_install_attention_router_compilable(
+            q: Any, k: Any, v: Any, heads: Any, *args: Any, **kwargs: Any
+        ) -> Any:
+            """Route the call; under torch.compile, outside the traced graph."""
+            if is_compiling():
+                return outside(q, k, v, heads, *args, **kwargs)
+            return comfy_install_attention_router(q, k, v, heads, *args, **kwargs)
+
+        router = comfy_install_attention_router_compilable
+        router.__name__ = comfy_install_attention_router.__name__
+        router.__qualname__ = comfy_install_attention_router.__qualname__
     router.container_function = None  # what ComfyUI's wrap_attn functions carry
     router.counter = counter
     router.decided = decided
-    return comfy_install_attention_router
+    result: Callable[..., Any] = router
+    return result
 
 
 def sdpa_backend_function(module: Any, backend: str, torch: Any = None) -> Callable[..., Any]:
@@ -503,10 +548,12 @@ def _attach(module: types.ModuleType, env: Mapping[str, str]) -> str:
         counter.flush()
         return message
     names = {name: getattr(function, "__name__", name) for name, function in usable.items()}
-    setattr(module, "optimized_attention", make_router(routes, usable, original, counter))  # noqa: B010
+    hooks = compiler_hooks()
+    router = make_router(routes, usable, original, counter, hooks)
+    setattr(module, "optimized_attention", router)  # noqa: B010
     masked = getattr(module, "optimized_attention_masked", None)
     if callable(masked):
-        router = make_router(routes, usable, masked, counter)
+        router = make_router(routes, usable, masked, counter, hooks)
         setattr(module, "optimized_attention_masked", router)  # noqa: B010
     registered = _register(module, module.optimized_attention)
     message = (
