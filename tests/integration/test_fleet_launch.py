@@ -131,6 +131,13 @@ def test_every_gpu_in_the_background_then_stop(
             assert argv[argv.index("--temp-directory") + 1].endswith(f"fleet/gpu-{m['gpu']}")
             assert environ_of(m["pid"])["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
         assert "stop them with: comfy-install stop" in done.stderr
+        # A plain launch (one GPU, another port) while the set runs is refused, naming it.
+        single = run(cli("launch", install, "--port", first_port + 7, "--background"), env)
+        assert single.returncode == 3, single.stderr
+        said = " ".join(single.stderr.split())
+        assert "is already running (GPU 0: pid" in said and "GPU 2: pid" in said, said
+        assert "comfy-install stop" in said
+        assert not (install / ".comfy-install" / "comfyui.pid").exists()
     finally:
         stopped = run(cli("stop", install, "--json"), env)
     assert stopped.returncode == 0, stopped.stderr

@@ -28,7 +28,6 @@ from typing import Any
 
 from installer.attention.files import write_routes
 from installer.core.errors import (
-    EnvironmentUnsupportedError,
     InstallerError,
     InterruptedByUserError,
     StepFailedError,
@@ -43,6 +42,7 @@ from installer.launch.process import (
     is_recorded_comfyui,
     pid_file,
     read_pid_file,
+    refuse_if_running,
     remove_pid_file,
     spawn,
     stop_process,
@@ -129,21 +129,6 @@ def recorded_members(install_dir: Path) -> list[tuple[int, Path]]:
         if index.isdigit() and pid_file(folder).is_file():
             found.append((int(index), folder))
     return sorted(found)
-
-
-def _refuse_running(install_dir: Path) -> None:
-    single = read_pid_file(state_dir(install_dir))
-    running = [] if single is None or not is_recorded_comfyui(single) else [("", single)]
-    for index, folder in recorded_members(install_dir):
-        record = read_pid_file(folder)
-        if record is not None and is_recorded_comfyui(record):
-            running.append((f"GPU {index}: ", record))
-    if running:
-        shown = ", ".join(f"{where}pid {r.pid} at {r.url}" for where, r in running)
-        raise EnvironmentUnsupportedError(
-            f"ComfyUI launched from {install_dir} is already running ({shown}).",
-            f"Stop it with `comfy-install stop {install_dir}` first.",
-        )
 
 
 def _prepare(launches: Sequence[MemberLaunch], install_dir: Path, log: InstallerLogger) -> None:
@@ -291,7 +276,7 @@ def start_fleet(
             stopped), or (foreground) one exited with an error later.
         InterruptedByUserError: Ctrl-C (or SIGTERM); every member was stopped.
     """
-    _refuse_running(install_dir)
+    refuse_if_running(install_dir)
     _prepare(launches, install_dir, log)
     mode = "background" if request.background else "foreground"
     with stop_signals_raise():

@@ -27,6 +27,7 @@ from installer.core.records import now_iso
 from installer.edges.environment import current_platform, pid_alive
 from installer.edges.probe import layout
 from installer.edges.state import atomic_write_text
+from installer.plan.fleet import FLEET_DIR
 from installer.plan.launch import LaunchPlan
 
 PID_FILENAME = "comfyui.pid"
@@ -333,6 +334,51 @@ def write_pid_file(state_dir: Path, plan: LaunchPlan, pid: int, log_path: Path, 
         mode=mode,
     )
     atomic_write_text(pid_file(state_dir), json.dumps(asdict(record), indent=2) + "\n")
+
+
+def running_launches(install_dir: Path) -> list[tuple[int | None, PidRecord]]:
+    """Return every ComfyUI launched from DIR that still runs, with its GPU (None: plain launch).
+
+    A plain `launch` records its pid file in `DIR/.comfy-install/`, each member of a
+    `launch --gpus` set in `DIR/.comfy-install/fleet/gpu-N/`; a stale file is not listed.
+
+    Args:
+        install_dir: DIR, the install directory.
+    """
+    state = layout(install_dir, current_platform())["state_dir"]
+    found: list[tuple[int | None, PidRecord]] = []
+    single = read_pid_file(state)
+    if single is not None and is_recorded_comfyui(single):
+        found.append((None, single))
+    for folder in sorted((state / FLEET_DIR).glob("gpu-*")):
+        index = folder.name.removeprefix("gpu-")
+        record = read_pid_file(folder) if index.isdigit() else None
+        if record is not None and is_recorded_comfyui(record):
+            found.append((int(index), record))
+    return found
+
+
+def refuse_if_running(install_dir: Path) -> None:
+    """Refuse a second launch while any ComfyUI launched from DIR runs (one, or a set).
+
+    Args:
+        install_dir: DIR, the install directory.
+
+    Raises:
+        EnvironmentUnsupportedError: One is running: what runs where, and how to stop it.
+    """
+    running = running_launches(install_dir)
+    if not running:
+        return
+    shown = ", ".join(
+        ("" if gpu is None else f"GPU {gpu}: ")
+        + f"pid {record.pid} at {record.url}, since {record.started_at}"
+        for gpu, record in running
+    )
+    raise EnvironmentUnsupportedError(
+        f"ComfyUI launched from {install_dir} is already running ({shown}).",
+        f"Stop it with `comfy-install stop {install_dir}` first.",
+    )
 
 
 def stop_comfyui(install_dir: Path, log: InstallerLogger, grace: float = 10.0) -> StopOutcome:

@@ -27,7 +27,6 @@ from typing import IO, Any
 
 from installer.attention.files import write_routes
 from installer.core.errors import (
-    EnvironmentUnsupportedError,
     InterruptedByUserError,
     StepFailedError,
 )
@@ -37,8 +36,7 @@ from installer.launch.facts import gather_facts
 from installer.launch.output import Output, file_tail, finish_output, new_log_path, pump
 from installer.launch.ports import check_port
 from installer.launch.process import (
-    is_recorded_comfyui,
-    read_pid_file,
+    refuse_if_running,
     remove_pid_file,
     spawn,
     stop_process,
@@ -145,13 +143,7 @@ def run_comfyui(
     """
     home = plan.home or facts.comfyui_dir.parent
     state_dir = install_state_dir(home)
-    running = read_pid_file(state_dir)
-    if running is not None and is_recorded_comfyui(running):
-        raise EnvironmentUnsupportedError(
-            f"ComfyUI launched from {home} is already running "
-            f"(pid {running.pid}, {running.url}, since {running.started_at}).",
-            f"Stop it with `comfy-install stop {home}` first.",
-        )
+    refuse_if_running(home)
     check_port(plan)
     problem = shim_problem(facts.shim, facts.site_packages)
     if request.tune and problem is not None:
