@@ -22,6 +22,7 @@ from faults.faultkit import (
     contend_for_locks,
     error_and_hint,
     finish,
+    invoke,
     pid_is_dead,
     signal_group,
     spawn,
@@ -127,3 +128,14 @@ def test_lock_from_another_host_says_how_to_clear_it(case: Case) -> None:
     error, hint = error_and_hint(failed.stderr)
     assert "other-host" in error
     assert str(lock_path(case)) in error + hint
+
+
+def test_every_command_that_changes_dir_says_it_took_over_a_stale_lock(case: Case) -> None:
+    """rollback and nodes remove take DIR's lock as install does, and say so when it was stale."""
+    dead = pid_is_dead()
+    for words in (["rollback", str(case.dir)], ["nodes", "remove", str(case.dir), "no-such-node"]):
+        with open(lock_path(case), "w", encoding="utf-8") as handle:
+            json.dump({"pid": dead, "host": socket.gethostname(), "started_at": "earlier"}, handle)
+        done = invoke(words, case.env)
+        assert f"warning: took over a stale lock of pid {dead}" in done.stderr, (words, done.stderr)
+        assert done.code == 2, (words, done.stderr)  # nothing to roll back; no such node

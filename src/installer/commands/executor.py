@@ -179,8 +179,7 @@ def execute(
             "Free disk space or fix the folder's permissions, then run again.",
         ) from exc
     lock = InstallLock(install_dir, command="install")
-    with lock.held():
-        warn_if_taken_over(lock, log)
+    with lock.held(log):
         context = replan(first)
         if context.probe.state is None and context.probe.state_problem:
             moved = set_aside_state(install_dir)
@@ -188,21 +187,6 @@ def execute(
                 log.warn(f"moved the unusable state file aside to {moved} (kept for you to read)")
         with _sigterm_as_interrupt():
             return run_plan(context, log, on_summary, before_step=before_step)
-
-
-def warn_if_taken_over(lock: InstallLock, log: InstallerLogger) -> None:
-    """Say so when the lock just taken was a dead process's (install, update, restore).
-
-    Args:
-        lock: The lock, held.
-        log: Where to warn.
-    """
-    if lock.taken_over is not None:
-        held = lock.taken_over
-        log.warn(
-            f"took over a stale lock of pid {held.pid} on {held.host} "
-            f"(since {held.started_at}); that process is gone"
-        )
 
 
 def run_plan(

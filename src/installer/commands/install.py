@@ -105,7 +105,7 @@ def _on_generation(
     from installer.core.errors import StepFailedError
     from installer.edges.state import InstallLock
 
-    with InstallLock(options.install_dir, command="install").held():
+    with InstallLock(options.install_dir, command="install").held(log):
         target = on_current_generation(options)  # again, now that nothing can switch it
         if target.install_dir == options.install_dir:
             raise StepFailedError(

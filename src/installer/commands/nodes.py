@@ -119,7 +119,7 @@ def add_node(request: AddRequest, log: InstallerLogger) -> AddResult:
     install = open_install(request.install_dir)
     name = request.name or node_name(request.source)
     dest = install.custom_nodes / name
-    with InstallLock(request.install_dir, command="nodes add").held():
+    with InstallLock(request.install_dir, command="nodes add").held(log):
         nodes = read_nodes(request.install_dir, log)
         if dest.exists() or nodes.node(name) is not None:
             raise UsageError(
@@ -436,7 +436,7 @@ def remove_node(install_dir: Path, name: str, log: InstallerLogger) -> RemoveRes
     from installer.nodes.context import resolution_sources, resolve_install
     from installer.plan.nodes import plan_removal
 
-    with InstallLock(install_dir, command="nodes remove").held():
+    with InstallLock(install_dir, command="nodes remove").held(log):
         nodes = read_nodes(install_dir, log)
         record = nodes.node(name)
         if not folder.is_dir():

@@ -71,7 +71,7 @@ def rollback(install_dir: Path, log: InstallerLogger) -> RollbackResult:
             f"{install_dir} holds no comfy-install install.",
             f"Run `comfy-install install {install_dir}` first.",
         )
-    with InstallLock(install_dir, command="rollback").held():
+    with InstallLock(install_dir, command="rollback").held(log):
         registry = read_generations(install_dir, current_platform())
         current = current_generation(install_dir)
         target = rollback_target(registry.generations, current)

@@ -305,7 +305,7 @@ def restore_generation(
 
     install_dir = request.install_dir
     platform = current_platform()
-    with InstallLock(install_dir, command="snapshot restore").held():
+    with InstallLock(install_dir, command="snapshot restore").held(log):
         now = holding(install_dir)
         nodes = restore_nodes(snapshot, now.nodes)
         data["nodes"] = nodes.as_data()

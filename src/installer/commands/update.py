@@ -202,12 +202,11 @@ def update(request: UpdateRequest, log: InstallerLogger) -> UpdateResult:
             and still current (the message names the failed step and the log).
         InterruptedByUserError: Ctrl-C or SIGTERM: the next `update` continues the build.
     """
-    from installer.commands.executor import prepare_install_dir, warn_if_taken_over
+    from installer.commands.executor import prepare_install_dir
 
     prepare_install_dir(request.install_dir)
     lock = InstallLock(request.install_dir, command="update")
-    with lock.held():
-        warn_if_taken_over(lock, log)
+    with lock.held(log):
         preview = preview_update(request, log)
         diff = preview.diff
         if diff.up_to_date and not (request.options and request.options.force):

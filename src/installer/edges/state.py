@@ -22,13 +22,16 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
 from installer import __version__
 from installer.core.errors import EnvironmentUnsupportedError, LockHeldError, StateTooNewError
 from installer.core.records import STATE_SCHEMA_VERSION, InstallState, now_iso
+
+if TYPE_CHECKING:
+    from installer.core.log import InstallerLogger
 
 STATE_DIRNAME = ".comfy-install"
 
@@ -373,10 +376,21 @@ class InstallLock:
         os.close(fd)
 
     @contextlib.contextmanager
-    def held(self) -> Iterator[InstallLock]:
-        """Hold the lock for the duration of a ``with`` block."""
+    def held(self, log: InstallerLogger | None = None) -> Iterator[InstallLock]:
+        """Hold the lock for the duration of a ``with`` block.
+
+        Args:
+            log: Where to warn when the lock taken was a dead process's (a stale lock taken
+                over); every command that changes DIR passes its logger.
+        """
         self.acquire()
         try:
+            if log is not None and self.taken_over is not None:
+                gone = self.taken_over
+                log.warn(
+                    f"took over a stale lock of pid {gone.pid} on {gone.host} "
+                    f"(since {gone.started_at}); that process is gone"
+                )
             yield self
         finally:
             self.release()
