@@ -25,9 +25,11 @@
 #
 # The host's uv and pip caches ($DEBIAN_README_UV_CACHE, default `uv cache dir`'s answer or
 # ~/.cache/uv; $DEBIAN_README_PIP_CACHE, default ~/.cache/pip; `none` for neither) are
-# bind-mounted into the root's ~/.cache, so the real tests' torch wheels stay warm: they hold
-# downloads only, checked by hash, and change nothing a test sees. uv cannot hardlink across
-# the mount, so the root's uv copies (UV_LINK_MODE=copy, what it would fall back to anyway).
+# brought into the root's ~/.cache, so the real tests' torch wheels stay warm: they hold
+# downloads only, checked by hash, and change nothing a test sees. On the root's filesystem the
+# uv cache is a hardlinked copy (`cp -al`, seconds), so the root's uv hardlinks into venvs as it
+# does on a user's machine (copying the 3 GB of CUDA wheels of each real install cost minutes);
+# elsewhere it is bind-mounted and uv copies (UV_LINK_MODE=copy: no hardlink crosses a mount).
 #
 # Where this machine cannot reach what the install command needs, the command as written cannot
 # finish, whatever the README says: the pinned upstream ComfyUI commit is not in the local
@@ -177,9 +179,18 @@ bind /dev/pts /dev/pts
 if mountpoint -q /dev/shm; then bind /dev/shm /dev/shm; fi
 # The host's download caches (see the top): warm wheels, nothing else of the host.
 if [ "$UV_CACHE" != none ] && [ -d "$UV_CACHE" ]; then
-    bind "$UV_CACHE" /root/.cache/uv
-    CA_ENV+=(UV_LINK_MODE=copy)
-    log "the host's uv cache $UV_CACHE is the root's /root/.cache/uv"
+    mkdir -p "$ROOT/root/.cache"
+    if [ "$(stat -c %d "$UV_CACHE")" = "$(stat -c %d "$ROOT")" ] \
+        && cp -al "$UV_CACHE" "$ROOT/root/.cache/uv" 2>/dev/null; then
+        # Same filesystem: a hardlinked copy (seconds), so the root's uv hardlinks from it
+        # into venvs as uv does on a user's machine; what the root adds stays in the root.
+        log "the host's uv cache $UV_CACHE is hardlinked into the root's /root/.cache/uv"
+    else
+        rm -rf "$ROOT/root/.cache/uv"
+        bind "$UV_CACHE" /root/.cache/uv
+        CA_ENV+=(UV_LINK_MODE=copy)
+        log "the host's uv cache $UV_CACHE is the root's /root/.cache/uv (mounted; uv copies)"
+    fi
 fi
 if [ "$PIP_CACHE" != none ] && [ -d "$PIP_CACHE" ]; then
     bind "$PIP_CACHE" /root/.cache/pip
