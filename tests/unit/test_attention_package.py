@@ -124,8 +124,10 @@ def test_the_venv_copies_import_the_schema_by_its_venv_name_without_the_installe
     assert heavy == "[]"  # every tuned start imports these files: no typing, no dataclasses
     assert found == "comfy_install_sage sageattn_qk_int8_pv_fp8_cuda_sm90"
     assert still == "[]"  # nor torch nor sageattention until a route is built
-    assert (site / "comfy_install_sage.py").read_text(encoding="utf-8").startswith(
-        "# comfy-install SageAttention routes"
+    assert (
+        (site / "comfy_install_sage.py")
+        .read_text(encoding="utf-8")
+        .startswith("# comfy-install SageAttention routes")
     )
 
 
