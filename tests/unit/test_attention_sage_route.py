@@ -307,3 +307,50 @@ def test_the_candidate_is_judged_like_sageattention_and_named_for_people() -> No
     for dtype in ("fp16", "bf16"):
         assert TOLERANCES[("sage_per_warp", dtype)] == TOLERANCES[("sageattention", dtype)]
     assert backend_label("sage_per_warp", "2.2.0") == "SageAttention 2 per-warp (sm90) 2.2.0"
+
+
+class Measured:
+    """A stand-in tensor for the measuring loop: it only has to be finite and comparable."""
+
+    def float(self) -> Measured:
+        return self
+
+    def all(self) -> Measured:
+        return self
+
+    def item(self) -> bool:
+        return True
+
+
+class MeasuringTorch(types.ModuleType):
+    """The torch calls `run_shape` makes on the CPU: dtypes, a generator, random inputs."""
+
+    def __init__(self) -> None:
+        super().__init__("torch")
+        self.float16, self.bfloat16 = "torch.float16", "torch.bfloat16"
+        self.Generator = lambda device: types.SimpleNamespace(manual_seed=lambda seed: None)
+        self.randn = lambda size, **kwargs: Measured()
+        self.isfinite = lambda tensor: tensor
+
+
+def test_the_measuring_loop_times_the_candidate_only_from_its_length() -> None:
+    from installer.attention.measure.attention_backends import Backend
+    from installer.attention.measure.attention_module import Shape, Timer, run_shape
+
+    torch = MeasuringTorch()
+    called: list[str] = []
+
+    def backend(name: str, least: int) -> Backend:
+        return Backend(name, lambda q, k, v: (q,), lambda a: called.append(name) or Measured(),
+                       lambda out: out, least)  # fmt: skip
+
+    backends = {"sageattention": backend("sageattention", 0),
+                "sage_per_warp": backend("sage_per_warp", SAGE_MIN_TOKENS)}  # fmt: skip
+    settings = {"seed": 0, "warmup": 1, "iterations": 3, "budget_s": 1.0}
+    seen = {}
+    for tokens in (8192, 12288, 14040):
+        shape = Shape(f"n{tokens}-d128", "tune", "", 1, tokens, 24, 128)
+        rows = run_shape(torch, shape, "fp16", backends, Timer(torch, False), settings)
+        seen[tokens] = [(row["backend"], row["status"]) for row in rows]
+    assert seen[8192] == [("sageattention", "ok")]  # no row at all below its length
+    assert seen[12288] == seen[14040] == [("sageattention", "ok"), ("sage_per_warp", "ok")]
