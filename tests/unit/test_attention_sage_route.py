@@ -354,3 +354,25 @@ def test_the_measuring_loop_times_the_candidate_only_from_its_length() -> None:
         seen[tokens] = [(row["backend"], row["status"]) for row in rows]
     assert seen[8192] == [("sageattention", "ok")]  # no row at all below its length
     assert seen[12288] == seen[14040] == [("sageattention", "ok"), ("sage_per_warp", "ok")]
+
+
+def test_a_sageattention_the_proof_found_broken_takes_the_per_warp_route_with_it() -> None:
+    from installer.attention.rules.routing import route_table
+    from support.attention import h200_calibration
+
+    calibration = h200_calibration()
+    tables = [
+        table.model_copy(
+            update={"bands": [b.model_copy(update={"backend": "sage_per_warp"})
+                              if b.backend == "sageattention" else b for b in table.bands]}
+        )
+        for table in calibration.tables
+    ]  # fmt: skip
+    per_warp = calibration.model_copy(update={"tables": tables})
+    path = Path("/srv/i/.comfy-install/calibration.json")
+    kept = route_table(path, per_warp, set()).data
+    assert kept is not None and {b["backend"] for r in kept["routes"] for b in r["bands"]} == {
+        "sage_per_warp"
+    }
+    assert route_table(path, per_warp, {"sageattention"}).data is None
+    assert route_table(path, per_warp, {"xformers"}).data == kept
