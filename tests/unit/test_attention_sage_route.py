@@ -112,7 +112,7 @@ def test_the_route_calls_the_per_warp_kernel_with_comfyuis_reshapes() -> None:
     shape, options = kernel[-1]
     assert shape == (2, 14040, 12, 128)  # (B, N, H, D): the kernel's NHD layout, no copy
     assert options == {"tensor_layout": "NHD", "is_causal": False, "qk_quant_gran": "per_warp",
-                       "sm_scale": None, "smooth_k": False}  # fmt: skip
+                       "sm_scale": None, "smooth_k": True}  # fmt: skip
     assert route(*wan, 12, skip_output_reshape=True).shape == (2, 12, 14040, 128)
 
     heads = [Tensor(1, 40, 32760, 128, dtype="torch.bfloat16") for _ in range(3)]

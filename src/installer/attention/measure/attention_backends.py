@@ -149,7 +149,7 @@ def _sage_per_warp_backend(torch: Any) -> Backend:
 
     def call(a: tuple[Any, ...]) -> Any:
         return kernel(*a, tensor_layout="HND", is_causal=False, qk_quant_gran="per_warp",
-                      smooth_k=False)  # fmt: skip
+                      smooth_k=True)  # fmt: skip
 
     return Backend("sage_per_warp", _clone3, call, _same, SAGE_MIN_TOKENS)
 
