@@ -106,17 +106,29 @@ def test_the_venv_copies_import_the_schema_by_its_venv_name_without_the_installe
         "print(tuning.routes_env(), router.schema.__name__, router.ROUTES_ENV)\n"
         f"print(router.load_routes({str(table)!r}).backends())\n"
         "print(sorted(m for m in sys.modules if m.startswith(('typing', 'dataclasses'))))\n"
+        "import comfy_install_sdpa as sdpa\n"
+        "sage = sdpa._sage()  # the SageAttention route, found by its venv name\n"
+        "print(sage.__name__, sage.KERNEL)\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('typing', 'dataclasses', 'torch',"
+        " 'sageattention'))))\n"
     )
     done = subprocess.run(
         [sys.executable, "-S", "-c", script], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
-    names, backends, heavy = done.stdout.splitlines()
+    names, backends, heavy, found, still = done.stdout.splitlines()
     env, schema, again = names.split()
     assert env == "COMFY_INSTALL_ATTENTION_ROUTES" and env == again
     assert schema == "comfy_install_routes"
     assert backends == "['cudnn', 'sageattention']"
     assert heavy == "[]"  # every tuned start imports these files: no typing, no dataclasses
+    assert found == "comfy_install_sage sageattn_qk_int8_pv_fp8_cuda_sm90"
+    assert still == "[]"  # nor torch nor sageattention until a route is built
+    assert (
+        (site / "comfy_install_sage.py")
+        .read_text(encoding="utf-8")
+        .startswith("# comfy-install SageAttention routes")
+    )
 
 
 def test_the_routing_variables_are_named_in_the_schema_only() -> None:

@@ -23,6 +23,7 @@ SHORT_NAMES = {
     "efficient": "mem-eff",
     "xformers": "xformers",
     "sageattention": "Sage",
+    "sage_per_warp": "Sage pw",
     "sageattn3": "Sage3",
     "comfy_kitchen_int8": "CK int8",
 }

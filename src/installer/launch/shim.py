@@ -1,11 +1,12 @@
-"""The runtime tuning shim in the venv: its five files, their state, and writing them.
+"""The runtime tuning shim in the venv: its six files, their state, and writing them.
 
 `launch` copies [`installer.launch.shim_module`][installer.launch.shim_module] into
 the venv's site-packages as `comfy_install_tuning.py`, next to a one-line
 `comfy_install_tuning.pth` that activates it only when `COMFY_INSTALL_TUNING` is
 set, and the attention router [`installer.attention.shim.router`][installer.attention.shim.router]
 as `comfy_install_attention.py`, with its SDPA back ends
-[`sdpa`][installer.attention.shim.sdpa] as `comfy_install_sdpa.py`, and the routing
+[`sdpa`][installer.attention.shim.sdpa] as `comfy_install_sdpa.py` and its SageAttention
+route [`sage`][installer.attention.shim.sage] as `comfy_install_sage.py`, and the routing
 table's schema both read, [`routes`][installer.attention.shim.routes], as
 `comfy_install_routes.py`. The modules
 are read as text from the package, never imported here. A file of those names
@@ -25,6 +26,8 @@ ROUTER_MARKER = "# comfy-install attention router"
 ROUTER_MODULE = "comfy_install_attention"
 SDPA_MODULE = "comfy_install_sdpa"
 SDPA_MARKER = "# comfy-install SDPA back ends"
+SAGE_MODULE = "comfy_install_sage"
+SAGE_MARKER = "# comfy-install SageAttention routes"
 ROUTES_MODULE = "comfy_install_routes"
 ROUTES_MARKER = "# comfy-install attention routes schema"
 
@@ -48,6 +51,11 @@ def router_source() -> str:
 def sdpa_source() -> str:
     """Return the source of the router's SDPA back ends as it is written into the venv."""
     return _source("installer.attention.shim", "sdpa.py")
+
+
+def sage_source() -> str:
+    """Return the source of the router's SageAttention route as it is written into the venv."""
+    return _source("installer.attention.shim", "sage.py")
 
 
 def routes_source() -> str:
@@ -86,6 +94,7 @@ def _wanted(site_packages: Path) -> dict[Path, tuple[str, str]]:
         pth: (shim_pth(), SHIM_MARKER),
         router: (router_source(), ROUTER_MARKER),
         site_packages / f"{SDPA_MODULE}.py": (sdpa_source(), SDPA_MARKER),
+        site_packages / f"{SAGE_MODULE}.py": (sage_source(), SAGE_MARKER),
         site_packages / f"{ROUTES_MODULE}.py": (routes_source(), ROUTES_MARKER),
     }
 

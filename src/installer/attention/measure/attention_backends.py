@@ -28,6 +28,7 @@ BACKENDS = (
     "efficient",
     "xformers",
     "sageattention",
+    "sage_per_warp",
     "sageattn3",
     "comfy_kitchen_int8",
 )
@@ -35,7 +36,10 @@ BACKENDS = (
 
 ``cudnn``, ``flash`` and ``efficient`` are torch's own SDPA back ends, each
 pinned (`torch.nn.attention.sdpa_kernel`): ``sdpa`` is whatever SDPA picks
-(through ComfyUI: ComfyUI's priority, flash first in v0.33)."""
+(through ComfyUI: ComfyUI's priority, flash first in v0.33). ``sage_per_warp`` is
+SageAttention 2's sm90 kernel with per-warp Q·K scales (the router's
+[`sage`][installer.attention.shim.sage] route), only on cc 9.0 GPUs and from
+``SAGE_MIN_TOKENS`` up."""
 SDPA_BACKENDS = {"cudnn": "CUDNN_ATTENTION", "flash": "FLASH_ATTENTION",
                  "efficient": "EFFICIENT_ATTENTION"}  # fmt: skip
 """The pinned SDPA back ends and their `SDPBackend` members."""
@@ -49,6 +53,10 @@ PACKAGES = (
     "triton-windows",
 )
 """Distributions whose versions every run records."""
+SAGE_MIN_TOKENS = 12288
+"""``sage_per_warp`` is measured from this length up (the sweep's 12288 sits below Wan 2.1's
+14040): below it cuDNN's SDPA beats SageAttention on Hopper, and the cells would cost `tune`
+its budget for a route that cannot win there."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,8 @@ class Backend:
     """One attention call on prepared inputs."""
     to_bhnd: Callable[[Any], Any]
     """Bring an output back to (B, H, N, D) for comparison."""
+    min_tokens: int = 0
+    """Shapes shorter than this are not measured for this backend (no row at all)."""
 
 
 def _same(tensor: Any) -> Any:
@@ -120,6 +130,30 @@ def _sageattention_backend(torch: Any) -> Backend:
     )
 
 
+def sage_module() -> Any:
+    """The router's SageAttention route module, shipped beside this one or the installer's."""
+    try:  # shipped into the venv with the router's files
+        from . import sage  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:  # run from the installer's package
+        from installer.attention.shim import sage
+    return sage
+
+
+def _sage_per_warp_backend(torch: Any) -> Backend:
+    sageattention = importlib.import_module("sageattention")
+    sage = sage_module()
+    problem = sage.sage_problem(sageattention, torch)
+    if problem is not None:
+        raise RuntimeError(problem)
+    kernel = getattr(sageattention, sage.KERNEL)
+
+    def call(a: tuple[Any, ...]) -> Any:
+        return kernel(*a, tensor_layout="HND", is_causal=False, qk_quant_gran="per_warp",
+                      smooth_k=True)  # fmt: skip
+
+    return Backend("sage_per_warp", _clone3, call, _same, SAGE_MIN_TOKENS)
+
+
 def _sageattn3_backend(torch: Any) -> Backend:
     blackwell = importlib.import_module("sageattn3").sageattn3_blackwell
     return Backend("sageattn3", _clone3, lambda a: blackwell(*a, is_causal=False), _same)
@@ -140,6 +174,7 @@ _FACTORIES: dict[str, Callable[[Any], Backend]] = {
     **{name: _pinned_sdpa_backend(name) for name in SDPA_BACKENDS},
     "xformers": _xformers_backend,
     "sageattention": _sageattention_backend,
+    "sage_per_warp": _sage_per_warp_backend,
     "sageattn3": _sageattn3_backend,
     "comfy_kitchen_int8": _comfy_kitchen_backend,
 }
@@ -150,6 +185,7 @@ DISTRIBUTIONS = {
     "efficient": "torch",
     "xformers": "xformers",
     "sageattention": "sageattention",
+    "sage_per_warp": "sageattention",
     "sageattn3": "sageattn3",
     "comfy_kitchen_int8": "comfy-kitchen",
 }

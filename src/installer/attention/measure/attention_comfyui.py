@@ -29,6 +29,7 @@ from typing import Any
 
 from .attention_backends import (
     DISTRIBUTIONS,
+    SAGE_MIN_TOKENS,
     SDPA_BACKENDS,
     Backend,
     describe_error,
@@ -83,7 +84,8 @@ def _same(tensor: Any) -> Any:
 
 def _backend(name: str, function: Callable[..., Any]) -> Backend:
     # Outputs stay (B, N, H·D): every backend, and the reference, is compared in that layout.
-    return Backend(name, _to_comfyui, lambda a: function(a[0], a[1], a[2], a[3]), _same)
+    least = SAGE_MIN_TOKENS if name == "sage_per_warp" else 0
+    return Backend(name, _to_comfyui, lambda a: function(a[0], a[1], a[2], a[3]), _same, least)
 
 
 def _sdpa_function(module: Any, name: str) -> Callable[..., Any]:
@@ -131,6 +133,12 @@ def comfyui_backends(
                 function = _sdpa_function(module, name)
             except Exception as exc:  # an older torch without the back end or its priority
                 reason = f"torch's {name} back end cannot be set ({describe_error(exc)})"
+        elif name == "sage_per_warp" and attribute is None:
+            attribute = "attention_sage_per_warp"
+            try:  # only on a cc 9.0 GPU, with a SageAttention that has the kernel
+                function = _sdpa_function(module, name)
+            except Exception as exc:
+                reason = "not installed" if version is None else describe_error(exc)
         elif attribute is None:
             reason = f"no ComfyUI function is known for {name}"
         elif not callable(function):

@@ -44,13 +44,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .attention_backends import (
-    BACKENDS,
-    Backend,
-    describe_error,
-    load_backends,
-    package_versions,
-)
+from .attention_backends import BACKENDS, Backend, describe_error, load_backends, package_versions
 from .attention_comfyui import comfyui_backends, import_attention
 
 SCHEMA_VERSION = 1
@@ -360,6 +354,8 @@ def run_shape(
     if reference is None:
         _release(torch, timer.cuda)
     for name, backend in backends.items():
+        if shape.seq < backend.min_tokens:
+            continue
         row = {**_blank_row(name, shape, dtype), **measure_cell(
             torch, backend, inputs, reference, timer, settings
         )}  # fmt: skip

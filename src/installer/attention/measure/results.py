@@ -38,6 +38,8 @@ TOLERANCES: dict[tuple[str, str], float] = {
     ("xformers", "bf16"): 1e-2,
     ("sageattention", "fp16"): 0.05,
     ("sageattention", "bf16"): 0.1,
+    ("sage_per_warp", "fp16"): 0.05,
+    ("sage_per_warp", "bf16"): 0.1,
     ("sageattn3", "fp16"): 0.05,
     ("sageattn3", "bf16"): 0.1,
     ("comfy_kitchen_int8", "fp16"): 0.05,

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 PACKAGE = "comfy_install_bench"
 """The name the measuring modules run under in the venv."""
 SHIPPED = ("attention_module.py", "attention_backends.py", "attention_comfyui.py")
-SHIM_SHIPPED = ("router.py", "sdpa.py", "routes.py")
+SHIM_SHIPPED = ("router.py", "sdpa.py", "sage.py", "routes.py")
 """The launch router's files shipped beside them (they import each other relatively)."""
 
 
@@ -40,8 +40,8 @@ def shipped_sources() -> dict[str, str]:
     """Return the sources of the measuring modules by file name, as written into the venv.
 
     The launch router ([`installer.attention.shim`][installer.attention.shim]: the router,
-    its SDPA back ends and the routes schema) goes with them, so that `tune` times the
-    router's own functions for torch's SDPA back ends.
+    its SDPA back ends, its SageAttention route and the routes schema) goes with them, so
+    that `tune` times the router's own functions for torch's SDPA back ends and SageAttention.
     """
     folder = importlib.resources.files("installer.attention.measure")
     sources = {name: folder.joinpath(name).read_text("utf-8") for name in SHIPPED}

@@ -35,6 +35,7 @@ BACKEND_LABELS = {
     "efficient": "SDPA memory-efficient",
     "xformers": "xformers",
     "sageattention": "SageAttention",
+    "sage_per_warp": "SageAttention 2 per-warp (sm90)",
     "sageattn3": "SageAttention 3",
     "comfy_kitchen_int8": "comfy-kitchen int8",
 }

@@ -149,6 +149,10 @@ class RouteTable:
     """One line per head dim and dtype: which backend at which lengths, measured how."""
 
 
+SAME_LIBRARY = {"sage_per_warp": "sageattention"}
+"""A route that runs another backend's library: disabled with it (a broken SageAttention)."""
+
+
 def route_table(read_path: Path, calibration: Calibration, disabled: Set[str]) -> RouteTable:
     """Return the routing table of a usable calibration, without the ``disabled`` backends.
 
@@ -167,7 +171,9 @@ def route_table(read_path: Path, calibration: Calibration, disabled: Set[str]) -
         bands: list[BandData] = [
             {"min_tokens": b.min_tokens, "max_tokens": b.max_tokens, "backend": b.backend}
             for b in table.bands
-            if b.backend != "sdpa" and b.backend not in disabled
+            if b.backend != "sdpa"
+            and b.backend not in disabled
+            and SAME_LIBRARY.get(b.backend) not in disabled
         ]
         if bands:
             routes.append({"head_dim": table.head_dim, "dtype": table.dtype, "bands": bands})

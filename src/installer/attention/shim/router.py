@@ -28,7 +28,7 @@ heads, layout) and caches the function and its counter: a later call of that
 shape costs one dictionary lookup and one increment.
 
 Beside ComfyUI's functions the table may name torch's own SDPA back ends,
-``cudnn``, ``flash`` and ``efficient``
+``cudnn``, ``flash`` and ``efficient`` (and SageAttention's ``sage_per_warp``)
 ([`sdpa_backend_function`][installer.attention.shim.router.sdpa_backend_function]):
 ComfyUI v0.33 forces SDPA's priority to flash first on every large call,
 while on Hopper with torch 2.11 cuDNN's kernel is up to 1.9× as fast. The
@@ -89,6 +89,7 @@ TARGETS = {
     "comfy_kitchen_int8": "attention_comfy_kitchen_int8",
 }
 """ComfyUI's function for each backend, in `comfy.ldm.modules.attention` (0.3.6x to 0.33)."""
+BUILT = ("cudnn", "flash", "efficient", "sage_per_warp")  # routes built by comfy_install_sdpa
 REGISTRY_NAME = "comfy_install"
 """The router's name in ComfyUI's attention registry (`register_attention_function`)."""
 LOADED = {
@@ -445,7 +446,7 @@ def sdpa_backend_function(module: Any, backend: str, torch: Any = None) -> Calla
 
     Args:
         module: `comfy.ldm.modules.attention`.
-        backend: ``cudnn``, ``flash`` or ``efficient``.
+        backend: ``cudnn``, ``flash``, ``efficient`` or ``sage_per_warp``.
         torch: The torch module (default: imported).
     """
     try:  # shipped beside this module in the benchmark's package
@@ -477,14 +478,14 @@ def _target(
     module: types.ModuleType, routes: Routes, backend: str, problems: list[str]
 ) -> Callable[..., Any] | None:
     """Return ComfyUI's function for ``backend``, or None with the reason in ``problems``."""
-    if backend in ("cudnn", "flash", "efficient") and backend not in routes.targets:
+    if backend in BUILT and backend not in routes.targets:
         if not callable(getattr(module, "attention_pytorch", None)):
             problems.append(f"{backend}: {module.__name__} has no attention_pytorch")
             return None
         try:
             return sdpa_backend_function(module, backend)
         except Exception as exc:
-            problems.append(f"{backend}: torch's SDPA back end cannot be set ({exc})")
+            problems.append(f"{backend}: its function cannot be built here ({exc})")
             return None
     attribute = routes.targets.get(backend) or TARGETS.get(backend)
     if attribute is None:

@@ -34,6 +34,18 @@ _HELD: list[Any] = []
 """The entered `sdpa_kernel` context that keeps cuDNN first in SDPA's priority."""
 
 
+def _sage() -> Any:
+    """The SageAttention routes' module, wherever these files run from."""
+    try:  # shipped beside this module in the benchmark's package
+        from . import sage  # type: ignore[import-not-found,no-redef,unused-ignore]
+    except ImportError:
+        try:  # in the venv, written by launch
+            import comfy_install_sage as sage  # type: ignore[import-not-found,no-redef,unused-ignore]
+        except ImportError:  # in the installer
+            from installer.attention.shim import sage  # type: ignore[no-redef,unused-ignore]
+    return sage
+
+
 def hold_cudnn_first(torch: Any) -> None:
     """Put cuDNN first in SDPA's priority for the rest of the process (once).
 
@@ -60,18 +72,25 @@ def hold_cudnn_first(torch: Any) -> None:
 def sdpa_backend_function(module: Any, backend: str, torch: Any = None) -> Callable[..., Any]:
     """Return ComfyUI's SDPA attention on one SDPA back end, `attention_pytorch`'s signature.
 
+    A ``sage_per_warp`` route is built by
+    [`sage_per_warp_function`][installer.attention.shim.sage.sage_per_warp_function] instead
+    (the router and `tune` build every route they make themselves through this function).
+
     Calls it cannot take so (a mask, ``enable_gqa``, tensor containers, a node's
     ``optimized_attention_override``, a batch over ``SDP_BATCH_LIMIT``, a call the pinned
     back end refuses) go to ``module.attention_pytorch``.
 
     Args:
         module: `comfy.ldm.modules.attention`.
-        backend: ``cudnn``, ``flash`` or ``efficient``.
+        backend: ``cudnn``, ``flash``, ``efficient`` or ``sage_per_warp``.
         torch: The torch module (default: imported; ComfyUI has imported it already).
 
     Raises:
         Exception: This torch cannot set the back end up (the route is left out).
     """
+    if backend == "sage_per_warp":
+        built: Callable[..., Any] = _sage().sage_per_warp_function(module, torch=torch)
+        return built
     if torch is None:
         torch = __import__("torch")
     attention = __import__("torch.nn.attention", fromlist=["sdpa_kernel"])
