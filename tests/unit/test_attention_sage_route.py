@@ -21,35 +21,7 @@ from installer.attention.measure.attention_backends import SAGE_MIN_TOKENS
 from installer.attention.measure.results import TOLERANCES
 from installer.attention.rules.records import backend_label
 from installer.attention.shim import router, sage
-
-
-class Device:
-    def __init__(self, kind: str) -> None:
-        self.type = kind
-
-
-class Tensor:
-    def __init__(self, *shape: int, dtype: str = "torch.float16", device: str = "cuda") -> None:
-        self.shape = tuple(shape)
-        self.dtype = dtype
-        self.device = Device(device)
-
-    def reshape(self, *shape: int) -> Tensor:
-        size = 1
-        for n in self.shape:
-            size *= n
-        known = 1
-        for n in shape:
-            known *= n if n != -1 else 1
-        return Tensor(*(size // known if n == -1 else n for n in shape), dtype=self.dtype)
-
-    def transpose(self, a: int, b: int) -> Tensor:
-        shape = list(self.shape)
-        shape[a], shape[b] = shape[b], shape[a]
-        return Tensor(*shape, dtype=self.dtype)
-
-    def contiguous(self) -> Tensor:
-        return self
+from support.shape_tensor import ShapeTensor as Tensor
 
 
 class FakeTorch(types.ModuleType):

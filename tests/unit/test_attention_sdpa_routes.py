@@ -23,11 +23,7 @@ import pytest
 
 from installer.attention.shim import router as router
 from installer.attention.shim import sdpa as shim_sdpa
-
-
-class Device:
-    def __init__(self, kind: str) -> None:
-        self.type = kind
+from support.shape_tensor import ShapeTensor as Tensor
 
 
 def comfy_attention(calls: list[tuple[str, dict[str, Any]]]) -> types.ModuleType:
@@ -49,27 +45,6 @@ def comfy_attention(calls: list[tuple[str, dict[str, Any]]]) -> types.ModuleType
     module.optimized_attention = module.attention_pytorch  # type: ignore[attr-defined]
     module.optimized_attention_masked = module.attention_pytorch  # type: ignore[attr-defined]
     return module
-
-
-class Tensor:
-    def __init__(self, *shape: int, dtype: str = "torch.float16") -> None:
-        self.shape = tuple(shape)
-        self.dtype = dtype
-        self.device = Device("cuda")
-
-    def reshape(self, *shape: int) -> Tensor:
-        size = 1
-        for n in self.shape:
-            size *= n
-        known = 1
-        for n in shape:
-            known *= n if n != -1 else 1
-        return Tensor(*(size // known if n == -1 else n for n in shape), dtype=self.dtype)
-
-    def transpose(self, a: int, b: int) -> Tensor:
-        shape = list(self.shape)
-        shape[a], shape[b] = shape[b], shape[a]
-        return Tensor(*shape, dtype=self.dtype)
 
 
 class FakeTorch:
