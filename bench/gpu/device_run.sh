@@ -54,7 +54,7 @@ python3 bench/gpu/run_workflows.py --comfyui "$BENCH/ComfyUI" --python "$BENCH/v
   --workflows "${WORKFLOWS:-sdxl-1024,wan21-832x480x33}" \
   --variants "${VARIANTS:-stock,blanket,tuned,tuned-compile}" --warm "${WARM:-3}" \
   --compile-workflows "${COMPILE_WORKFLOWS:-sdxl-1024,wan21-832x480x33}" \
-  --levers-out "$BENCH/levers-measured.json" \
+  --levers-out "$BENCH/levers-measured.json" ${COMFY_BENCH_ARGS:+--comfy-arg=$COMFY_BENCH_ARGS} \
   --budget "$LEFT" --work "$BENCH/work" --out "$BENCH/results-gpu.json" --merge \
   --results-md "$OUT/gpu-section.md" --docs-md "$OUT/gpu-section-docs.md"
 RC=$?

@@ -13,6 +13,19 @@ found=0
 # Pieces of a wheel cut by stage_wheels.py (NAME.whl.partNNN, NAME.whl.parts = "COUNT SHA256")
 # wait in $SITE/.parts until every piece has come, over one call or several; the wheel is
 # then put together, its SHA-256 checked, and installed with its batch.
+# A packed site (bench/gpu/pack_site.sh: the staged wheels unpacked, trimmed and compressed
+# into one .whl/pack/site-SHA.tar.xz of under 60 MiB) is the one-call alternative: unpacked
+# over $SITE once, its SHA-256 (in its name) checked first.
+for pack in .whl/pack/site-*.tar.xz; do
+  found=1
+  digest=${pack##*/site-}; digest=${digest%.tar.xz}
+  if [ -f "$SITE/.pack-$digest" ]; then echo "pack $digest: already unpacked"; continue; fi
+  have=$(sha256sum "$pack" | cut -c1-16)
+  [ "$have" = "$digest" ] || { echo "$pack: SHA-256 starts $have, not $digest"; exit 4; }
+  tar -xJf "$pack" -C "$SITE" --strip-components=1 || exit 1
+  touch "$SITE/.pack-$digest"
+  echo "pack $digest: unpacked into $SITE"
+done
 PARTS="$SITE/.parts"
 mkdir -p "$PARTS"
 for batch in .whl/b*/; do
@@ -48,5 +61,5 @@ for batch in .whl/b*/; do
   echo "$listing" > "$stamp"
   echo "$name: installed ${#wheels[@]} wheels: $(echo $listing)"
 done
-[ $found -eq 1 ] || { echo "no wheels under .whl/b*/ (name the batch in carry)"; exit 1; }
+[ $found -eq 1 ] || { echo "no wheels under .whl/b*/ or .whl/pack/ (name one in carry)"; exit 1; }
 echo "$SITE holds $(ls "$SITE" | grep -c dist-info) distributions, $(du -sh "$SITE" | cut -f1)"

@@ -12,9 +12,12 @@ Variants, each one ComfyUI process started fresh:
   torch.compile of the whole diffusion model) in front of the sampler, inductor's and
   Triton's caches emptied first and kept in ``DIR/.comfy-install/torch-compile`` (what
   ``launch`` sets); ``tuned-compile-cached``: the same again in a new process, so its
-  first run compiles from those caches. Recompilations are counted from the log
-  (``TORCH_LOGS=recompiles``).
-- ``tuned+LEVER``: ``tuned`` plus one of ComfyUI's ``--fast`` options (``LEVERS``).
+  first run compiles from those caches; ``stock-compile``: ``stock`` with that node (no
+  shim). Recompilations and graph breaks are counted from the log
+  (``TORCH_LOGS=recompiles,graph_breaks``).
+- ``tuned+LEVER``: ``tuned`` plus one lever (``LEVER_ARGS``: ComfyUI's ``--fast`` options
+  and its VRAM modes). Any base takes levers, several joined by ``+``
+  (``stock+nodyn``, ``tuned-compile+nodyn+autotune``).
   With ``--levers-out`` each lever's figure against ``tuned`` (s/step, output distance)
   is written there after every variant (the schema of ``installer.plan.levers``).
 - ``tuned-levers``: plain ``launch`` with those figures copied to
@@ -75,17 +78,52 @@ import outputs  # noqa: E402 - bench/gpu/outputs.py, beside this script
 REPO = HERE.parents[1]
 MARK_START = "<!-- gpu-workflows:start -->"
 MARK_END = "<!-- gpu-workflows:end -->"
-LEVERS = {
-    "tuned+fp16acc": ["--fast", "fp16_accumulation"],
-    "tuned+autotune": ["--fast", "autotune"],
+LEVER_ARGS = {
+    "fp16acc": ["--fast", "fp16_accumulation"],
+    "autotune": ["--fast", "autotune"],
     # fp8_matrix_mult acts only on fp8 weights (ComfyUI's fp8_linear returns None for
     # others), so the lever is the pair: weights stored in float8_e4m3fn, fp8 matmuls.
-    "tuned+fp8mm": ["--fast", "fp8_matrix_mult", "--fp8_e4m3fn-unet"],
-    "tuned+cublas": ["--fast", "cublas_ops"],
+    "fp8mm": ["--fast", "fp8_matrix_mult", "--fp8_e4m3fn-unet"],
+    "cublas": ["--fast", "cublas_ops"],
+    # ComfyUI v0.33 runs every layer through comfy-aimdo's dynamic VRAM on NVIDIA (a
+    # per-layer residency check and cast); these keep the weights resident instead.
+    "nodyn": ["--disable-dynamic-vram"],
+    "highvram": ["--highvram"],
 }
-"""The tuned launch plus one of ComfyUI's ``--fast`` options each (measured one at a time)."""
-COMPILED = ("tuned-compile", "tuned-compile-cached")
-VARIANTS = ("stock", "blanket", "tuned", *COMPILED, *LEVERS, "tuned-levers")
+"""ComfyUI options measured one at a time as levers (``VARIANT+NAME``, several joined by ``+``)."""
+LEVERS = {f"tuned+{name}": arguments for name, arguments in LEVER_ARGS.items()}
+"""The tuned launch plus one lever: the variants whose figures go to levers.json."""
+COMPILED = ("tuned-compile", "tuned-compile-cached", "stock-compile")
+BASES = ("stock", "blanket", "tuned", *COMPILED, "tuned-levers")
+COLD_COMPILES = ("tuned-compile", "stock-compile")
+"""Compiled variants that start from empty inductor and Triton caches."""
+VARIANTS = (*BASES, *LEVERS)
+
+
+def variant_parts(variant: str) -> tuple[str, list[str]]:
+    """Split ``BASE+LEVER+LEVER`` into the base variant and the levers' ComfyUI arguments.
+
+    Raises:
+        SystemExit: an unknown base or lever.
+    """
+    base, *levers = variant.split("+")
+    if base not in BASES:
+        raise SystemExit(f"unknown variant {variant!r}: a base of {', '.join(BASES)}")
+    arguments: list[str] = []
+    fast: list[str] = []
+    for lever in levers:
+        if lever not in LEVER_ARGS:
+            raise SystemExit(f"unknown lever {lever!r} in {variant!r}: {', '.join(LEVER_ARGS)}")
+        lever_args = LEVER_ARGS[lever]
+        if lever_args[0] == "--fast":  # one --fast with every value (a second replaces the first)
+            values = [a for a in lever_args[1:] if not a.startswith("-")]
+            fast += values
+            arguments += [a for a in lever_args[1:] if a.startswith("-")]
+        else:
+            arguments += lever_args
+    return base, (["--fast", *fast] if fast else []) + arguments
+
+
 ATTENTION_LINE = re.compile(r"attention|sage|xformers|flash|comfy.kitchen|comfy_kitchen", re.I)
 
 
@@ -221,21 +259,26 @@ class Listener(threading.Thread):
 
 
 class MemoryPoller(threading.Thread):
-    """Polls nvidia-smi's memory.used (MiB, GPU 0) until stopped; keeps the peak."""
+    """Polls nvidia-smi's memory.used (MiB) and utilization.gpu (%) of GPU 0 until stopped.
+
+    Keeps the memory peak and every utilisation sample: the share of time a kernel ran,
+    which tells a GPU-bound run (near 100%) from one waiting on Python (well below).
+    """
 
     def __init__(self, interval: float = 0.1) -> None:
         super().__init__(daemon=True)
         self.interval = interval
         self.peak: int | None = None
+        self.utilization: list[int] = []
         self.stop_event = threading.Event()
 
     @staticmethod
-    def read() -> int | None:
+    def read() -> tuple[int, int] | None:
         try:
             done = subprocess.run(
                 [
                     "nvidia-smi",
-                    "--query-gpu=memory.used",
+                    "--query-gpu=memory.used,utilization.gpu",
                     "--format=csv,noheader,nounits",
                     "-i",
                     "0",
@@ -248,7 +291,8 @@ class MemoryPoller(threading.Thread):
         except (OSError, subprocess.TimeoutExpired):
             return None
         try:
-            return int(done.stdout.strip().splitlines()[0])
+            memory, busy = done.stdout.strip().splitlines()[0].split(",")
+            return int(memory), int(busy)
         except (ValueError, IndexError):
             return None
 
@@ -256,7 +300,8 @@ class MemoryPoller(threading.Thread):
         while not self.stop_event.is_set():
             value = self.read()
             if value is not None:
-                self.peak = value if self.peak is None else max(self.peak, value)
+                self.peak = value[0] if self.peak is None else max(self.peak, value[0])
+                self.utilization.append(value[1])
             self.stop_event.wait(self.interval)
 
     def finish(self) -> int | None:
@@ -290,11 +335,12 @@ class Server:
         self.log_path = log_path
         comfy_args = ["--extra-model-paths-config", str(args.paths_yaml), *args.comfy_arg]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        if variant in ("stock", "blanket"):
+        base, lever_args = variant_parts(variant)
+        if base in ("stock", "blanket", "stock-compile"):
             command = [args.python, "main.py", "--listen", "127.0.0.1", "--port", str(self.port)]
-            if variant == "blanket":
+            if base == "blanket":
                 command.append("--use-sage-attention")
-            command += comfy_args
+            command += comfy_args + lever_args
             cwd = args.comfyui
         else:
             command = [
@@ -308,11 +354,12 @@ class Server:
                 "--",
                 *comfy_args,
             ]
-            command += LEVERS.get(variant, [])
-            if variant in COMPILED:
+            command += lever_args
+            if base in COMPILED:
                 # Every recompilation goes to the log; inductor's and Triton's caches stay
                 # in DIR, where launch puts them, so a second start compiles from them.
-                env["TORCH_LOGS"] = "recompiles"
+                env["TORCH_LOGS"] = "recompiles,graph_breaks"
+                env["TORCHDYNAMO_VERBOSE"] = "1"
                 cache = args.install_dir / ".comfy-install" / "torch-compile"
                 env["TORCHINDUCTOR_CACHE_DIR"] = str(cache / "inductor")
                 env["TRITON_CACHE_DIR"] = str(cache / "triton")
@@ -428,6 +475,8 @@ def run_prompt(
         if m.get("type") == "progress" and str(data.get("node")) in samplers:
             progress.append((when, int(data["value"]), int(data["max"])))
     record: dict[str, Any] = {"status": status, "wall_s": round(wall, 3), "peak_gpu_mib": peak}
+    if poller.utilization:  # the whole prompt's samples (sampler, decode, encode)
+        record["gpu_busy_pct"] = round(statistics.mean(poller.utilization), 1)
     if keep is not None and status == "ok":
         try:
             record["output"] = outputs.keep_images(outputs.fetch_images(port, prompt_id), keep)
@@ -480,6 +529,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "warm_wall_s": spread([r["wall_s"] for r in warm]),
         "warm_step_s": spread([r["step_s_mean"] for r in warm if "step_s_mean" in r]),
         "peak_gpu_mib": max(peaks) if peaks else None,
+        "warm_gpu_busy_pct": spread([r["gpu_busy_pct"] for r in warm if "gpu_busy_pct" in r]),
         "warm_runs": len(warm),
     }
 
@@ -704,11 +754,10 @@ def plan(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any]]]:
     out = []
     names = [w.strip() for w in args.workflows.split(",") if w.strip()]
     for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
-        if variant not in VARIANTS:
-            raise SystemExit(f"unknown variant {variant!r}: choose from {', '.join(VARIANTS)}")
+        base, _ = variant_parts(variant)  # refuses an unknown base or lever
         for name in names:
             workflow = json.loads((args.workflow_dir / f"{name}.json").read_text())
-            if variant in COMPILED:
+            if base in COMPILED:
                 if name not in args.compile_workflows.split(","):
                     continue
                 workflow = add_compile_node(workflow)
@@ -846,9 +895,10 @@ def main(argv: list[str] | None = None) -> int:
         log_path = args.work / f"comfyui-{variant}.log"
         in_dir = args.install_dir / ".comfy-install" / "levers.json"
         in_dir.unlink(missing_ok=True)
-        if variant == "tuned-levers" and args.levers_out and args.levers_out.is_file():
+        base, _ = variant_parts(variant)
+        if base == "tuned-levers" and args.levers_out and args.levers_out.is_file():
             shutil.copyfile(args.levers_out, in_dir)
-        if variant == "tuned-compile":  # a cold compile: nothing cached from an earlier run
+        if base in COLD_COMPILES:  # a cold compile: nothing cached from an earlier run
             shutil.rmtree(args.install_dir / ".comfy-install" / "torch-compile", ignore_errors=True)
         counts_file = args.install_dir / ".comfy-install" / "attention-calls.json"
         counts_file.unlink(missing_ok=True)
@@ -906,8 +956,9 @@ def main(argv: list[str] | None = None) -> int:
                 if calls is not None:
                     entry["attention_calls"] = calls
                 entry["log"] = str(log_path)
-                if variant in COMPILED:
+                if base in COMPILED:
                     entry["recompiles"] = count_recompiles(log_path)
+                    entry["graph_breaks"] = count_graph_breaks(log_path)
         # Partial results after every variant: a call cut short still brings them back.
         finish(args, results, time.monotonic() - t0, final=False)
     return finish(args, results, time.monotonic() - t0, final=True)
@@ -920,6 +971,15 @@ def count_recompiles(log_path: Path) -> int:
     except OSError:
         return -1
     return text.count("Recompiling function")
+
+
+def count_graph_breaks(log_path: Path) -> int:
+    """Graph breaks torch logged (``TORCH_LOGS=graph_breaks``) in a ComfyUI log."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return -1
+    return text.count("Graph break")
 
 
 def finish(args: argparse.Namespace, found: dict[str, Any], elapsed: float, final: bool) -> int:

@@ -9,7 +9,7 @@ BUNDLE=${COMFYUI_BUNDLE:-.device/comfyui-v0.33.0.bundle}
 SA2=${SA2_WHEEL:-.device/sageattention-2.2.0-cp312-cp312-linux_x86_64.whl}
 SITE=${SITE:-/tmp/site}
 BENCH=/tmp/gpu-bench
-if compgen -G ".whl/b*/*" > /dev/null; then bash bench/gpu/install_staged.sh || return 1; fi
+if compgen -G ".whl/b*/*" > /dev/null || compgen -G ".whl/pack/*" > /dev/null; then bash bench/gpu/install_staged.sh || return 1; fi
 [ -d "$SITE" ] || { echo "no $SITE: run bench/gpu/install_staged.sh with each batch first"; return 1; }
 export PYTHONPATH=$SITE:$PWD/src
 if [ -f "$SA2" ] && [ ! -d /tmp/sage2 ]; then
@@ -28,6 +28,13 @@ if [ ! -x "$BENCH/venv/bin/python" ]; then
   python3 -m venv --system-site-packages --without-pip "$BENCH/venv" || return 1
   SP=$("$BENCH/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   python3 -c 'import site; print("\n".join(site.getsitepackages()))' > "$SP/machine-site.pth"
+fi
+# The packed site leaves out the browser front end (84 MB): ComfyUI then serves an empty
+# folder (--front-end-root), which the benchmark's HTTP API does not need.
+export COMFY_BENCH_ARGS=""
+if ! python3 -c 'import comfyui_frontend_package' 2>/dev/null; then
+  mkdir -p "$BENCH/frontend" && echo '<html>benchmark: no front end</html>' > "$BENCH/frontend/index.html"
+  export COMFY_BENCH_ARGS="--front-end-root=$BENCH/frontend"
 fi
 python3 -c 'import comfy_kitchen, av, torchsde, pydantic, platformdirs, typer; print("imports ok")' \
   || { echo "a staged package does not import"; return 1; }

@@ -3,6 +3,7 @@
 # installed first):  bash tests/gpu/issue30_call.sh [attention] [WORKFLOW...]
 #   attention   the attention checks (tests/gpu/issue30.sh: SDPA back ends, tune, print-env, proof)
 #   WORKFLOW    sdxl or wan: bench/gpu/device_run.sh with that workflow's variants
+#               (SDXL_VARIANTS / WAN_VARIANTS: BASE[+LEVER...], see run_workflows.py)
 # Everything fits the 8 files a call brings back: summary.txt, results-gpu.json, levers.json,
 # sdpa-backends.json, attention-proof.json, sage-variants.json and bundle.tgz (the rest).
 # SKIP_BACKENDS=0 measures SDPA's back ends again (about a minute).
@@ -10,7 +11,11 @@ set -uo pipefail
 START=$SECONDS
 FINAL=$OUT
 mkdir -p "$FINAL/work"
-if compgen -G ".whl/b*/*" > /dev/null; then bash bench/gpu/install_staged.sh | tail -5; fi
+if compgen -G ".whl/b*/*" > /dev/null || compgen -G ".whl/pack/*" > /dev/null; then
+  bash bench/gpu/install_staged.sh | tail -5
+fi
+# SDXL_TOTAL / WAN_TOTAL: seconds for that workflow's part (default: all that is left).
+cap() { if [ -n "$1" ] && [ "$1" -lt "$2" ]; then echo "$1"; else echo "$2"; fi; }
 for part in "$@"; do
   left=$(( ${CALL_TOTAL:-575} - (SECONDS - START) ))
   case "$part" in
@@ -19,11 +24,11 @@ for part in "$@"; do
         timeout $((left - 5)) \
         bash tests/gpu/issue30.sh ;;
     sdxl)
-      OUT=$FINAL/work/sdxl WORKFLOWS=sdxl-1024 MODELS=sdxl TOTAL=$((left - 10)) \
+      OUT=$FINAL/work/sdxl WORKFLOWS=sdxl-1024 MODELS=sdxl TOTAL=$(cap "${SDXL_TOTAL:-}" $((left - 10))) \
         VARIANTS=${SDXL_VARIANTS:-stock,tuned,tuned+autotune,tuned-compile,tuned-compile-cached,tuned+fp8mm,tuned-levers,blanket} \
         bash bench/gpu/device_run.sh > /dev/null ;;
     wan)
-      OUT=$FINAL/work/wan WORKFLOWS=wan21-832x480x33 MODELS=wan21 TOTAL=$((left - 10)) \
+      OUT=$FINAL/work/wan WORKFLOWS=wan21-832x480x33 MODELS=wan21 TOTAL=$(cap "${WAN_TOTAL:-}" $((left - 10))) \
         VARIANTS=${WAN_VARIANTS:-stock,tuned,tuned+fp8mm,tuned-compile,tuned-compile-cached,tuned+autotune,tuned-levers,tuned+fp16acc,blanket} \
         bash bench/gpu/device_run.sh > /dev/null ;;
   esac
