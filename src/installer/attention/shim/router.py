@@ -104,7 +104,8 @@ KEYWORDS = ("mask", "skip_reshape", "skip_output_reshape")
 DTYPES = {"torch.float16": "fp16", "torch.bfloat16": "bf16"}
 COMFYUI = "comfyui"
 """The counter of calls left to ComfyUI's own choice (masked, or unreadable shapes)."""
-MAX_SHAPES = 256
+MAX_SHAPES = schema.MAX_SHAPES
+Counter = schema.Counter
 
 
 class Routes:
@@ -190,93 +191,6 @@ def load_routes(path: str) -> Routes:
         return Routes(json.load(handle))
 
 
-class Counter:
-    """Counts routed calls per backend and per shape; writes them to a JSON file.
-
-    Each (backend, shape) has one slot, a one-element list the router keeps
-    with its cached decision and increments itself: counting a call costs no
-    lock and no dictionary work (CPython's increment of a list item under the GIL
-    may lose a count between threads, never a call).
-    """
-
-    def __init__(self, path: str, flush_every: int) -> None:
-        """Create the counter.
-
-        Args:
-            path: The file to write (nothing is written when empty).
-            flush_every: Write after this many calls.
-        """
-        self.path = path
-        self.flush_every = flush_every
-        self.slots: dict[tuple[str, str | None], list[int]] = {}
-        self.status: dict[str, Any] = {"attached": False, "message": ""}
-        self.pending = 0
-        self._failed = False
-
-    def slot(self, backend: str, shape: str | None) -> list[int]:
-        """Return the slot that counts calls of ``shape`` sent to ``backend``.
-
-        Args:
-            backend: Where the calls go (a backend, or ``comfyui``).
-            shape: ``fp16 D=64 N=4096`` (past `MAX_SHAPES` shapes: counted as None).
-        """
-        shapes = {key[1] for key in self.slots if key[1] is not None}
-        if shape is not None and shape not in shapes and len(shapes) >= MAX_SHAPES:
-            shape = None
-        return self.slots.setdefault((backend, shape), [0])
-
-    def add(self, backend: str, shape: str | None) -> None:
-        """Count one call (the router counts through its cached slot instead).
-
-        Args:
-            backend: Where it went (a backend, or ``comfyui``).
-            shape: ``fp16 D=64 N=4096``, when the shape was read.
-        """
-        self.slot(backend, shape)[0] += 1
-        self.tick()
-
-    def tick(self) -> None:
-        """Note one call; write every ``flush_every`` calls."""
-        self.pending += 1
-        if self.pending >= self.flush_every:
-            self.flush()
-
-    @property
-    def calls(self) -> dict[str, int]:
-        """Calls per backend."""
-        totals: dict[str, int] = {}
-        for (backend, _), slot in list(self.slots.items()):
-            if slot[0]:
-                totals[backend] = totals.get(backend, 0) + slot[0]
-        return totals
-
-    @property
-    def shapes(self) -> dict[str, dict[str, int]]:
-        """Calls per shape, then per backend."""
-        found: dict[str, dict[str, int]] = {}
-        for (backend, shape), slot in list(self.slots.items()):
-            if shape is not None and slot[0]:
-                found.setdefault(shape, {})[backend] = slot[0]
-        return found
-
-    def flush(self) -> None:
-        """Write the counters now (atomically); a failure is reported once, never raised."""
-        self.pending = 0
-        if not self.path:
-            return
-        document = {**self.status, "pid": os.getpid(), "calls": self.calls}
-        document["shapes"] = self.shapes
-        temporary = f"{self.path}.{os.getpid()}.tmp"
-        try:
-            with open(temporary, "w", encoding="utf-8") as handle:  # noqa: PTH123
-                json.dump(document, handle, indent=1, sort_keys=True)
-            os.replace(temporary, self.path)  # noqa: PTH105
-        except OSError as exc:
-            if not self._failed:
-                self._failed = True
-                _say(f"attention counters cannot be written to {self.path} ({exc})")
-
-
 def call_shape(q: Any, k: Any, heads: Any, skip_reshape: bool) -> tuple[int, str, int] | None:
     """Return ``(head_dim, dtype, tokens)`` of a routable call, None for one to leave on SDPA.
 
@@ -340,12 +254,13 @@ def make_router(
     `MAX_SHAPES` shapes; past that, each new shape is decided per call).
 
     Inside a model that torch.compile traces (ComfyUI's `TorchCompileModel`),
-    the router is not traced: its counters and cache are Python state that
-    dynamo would guard on, so every counted call would fail the guards and
-    recompile the whole diffusion model (then, past dynamo's recompile limit,
-    run it uncompiled). With ``compiler`` the router hands such calls to the
-    same routing run outside the graph (`torch.compiler.disable`): one graph
-    break per attention call, and the rest of the model stays compiled.
+    the call is traced, not counted: the backend is chosen from the shapes, which
+    are constants of the graph, by the same table, and the chosen function is traced
+    into the graph (SDPA and SageAttention 2's kernels are ops torch can compile
+    around). No counter or cache is touched there, so nothing fails dynamo's guards
+    and the diffusion model stays one graph instead of breaking at every attention
+    call (SDXL has 140 a step). A shape dynamo cannot read falls back to its own
+    graph break.
 
     Args:
         routes: The routing table (only backends in ``functions`` left in it).
@@ -418,16 +333,40 @@ def make_router(
 
     router: Any = comfy_install_attention_router
     if compiler is not None:
-        is_compiling, disable = compiler
-        outside = disable(comfy_install_attention_router)
+        is_compiling = compiler[0]
 
         def comfy_install_attention_router_compilable(
-            q: Any, k: Any, v: Any, heads: Any, *args: Any, **kwargs: Any
+            q: Any,
+            k: Any,
+            v: Any,
+            heads: Any,
+            mask: Any = None,
+            attn_precision: Any = None,
+            skip_reshape: bool = False,
+            skip_output_reshape: bool = False,
+            **kwargs: Any,
         ) -> Any:
-            """Route the call; under torch.compile, outside the traced graph."""
-            if is_compiling():
-                return outside(q, k, v, heads, *args, **kwargs)
-            return comfy_install_attention_router(q, k, v, heads, *args, **kwargs)
+            """Route the call; under torch.compile, chosen at trace time and not counted."""
+            if not is_compiling():
+                return comfy_install_attention_router(
+                    q, k, v, heads, mask, attn_precision, skip_reshape, skip_output_reshape,
+                    **kwargs,
+                )  # fmt: skip
+            function = original
+            if mask is None:
+                found = call_shape(q, k, heads, skip_reshape)
+                function = sdpa if found is None else functions.get(routes.backend(*found), sdpa)
+            return function(
+                q,
+                k,
+                v,
+                heads,
+                mask=mask,
+                attn_precision=attn_precision,
+                skip_reshape=skip_reshape,
+                skip_output_reshape=skip_output_reshape,
+                **kwargs,
+            )
 
         router = comfy_install_attention_router_compilable
         router.__name__ = comfy_install_attention_router.__name__
@@ -589,11 +528,4 @@ def _register(module: types.ModuleType, router: Callable[..., Any]) -> bool:
     return registry.get(REGISTRY_NAME) is router
 
 
-def _say(message: str) -> None:
-    import sys
-
-    try:
-        sys.stderr.write(f"comfy-install tuning: {message}\n")
-        sys.stderr.flush()
-    except Exception:  # noqa: S110 - a closed stderr must not stop ComfyUI
-        pass
+_say = schema.say

@@ -72,6 +72,8 @@ COUNTS_FILE = "attention-calls.json"
 """The router's call counters, next to the routing table."""
 ROUTES_SCHEMA_VERSION = 1
 FLUSH_EVERY = 500
+MAX_SHAPES = 256
+"""The router decides and counts at most this many call shapes one by one."""
 """The shim writes its counters after this many calls (and at exit)."""
 
 
@@ -176,3 +178,108 @@ def load_routes(path: str) -> RoutesData:
 
     with open(path, encoding="utf-8") as handle:  # noqa: PTH123 - pathlib costs start-up time
         return parse_routes(json.load(handle))
+
+
+class Counter:
+    """Counts routed calls per backend and per shape; writes them to a JSON file.
+
+    Each (backend, shape) has one slot, a one-element list the router keeps
+    with its cached decision and increments itself: counting a call costs no
+    lock and no dictionary work (CPython's increment of a list item under the GIL
+    may lose a count between threads, never a call).
+    """
+
+    def __init__(self, path: str, flush_every: int) -> None:
+        """Create the counter.
+
+        Args:
+            path: The file to write (nothing is written when empty).
+            flush_every: Write after this many calls.
+        """
+        self.path = path
+        self.flush_every = flush_every
+        self.slots: dict[tuple[str, str | None], list[int]] = {}
+        self.status: dict[str, Any] = {"attached": False, "message": ""}
+        self.pending = 0
+        self._failed = False
+
+    def slot(self, backend: str, shape: str | None) -> list[int]:
+        """Return the slot that counts calls of ``shape`` sent to ``backend``.
+
+        Args:
+            backend: Where the calls go (a backend, or ``comfyui``).
+            shape: ``fp16 D=64 N=4096`` (past `MAX_SHAPES` shapes: counted as None).
+        """
+        shapes = {key[1] for key in self.slots if key[1] is not None}
+        if shape is not None and shape not in shapes and len(shapes) >= MAX_SHAPES:
+            shape = None
+        return self.slots.setdefault((backend, shape), [0])
+
+    def add(self, backend: str, shape: str | None) -> None:
+        """Count one call (the router counts through its cached slot instead).
+
+        Args:
+            backend: Where it went (a backend, or ``comfyui``).
+            shape: ``fp16 D=64 N=4096``, when the shape was read.
+        """
+        self.slot(backend, shape)[0] += 1
+        self.tick()
+
+    def tick(self) -> None:
+        """Note one call; write every ``flush_every`` calls."""
+        self.pending += 1
+        if self.pending >= self.flush_every:
+            self.flush()
+
+    @property
+    def calls(self) -> dict[str, int]:
+        """Calls per backend."""
+        totals: dict[str, int] = {}
+        for (backend, _), slot in list(self.slots.items()):
+            if slot[0]:
+                totals[backend] = totals.get(backend, 0) + slot[0]
+        return totals
+
+    @property
+    def shapes(self) -> dict[str, dict[str, int]]:
+        """Calls per shape, then per backend."""
+        found: dict[str, dict[str, int]] = {}
+        for (backend, shape), slot in list(self.slots.items()):
+            if shape is not None and slot[0]:
+                found.setdefault(shape, {})[backend] = slot[0]
+        return found
+
+    def flush(self) -> None:
+        """Write the counters now (atomically); a failure is reported once, never raised."""
+        import json
+        import os
+
+        self.pending = 0
+        if not self.path:
+            return
+        document = {**self.status, "pid": os.getpid(), "calls": self.calls}
+        document["shapes"] = self.shapes
+        temporary = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            with open(temporary, "w", encoding="utf-8") as handle:  # noqa: PTH123
+                json.dump(document, handle, indent=1, sort_keys=True)
+            os.replace(temporary, self.path)  # noqa: PTH105
+        except OSError as exc:
+            if not self._failed:
+                self._failed = True
+                say(f"attention counters cannot be written to {self.path} ({exc})")
+
+
+def say(message: str) -> None:
+    """Write one line of the tuning's to ComfyUI's stderr (never raises).
+
+    Args:
+        message: The line, without the ``comfy-install tuning:`` prefix.
+    """
+    import sys
+
+    try:
+        sys.stderr.write(f"comfy-install tuning: {message}\n")
+        sys.stderr.flush()
+    except Exception:  # noqa: S110 - a closed stderr must not stop ComfyUI
+        pass
