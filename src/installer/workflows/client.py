@@ -51,8 +51,9 @@ def _node_errors(body: dict[str, Any], workflow: dict[str, Any]) -> WorkflowErro
         errors = found.get("errors") if isinstance(found, dict) else None
         detail: dict[str, Any] = next(iter(errors or []), {})
         kind = (workflow.get(node) or {}).get("class_type") or found.get("class_type", "?")
-        text = detail.get("details") or detail.get("message") or message or "invalid input"
-        return WorkflowError(f"{node} ({kind})", f"{detail.get('message', '')} {text}".strip())
+        text = str(detail.get("message") or message or "invalid input")
+        extra = detail.get("details")
+        return WorkflowError(f"{node} ({kind})", f"{text} ({extra})" if extra else text)
     return WorkflowError(None, message or "ComfyUI refused the prompt")
 
 
