@@ -259,7 +259,7 @@ def _run_variant(
                 kind: Literal["cold", "warm"] = "cold" if index == 0 else "warm"
                 found.runs.append(RunResult(seed, kind, run.wall_s, run.image))
                 log.info(f"  {kind} run (seed {seed}): {run.wall_s:.3f} s")
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, InterruptedByUserError):
         raise InterruptedByUserError(
             "Interrupted: ComfyUI was stopped and nothing was written.",
             f"Run `comfy-install tune {install_dir} --workflow ...` again when you are ready.",
@@ -284,9 +284,7 @@ def _run_variant(
         found.status, found.reason = "failed", f"ComfyUI stopped answering ({exc})"
         log.warn(f"{workflow.name}: {variant.name} failed: {found.reason}")
     except InstallerError as exc:
-        if variant.kind == "stock" or isinstance(exc, InterruptedByUserError):
-            if isinstance(exc, InterruptedByUserError):
-                raise
+        if variant.kind == "stock":
             raise StepFailedError(
                 f"Stock ComfyUI (plain main.py) did not start: {exc.message} Nothing was written.",
                 exc.hint,
