@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from installer.core.errors import UsageError
+from installer.core.errors import EnvironmentUnsupportedError, UsageError
 
 if TYPE_CHECKING:
     from installer.attention.measure.tune import TuneOutcome
@@ -127,7 +127,16 @@ def tune(
         from installer.attention.measure.tune import TuneOptions, run_tune
 
         options = TuneOptions(install_dir=target, budget_s=request.budget)
-        result.attention = run_tune(options, log, on_progress=on_progress)
+        try:
+            result.attention = run_tune(options, log, on_progress=on_progress)
+        except EnvironmentUnsupportedError as error:
+            if not workflows:
+                raise
+            raise EnvironmentUnsupportedError(
+                error.message,
+                f"{error.hint} To check the workflows without measuring attention, add "
+                "--workflow-only.",
+            ) from None
     if not workflows:
         return result
     _check(request, target, workflows, result, log, env)
