@@ -83,6 +83,8 @@ class LeverFigure:
             return f"failed on {self.workflow} ({self.error or 'no time'})"
         distance = "" if self.distance is None else f"{self.distance:.3g} "
         verdict = "ok" if self.distance_ok else "over the threshold"
+        if self.distance is None and not self.distance_ok:
+            verdict = "not compared"
         return (
             f"{self.speedup:.2f}× on {self.workflow} ({self.baseline_s:.3f} → "
             f"{self.s:.3f} {self.unit}, output distance {distance}{verdict})"
@@ -256,6 +258,9 @@ def lever_verdict(lever: Lever) -> tuple[bool, str]:
     failed = [f.workflow for f in lever.figures if f.error is not None or f.s is None]
     if failed:
         return False, f"ComfyUI failed with it on {', '.join(failed)}: {shown}"
+    unchecked = [f.workflow for f in lever.figures if not f.distance_ok and f.distance is None]
+    if unchecked:
+        return False, f"output not compared with stock's on {', '.join(unchecked)}: {shown}"
     wrong = [f.workflow for f in lever.figures if not f.distance_ok]
     if wrong:
         return False, f"output differs from stock's on {', '.join(wrong)}: {shown}"
