@@ -33,6 +33,9 @@ parser.add_argument("--output-directory")
 parser.add_argument("--fast", nargs="*")
 parser.add_argument("--disable-dynamic-vram", action="store_true")
 args, _ = parser.parse_known_args()
+if os.environ.get("STANDIN_EXIT"):
+    print("stand-in: no GPU driver found", flush=True)
+    sys.exit(3)
 out = args.output_directory
 os.makedirs(out, exist_ok=True)
 history = {}
@@ -101,10 +104,13 @@ def install(tmp_path: Path) -> Path:
     return target
 
 
-def tune(install: Path, workflow: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+def tune(
+    install: Path, workflow: dict[str, Any], *args: str, **extra: str
+) -> subprocess.CompletedProcess[str]:
     path = install.parent / "wf.json"
     path.write_text(json.dumps(workflow))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COMFY")} | {"NO_COLOR": "1"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMFY")}
+    env |= {"NO_COLOR": "1", **extra}
     return subprocess.run(
         [cli_path(), "tune", str(install), "--workflow-only", "--workflow", str(path), *args],
         env=env, capture_output=True, text=True, timeout=300, check=False,
@@ -168,3 +174,13 @@ def test_a_workflow_refused_in_stock_names_the_node_and_writes_nothing(install: 
     assert list(commands) == ["stock", "tuned", "tuned+nodyn"]
     assert "--disable-dynamic-vram" in commands["tuned+nodyn"]
     assert not (install / ".comfy-install" / "levers.json").exists()
+
+
+def test_a_stock_comfyui_that_does_not_start_stops_the_check(install: Path) -> None:
+    done = tune(install, WORKFLOW, "--levers", "", "--runs", "1", STANDIN_EXIT="1")
+    assert done.returncode == 1
+    text = " ".join(done.stderr.split())
+    assert "Stock ComfyUI (plain main.py) did not start: ComfyUI exited" in text
+    assert "stand-in: no GPU driver found" in text and "Nothing was written." in text
+    assert not (install / ".comfy-install" / "levers.json").exists()
+    assert not (install / ".comfy-install" / "comfyui.pid").exists()
