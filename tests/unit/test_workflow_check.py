@@ -73,6 +73,12 @@ def test_an_api_workflow_is_read_with_its_seed_and_reruns_with_others() -> None:
     body = parse_workflow(json.dumps({"prompt": noise}), "n.json", "n")
     assert (body.seed_inputs, body.seed) == ((("1", "seed"),), 7)
     assert workflow_names(["a/sdxl.json", "b/sdxl.json", "wan.JSON"]) == ["sdxl", "sdxl-2", "wan"]
+    # Two samplers keep their own seeds, moved together.
+    two = {**SDXL, "10": {"class_type": "KSamplerAdvanced", "inputs": {"noise_seed": 1000}}}
+    both = workflow(two)
+    assert both.seed_inputs == (("3", "seed"), ("10", "noise_seed"))
+    moved = both.with_seed(43)
+    assert (moved["3"]["inputs"]["seed"], moved["10"]["inputs"]["noise_seed"]) == (43, 1001)
 
 
 @pytest.mark.parametrize(

@@ -83,19 +83,24 @@ class Workflow:
     path: str
     nodes: Mapping[str, Any]
     seed_inputs: tuple[tuple[str, str], ...]
-    """``(node id, input name)`` of every integer seed input (all changed together)."""
+    """``(node id, input name)`` of every integer seed input (all moved together)."""
     seed: int
     """The first seed input's value: the cold run's seed (warm runs: +1, +2, ...)."""
 
     def with_seed(self, seed: int) -> dict[str, Any]:
-        """Return the nodes with every seed input set to ``seed``.
+        """Return the nodes for the run of ``seed``: every seed input moved by as much.
+
+        The first seed input becomes ``seed``; the others keep their distance to it (two
+        samplers with seeds 42 and 1000 run 43 and 1001 next), so the workflow stays the
+        user's.
 
         Args:
-            seed: The run's seed.
+            seed: The run's seed (the first seed input's value).
         """
         nodes = copy.deepcopy(dict(self.nodes))
+        offset = seed - self.seed
         for node, name in self.seed_inputs:
-            nodes[node]["inputs"][name] = seed
+            nodes[node]["inputs"][name] = int(self.nodes[node]["inputs"][name]) + offset
         return nodes
 
 
