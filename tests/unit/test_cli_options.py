@@ -60,7 +60,9 @@ def _commands() -> list[tuple[Callable[..., Any], type, set[str]]]:
     from installer.cli.image import build, context
     from installer.cli.install import CLI_ONLY, install
     from installer.cli.lock import lock
+    from installer.cli.tune import tune
     from installer.commands.lock import LockRequest
+    from installer.commands.tune import TuneRequest
     from installer.image.prepare import ImageRequest
     from installer.plan.records import InstallOptions
 
@@ -70,10 +72,11 @@ def _commands() -> list[tuple[Callable[..., Any], type, set[str]]]:
         (lock, LockRequest, output),
         (context, ImageRequest, output),
         (build, ImageRequest, output | {"engine"}),
+        (tune, TuneRequest, output | {"ctx"}),
     ]
 
 
-@pytest.mark.parametrize("index", range(4))
+@pytest.mark.parametrize("index", range(5))
 def test_every_parameter_of_a_command_is_a_field_of_its_request(index: int) -> None:
     """A misspelt parameter would silently leave its field at the default."""
     command, request, cli_only = _commands()[index]

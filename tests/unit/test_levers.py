@@ -111,7 +111,7 @@ def test_figures_of_another_gpu_are_not_used() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [{"schema_version": 2, "gpus": {}}, {"schema_version": 1},
+    [{"schema_version": 3, "gpus": {}}, {"schema_version": 1},
      document(autotune={"args": ["--fast", "autotune"], "workflows": {"w": figure(0.2, 0.0)}})],
 )  # fmt: skip
 def test_a_file_of_another_shape_is_refused(bad: dict[str, Any]) -> None:

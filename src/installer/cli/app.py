@@ -27,7 +27,7 @@ from installer.cli.pins import pins_app
 from installer.cli.rollback import rollback
 from installer.cli.snapshot import snapshot_app
 from installer.cli.status import status
-from installer.cli.tune import tune
+from installer.cli.tune import TUNE_CONTEXT_SETTINGS, tune
 from installer.cli.update import update
 
 app = typer.Typer(
@@ -74,7 +74,7 @@ app.command(context_settings=LAUNCH_CONTEXT_SETTINGS)(launch)
 app.command()(stop)
 app.command()(lock)
 app.command()(benchmark)
-app.command()(tune)
+app.command(context_settings=TUNE_CONTEXT_SETTINGS)(tune)
 app.command()(update)
 app.command()(rollback)
 

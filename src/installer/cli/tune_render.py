@@ -2,6 +2,9 @@
 
 [`TuneProgress`][installer.cli.tune_render.TuneProgress] turns the measuring
 module's progress lines (``... (3/34)``) into a rich progress bar on a terminal;
+[`render_check_plan`][installer.cli.tune_render.render_check_plan] and
+[`render_check`][installer.cli.tune_render.render_check] show the workflow check's plan
+(`--dry-run`) and its figures with `launch`'s decisions;
 [`render_calibration`][installer.cli.tune_render.render_calibration] prints
 what was measured on what, one table row per backend, head dim and dtype with
 SDPA's time and every other backend's speedup over it at each sequence length,
@@ -29,6 +32,10 @@ if TYPE_CHECKING:
 
     from rich.console import Console
     from rich.progress import Progress, TaskID
+
+    from installer.plan.launch_tunings import Tuning
+    from installer.plan.workflow_check import CheckPlan
+    from installer.workflows.results import CheckOutcome
 
 _COUNT = re.compile(r"\((\d+)/(\d+)\)$")
 _STATUS_TEXT = {"wrong": "[bold red]WRONG[/]", "error": "[yellow]error[/]", "oom": "[yellow]OOM[/]"}
@@ -168,3 +175,77 @@ def render_calibration(calibration: Calibration, console: Console) -> None:
             )  # fmt: skip
     for item in calibration.skipped:
         console.print("[yellow]skipped:[/] " + escape(item))
+
+
+def render_check_plan(plan: CheckPlan, commands: dict[str, str], console: Console) -> None:
+    """Print the workflow check's plan: the workflows, the variants and their commands.
+
+    Args:
+        plan: The check's plan.
+        commands: Each variant's command line.
+        console: Where to print.
+    """
+    from rich.markup import escape
+
+    console.print(
+        f"Workflow check (budget {plan.budget_s:g} s): each variant in a fresh ComfyUI, "
+        f"1 cold + {plan.runs} warm runs, seed +1 each run"
+    )
+    for workflow in plan.workflows:
+        seeds = ", ".join(str(s) for s in plan.seeds(workflow))
+        inputs = ", ".join(f"{node}.{name}" for node, name in workflow.seed_inputs)
+        console.print(escape(f"  {workflow.name} ({workflow.path}): seeds {seeds} in {inputs}"))
+    for variant in plan.variants:
+        console.print(escape(f"  {variant.name}: {commands.get(variant.name, '')}"))
+    for lever in plan.levers:
+        if not lever.runs:
+            console.print(escape(f"  lever {lever.name} not measured: {lever.reason}"))
+    console.print("(each run gets a free port and a scratch output folder)")
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def render_check(check: CheckOutcome, decisions: list[Tuning], console: Console) -> None:
+    """Print the workflow check's figures per workflow, then what `launch` decides from them.
+
+    Args:
+        check: The figures.
+        decisions: `launch`'s attention and lever tunings from the new levers.json.
+        console: Where to print.
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    for workflow in check.workflows:
+        table = Table(title=escape(f"{workflow.name} on {check.key}: seconds a prompt"))
+        for column in ("variant", "cold", "warm (median)", "×", "output", "status"):
+            table.add_column(column, justify="left" if column in ("variant", "status") else "right")
+        stock = workflow.variants.get("stock")
+        tuned = workflow.variants.get("tuned")
+        for name, found in workflow.variants.items():
+            base = stock if name in ("stock", "tuned") else tuned
+            ratio = (
+                f"{base.warm_s / found.warm_s:.2f}×"
+                if base is not None and base.warm_s and found.warm_s
+                else "—"
+            )
+            distance = found.distance or {}
+            output = (
+                f"{distance.get('relative')} {'ok' if distance.get('ok') else 'DIFFERS'}"
+                if "ok" in distance
+                else ("" if name == "stock" else str(distance.get("reason", "—")))
+            )
+            status = found.status + (f": {found.reason}" if found.reason else "")
+            table.add_row(
+                name, _seconds(found.cold_s), _seconds(found.warm_s), ratio,
+                escape(output), escape(status),
+            )  # fmt: skip
+        console.print(table)
+    console.print(
+        "× : tuned against stock, each lever against tuned; output: distance to stock's "
+        "image at the same seed, relative to a new seed's change (≤ 0.1 ok)"
+    )
+    for tuning in decisions:
+        console.print(escape(f"launch: {tuning.name} {tuning.status} ({tuning.reason})"))

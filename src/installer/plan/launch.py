@@ -258,8 +258,9 @@ def plan_launch(
     gpu = GpuReport("none", CPU_ONLY) if on_cpu else facts.gpu
     tf32 = decide_tf32(request.tune, gpu, user)
     broken = broken_now(facts.proof, facts.attention.versions if facts.attention else None)
+    verdict = facts.levers.tuned_vs_stock if facts.levers is not None else None
     attention = decide_attention(
-        request.tune, gpu, facts.attention, facts.calibration, comfy_args, user, broken
+        request.tune, gpu, facts.attention, facts.calibration, comfy_args, user, broken, verdict
     )
     in_process = _apply_shim_limits(
         [

@@ -22,6 +22,15 @@ A backend the accelerator proof (after step 10, and in verify) found broken on
 this GPU, in the version still installed, is never routed to, whatever the
 calibration says, and a user's flag that selects it is warned about.
 
+The tuning is also checked end to end: `comfy-install tune DIR --workflow FILE` times the
+user's workflows with plain `main.py` (stock) and with the tuned launch, and where the
+tuned launch was measured slower than stock on any workflow on this GPU (by more than
+[`ROUTING_NOISE`][installer.plan.launch_attention.ROUTING_NOISE]), failed, or changed the
+output beyond the threshold,
+[`apply_verdict`][installer.plan.launch_attention.apply_verdict] turns the routing off
+(ComfyUI's own attention stays) and says why with the figure. Per-call wins measured in
+isolation need not add up to a faster workflow (issue 30: SDXL on an H100, 0.92×).
+
 The user's own attention flags always win: nothing is routed, nothing added.
 Pure: the calibration, the venv's package versions and the GPU report come in
 as data.
@@ -30,7 +39,7 @@ as data.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,11 +54,16 @@ from installer.attention.shim.routes import ROUTES_ENV
 from installer.core.facts import GpuReport
 from installer.plan.launch_settings import find_option
 from installer.plan.launch_tunings import Tuning, no_gpu_reason
+from installer.plan.levers import TunedVsStock
 
 if TYPE_CHECKING:
     from installer.attention.shim.routes import RoutesData
 
 DISABLE_XFORMERS = "--disable-xformers"
+ROUTING_NOISE = 0.02
+"""The tuned launch is "slower than stock" on a workflow below ``1 - ROUTING_NOISE`` times
+stock's speed: 2%, inside the 3% spread of one workflow's warm runs on one machine that
+`LEVER_MARGIN` allows, so a loss of 5% (issue 30's) is caught and noise is not."""
 FLAG_BACKENDS = {
     "--use-sage-attention": "sageattention",
     "--use-ck-attention": "comfy_kitchen_int8",
@@ -108,8 +122,96 @@ def decide_attention(
     comfy_args: Sequence[str],
     user: Mapping[str, str],
     broken: Mapping[str, str] | None = None,
+    verdict: TunedVsStock | None = None,
 ) -> AttentionChoice:
-    """Decide how ComfyUI's attention calls are routed.
+    """Decide how ComfyUI's attention calls are routed, checked by the end-to-end verdict.
+
+    Args:
+        tune: Tuning on.
+        gpu: The GPU report (no GPU, or `--cpu`: nothing is routed).
+        probe: The venv's package versions, for the staleness check.
+        read: The install's calibration file as read.
+        comfy_args: The arguments ComfyUI will get from the user.
+        user: The launch variables the user set (their own routing table wins).
+        broken: The backends the accelerator proof found broken, with the reason
+            (see [`broken_now`][installer.plan.proof.broken_now]): never routed to.
+        verdict: The tuned launch against stock on this GPU (`tune --workflow`), if measured.
+
+    Returns:
+        The choice: ``on`` with the routing table and the variable naming
+        its file, ``user``, or ``off`` with the reason.
+    """
+    choice = _decide_attention(tune, gpu, probe, read, comfy_args, user, broken)
+    if not tune or verdict is None:
+        return choice
+    calibration = read.calibration if read is not None else None
+    return apply_verdict(
+        choice, verdict, calibration.measured_on.measured_at if calibration else None
+    )
+
+
+def apply_verdict(
+    choice: AttentionChoice, verdict: TunedVsStock, calibration_at: str | None
+) -> AttentionChoice:
+    """Turn the routing off where the tuned launch was measured slower than stock.
+
+    The verdict counts only when the tuned runs routed attention by the calibration the
+    launch would route by now (same ``measured_at``); otherwise, and when routing is off
+    anyway, its figures are shown and nothing changes.
+
+    Args:
+        choice: The routing decided from the calibration.
+        verdict: `tune --workflow`'s figures of the tuned launch against stock on this GPU.
+        calibration_at: When the calibration the launch routes by was measured.
+
+    Returns:
+        The choice, ``off`` with the figure when a workflow was slower by more than
+        ``ROUTING_NOISE``, failed, or changed its output beyond the threshold; else the
+        same choice with the figures among its details.
+    """
+    shown = "; ".join(figure.describe() for figure in verdict.figures)
+    lines = [f"end to end (tune --workflow): {shown or 'no workflow finished'}"]
+    if choice.tuning.status != "on" or not verdict.figures:
+        return replace(choice, details=(*choice.details, *lines))
+    if not verdict.routed:
+        lines.append("end to end: measured without attention routing, so it says nothing of it")
+        return replace(choice, details=(*choice.details, *lines))
+    if verdict.calibration != calibration_at:
+        lines.append(
+            f"end to end: measured with the calibration of {verdict.calibration}, not this one "
+            f"({calibration_at}); run `comfy-install tune DIR --workflow FILE` again"
+        )
+        return replace(choice, details=(*choice.details, *lines))
+    bad = [
+        f
+        for f in verdict.figures
+        if f.error is not None or f.distance_ok is False or f.speedup < 1.0 - ROUTING_NOISE
+    ]
+    if not bad:
+        tuning = replace(choice.tuning, reason=f"{choice.tuning.reason}; end to end {shown}")
+        return replace(choice, tuning=tuning, details=(*choice.details, *lines))
+    why = "; ".join(figure.describe() for figure in bad)
+    reason = (
+        f"the tuned launch measured slower than stock (or wrong) end to end: {why}; "
+        "ComfyUI's own attention stays (`comfy-install tune DIR --workflow FILE` measures again)"
+    )
+    return AttentionChoice(
+        Tuning("attention", "off", reason),
+        details=(*choice.details, *lines),
+        warning=choice.warning,
+    )
+
+
+def _decide_attention(
+    tune: bool,
+    gpu: GpuReport,
+    probe: AttentionProbe | None,
+    read: CalibrationRead | None,
+    comfy_args: Sequence[str],
+    user: Mapping[str, str],
+    broken: Mapping[str, str] | None = None,
+) -> AttentionChoice:
+    """Decide how ComfyUI's attention calls are routed, from the calibration.
 
     Args:
         tune: Tuning on.

@@ -3,17 +3,27 @@
 A lever is a ComfyUI option that may make sampling faster (`--fast autotune`,
 `--fast fp16_accumulation`, `--fast fp8_matrix_mult` with fp8 weights, ...). Whether
 it does depends on the GPU, the model and ComfyUI's version, so `launch` adds one only
-where it was *measured* faster on this GPU, with its output checked: the GPU benchmark
-(`bench/gpu/run_workflows.py --levers-out`) runs each workflow with `launch` (the
-baseline) and with `launch` plus one lever, and writes the figures to
-``DIR/.comfy-install/levers.json`` beside the attention calibration:
+where it was *measured* faster on this GPU, with its output checked: `comfy-install tune
+DIR --workflow FILE` (and the GPU benchmark, `bench/gpu/run_workflows.py --levers-out`)
+runs each workflow with `launch` (the baseline, ``tuned``) and with `launch` plus one
+lever, and writes the figures to ``DIR/.comfy-install/levers.json`` beside the attention
+calibration. Schema 2 (`tune`'s) times whole prompts and adds, per GPU, the end-to-end
+verdict of the tuning itself, ``tuned_vs_stock`` (the tuned launch against plain
+`main.py`, which [`decide_attention`][installer.plan.launch_attention.decide_attention]
+turns routing off by); schema 1 (the benchmark's, s/step) reads the same way:
 
 ```json
-{"schema_version": 1, "gpus": {"NVIDIA H100 80GB HBM3": {"levers": {"autotune": {
-  "args": ["--fast", "autotune"],
-  "workflows": {"sdxl-1024": {"baseline_s_per_step": 0.151, "s_per_step": 0.140,
-                              "speedup": 1.079, "distance": 0.005, "distance_ok": true}}}}}}}
+{"schema_version": 2, "gpus": {"NVIDIA H100 80GB HBM3": {
+  "levers": {"autotune": {"args": ["--fast", "autotune"],
+    "workflows": {"sdxl-1024": {"metric": "prompt_s", "baseline_s": 4.51, "s": 4.20,
+                                "speedup": 1.074, "distance": 0.005, "distance_ok": true}}}},
+  "tuned_vs_stock": {"routed": true, "calibration": "2026-12-07T01:02:03+00:00",
+    "workflows": {"sdxl-1024": {"stock_s": 4.36, "tuned_s": 4.51, "speedup": 0.967,
+                                "distance": 0.004, "distance_ok": true}}}}}}
 ```
+
+A machine without an NVIDIA GPU (or ComfyUI started with `--cpu`) keeps its figures
+under [`CPU_KEY`][installer.plan.levers.CPU_KEY].
 
 The rule ([`decide_levers`][installer.plan.levers.decide_levers]): a lever is on when
 it was measured on this GPU (by name) on at least one workflow, and on *every* workflow
@@ -35,35 +45,49 @@ from installer.core.facts import GpuReport
 from installer.plan.launch_settings import find_option
 from installer.plan.launch_tunings import Tuning
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Written by `tune --workflow` (v2: figures in seconds a prompt, the tuned-vs-stock record);
+version 1 files (the GPU benchmark's, figures in s/step) are read the same way."""
+READABLE_SCHEMAS = (1, 2)
+CPU_KEY = "cpu"
+"""The key of the figures measured with ComfyUI on the CPU (no NVIDIA GPU, or `--cpu`)."""
 LEVER_MARGIN = 1.03
 """A lever must measure at least this many times as fast as the baseline (3%: the
 spread of one workflow's warm runs on one machine) on every workflow measured."""
 FAST = "--fast"
+UNITS = {"s_per_step": "s/step", "prompt_s": "s a prompt"}
 
 
 @dataclass(frozen=True)
 class LeverFigure:
-    """One lever on one workflow: s/step with and without it, and its output check."""
+    """One lever on one workflow: the time with and without it, and its output check."""
 
     workflow: str
-    baseline_s_per_step: float
-    s_per_step: float
+    baseline_s: float
+    s: float | None
     distance: float | None
     distance_ok: bool
+    unit: str = "s/step"
+    """What the times are: ``s/step`` (the GPU benchmark) or ``s a prompt`` (`tune`)."""
+    error: str | None = None
+    """Why the lever's run failed (then ``s`` is None)."""
 
     @property
     def speedup(self) -> float:
-        """How many times as fast as the baseline."""
-        return self.baseline_s_per_step / self.s_per_step
+        """How many times as fast as the baseline (0 when the lever's run failed)."""
+        return self.baseline_s / self.s if self.s else 0.0
 
     def describe(self) -> str:
         """E.g. ``1.08× on sdxl-1024 (0.151 → 0.140 s/step, output distance 0.005 ok)``."""
+        if self.error is not None or self.s is None:
+            return f"failed on {self.workflow} ({self.error or 'no time'})"
         distance = "" if self.distance is None else f"{self.distance:.3g} "
         verdict = "ok" if self.distance_ok else "over the threshold"
+        if self.distance is None and not self.distance_ok:
+            verdict = "not compared"
         return (
-            f"{self.speedup:.2f}× on {self.workflow} ({self.baseline_s_per_step:.3f} → "
-            f"{self.s_per_step:.3f} s/step, output distance {distance}{verdict})"
+            f"{self.speedup:.2f}× on {self.workflow} ({self.baseline_s:.3f} → "
+            f"{self.s:.3f} {self.unit}, output distance {distance}{verdict})"
         )
 
 
@@ -77,6 +101,52 @@ class Lever:
 
 
 @dataclass(frozen=True)
+class EndToEnd:
+    """The tuned launch against stock ComfyUI on one workflow (median warm seconds a prompt)."""
+
+    workflow: str
+    stock_s: float
+    tuned_s: float | None
+    distance: float | None = None
+    """Tuned's output against stock's at the same seeds, relative to a new seed's change."""
+    distance_ok: bool | None = None
+    """None: not measured (no image, or no Pillow in the venv)."""
+    error: str | None = None
+    """Why the tuned run failed (then ``tuned_s`` is None)."""
+
+    @property
+    def speedup(self) -> float:
+        """How many times as fast as stock (0 when the tuned run failed)."""
+        return self.stock_s / self.tuned_s if self.tuned_s else 0.0
+
+    def describe(self) -> str:
+        """E.g. ``0.92× stock on sdxl (1.201 → 1.305 s a prompt, output distance 0.01 ok)``."""
+        if self.error is not None or self.tuned_s is None:
+            return f"the tuned launch failed on {self.workflow} ({self.error or 'no time'})"
+        if self.distance_ok is None:
+            output = "output not compared"
+        else:
+            shown = "" if self.distance is None else f"{self.distance:.3g} "
+            output = f"output distance {shown}{'ok' if self.distance_ok else 'over the threshold'}"
+        return (
+            f"{self.speedup:.2f}× stock on {self.workflow} ({self.stock_s:.3f} → "
+            f"{self.tuned_s:.3f} s a prompt, {output})"
+        )
+
+
+@dataclass(frozen=True)
+class TunedVsStock:
+    """`tune --workflow`'s end-to-end verdict on one GPU: the tuned launch against stock."""
+
+    figures: tuple[EndToEnd, ...]
+    routed: bool
+    """Attention routing was on in the tuned runs (else they say nothing about it)."""
+    calibration: str | None = None
+    """When the calibration the tuned runs routed by was measured (its ``measured_at``)."""
+    measured_at: str | None = None
+
+
+@dataclass(frozen=True)
 class LeverRecords:
     """The levers measured on one GPU, as read from levers.json."""
 
@@ -85,14 +155,67 @@ class LeverRecords:
     source: str = ""
     other_gpus: tuple[str, ...] = ()
     """GPUs the file has figures for, when none are for this one."""
+    tuned_vs_stock: TunedVsStock | None = None
+    """The end-to-end verdict of the tuning on this GPU (schema 2), if measured."""
+
+
+def _optional(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _figure(workflow: str, figure: Mapping[str, Any]) -> LeverFigure:
+    if "baseline_s_per_step" in figure:  # schema 1: the GPU benchmark's s/step
+        base, step, unit = figure["baseline_s_per_step"], figure["s_per_step"], "s/step"
+    else:
+        base, step = figure["baseline_s"], figure.get("s")
+        unit = UNITS.get(str(figure.get("metric", "prompt_s")), "s a prompt")
+    error = None if figure.get("error") is None else str(figure["error"])
+    found = LeverFigure(
+        workflow=workflow,
+        baseline_s=float(base),
+        s=_optional(step),
+        distance=_optional(figure.get("distance")),
+        distance_ok=bool(figure.get("distance_ok")),
+        unit=unit,
+        error=error,
+    )
+    if found.baseline_s <= 0 or (error is None and (found.s is None or found.s <= 0)):
+        raise ValueError(f"{workflow}: a time that is not positive")
+    return found
+
+
+def _tuned_vs_stock(record: Mapping[str, Any]) -> TunedVsStock:
+    figures = []
+    for workflow, figure in sorted(dict(record["workflows"]).items()):
+        ok = figure.get("distance_ok")
+        found = EndToEnd(
+            workflow=str(workflow),
+            stock_s=float(figure["stock_s"]),
+            tuned_s=_optional(figure.get("tuned_s")),
+            distance=_optional(figure.get("distance")),
+            distance_ok=None if ok is None else bool(ok),
+            error=None if figure.get("error") is None else str(figure["error"]),
+        )
+        if found.stock_s <= 0 or (found.error is None and not found.tuned_s):
+            raise ValueError(f"tuned_vs_stock {workflow}: a time that is not positive")
+        figures.append(found)
+    calibration = record.get("calibration")
+    measured = record.get("measured_at")
+    return TunedVsStock(
+        figures=tuple(figures),
+        routed=bool(record.get("routed")),
+        calibration=None if calibration is None else str(calibration),
+        measured_at=None if measured is None else str(measured),
+    )
 
 
 def parse_levers(document: Mapping[str, Any], gpu_name: str, source: str = "") -> LeverRecords:
     """Read the levers measured on ``gpu_name`` from levers.json's data.
 
     Args:
-        document: The file's JSON data (schema version 1).
-        gpu_name: The GPU's name as NVML reports it (`NVIDIA H100 80GB HBM3`).
+        document: The file's JSON data (schema version 1 or 2).
+        gpu_name: The GPU's name as NVML reports it (`NVIDIA H100 80GB HBM3`), or
+            [`CPU_KEY`][installer.plan.levers.CPU_KEY] for ComfyUI on the CPU.
         source: Where the data came from, for messages.
 
     Returns:
@@ -103,37 +226,41 @@ def parse_levers(document: Mapping[str, Any], gpu_name: str, source: str = "") -
         ValueError: The data is not levers.json of a known schema.
     """
     try:
-        if int(document.get("schema_version", 0)) != SCHEMA_VERSION:
-            raise ValueError(f"schema_version {document.get('schema_version')!r} is not 1")
+        if document.get("schema_version") not in READABLE_SCHEMAS:
+            raise ValueError(f"schema_version {document.get('schema_version')!r} is not 1 or 2")
         gpus = dict(document["gpus"])
         found = gpus.get(gpu_name)
         if found is None:
             return LeverRecords(gpu_name, (), source, tuple(sorted(gpus)))
         levers = []
-        for name, lever in sorted(dict(found["levers"]).items()):
+        for name, lever in sorted(dict(found.get("levers") or {}).items()):
             figures = tuple(
-                LeverFigure(
-                    workflow=str(workflow),
-                    baseline_s_per_step=float(figure["baseline_s_per_step"]),
-                    s_per_step=float(figure["s_per_step"]),
-                    distance=None if figure.get("distance") is None else float(figure["distance"]),
-                    distance_ok=bool(figure.get("distance_ok")),
-                )
+                _figure(str(workflow), figure)
                 for workflow, figure in sorted(dict(lever["workflows"]).items())
             )
-            if any(f.s_per_step <= 0 or f.baseline_s_per_step <= 0 for f in figures):
-                raise ValueError(f"lever {name}: a time that is not positive")
             levers.append(Lever(str(name), tuple(str(a) for a in lever["args"]), figures))
+        record = found.get("tuned_vs_stock")
+        verdict = None if record is None else _tuned_vs_stock(record)
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"not a levers file ({type(exc).__name__}: {exc})") from None
-    return LeverRecords(gpu_name, tuple(levers), source)
+    return LeverRecords(gpu_name, tuple(levers), source, tuned_vs_stock=verdict)
 
 
-def _verdict(lever: Lever) -> tuple[bool, str]:
-    """Whether the lever goes on, and the figures that say so."""
+def lever_verdict(lever: Lever) -> tuple[bool, str]:
+    """Whether the lever goes on, and the figures that say so.
+
+    Args:
+        lever: The lever with its figures on this GPU.
+    """
     if not lever.figures:
         return False, "never measured on a workflow"
     shown = "; ".join(figure.describe() for figure in lever.figures)
+    failed = [f.workflow for f in lever.figures if f.error is not None or f.s is None]
+    if failed:
+        return False, f"ComfyUI failed with it on {', '.join(failed)}: {shown}"
+    unchecked = [f.workflow for f in lever.figures if not f.distance_ok and f.distance is None]
+    if unchecked:
+        return False, f"output not compared with stock's on {', '.join(unchecked)}: {shown}"
     wrong = [f.workflow for f in lever.figures if not f.distance_ok]
     if wrong:
         return False, f"output differs from stock's on {', '.join(wrong)}: {shown}"
@@ -141,6 +268,27 @@ def _verdict(lever: Lever) -> tuple[bool, str]:
     if slow:
         return False, f"not {LEVER_MARGIN:.2f}× as fast on {', '.join(slow)}: {shown}"
     return True, f"measured faster on this GPU: {shown}"
+
+
+def merge_levers(
+    document: Mapping[str, Any] | None, key: str, record: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Return levers.json's data with ``key``'s record replaced by ``record``.
+
+    The other GPUs' records are kept as they are (a version 1 file's too: its figures
+    stay readable); the file becomes version 2.
+
+    Args:
+        document: The file's data now (None: no file, or one that could not be read).
+        key: The GPU's name, or [`CPU_KEY`][installer.plan.levers.CPU_KEY].
+        record: This run's ``{"levers": ..., "tuned_vs_stock": ...}``.
+    """
+    gpus: dict[str, Any] = {}
+    if document is not None and document.get("schema_version") in READABLE_SCHEMAS:
+        found = document.get("gpus")
+        gpus = dict(found) if isinstance(found, Mapping) else {}
+    gpus[key] = dict(record)
+    return {"schema_version": SCHEMA_VERSION, "gpus": gpus}
 
 
 def decide_levers(
@@ -177,13 +325,13 @@ def decide_levers(
         if not tune:
             tunings.append(Tuning(name, "off", "--no-tune"))
             continue
-        if not gpu.has_nvidia:
+        if not gpu.has_nvidia and records.gpu != CPU_KEY:
             tunings.append(Tuning(name, "off", "no NVIDIA GPU for ComfyUI"))
             continue
         if user_fast:
             tunings.append(Tuning(name, "user", f"you gave {FAST}; left to you"))
             continue
-        on, why = _verdict(lever)
+        on, why = lever_verdict(lever)
         if not on:
             tunings.append(Tuning(name, "off", why))
             continue

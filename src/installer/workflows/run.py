@@ -1,0 +1,299 @@
+"""Carry out `tune --workflow`'s plan: every variant in a fresh ComfyUI, every run timed.
+
+For each workflow, for each variant of the
+[`CheckPlan`][installer.plan.workflow_check.CheckPlan] (stock first), ComfyUI is planned
+exactly as `launch` plans it ([`plan_launch`][installer.plan.launch.plan_launch]: stock
+with `--no-tune`, the others tuned, with no levers.json figures, so neither an earlier
+verdict nor a lever of an earlier check is in them), started in the background on a free
+127.0.0.1 port with its outputs in a scratch folder, given one cold run and the warm runs,
+and stopped. A variant that would start after the budget is spent (by the time stock took
+on that workflow) is skipped. Stock must run: a workflow that fails there, or a stock
+ComfyUI that does not start, stops the check with the node and ComfyUI's message and
+nothing is written. Any other variant that fails is recorded with its error (a tuned launch
+or a lever that breaks a workflow is then judged by that). Ctrl-C stops ComfyUI first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Literal
+
+import httpx
+
+from installer.attention.shim.routes import ROUTES_ENV
+from installer.core.errors import InstallerError, InterruptedByUserError, StepFailedError
+from installer.core.log import InstallerLogger
+from installer.launch.facts import gather_facts
+from installer.launch.process import stop_comfyui
+from installer.launch.run import run_comfyui
+from installer.plan.launch import LaunchFacts, LaunchPlan, LaunchRequest, plan_launch
+from installer.plan.launch_settings import MARKER_ENV, WARMUP_ENV
+from installer.plan.levers import CPU_KEY
+from installer.plan.workflow_check import CheckPlan, Variant, Workflow
+from installer.workflows.client import ComfyClient, WorkflowError
+from installer.workflows.distance import distances
+from installer.workflows.results import CheckOutcome, RunResult, VariantResult, WorkflowResult
+
+STARTUP_TIMEOUT_S = 600.0
+DRY_RUN_PORT = 8188
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def check_facts(
+    install_dir: Path, comfy_args: Sequence[str], environ: Mapping[str, str]
+) -> LaunchFacts:
+    """Read what the variants' launches depend on, once, without levers.json's figures.
+
+    Args:
+        install_dir: DIR.
+        comfy_args: The ComfyUI arguments every variant gets.
+        environ: The user's environment.
+    """
+    request = LaunchRequest(install_dir=install_dir, extra_args=tuple(comfy_args))
+    return replace(gather_facts(request, environ=environ), levers=None)
+
+
+def variant_request(
+    install_dir: Path,
+    variant: Variant,
+    comfy_args: Sequence[str],
+    output: Path | str,
+    port: int,
+) -> LaunchRequest:
+    """Return the launch request of one variant: stock untuned, the others tuned, plus its lever.
+
+    Args:
+        install_dir: DIR.
+        variant: The variant.
+        comfy_args: The ComfyUI arguments every variant gets.
+        output: ComfyUI's output folder for it (a scratch folder, not DIR's output/).
+        port: The port it listens on.
+    """
+    return LaunchRequest(
+        install_dir=install_dir,
+        port=port,
+        tune=variant.tune,
+        timeout=STARTUP_TIMEOUT_S,
+        background=True,
+        extra_args=(*comfy_args, *variant.lever_args, "--output-directory", str(output)),
+    )
+
+
+def variant_environ(variant: Variant, environ: Mapping[str, str]) -> dict[str, str]:
+    """Return the environment of one variant's ComfyUI (stock: none of comfy-install's).
+
+    Args:
+        variant: The variant.
+        environ: The user's environment.
+    """
+    dropped = {WARMUP_ENV} | ({MARKER_ENV, ROUTES_ENV} if not variant.tune else set())
+    return {key: value for key, value in environ.items() if key not in dropped}
+
+
+def variant_plans(
+    check: CheckPlan,
+    facts: LaunchFacts,
+    install_dir: Path,
+    comfy_args: Sequence[str],
+    environ: Mapping[str, str],
+    port: int = DRY_RUN_PORT,
+) -> dict[str, LaunchPlan]:
+    """Plan every variant's launch (for the dry run, and to know what the tuned one routes).
+
+    Args:
+        check: The check's plan.
+        facts: The launch facts, without levers.json's figures.
+        install_dir: DIR.
+        comfy_args: The ComfyUI arguments every variant gets.
+        environ: The user's environment.
+        port: The port shown (a free one is chosen for each run).
+    """
+    return {
+        variant.name: plan_launch(
+            variant_request(install_dir, variant, comfy_args, "<scratch>/" + variant.name, port),
+            facts,
+            variant_environ(variant, environ),
+        )
+        for variant in check.variants
+    }
+
+
+def device_key(facts: LaunchFacts, tuned: LaunchPlan) -> str:
+    """Return levers.json's key for this check: the GPU's name, or ``cpu``.
+
+    Args:
+        facts: The launch facts.
+        tuned: The tuned variant's plan (`--cpu` in it: ComfyUI ran on the CPU).
+    """
+    if not facts.gpu.gpus or "--cpu" in tuned.argv:
+        return CPU_KEY
+    return facts.gpu.gpus[0].name
+
+
+def run_check(
+    check: CheckPlan,
+    install_dir: Path,
+    comfy_args: Sequence[str],
+    log: InstallerLogger,
+    environ: Mapping[str, str] | None = None,
+    facts: LaunchFacts | None = None,
+) -> CheckOutcome:
+    """Run every workflow in every variant and compare the outputs with stock's.
+
+    Args:
+        check: The plan.
+        install_dir: DIR (absolute).
+        comfy_args: The ComfyUI arguments every variant gets.
+        log: Progress lines; ComfyUI's output goes to DIR/.comfy-install/logs/.
+        environ: The user's environment (default: this process's).
+        facts: The launch facts without levers (read here when None).
+
+    Returns:
+        The figures (nothing is written here).
+
+    Raises:
+        StepFailedError: A workflow failed in stock ComfyUI, or stock ComfyUI did not start.
+        InterruptedByUserError: Ctrl-C (ComfyUI is stopped first).
+    """
+    env = dict(os.environ if environ is None else environ)
+    facts = facts or check_facts(install_dir, comfy_args, env)
+    plans = variant_plans(check, facts, install_dir, comfy_args, env)
+    tuned = plans["tuned"]
+    read = facts.calibration
+    outcome = CheckOutcome(
+        key=device_key(facts, tuned),
+        routed=tuned.attention is not None and tuned.attention.tuning.status == "on",
+        calibration=read.calibration.measured_on.measured_at
+        if read is not None and read.calibration is not None
+        else None,
+        lever_args={v.lever: v.lever_args for v in check.variants if v.lever},
+        measured_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    start = time.monotonic()
+    stock_times: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="comfy-install-tune-workflows-") as tmp:
+        scratch = Path(tmp)
+        for workflow in check.workflows:
+            result = WorkflowResult(workflow.name, workflow.path)
+            outcome.workflows.append(result)
+            estimate = sum(stock_times) / len(stock_times) if stock_times else 0.0
+            for variant in check.variants:
+                left = check.budget_s - (time.monotonic() - start)
+                if stock_times and left < estimate:
+                    result.variants[variant.name] = VariantResult(
+                        variant.name,
+                        "skipped",
+                        reason=f"the budget ({check.budget_s:g} s) would run out: "
+                        f"{max(left, 0):.0f} s left, a variant took {estimate:.0f} s",
+                    )
+                    log.warn(f"{workflow.name}: {variant.name} skipped (budget)")
+                    continue
+                began = time.monotonic()
+                found = _run_variant(
+                    check, workflow, variant, install_dir, comfy_args, facts, env, scratch, log
+                )
+                result.variants[variant.name] = found
+                if variant.kind == "stock":
+                    stock_times.append(time.monotonic() - began)
+                    estimate = stock_times[-1]
+            _compare(result, facts, scratch / workflow.name)
+    outcome.took_s = time.monotonic() - start
+    return outcome
+
+
+def _compare(result: WorkflowResult, facts: LaunchFacts, scratch: Path) -> None:
+    stock = result.variants["stock"].images()
+    others = {
+        name: found.images()
+        for name, found in result.variants.items()
+        if name != "stock" and found.status == "ok"
+    }
+    if not others:
+        return
+    scratch.mkdir(parents=True, exist_ok=True)
+    for name, distance in distances(facts.venv_python, stock, others, scratch).items():
+        result.variants[name].distance = distance
+
+
+def _run_variant(
+    check: CheckPlan,
+    workflow: Workflow,
+    variant: Variant,
+    install_dir: Path,
+    comfy_args: Sequence[str],
+    facts: LaunchFacts,
+    environ: Mapping[str, str],
+    scratch: Path,
+    log: InstallerLogger,
+) -> VariantResult:
+    folder = scratch / workflow.name / variant.name
+    request = variant_request(install_dir, variant, comfy_args, folder / "output", free_port())
+    env = variant_environ(variant, environ)
+    plan = plan_launch(request, facts, env)
+    found = VariantResult(variant.name, "ok", command=plan.command_line())
+    own_log = log.log_path
+    started = False
+    log.info(f"{workflow.name}: {variant.name} ({' '.join(variant.lever_args) or 'no lever'})")
+    try:
+        launched = run_comfyui(plan, facts, request, log, environ=env)
+        started = True
+        found.startup_s = launched.seconds_to_ready
+        if own_log is not None:
+            log.attach_file(own_log)
+        with ComfyClient(launched.url) as client:
+            for index, seed in enumerate(check.seeds(workflow)):
+                run = client.run(workflow.with_seed(seed), folder / f"seed-{seed}")
+                kind: Literal["cold", "warm"] = "cold" if index == 0 else "warm"
+                found.runs.append(RunResult(seed, kind, run.wall_s, run.image))
+                log.info(f"  {kind} run (seed {seed}): {run.wall_s:.3f} s")
+    except (KeyboardInterrupt, InterruptedByUserError):
+        raise InterruptedByUserError(
+            "Interrupted: ComfyUI was stopped and nothing was written.",
+            f"Run `comfy-install tune {install_dir} --workflow ...` again when you are ready.",
+        ) from None
+    except WorkflowError as exc:
+        if variant.kind == "stock":
+            raise StepFailedError(
+                f"{workflow.path} failed in stock ComfyUI (plain main.py) at "
+                f"{'node ' + exc.node if exc.node else 'a node'}: {exc.message}. "
+                "Nothing was written.",
+                "Fix the workflow in ComfyUI until it runs there, then tune again.",
+            ) from None
+        found.status, found.reason = "failed", str(exc)
+        log.warn(f"{workflow.name}: {variant.name} failed: {exc}")
+    except (httpx.HTTPError, TimeoutError, OSError, ValueError, KeyError) as exc:
+        if variant.kind == "stock":
+            raise StepFailedError(
+                f"Stock ComfyUI stopped answering while running {workflow.path} ({exc}). "
+                "Nothing was written.",
+                f"Read ComfyUI's log in {install_dir / '.comfy-install' / 'logs'}.",
+            ) from None
+        found.status, found.reason = "failed", f"ComfyUI stopped answering ({exc})"
+        log.warn(f"{workflow.name}: {variant.name} failed: {found.reason}")
+    except InstallerError as exc:
+        if variant.kind == "stock":
+            raise StepFailedError(
+                f"Stock ComfyUI (plain main.py) did not start: {exc.message} Nothing was written.",
+                exc.hint,
+            ) from None
+        found.status, found.reason = "failed", f"ComfyUI did not start: {exc.message}"
+        log.warn(f"{workflow.name}: {variant.name} failed: {found.reason}")
+    finally:
+        if started:
+            stop_comfyui(install_dir, log)
+        if own_log is not None and log.log_path != own_log:
+            log.attach_file(own_log)
+    return found

@@ -1,0 +1,329 @@
+"""`tune --workflow` (issue 30): the pure plan, the verdict rule of `launch`, levers.json's merge.
+
+The plan is data (workflows, variants, levers chosen with reasons, the launch command of each
+variant); the verdict rule is `plan_launch` with levers.json's `tuned_vs_stock` record read
+through the real file reader; the file is written by the real atomic writer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from installer.attention.rules.routing import AttentionProbe, CalibrationRead
+from installer.core.errors import UsageError
+from installer.core.facts import GpuInfo, GpuReport, TorchInstalled
+from installer.launch.levers import levers_path, read_levers, write_levers
+from installer.plan.launch import LaunchFacts, LaunchPlan, LaunchRequest, plan_launch
+from installer.plan.launch import render_print_env as print_env
+from installer.plan.launch_attention import ROUTING_NOISE
+from installer.plan.levers import CPU_KEY, decide_levers, parse_levers
+from installer.plan.workflow_check import (
+    EXPORT_HINT,
+    KNOWN_LEVERS,
+    choose_levers,
+    comfyui_options,
+    parse_workflow,
+    plan_check,
+    workflow_names,
+)
+from installer.workflows.results import (
+    CheckOutcome,
+    RunResult,
+    VariantResult,
+    WorkflowResult,
+    levers_record,
+)
+from installer.workflows.run import variant_plans
+from support.attention import H200_VERSIONS, h200_calibration
+
+H200 = "NVIDIA H200"
+GPU = GpuReport("nvml", "test", (GpuInfo(0, H200, "9.0", 143 * 2**30),), "580.159.04", "13.0")
+AMPERE = GpuReport("nvml", "test", (GpuInfo(0, "NVIDIA A10", "8.6", 24 * 2**30),), "580", "13.0")
+CPU = GpuReport("none", "no GPU")
+TORCH = TorchInstalled("2.11.0+cu130", "13.0")
+ALL_OPTIONS = frozenset(need for lever in KNOWN_LEVERS.values() for need in lever.needs)
+SDXL = {
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl.safetensors"}},
+    "3": {"class_type": "KSampler", "inputs": {"seed": 42, "steps": 20, "model": ["4", 0]}},
+    "10": {"class_type": "KSamplerAdvanced", "inputs": {"noise_seed": ["11", 0]}},
+    "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0]}},
+}
+
+
+def workflow(nodes: dict[str, Any] | None = None, name: str = "sdxl") -> Any:
+    return parse_workflow(json.dumps(nodes or SDXL), f"/w/{name}.json", name)
+
+
+# --- the workflow file -------------------------------------------------------------------
+
+
+def test_an_api_workflow_is_read_with_its_seed_and_reruns_with_others() -> None:
+    found = workflow()
+    assert found.seed_inputs == (("3", "seed"),)  # a linked seed cannot be changed: left alone
+    assert found.seed == 42
+    changed = found.with_seed(44)
+    assert changed["3"]["inputs"]["seed"] == 44 and SDXL["3"]["inputs"]["seed"] == 42
+    # A saved /prompt body, and another node's seed (ImageAddNoise), count too.
+    noise = {"1": {"class_type": "ImageAddNoise", "inputs": {"seed": 7, "image": ["2", 0]}}}
+    body = parse_workflow(json.dumps({"prompt": noise}), "n.json", "n")
+    assert (body.seed_inputs, body.seed) == ((("1", "seed"),), 7)
+    assert workflow_names(["a/sdxl.json", "b/sdxl.json", "wan.JSON"]) == ["sdxl", "sdxl-2", "wan"]
+    # Two samplers keep their own seeds, moved together.
+    two = {**SDXL, "10": {"class_type": "KSamplerAdvanced", "inputs": {"noise_seed": 1000}}}
+    both = workflow(two)
+    assert both.seed_inputs == (("3", "seed"), ("10", "noise_seed"))
+    moved = both.with_seed(43)
+    assert (moved["3"]["inputs"]["seed"], moved["10"]["inputs"]["noise_seed"]) == (43, 1001)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "is not valid JSON"),
+        (json.dumps({"nodes": [], "links": [], "version": 0.4}), "in ComfyUI's UI format"),
+        (json.dumps([1, 2]), "is not an API-format ComfyUI workflow"),
+        (json.dumps({"1": {"inputs": {}}}), "is not an API-format ComfyUI workflow"),
+    ],
+)
+def test_a_bad_workflow_file_says_how_to_export_the_api_format(text: str, message: str) -> None:
+    with pytest.raises(UsageError) as raised:
+        parse_workflow(text, "/w/x.json", "x")
+    assert message in raised.value.message and raised.value.exit_code == 2
+    assert raised.value.hint == EXPORT_HINT and "Export (API)" in EXPORT_HINT
+
+
+def test_a_workflow_without_a_seed_is_refused_it_would_be_served_from_the_cache() -> None:
+    nodes = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8}}}
+    with pytest.raises(UsageError, match="has no sampler with a seed of its own"):
+        parse_workflow(json.dumps(nodes), "e.json", "e")
+
+
+# --- the levers measured ----------------------------------------------------------------
+
+
+def test_the_default_levers_are_those_that_apply_to_this_gpu_and_comfyui() -> None:
+    choices = {c.name: c for c in choose_levers(None, GPU, TORCH, ALL_OPTIONS, frozenset(), ())}
+    assert {n for n, c in choices.items() if c.runs} == {
+        "fp16acc", "autotune", "fp8mm", "nodyn", "highvram",
+    }  # fmt: skip
+    assert choices["cublas"].reason == "needs the cublas-ops package, which the venv lacks"
+    ampere = {c.name: c for c in choose_levers(None, AMPERE, TORCH, ALL_OPTIONS, frozenset(), ())}
+    assert not ampere["fp8mm"].runs and "compute capability 8.9" in ampere["fp8mm"].reason
+    old = choose_levers(
+        None, GPU, TorchInstalled("2.6.0+cu126", "12.6"), ALL_OPTIONS, frozenset(), ()
+    )
+    assert [c.reason for c in old if c.name == "fp16acc"] == [
+        "needs torch 2.7 or newer (the venv: 2.6.0+cu126)"
+    ]
+    # An older ComfyUI without comfy-aimdo's switch, the user's own --fast and VRAM mode.
+    older = choose_levers(None, GPU, TORCH, ALL_OPTIONS - {"--disable-dynamic-vram"}, frozenset(),
+                          ("--fast", "--lowvram"))  # fmt: skip
+    reasons = {c.name: c.reason for c in older}
+    assert reasons["nodyn"] == "DIR's ComfyUI has no --disable-dynamic-vram"
+    assert reasons["autotune"] == "you pass --fast yourself"
+    assert reasons["highvram"] == "you choose a VRAM mode yourself"
+    assert not any(c.runs for c in older)
+
+
+def test_on_the_cpu_no_lever_runs_unless_asked_for_and_unknown_names_are_refused() -> None:
+    assert not any(c.runs for c in choose_levers(None, CPU, None, ALL_OPTIONS, frozenset(), ()))
+    asked = {c.name: c for c in choose_levers(["nodyn"], CPU, None, ALL_OPTIONS, frozenset(), ())}
+    assert asked["nodyn"].runs and asked["nodyn"].reason.startswith("asked for (though ComfyUI")
+    assert asked["autotune"].reason == "not in --levers"
+    with pytest.raises(UsageError, match="Unknown lever turbo"):
+        choose_levers(["turbo"], GPU, TORCH, ALL_OPTIONS, frozenset(), ())
+
+
+def test_comfyui_options_come_from_its_cli_args() -> None:
+    text = (
+        'class PerformanceFeature(enum.Enum):\n    AutoTune = "autotune"\n'
+        'parser.add_argument("--highvram", action="store_true")\n'
+    )
+    assert comfyui_options(text) == {"autotune", "--highvram"}
+
+
+# --- the plan and the dry run -----------------------------------------------------------
+
+
+def launch_facts(
+    install: Path, gpu: GpuReport = GPU, read: CalibrationRead | None = None
+) -> LaunchFacts:
+    return LaunchFacts(
+        platform="linux",
+        venv_python=install / "venv/bin/python",
+        comfyui_dir=install / "ComfyUI",
+        gpu=gpu,
+        torch=TORCH,
+        attention=AttentionProbe(H200_VERSIONS),
+        calibration=read,
+        shim="current",
+        site_packages=install / "venv/lib/python3.12/site-packages",
+        levers=read_levers(install, gpu),
+    )
+
+
+def test_the_plan_runs_stock_tuned_and_each_lever_and_the_dry_run_shows_each_command() -> None:
+    levers = choose_levers(["nodyn", "autotune"], GPU, TORCH, ALL_OPTIONS, frozenset(), ())
+    check = plan_check([workflow()], levers, runs=2, budget_s=300)
+    assert [(v.name, v.tune, v.lever_args) for v in check.variants] == [
+        ("stock", False, ()),
+        ("tuned", True, ()),
+        ("tuned+autotune", True, ("--fast", "autotune")),
+        ("tuned+nodyn", True, ("--disable-dynamic-vram",)),
+    ]
+    assert check.seeds(check.workflows[0]) == [42, 43, 44]
+    data = check.as_data()
+    assert data["workflows"][0]["seed_inputs"] == ["3.seed"] and data["budget_s"] == 300
+    assert [lever["name"] for lever in data["levers"] if lever["runs"]] == ["autotune", "nodyn"]
+    install = Path("/srv/i")
+    read = CalibrationRead(install / ".comfy-install/calibration.json", h200_calibration())
+    plans = variant_plans(check, launch_facts(install, read=read), install, ("--x",), {})
+    stock, tuned = plans["stock"], plans["tuned"]
+    assert stock.env_set == {} and not stock.needs_shim  # plain main.py
+    assert stock.argv[3:] == ("--port", "8188", "--x", "--output-directory", "<scratch>/stock")
+    assert tuned.tuning("attention").status == "on"  # type: ignore[union-attr]
+    assert tuned.env_set["COMFY_INSTALL_TUNING"] == "1"
+    assert plans["tuned+nodyn"].argv[-4:] == (
+        "--x", "--disable-dynamic-vram", "--output-directory", "<scratch>/tuned+nodyn",
+    )  # fmt: skip
+    with pytest.raises(UsageError, match="--runs must be at least 1"):
+        plan_check([workflow()], levers, runs=0)
+    with pytest.raises(UsageError, match="No workflow"):
+        plan_check([], levers)
+
+
+# --- the verdict: launch turns routing off where tuned measured slower than stock --------
+
+
+def outcome(stock: float, tuned: float | None, *, lever: float | None = None,
+            tuned_ok: bool = True, routed: bool = True,
+            calibration: str | None = None, key: str = H200) -> CheckOutcome:  # fmt: skip
+    def result(name: str, seconds: float | None, ok: bool = True) -> VariantResult:
+        if seconds is None:
+            return VariantResult(name, "failed", reason="node 3 (KSampler): CUDA error")
+        runs = [RunResult(42, "cold", seconds * 5, None), RunResult(43, "warm", seconds, None)]
+        distance = {"relative": 0.01 if ok else 0.6, "threshold_relative": 0.1, "ok": ok}
+        return VariantResult(name, "ok", runs=runs, distance=distance)
+
+    found = WorkflowResult("sdxl", "/w/sdxl.json")
+    found.variants = {"stock": result("stock", stock), "tuned": result("tuned", tuned, tuned_ok)}
+    if lever is not None:
+        found.variants["tuned+nodyn"] = result("tuned+nodyn", lever)
+    at = h200_calibration().measured_on.measured_at if calibration is None else calibration
+    return CheckOutcome(key, routed, at, {"nodyn": ("--disable-dynamic-vram",)}, [found], "now")
+
+
+def routed_plan(install: Path, check: CheckOutcome) -> tuple[LaunchPlan, LaunchFacts]:
+    write_levers(install, check.key, levers_record(check))
+    read = CalibrationRead(install / ".comfy-install/calibration.json", h200_calibration())
+    facts = launch_facts(install, read=read)
+    return plan_launch(LaunchRequest(install), facts, {}), facts
+
+
+def test_a_tuned_launch_slower_than_stock_turns_routing_off_with_the_figure(
+    tmp_path: Path,
+) -> None:
+    # Issue 30's H100 SDXL: tuned 0.119 s against stock's 0.109 (0.92x).
+    plan, facts = routed_plan(tmp_path, outcome(0.109, 0.119, lever=0.100))
+    attention = plan.tuning("attention")
+    assert attention is not None and attention.status == "off"
+    assert (
+        "measured slower than stock (or wrong) end to end: 0.92× stock on sdxl" in attention.reason
+    )
+    assert "(0.109 → 0.119 s a prompt, output distance 0.01 ok)" in attention.reason
+    assert "COMFY_INSTALL_ATTENTION_ROUTES" not in plan.env_set
+    assert plan.attention is not None and plan.attention.routes is None
+    text = print_env(plan, facts)
+    assert "# attention end to end (tune --workflow): 0.92× stock on sdxl" in text
+    # Levers keep their own rule: nodyn is 1.19x tuned on this workflow, so it goes on.
+    lever = plan.tuning("lever-nodyn")
+    assert lever is not None and lever.status == "on" and "--disable-dynamic-vram" in plan.argv
+    assert "1.19× on sdxl (0.119 → 0.100 s a prompt" in lever.reason
+
+
+@pytest.mark.parametrize(
+    ("check", "status", "says"),
+    [
+        (outcome(1.00, 0.90), "on", "; end to end 1.11× stock on sdxl"),
+        # Within the noise allowance: 1.5% slower is not "slower".
+        (outcome(1.000, 1.015), "on", "end to end 0.99× stock on sdxl"),
+        (outcome(1.00, 1.00 / (1 - ROUTING_NOISE) + 0.01), "off", "0.97× stock on sdxl"),
+        (outcome(1.00, None), "off", "the tuned launch failed on sdxl (node 3 (KSampler)"),
+        (outcome(1.00, 0.80, tuned_ok=False), "off", "output distance 0.6 over the threshold"),
+    ],
+)
+def test_the_verdict_rule(tmp_path: Path, check: CheckOutcome, status: str, says: str) -> None:
+    plan, _ = routed_plan(tmp_path, check)
+    attention = plan.tuning("attention")
+    assert attention is not None and attention.status == status, attention
+    assert says in attention.reason
+
+
+def test_a_verdict_of_another_calibration_or_without_routing_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    plan, _ = routed_plan(tmp_path, outcome(0.109, 0.119, calibration="2026-01-01T00:00:00"))
+    assert plan.tuning("attention").status == "on"  # type: ignore[union-attr]
+    assert plan.attention is not None
+    assert any("measured with the calibration of 2026-01-01" in d for d in plan.attention.details)
+    plan, _ = routed_plan(tmp_path, outcome(0.109, 0.119, routed=False))
+    assert plan.tuning("attention").status == "on"  # type: ignore[union-attr]
+    assert plan.attention is not None
+    assert any("measured without attention routing" in d for d in plan.attention.details)
+    # --no-tune: nothing of it.
+    off = plan_launch(LaunchRequest(tmp_path, tune=False), launch_facts(tmp_path), {})
+    assert off.tuning("attention").reason == "--no-tune"  # type: ignore[union-attr]
+
+
+# --- levers.json: merged per GPU, old files readable --------------------------------------
+
+
+def test_levers_json_is_merged_per_gpu_and_a_schema_1_file_stays_readable(tmp_path: Path) -> None:
+    path = levers_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    bench = {"schema_version": 1, "gpus": {"NVIDIA H100 80GB HBM3": {"levers": {"autotune": {
+        "args": ["--fast", "autotune"], "workflows": {"sdxl-1024": {
+            "baseline_s_per_step": 0.151, "s_per_step": 0.140, "distance": 0.005,
+            "distance_ok": True}}}}}}}  # fmt: skip
+    path.write_text(json.dumps(bench))
+    write_levers(tmp_path, H200, levers_record(outcome(1.0, 0.9, lever=0.8)))
+    write_levers(tmp_path, CPU_KEY, levers_record(outcome(2.0, 2.1, key=CPU_KEY)))
+    document = json.loads(path.read_text())
+    assert document["schema_version"] == 2
+    assert set(document["gpus"]) == {"NVIDIA H100 80GB HBM3", H200, CPU_KEY}
+    h100 = parse_levers(document, "NVIDIA H100 80GB HBM3")
+    [figure] = h100.levers[0].figures
+    assert (figure.unit, figure.baseline_s, figure.s) == ("s/step", 0.151, 0.140)
+    assert h100.tuned_vs_stock is None
+    h200 = parse_levers(document, H200)
+    assert h200.tuned_vs_stock is not None and h200.tuned_vs_stock.routed
+    [end] = h200.tuned_vs_stock.figures
+    assert (end.stock_s, end.tuned_s, round(end.speedup, 3)) == (1.0, 0.9, 1.111)
+    assert h200.levers[0].figures[0].unit == "s a prompt"
+    # A re-run on one GPU replaces that GPU's record only.
+    write_levers(tmp_path, H200, levers_record(outcome(1.0, 0.95)))
+    again = parse_levers(json.loads(path.read_text()), H200)
+    assert again.levers == () and again.tuned_vs_stock is not None
+    assert parse_levers(json.loads(path.read_text()), "NVIDIA H100 80GB HBM3").levers
+    # A damaged file is replaced by the next write; until then launch reads no levers.
+    path.write_text("{not json")
+    assert read_levers(tmp_path, GPU) is None
+    write_levers(tmp_path, H200, levers_record(outcome(1.0, 0.9)))
+    assert set(json.loads(path.read_text())["gpus"]) == {H200}
+
+
+def test_figures_measured_on_the_cpu_decide_on_the_cpu_only(tmp_path: Path) -> None:
+    write_levers(tmp_path, CPU_KEY, levers_record(outcome(2.0, 2.0, lever=1.5, key=CPU_KEY)))
+    records = read_levers(tmp_path, CPU)
+    assert records is not None and records.gpu == CPU_KEY
+    tunings, args = decide_levers(True, CPU, records, ())
+    assert [(t.name, t.status) for t in tunings] == [("lever-nodyn", "on")]
+    assert args == ["--disable-dynamic-vram"]
+    # Figures of a GPU are not used for ComfyUI on the CPU.
+    gpu_records = replace(records, gpu=H200)
+    assert decide_levers(True, CPU, gpu_records, ())[1] == []
