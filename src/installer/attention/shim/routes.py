@@ -72,6 +72,7 @@ COUNTS_FILE = "attention-calls.json"
 """The router's call counters, next to the routing table."""
 ROUTES_SCHEMA_VERSION = 1
 FLUSH_EVERY = 500
+"""The router writes its call counters after this many calls (and at exit)."""
 MAX_SHAPES = 256
 """The router decides and counts at most this many call shapes one by one."""
 """The shim writes its counters after this many calls (and at exit)."""
