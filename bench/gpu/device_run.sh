@@ -38,7 +38,8 @@ mkdir -p "$BENCH/.comfy-install"
 if [ ! -f "$BENCH/.comfy-install/calibration.json" ] && [ -f .device/calibration.json ]; then
   cp .device/calibration.json "$BENCH/.comfy-install/calibration.json"
 fi
-if [ "${TUNE:-0}" = 1 ] || [ ! -f "$BENCH/.comfy-install/calibration.json" ]; then
+# TUNE=0 with no calibration: no tune (the tuned variants then launch without routing).
+if [ "${TUNE:-}" = 1 ] || { [ -z "${TUNE:-}" ] && [ ! -f "$BENCH/.comfy-install/calibration.json" ]; }; then
   T=$SECONDS
   python3 -m installer tune "$BENCH" --budget "${TUNE_BUDGET:-90}" > "$OUT/tune.txt" 2>&1
   echo "tune: exit $? in $((SECONDS - T)) s"

@@ -211,21 +211,10 @@ def _decide_attention(
     user: Mapping[str, str],
     broken: Mapping[str, str] | None = None,
 ) -> AttentionChoice:
-    """Decide how ComfyUI's attention calls are routed, from the calibration.
+    """Decide the routing from the calibration alone, before the end-to-end verdict.
 
-    Args:
-        tune: Tuning on.
-        gpu: The GPU report (no GPU, or `--cpu`: nothing is routed).
-        probe: The venv's package versions, for the staleness check.
-        read: The install's calibration file as read.
-        comfy_args: The arguments ComfyUI will get from the user.
-        user: The launch variables the user set (their own routing table wins).
-        broken: The backends the accelerator proof found broken, with the reason
-            (see [`broken_now`][installer.plan.proof.broken_now]): never routed to.
-
-    Returns:
-        The choice: ``on`` with the routing table and the variable naming
-        its file, ``user``, or ``off`` with the reason.
+    The arguments and the result are those of
+    [`decide_attention`][installer.plan.launch_attention.decide_attention].
     """
     broken = broken or {}
     name = "attention"
