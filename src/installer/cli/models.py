@@ -126,6 +126,7 @@ def organize(
         list[Path] | None,
         typer.Option(
             "--from",
+            metavar="<path>",
             help="Also organize the model files in this folder, or this file (repeatable).",
         ),
     ] = None,

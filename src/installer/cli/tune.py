@@ -46,6 +46,7 @@ def tune(
         list[Path] | None,
         typer.Option(
             "--workflow",
+            metavar="<file>",
             help="An API-format workflow (ComfyUI's Export (API)) to "
             "check the tuning on, end to end: stock, tuned, tuned+each lever. "
             "Repeatable.",
