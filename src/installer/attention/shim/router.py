@@ -224,8 +224,8 @@ def call_shape(q: Any, k: Any, heads: Any, skip_reshape: bool) -> tuple[int, str
     return int(head_dim), dtype, int(tokens)
 
 
-def compiler_hooks(torch: Any = None) -> tuple[Callable[[], bool], Callable[..., Any]] | None:
-    """Return torch's ``(is_compiling, disable)``, or None where torch has no `torch.compiler`.
+def compiler_hooks(torch: Any = None) -> Callable[[], bool] | None:
+    """Return torch's `torch.compiler.is_compiling`, or None where torch has none.
 
     Args:
         torch: The torch module (default: the one ComfyUI imported, if any).
@@ -235,10 +235,7 @@ def compiler_hooks(torch: Any = None) -> tuple[Callable[[], bool], Callable[...,
     torch = sys.modules.get("torch") if torch is None else torch
     compiler = getattr(torch, "compiler", None)
     is_compiling = getattr(compiler, "is_compiling", None)
-    disable = getattr(compiler, "disable", None)
-    if not callable(is_compiling) or not callable(disable):
-        return None
-    return is_compiling, disable
+    return is_compiling if callable(is_compiling) else None
 
 
 def make_router(
@@ -246,7 +243,7 @@ def make_router(
     functions: Mapping[str, Callable[..., Any]],
     original: Callable[..., Any],
     counter: Counter,
-    compiler: tuple[Callable[[], bool], Callable[..., Any]] | None = None,
+    is_compiling: Callable[[], bool] | None = None,
 ) -> Callable[..., Any]:
     """Return the function that replaces ComfyUI's `optimized_attention`.
 
@@ -267,9 +264,9 @@ def make_router(
         functions: ComfyUI's function for each backend, ``sdpa`` included.
         original: ComfyUI's own choice, for calls with a mask.
         counter: Counts each call.
-        compiler: torch's ``(is_compiling, disable)`` (see
+        is_compiling: torch's `torch.compiler.is_compiling` (see
             [`compiler_hooks`][installer.attention.shim.router.compiler_hooks]);
-            None: calls are routed the same way under compile too.
+            None: calls are routed and counted the same way under compile too.
 
     Returns:
         ``router(q, k, v, heads, mask=None, attn_precision=None,
@@ -301,24 +298,33 @@ def make_router(
         skip_output_reshape: bool = False,
         **kwargs: Any,
     ) -> Any:
-        """Call the backend measured fastest for this call's shape (ComfyUI's own with a mask)."""
-        if mask is not None:
-            function, slot = masked
+        """Call the backend measured fastest for this call's shape (ComfyUI's own with a mask).
+
+        Under torch.compile the choice is made at trace time and not counted.
+        """
+        if is_compiling is not None and is_compiling():
+            function = original
+            if mask is None:
+                found = call_shape(q, k, heads, skip_reshape)
+                function = sdpa if found is None else functions.get(routes.backend(*found), sdpa)
         else:
-            try:
-                key: Any = (q.shape, k.shape, q.dtype, q.device, heads, skip_reshape)
-                chosen = decided.get(key)
-            except Exception:  # containers, unhashable stand-ins: decided per call
-                key, chosen = None, None
-            if chosen is None:
-                chosen = decide(q, k, heads, skip_reshape)
-                if key is not None and len(decided) < MAX_SHAPES:
-                    decided[key] = chosen
-            function, slot = chosen
-        slot[0] += 1
-        counter.pending += 1
-        if counter.pending >= counter.flush_every:
-            counter.flush()
+            if mask is not None:
+                function, slot = masked
+            else:
+                try:
+                    key: Any = (q.shape, k.shape, q.dtype, q.device, heads, skip_reshape)
+                    chosen = decided.get(key)
+                except Exception:  # containers, unhashable stand-ins: decided per call
+                    key, chosen = None, None
+                if chosen is None:
+                    chosen = decide(q, k, heads, skip_reshape)
+                    if key is not None and len(decided) < MAX_SHAPES:
+                        decided[key] = chosen
+                function, slot = chosen
+            slot[0] += 1
+            counter.pending += 1
+            if counter.pending >= counter.flush_every:
+                counter.flush()
         return function(
             q,
             k,
@@ -332,45 +338,6 @@ def make_router(
         )
 
     router: Any = comfy_install_attention_router
-    if compiler is not None:
-        is_compiling = compiler[0]
-
-        def comfy_install_attention_router_compilable(
-            q: Any,
-            k: Any,
-            v: Any,
-            heads: Any,
-            mask: Any = None,
-            attn_precision: Any = None,
-            skip_reshape: bool = False,
-            skip_output_reshape: bool = False,
-            **kwargs: Any,
-        ) -> Any:
-            """Route the call; under torch.compile, chosen at trace time and not counted."""
-            if not is_compiling():
-                return comfy_install_attention_router(
-                    q, k, v, heads, mask, attn_precision, skip_reshape, skip_output_reshape,
-                    **kwargs,
-                )  # fmt: skip
-            function = original
-            if mask is None:
-                found = call_shape(q, k, heads, skip_reshape)
-                function = sdpa if found is None else functions.get(routes.backend(*found), sdpa)
-            return function(
-                q,
-                k,
-                v,
-                heads,
-                mask=mask,
-                attn_precision=attn_precision,
-                skip_reshape=skip_reshape,
-                skip_output_reshape=skip_output_reshape,
-                **kwargs,
-            )
-
-        router = comfy_install_attention_router_compilable
-        router.__name__ = comfy_install_attention_router.__name__
-        router.__qualname__ = comfy_install_attention_router.__qualname__
     router.container_function = None  # what ComfyUI's wrap_attn functions carry
     router.counter = counter
     router.decided = decided
