@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
 import tempfile
 import time
 import urllib.error
@@ -77,13 +76,6 @@ def bump_seeds(workflow: dict[str, Any]) -> dict[str, Any]:
             if isinstance(value, int) and not isinstance(value, bool):
                 inputs[name] = value + 1
     return changed
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _http_json(url: str, payload: Any = None, timeout: float = 10.0) -> Any:
@@ -193,6 +185,7 @@ def time_comfyui(
         InterruptedByUserError: Ctrl-C (ComfyUI is stopped first).
     """
     from installer.core.errors import InterruptedByUserError
+    from installer.launch.ports import free_port
     from installer.launch.process import stop_comfyui
     from installer.launch.run import launch
     from installer.plan.launch import LaunchRequest

@@ -115,7 +115,7 @@ def _started_classes(
     import os
     import tempfile
 
-    from installer.benchmark.comfyui import free_port
+    from installer.launch.ports import free_port
     from installer.launch.process import stop_comfyui
     from installer.launch.run import launch
     from installer.plan.launch import LaunchRequest

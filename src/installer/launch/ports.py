@@ -20,6 +20,17 @@ from installer.launch.process import command_of
 from installer.plan.launch import LaunchPlan
 
 
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now.
+
+    For a ComfyUI this tool starts for itself (benchmark, `tune --workflow`,
+    `nodes missing`); the port is free when asked, not reserved.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @dataclass(frozen=True)
 class PortHolder:
     """The process that listens on a port, as far as the OS lets us see it."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -31,6 +30,7 @@ from installer.attention.shim.routes import ROUTES_ENV
 from installer.core.errors import InstallerError, InterruptedByUserError, StepFailedError
 from installer.core.log import InstallerLogger
 from installer.launch.facts import gather_facts
+from installer.launch.ports import free_port
 from installer.launch.process import stop_comfyui
 from installer.launch.run import run_comfyui
 from installer.plan.launch import LaunchFacts, LaunchPlan, LaunchRequest, plan_launch
@@ -43,13 +43,6 @@ from installer.workflows.results import CheckOutcome, RunResult, VariantResult, 
 
 STARTUP_TIMEOUT_S = 600.0
 DRY_RUN_PORT = 8188
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def check_facts(
