@@ -42,22 +42,15 @@ def load_workflow(path: Path) -> dict[str, Any]:
     Raises:
         UsageError: The file is missing, not JSON, or in the UI format.
     """
-    hint = "In ComfyUI, save the workflow with 'Export (API)' and pass that file."
+    from installer.plan.workflow_check import EXPORT_HINT, api_nodes
+
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise UsageError(f"{path} cannot be read ({exc.strerror or exc}).", hint) from exc
+        raise UsageError(f"{path} cannot be read ({exc.strerror or exc}).", EXPORT_HINT) from exc
     except ValueError as exc:
-        raise UsageError(f"{path} is not valid JSON ({exc}).", hint) from exc
-    if isinstance(data, dict) and "nodes" in data and "links" in data:
-        raise UsageError(f"{path} is a workflow in the UI format, not the API format.", hint)
-    if not (
-        isinstance(data, dict)
-        and data
-        and all(isinstance(node, dict) and "class_type" in node for node in data.values())
-    ):
-        raise UsageError(f"{path} is not an API-format ComfyUI workflow.", hint)
-    return data
+        raise UsageError(f"{path} is not valid JSON ({exc}).", EXPORT_HINT) from exc
+    return api_nodes(data, str(path))
 
 
 def bump_seeds(workflow: dict[str, Any]) -> dict[str, Any]:

@@ -169,6 +169,43 @@ class CheckPlan:
         }
 
 
+def api_nodes(data: Any, path: str) -> dict[str, Any]:
+    """Check that JSON data is an API-format workflow (``{node id: {"class_type", "inputs"}}``).
+
+    Args:
+        data: The file's decoded JSON.
+        path: Where it came from (for messages).
+
+    Returns:
+        The nodes, as given.
+
+    Raises:
+        UsageError: The UI format (nodes and links), or not a workflow at all.
+    """
+    if isinstance(data, dict) and "nodes" in data and "links" in data:
+        raise UsageError(
+            f"{path} is a workflow in ComfyUI's UI format (nodes and links), not the API "
+            "format that ComfyUI's /prompt runs.",
+            EXPORT_HINT,
+        )
+    if not (
+        isinstance(data, dict)
+        and data
+        and all(
+            isinstance(node, dict)
+            and isinstance(node.get("class_type"), str)
+            and isinstance(node.get("inputs", {}), dict)
+            for node in data.values()
+        )
+    ):
+        raise UsageError(
+            f"{path} is not an API-format ComfyUI workflow (an object of nodes, each with "
+            "class_type and inputs).",
+            EXPORT_HINT,
+        )
+    return data
+
+
 def parse_workflow(text: str, path: str, name: str) -> Workflow:
     """Read an API-format workflow (``{node id: {"class_type", "inputs"}}``) and find its seed.
 
@@ -187,29 +224,9 @@ def parse_workflow(text: str, path: str, name: str) -> Workflow:
         data = json.loads(text)
     except ValueError as exc:
         raise UsageError(f"{path} is not valid JSON ({exc}).", EXPORT_HINT) from None
-    if isinstance(data, dict) and "nodes" in data and "links" in data:
-        raise UsageError(
-            f"{path} is a workflow in ComfyUI's UI format (nodes and links), not the API "
-            "format that ComfyUI's /prompt runs.",
-            EXPORT_HINT,
-        )
     if isinstance(data, dict) and isinstance(data.get("prompt"), dict):
         data = data["prompt"]  # a saved /prompt request body
-    if not (
-        isinstance(data, dict)
-        and data
-        and all(
-            isinstance(node, dict)
-            and isinstance(node.get("class_type"), str)
-            and isinstance(node.get("inputs", {}), dict)
-            for node in data.values()
-        )
-    ):
-        raise UsageError(
-            f"{path} is not an API-format ComfyUI workflow (an object of nodes, each with "
-            "class_type and inputs).",
-            EXPORT_HINT,
-        )
+    data = api_nodes(data, path)
     found: list[tuple[str, str]] = []
     for node_id in sorted(data, key=lambda key: (len(key), key)):
         inputs = data[node_id].get("inputs") or {}
