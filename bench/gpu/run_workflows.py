@@ -76,21 +76,15 @@ sys.path.insert(0, str(HERE))
 import outputs  # noqa: E402 - bench/gpu/outputs.py, beside this script
 
 REPO = HERE.parents[1]
+sys.path.insert(1, str(REPO / "src"))  # the installer's lever table, from this checkout
+from installer.plan.workflow_check import KNOWN_LEVERS  # noqa: E402
+
 MARK_START = "<!-- gpu-workflows:start -->"
 MARK_END = "<!-- gpu-workflows:end -->"
-LEVER_ARGS = {
-    "fp16acc": ["--fast", "fp16_accumulation"],
-    "autotune": ["--fast", "autotune"],
-    # fp8_matrix_mult acts only on fp8 weights (ComfyUI's fp8_linear returns None for
-    # others), so the lever is the pair: weights stored in float8_e4m3fn, fp8 matmuls.
-    "fp8mm": ["--fast", "fp8_matrix_mult", "--fp8_e4m3fn-unet"],
-    "cublas": ["--fast", "cublas_ops"],
-    # ComfyUI v0.33 runs every layer through comfy-aimdo's dynamic VRAM on NVIDIA (a
-    # per-layer residency check and cast); these keep the weights resident instead.
-    "nodyn": ["--disable-dynamic-vram"],
-    "highvram": ["--highvram"],
-}
-"""ComfyUI options measured one at a time as levers (``VARIANT+NAME``, several joined by ``+``)."""
+LEVER_ARGS = {name: list(lever.args) for name, lever in KNOWN_LEVERS.items()}
+"""The levers `tune --workflow` knows (``installer.plan.workflow_check.KNOWN_LEVERS``: ComfyUI's
+``--fast`` options, fp8 weights with fp8 matmuls, and its VRAM modes, e.g. ``nodyn`` for
+``--disable-dynamic-vram``), measured one at a time (``VARIANT+NAME``, several joined by ``+``)."""
 LEVERS = {f"tuned+{name}": arguments for name, arguments in LEVER_ARGS.items()}
 """The tuned launch plus one lever: the variants whose figures go to levers.json."""
 COMPILED = ("tuned-compile", "tuned-compile-cached", "stock-compile")
