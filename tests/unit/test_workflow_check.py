@@ -238,6 +238,11 @@ def test_a_tuned_launch_slower_than_stock_turns_routing_off_with_the_figure(
     assert "(0.109 → 0.119 s a prompt, output distance 0.01 ok)" in attention.reason
     assert "COMFY_INSTALL_ATTENTION_ROUTES" not in plan.env_set
     assert plan.attention is not None and plan.attention.routes is None
+    # Stock let ComfyUI pick xformers; the tuned launch turned it off and lost: it stays on.
+    xformers = plan.tuning("xformers")
+    assert xformers is not None and xformers.status == "off"
+    assert "--disable-xformers" not in plan.argv
+    assert "measured slower than stock end to end" in xformers.reason
     text = print_env(plan, facts)
     assert "# attention end to end (tune --workflow): 0.92× stock on sdxl" in text
     # Levers keep their own rule: nodyn is 1.19x tuned on this workflow, so it goes on.
@@ -262,6 +267,8 @@ def test_the_verdict_rule(tmp_path: Path, check: CheckOutcome, status: str, says
     attention = plan.tuning("attention")
     assert attention is not None and attention.status == status, attention
     assert says in attention.reason
+    # xformers is turned off as long as the tuned launch (which turns it off) is not beaten.
+    assert ("--disable-xformers" in plan.argv) is (status == "on")
 
 
 def test_a_verdict_of_another_calibration_or_without_routing_changes_nothing(

@@ -295,6 +295,7 @@ def plan_launch(
             attention.routed,
             comfy_args,
             broken,
+            attention.stock_won,
         ),
     ]
     levers, lever_args = decide_levers(request.tune, gpu, facts.levers, comfy_args)

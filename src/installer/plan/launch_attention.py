@@ -93,6 +93,9 @@ class AttentionChoice:
     """One line per head dim and dtype: which backend at which lengths, measured how."""
     warning: str | None = None
     """Set when there is a calibration that cannot be used (stale or unreadable)."""
+    stock_won: bool = False
+    """Set when `tune --workflow` measured the tuned launch slower than stock (or wrong), so
+    ComfyUI keeps its own attention choice, xformers included."""
 
     @property
     def routed(self) -> frozenset[str]:
@@ -199,6 +202,7 @@ def apply_verdict(
         Tuning("attention", "off", reason),
         details=(*choice.details, *lines),
         warning=choice.warning,
+        stock_won=True,
     )
 
 
@@ -296,12 +300,14 @@ def decide_xformers(
     routed: frozenset[str],
     comfy_args: Sequence[str],
     broken: Mapping[str, str] | None = None,
+    stock_won: bool = False,
 ) -> Tuning:
     """Decide whether to add `--disable-xformers`, so that ComfyUI keeps SDPA.
 
     ComfyUI uses xformers for every attention call as soon as it loads;
     unless routing sends calls to it (it measured faster there), an
-    installed xformers is turned off.
+    installed xformers is turned off. Not where the tuned launch (which turned it off)
+    measured slower than stock end to end: ComfyUI's own choice then stays, as in stock.
 
     Args:
         tune: Tuning on.
@@ -311,6 +317,8 @@ def decide_xformers(
         routed: The backends the launch routes calls to (after the shim's limits).
         comfy_args: The arguments ComfyUI will get from the user.
         broken: The backends the accelerator proof found broken, with the reason.
+        stock_won: `tune --workflow` measured the tuned launch slower than stock (see
+            [`apply_verdict`][installer.plan.launch_attention.apply_verdict]).
 
     Returns:
         The tuning; ``argument`` is `--disable-xformers` when it is added.
@@ -332,6 +340,13 @@ def decide_xformers(
         return Tuning(name, "off", "xformers is not installed")
     if "xformers" in routed:
         return Tuning(name, "off", f"xformers {version} is routed where it measured faster")
+    if stock_won and not (broken and "xformers" in broken):
+        return Tuning(
+            name,
+            "off",
+            f"the tuned launch measured slower than stock end to end, so ComfyUI keeps its own "
+            f"choice (xformers {version}), as stock does",
+        )
     calibration, why_not = usable_calibration(read, probe, gpu)
     record = calibration.backend("xformers") if calibration is not None else None
     if broken and "xformers" in broken:
