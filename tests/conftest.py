@@ -20,13 +20,23 @@ from support.wheels import WheelSpec, build_wheel, torch_wheel_specs
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Order the work for xdist: the shared real install first, other real files last.
+    """Order the work for xdist (`--dist loadfile --no-loadscope-reorder`).
 
-    With `--dist loadfile` a file is one unit of work, handed out in this order.
-    The tests on the shared real install (`real_install`) take minutes, so they
-    start at once on a worker of their own. The other `real` files install the
-    torch trio again: run last, they find it in the uv cache that install filled
-    instead of downloading it a second time beside it.
+    With `--dist loadfile` a file is one unit of work, handed out in this order (without
+    `--no-loadscope-reorder` xdist would sort the files by their number of tests, which
+    puts the slow real files of one to three tests last). A worker takes its next file
+    while two tests of its last one are still pending, so a slow file handed out at the
+    end keeps one worker busy after the other has finished: the long files go early, the
+    many short ones (the unit tests) fill the end.
+
+    - first one file of tests on the shared real install (`real_install`): its install
+      takes half a minute and fills the uv cache;
+    - then the first third of the plain files, so that the other worker works meanwhile
+      instead of waiting on the install's lock;
+    - then the other files on the shared real install, which take minutes;
+    - then the other `real` files, which install the torch trio again: by now they find
+      it in the uv cache instead of downloading it a second time beside it;
+    - then the rest.
     """
 
     def tier(item: pytest.Item) -> int:
@@ -34,7 +44,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             return 0
         return 2 if item.get_closest_marker("real") is not None else 1
 
-    items.sort(key=tier)
+    tiers = {item.nodeid: tier(item) for item in items}
+    files = {n: list(dict.fromkeys(i.path for i in items if tiers[i.nodeid] == n)) for n in (0, 1)}
+    first = set(files[0][:1])
+    early = set(files[1][: len(files[1]) // 3])
+
+    def rank(item: pytest.Item) -> int:
+        found = tiers[item.nodeid]
+        if found == 0:
+            return 0 if item.path in first else 2
+        if found == 1:
+            return 1 if item.path in early else 4
+        return 3
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")
