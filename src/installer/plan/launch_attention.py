@@ -340,7 +340,8 @@ def decide_xformers(
         return Tuning(name, "off", "xformers is not installed")
     if "xformers" in routed:
         return Tuning(name, "off", f"xformers {version} is routed where it measured faster")
-    if stock_won and not (broken and "xformers" in broken):
+    proof_says = (broken or {}).get("xformers")
+    if stock_won and proof_says is None:
         return Tuning(
             name,
             "off",
@@ -349,8 +350,8 @@ def decide_xformers(
         )
     calibration, why_not = usable_calibration(read, probe, gpu)
     record = calibration.backend("xformers") if calibration is not None else None
-    if broken and "xformers" in broken:
-        why = f"is broken on this GPU (the accelerator proof: {broken['xformers']})"
+    if proof_says is not None:
+        why = f"is broken on this GPU (the accelerator proof: {proof_says})"
     elif calibration is None:
         why = f"was not measured on this GPU ({why_not})"
     elif record is not None and record.status == "broken":
