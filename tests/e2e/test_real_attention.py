@@ -132,9 +132,13 @@ def test_launch_attaches_the_router(install: Path, tmp_path: Path) -> None:
     assert counts["functions"] == {"sdpa": "attention_pytorch", "split": "attention_split"}
 
 
-def test_model_modules_bind_the_router_and_calls_reach_comfyui(
-    install: Path, tmp_path: Path
-) -> None:
+def run_probe(
+    install: Path, env: dict[str, str], tmp_path: Path
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """Run PROBE (ComfyUI's real modules imported, one call) where the shim wakes up.
+
+    Returns the finished process and what the probe printed.
+    """
     from installer.edges.environment import site_packages_dirs
 
     [site] = site_packages_dirs(install / "venv", "linux")[:1]
@@ -142,14 +146,19 @@ def test_model_modules_bind_the_router_and_calls_reach_comfyui(
     probe = tmp_path / "probe" / "main.py"  # the shim only wakes up in a `main.py`
     probe.parent.mkdir()
     probe.write_text(PROBE.format(comfyui=str(install / "ComfyUI")))
-    env = {**routes_env(install, tmp_path), "COMFY_INSTALL_TUNING": "1"}
     done = subprocess.run(
         [str(install / "venv" / "bin" / "python"), str(probe)],
-        env=env, cwd=install / "ComfyUI", capture_output=True, text=True, timeout=300,
-        check=False,
+        env={**env, "COMFY_INSTALL_TUNING": "1"}, cwd=install / "ComfyUI",
+        capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    return done, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_model_modules_bind_the_router_and_calls_reach_comfyui(
+    install: Path, tmp_path: Path
+) -> None:
+    done, seen = run_probe(install, routes_env(install, tmp_path), tmp_path)
     assert seen == {
         "router": "comfy_install_attention_router",
         "flux_binds_router": True,
@@ -169,25 +178,12 @@ def test_a_table_naming_a_missing_function_leaves_comfyuis_own(
     Checked by importing ComfyUI's real modules (as above) rather than a second start of
     ComfyUI, which costs the suite about 20 s per release for the same evidence.
     """
-    from installer.edges.environment import site_packages_dirs
-
-    [site] = site_packages_dirs(install / "venv", "linux")[:1]
-    ensure_shim(site)
-    probe = tmp_path / "probe" / "main.py"
-    probe.parent.mkdir()
-    probe.write_text(PROBE.format(comfyui=str(install / "ComfyUI")))
     broken = routes_env(install, tmp_path, targets={"split": "attention_split",
                                                     "sdpa": "attention_renamed"})  # fmt: skip
-    done = subprocess.run(
-        [str(install / "venv" / "bin" / "python"), str(probe)],
-        env={**broken, "COMFY_INSTALL_TUNING": "1"}, cwd=install / "ComfyUI",
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
+    done, seen = run_probe(install, broken, tmp_path)
     assert (
         "comfy-install tuning: attention routing not attached "
         "(comfy.ldm.modules.attention has no attention_renamed)" in done.stderr
     ), done.stderr[-3000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["router"] != "comfy_install_attention_router" and seen["shape"] == [2, 4096, 640]
     assert json.loads((tmp_path / "calls.json").read_text())["attached"] is False
