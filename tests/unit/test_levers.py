@@ -64,7 +64,7 @@ def test_a_lever_measured_faster_goes_on_with_its_figure_and_a_slower_one_stays_
     assert "0.74× on sdxl-1024 (0.151 → 0.204 s/step" in by_name["lever-fp16_accumulation"].reason
 
 
-def test_a_lever_must_be_faster_on_every_workflow_and_keep_the_output() -> None:
+def test_a_lever_measurably_slower_on_one_workflow_or_wrong_on_one_stays_off() -> None:
     mixed = document(
         autotune={"args": ["--fast", "autotune"], "workflows": {
             "sdxl-1024": figure(0.151, 0.140), "wan21": figure(0.300, 0.310)}},
@@ -75,12 +75,33 @@ def test_a_lever_must_be_faster_on_every_workflow_and_keep_the_output() -> None:
     assert args == []
     reasons = {t.name: t.reason for t in tunings}
     assert all(t.status == "off" for t in tunings)
-    assert reasons["lever-autotune"].startswith(f"not {LEVER_MARGIN:.2f}× as fast on wan21")
+    assert reasons["lever-autotune"].startswith("slower on wan21: ")  # 0.97×: past the margin
     assert reasons["lever-fp8_matrix_mult"].startswith("output differs from stock's on wan21")
     # Just under the margin is not faster: 2% is inside one machine's spread.
     close = document(autotune={"args": ["--fast", "autotune"],
                                "workflows": {"sdxl-1024": figure(0.102, 0.100)}})  # fmt: skip
-    assert decide(close)[1] == []
+    tunings, args = decide(close)
+    assert args == []
+    assert tunings[0].reason.startswith(f"not {LEVER_MARGIN:.2f}× as fast on any workflow: ")
+
+
+def test_a_lever_faster_on_one_workflow_and_neutral_on_another_goes_on() -> None:
+    # The H100 run of 2026-12-07 (bench/results-gpu.json): --disable-dynamic-vram took the
+    # tuned SDXL from 0.0898 to 0.0594 s/step and left Wan 2.1 at 0.2965 -> 0.2970.
+    nodyn = ["--disable-dynamic-vram"]
+    sdxl = figure(0.0898, 0.0594)
+    measured = document(nodyn={"args": nodyn, "workflows": {
+        "sdxl-1024": sdxl, "wan21-832x480x33": figure(0.2965, 0.2970)}})  # fmt: skip
+    tunings, args = decide(measured)
+    assert args == ["--disable-dynamic-vram"]
+    assert tunings[0].status == "on"
+    assert "1.51× on sdxl-1024" in tunings[0].reason
+    assert "1.00× on wan21-832x480x33" in tunings[0].reason
+    # The same lever 4% slower on Wan (past the 3% spread) stays off, and says where.
+    slower = document(nodyn={"args": nodyn, "workflows": {
+        "sdxl-1024": sdxl, "wan21-832x480x33": figure(0.2965, 0.3090)}})  # fmt: skip
+    tunings, args = decide(slower)
+    assert args == [] and tunings[0].reason.startswith("slower on wan21-832x480x33: ")
 
 
 def test_the_fast_values_of_every_lever_on_go_into_one_fast_option() -> None:
@@ -146,7 +167,7 @@ def test_launch_reads_levers_json_and_its_plan_shows_the_figure(tmp_path: Path) 
     assert any(
         line.startswith("lever-autotune: on (adds --fast autotune: measured") for line in lines
     )
-    assert "lever-fp16_accumulation: off (not 1.03× as fast" in render_print_env(plan, found)
+    assert "lever-fp16_accumulation: off (slower on sdxl-1024" in render_print_env(plan, found)
     # No file, or one that cannot be read: no lever, nothing added.
     path.write_text("{not json")
     assert read_levers(tmp_path, GPU) is None
