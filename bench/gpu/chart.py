@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Draw bench/results-gpu.json as an SVG chart: speed against stock and output distance.
 
-One panel per workflow: a bar per variant of stock's warm s/step over the
+One panel per workflow and run (bench/gpu/result_runs.py: a merged file holds several;
+ratios never cross runs): a bar per variant of that run's stock warm s/step over the
 variant's (1.0 = stock; longer is faster), labelled with the s/step and, where
 measured, the output distance to stock (relative to a new seed's change) with
 its verdict; a variant whose output fails the distance threshold is drawn
@@ -18,26 +19,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import result_runs  # bench/gpu/result_runs.py, beside this script
+
 WIDTH = 860
 ROW = 26
 LEFT = 170
 BAR_MAX = 430
 
 
-def _step(entry: dict[str, Any]) -> float | None:
-    step = (entry.get("summary") or {}).get("warm_step_s") or {}
-    value = step.get("median")
-    return float(value) if value else None
-
-
 def rows(results: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """Per workflow, the variants with their speed over stock and their distance."""
+    """Per workflow and run, the variants with their speed over that run's stock."""
     panels = []
-    for workflow, variants in results.get("workflows", {}).items():
-        stock = _step(variants.get("stock") or {})
+    found = result_runs.groups(results)
+    runs_of = {workflow: sum(1 for w, _, _ in found if w == workflow) for workflow, _, _ in found}
+    for workflow, run, variants in found:
+        stock = result_runs.warm_step(variants.get("stock"))
+        title = f"{workflow}, run {run[11:16]}" if runs_of[workflow] > 1 else workflow
         items = []
         for name, entry in variants.items():
-            step = _step(entry)
+            step = result_runs.warm_step(entry)
             distance = entry.get("distance") or {}
             items.append(
                 {
@@ -49,7 +50,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
                     "note": entry.get("skipped") or entry.get("error"),
                 }
             )
-        panels.append((workflow, items))
+        panels.append((title, items))
     return panels
 
 

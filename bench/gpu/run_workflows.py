@@ -74,6 +74,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import outputs  # noqa: E402 - bench/gpu/outputs.py, beside this script
+import result_runs  # noqa: E402 - bench/gpu/result_runs.py
 
 REPO = HERE.parents[1]
 sys.path.insert(1, str(REPO / "src"))  # the installer's lever table, from this checkout
@@ -477,8 +478,8 @@ def run_prompt(
         except (OSError, ValueError, KeyError) as exc:
             record["output"] = {"kept": None, "reason": f"{type(exc).__name__}: {exc}"}
     if status == "error":
-        record["error"] = next(
-            (m.get("data") for _, m in messages if m.get("type") == "execution_error"), None
+        record["error"] = result_runs.short_error(
+            next((m.get("data") for _, m in messages if m.get("type") == "execution_error"), None)
         )
     if progress:
         # The first arrival of each step's value; ComfyUI may repeat a value or, on
@@ -596,26 +597,27 @@ def markdown(results: dict[str, Any]) -> str:
         "fraction of what a new seed changes (stock at seed s against s+1); a variant passes "
         f"at ≤ {outputs.THRESHOLD_RELATIVE:g} (bench/gpu/outputs.py); PSNR to stock beside it.",
         "",
-        "| workflow | variant | s/step warm | vs stock | workflow s warm | first run s | "
+        'Each run is one start of this script; "vs stock" is against stock of the same run '
+        "(a variant of a run without stock gets none).",
+        "",
+        "| workflow | run | variant | s/step warm | vs stock | workflow s warm | first run s | "
         "peak GPU MiB | output distance | attention |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for workflow, variants in results["workflows"].items():
-        stock = (variants.get("stock") or {}).get("summary", {}).get("warm_step_s")
+    for workflow, run, variants in result_runs.groups(results):
+        stock = result_runs.warm_step(variants.get("stock"))
         for variant, entry in variants.items():
             s = entry.get("summary") or {}
             step = s.get("warm_step_s")
-            ratio = (
-                f"{stock['median'] / step['median']:.2f}x"
-                if stock and step and step["median"]
-                else "-"
-            )
+            mine = result_runs.warm_step(entry)
+            ratio = f"{stock / mine:.2f}x" if stock and mine else "-"
             note = entry.get("skipped") or entry.get("error")
             if isinstance(note, dict):  # ComfyUI's execution_error message
                 kind, text = note.get("exception_type", "error"), note.get("exception_message", "")
                 note = f"{kind}: {text}".replace("\n", " ")
             lines.append(
-                f"| {workflow} | {variant} | {fmt(step)} | {ratio} | {fmt(s.get('warm_wall_s'))} | "
+                f"| {workflow} | {run[11:16] or '-'} | {variant} | {fmt(step)} | {ratio} | "
+                f"{fmt(s.get('warm_wall_s'))} | "
                 f"{fmt(s.get('cold_wall_s'))} | {fmt(s.get('peak_gpu_mib'))} | "
                 f"{distance_text(entry.get('distance'), variant)} | "
                 f"{entry.get('attention', '-')}{' — ' + str(note)[:120] if note else ''} |"
@@ -655,7 +657,7 @@ def write_section(path: Path, section: str) -> None:
 def compile_payoff(results: dict[str, Any]) -> dict[str, Any] | None:
     """Per workflow: what torch.compile costs on the first run and gains per warm run."""
     found: dict[str, Any] = {}
-    for workflow, variants in results["workflows"].items():
+    for workflow, _run, variants in result_runs.groups(results):  # a later run's replaces
         tuned = (variants.get("tuned") or {}).get("summary") or {}
         compiled = (variants.get("tuned-compile") or {}).get("summary") or {}
         cached = (variants.get("tuned-compile-cached") or {}).get("summary") or {}
@@ -706,24 +708,25 @@ def write_levers(path: Path, results: dict[str, Any]) -> None:
         with contextlib.suppress(ValueError, OSError):
             document = json.loads(path.read_text())
     levers = document.setdefault("gpus", {}).setdefault(gpu, {}).setdefault("levers", {})
-    for workflow, variants in results["workflows"].items():
-        base = ((variants.get("tuned") or {}).get("summary") or {}).get("warm_step_s") or {}
+    # Against tuned of the same run; a later run's figure replaces an earlier one's.
+    for workflow, run, variants in result_runs.groups(results):
+        base = result_runs.warm_step(variants.get("tuned"))
         for variant, arguments in LEVERS.items():
-            step = ((variants.get(variant) or {}).get("summary") or {}).get("warm_step_s") or {}
-            if not (base.get("median") and step.get("median")):
+            step = result_runs.warm_step(variants.get(variant))
+            if not (base and step):
                 continue
             distance = (variants.get(variant) or {}).get("distance") or {}
             name = variant.split("+", 1)[1]
             lever = levers.setdefault(name, {"args": arguments, "workflows": {}})
             lever["args"] = arguments
             lever["workflows"][workflow] = {
-                "baseline_s_per_step": base["median"],
-                "s_per_step": step["median"],
-                "speedup": round(base["median"] / step["median"], 3),
+                "baseline_s_per_step": base,
+                "s_per_step": step,
+                "speedup": round(base / step, 3),
                 "distance": distance.get("relative"),
                 "distance_threshold": distance.get("threshold_relative"),
                 "distance_ok": bool(distance.get("ok")),
-                "measured": results.get("started"),
+                "measured": run,
             }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
@@ -879,7 +882,9 @@ def main(argv: list[str] | None = None) -> int:
 
     for variant, items in by_variant.items():
         entries = {
-            name: results["workflows"].setdefault(name, {}).setdefault(variant, {})
+            name: results["workflows"]
+            .setdefault(name, {})
+            .setdefault(variant, {"run": results["started"]})
             for name, _ in items
         }
         if left() < 30:
@@ -981,9 +986,7 @@ def finish(args: argparse.Namespace, found: dict[str, Any], elapsed: float, fina
     results = copy.deepcopy(found)
     results["elapsed_s"] = round(elapsed, 1)
     if args.previous is not None:
-        old = copy.deepcopy(args.previous)
-        for name, variants in results["workflows"].items():
-            old["workflows"].setdefault(name, {}).update(variants)
+        old = result_runs.merge(args.previous, results)
         old["elapsed_s"] = round((old.get("elapsed_s") or 0) + results["elapsed_s"], 1)
         old.setdefault("runs", []).append(
             {"started": results["started"], "variants": args.variants}

@@ -1,0 +1,153 @@
+"""The GPU benchmark's merged results compare only within one run (bench/gpu/result_runs.py).
+
+On 2026-12-07 four device calls on one warm H100 merged into one results file; stock SDXL
+took 0.0971 s/step in the first run and 0.108 in the third. Before runs were kept apart,
+the third run's stock replaced the first's and the first run's tuned variants were shown
+against it (tuned 1.21x instead of 1.08x). The functions here are the real ones the
+benchmark and the chart run, on results of that shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load(name: str) -> ModuleType:
+    sys.path.insert(0, str(REPO / "bench" / "gpu"))
+    try:
+        spec = importlib.util.spec_from_file_location(name, REPO / "bench" / "gpu" / f"{name}.py")
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(REPO / "bench" / "gpu"))
+
+
+def entry(run: str, step: float) -> dict[str, Any]:
+    return {"run": run, "summary": {"warm_step_s": {"median": step, "min": step, "max": step}}}
+
+
+FIRST, THIRD = "2026-12-07T07:57:16+0000", "2026-12-07T08:12:01+0000"
+
+
+def results(started: str, variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "started": started,
+        "machine": {"gpu": "NVIDIA H100 80GB HBM3, 580.159.04, 81559 MiB"},
+        "workflows": {"sdxl-1024": variants},
+    }
+
+
+def merged() -> dict[str, Any]:
+    runs = load("result_runs")
+    first = results(FIRST, {
+        "stock": entry(FIRST, 0.0971), "tuned": entry(FIRST, 0.0898),
+        "tuned+nodyn": entry(FIRST, 0.0594),
+    })  # fmt: skip
+    third = results(THIRD, {"stock": entry(THIRD, 0.108), "tuned+fp16acc": entry(THIRD, 0.09)})
+    out: dict[str, Any] = runs.merge(first, third)
+    return out
+
+
+def test_a_variant_measured_again_keeps_the_earlier_run_and_ratios_stay_in_their_run(
+    tmp_path: Path,
+) -> None:
+    runs, bench = load("result_runs"), load("run_workflows")
+    found = merged()
+    assert found["workflows"]["sdxl-1024"]["stock"]["run"] == THIRD
+    assert [(e["variant"], e["run"]) for e in found["superseded"]["sdxl-1024"]] == [
+        ("stock", FIRST)
+    ]
+    grouped = {run: sorted(v) for _, run, v in runs.groups(found)}
+    assert grouped == {FIRST: ["stock", "tuned", "tuned+nodyn"], THIRD: ["stock", "tuned+fp16acc"]}
+
+    table = bench.markdown({**found, "elapsed_s": 1.0})
+    rows = {
+        (cells[2], cells[3]): cells[5]
+        for line in table.splitlines()
+        if line.startswith("| sdxl-1024")
+        for cells in [[c.strip() for c in line.split("|")]]
+    }
+    assert rows[("07:57", "tuned")] == "1.08x"  # 0.0971 / 0.0898, not 0.108 / 0.0898
+    assert rows[("07:57", "tuned+nodyn")] == "1.63x"
+    assert rows[("08:12", "tuned+fp16acc")] == "1.20x"
+
+    # A lever's figure is against tuned of its own run; a run without tuned gives none.
+    levers_file = tmp_path / "levers.json"
+    bench.write_levers(levers_file, found)
+    levers = json.loads(levers_file.read_text())["gpus"]["NVIDIA H100 80GB HBM3"]["levers"]
+    assert set(levers) == {"nodyn"}
+    figure = levers["nodyn"]["workflows"]["sdxl-1024"]
+    assert (figure["baseline_s_per_step"], figure["s_per_step"], figure["measured"]) == (
+        0.0898, 0.0594, FIRST,
+    )  # fmt: skip
+
+    # The chart draws one panel per run, each against its own stock.
+    chart = load("chart")
+    panels = dict(chart.rows(found))
+    assert set(panels) == {"sdxl-1024, run 07:57", "sdxl-1024, run 08:12"}
+    speed = {i["variant"]: i["speedup"] for i in panels["sdxl-1024, run 07:57"]}
+    assert round(speed["tuned"], 2) == 1.08
+    assert "sdxl-1024, run 07:57" in chart.svg(found)
+
+
+def test_a_results_file_from_before_runs_were_named_is_one_run() -> None:
+    runs = load("result_runs")
+    old = results(FIRST, {"stock": {"summary": {}}, "tuned": {"summary": {}}})
+    new = results(THIRD, {"stock": entry(THIRD, 0.108)})
+    found = runs.merge(old, new)
+    assert [(e["variant"], e["run"]) for e in found["superseded"]["sdxl-1024"]] == [
+        ("stock", FIRST)
+    ]
+    assert [(run, sorted(v)) for _, run, v in runs.groups(found)] == [
+        (FIRST, ["stock", "tuned"]), (THIRD, ["stock"]),
+    ]  # fmt: skip
+    # The same run merged twice (partial writes) supersedes nothing.
+    assert "superseded" not in runs.merge(new, new)
+
+
+def test_comfyuis_error_message_is_kept_without_the_tensors_it_printed() -> None:
+    runs = load("result_runs")
+    message = {
+        "prompt_id": "p", "node_id": "3", "node_type": "KSampler",
+        "exception_type": "torch._dynamo.exc.BackendCompilerFailed",
+        "exception_message": "backend='inductor' raised:\nRuntimeError: mat1 and mat2 must "
+        "have the same dtype, but got Float and BFloat16",
+        "traceback": [f"  File line {i}\n" for i in range(40)],
+        "current_inputs": {"latent_image": ["tensor([[0., 0., ...]])" * 5000]},
+        "current_outputs": ["80", "3"],
+    }  # fmt: skip
+    short = runs.short_error(message)
+    assert set(short) == {
+        "node_id", "node_type", "exception_type", "exception_message", "traceback",
+    }  # fmt: skip
+    assert "mat1 and mat2 must have the same dtype" in short["exception_message"]
+    assert short["traceback"] == [f"  File line {i}\n" for i in range(32, 40)]
+    assert len(json.dumps(short)) < 2000
+    assert runs.short_error("timeout") == "timeout"
+
+
+def test_finish_merges_into_the_previous_file_and_marks_each_entry_with_its_run(
+    tmp_path: Path,
+) -> None:
+    bench = load("run_workflows")
+    out = tmp_path / "results-gpu.json"
+    previous = merged()
+    args = argparse.Namespace(
+        previous=previous, out=out, levers_out=None, variants="stock", no_markdown=True,
+        results_md=tmp_path / "r.md", docs_md=tmp_path / "d.md",
+    )  # fmt: skip
+    later = "2026-12-07T08:18:59+0000"
+    assert bench.finish(args, results(later, {"stock": entry(later, 0.1)}), 5.0, final=True) == 0
+    written = json.loads(out.read_text())
+    assert [e["run"] for e in written["superseded"]["sdxl-1024"]] == [FIRST, THIRD]
+    assert written["runs"][-1] == {"started": later, "variants": "stock"}
