@@ -13,6 +13,7 @@ hatched red, never as a win. Standard library only (no matplotlib needed):
 
 from __future__ import annotations
 
+import collections
 import html
 import json
 import sys
@@ -32,10 +33,10 @@ def rows(results: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
     """Per workflow and run, the variants with their speed over that run's stock."""
     panels = []
     found = result_runs.groups(results)
-    runs_of = {workflow: sum(1 for w, _, _ in found if w == workflow) for workflow, _, _ in found}
+    runs = collections.Counter(workflow for workflow, _, _ in found)
     for workflow, run, variants in found:
         stock = result_runs.warm_step(variants.get("stock"))
-        title = f"{workflow}, run {run[11:16]}" if runs_of[workflow] > 1 else workflow
+        title = f"{workflow}, run {result_runs.run_label(run)}" if runs[workflow] > 1 else workflow
         items = []
         for name, entry in variants.items():
             step = result_runs.warm_step(entry)

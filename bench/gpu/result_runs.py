@@ -18,6 +18,16 @@ import copy
 from typing import Any
 
 
+def run_of(entry: dict[str, Any], first: str) -> str:
+    """The run an entry came from: its ``run``, or the file's first (``first``) for older ones."""
+    return str(entry.get("run") or first)
+
+
+def run_label(run: str) -> str:
+    """A run's start as ``HH:MM`` (its ISO time's clock), ``-`` where there is none."""
+    return run[11:16] or "-"
+
+
 def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """Return ``old`` with ``new``'s variants added; replaced entries move to ``superseded``.
 
@@ -26,13 +36,13 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         new: This run's results (every entry with its ``run``).
     """
     merged = copy.deepcopy(old)
-    first = merged.get("started")
+    first = str(merged.get("started") or "")
     for workflow, variants in new["workflows"].items():
         kept = merged.setdefault("workflows", {}).setdefault(workflow, {})
         for variant, entry in variants.items():
             previous = kept.get(variant)
-            if previous is not None and (previous.get("run") or first) != entry.get("run"):
-                replaced = {"variant": variant, **previous, "run": previous.get("run") or first}
+            if previous is not None and run_of(previous, first) != entry.get("run"):
+                replaced = {"variant": variant, **previous, "run": run_of(previous, first)}
                 merged.setdefault("superseded", {}).setdefault(workflow, []).append(replaced)
             kept[variant] = copy.deepcopy(entry)
     return merged
@@ -51,11 +61,10 @@ def groups(results: dict[str, Any]) -> list[tuple[str, str, dict[str, dict[str, 
         if workflow not in order:
             order.append(workflow)
         for entry in entries:
-            run = str(entry.get("run") or first)
-            found.setdefault((workflow, run), {})[entry["variant"]] = entry
+            found.setdefault((workflow, run_of(entry, first)), {})[entry["variant"]] = entry
     for workflow, variants in (results.get("workflows") or {}).items():
         for variant, entry in variants.items():
-            found.setdefault((workflow, str(entry.get("run") or first)), {})[variant] = entry
+            found.setdefault((workflow, run_of(entry, first)), {})[variant] = entry
     keys = sorted(found, key=lambda key: (order.index(key[0]), key[1]))
     return [(workflow, run, found[(workflow, run)]) for workflow, run in keys]
 

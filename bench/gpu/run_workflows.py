@@ -624,8 +624,8 @@ def markdown(results: dict[str, Any]) -> str:
                 kind, text = note.get("exception_type", "error"), note.get("exception_message", "")
                 note = f"{kind}: {text}".replace("\n", " ")
             lines.append(
-                f"| {workflow} | {run[11:16] or '-'} | {variant} | {fmt(step)} | {ratio} | "
-                f"{fmt(s.get('warm_wall_s'))} | "
+                f"| {workflow} | {result_runs.run_label(run)} | {variant} | {fmt(step)} | "
+                f"{ratio} | {fmt(s.get('warm_wall_s'))} | "
                 f"{fmt(s.get('cold_wall_s'))} | {fmt(s.get('peak_gpu_mib'))} | "
                 f"{distance_text(entry.get('distance'), variant)} | "
                 f"{entry.get('attention', '-')}{' — ' + str(note)[:120] if note else ''} |"
