@@ -10,26 +10,11 @@ benchmark and the chart run, on results of that shape.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def load(name: str) -> ModuleType:
-    sys.path.insert(0, str(REPO / "bench" / "gpu"))
-    try:
-        spec = importlib.util.spec_from_file_location(name, REPO / "bench" / "gpu" / f"{name}.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(REPO / "bench" / "gpu"))
+from support.bench_scripts import load_bench_script
 
 
 def entry(run: str, step: float) -> dict[str, Any]:
@@ -48,7 +33,7 @@ def results(started: str, variants: dict[str, dict[str, Any]]) -> dict[str, Any]
 
 
 def merged() -> dict[str, Any]:
-    runs = load("result_runs")
+    runs = load_bench_script("result_runs")
     first = results(FIRST, {
         "stock": entry(FIRST, 0.0971), "tuned": entry(FIRST, 0.0898),
         "tuned+nodyn": entry(FIRST, 0.0594),
@@ -61,7 +46,7 @@ def merged() -> dict[str, Any]:
 def test_a_variant_measured_again_keeps_the_earlier_run_and_ratios_stay_in_their_run(
     tmp_path: Path,
 ) -> None:
-    runs, bench = load("result_runs"), load("run_workflows")
+    runs, bench = load_bench_script("result_runs"), load_bench_script("run_workflows")
     found = merged()
     assert found["workflows"]["sdxl-1024"]["stock"]["run"] == THIRD
     assert [(e["variant"], e["run"]) for e in found["superseded"]["sdxl-1024"]] == [
@@ -92,7 +77,7 @@ def test_a_variant_measured_again_keeps_the_earlier_run_and_ratios_stay_in_their
     )  # fmt: skip
 
     # The chart draws one panel per run, each against its own stock.
-    chart = load("chart")
+    chart = load_bench_script("chart")
     panels = dict(chart.rows(found))
     assert set(panels) == {"sdxl-1024, run 07:57", "sdxl-1024, run 08:12"}
     speed = {i["variant"]: i["speedup"] for i in panels["sdxl-1024, run 07:57"]}
@@ -101,7 +86,7 @@ def test_a_variant_measured_again_keeps_the_earlier_run_and_ratios_stay_in_their
 
 
 def test_a_results_file_from_before_runs_were_named_is_one_run() -> None:
-    runs = load("result_runs")
+    runs = load_bench_script("result_runs")
     old = results(FIRST, {"stock": {"summary": {}}, "tuned": {"summary": {}}})
     new = results(THIRD, {"stock": entry(THIRD, 0.108)})
     found = runs.merge(old, new)
@@ -116,7 +101,7 @@ def test_a_results_file_from_before_runs_were_named_is_one_run() -> None:
 
 
 def test_comfyuis_error_message_is_kept_without_the_tensors_it_printed() -> None:
-    runs = load("result_runs")
+    runs = load_bench_script("result_runs")
     message = {
         "prompt_id": "p", "node_id": "3", "node_type": "KSampler",
         "exception_type": "torch._dynamo.exc.BackendCompilerFailed",
@@ -139,7 +124,7 @@ def test_comfyuis_error_message_is_kept_without_the_tensors_it_printed() -> None
 def test_finish_merges_into_the_previous_file_and_marks_each_entry_with_its_run(
     tmp_path: Path,
 ) -> None:
-    bench = load("run_workflows")
+    bench = load_bench_script("run_workflows")
     out = tmp_path / "results-gpu.json"
     previous = merged()
     args = argparse.Namespace(

@@ -4,23 +4,18 @@ bench/gpu/install_staged.sh puts it together again, checked, once every piece ha
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import subprocess
 from pathlib import Path
 from types import ModuleType
 
+from support.bench_scripts import load_bench_script
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 def stage_wheels() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "stage_wheels", REPO / "bench/gpu/stage_wheels.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("stage_wheels")
 
 
 def test_a_large_wheel_is_cut_into_pieces_that_fit_the_batches(tmp_path: Path) -> None:
