@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from support.bench_scripts import load_bench_script
 
 
@@ -136,3 +138,62 @@ def test_finish_merges_into_the_previous_file_and_marks_each_entry_with_its_run(
     written = json.loads(out.read_text())
     assert [e["run"] for e in written["superseded"]["sdxl-1024"]] == [FIRST, THIRD]
     assert written["runs"][-1] == {"started": later, "variants": "stock"}
+
+
+def test_merge_results_adds_a_device_file_once_and_regenerates_table_levers_and_chart(
+    tmp_path: Path,
+) -> None:
+    merge = load_bench_script("merge_results")
+    committed = tmp_path / "results-gpu.json"
+    committed.write_text(json.dumps({**merged(), "elapsed_s": 100.0}))
+    later = "2026-12-07T11:20:00+0000"
+    device = tmp_path / "device.json"
+    device.write_text(json.dumps({
+        **results(later, {"stock": entry(later, 0.1), "tuned": entry(later, 0.09),
+                          "tuned+nodyn": entry(later, 0.06)}),
+        "elapsed_s": 40.0,
+    }))  # fmt: skip
+    paths = {name: tmp_path / name for name in ("levers.json", "chart.svg", "r.md", "d.md")}
+    for path in (paths["r.md"], paths["d.md"]):
+        path.write_text("<!-- gpu-workflows:start -->\n<!-- gpu-workflows:end -->\n")
+    argv = [
+        str(device), "--into", str(committed), "--levers", str(paths["levers.json"]),
+        "--chart", str(paths["chart.svg"]), "--results-md", str(paths["r.md"]),
+        "--docs-md", str(paths["d.md"]),
+    ]  # fmt: skip
+    assert merge.main(argv) == 0
+    once = json.loads(committed.read_text())
+    assert merge.main(argv) == 0  # the same file again: nothing added twice
+    found = json.loads(committed.read_text())
+    assert found == once
+    assert [run["started"] for run in found["runs"]] == [later]
+    assert found["elapsed_s"] == 140.0
+    assert [(e["variant"], e["run"]) for e in found["superseded"]["sdxl-1024"]] == [
+        ("stock", FIRST), ("stock", THIRD), ("tuned", FIRST), ("tuned+nodyn", FIRST),
+    ]  # fmt: skip
+    # The newest run's lever figure is against its own tuned: 0.09 / 0.06.
+    levers = json.loads(paths["levers.json"].read_text())["gpus"]["NVIDIA H100 80GB HBM3"]
+    assert levers["levers"]["nodyn"]["workflows"]["sdxl-1024"]["speedup"] == 1.5
+    assert "sdxl-1024, run 11:20" in paths["chart.svg"].read_text()
+    assert "| sdxl-1024 | " in paths["d.md"].read_text()
+    assert paths["r.md"].read_text() == paths["d.md"].read_text()
+
+    other = tmp_path / "h200.json"
+    other.write_text(json.dumps({
+        **results(later, {"stock": entry(later, 0.1)}),
+        "machine": {"gpu": "NVIDIA H200, 580.159.04, 143771 MiB"},
+    }))  # fmt: skip
+    with pytest.raises(SystemExit, match=r"from NVIDIA H200.*own --into file"):
+        merge.main(
+            [
+                str(other),
+                "--into",
+                str(committed),
+                "--no-markdown",
+                "--levers",
+                str(paths["levers.json"]),
+                "--chart",
+                str(paths["chart.svg"]),
+            ]
+        )
+    assert json.loads(committed.read_text()) == once
