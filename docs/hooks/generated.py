@@ -634,6 +634,16 @@ def gen_launch_values(_: str | None = None) -> str:
             "a backend name, e.g. " + ", ".join(code(v) for v in launch.COMMON_BACKENDS),
         ],
     ]
+    routes = _optional_module("installer.attention.shim.routes")
+    if routes is not None and hasattr(routes, "ROUTES_OFF"):
+        rows.append(
+            [
+                code(routes.ROUTES_ENV),
+                "a routing table's file, or "
+                + ", ".join(code(v) for v in routes.ROUTES_OFF)
+                + " (the attention router off)",
+            ]
+        )
     return table(["variable", "accepted values (any case)"], rows)
 
 

@@ -500,6 +500,62 @@ def test_a_calibration_routes_comfyuis_attention_calls(
     assert json.loads((state / "attention-calls.json").read_text())["attached"] is False
 
 
+def test_attention_routes_off_keeps_comfyuis_attention_and_every_other_tuning(
+    tmp_path: Path, venvs: dict[str, Path], env: dict[str, str], port: int, stopper: list[Path]
+) -> None:
+    from installer.attention.rules.records import dump_calibration
+    from support.attention import h200_calibration
+
+    install = make_install(tmp_path, venvs["sage"])
+    add_fake_comfy(install)
+    versions = {"torch": "2.9.1+cu128", "xformers": None, "sageattention": "1.0.6",
+                "sageattn3": None, "comfy-kitchen": None, "triton": "3.5.1"}  # fmt: skip
+    calibration = h200_calibration(versions, "NVIDIA GeForce RTX 4090", "8.9", "580.65.06")
+    state = install / ".comfy-install"
+    state.mkdir()
+    (state / "calibration.json").write_text(dump_calibration(calibration))
+    env["COMFY_FIXTURE_IMPORT"] = "comfy.ldm.flux.math"
+    routed = run(cli("launch", install, "--port", port, "--print-env"), env)
+    assert routed.returncode == 0, routed.stderr
+    env["COMFY_INSTALL_ATTENTION_ROUTES"] = "off"
+    env["COMFY_INSTALL_ATTENTION_COUNTS"] = str(state / "calls.json")
+
+    shown = run(cli("launch", install, "--port", port, "--print-env"), env)
+    assert shown.returncode == 0, shown.stderr
+    off = "# attention: off (you set COMFY_INSTALL_ATTENTION_ROUTES=off; ComfyUI's own attention)"
+    assert off in shown.stdout.splitlines()
+    mine = shown.stdout.split("# variables you set (kept as they are):")[1]
+    assert "export COMFY_INSTALL_ATTENTION_ROUTES=off\n" in mine
+
+    # Every other line is the routed launch's (the attention lines and your variables aside).
+    def rest(text: str) -> list[str]:
+        lines = text.split("# variables you set")[0].splitlines()
+        return [
+            line
+            for line in lines
+            if not line.startswith(("# attention", "export COMFY_INSTALL_ATTENTION"))
+        ]
+
+    assert rest(shown.stdout) == rest(routed.stdout)
+
+    stopper.append(install)
+    done = run(cli("launch", install, "--port", port, "--background"), env)
+    assert done.returncode == 0, done.stderr
+    assert "tuning attention: on" not in done.stderr  # off lines show with --verbose only
+    assert echo(env)["env"]["COMFY_INSTALL_ATTENTION_ROUTES"] == "off"
+    assert run(cli("stop", install), env).returncode == 0
+    assert not (state / "attention-routes.json").exists()
+    log = next((state / "logs").glob("comfyui-*.log")).read_text()
+    assert (
+        "comfy-install tuning: attention routing off (COMFY_INSTALL_ATTENTION_ROUTES=off); "
+        "ComfyUI keeps attention_pytorch"
+    ) in log
+    assert "cannot be read" not in log
+    assert "fixture model: attention_pytorch attention_pytorch" in log
+    counts = json.loads((state / "calls.json").read_text())
+    assert counts["attached"] is False and counts["off"] is True and counts["calls"] == {}
+
+
 def test_ctrl_c_stops_comfyui_and_exits_130(install: Path, env: dict[str, str], port: int) -> None:
     launcher = subprocess.Popen(
         cli("launch", install, "--port", port),

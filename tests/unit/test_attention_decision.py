@@ -232,6 +232,29 @@ def test_the_users_own_routing_table_is_kept() -> None:
     assert p.env_set["COMFY_INSTALL_TUNING"] == "1"
 
 
+@pytest.mark.parametrize("value", ["off", "OFF", "0", "false"])
+def test_the_users_off_turns_routing_off_and_keeps_every_other_tuning(value: str) -> None:
+    routed = plan(facts())
+    p = plan(facts(), env={ROUTES_ENV: value})
+    assert tuning(p, "attention") == (
+        "off",
+        f"you set {ROUTES_ENV}={value}; ComfyUI's own attention",
+    )
+    # No table is written or named: the variable stays the user's.
+    assert p.attention is not None and p.attention.routes is None
+    assert p.attention.routes_path is None and not p.attention.routed
+    assert ROUTES_ENV not in p.env_set and p.user_env[ROUTES_ENV] == value
+    assert p.as_data()["attention"]["routes_file"] is None
+    # Every other tuning, variable and argument is the routed launch's.
+    others = [t for t in p.tunings if t.name != "attention"]
+    assert others == [t for t in routed.tunings if t.name != "attention"]
+    assert p.env_set == {k: v for k, v in routed.env_set.items() if k != ROUTES_ENV}
+    assert p.argv == routed.argv and p.needs_shim
+    text = print_env(p, facts())
+    assert f"# attention: off (you set {ROUTES_ENV}={value}; ComfyUI's own attention)\n" in text
+    assert f"export {ROUTES_ENV}={value}\n" in text.split("# variables you set")[1]
+
+
 def test_without_a_calibration_nothing_is_enabled() -> None:
     p = plan(facts(calibration=CalibrationRead(CALIBRATION)))
     status, reason = tuning(p, "attention")

@@ -281,6 +281,46 @@ def test_broken_setups_never_raise(
     assert "attached to" not in message
 
 
+@pytest.mark.parametrize("value", ["off", "OFF", " Off ", "0", "false", "False"])
+def test_off_attaches_nothing_and_reads_no_file(
+    calls: list[tuple[str, dict[str, Any]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    value: str,
+) -> None:
+    module = comfy_attention(calls)
+    module.optimized_attention = module.attention_basic  # ComfyUI's own choice
+    own, masked = module.optimized_attention, module.optimized_attention_masked
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / value.strip()).write_text(json.dumps(ROUTES))  # a table by that name: not read
+    env = {router.ROUTES_ENV: value, router.COUNTS_ENV: str(tmp_path / "calls.json")}
+    message = router.attach(module, env)
+    assert message == (
+        f"attention routing off (COMFY_INSTALL_ATTENTION_ROUTES={value.strip()}); "
+        "ComfyUI keeps attention_basic"
+    )
+    assert module.optimized_attention is own and module.optimized_attention_masked is masked
+    video = Tensor(1, 32760, 5120)
+    assert module.optimized_attention(video, video, video, 40) == "attention_basic"
+    assert counts(env) == {
+        "attached": False, "off": True, "message": message, "problems": [],
+        "pid": counts(env)["pid"], "calls": {}, "shapes": {},
+    }  # fmt: skip
+
+
+def test_a_table_whose_path_only_looks_like_off_is_read(
+    calls: list[tuple[str, dict[str, Any]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = comfy_attention(calls)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "off").write_text(json.dumps(ROUTES))
+    message = router.attach(module, {router.ROUTES_ENV: "./off"})
+    assert message.startswith("attention routing attached to comfy.ldm.modules.attention: ")
+    assert router.attach(comfy_attention(calls), {router.ROUTES_ENV: "offline.json"}).startswith(
+        "attention routing skipped: the table 'offline.json' cannot be read"
+    )
+
+
 # --- the import hook in the shim ----------------------------------------------------------
 
 FAKE_ATTENTION_PY = """

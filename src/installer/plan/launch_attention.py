@@ -31,7 +31,9 @@ output beyond the threshold,
 (ComfyUI's own attention stays) and says why with the figure. Per-call wins measured in
 isolation need not add up to a faster workflow (issue 30: SDXL on an H100, 0.92×).
 
-The user's own attention flags always win: nothing is routed, nothing added.
+The user's own attention flags always win: nothing is routed, nothing added. So does
+`COMFY_INSTALL_ATTENTION_ROUTES=off` (or `0`, `false`): the router stays off, no table is
+written, and every other tuning is decided as without it.
 Pure: the calibration, the venv's package versions and the GPU report come in
 as data.
 """
@@ -50,7 +52,7 @@ from installer.attention.rules.routing import (
     route_table,
     usable_calibration,
 )
-from installer.attention.shim.routes import ROUTES_ENV
+from installer.attention.shim.routes import ROUTES_ENV, routes_off
 from installer.core.facts import GpuReport
 from installer.plan.launch_settings import find_option
 from installer.plan.launch_tunings import Tuning, no_gpu_reason
@@ -135,7 +137,8 @@ def decide_attention(
         probe: The venv's package versions, for the staleness check.
         read: The install's calibration file as read.
         comfy_args: The arguments ComfyUI will get from the user.
-        user: The launch variables the user set (their own routing table wins).
+        user: The launch variables the user set (their own routing table wins, and
+            `COMFY_INSTALL_ATTENTION_ROUTES=off` turns routing off).
         broken: The backends the accelerator proof found broken, with the reason
             (see [`broken_now`][installer.plan.proof.broken_now]): never routed to.
         verdict: The tuned launch against stock on this GPU (`tune --workflow`), if measured.
@@ -224,6 +227,17 @@ def _decide_attention(
     name = "attention"
     if not tune:
         return AttentionChoice(Tuning(name, "off", "--no-tune"))
+    if routes_off(user.get(ROUTES_ENV)):
+        # The router off, and nothing else: no table is written, every other tuning stays.
+        return AttentionChoice(
+            Tuning(
+                name,
+                "off",
+                f"you set {ROUTES_ENV}={user[ROUTES_ENV]}; ComfyUI's own attention",
+                variable=ROUTES_ENV,
+                value=user[ROUTES_ENV],
+            )
+        )
     if ROUTES_ENV in user:
         return AttentionChoice(
             Tuning(

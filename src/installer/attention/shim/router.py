@@ -46,8 +46,10 @@ Where ComfyUI's internals are not what the router expects (a function
 missing, another signature, a backend whose library ComfyUI did not load),
 that backend is left out and the reason logged; with nothing left to route
 (or no `attention_pytorch`) nothing is replaced and ComfyUI keeps its own
-choice. [`attach`][installer.attention.shim.router.attach] never raises: it
-returns the one line the shim logs at start-up.
+choice. `COMFY_INSTALL_ATTENTION_ROUTES=off` (or `0`, `false`, any case) turns the
+router off: no table is read and nothing replaced.
+[`attach`][installer.attention.shim.router.attach] never raises: it returns the one
+line the shim logs at start-up.
 
 Standard library only, Python 3.10 and newer, no torch import at module
 level: shapes and dtypes are read from the tensors' attributes, and torch (which
@@ -418,7 +420,11 @@ def attach(module: types.ModuleType, environ: Mapping[str, str] | None = None) -
     Args:
         module: `comfy.ldm.modules.attention`, just executed.
         environ: The environment (default: `os.environ`): `COMFY_INSTALL_ATTENTION_ROUTES`
-            and, optionally, `COMFY_INSTALL_ATTENTION_COUNTS`.
+            and, optionally, `COMFY_INSTALL_ATTENTION_COUNTS`. `off`, `0` or `false`
+            (any case, [`ROUTES_OFF`][installer.attention.shim.routes.ROUTES_OFF]) in
+            `COMFY_INSTALL_ATTENTION_ROUTES` turns routing off: nothing is read or
+            replaced, and the counters (where `COMFY_INSTALL_ATTENTION_COUNTS` names a
+            file) say so.
 
     Returns:
         The start-up line: what was attached, or why nothing was and ComfyUI
@@ -432,6 +438,8 @@ def attach(module: types.ModuleType, environ: Mapping[str, str] | None = None) -
 
 def _attach(module: types.ModuleType, env: Mapping[str, str]) -> str:
     path = env.get(ROUTES_ENV) or ""
+    if schema.routes_off(path):
+        return _off(module, env, path.strip())
     try:
         routes = load_routes(path)
     except (OSError, ValueError) as exc:
@@ -478,6 +486,16 @@ def _attach(module: types.ModuleType, env: Mapping[str, str]) -> str:
     }
     counter.flush()
     atexit.register(counter.flush)
+    return message
+
+
+def _off(module: types.ModuleType, env: Mapping[str, str], value: str) -> str:
+    """Attach nothing: the user turned the router off (no file is read)."""
+    own = getattr(getattr(module, "optimized_attention", None), "__name__", "its own")
+    message = f"attention routing off ({ROUTES_ENV}={value}); ComfyUI keeps {own}"
+    counter = Counter(env.get(COUNTS_ENV) or "", schema.FLUSH_EVERY)
+    counter.status = {"attached": False, "off": True, "message": message, "problems": []}
+    counter.flush()
     return message
 
 

@@ -63,7 +63,11 @@ if TYPE_CHECKING:
 
 
 ROUTES_ENV = "COMFY_INSTALL_ATTENTION_ROUTES"
-"""Names the attention routing table's file for the shim (yours is kept)."""
+"""Names the attention routing table's file for the shim (yours is kept), or turns it off."""
+ROUTES_OFF = ("off", "0", "false")
+"""The values of `ROUTES_ENV` that turn the router off (any case, spaces around ignored): the
+shim attaches nothing and reads no file, and launch writes no table. Any other value names a
+file (``./off`` is a file called ``off``)."""
 COUNTS_ENV = "COMFY_INSTALL_ATTENTION_COUNTS"
 """Names the file the shim writes its attention call counters to (yours is kept)."""
 ROUTES_FILE = "attention-routes.json"
@@ -76,6 +80,19 @@ FLUSH_EVERY = 500
 MAX_SHAPES = 256
 """The router decides and counts at most this many call shapes one by one."""
 """The shim writes its counters after this many calls (and at exit)."""
+
+
+def routes_off(value: str | None) -> bool:
+    """Return whether a value of `COMFY_INSTALL_ATTENTION_ROUTES` turns the router off.
+
+    Args:
+        value: The variable's value (None: unset).
+
+    Returns:
+        True for one of [`ROUTES_OFF`][installer.attention.shim.routes.ROUTES_OFF], in any
+        case; False for anything else, which names a routing table's file.
+    """
+    return (value or "").strip().lower() in ROUTES_OFF
 
 
 def routes_data(
