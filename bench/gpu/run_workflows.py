@@ -23,10 +23,10 @@ Variants, each one ComfyUI process started fresh:
 - ``tuned-levers``: plain ``launch`` with those figures copied to
   ``DIR/.comfy-install/levers.json``, where it reads them: the levers it chooses itself.
   Every other tuned variant runs with no levers.json in DIR.
-- ``tuned-norouting``: ``tuned`` with the attention router off (``COMFY_INSTALL_ATTENTION_ROUTES``
-  names a table that does not exist, so the shim attaches nothing and ComfyUI keeps its own
-  attention) and every other tuning as ``tuned``'s: what routing itself adds, e.g.
-  ``tuned+nodyn`` against ``tuned-norouting+nodyn``.
+- ``tuned-norouting``: ``tuned`` with the attention router off
+  (``COMFY_INSTALL_ATTENTION_ROUTES=off``: launch writes no table, the shim attaches nothing
+  and ComfyUI keeps its own attention) and every other tuning as ``tuned``'s: what routing
+  itself adds, e.g. ``tuned+nodyn`` against ``tuned-norouting+nodyn``.
 
 Each workflow goes through ``POST /prompt`` once cold (model load included) and
 ``--warm`` more times; the seed goes up by one each run so ComfyUI's cache (which
@@ -94,8 +94,6 @@ LEVERS = {f"tuned+{name}": arguments for name, arguments in LEVER_ARGS.items()}
 """The tuned launch plus one lever: the variants whose figures go to levers.json."""
 COMPILED = ("tuned-compile", "tuned-compile-cached", "stock-compile")
 BASES = ("stock", "blanket", "tuned", *COMPILED, "tuned-levers", "tuned-norouting")
-NO_ROUTES = "no-attention-routes.json"
-"""The table ``tuned-norouting`` names in the work folder: never written, so nothing routes."""
 COLD_COMPILES = ("tuned-compile", "stock-compile")
 """Compiled variants that start from empty inductor and Triton caches."""
 VARIANTS = (*BASES, *LEVERS)
@@ -357,7 +355,7 @@ class Server:
             ]
             command += lever_args
             if base == "tuned-norouting":
-                env["COMFY_INSTALL_ATTENTION_ROUTES"] = str(args.work / NO_ROUTES)
+                env["COMFY_INSTALL_ATTENTION_ROUTES"] = "off"  # the router off, nothing else
             if base in COMPILED:
                 # Every recompilation goes to the log; inductor's and Triton's caches stay
                 # in DIR, where launch puts them, so a second start compiles from them.
