@@ -62,6 +62,15 @@ def combine(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
         for entry in variants.values():
             entry.setdefault("run", first)
     merged = result_runs.merge(old, new)
+    # The device's own superseded entries (a variant measured again on that warm machine).
+    for workflow, entries in (new.get("superseded") or {}).items():
+        kept = merged.setdefault("superseded", {}).setdefault(workflow, [])
+        seen = {(e.get("variant"), result_runs.run_of(e, first)) for e in kept}
+        kept += [
+            copy.deepcopy(e)
+            for e in entries
+            if (e.get("variant"), result_runs.run_of(e, first)) not in seen
+        ]
     known = {run.get("started") for run in merged.get("runs") or []}
     for _, run, variants in result_runs.groups(new):
         if run not in known:

@@ -147,11 +147,14 @@ def test_merge_results_adds_a_device_file_once_and_regenerates_table_levers_and_
     committed = tmp_path / "results-gpu.json"
     committed.write_text(json.dumps({**merged(), "elapsed_s": 100.0}))
     later = "2026-12-07T11:20:00+0000"
+    device_first = "2026-12-07T11:05:00+0000"
     device = tmp_path / "device.json"
     device.write_text(json.dumps({
         **results(later, {"stock": entry(later, 0.1), "tuned": entry(later, 0.09),
                           "tuned+nodyn": entry(later, 0.06)}),
         "elapsed_s": 40.0,
+        # The warm device machine's own earlier run of stock, replaced there by this one.
+        "superseded": {"sdxl-1024": [{"variant": "stock", **entry(device_first, 0.11)}]},
     }))  # fmt: skip
     paths = {name: tmp_path / name for name in ("levers.json", "chart.svg", "r.md", "d.md")}
     for path in (paths["r.md"], paths["d.md"]):
@@ -166,11 +169,15 @@ def test_merge_results_adds_a_device_file_once_and_regenerates_table_levers_and_
     assert merge.main(argv) == 0  # the same file again: nothing added twice
     found = json.loads(committed.read_text())
     assert found == once
-    assert [run["started"] for run in found["runs"]] == [later]
+    assert [run["started"] for run in found["runs"]] == [device_first, later]
     assert found["elapsed_s"] == 140.0
     assert [(e["variant"], e["run"]) for e in found["superseded"]["sdxl-1024"]] == [
         ("stock", FIRST), ("stock", THIRD), ("tuned", FIRST), ("tuned+nodyn", FIRST),
+        ("stock", device_first),
     ]  # fmt: skip
+    table = {line.split("|")[2].strip() for line in paths["d.md"].read_text().splitlines()
+             if line.startswith("| sdxl-1024")}  # fmt: skip
+    assert table == {"07:57", "08:12", "11:05", "11:20"}
     # The newest run's lever figure is against its own tuned: 0.09 / 0.06.
     levers = json.loads(paths["levers.json"].read_text())["gpus"]["NVIDIA H100 80GB HBM3"]
     assert levers["levers"]["nodyn"]["workflows"]["sdxl-1024"]["speedup"] == 1.5
