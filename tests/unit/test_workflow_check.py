@@ -38,7 +38,7 @@ from installer.workflows.results import (
     WorkflowResult,
     levers_record,
 )
-from installer.workflows.run import variant_plans
+from installer.workflows.run import routed_shapes, variant_environ, variant_plans
 from support.attention import H200_VERSIONS, h200_calibration
 
 H200 = "NVIDIA H200"
@@ -285,6 +285,139 @@ def test_a_verdict_of_another_calibration_or_without_routing_changes_nothing(
     # --no-tune: nothing of it.
     off = plan_launch(LaunchRequest(tmp_path, tune=False), launch_facts(tmp_path), {})
     assert off.tuning("attention").reason == "--no-tune"  # type: ignore[union-attr]
+
+
+# --- routing judged against the same launch with the router off --------------------------
+
+
+def two_workflows(sdxl_routing: float, *, sdxl_shapes: dict[str, str] | None = None,
+                  wan_routing: float = 1.40) -> CheckOutcome:  # fmt: skip
+    """SDXL and Wan, tuned beating stock on both; routing's own figure is tuned-norouting's."""
+
+    def result(name: str, seconds: float, shapes: dict[str, str] | None = None) -> VariantResult:
+        runs = [RunResult(42, "cold", seconds * 5, None), RunResult(43, "warm", seconds, None)]
+        distance = {"relative": 0.01, "threshold_relative": 0.1, "ok": True}
+        return VariantResult(name, "ok", runs=runs, distance=distance,
+                             routed_shapes=shapes or {})  # fmt: skip
+
+    sdxl = WorkflowResult("sdxl", "/w/sdxl.json")
+    shapes = {"fp16 D=64 N=36864": "sageattention"} if sdxl_shapes is None else sdxl_shapes
+    sdxl.variants = {
+        "stock": result("stock", 0.0971),
+        "tuned": result("tuned", 0.0591, shapes),
+        "tuned-norouting": result("tuned-norouting", 0.0591 * sdxl_routing),
+    }
+    wan = WorkflowResult("wan", "/w/wan.json")
+    wan.variants = {
+        "stock": result("stock", 0.41),
+        "tuned": result("tuned", 0.29, {"fp16 D=128 N=20000": "sageattention"}),
+        "tuned-norouting": result("tuned-norouting", 0.29 * wan_routing),
+    }
+    at = h200_calibration().measured_on.measured_at
+    return CheckOutcome(H200, True, at, {}, [sdxl, wan], "now")
+
+
+def bands(plan: LaunchPlan) -> list[tuple[str, int, int, str]]:
+    assert plan.attention is not None and plan.attention.routes is not None
+    return [
+        (route["dtype"], route["head_dim"], band["min_tokens"], band["backend"])
+        for route in plan.attention.routes["routes"]
+        for band in route["bands"]
+    ]
+
+
+def test_a_band_a_workflow_was_slower_through_than_with_the_router_off_is_not_routed(
+    tmp_path: Path,
+) -> None:
+    # The H100 of 2026-12-07 (dynamic VRAM off): SDXL 0.0568 s/step with the router off,
+    # 0.0591 with it (0.96x); Wan's SageAttention band 1.4x. Only SDXL's band goes.
+    check = two_workflows(0.0568 / 0.0591)
+    record = levers_record(check)["tuned_vs_stock"]["workflows"]
+    assert record["sdxl"]["norouting_s"] == 0.0568
+    assert record["sdxl"]["routed_shapes"] == {"fp16 D=64 N=36864": "sageattention"}
+    plan, facts = routed_plan(tmp_path, check)
+    attention = plan.tuning("attention")
+    assert attention is not None and attention.status == "on"
+    assert "sageattention for fp16 D=64 at 32768 and more tokens not routed" in attention.reason
+    assert "routing 0.96× on sdxl (0.057 → 0.059 s a prompt, router off → on)" in attention.reason
+    assert bands(plan) == [
+        ("bf16", 64, 32768, "sageattention"),
+        ("bf16", 128, 16384, "sageattention"),
+        ("fp16", 128, 16384, "sageattention"),
+    ]
+    text = print_env(plan, facts)
+    assert "routing 1.40× on wan" in text and "not routed, slower end to end" in text
+    # Within the noise (1.5% slower) nothing is dropped, and the figures are shown.
+    plan, _ = routed_plan(tmp_path, two_workflows(0.985))
+    assert len(bands(plan)) == 4
+    assert plan.attention is not None
+    assert any("router off against on" in line for line in plan.attention.details)
+
+
+def test_routing_slower_everywhere_or_through_unknown_shapes_is_turned_off(tmp_path: Path) -> None:
+    # Both workflows slower with the router: both fp16 bands go; the bf16 ones, which no
+    # workflow measured went through, stay.
+    plan, _ = routed_plan(tmp_path, two_workflows(0.95, wan_routing=0.9))
+    assert bands(plan) == [
+        ("bf16", 64, 32768, "sageattention"),
+        ("bf16", 128, 16384, "sageattention"),
+    ]
+    both = {
+        "fp16 D=64 N=36864": "sageattention",
+        "bf16 D=64 N=40000": "sageattention",
+        "fp16 D=128 N=20000": "sageattention",
+        "bf16 D=128 N=20000": "sageattention",
+    }
+    plan, _ = routed_plan(tmp_path, two_workflows(0.95, sdxl_shapes=both))
+    attention = plan.tuning("attention")
+    assert attention is not None and attention.status == "off"
+    assert attention.reason.startswith("every band routed was slower end to end")
+    assert "COMFY_INSTALL_ATTENTION_ROUTES" not in plan.env_set
+    # Slower, but the counters named no shape: nothing to drop, so no routing at all.
+    plan, _ = routed_plan(tmp_path, two_workflows(0.95, sdxl_shapes={}))
+    attention = plan.tuning("attention")
+    assert attention is not None and attention.status == "off"
+    assert "the shapes it routed were not recorded" in attention.reason
+    # The tuned launch is still faster than stock: its other tunings stay.
+    assert plan.tuning("tf32") is not None and plan.tuning("tf32").status == "on"  # type: ignore[union-attr]
+
+
+def test_the_check_runs_the_router_off_variant_when_the_tuned_launch_routes() -> None:
+    check = plan_check([workflow()], [], runs=1, budget_s=60, routed=True)
+    assert [(v.name, v.kind, v.tune) for v in check.variants] == [
+        ("stock", "stock", False), ("tuned", "tuned", True),
+        ("tuned-norouting", "norouting", True),
+    ]  # fmt: skip
+    assert [v.name for v in plan_check([workflow()], [], runs=1).variants] == ["stock", "tuned"]
+    install = Path("/srv/i")
+    read = CalibrationRead(install / ".comfy-install/calibration.json", h200_calibration())
+    plans = variant_plans(check, launch_facts(install, read=read), install, (), {})
+    off, tuned = plans["tuned-norouting"], plans["tuned"]
+    assert off.env_set.get("COMFY_INSTALL_ATTENTION_ROUTES") is None
+    assert off.tuning("attention").status == "off"  # type: ignore[union-attr]
+    assert "you set COMFY_INSTALL_ATTENTION_ROUTES=off" in off.tuning("attention").reason  # type: ignore[union-attr]
+    assert tuned.tuning("attention").status == "on"  # type: ignore[union-attr]
+    assert variant_environ(check.variants[2], {"COMFY_INSTALL_ATTENTION_ROUTES": "/mine.json"}) == {
+        "COMFY_INSTALL_ATTENTION_ROUTES": "off"
+    }
+    # Every other tuning is the tuned launch's.
+    others = {t.name: t.status for t in tuned.tunings if t.name != "attention"}
+    assert {t.name: t.status for t in off.tunings if t.name != "attention"} == others
+
+
+def test_the_routed_shapes_are_read_from_the_routers_counters(tmp_path: Path) -> None:
+    counts = tmp_path / "attention-counts.json"
+    counts.write_text(json.dumps({"attached": True, "calls": {}, "shapes": {
+        "fp16 D=64 N=4096": {"cudnn": 5600}, "fp16 D=64 N=77": {"sdpa": 5600},
+        "fp16 D=128 N=14040": {"sage_per_warp": 1199, "comfyui": 1},
+        "fp16 D=40 N=9": {"comfyui": 3},
+    }}))  # fmt: skip
+    assert routed_shapes(counts) == {
+        "fp16 D=64 N=4096": "cudnn", "fp16 D=128 N=14040": "sage_per_warp",
+    }  # fmt: skip
+    assert routed_shapes(tmp_path / "none.json") == {}
+    counts.write_text("{half")
+    assert routed_shapes(counts) == {}
 
 
 # --- levers.json: merged per GPU, old files readable --------------------------------------

@@ -43,7 +43,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from installer.attention.rules.records import Calibration, backend_label
 from installer.attention.rules.routing import (
@@ -195,7 +195,8 @@ def apply_verdict(
     ]
     if not bad:
         tuning = replace(choice.tuning, reason=f"{choice.tuning.reason}; end to end {shown}")
-        return replace(choice, tuning=tuning, details=(*choice.details, *lines))
+        kept = replace(choice, tuning=tuning, details=(*choice.details, *lines))
+        return _drop_losing_bands(kept, verdict)
     why = "; ".join(figure.describe() for figure in bad)
     reason = (
         f"the tuned launch measured slower than stock (or wrong) end to end: {why}; "
@@ -207,6 +208,99 @@ def apply_verdict(
         warning=choice.warning,
         stock_won=True,
     )
+
+
+def _drop_losing_bands(choice: AttentionChoice, verdict: TunedVsStock) -> AttentionChoice:
+    """Stop routing the bands a workflow was slower through than with the router off.
+
+    A workflow whose tuned runs were slower than ``tuned-norouting`` (the same launch with
+    the router off) by more than ``ROUTING_NOISE`` loses every band of the table its routed
+    calls went through: those lengths go to SDPA, as without the router, and the other
+    bands stay (on the H100 of issue 30, SDXL's cuDNN band cost 4% while Wan's
+    SageAttention band gained 1.4×). Where such a workflow's routed shapes are not known,
+    routing is turned off: never slower comes first.
+    """
+    losing = [f for f in verdict.figures if (f.routing_speedup or 1.0) < 1.0 - ROUTING_NOISE]
+    measured = [f.describe_routing() for f in verdict.figures if f.routing_speedup is not None]
+    if not measured or choice.routes is None:
+        return choice
+    lines = [f"end to end, router off against on (tune --workflow): {'; '.join(measured)}"]
+    if not losing:
+        return replace(choice, details=(*choice.details, *lines))
+    why = "; ".join(f.describe_routing() for f in losing)
+    if any(not f.routed for f in losing):
+        reason = (
+            f"the router measured slower than the same launch without it: {why} (the shapes "
+            "it routed were not recorded); ComfyUI's own attention, every other tuning stays"
+        )
+        return AttentionChoice(
+            Tuning("attention", "off", reason), details=(*choice.details, *lines)
+        )
+    routes, dropped = drop_bands(choice.routes, [shape for f in losing for shape, _ in f.routed])
+    lines.append(f"not routed, slower end to end through them ({why}): {'; '.join(dropped)}")
+    if routes is None:
+        reason = f"every band routed was slower end to end than the router off: {why}"
+        return AttentionChoice(
+            Tuning("attention", "off", reason), details=(*choice.details, *lines)
+        )
+    tuning = replace(
+        choice.tuning,
+        reason=f"{choice.tuning.reason}; {', '.join(dropped)} not routed (slower end to end: "
+        f"{why})",
+    )
+    return replace(choice, tuning=tuning, routes=routes, details=(*choice.details, *lines))
+
+
+def _shape(text: str) -> tuple[str, int, int] | None:
+    """``fp16 D=64 N=4096`` (the router's counters) as ``("fp16", 64, 4096)``."""
+    parts = text.split()
+    if len(parts) != 3 or not parts[1].startswith("D=") or not parts[2].startswith("N="):
+        return None
+    try:
+        return parts[0], int(parts[1][2:]), int(parts[2][2:])
+    except ValueError:
+        return None
+
+
+def drop_bands(routes: RoutesData, shapes: Sequence[str]) -> tuple[RoutesData | None, list[str]]:
+    """Return the routing table without the bands any of ``shapes`` falls in.
+
+    Args:
+        routes: The routing table (not changed).
+        shapes: Call shapes as the router counts them (``fp16 D=64 N=4096``).
+
+    Returns:
+        The table (None when no band is left) and one line per band dropped
+        (``cudnn for fp16 D=64 at 1024-12288 tokens``).
+    """
+    wanted = [found for found in map(_shape, shapes) if found is not None]
+    kept_routes = []
+    dropped: list[str] = []
+    for route in routes["routes"]:
+        bands = []
+        for band in route["bands"]:
+            low, high = band["min_tokens"], band["max_tokens"]
+            hit = any(
+                dtype == route["dtype"]
+                and dim == route["head_dim"]
+                and low <= tokens
+                and (high is None or tokens < high)
+                for dtype, dim, tokens in wanted
+            )
+            if hit:
+                span = f"{low}-{high}" if high is not None else f"{low} and more"
+                dropped.append(
+                    f"{band['backend']} for {route['dtype']} D={route['head_dim']} at {span} tokens"
+                )
+            else:
+                bands.append(band)
+        if bands:
+            kept_routes.append({**route, "bands": bands})
+    if not kept_routes:
+        return None, dropped
+    table = dict(routes)
+    table["routes"] = kept_routes
+    return cast("RoutesData", table), dropped
 
 
 def _decide_attention(

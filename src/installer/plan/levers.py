@@ -19,8 +19,15 @@ turns routing off by); schema 1 (the benchmark's, s/step) reads the same way:
                                 "speedup": 1.074, "distance": 0.005, "distance_ok": true}}}},
   "tuned_vs_stock": {"routed": true, "calibration": "2026-12-07T01:02:03+00:00",
     "workflows": {"sdxl-1024": {"stock_s": 4.36, "tuned_s": 4.51, "speedup": 0.967,
+                                "norouting_s": 4.33,
+                                "routed_shapes": {"fp16 D=64 N=4096": "cudnn"},
                                 "distance": 0.004, "distance_ok": true}}}}}}
 ```
+
+``norouting_s`` is the tuned launch with the router off and ``routed_shapes`` the call
+shapes its router sent away from SDPA: a band of the routing table that a workflow was
+slower through than with the router off is not routed
+([`apply_verdict`][installer.plan.launch_attention.apply_verdict]).
 
 A machine without an NVIDIA GPU (or ComfyUI started with `--cpu`) keeps its figures
 under [`CPU_KEY`][installer.plan.levers.CPU_KEY].
@@ -118,11 +125,34 @@ class EndToEnd:
     """None: not measured (no image, or no Pillow in the venv)."""
     error: str | None = None
     """Why the tuned run failed (then ``tuned_s`` is None)."""
+    norouting_s: float | None = None
+    """The tuned launch with the attention router off (`COMFY_INSTALL_ATTENTION_ROUTES=off`),
+    every other tuning the same: what routing itself adds. None: not measured."""
+    routed: tuple[tuple[str, str], ...] = ()
+    """The call shapes the tuned runs routed away from SDPA, with the backend:
+    ``(("fp16 D=64 N=4096", "cudnn"), ...)`` (the router's counters)."""
 
     @property
     def speedup(self) -> float:
         """How many times as fast as stock (0 when the tuned run failed)."""
         return self.stock_s / self.tuned_s if self.tuned_s else 0.0
+
+    @property
+    def routing_speedup(self) -> float | None:
+        """How many times as fast routing made the tuned launch (None: not measured)."""
+        if not self.tuned_s or not self.norouting_s:
+            return None
+        return self.norouting_s / self.tuned_s
+
+    def describe_routing(self) -> str:
+        """E.g. ``routing 0.96× on sdxl (0.0568 → 0.0591 s a prompt, router off → on)``."""
+        speedup = self.routing_speedup
+        if speedup is None:
+            return f"routing not measured apart on {self.workflow}"
+        return (
+            f"routing {speedup:.2f}× on {self.workflow} ({self.norouting_s:.3f} → "
+            f"{self.tuned_s:.3f} s a prompt, router off → on)"
+        )
 
     def describe(self) -> str:
         """E.g. ``0.92× stock on sdxl (1.201 → 1.305 s a prompt, output distance 0.01 ok)``."""
@@ -200,6 +230,11 @@ def _tuned_vs_stock(record: Mapping[str, Any]) -> TunedVsStock:
             distance=_optional(figure.get("distance")),
             distance_ok=None if ok is None else bool(ok),
             error=None if figure.get("error") is None else str(figure["error"]),
+            norouting_s=_optional(figure.get("norouting_s")),
+            routed=tuple(
+                (str(shape), str(backend))
+                for shape, backend in sorted(dict(figure.get("routed_shapes") or {}).items())
+            ),
         )
         if found.stock_s <= 0 or (found.error is None and not found.tuned_s):
             raise ValueError(f"tuned_vs_stock {workflow}: a time that is not positive")

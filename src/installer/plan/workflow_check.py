@@ -114,7 +114,12 @@ class LeverChoice:
     reason: str
 
 
-VariantKind = Literal["stock", "tuned", "lever"]
+VariantKind = Literal["stock", "tuned", "norouting", "lever"]
+NOROUTING = "tuned-norouting"
+"""The variant with the attention router off (`COMFY_INSTALL_ATTENTION_ROUTES=off`) and every
+other tuning as ``tuned``'s, run when the tuned launch routes: the figure routing itself is
+judged against (issue 30: on an H100 with dynamic VRAM off, routing SDXL's calls to cuDNN
+made it 4% slower than the same launch without the router)."""
 
 
 @dataclass(frozen=True)
@@ -368,14 +373,17 @@ def plan_check(
     levers: Sequence[LeverChoice],
     runs: int = DEFAULT_RUNS,
     budget_s: float = DEFAULT_BUDGET_S,
+    routed: bool = False,
 ) -> CheckPlan:
-    """Make the check's plan: stock, tuned, then tuned plus each lever that runs.
+    """Make the check's plan: stock, tuned, tuned with the router off, then each lever.
 
     Args:
         workflows: The parsed workflows.
         levers: The levers' choice ([`choose_levers`][installer.plan.workflow_check.choose_levers]).
         runs: Warm runs per variant (after one cold run).
         budget_s: Seconds for the whole check.
+        routed: The tuned launch routes attention: ``tuned-norouting``
+            ([`NOROUTING`][installer.plan.workflow_check.NOROUTING]) runs after ``tuned``.
 
     Raises:
         UsageError: No workflow, fewer than one warm run, or a budget that is not positive.
@@ -389,6 +397,8 @@ def plan_check(
             "--workflow-budget must be more than 0 seconds.", "For example --workflow-budget 600."
         )
     variants = [Variant("stock", "stock"), Variant("tuned", "tuned")]
+    if routed:
+        variants.append(Variant(NOROUTING, "norouting"))
     variants += [
         Variant(f"tuned+{lever.name}", "lever", lever.args, lever.name)
         for lever in levers

@@ -4,7 +4,8 @@ Per workflow and variant the runs (seed, seconds, image), the median of the warm
 (the figure), and each variant's output distance to stock's;
 [`levers_record`][installer.workflows.results.levers_record] turns them into this GPU's
 record of levers.json (schema 2 of [`installer.plan.levers`][installer.plan.levers]):
-each lever against ``tuned``, and ``tuned`` against ``stock``.
+each lever against ``tuned``, and ``tuned`` against ``stock`` and against itself with the
+attention router off (``tuned-norouting``), with the shapes its router sent away from SDPA.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from installer.plan.workflow_check import NOROUTING
 
 VariantStatus = Literal["ok", "failed", "skipped"]
 
@@ -40,6 +43,9 @@ class VariantResult:
     startup_s: float | None = None
     distance: dict[str, Any] | None = None
     """Its output against stock's (``relative``, ``ok``, ...), or ``{"reason"}``."""
+    routed_shapes: dict[str, str] = field(default_factory=dict)
+    """The call shapes the attention router sent away from SDPA, with the backend that took
+    most of them (``{"fp16 D=64 N=4096": "cudnn"}``; read from its counters)."""
 
     @property
     def warm_s(self) -> float | None:
@@ -70,6 +76,7 @@ class VariantResult:
                 {"seed": r.seed, "kind": r.kind, "wall_s": round(r.wall_s, 4)} for r in self.runs
             ],
             "distance": self.distance,
+            "routed_shapes": self.routed_shapes,
         }
 
 
@@ -150,12 +157,15 @@ def levers_record(outcome: CheckOutcome) -> dict[str, Any]:
         stock_s = stock.warm_s if stock else None
         if stock_s and tuned is not None and tuned.status != "skipped":
             tuned_s = tuned.warm_s
+            norouting = workflow.variants.get(NOROUTING)
             verdict[workflow.name] = {
                 "stock_s": round(stock_s, 4),
                 "tuned_s": _round(tuned_s),
                 "speedup": round(stock_s / tuned_s, 4) if tuned_s else None,
                 "error": tuned.reason if tuned.status == "failed" else None,
                 **_distance_fields(tuned.distance),
+                "norouting_s": _round(norouting.warm_s) if norouting else None,
+                "routed_shapes": dict(sorted(tuned.routed_shapes.items())),
             }
         base = tuned.warm_s if tuned else None
         if not base:

@@ -16,6 +16,7 @@ or a lever that breaks a workflow is then judged by that). Ctrl-C stops ComfyUI 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import tempfile
 import time
@@ -26,7 +27,7 @@ from typing import Literal
 
 import httpx
 
-from installer.attention.shim.routes import ROUTES_ENV
+from installer.attention.shim.routes import COMFYUI_CALLS, ROUTES_ENV, ROUTES_OFF
 from installer.core.errors import InstallerError, InterruptedByUserError, StepFailedError
 from installer.core.log import InstallerLogger
 from installer.launch.facts import gather_facts
@@ -93,7 +94,35 @@ def variant_environ(variant: Variant, environ: Mapping[str, str]) -> dict[str, s
         environ: The user's environment.
     """
     dropped = {WARMUP_ENV} | ({MARKER_ENV, ROUTES_ENV} if not variant.tune else set())
-    return {key: value for key, value in environ.items() if key not in dropped}
+    env = {key: value for key, value in environ.items() if key not in dropped}
+    if variant.kind == "norouting":
+        env[ROUTES_ENV] = ROUTES_OFF[0]  # the router off, every other tuning as tuned's
+    return env
+
+
+def routed_shapes(counts_file: Path) -> dict[str, str]:
+    """Read the router's counters after a run: each shape sent away from SDPA, and where.
+
+    Args:
+        counts_file: The file the routing table names (``counts_file``).
+
+    Returns:
+        ``{"fp16 D=64 N=4096": "cudnn"}``: per call shape, the backend that took most of its
+        calls, where that is not SDPA (or ComfyUI's own); empty when the router wrote nothing.
+    """
+    try:
+        document = json.loads(counts_file.read_text(encoding="utf-8"))
+        shapes = dict(document.get("shapes") or {})
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}
+    found: dict[str, str] = {}
+    for shape, backends in shapes.items():
+        calls = {str(b): int(n) for b, n in dict(backends).items() if int(n) > 0}
+        if calls:
+            backend = max(sorted(calls), key=lambda name: calls[name])
+            if backend not in ("sdpa", COMFYUI_CALLS):
+                found[str(shape)] = backend
+    return found
 
 
 def variant_plans(
@@ -289,4 +318,7 @@ def _run_variant(
             stop_comfyui(install_dir, log)
         if own_log is not None and log.log_path != own_log:
             log.attach_file(own_log)
+    routes = plan.attention.routes if plan.attention is not None else None
+    if variant.kind == "tuned" and routes and routes.get("counts_file"):
+        found.routed_shapes = routed_shapes(Path(routes["counts_file"]))
     return found

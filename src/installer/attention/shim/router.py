@@ -104,7 +104,7 @@ LOADED = {
 PARAMETERS = ("q", "k", "v", "heads")
 KEYWORDS = ("mask", "skip_reshape", "skip_output_reshape")
 DTYPES = {"torch.float16": "fp16", "torch.bfloat16": "bf16"}
-COMFYUI = "comfyui"
+COMFYUI = schema.COMFYUI_CALLS
 """The counter of calls left to ComfyUI's own choice (masked, or unreadable shapes)."""
 MAX_SHAPES = schema.MAX_SHAPES
 Counter = schema.Counter

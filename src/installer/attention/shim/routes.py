@@ -68,6 +68,9 @@ ROUTES_OFF = ("off", "0", "false")
 """The values of `ROUTES_ENV` that turn the router off (any case, spaces around ignored): the
 shim attaches nothing and reads no file, and launch writes no table. Any other value names a
 file (``./off`` is a file called ``off``)."""
+COMFYUI_CALLS = "comfyui"
+"""The counters' name for calls the router left to ComfyUI's own function (masked calls,
+unreadable shapes)."""
 COUNTS_ENV = "COMFY_INSTALL_ATTENTION_COUNTS"
 """Names the file the shim writes its attention call counters to (yours is kept)."""
 ROUTES_FILE = "attention-routes.json"
