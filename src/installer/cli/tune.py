@@ -48,7 +48,8 @@ def tune(
             "--workflow",
             metavar="<file>",
             help="An API-format workflow (ComfyUI's Export (API)) to "
-            "check the tuning on, end to end: stock, tuned, tuned+each lever. "
+            "check the tuning on, end to end: stock, tuned, tuned with the router off, "
+            "tuned+each lever. "
             "Repeatable.",
         ),
     ] = None,
@@ -91,11 +92,13 @@ def tune(
     that fails or is wrong is recorded as broken and never used.
 
     With --workflow FILE it then runs each workflow in a fresh ComfyUI as stock
-    (plain main.py), tuned (what launch starts) and tuned plus each lever, one cold
+    (plain main.py), tuned (what launch starts), tuned with the attention router off
+    (when it routes) and tuned plus each lever, one cold
     and --runs warm runs each, compares the outputs with stock's at the same seed,
     and writes DIR/.comfy-install/levers.json: launch adds a lever only where it
-    measured faster, and keeps ComfyUI's own attention where the tuned launch
-    measured slower than stock. Arguments after `--` go to every ComfyUI.
+    measured faster, keeps ComfyUI's own attention where the tuned launch
+    measured slower than stock, and stops routing the bands a workflow was slower
+    through than with the router off. Arguments after `--` go to every ComfyUI.
     """
     values = dict(locals())
     from installer.cli.common import guarded, make_logger, print_json
