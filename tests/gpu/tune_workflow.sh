@@ -4,7 +4,7 @@
 # tuned-norouting (the router off, every other tuning on) and tuned plus each lever, writes
 # levers.json, and `launch --print-env` shows what launch decides from it (the bands it stops
 # routing, the levers it turns on). About 7 minutes on an H100 from a bare machine:
-#   bash tests/gpu/tune_workflow.sh        (LEVERS=nodyn RUNS=2 BUDGET=400 WORKFLOWS="sdxl-1024 ...")
+#   bash tests/gpu/tune_workflow.sh   (LEVERS=nodyn RUNS=2 BUDGET=400 WORKFLOWS="sdxl-1024 ..." MODELS=sdxl)
 # Uses the calibration in .device/calibration.json where it was measured on this card (else
 # `tune` measures one first, TUNE_BUDGET seconds). Leaves in $OUT: summary.txt, levers.json,
 # tune-workflow.json (`tune --json`), tune-workflow.log, print-env.txt.
@@ -19,7 +19,7 @@ GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 say "$GPU_NAME; setup: $((SECONDS - START)) s"
 MODELS_DIR=/tmp/gpu-bench-models
 python3 bench/gpu/make_models.py --comfyui "$BENCH/ComfyUI" --out "$MODELS_DIR" \
-  --models sdxl,wan21 > "$OUT/models.log" 2>&1 || { tail -20 "$OUT/models.log"; exit 1; }
+  --models "${MODELS:-sdxl,wan21}" > "$OUT/models.log" 2>&1 || { tail -20 "$OUT/models.log"; exit 1; }
 say "models: $((SECONDS - START)) s"
 mkdir -p "$BENCH/.comfy-install" "$BENCH/work"
 rm -f "$BENCH/.comfy-install/levers.json"
