@@ -244,8 +244,8 @@ def render_check(check: CheckOutcome, decisions: list[Tuning], console: Console)
             )  # fmt: skip
         console.print(table)
     console.print(
-        "× : tuned against stock, each lever against tuned; output: distance to stock's "
-        "image at the same seed, relative to a new seed's change (≤ 0.1 ok)"
+        "× : tuned against stock, tuned-norouting and each lever against tuned; output: "
+        "distance to stock's image at the same seed, relative to a new seed's change (≤ 0.1 ok)"
     )
     for tuning in decisions:
         console.print(escape(f"launch: {tuning.name} {tuning.status} ({tuning.reason})"))
