@@ -444,13 +444,12 @@ def add_fake_comfy(install: Path, attention_py: str = FAKE_ATTENTION_PY) -> None
     (root / "comfy/ldm/flux/math.py").write_text(FAKE_MODEL_PY)
 
 
-def test_a_calibration_routes_comfyuis_attention_calls(
-    tmp_path: Path, venvs: dict[str, Path], env: dict[str, str], port: int, stopper: list[Path]
-) -> None:
+def calibrated_install(tmp_path: Path, venv: Path, env: dict[str, str]) -> Path:
+    """An install with the fake ComfyUI and a calibration fresh for this machine's fake GPU."""
     from installer.attention.rules.records import dump_calibration
     from support.attention import h200_calibration
 
-    install = make_install(tmp_path, venvs["sage"])
+    install = make_install(tmp_path, venv)
     add_fake_comfy(install)
     # Measured on this machine's (fake) GPU, driver and venv: fresh.
     versions = {"torch": "2.9.1+cu128", "xformers": None, "sageattention": "1.0.6",
@@ -460,6 +459,14 @@ def test_a_calibration_routes_comfyuis_attention_calls(
     state.mkdir()
     (state / "calibration.json").write_text(dump_calibration(calibration))
     env["COMFY_FIXTURE_IMPORT"] = "comfy.ldm.flux.math"
+    return install
+
+
+def test_a_calibration_routes_comfyuis_attention_calls(
+    tmp_path: Path, venvs: dict[str, Path], env: dict[str, str], port: int, stopper: list[Path]
+) -> None:
+    install = calibrated_install(tmp_path, venvs["sage"], env)
+    state = install / ".comfy-install"
 
     shown = run(cli("launch", install, "--port", port, "--print-env"), env)
     assert shown.returncode == 0, shown.stderr
@@ -503,18 +510,8 @@ def test_a_calibration_routes_comfyuis_attention_calls(
 def test_attention_routes_off_keeps_comfyuis_attention_and_every_other_tuning(
     tmp_path: Path, venvs: dict[str, Path], env: dict[str, str], port: int, stopper: list[Path]
 ) -> None:
-    from installer.attention.rules.records import dump_calibration
-    from support.attention import h200_calibration
-
-    install = make_install(tmp_path, venvs["sage"])
-    add_fake_comfy(install)
-    versions = {"torch": "2.9.1+cu128", "xformers": None, "sageattention": "1.0.6",
-                "sageattn3": None, "comfy-kitchen": None, "triton": "3.5.1"}  # fmt: skip
-    calibration = h200_calibration(versions, "NVIDIA GeForce RTX 4090", "8.9", "580.65.06")
+    install = calibrated_install(tmp_path, venvs["sage"], env)
     state = install / ".comfy-install"
-    state.mkdir()
-    (state / "calibration.json").write_text(dump_calibration(calibration))
-    env["COMFY_FIXTURE_IMPORT"] = "comfy.ldm.flux.math"
     routed = run(cli("launch", install, "--port", port, "--print-env"), env)
     assert routed.returncode == 0, routed.stderr
     env["COMFY_INSTALL_ATTENTION_ROUTES"] = "off"
