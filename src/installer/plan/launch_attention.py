@@ -52,7 +52,12 @@ from installer.attention.rules.routing import (
     route_table,
     usable_calibration,
 )
-from installer.attention.shim.routes import ROUTES_ENV, routes_off
+from installer.attention.shim.routes import (
+    ROUTES_ENV,
+    in_band,
+    parse_shape_label,
+    routes_off,
+)
 from installer.core.facts import GpuReport
 from installer.plan.launch_settings import find_option
 from installer.plan.launch_tunings import Tuning, no_gpu_reason
@@ -251,17 +256,6 @@ def _drop_losing_bands(choice: AttentionChoice, verdict: TunedVsStock) -> Attent
     return replace(choice, tuning=tuning, routes=routes, details=(*choice.details, *lines))
 
 
-def _shape(text: str) -> tuple[str, int, int] | None:
-    """``fp16 D=64 N=4096`` (the router's counters) as ``("fp16", 64, 4096)``."""
-    parts = text.split()
-    if len(parts) != 3 or not parts[1].startswith("D=") or not parts[2].startswith("N="):
-        return None
-    try:
-        return parts[0], int(parts[1][2:]), int(parts[2][2:])
-    except ValueError:
-        return None
-
-
 def drop_bands(routes: RoutesData, shapes: Sequence[str]) -> tuple[RoutesData | None, list[str]]:
     """Return the routing table without the bands any of ``shapes`` falls in.
 
@@ -273,7 +267,7 @@ def drop_bands(routes: RoutesData, shapes: Sequence[str]) -> tuple[RoutesData | 
         The table (None when no band is left) and one line per band dropped
         (``cudnn for fp16 D=64 at 1024-12288 tokens``).
     """
-    wanted = [found for found in map(_shape, shapes) if found is not None]
+    wanted = [found for found in map(parse_shape_label, shapes) if found is not None]
     kept_routes = []
     dropped: list[str] = []
     for route in routes["routes"]:
@@ -281,11 +275,8 @@ def drop_bands(routes: RoutesData, shapes: Sequence[str]) -> tuple[RoutesData | 
         for band in route["bands"]:
             low, high = band["min_tokens"], band["max_tokens"]
             hit = any(
-                dtype == route["dtype"]
-                and dim == route["head_dim"]
-                and low <= tokens
-                and (high is None or tokens < high)
-                for dtype, dim, tokens in wanted
+                (dim, dtype) == (route["head_dim"], route["dtype"]) and in_band(tokens, low, high)
+                for dim, dtype, tokens in wanted
             )
             if hit:
                 span = f"{low}-{high}" if high is not None else f"{low} and more"

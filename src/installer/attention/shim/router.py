@@ -159,7 +159,7 @@ class Routes:
             tokens: N, the query (and key) tokens.
         """
         for low, high, name in self.bands.get((head_dim, dtype), ()):
-            if low <= tokens and (high is None or tokens < high):
+            if schema.in_band(tokens, low, high):
                 return name
         return "sdpa"
 
@@ -286,7 +286,7 @@ def make_router(
         except Exception:  # an object the router cannot read: ComfyUI's own choice
             return original, counter.slot(COMFYUI, None)
         name = "sdpa" if found is None else routes.backend(*found)
-        shape = None if found is None else f"{found[1]} D={found[0]} N={found[2]}"
+        shape = None if found is None else schema.shape_label(*found)
         return functions.get(name, sdpa), counter.slot(name, shape)
 
     def comfy_install_attention_router(

@@ -85,6 +85,40 @@ MAX_SHAPES = 256
 """The shim writes its counters after this many calls (and at exit)."""
 
 
+def shape_label(head_dim: int, dtype: str, tokens: int) -> str:
+    """Return the counters' name of a call shape: ``fp16 D=64 N=4096``.
+
+    Args:
+        head_dim: D.
+        dtype: ``fp16`` or ``bf16``.
+        tokens: N, the query (and key) tokens.
+    """
+    return f"{dtype} D={head_dim} N={tokens}"
+
+
+def parse_shape_label(text: str) -> tuple[int, str, int] | None:
+    """Read a [`shape_label`][installer.attention.shim.routes.shape_label] back.
+
+    Args:
+        text: ``fp16 D=64 N=4096``.
+
+    Returns:
+        ``(64, "fp16", 4096)`` (head dim, dtype, tokens), or None for any other text.
+    """
+    parts = text.split()
+    if len(parts) != 3 or not parts[1].startswith("D=") or not parts[2].startswith("N="):
+        return None
+    try:
+        return int(parts[1][2:]), parts[0], int(parts[2][2:])
+    except ValueError:
+        return None
+
+
+def in_band(tokens: int, low: int, high: int | None) -> bool:
+    """Return whether a call of ``tokens`` falls in the band ``[low, high)`` (None: no end)."""
+    return low <= tokens and (high is None or tokens < high)
+
+
 def routes_off(value: str | None) -> bool:
     """Return whether a value of `COMFY_INSTALL_ATTENTION_ROUTES` turns the router off.
 
