@@ -35,13 +35,7 @@ echo "models: $((SECONDS - T)) s; $(du -sh "$MODELS_DIR" | cut -f1)"
 # A calibration made earlier on this machine (tests/gpu/issue30.sh) is kept, or carried in
 # .device/calibration.json; TUNE=1 measures again.
 mkdir -p "$BENCH/.comfy-install"
-# The carried one only where it was measured on this card (an H100's table says nothing on an H200).
-GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
-if [ ! -f "$BENCH/.comfy-install/calibration.json" ] && [ -f .device/calibration.json ] \
-  && python3 -c 'import json,sys; sys.exit(json.load(open(".device/calibration.json"))["measured_on"]["gpu_name"] != sys.argv[1])' "$GPU_NAME"; then
-  cp .device/calibration.json "$BENCH/.comfy-install/calibration.json"
-  echo "calibration: carried (.device/calibration.json, measured on $GPU_NAME)"
-fi
+carry_calibration  # bench/gpu/setup_machine.sh: only where it was measured on this card
 # No calibration for this card: tune, also under TUNE=0 (else the tuned variants would
 # launch without routing and measure nothing of it).
 if [ "${TUNE:-}" = 1 ] || [ ! -f "$BENCH/.comfy-install/calibration.json" ]; then

@@ -35,11 +35,6 @@ import result_runs  # noqa: E402 - bench/gpu/result_runs.py
 import run_workflows  # noqa: E402 - bench/gpu/run_workflows.py
 
 
-def gpu_of(results: dict[str, Any]) -> str:
-    """The GPU a results file was measured on: the name part of its ``machine.gpu``."""
-    return str((results.get("machine") or {}).get("gpu") or "unknown").split(",")[0].strip()
-
-
 def combine(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
     """Return the committed results with a device file's runs added.
 
@@ -52,9 +47,10 @@ def combine(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
     """
     if old is None:
         return copy.deepcopy(new)
-    if gpu_of(old) != gpu_of(new):
+    theirs, ours = result_runs.gpu_of(new), result_runs.gpu_of(old)
+    if theirs != ours:
         raise SystemExit(
-            f"these results are from {gpu_of(new)}, the file's from {gpu_of(old)}: "
+            f"these results are from {theirs}, the file's from {ours}: "
             "ratios compare only within one machine; give them their own --into file"
         )
     first = str(new.get("started") or "")

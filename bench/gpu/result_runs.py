@@ -28,6 +28,11 @@ def run_label(run: str) -> str:
     return run[11:16] or "-"
 
 
+def gpu_of(results: dict[str, Any]) -> str:
+    """The GPU a results file was measured on: the name part of its ``machine.gpu``."""
+    return str((results.get("machine") or {}).get("gpu") or "unknown").split(",")[0].strip()
+
+
 def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """Return ``old`` with ``new``'s variants added; replaced entries move to ``superseded``.
 

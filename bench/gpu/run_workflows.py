@@ -708,7 +708,7 @@ def write_levers(path: Path, results: dict[str, Any]) -> None:
     ComfyUI arguments and per workflow the s/step of ``tuned`` and of ``tuned`` with the
     lever, the speedup and whether the output distance met its threshold.
     """
-    gpu = str((results.get("machine") or {}).get("gpu") or "unknown").split(",")[0].strip()
+    gpu = result_runs.gpu_of(results)
     document: dict[str, Any] = {"schema_version": 1, "gpus": {}}
     if path.is_file():
         with contextlib.suppress(ValueError, OSError):

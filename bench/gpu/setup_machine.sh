@@ -4,7 +4,7 @@
 # (2.2.0 where it imports: from /tmp/site or .device/, else 1.0.6), ComfyUI v0.33.0 in
 # /tmp/gpu-bench/ComfyUI and a venv over the machine's Python in /tmp/gpu-bench/venv (DIR layout
 # for `launch` and `tune`; torch reaches it through a .pth file). Idempotent: a warm machine
-# keeps all of it. Sets BENCH, SITE, SAGE, PYTHONPATH.
+# keeps all of it. Sets BENCH, SITE, SAGE, PYTHONPATH; defines carry_calibration.
 BUNDLE=${COMFYUI_BUNDLE:-.device/comfyui-v0.33.0.bundle}
 SA2=${SA2_WHEEL:-.device/sageattention-2.2.0-cp312-cp312-linux_x86_64.whl}
 SITE=${SITE:-/tmp/site}
@@ -38,3 +38,15 @@ if ! python3 -c 'import comfyui_frontend_package' 2>/dev/null; then
 fi
 python3 -c 'import comfy_kitchen, av, torchsde, pydantic, platformdirs, typer; print("imports ok")' \
   || { echo "a staged package does not import"; return 1; }
+# carry_calibration: copy .device/calibration.json into $BENCH/.comfy-install where there is
+# none yet and it was measured on this card (an H100's table says nothing on an H200).
+carry_calibration() {
+  local gpu
+  gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+  mkdir -p "$BENCH/.comfy-install"
+  if [ ! -f "$BENCH/.comfy-install/calibration.json" ] && [ -f .device/calibration.json ] \
+    && python3 -c 'import json,sys; sys.exit(json.load(open(".device/calibration.json"))["measured_on"]["gpu_name"] != sys.argv[1])' "$gpu"; then
+    cp .device/calibration.json "$BENCH/.comfy-install/calibration.json"
+    echo "calibration: carried (.device/calibration.json, measured on $gpu)"
+  fi
+}

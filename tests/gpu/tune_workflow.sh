@@ -23,10 +23,7 @@ python3 bench/gpu/make_models.py --comfyui "$BENCH/ComfyUI" --out "$MODELS_DIR" 
 say "models: $((SECONDS - START)) s"
 mkdir -p "$BENCH/.comfy-install" "$BENCH/work"
 rm -f "$BENCH/.comfy-install/levers.json"
-if [ ! -f "$BENCH/.comfy-install/calibration.json" ] && [ -f .device/calibration.json ] \
-  && python3 -c 'import json,sys; sys.exit(json.load(open(".device/calibration.json"))["measured_on"]["gpu_name"] != sys.argv[1])' "$GPU_NAME"; then
-  cp .device/calibration.json "$BENCH/.comfy-install/calibration.json"
-fi
+carry_calibration  # bench/gpu/setup_machine.sh: only where it was measured on this card
 if [ -f "$BENCH/.comfy-install/calibration.json" ]; then
   MEASURE=(--workflow-only)
 else
