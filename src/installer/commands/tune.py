@@ -195,8 +195,9 @@ def _check(
     tuned = variant_plans(probe, facts, target, comfy_args, env)["tuned"]
     on_cpu = ("--cpu",) if "--cpu" in tuned.argv else ()
     levers = choose_levers(asked, facts.gpu, facts.torch, options, packages, (*every, *on_cpu))
-    routes = tuned.attention is not None and tuned.attention.tuning.status == "on"
-    plan = plan_check(workflows, levers, request.runs, request.workflow_budget, routed=routes)
+    plan = plan_check(
+        workflows, levers, request.runs, request.workflow_budget, routed=tuned.routes_attention
+    )
     result.plan = plan
     result.commands = {
         name: launch.command_line()

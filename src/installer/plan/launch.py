@@ -138,9 +138,14 @@ class LaunchPlan:
     needs_shim: bool
     platform: str
     attention: AttentionChoice | None = None
+    """The routing decision, with the table the launch writes for the shim."""
     home: Path | None = None
     """DIR, where the pid file and logs go (None: the checkout's parent, DIR for generation 1)."""
-    """The routing decision, with the table the launch writes for the shim."""
+
+    @property
+    def routes_attention(self) -> bool:
+        """Whether this launch routes ComfyUI's attention calls (its routing tuning is on)."""
+        return self.attention is not None and self.attention.tuning.status == "on"
 
     def environment(self, base: Mapping[str, str]) -> dict[str, str]:
         """Return the child's full environment: ``base`` plus the variables set here.

@@ -197,7 +197,7 @@ def run_check(
     read = facts.calibration
     outcome = CheckOutcome(
         key=device_key(facts, tuned),
-        routed=tuned.attention is not None and tuned.attention.tuning.status == "on",
+        routed=tuned.routes_attention,
         calibration=read.calibration.measured_on.measured_at
         if read is not None and read.calibration is not None
         else None,
