@@ -115,7 +115,13 @@ def parse_shape_label(text: str) -> tuple[int, str, int] | None:
 
 
 def in_band(tokens: int, low: int, high: int | None) -> bool:
-    """Return whether a call of ``tokens`` falls in the band ``[low, high)`` (None: no end)."""
+    """Return whether a call falls in a band of the routing table.
+
+    Args:
+        tokens: N, the call's query (and key) tokens.
+        low: The band's first length (``min_tokens``).
+        high: The first length past it (``max_tokens``; None: no end).
+    """
     return low <= tokens and (high is None or tokens < high)
 
 
