@@ -95,6 +95,54 @@ def test_the_route_calls_the_per_warp_kernel_with_comfyuis_reshapes() -> None:
     assert own == []  # ComfyUI's functions were never needed
 
 
+class CompilingTorch(FakeTorch):
+    """A stand-in torch with `torch.compiler.is_compiling` and `torch.library.custom_op`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.compiling = False
+        self.registered: list[tuple[str, str]] = []
+        self.op_calls: list[tuple[tuple[int, ...], str, Any]] = []
+        self.compiler = types.SimpleNamespace(is_compiling=lambda: self.compiling)
+        self.library = types.SimpleNamespace(custom_op=self.custom_op)
+
+    def custom_op(self, name: str, function: Any, mutates_args: Any, schema: str) -> Any:
+        self.registered.append((name, schema))
+
+        def op(q: Tensor, k: Tensor, v: Tensor, layout: str, sm_scale: Any) -> Tensor:
+            self.op_calls.append((q.shape, layout, sm_scale))
+            return Tensor(*q.shape, dtype=q.dtype)
+
+        op.register_fake = lambda fake: fake  # type: ignore[attr-defined]
+        return op
+
+
+def test_under_compile_the_route_calls_the_kernel_through_its_custom_op() -> None:
+    kernel: list[tuple[tuple[int, ...], dict[str, Any]]] = []
+    torch = CompilingTorch()
+    sageattention = fake_sageattention(kernel)
+    route = sage.sage_per_warp_function(comfy_attention([]), sageattention, torch)
+    again = sage.sage_per_warp_function(comfy_attention([]), sageattention, torch)
+    assert len(torch.registered) == 1  # one op per kernel, however often a route is built
+    assert torch.registered[0][0].startswith("comfy_install::sage_per_warp_")
+    assert torch.registered[0][1] == sage.OP_SCHEMA
+    wan = [Tensor(2, 14040, 12 * 128) for _ in range(3)]
+
+    assert route(*wan, 12).shape == (2, 14040, 1536)  # eager: the kernel itself
+    assert len(kernel) == 1 and torch.op_calls == []
+
+    torch.compiling = True
+    assert route(*wan, 12, scale=0.1).shape == (2, 14040, 1536)
+    assert again(*wan, 12, skip_output_reshape=True).shape == (2, 12, 14040, 128)
+    assert torch.op_calls == [((2, 14040, 12, 128), "NHD", 0.1), ((2, 14040, 12, 128), "NHD", None)]
+    assert len(kernel) == 1  # SageAttention's Python was not entered while compiling
+    wide = [Tensor(1, 4096, 10 * 256) for _ in range(3)]
+    own: list[str] = []
+    assert sage.sage_per_warp_function(comfy_attention(own), sageattention, torch)(*wide, 10) == (
+        "attention_sage"
+    )  # over the kernel's head dims: ComfyUI's own, compiling or not
+
+
 @pytest.mark.parametrize(
     ("call", "kwargs"),
     [

@@ -17,6 +17,14 @@ K mean). The route exists only where the GPU
 is cc 9.0 and the installed SageAttention has that function, and `tune` picks it only
 where it measured faster. Standard library only at import; torch and sageattention
 (which ComfyUI has imported by then) are imported when the function is built.
+
+Under torch.compile (ComfyUI's `TorchCompileModel`) the kernel is called through a
+custom op of torch's (`torch.library.custom_op`, see
+[`compile_safe_kernel`][installer.attention.shim.sage.compile_safe_kernel]): dynamo cannot
+trace SageAttention's Python wrapper (its `torch.cuda.set_device` breaks the graph, at every
+attention call of the model: 20 graph breaks a Wan 2.1 prompt on the H100), while an
+opaque op with a shape-only fake keeps the diffusion model one graph. Eager calls go
+to the kernel directly: a custom op's dispatch costs microseconds a call.
 """
 
 from __future__ import annotations
@@ -34,6 +42,13 @@ CAPABILITY = (9, 0)
 """The only compute capability the kernel is built for."""
 LARGEST_HEAD_DIM = 128
 """The kernel pads smaller head dims to 64 or 128 and refuses larger ones."""
+OP_NAMESPACE = "comfy_install"
+"""The namespace of the custom op the route calls under torch.compile."""
+OP_SCHEMA = "(Tensor q, Tensor k, Tensor v, str layout, float? sm_scale) -> Tensor"
+"""The op's schema: the kernel's inputs in ``layout`` (``NHD`` or ``HND``), out like ``q``."""
+
+_OPS: dict[int, Any] = {}
+"""The custom op registered for each kernel (by id), once per process."""
 
 
 def sage_problem(sageattention: Any, torch: Any) -> str | None:
@@ -60,6 +75,56 @@ def _import_sageattention() -> Any:
         return __import__("sageattention")
     except Exception:  # a broken build raises more than ImportError
         return None
+
+
+def compile_safe_kernel(kernel: Callable[..., Any], torch: Any) -> Callable[..., Any] | None:
+    """Return the per-warp kernel as a custom op torch.compile keeps whole (None: no such API).
+
+    The op is ``comfy_install::sage_per_warp_N`` (one per kernel in the process, registered
+    once): ``op(q, k, v, layout, sm_scale)`` runs the kernel with per-warp Q·K scales and
+    ``smooth_k`` on, and returns its output made contiguous; its fake gives an empty tensor
+    like ``q`` (the kernel's output has q's shape, dtype and layout), so dynamo traces the
+    call as one node instead of entering SageAttention's Python. Where the kernel refuses
+    a call inside a compiled graph, the op computes the same attention with torch's SDPA.
+
+    Args:
+        kernel: SageAttention 2's `sageattn_qk_int8_pv_fp8_cuda_sm90`.
+        torch: The imported torch module.
+
+    Returns:
+        The op, or None where this torch has no `torch.library.custom_op` (torch < 2.4).
+    """
+    library = getattr(torch, "library", None)
+    custom_op = getattr(library, "custom_op", None)
+    if not callable(custom_op):
+        return None
+    found = _OPS.get(id(kernel))
+    if found is not None:
+        known: Callable[..., Any] = found[1]
+        return known
+
+    def sage_per_warp(q: Any, k: Any, v: Any, layout: str, sm_scale: Any) -> Any:
+        try:
+            out = kernel(q, k, v, tensor_layout=layout, is_causal=False,
+                         qk_quant_gran="per_warp", sm_scale=sm_scale, smooth_k=True)  # fmt: skip
+        except Exception:  # a stride or shape the kernel refuses: the same attention by SDPA
+            heads_first = layout == "NHD"
+            qh, kh, vh = (t.transpose(1, 2) if heads_first else t for t in (q, k, v))
+            out = torch.nn.functional.scaled_dot_product_attention(qh, kh, vh, scale=sm_scale)
+            out = out.transpose(1, 2) if heads_first else out
+        return out.contiguous()
+
+    name = f"{OP_NAMESPACE}::sage_per_warp_{len(_OPS)}"
+    op = custom_op(name, sage_per_warp, mutates_args=(), schema=OP_SCHEMA)
+
+    def fake(q: Any, k: Any, v: Any, layout: str, sm_scale: Any) -> Any:
+        return q.new_empty(q.shape)
+
+    op.register_fake(fake)
+    # The kernel is kept beside its op: an id is only unique while its object lives.
+    _OPS[id(kernel)] = (kernel, op)
+    result: Callable[..., Any] = op
+    return result
 
 
 def sage_per_warp_function(
@@ -95,6 +160,9 @@ def sage_per_warp_function(
     loaded = getattr(module, "SAGE_ATTENTION_IS_AVAILABLE", False)
     fallback = own if callable(own) and loaded else module.attention_pytorch
     dtypes = (torch.float16, torch.bfloat16)
+    compiler = getattr(torch, "compiler", None)
+    is_compiling: Callable[[], bool] = getattr(compiler, "is_compiling", None) or (lambda: False)
+    compiled = compile_safe_kernel(kernel, torch) if hasattr(compiler, "is_compiling") else None
 
     def attention_sage_per_warp(q: Any, k: Any, v: Any, heads: Any, mask: Any = None,
                                 attn_precision: Any = None, skip_reshape: bool = False,
@@ -122,7 +190,9 @@ def sage_per_warp_function(
             dim, layout = q.shape[-1] // heads, "NHD"
             qh, kh, vh = (t.reshape(batch, -1, heads, dim) for t in (q, k, v))
         out = None
-        if dim <= LARGEST_HEAD_DIM:
+        if compiled is not None and dim <= LARGEST_HEAD_DIM and is_compiling():
+            out = compiled(qh, kh, vh, layout, kwargs.get("scale"))
+        elif dim <= LARGEST_HEAD_DIM:
             try:
                 out = kernel(qh, kh, vh, tensor_layout=layout, is_causal=False,
                              qk_quant_gran="per_warp", sm_scale=kwargs.get("scale"),
