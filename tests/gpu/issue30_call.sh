@@ -2,8 +2,10 @@
 # One device call of issue 30, from the repository root (any wheel batch carried in this call is
 # installed first):  bash tests/gpu/issue30_call.sh [attention] [WORKFLOW...]
 #   attention   the attention checks (tests/gpu/issue30.sh: SDPA back ends, tune, print-env, proof)
-#   WORKFLOW    sdxl or wan: bench/gpu/device_run.sh with that workflow's variants
-#               (SDXL_VARIANTS / WAN_VARIANTS: BASE[+LEVER...], see run_workflows.py)
+#   WORKFLOW    sdxl, wan or wan720 (Wan 2.1 at 1280×720×33): bench/gpu/device_run.sh with that
+#               workflow's variants (SDXL_VARIANTS / WAN_VARIANTS / WAN720_VARIANTS:
+#               BASE[+LEVER...], see run_workflows.py)
+#   sagecompile the sage_per_warp route under torch.compile (tests/gpu/sage_compile_check.py)
 # Everything fits the 8 files a call brings back: summary.txt, results-gpu.json, levers.json,
 # sdpa-backends.json, attention-proof.json, sage-variants.json and bundle.tgz (the rest).
 # SKIP_BACKENDS=0 measures SDPA's back ends again (about a minute).
@@ -31,6 +33,16 @@ for part in "$@"; do
       OUT=$FINAL/work/wan WORKFLOWS=wan21-832x480x33 MODELS=wan21 TOTAL=$(cap "${WAN_TOTAL:-}" $((left - 10))) \
         VARIANTS=${WAN_VARIANTS:-stock,tuned,tuned+fp8mm,tuned-compile,tuned-compile-cached,tuned+autotune,tuned-levers,tuned+fp16acc,blanket} \
         bash bench/gpu/device_run.sh > /dev/null ;;
+    wan720)
+      OUT=$FINAL/work/wan720 WORKFLOWS=wan21-1280x720x33 COMPILE_WORKFLOWS=wan21-1280x720x33 MODELS=wan21 \
+        TOTAL=$(cap "${WAN720_TOTAL:-}" $((left - 10))) \
+        VARIANTS=${WAN720_VARIANTS:-stock,tuned+nodyn,tuned-compile+nodyn+fp16acc} \
+        bash bench/gpu/device_run.sh > /dev/null ;;
+    sagecompile)  # SageAttention is importable only after setup_machine.sh (PYTHONPATH)
+      mkdir -p "$FINAL/work/sagecompile"
+      ( source bench/gpu/setup_machine.sh > /dev/null 2>&1 || exit 1
+        timeout $((left - 5)) python3 tests/gpu/sage_compile_check.py ) \
+        > "$FINAL/work/sagecompile/summary.txt" 2>&1 ;;
   esac
   echo "== $part: exit $? at $((SECONDS - START)) s" | tee -a "$FINAL/summary.txt"
   cat "$FINAL/work/$part/summary.txt" 2>/dev/null >> "$FINAL/summary.txt"
