@@ -7,7 +7,7 @@
 #   bash tests/gpu/tune_workflow.sh   (LEVERS=nodyn RUNS=2 BUDGET=400 WORKFLOWS="sdxl-1024 ..." MODELS=sdxl)
 # Uses the calibration in .device/calibration.json where it was measured on this card (else
 # `tune` measures one first, TUNE_BUDGET seconds). Leaves in $OUT: summary.txt, levers.json,
-# tune-workflow.json (`tune --json`), tune-workflow.log, print-env.txt.
+# tune-workflow.json (`tune --json`), tune-workflow.log, print-env.txt, calibration.json.
 set -uo pipefail
 START=$SECONDS
 export PYTHONUNBUFFERED=1 NO_COLOR=1 COLUMNS=160
@@ -49,4 +49,5 @@ python3 -m installer launch "$BENCH" --print-env > "$OUT/print-env.txt" 2>&1
 say "launch --print-env: exit $?"
 grep -E "^# (attention|lever)" "$OUT/print-env.txt" | tee -a "$OUT/summary.txt"
 cp "$BENCH/.comfy-install/levers.json" "$OUT/levers.json" 2>/dev/null
+cp "$BENCH/.comfy-install/calibration.json" "$OUT/calibration.json" 2>/dev/null
 say "total: $((SECONDS - START)) s"
