@@ -115,8 +115,8 @@ def test_restore_into_an_install_builds_a_generation_that_rollback_undoes(
     assert git("rev-parse", "HEAD", cwd=b / "ComfyUI") == world["commits"][NO_TORCHAUDIO]
     after = user_hashes(b / "ComfyUI")
     assert unchanged(before, after)
-    own = second / "ComfyUI" / "custom_nodes" / "plain-node"  # the generation's, verified
-    assert git("rev-parse", "HEAD", cwd=own) == world["second"]
+    # The nodes go where launch (and the generation's verify) loads them: DIR/ComfyUI's.
+    assert not (second / "ComfyUI" / "custom_nodes" / "plain-node").exists()
     nodes = b / "ComfyUI" / "custom_nodes"
     assert git("rev-parse", "HEAD", cwd=nodes / "plain-node") == world["second"]
     assert (nodes / "dry-node" / "requirements.txt").is_file()

@@ -18,14 +18,14 @@ current one from the snapshot's configuration and lock (written into that genera
 snapshot's torch and every locked requirement; it is verified, switched to in one rename, and
 the generations beyond the default `--keep` are pruned. Nothing of the user's in `DIR/ComfyUI`
 (models, input, output, user, `extra_model_paths.yaml`, the node folders) is copied, moved or
-rewritten. The generation's own checkout gets the snapshot's nodes at their commits (step 9,
-so its verify loads them with the new venv), but `launch` reads the node folders of
-`DIR/ComfyUI/custom_nodes`, the user's, shared by every generation; a restore never moves one: a
-node of the snapshot that DIR lacks is cloned into `custom_nodes/` as a new folder; a node
-folder at another commit than the snapshot's makes the restore refuse, naming each one
-(exit code 2), unless `--keep-nodes` says to leave them as they are (they are then reported);
-node folders the snapshot does not have stay (reported: their requirements are not in the new
-venv). A DIR already holding the snapshot builds nothing.
+rewritten. The node folders are those of `DIR/ComfyUI/custom_nodes`, the user's, shared by every
+generation (`launch` and the new generation's verify load them): a restore never moves one. A
+node of the snapshot that DIR lacks is cloned there as a new folder (step 9 of the build); a
+node folder at another commit than the snapshot's makes the restore (and its `--dry-run`)
+refuse, naming each one (exit code 2), unless `--keep-nodes` says to leave them as they are
+(they are then reported, and step 9 of the build uses them as they are); node folders the
+snapshot does not have stay (reported: their requirements are not in the new venv). A DIR
+already holding the snapshot builds nothing.
 """
 
 from __future__ import annotations
@@ -185,6 +185,8 @@ def restore_snapshot(request: RestoreRequest, log: InstallerLogger) -> dict[str,
             f"{snapshot.platform}, this machine runs {platform}."
         )
     if request.dry_run:
+        if existing and _is_install(request.install_dir):
+            _check_nodes(request, restore_nodes(snapshot, now.nodes), log)
         return data
     if existing and _is_install(request.install_dir):
         return restore_generation(request, snapshot, entries, data, log)
@@ -334,6 +336,7 @@ def restore_generation(
         options = replace(
             base,
             force=force,
+            keep_nodes=request.keep_nodes,
             given=base.given | {"comfyui_url", "comfyui_ref"},
             next_command=f"comfy-install launch {install_dir}",
         )

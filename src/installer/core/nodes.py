@@ -101,3 +101,13 @@ class NodeFiles:
     """Its parsed `pyproject.toml`."""
     install_script: bool = False
     """It has an `install.py`."""
+
+
+@dataclass(frozen=True)
+class NodeFolder:
+    """A custom node folder that exists, as git sees it."""
+
+    head: str | None
+    """The commit its HEAD is at; None: not a git checkout (or its HEAD cannot be read)."""
+    changes: tuple[str, ...] = ()
+    """Tracked files with local changes, as `git status --porcelain` names them."""

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from installer.core.errors import CommandFailedError, EnvironmentUnsupportedError, StepFailedError
 from installer.core.log import InstallerLogger
+from installer.core.nodes import NodeFolder
 from installer.edges.proc import run_command
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -134,6 +135,32 @@ def changed_files(repo: Path, log: InstallerLogger) -> list[str]:
     """
     output = _git(repo, ["status", "--porcelain", "--untracked-files=no"], log, "git status")
     return [line[3:] for line in output.splitlines() if line.strip()]
+
+
+def inspect_node_folder(folder: Path, log: InstallerLogger) -> NodeFolder | None:
+    """Return what a custom node folder holds: its HEAD and its local changes (nothing is written).
+
+    Args:
+        folder: `DIR/ComfyUI/custom_nodes/NAME`.
+        log: Logger for git's output.
+
+    Returns:
+        None when there is no such folder (or it is empty: a clone may go there); else its
+        HEAD (None: not a git checkout) and its tracked files with local changes.
+
+    Raises:
+        EnvironmentUnsupportedError: git is not on PATH.
+    """
+    if not os.path.lexists(folder) or (folder.is_dir() and not any(folder.iterdir())):
+        return None
+    head = read_head(folder) if (folder / ".git").exists() else None
+    if head is None:
+        return NodeFolder(head=None)
+    try:
+        changes = changed_files(folder, log)
+    except CommandFailedError:
+        return NodeFolder(head=None)
+    return NodeFolder(head=head, changes=tuple(changes))
 
 
 _UNREACHABLE_HINT = "Check the URL and the network, then run again."

@@ -23,14 +23,27 @@ starts it with `--base-directory DIR/ComfyUI` (ComfyUI v0.3.77 and v0.33.0 both 
 models, custom_nodes, input, output, temp and user from there) and, when the user has
 one, `--extra-model-paths-config DIR/ComfyUI/extra_model_paths.yaml` (ComfyUI reads that
 file only from its own folder otherwise). Nothing is copied, moved or linked.
+
+**Custom nodes are shared too.** The configured nodes (dependencies.json's `custom_nodes`)
+live where ComfyUI loads them in every generation, `DIR/ComfyUI/custom_nodes/NAME`, like the
+ones `nodes add` puts there. A later generation's build
+([`plan_shared_nodes`][installer.plan.generations.plan_shared_nodes]) clones a node that is
+not there yet (a new folder), uses one already at the pinned commit as it is, and refuses,
+before anything changes, one at another commit, with local changes or not a git checkout:
+the folder is the user's and every generation loads it, so no build may move it. Each build
+still installs every configured node's requirements into its own venv. Its verify step loads
+the same folder ([`verify_nodes_paths`][installer.plan.generations.verify_nodes_paths]).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
+from typing import Literal
 
+from installer.core.config import CustomNode
 from installer.core.errors import UsageError
 from installer.core.facts import pure_path
 from installer.core.generations import (
@@ -40,7 +53,9 @@ from installer.core.generations import (
     Generation,
     data_root,
     generation_root,
+    owning_install,
 )
+from installer.core.nodes import NodeFolder
 
 DEFAULT_KEEP = 2
 
@@ -212,3 +227,154 @@ def next_generation_id(generations: Sequence[Generation], url: str, target: str)
         if same and generation.status != "ready":
             return generation.id
     return max((g.id for g in generations), default=1) + 1
+
+
+def shares_custom_nodes(root: PurePath, platform: str) -> bool:
+    """True when an install root loads its custom nodes from another folder than its own.
+
+    A later generation's checkout holds none of the user's folders: its nodes are those of
+    `DIR/ComfyUI/custom_nodes`, which it shares with every generation.
+
+    Args:
+        root: DIR, or a generation's root (`DIR/.comfy-install/generations/<id>`).
+        platform: The target OS.
+    """
+    root = pure_path(platform, root)
+    return pure_path(platform, owning_install(root)) != root
+
+
+def shared_nodes_dir(root: PurePath, platform: str) -> PurePath:
+    """Return the folder the custom nodes of an install root live in: `DIR/ComfyUI/custom_nodes`.
+
+    Args:
+        root: DIR, or a generation's root.
+        platform: The target OS.
+    """
+    return data_root(owning_install(pure_path(platform, root)), platform) / "custom_nodes"
+
+
+SharedNodeAction = Literal["clone", "reuse", "refuse"]
+
+
+@dataclass(frozen=True)
+class SharedNode:
+    """What a later generation's build does with one configured node's shared folder."""
+
+    name: str
+    path: PurePath
+    """`DIR/ComfyUI/custom_nodes/NAME`."""
+    pinned: str
+    """The commit the configuration pins."""
+    action: SharedNodeAction
+    found: NodeFolder | None = None
+    """The folder as it is (None: there is none)."""
+    reason: str = ""
+
+    @property
+    def note(self) -> str:
+        """A few words for the update diff."""
+        if self.action == "clone":
+            return f"cloned into {self.path}"
+        if self.action == "reuse":
+            return f"{self.path} is at this commit: used as it is"
+        return self.reason
+
+
+def plan_shared_nodes(
+    nodes: Sequence[CustomNode], found: Mapping[str, NodeFolder | None], folder: PurePath
+) -> list[SharedNode]:
+    """Decide, for each configured node, what a later generation's build does with its folder.
+
+    Args:
+        nodes: The configured nodes the build installs (step 9's).
+        found: Each node's folder in ``folder`` as it is, by name (None or absent: no folder).
+        folder: `DIR/ComfyUI/custom_nodes`.
+
+    Returns:
+        One decision a node, in ``nodes``' order: `clone` (no folder: a new one is made at the
+        pin), `reuse` (at the pin, no local changes: not touched), or `refuse` (at another
+        commit, with local changes, or not a git checkout), with the reason in words.
+    """
+    decisions: list[SharedNode] = []
+    for node in nodes:
+        path = folder / node.name
+        seen = found.get(node.name)
+        if seen is None:
+            decisions.append(SharedNode(node.name, path, node.commit, "clone"))
+            continue
+        problems: list[str] = []
+        if seen.head is None:
+            problems.append(f"{path} is not a git checkout")
+        elif seen.head != node.commit:
+            problems.append(f"custom node {node.name} is at {seen.head[:12]} in {path}")
+        if seen.changes:
+            listed = ", ".join(seen.changes[:3]) + (" ..." if len(seen.changes) > 3 else "")
+            where = "it has" if problems else f"custom node {node.name} in {path} has"
+            problems.append(f"{where} local changes ({listed})")
+        if not problems:
+            decisions.append(SharedNode(node.name, path, node.commit, "reuse", seen))
+            continue
+        decisions.append(
+            SharedNode(node.name, path, node.commit, "refuse", seen, "; ".join(problems))
+        )
+    return decisions
+
+
+def shared_nodes_refusal(
+    decisions: Sequence[SharedNode], pinned_by: str, again: str
+) -> UsageError | None:
+    """Return the error that stops a build meeting shared node folders it may not use.
+
+    Args:
+        decisions: What [`plan_shared_nodes`][installer.plan.generations.plan_shared_nodes]
+            decided.
+        pinned_by: Who pins the commits, e.g. `this update`.
+        again: The command to run once the folders are fixed, e.g. `comfy-install update DIR`.
+
+    Returns:
+        None when no folder is refused; else one UsageError (exit code 2) naming each refused
+        folder, its commit and the pinned one, and what to do.
+    """
+    refused = [d for d in decisions if d.action == "refuse"]
+    if not refused:
+        return None
+    said = "; ".join(
+        f"{d.reason}, shared by every generation; {pinned_by} pins {d.pinned[:12]}" for d in refused
+    )
+    fixes: list[str] = []
+    for d in refused:
+        if d.found is None or d.found.head is None:
+            fixes.append(f"move {d.path} away (a build then clones {d.name} there)")
+            continue
+        keep = f"`git -C {d.path} stash`, then " if d.found.changes else ""
+        fixes.append(f"{keep}`git -C {d.path} checkout {d.pinned}`")
+        if d.found.head != d.pinned:
+            fixes[-1] += f" (or pin {d.found.head} for {d.name} in dependencies.json)"
+    return UsageError(
+        f"{said}. Nothing was changed.",
+        f"Fix each folder yourself: {'; '.join(fixes)}; then run `{again}` again.",
+    )
+
+
+def verify_nodes_paths(root: PurePath, platform: str) -> str | None:
+    """Return the extra paths file that points a later generation's verify at the shared nodes.
+
+    `launch` starts a later generation with `--base-directory DIR/ComfyUI`, so ComfyUI loads
+    the nodes of `DIR/ComfyUI/custom_nodes`. Verify starts it before the switch, so it does
+    not take the user's whole folder (that would let the new ComfyUI clean `temp/` and write
+    `user/` before it is current): it adds only the nodes folder, as an
+    `--extra-model-paths-config` file's `custom_nodes` entry (ComfyUI's
+    `utils/extra_config.py` adds every key of a section to its folder paths).
+
+    Args:
+        root: The install root being verified.
+        platform: The target OS.
+
+    Returns:
+        The YAML text, or None for generation 1 (its checkout is the data folder).
+    """
+    if not shares_custom_nodes(root, platform):
+        return None
+    folder = shared_nodes_dir(root, platform)
+    # A JSON string is a YAML double-quoted scalar: Windows backslashes stay escaped.
+    return f"comfy_install_shared_nodes:\n  custom_nodes: {json.dumps(str(folder))}\n"

@@ -104,6 +104,9 @@ class InstallOptions:
     """Names of recorded fields not reused: they held a secret, which is never stored."""
     next_command: str | None = None
     """The command the summary names next (default: `comfy-install launch DIR`)."""
+    keep_nodes: bool = False
+    """A later generation's step 9 uses configured nodes' shared folders at other commits as
+    they are (`snapshot restore --keep-nodes`) instead of refusing them."""
 
 
 class PlannedGpu(BaseModel):

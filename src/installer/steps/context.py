@@ -44,6 +44,20 @@ class StepContext:
         """The ComfyUI clone."""
         return self.paths["comfyui"]
 
+    @property
+    def custom_nodes_dir(self) -> Path:
+        """`DIR/ComfyUI/custom_nodes`: where the configured nodes live, in every generation."""
+        from installer.plan.generations import shared_nodes_dir
+
+        return Path(shared_nodes_dir(self.install_dir, self.plan.platform))
+
+    @property
+    def shares_custom_nodes(self) -> bool:
+        """True for a later generation: its nodes folder is DIR's, not its checkout's."""
+        from installer.plan.generations import shares_custom_nodes
+
+        return shares_custom_nodes(self.install_dir, self.plan.platform)
+
     def outputs(self, step_id: str) -> dict[str, Any]:
         """Return the recorded outputs of a finished step ({} if it has none).
 

@@ -218,7 +218,7 @@ def run_requirements(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
         )
     digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
     lock = lock_path(ctx)
-    mismatch = lock_sources_mismatch(lock, ctx.comfyui_dir) if lock else None
+    mismatch = lock_sources_mismatch(lock, ctx.comfyui_dir, ctx.custom_nodes_dir) if lock else None
     if lock is not None and mismatch is not None:
         ctx.log.warn(f"{mismatch}; resolving live instead")
         lock = None

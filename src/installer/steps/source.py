@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from installer.edges.git import checkout_pinned
+from installer.core.generations import owning_install
+from installer.edges.git import checkout_pinned, inspect_node_folder
 from installer.nodes.files import read_node_requirements
 from installer.nodes.install import install_node_requirements
 from installer.plan.drafts import removed_node_line
+from installer.plan.generations import plan_shared_nodes, shared_nodes_refusal
 from installer.plan.records import PlannedStep
 from installer.steps.context import StepContext
 from installer.steps.packages import constraints_path, lock_path
@@ -51,6 +53,13 @@ def run_comfyui(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
 def run_custom_nodes(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     """Clone each configured custom node at its commit and install its requirements.
 
+    The nodes live in `DIR/ComfyUI/custom_nodes`, where ComfyUI loads them in every
+    generation. For a later generation that folder is shared and the user's: a node not there
+    is cloned as a new folder, one at the pin is used as it is, and one at another commit (or
+    with local changes, or not a git checkout) stops the step before any node is touched
+    (with `keep_nodes`, `snapshot restore --keep-nodes`, it is used as it is). Every node's
+    requirements go into this root's venv.
+
     Args:
         ctx: The run's context.
         step: The planned `custom_nodes` step (not used: ``ctx.plan`` holds what to do).
@@ -59,6 +68,7 @@ def run_custom_nodes(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
         `nodes`: the commit of each custom node, by name.
 
     Raises:
+        UsageError: A later generation meets a shared node folder it may not use.
         StepFailedError: A clone or checkout failed, or a node's requirements (its
             requirements.txt and pyproject.toml dependencies, as ComfyUI-Manager reads them)
             could not be installed.
@@ -67,9 +77,28 @@ def run_custom_nodes(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     installed: dict[str, str] = {}
     for name in ctx.plan.removed_custom_nodes:
         ctx.log.info(removed_node_line(name))
+    folder = ctx.custom_nodes_dir
+    if ctx.shares_custom_nodes:
+        nodes = ctx.plan.custom_nodes
+        seen = {node.name: inspect_node_folder(folder / node.name, ctx.log) for node in nodes}
+        decisions = plan_shared_nodes(nodes, seen, folder)
+        kept = {d.name: d for d in decisions if d.action == "refuse" and ctx.options.keep_nodes}
+        refusal = shared_nodes_refusal(
+            [d for d in decisions if d.name not in kept], "the configuration", _again(ctx)
+        )
+        if refusal is not None:
+            raise refusal
+        for decision in kept.values():
+            ctx.log.warn(f"{decision.reason}: used as it is (--keep-nodes)")
+    else:
+        kept = {}
     for node in ctx.plan.custom_nodes:
-        dest = ctx.comfyui_dir / "custom_nodes" / node.name
-        commit = checkout_pinned(dest, node.url, node.commit, ctx.log, expected=node.commit)
+        dest = folder / node.name
+        if node.name in kept:
+            found_head = kept[node.name].found
+            commit = (found_head.head if found_head else None) or "(not a git checkout)"
+        else:
+            commit = checkout_pinned(dest, node.url, node.commit, ctx.log, expected=node.commit)
         if node.requirements:
             found = read_node_requirements(dest)
             install_node_requirements(
@@ -90,3 +119,13 @@ def run_custom_nodes(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
         installed[node.name] = commit
         ctx.log.info(f"{node.name} at {commit[:12]}")
     return {"nodes": installed}
+
+
+def _again(ctx: StepContext) -> str:
+    """The command the user ran (an update's build runs these steps too), for a hint."""
+    import shlex
+
+    from installer.core.log import redact
+
+    words = list(ctx.options.command_line) or ["install", str(owning_install(ctx.install_dir))]
+    return redact(shlex.join(["comfy-install", *words]))
