@@ -26,10 +26,18 @@ from installer.core.generations import Generation, data_root, generation_root
 from installer.core.log import InstallerLogger
 from installer.edges.environment import current_platform
 from installer.edges.generations import current_generation, current_root, read_generations
-from installer.edges.git import fetch_commit, show_file
+from installer.edges.git import fetch_commit, inspect_node_folder, show_file
 from installer.edges.probe import installed_distributions, layout, parse_requirement_names
 from installer.edges.state import InstallLock, read_state
-from installer.plan.generations import DEFAULT_KEEP, next_generation_id, plan_prune, plan_switch
+from installer.plan.generations import (
+    DEFAULT_KEEP,
+    next_generation_id,
+    plan_prune,
+    plan_shared_nodes,
+    plan_switch,
+    shared_nodes_dir,
+    shared_nodes_refusal,
+)
 from installer.plan.inputs import recorded_inputs
 from installer.plan.records import InstallOptions
 from installer.plan.update import UpdateDiff, update_diff
@@ -86,14 +94,18 @@ def preview_update(request: UpdateRequest, log: InstallerLogger) -> UpdatePrevie
     """Plan the update of DIR: fetch the target commit and diff the new generation's plan.
 
     Fetching writes git objects into `DIR/ComfyUI`'s repository (never its work tree);
-    nothing else is written.
+    nothing else is written. The configured custom nodes' folders in
+    `DIR/ComfyUI/custom_nodes` (shared by every generation) are read: the new generation
+    clones a node that is not there and uses one at its pin as it is.
 
     Args:
         request: The update's options.
         log: Where git's output goes.
 
     Raises:
-        UsageError: DIR is not a finished install, or `--keep` is below 1 (exit code 2).
+        UsageError: DIR is not a finished install, `--keep` is below 1, or an update that
+            would build finds a configured node's shared folder at another commit than the
+            pin, with local changes, or not a git checkout (exit code 2; nothing changed).
         StepFailedError: The target cannot be fetched.
         ConfigError: The configuration is invalid.
     """
@@ -153,6 +165,9 @@ def preview_update(request: UpdateRequest, log: InstallerLogger) -> UpdatePrevie
         install_dir,
         platform,
     )
+    folder = Path(shared_nodes_dir(new_root, platform))
+    seen = {n.name: inspect_node_folder(folder / n.name, log) for n in plan.custom_nodes}
+    shared = plan_shared_nodes(plan.custom_nodes, seen, folder)
     diff = update_diff(
         install_dir=str(install_dir),
         current=current,
@@ -166,11 +181,25 @@ def preview_update(request: UpdateRequest, log: InstallerLogger) -> UpdatePrevie
         old_nodes=dict(nodes.outputs.get("nodes") or {}) if nodes else {},
         switch=plan_switch(install_dir, number, platform).describe(),
         prune=[item.generation for item in prune],
+        shared_nodes=shared,
     )
+    forced = bool(request.options and request.options.force)
+    refusal = shared_nodes_refusal(shared, "this update", _again(request))
+    if refusal is not None and (forced or not diff.up_to_date):
+        raise refusal
     build = GenerationBuild(
         install_dir=install_dir, options=options, url=url, target=commit, ref=ref
     )
     return UpdatePreview(diff=diff, build=build)
+
+
+def _again(request: UpdateRequest) -> str:
+    import shlex
+
+    from installer.core.log import redact
+
+    words = list(request.command_line) or ["update", str(request.install_dir)]
+    return redact(shlex.join(["comfy-install", *words]))
 
 
 def _described(root: Path, number: int, platform: str) -> Generation:

@@ -8,7 +8,7 @@ and what the new generation's verify step checks before anything switches.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -16,6 +16,7 @@ from packaging.utils import canonicalize_name
 from pydantic import BaseModel, Field
 
 from installer.core.generations import Generation
+from installer.plan.generations import SharedNode
 from installer.plan.records import Plan
 
 
@@ -105,6 +106,7 @@ def update_diff(
     old_nodes: Mapping[str, Any],
     switch: str,
     prune: list[int],
+    shared_nodes: Sequence[SharedNode] = (),
 ) -> UpdateDiff:
     """Compare the current generation with the plan of the new one.
 
@@ -121,6 +123,9 @@ def update_diff(
         old_nodes: The current install's custom nodes by name (their commits).
         switch: How the switch is done, in words.
         prune: The generations an update with this `--keep` removes after the switch.
+        shared_nodes: What the build does with each configured node's folder in
+            `DIR/ComfyUI/custom_nodes`; a node's old side is then that folder's commit (the
+            one `launch` loads), and a node to clone there makes the update not up to date.
     """
     commit = new_commit or plan.comfyui.commit
     comfyui = Change(
@@ -161,10 +166,17 @@ def update_diff(
         for name in sorted(set(before) | set(after))
         if new_requirements is not None and before.get(name) != after.get(name)
     ]
-    nodes = [
-        Change(name=node.name, old=str(old_nodes.get(node.name) or "") or None, new=node.commit)
-        for node in plan.custom_nodes
-    ]
+    shared = {decision.name: decision for decision in shared_nodes}
+    nodes: list[Change] = []
+    for node in plan.custom_nodes:
+        decision = shared.get(node.name)
+        if decision is None:
+            old = str(old_nodes.get(node.name) or "") or None
+            nodes.append(Change(name=node.name, old=old, new=node.commit))
+            continue
+        head = decision.found.head if decision.found else None
+        nodes.append(Change(name=node.name, old=head, new=node.commit, note=decision.note))
+    same_nodes = not any(change.changed for change in nodes)
     nodes += [
         Change(name=name, old=str(value), new=None, note="no longer configured; its folder stays")
         for name, value in old_nodes.items()
@@ -189,5 +201,7 @@ def update_diff(
         switch=switch,
         prune=prune,
         warnings=list(plan.warnings),
-        up_to_date=commit is not None and commit == current.comfyui_commit and same_torch,
+        up_to_date=(
+            commit is not None and commit == current.comfyui_commit and same_torch and same_nodes
+        ),
     )
