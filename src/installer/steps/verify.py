@@ -62,7 +62,8 @@ def run_verify(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     Then prove each installed attention backend on the GPU against SDPA (a broken
     xformers is uninstalled before ComfyUI starts), and run `python ComfyUI/main.py --help`
     and, when this ComfyUI has it, `main.py --quick-test-for-ci`: every start-up import, all
-    nodes and the database, without binding a port (`--cpu` when torch sees no GPU).
+    nodes and the database, without binding a port (`--cpu` when torch sees no GPU). A later
+    generation's test loads the nodes of `DIR/ComfyUI/custom_nodes`, the ones `launch` loads.
 
     Args:
         ctx: The run's context.
@@ -126,7 +127,7 @@ def run_verify(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
         if quick_test:
             # Loads every node, the server module and the database, then exits: the whole
             # start-up except binding a port.
-            args: list[str | Path] = [main, "--quick-test-for-ci"]
+            args: list[str | Path] = [main, "--quick-test-for-ci", *_shared_nodes_args(ctx)]
             if not result.get("cuda_available"):
                 args.append("--cpu")
             started = run_command(
@@ -153,3 +154,16 @@ def run_verify(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
         "broken_imports": sorted(broken),
         PROOF_KEY: proof.as_data(),
     }
+
+
+def _shared_nodes_args(ctx: StepContext) -> list[str | Path]:
+    """The arguments that make a later generation's start-up test load DIR's custom nodes."""
+    from installer.edges.state import atomic_write_text
+    from installer.plan.generations import verify_nodes_paths
+
+    text = verify_nodes_paths(ctx.install_dir, ctx.plan.platform)
+    if text is None:
+        return []
+    file = ctx.paths["state_dir"] / "verify-custom-nodes.yaml"
+    atomic_write_text(file, text)
+    return ["--extra-model-paths-config", file]
