@@ -142,10 +142,11 @@ def test_node_folders_at_other_commits_are_never_rewritten(world: dict[str, Any]
     git("checkout", "-q", world["first"], cwd=node)
     before = user_hashes(b / "ComfyUI")
 
-    refused = restore(world, b)
-    assert refused.returncode == 2, refused.stderr
-    text = " ".join(refused.stderr.split())
-    assert "plain-node" in text and world["first"][:12] in text and "--keep-nodes" in text
+    for extra in (("--dry-run",), ()):  # the dry run says what the restore would refuse
+        refused = restore(world, b, *extra)
+        assert refused.returncode == 2, refused.stderr
+        text = " ".join(refused.stderr.split())
+        assert "plain-node" in text and world["first"][:12] in text and "--keep-nodes" in text
     assert not (b / ".comfy-install" / "generations").exists()
     assert not (b / ".comfy-install" / "current-generation").exists()
 
@@ -157,6 +158,9 @@ def test_node_folders_at_other_commits_are_never_rewritten(world: dict[str, Any]
     assert git("rev-parse", "HEAD", cwd=node) == world["first"], "the user's folder was moved"
     assert unchanged(before, user_hashes(b / "ComfyUI"))
     assert (b / ".comfy-install" / "current-generation").read_text().strip() == "2"
+    assert git("rev-parse", "HEAD", cwd=b / "ComfyUI" / "custom_nodes" / "dry-node") == git(
+        "rev-parse", "HEAD", cwd=world["repos"] / "dry-node"
+    )
 
 
 def test_a_restore_that_fails_its_build_leaves_the_current_generation_as_it_was(

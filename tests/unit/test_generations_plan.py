@@ -6,15 +6,22 @@ from pathlib import PurePosixPath, PureWindowsPath
 
 import pytest
 
+from installer.core.config import CustomNode
 from installer.core.errors import UsageError
 from installer.core.generations import Generation, generation_root, parse_pointer
+from installer.core.nodes import NodeFolder
 from installer.plan.build import held_torch_packages
 from installer.plan.generations import (
     next_generation_id,
     plan_prune,
+    plan_shared_nodes,
     plan_switch,
     rollback_target,
     shared_folder_args,
+    shared_nodes_dir,
+    shared_nodes_refusal,
+    shares_custom_nodes,
+    verify_nodes_paths,
 )
 
 WIN_DIR = PureWindowsPath(r"C:\Users\Ana\ComfyUI-install")
@@ -132,3 +139,65 @@ def test_the_held_torch_set_follows_comfyuis_requirements() -> None:
     assert held_torch_packages(trio, None) == trio
     assert held_torch_packages(trio, frozenset({"torch", "torchvision", "numpy"})) == trio[:2]
     assert held_torch_packages(trio, frozenset()) == ["torch==2.11.0"]
+
+
+PIN = "b" * 40
+OTHER = "a" * 40
+
+
+def node(name: str = "cfg-node") -> CustomNode:
+    return CustomNode(name=name, url="https://example.invalid/n.git", commit=PIN)
+
+
+def test_shared_nodes_roots_live_in_dirs_data_root_on_windows_and_posix() -> None:
+    second = generation_root(WIN_DIR, 2, "windows")
+    assert shares_custom_nodes(second, "windows") and not shares_custom_nodes(WIN_DIR, "windows")
+    assert shared_nodes_dir(second, "windows") == PureWindowsPath(
+        r"C:\Users\Ana\ComfyUI-install\ComfyUI\custom_nodes"
+    )
+    assert shared_nodes_dir(POSIX_DIR, "linux") == POSIX_DIR / "ComfyUI" / "custom_nodes"
+    assert not shares_custom_nodes(POSIX_DIR, "linux")
+
+
+def test_shared_nodes_are_cloned_when_absent_reused_at_the_pin_refused_otherwise() -> None:
+    folder = POSIX_DIR / "ComfyUI" / "custom_nodes"
+    nodes = [node("new"), node("same"), node("moved"), node("edited"), node("plain")]
+    found = {
+        "same": NodeFolder(PIN),
+        "moved": NodeFolder(OTHER),
+        "edited": NodeFolder(PIN, ("__init__.py",)),
+        "plain": NodeFolder(None),
+    }
+    decisions = plan_shared_nodes(nodes, found, folder)
+    assert [(d.name, d.action) for d in decisions] == [
+        ("new", "clone"), ("same", "reuse"), ("moved", "refuse"), ("edited", "refuse"),
+        ("plain", "refuse"),
+    ]  # fmt: skip
+    assert decisions[2].reason == f"custom node moved is at {OTHER[:12]} in {folder / 'moved'}"
+    assert "has local changes (__init__.py)" in decisions[3].reason
+    assert decisions[4].reason == f"{folder / 'plain'} is not a git checkout"
+    assert shared_nodes_refusal(decisions[:2], "this update", "comfy-install update D") is None
+
+    error = shared_nodes_refusal(decisions, "this update", "comfy-install update D")
+    assert error is not None and error.exit_code == 2
+    assert error.message.endswith("Nothing was changed.")
+    assert (
+        f"custom node moved is at {OTHER[:12]} in {folder / 'moved'}, shared by every "
+        f"generation; this update pins {PIN[:12]}"
+    ) in error.message
+    assert f"`git -C {folder / 'moved'} checkout {PIN}` (or pin {OTHER} for moved" in error.hint
+    assert f"`git -C {folder / 'edited'} stash`, then" in error.hint
+    assert f"move {folder / 'plain'} away" in error.hint
+    assert error.hint.endswith("then run `comfy-install update D` again.")
+
+
+def test_verify_loads_the_shared_nodes_only_for_a_later_generation() -> None:
+    assert verify_nodes_paths(WIN_DIR, "windows") is None
+    text = verify_nodes_paths(generation_root(WIN_DIR, 3, "windows"), "windows")
+    assert text is not None
+    import yaml
+
+    loaded = yaml.safe_load(text)
+    assert list(loaded.values()) == [
+        {"custom_nodes": r"C:\Users\Ana\ComfyUI-install\ComfyUI\custom_nodes"}
+    ]

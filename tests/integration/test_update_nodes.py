@@ -1,0 +1,185 @@
+"""Configured custom nodes across generations: `update` puts them where `launch` loads them.
+
+A later generation is launched with `--base-directory DIR/ComfyUI`, so ComfyUI loads nodes only
+from `DIR/ComfyUI/custom_nodes`. A real install of the fixture ComfyUI v2 (real uv, real git, the
+tiny wheels) is updated to the fixture tagged `no-torchaudio` with a dependencies.json that
+configures a node (a real git repository whose requirement is a tiny wheel): the node must end
+in DIR/ComfyUI/custom_nodes at its pin, with its requirement in the new generation's venv; a
+folder already at the pin is used as it is; one at another commit stops the update before
+anything changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.cli import (
+    Fixtures,
+    cli_path,
+    install_args,
+    installer_env,
+    run,
+    venv_dists,
+    write_config,
+)
+from support.comfy_repo import NO_TORCHAUDIO, git
+from support.node_repos import build_node_wheels, make_node_repo
+from support.user_data import add_user_data, user_hashes
+
+NODE = "cfg-node"
+
+
+def cli(*args: object) -> list[str]:
+    return [cli_path(), *map(str, args)]
+
+
+@pytest.fixture(scope="module")
+def world(fixtures: Fixtures, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A finished install of the fixture v2 without nodes, and a node repo with two commits."""
+    from support.http_server import LocalHTTPServer
+    from support.package_index import serve_index
+
+    root = tmp_path_factory.mktemp("update-nodes")
+    wheels = root / "node-wheels"
+    build_node_wheels(wheels)
+    repo = root / "repos" / NODE
+    first = make_node_repo(repo, requirements=["plain-new"])
+    (repo / "README.md").write_text("second commit\n")
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "second", cwd=repo)
+    second = git("rev-parse", "HEAD", cwd=repo)
+    env = installer_env(fixtures)
+    target = root / "template"
+    with LocalHTTPServer() as server:
+        url = serve_index(server, sorted(fixtures.links.glob("*.whl")))
+        done = run(install_args(target, write_config(root / "plain.json", fixtures), url), env)
+    assert done.returncode == 0, done.stderr
+    add_user_data(target / "ComfyUI")
+    return {"template": target, "root": root, "env": env, "wheels": wheels, "repo": repo,
+            "first": first, "second": second, "fixtures": fixtures}  # fmt: skip
+
+
+@pytest.fixture
+def install(world: dict[str, Any], tmp_path: Path) -> Path:
+    target = tmp_path / "inst"
+    shutil.copytree(world["template"], target, symlinks=True)
+    return target
+
+
+def configured(world: dict[str, Any], tmp_path: Path, commit: str) -> Path:
+    """A dependencies.json that configures the node at ``commit``."""
+    node = {"name": NODE, "url": str(world["repo"]), "commit": commit, "requirements": True}
+    return write_config(tmp_path / "nodes.json", world["fixtures"], custom_nodes=[node])
+
+
+def update(
+    world: dict[str, Any], install: Path, config: Path, url: str, *extra: str, **env: str
+) -> Any:
+    args = cli("update", install, "--config", config, "--comfyui-ref", NO_TORCHAUDIO,
+               "--index-url", url, "--find-links", world["wheels"], "--gpu", "none")  # fmt: skip
+    return run([*args, *extra], dict(world["env"], **env), timeout=300)
+
+
+def head(folder: Path) -> str:
+    return git("rev-parse", "HEAD", cwd=folder)
+
+
+def test_an_update_clones_a_new_configured_node_where_launch_loads_it(
+    world: dict[str, Any], install: Path, index_server: tuple[Any, str], tmp_path: Path
+) -> None:
+    config = configured(world, tmp_path, world["second"])
+    shared = install / "ComfyUI" / "custom_nodes" / NODE
+    first_venv = venv_dists(install)
+
+    preview = update(world, install, config, index_server[1], "--dry-run", "--json")
+    assert preview.returncode == 0, preview.stderr
+    nodes = {c["name"]: c for c in json.loads(preview.stdout)["data"]["custom_nodes"]}
+    assert nodes[NODE]["old"] is None and nodes[NODE]["new"] == world["second"]
+    assert str(shared) in nodes[NODE]["note"]
+    assert not shared.exists(), "a dry run cloned the node"
+
+    echo = tmp_path / "echo.json"
+    done = update(world, install, config, index_server[1], COMFY_FIXTURE_ECHO=str(echo))
+    assert done.returncode == 0, done.stderr[-3000:]
+    second = install / ".comfy-install" / "generations" / "2"
+    assert (install / ".comfy-install" / "current-generation").read_text().strip() == "2"
+    assert head(shared) == world["second"]
+    assert not (second / "ComfyUI" / "custom_nodes" / NODE).exists()
+    assert venv_dists(second)["plain-new"] == "1.3"
+    assert venv_dists(install) == first_venv, "generation 1's venv was changed"
+    # The start-up test (the last main.py run of verify) loaded the shared nodes folder.
+    argv = json.loads(echo.read_text())["argv"]
+    assert "--quick-test-for-ci" in argv
+    paths = Path(argv[argv.index("--extra-model-paths-config") + 1])
+    assert str(install / "ComfyUI" / "custom_nodes") in paths.read_text()
+    assert paths.is_relative_to(second)
+
+    launched = run(cli("launch", install, "--print-env", "--port", "8199"), world["env"])
+    assert launched.returncode == 0, launched.stderr
+    assert f"--base-directory {install / 'ComfyUI'}" in launched.stdout.splitlines()[-1]
+
+
+def test_a_node_already_at_the_pin_is_used_as_it_is(
+    world: dict[str, Any], install: Path, index_server: tuple[Any, str], tmp_path: Path
+) -> None:
+    shared = install / "ComfyUI" / "custom_nodes" / NODE
+    git("clone", "-q", str(world["repo"]), str(shared), cwd=tmp_path)
+    git("checkout", "-q", world["second"], cwd=shared)
+    marker = shared / "my-notes.txt"  # untracked: the user's, not a local change
+    marker.write_text("mine\n")
+    before = {p: os.stat(p) for p in (shared, marker, shared / "__init__.py")}
+    config = configured(world, tmp_path, world["second"])
+
+    done = update(world, install, config, index_server[1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    second = install / ".comfy-install" / "generations" / "2"
+    assert head(shared) == world["second"]
+    for path, stat in before.items():
+        now = os.stat(path)
+        assert (now.st_ino, now.st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns), path
+    assert marker.read_text() == "mine\n"
+    assert venv_dists(second)["plain-new"] == "1.3", "the new venv lacks the node's requirement"
+    assert not (second / "ComfyUI" / "custom_nodes" / NODE).exists()
+
+
+def test_a_node_at_another_commit_stops_the_update_before_anything_changes(
+    world: dict[str, Any], install: Path, index_server: tuple[Any, str], tmp_path: Path
+) -> None:
+    shared = install / "ComfyUI" / "custom_nodes" / NODE
+    git("clone", "-q", str(world["repo"]), str(shared), cwd=tmp_path)
+    git("checkout", "-q", world["first"], cwd=shared)
+    before = user_hashes(install / "ComfyUI")
+    first_venv = venv_dists(install)
+    config = configured(world, tmp_path, world["second"])
+
+    for extra in (("--dry-run",), ()):
+        refused = update(world, install, config, index_server[1], *extra)
+        assert refused.returncode == 2, refused.stderr[-3000:]
+        said = " ".join(refused.stderr.split())
+        assert f"custom node {NODE} is at {world['first'][:12]} in {shared}" in said
+        assert f"this update pins {world['second'][:12]}" in said
+        assert "Nothing was changed." in said
+        assert f"git -C {shared} checkout {world['second']}" in said
+        assert f"pin {world['first']} for {NODE} in dependencies.json" in said
+        assert head(shared) == world["first"], "the user's node folder was moved"
+        assert user_hashes(install / "ComfyUI") == before
+        assert not (install / ".comfy-install" / "current-generation").exists()
+        assert not (install / ".comfy-install" / "generations").exists(), "a generation was built"
+        assert venv_dists(install) == first_venv
+
+    # Local changes at the pinned commit are refused too: the build would claim the pin.
+    git("checkout", "-q", world["second"], cwd=shared)
+    (shared / "__init__.py").write_text("# edited\n")
+    refused = update(world, install, config, index_server[1])
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    said = " ".join(refused.stderr.split())
+    assert f"custom node {NODE} in {shared} has local changes (__init__.py)" in said
+    assert f"git -C {shared} stash" in said
+    assert (shared / "__init__.py").read_text() == "# edited\n"
+    assert not (install / ".comfy-install" / "generations").exists()
