@@ -124,6 +124,15 @@ def test_an_update_clones_a_new_configured_node_where_launch_loads_it(
     assert launched.returncode == 0, launched.stderr
     assert f"--base-directory {install / 'ComfyUI'}" in launched.stdout.splitlines()[-1]
 
+    # Step 9 itself never moves a shared folder either (a re-run of install on generation 2).
+    git("checkout", "-q", world["first"], cwd=shared)
+    rerun = run(cli("install", install, "--force", "custom_nodes"), world["env"], timeout=300)
+    assert rerun.returncode == 2, rerun.stderr[-3000:]
+    said = " ".join(rerun.stderr.split())
+    assert f"custom node {NODE} is at {world['first'][:12]} in {shared}" in said
+    assert "No node folder was changed." in said
+    assert head(shared) == world["first"]
+
 
 def test_a_node_already_at_the_pin_is_used_as_it_is(
     world: dict[str, Any], install: Path, index_server: tuple[Any, str], tmp_path: Path

@@ -321,7 +321,10 @@ def plan_shared_nodes(
 
 
 def shared_nodes_refusal(
-    decisions: Sequence[SharedNode], pinned_by: str, again: str
+    decisions: Sequence[SharedNode],
+    pinned_by: str,
+    again: str,
+    unchanged: str = "Nothing was changed.",
 ) -> UsageError | None:
     """Return the error that stops a build meeting shared node folders it may not use.
 
@@ -330,6 +333,7 @@ def shared_nodes_refusal(
             decided.
         pinned_by: Who pins the commits, e.g. `this update`.
         again: The command to run once the folders are fixed, e.g. `comfy-install update DIR`.
+        unchanged: The sentence that ends the message: what the refusal left as it was.
 
     Returns:
         None when no folder is refused; else one UsageError (exit code 2) naming each refused
@@ -351,7 +355,7 @@ def shared_nodes_refusal(
         if d.found.head != d.pinned:
             fixes[-1] += f" (or pin {d.found.head} for {d.name} in dependencies.json)"
     return UsageError(
-        f"{said}. Nothing was changed.",
+        f"{said}. {unchanged}",
         f"Fix each folder yourself: {'; '.join(fixes)}; then run `{again}` again.",
     )
 

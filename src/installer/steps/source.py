@@ -84,7 +84,10 @@ def run_custom_nodes(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
         decisions = plan_shared_nodes(nodes, seen, folder)
         kept = {d.name: d for d in decisions if d.action == "refuse" and ctx.options.keep_nodes}
         refusal = shared_nodes_refusal(
-            [d for d in decisions if d.name not in kept], "the configuration", _again(ctx)
+            [d for d in decisions if d.name not in kept],
+            "the configuration",
+            _again(ctx),
+            unchanged="No node folder was changed.",
         )
         if refusal is not None:
             raise refusal
@@ -95,8 +98,8 @@ def run_custom_nodes(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     for node in ctx.plan.custom_nodes:
         dest = folder / node.name
         if node.name in kept:
-            found_head = kept[node.name].found
-            commit = (found_head.head if found_head else None) or "(not a git checkout)"
+            as_it_is = kept[node.name].found
+            commit = (as_it_is.head if as_it_is else None) or "(not a git checkout)"
         else:
             commit = checkout_pinned(dest, node.url, node.commit, ctx.log, expected=node.commit)
         if node.requirements:
