@@ -12,43 +12,26 @@ A block shaped like Wan 2.1's self-attention at 832×480×33 (2×14040 tokens, 1
 - compiled with inductor, ``fullgraph=True`` (which fails on any graph break), and its
   output compared with the eager block's (the same kernel: the difference must be 0 or
   at fp16 rounding);
-- timed eager and compiled (CUDA events, 30 calls, median).
+- timed eager and compiled (CUDA events, 50 calls, median: `sage_route_check.median_ms`).
 
 Exit code 1 where the compiled block breaks, fails or differs.
 """
 
 from __future__ import annotations
 
-import statistics
 import sys
 import types
 
 import torch
 import torch._dynamo
+from sage_route_check import median_ms  # CUDA events, 50 calls, median
 
 from installer.attention.shim.sage import sage_per_warp_function
-
-CALLS = 30
 
 
 def attention_pytorch(q, k, v, heads, mask=None, attn_precision=None, skip_reshape=False,
                       skip_output_reshape=False, **kwargs):  # fmt: skip
     raise AssertionError("the route fell back to attention_pytorch")
-
-
-def median_ms(function, args):
-    for _ in range(3):
-        function(*args)
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(CALLS):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        function(*args)
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def main() -> int:
