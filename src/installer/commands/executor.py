@@ -364,14 +364,12 @@ def _rerun_hint(options: InstallOptions) -> str:
     The inputs this run reused from the install's record are added, so the command
     repeats this run wherever it is read (a bare re-run would reuse them too).
     """
-    import shlex
-
-    from installer.core.log import redact
+    from installer.core.log import command_text
     from installer.plan.inputs import input_arguments
 
     words = list(options.command_line) or ["install", str(options.install_dir)]
     words += input_arguments(inputs_to_record(options), only=sorted(options.recorded))
-    return redact(shlex.join(["comfy-install", *words])) + " (finished steps are kept)"
+    return command_text(words) + " (finished steps are kept)"
 
 
 def _note(step_id: str, outputs: dict[str, Any]) -> str:

@@ -194,12 +194,9 @@ def preview_update(request: UpdateRequest, log: InstallerLogger) -> UpdatePrevie
 
 
 def _again(request: UpdateRequest) -> str:
-    import shlex
+    from installer.core.log import command_text
 
-    from installer.core.log import redact
-
-    words = list(request.command_line) or ["update", str(request.install_dir)]
-    return redact(shlex.join(["comfy-install", *words]))
+    return command_text(list(request.command_line) or ["update", str(request.install_dir)])
 
 
 def _described(root: Path, number: int, platform: str) -> Generation:

@@ -37,6 +37,18 @@ _QUERY_SECRET = re.compile(
 _BEARER = re.compile(r"(?P<key>Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 
 
+def command_text(words: Sequence[str]) -> str:
+    """Return ``comfy-install WORDS`` quoted for a shell, credentials replaced by ``***``.
+
+    Args:
+        words: The command's arguments after ``comfy-install`` (the user's own command line,
+            or the one to suggest).
+    """
+    import shlex
+
+    return redact(shlex.join(["comfy-install", *words]))
+
+
 def redact(text: str, extra_secrets: Iterable[str] = ()) -> str:
     """Return ``text`` with credentials replaced by ``***``.
 

@@ -126,9 +126,7 @@ def run_custom_nodes(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
 
 def _again(ctx: StepContext) -> str:
     """The command the user ran (an update's build runs these steps too), for a hint."""
-    import shlex
-
-    from installer.core.log import redact
+    from installer.core.log import command_text
 
     words = list(ctx.options.command_line) or ["install", str(owning_install(ctx.install_dir))]
-    return redact(shlex.join(["comfy-install", *words]))
+    return command_text(words)
