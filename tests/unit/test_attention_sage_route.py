@@ -143,6 +143,20 @@ def test_under_compile_the_route_calls_the_kernel_through_its_custom_op() -> Non
     )  # over the kernel's head dims: ComfyUI's own, compiling or not
 
 
+def test_a_torch_that_refuses_the_op_leaves_the_route_calling_the_kernel() -> None:
+    kernel: list[tuple[tuple[int, ...], dict[str, Any]]] = []
+    torch = CompilingTorch()
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise TypeError("custom_op() got an unexpected keyword argument 'schema'")
+
+    torch.library = types.SimpleNamespace(custom_op=refuse)
+    torch.compiling = True
+    route = sage.sage_per_warp_function(comfy_attention([]), fake_sageattention(kernel), torch)
+    assert route(*[Tensor(2, 14040, 1536) for _ in range(3)], 12).shape == (2, 14040, 1536)
+    assert len(kernel) == 1  # the kernel itself, as before the op existed
+
+
 @pytest.mark.parametrize(
     ("call", "kwargs"),
     [

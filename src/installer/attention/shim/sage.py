@@ -92,7 +92,8 @@ def compile_safe_kernel(kernel: Callable[..., Any], torch: Any) -> Callable[...,
         torch: The imported torch module.
 
     Returns:
-        The op, or None where this torch has no `torch.library.custom_op` (torch < 2.4).
+        The op, or None where this torch has no `torch.library.custom_op` (torch < 2.4) or
+        refuses the registration (the route then calls the kernel itself, compiling or not).
     """
     library = getattr(torch, "library", None)
     custom_op = getattr(library, "custom_op", None)
@@ -114,13 +115,15 @@ def compile_safe_kernel(kernel: Callable[..., Any], torch: Any) -> Callable[...,
             out = out.transpose(1, 2) if heads_first else out
         return out.contiguous()
 
-    name = f"{OP_NAMESPACE}::sage_per_warp_{len(_OPS)}"
-    op = custom_op(name, sage_per_warp, mutates_args=(), schema=OP_SCHEMA)
-
     def fake(q: Any, k: Any, v: Any, layout: str, sm_scale: Any) -> Any:
         return q.new_empty(q.shape)
 
-    op.register_fake(fake)
+    name = f"{OP_NAMESPACE}::sage_per_warp_{len(_OPS)}"
+    try:
+        op = custom_op(name, sage_per_warp, mutates_args=(), schema=OP_SCHEMA)
+        op.register_fake(fake)
+    except Exception:  # a torch whose custom ops take other arguments: eager calls only
+        return None
     # The kernel is kept beside its op: an id is only unique while its object lives.
     _OPS[id(kernel)] = (kernel, op)
     result: Callable[..., Any] = op
