@@ -29,9 +29,11 @@ if [ -f "$BENCH/.comfy-install/calibration.json" ]; then
 else
   MEASURE=(--budget "${TUNE_BUDGET:-50}")
 fi
-PATHS=$BENCH/work/extra_model_paths.yaml
-printf 'bench:\n  base_path: %s\n  checkpoints: checkpoints\n  diffusion_models: diffusion_models\n  text_encoders: text_encoders\n  vae: vae\n' \
-  "$MODELS_DIR" > "$PATHS"
+# The benchmark's own extra-model-paths file (bench/gpu/run_workflows.py write_paths_yaml).
+PATHS=$(python3 -c 'import argparse, pathlib, sys; sys.path.insert(0, "bench/gpu")
+import run_workflows as r
+print(r.write_paths_yaml(argparse.Namespace(models=sys.argv[1], tiny=False, work=pathlib.Path(sys.argv[2]))))' \
+  "$MODELS_DIR" "$BENCH/work") || { echo "extra_model_paths.yaml not written"; exit 1; }
 FILES=()
 for name in ${WORKFLOWS:-sdxl-1024 wan21-832x480x33}; do
   FILES+=(--workflow "bench/gpu/workflows/$name.json")
