@@ -124,6 +124,12 @@ def test_an_update_clones_a_new_configured_node_where_launch_loads_it(
     assert launched.returncode == 0, launched.stderr
     assert f"--base-directory {install / 'ComfyUI'}" in launched.stdout.splitlines()[-1]
 
+    # The same update again finds the node at its pin where launch loads it: nothing to build.
+    again = update(world, install, config, index_server[1])
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "nothing to do" in again.stderr
+    assert not (install / ".comfy-install" / "generations" / "3").exists()
+
     # Step 9 itself never moves a shared folder either (a re-run of install on generation 2).
     git("checkout", "-q", world["first"], cwd=shared)
     rerun = run(cli("install", install, "--force", "custom_nodes"), world["env"], timeout=300)
