@@ -198,3 +198,27 @@ def test_a_node_at_another_commit_stops_the_update_before_anything_changes(
     assert f"git -C {shared} stash" in said
     assert (shared / "__init__.py").read_text() == "# edited\n"
     assert not (install / ".comfy-install" / "generations").exists()
+
+
+def test_a_built_generation_without_the_configured_node_is_not_switched_back_to(
+    world: dict[str, Any], install: Path, index_server: tuple[Any, str], tmp_path: Path
+) -> None:
+    plain = write_config(tmp_path / "plain.json", world["fixtures"])
+    first = update(world, install, plain, index_server[1])
+    assert first.returncode == 0, first.stderr[-3000:]
+    back = run(cli("rollback", install), world["env"])
+    assert back.returncode == 0, back.stderr[-3000:]
+    state = install / ".comfy-install"
+    assert (state / "current-generation").read_text().strip() == "1"
+
+    # The same ComfyUI commit again, now with a configured node: generation 2 was built and
+    # verified for that commit, but without the node (its venv lacks the node's requirement).
+    config = configured(world, tmp_path, world["second"])
+    done = update(world, install, config, index_server[1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "already built and verified" not in done.stderr
+    current = (state / "current-generation").read_text().strip()
+    assert current == "3", done.stderr[-3000:]
+    assert head(install / "ComfyUI" / "custom_nodes" / NODE) == world["second"]
+    assert venv_dists(state / "generations" / "3")["plain-new"] == "1.3"
+    assert "plain-new" not in venv_dists(state / "generations" / "2")

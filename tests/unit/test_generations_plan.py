@@ -17,6 +17,7 @@ from installer.plan.generations import (
     plan_shared_nodes,
     plan_switch,
     rollback_target,
+    same_configured_nodes,
     shared_folder_args,
     shared_nodes_dir,
     shared_nodes_refusal,
@@ -201,3 +202,11 @@ def test_verify_loads_the_shared_nodes_only_for_a_later_generation() -> None:
     assert list(loaded.values()) == [
         {"custom_nodes": r"C:\Users\Ana\ComfyUI-install\ComfyUI\custom_nodes"}
     ]
+
+
+def test_a_generation_is_switched_back_to_only_with_the_same_configured_nodes() -> None:
+    assert same_configured_nodes({}, [])
+    assert same_configured_nodes({"cfg-node": PIN}, [node()])
+    assert not same_configured_nodes({}, [node()])  # built before the node was configured
+    assert not same_configured_nodes({"cfg-node": OTHER}, [node()])  # at another pin
+    assert not same_configured_nodes({"cfg-node": PIN, "gone": OTHER}, [node()])  # one more

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from installer.commands.executor import ExecutionResult, execute
 from installer.commands.planning import PlanContext
+from installer.core.config import CustomNode
 from installer.core.errors import InstallerError, InterruptedByUserError, StepFailedError
 from installer.core.generations import Generation, data_root, generation_root
 from installer.core.log import InstallerLogger
@@ -58,6 +59,7 @@ from installer.plan.generations import (
     next_generation_id,
     plan_prune,
     plan_switch,
+    same_configured_nodes,
 )
 from installer.plan.records import InstallOptions
 
@@ -115,6 +117,24 @@ class BuiltGeneration:
     """True when a generation that was already built and verified for the target was found."""
 
 
+def _configured_nodes(request: GenerationBuild) -> list[CustomNode]:
+    """The custom nodes the build installs: its plan's, else its configuration's."""
+    if request.planned is not None:
+        return list(request.planned.plan.custom_nodes)
+    from installer.core.config_files import load_dependencies
+
+    return list(load_dependencies(request.options.config_path).custom_nodes)
+
+
+def _built_nodes(generation: Generation) -> dict[str, object]:
+    """A built generation's custom nodes (step 9's outputs: each commit by name)."""
+    from installer.edges.state import read_state
+
+    state, _ = read_state(Path(generation.root))
+    done = state.done("custom_nodes") if state is not None else None
+    return dict((done.outputs.get("nodes") or {}) if done is not None else {})
+
+
 def build_generation(request: GenerationBuild, log: InstallerLogger) -> BuiltGeneration:
     """Build (or continue building) a generation beside the current one, and verify it.
 
@@ -142,13 +162,21 @@ def build_generation(request: GenerationBuild, log: InstallerLogger) -> BuiltGen
     repo = Path(data_root(install_dir, platform))
     log.info(f"fetching {request.target} from {request.url} into {repo} (objects only)")
     commit = fetch_commit(repo, request.url, request.target, log)
+    configured = _configured_nodes(request)
     for existing in registry.generations:
         # After a rollback, updating to the same commit again is a switch, not a rebuild
-        # (`--force STEP` asks for a rebuild).
+        # (`--force STEP` asks for a rebuild), when that generation has the same custom nodes.
         reusable = existing.verified and existing.id != current and not request.options.force
-        if reusable and existing.comfyui_commit == commit:
-            log.info(f"generation {existing.id} is already built and verified at {commit[:12]}")
-            return BuiltGeneration(existing, ExecutionResult(plan=None), reused=True)
+        if not (reusable and existing.comfyui_commit == commit):
+            continue
+        if not same_configured_nodes(_built_nodes(existing), configured):
+            log.info(
+                f"generation {existing.id} was built for {commit[:12]} with other custom nodes "
+                "than the configuration's: a new generation is built"
+            )
+            continue
+        log.info(f"generation {existing.id} is already built and verified at {commit[:12]}")
+        return BuiltGeneration(existing, ExecutionResult(plan=None), reused=True)
     number = next_generation_id(registry.generations, request.url, commit)
     root = Path(generation_root(install_dir, number, platform))
     previous = registry.get(number)

@@ -229,6 +229,23 @@ def next_generation_id(generations: Sequence[Generation], url: str, target: str)
     return max((g.id for g in generations), default=1) + 1
 
 
+def same_configured_nodes(recorded: Mapping[str, object], configured: Sequence[CustomNode]) -> bool:
+    """True when a built generation holds exactly the configured custom nodes at their pins.
+
+    An update to a ComfyUI commit that an already verified generation was built for switches
+    back to it instead of building again; that is only right when its step 9 installed the
+    same nodes (their requirements are in its venv), not fewer or at other commits.
+
+    Args:
+        recorded: The generation's step 9 outputs: each node's commit, by name.
+        configured: The configured nodes the update installs.
+    """
+    wanted = {node.name: node.commit for node in configured}
+    if set(recorded) != set(wanted):
+        return False
+    return all(str(recorded[name]) == commit for name, commit in wanted.items())
+
+
 def shares_custom_nodes(root: PurePath, platform: str) -> bool:
     """True when an install root loads its custom nodes from another folder than its own.
 
