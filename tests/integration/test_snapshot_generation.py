@@ -17,7 +17,7 @@ import pytest
 
 from support.cli import (
     Fixtures,
-    cli_path,
+    cli,
     install_args,
     installer_env,
     run,
@@ -27,10 +27,6 @@ from support.cli import (
 from support.comfy_repo import NO_TORCHAUDIO, git
 from support.node_repos import build_node_wheels, make_node_repo
 from support.user_data import add_user_data, user_hashes
-
-
-def cli(*args: object) -> list[str]:
-    return [cli_path(), *map(str, args)]
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 
 from support.cli import (
     Fixtures,
-    cli_path,
+    cli,
     install_args,
     installer_env,
     run,
@@ -25,10 +25,6 @@ from support.cli import (
 )
 from support.comfy_repo import NO_TORCHAUDIO
 from support.user_data import add_user_data, user_hashes
-
-
-def cli(*args: object) -> list[str]:
-    return [cli_path(), *map(str, args)]
 
 
 def envelope(done: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import pytest
 
 from support.cli import (
     Fixtures,
-    cli_path,
+    cli,
     install_args,
     installer_env,
     run,
@@ -33,10 +33,6 @@ from support.node_repos import build_node_wheels, make_node_repo
 from support.user_data import add_user_data, user_hashes
 
 NODE = "cfg-node"
-
-
-def cli(*args: object) -> list[str]:
-    return [cli_path(), *map(str, args)]
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,11 @@ def cli_path() -> str:
     )
 
 
+def cli(*args: object) -> list[str]:
+    """The command line of `comfy-install ARGS` (the installed console script)."""
+    return [cli_path(), *map(str, args)]
+
+
 def lock_cli(*args: str) -> list[str]:
     """The command line of `comfy-install lock` (its module, run by this Python)."""
     return [sys.executable, "-m", "installer.cli.lock", *args]
