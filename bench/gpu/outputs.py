@@ -141,8 +141,14 @@ def distances(variants: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def attention_calls(counts_file: Path) -> tuple[str | None, dict[str, Any] | None]:
+def attention_calls(
+    counts_file: Path, compiled: bool = False
+) -> tuple[str | None, dict[str, Any] | None]:
     """Read the router's counters after a tuned run: a short label and the calls.
+
+    ``compiled``: the variant ran ComfyUI's compile node. Inside a compiled graph the router
+    picks its backend at trace time and counts nothing (its Python does not run per call),
+    so no calls there is said as such, not as "no calls".
 
     Returns:
         ``("routed: cudnn 3120, sageattention 600", calls)``; ``(None, None)`` when
@@ -158,4 +164,7 @@ def attention_calls(counts_file: Path) -> tuple[str | None, dict[str, Any] | Non
     label = ", ".join(
         f"{name} {count}" for name, count in sorted(calls.items(), key=lambda x: -x[1])
     )
-    return f"routed: {label or 'no calls'}", {"calls": calls, "shapes": document.get("shapes")}
+    found = {"calls": calls, "shapes": document.get("shapes")}
+    if not label and compiled:
+        return "routed at trace time (compiled: calls not counted)", found
+    return f"routed: {label or 'no calls'}", found

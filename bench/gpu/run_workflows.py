@@ -949,14 +949,10 @@ def main(argv: list[str] | None = None) -> int:
             in_dir.unlink(missing_ok=True)
             lines = server.attention_lines()
             routed, calls = (
-                outputs.attention_calls(counts_file)
+                outputs.attention_calls(counts_file, compiled=base in COMPILED)
                 if variant.startswith("tuned")
                 else (None, None)
             )
-            if routed == "routed: no calls" and base in COMPILED:
-                # Inside a compiled graph the router picks its backend at trace time and
-                # counts nothing (its Python does not run again per call).
-                routed = "routed at trace time (compiled: calls not counted)"
             for entry in entries.values():
                 entry["attention_log"] = lines
                 # ComfyUI's start-up line names its own default ("pytorch"); under the router

@@ -204,3 +204,17 @@ def test_merge_results_adds_a_device_file_once_and_regenerates_table_levers_and_
             ]
         )
     assert json.loads(committed.read_text()) == once
+
+
+def test_the_attention_column_of_a_compiled_variant_says_its_calls_were_not_counted(
+    tmp_path: Path,
+) -> None:
+    outputs = load_bench_script("outputs")
+    counts = tmp_path / "calls.json"
+    counts.write_text(json.dumps({"attached": True, "calls": {}, "shapes": {}}))
+    assert outputs.attention_calls(counts)[0] == "routed: no calls"
+    label, calls = outputs.attention_calls(counts, compiled=True)
+    assert label == "routed at trace time (compiled: calls not counted)"
+    assert calls == {"calls": {}, "shapes": {}}
+    counts.write_text(json.dumps({"attached": True, "calls": {"cudnn": 3}, "shapes": {}}))
+    assert outputs.attention_calls(counts, compiled=True)[0] == "routed: cudnn 3"
