@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `comfy-install tune --workflow` on a lent GPU machine (issue 30), from the repository root:
 # the real executor runs the GPU benchmark's SDXL and Wan 2.1 workflows as stock, tuned,
-# tuned-norouting (the router off, every other tuning on) and tuned plus each lever, writes
+# tuned-norouting (the router off, every other tuning on), tuned plus each lever, and then the
+# launch as decided from those figures (launch, launch-norouting) where it is not tuned, writes
 # levers.json, and `launch --print-env` shows what launch decides from it (the bands it stops
 # routing, the levers it turns on). About 7 minutes on an H100 from a bare machine:
 #   bash tests/gpu/tune_workflow.sh   (LEVERS=nodyn RUNS=2 BUDGET=400 WORKFLOWS="sdxl-1024 ..." MODELS=sdxl)
@@ -45,7 +46,7 @@ python3 -m installer tune "$BENCH" "${MEASURE[@]}" "${FILES[@]}" --levers "${LEV
   -- --extra-model-paths-config "$PATHS" $COMFY_BENCH_ARGS \
   > "$OUT/tune-workflow.json" 2> "$OUT/tune-workflow.log"
 say "tune --workflow: exit $? in $((SECONDS - t)) s"
-grep -E "run \(seed|skipped|failed|written|: (stock|tuned)" "$OUT/tune-workflow.log" | tail -40 \
+grep -E "run \(seed|skipped|failed|written|: (stock|tuned|launch)|second phase|as decided" "$OUT/tune-workflow.log" | tail -40 \
   | tee -a "$OUT/summary.txt" > /dev/null
 python3 -m installer launch "$BENCH" --print-env > "$OUT/print-env.txt" 2>&1
 say "launch --print-env: exit $?"

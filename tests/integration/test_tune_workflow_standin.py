@@ -2,28 +2,34 @@
 
 The stand-in is a `main.py` of the tests' own (standard library) that listens on the port it
 is given and answers `/object_info`, `/prompt`, `/history/{id}` and `/view` in ComfyUI's shapes;
-it "runs" a prompt by sleeping (longer with `--disable-dynamic-vram`) and fails it in execution
-with `--fast autotune`. So the real `comfy-install tune` starts and stops real processes on real
-ports through `launch`'s code, and the test checks what it records and decides: a slower lever
-and a failing one stay off with their figures, a spent budget skips variants, a refused workflow
-in stock writes nothing. No torch, no ComfyUI, a few seconds.
+it "runs" a prompt by sleeping (longer with `--disable-dynamic-vram`, shorter with `--highvram` or
+`--fast fp16_accumulation`, much longer with both) and fails it in execution with `--fast
+autotune`; its images are real PNGs that depend on the seed alone. So the real `comfy-install
+tune` starts and stops real processes on real ports through `launch`'s code, and the test checks
+what it records and decides: a slower lever and a failing one stay off with their figures, a
+faster one goes on after the launch with it was measured against stock (the second phase), two
+levers each faster alone but slower together both stay off, a spent budget skips variants, a
+refused workflow in stock writes nothing. No torch, no ComfyUI, a few seconds (the tests that
+compare images use a venv with numpy and Pillow from the package registry).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from installer.edges.environment import find_uv_binary
 from installer.plan.levers import parse_levers
 from support.cli import BASE_PYTHON, cli_path
 
 STANDIN = r"""
-import argparse, json, os, sys, time, uuid
+import argparse, json, os, struct, sys, time, uuid, zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -32,7 +38,29 @@ parser.add_argument("--port", type=int)
 parser.add_argument("--output-directory")
 parser.add_argument("--fast", nargs="*")
 parser.add_argument("--disable-dynamic-vram", action="store_true")
+parser.add_argument("--highvram", action="store_true")
 args, _ = parser.parse_known_args()
+fast = set(args.fast or ())
+if "fp16_accumulation" in fast and args.highvram:
+    seconds = 0.6  # each lever faster alone, the two together slower than stock
+elif "fp16_accumulation" in fast or args.highvram:
+    seconds = 0.02
+elif args.disable_dynamic_vram:
+    seconds = 0.4
+else:
+    seconds = 0.15
+
+
+def png(seed):
+    # An 8x8 RGB PNG whose pixels depend on the seed alone (standard library only).
+    rows = b"".join(b"\x00" + bytes((seed * 37 + i * 11 + y * 7) % 256 for i in range(24))
+                    for y in range(8))
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
 if os.environ.get("STANDIN_EXIT"):
     print("stand-in: no GPU driver found", flush=True)
     sys.exit(3)
@@ -73,15 +101,15 @@ class Handler(BaseHTTPRequestHandler):
                 "node_errors": {"2": {"class_type": "Broken", "errors": [
                     {"message": "Value 5.0 bigger than max of 1.0", "details": "strength"}]}}})
         key = uuid.uuid4().hex
-        time.sleep(0.3 if args.disable_dynamic_vram else 0.05)
-        if args.fast and "autotune" in args.fast:
+        time.sleep(seconds)
+        if "autotune" in fast:
             history[key] = {"outputs": {}, "status": {"status_str": "error", "messages": [
                 ["execution_error", {"node_id": "3", "node_type": "KSampler",
                  "exception_type": "RuntimeError", "exception_message": "autotune broke it"}]]}}
         else:
             name = f"out-{prompt['3']['inputs']['seed']}.png"
             with open(os.path.join(out, name), "wb") as handle:
-                handle.write(b"not really a png")
+                handle.write(png(prompt["3"]["inputs"]["seed"]))
             history[key] = {"status": {"status_str": "success", "messages": []}, "outputs": {
                 "9": {"images": [{"filename": name, "subfolder": "", "type": "output"}]}}}
         self.send(200, {"prompt_id": key, "number": 1, "node_errors": {}})
@@ -102,6 +130,31 @@ def install(tmp_path: Path) -> Path:
     (target / "ComfyUI").mkdir()
     (target / "ComfyUI" / "main.py").write_text(STANDIN)
     return target
+
+
+@pytest.fixture(scope="module")
+def imaging_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv with numpy and Pillow (what ComfyUI's venv has), for the output comparison."""
+    uv = find_uv_binary()
+    if uv is None:
+        pytest.fail("uv is needed: it is a development dependency of this project")
+    venv = tmp_path_factory.mktemp("imaging") / "venv"
+    for command in (
+        [uv, "venv", "--quiet", "--python", BASE_PYTHON, str(venv)],
+        [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "numpy",
+         "pillow"],
+    ):  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+    return venv
+
+
+@pytest.fixture
+def install_comparing(install: Path, imaging_venv: Path) -> Path:
+    """The stand-in install whose venv can compare images (numpy and Pillow)."""
+    shutil.rmtree(install / "venv")
+    (install / "venv").symlink_to(imaging_venv, target_is_directory=True)
+    return install
 
 
 def tune(
@@ -184,3 +237,63 @@ def test_a_stock_comfyui_that_does_not_start_stops_the_check(install: Path) -> N
     assert "stand-in: no GPU driver found" in text and "Nothing was written." in text
     assert not (install / ".comfy-install" / "levers.json").exists()
     assert not (install / ".comfy-install" / "comfyui.pid").exists()
+
+
+def test_a_faster_lever_goes_on_after_the_launch_with_it_was_measured_against_stock(
+    install_comparing: Path,
+) -> None:
+    done = tune(install_comparing, WORKFLOW, "--levers", "fp16acc", "--runs", "2", "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    check = json.loads(done.stdout)["data"]["workflow_check"]
+    variants = {v["variant"]: v for v in check["result"]["workflows"][0]["variants"]}
+    # Stock, tuned, the lever, then the second phase: the launch as decided, lever on.
+    assert list(variants) == ["stock", "tuned", "tuned+fp16acc", "launch"]
+    assert "--fast fp16_accumulation" in variants["launch"]["command"]
+    assert "--fast" not in variants["tuned"]["command"]
+    assert variants["launch"]["distance"]["ok"] is True
+    assert variants["launch"]["warm_s"] < variants["stock"]["warm_s"]
+    assert check["result"]["launch_levers"] == ["fp16acc"]
+    records = parse_levers(
+        json.loads((install_comparing / ".comfy-install" / "levers.json").read_text()), "cpu"
+    )
+    assert records.tuned_vs_stock is not None
+    assert records.tuned_vs_stock.launch_levers == ("fp16acc",)
+    [end] = records.tuned_vs_stock.figures
+    assert end.launch_s == round(variants["launch"]["warm_s"], 4)
+    assert end.launch_distance_ok is True
+    launch = {t["name"]: t for t in check["launch"]}
+    assert launch["lever-fp16acc"]["status"] == "on"
+    assert "end to end the launch as decided" in launch["lever-fp16acc"]["reason"]
+
+
+def test_levers_faster_alone_but_slower_together_than_stock_stay_off(
+    install_comparing: Path,
+) -> None:
+    done = tune(install_comparing, WORKFLOW, "--levers", "fp16acc,highvram", "--runs", "2",
+                "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    check = json.loads(done.stdout)["data"]["workflow_check"]
+    variants = {v["variant"]: v for v in check["result"]["workflows"][0]["variants"]}
+    for alone in ("tuned+fp16acc", "tuned+highvram"):
+        assert variants[alone]["warm_s"] < variants["tuned"]["warm_s"]
+    command = variants["launch"]["command"]
+    assert "--fast fp16_accumulation" in command and "--highvram" in command
+    assert variants["launch"]["warm_s"] > variants["stock"]["warm_s"]
+    launch = {t["name"]: t for t in check["launch"]}
+    for name in ("lever-fp16acc", "lever-highvram"):
+        assert launch[name]["status"] == "off"
+        assert launch[name]["reason"].startswith(
+            "the launch with fp16acc, highvram measured slower than stock (or wrong) end to end:"
+        )
+    # What `launch` now starts: neither lever.
+    shown = subprocess.run(
+        [cli_path(), "launch", str(install_comparing), "--print-env"],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("COMFY")} | {"NO_COLOR": "1"},
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    command = next(line for line in shown.stdout.splitlines() if "main.py" in line)
+    assert "--highvram" not in command and "--fast" not in command
+    assert "lever-highvram: off (the launch with fp16acc, highvram measured slower" in " ".join(
+        shown.stdout.split()
+    )

@@ -27,6 +27,7 @@ from installer.plan.workflow_check import (
     KNOWN_LEVERS,
     choose_levers,
     comfyui_options,
+    launch_variants,
     parse_workflow,
     plan_check,
     workflow_names,
@@ -38,7 +39,14 @@ from installer.workflows.results import (
     WorkflowResult,
     levers_record,
 )
-from installer.workflows.run import routed_shapes, variant_environ, variant_plans
+from installer.workflows.run import (
+    first_phase_records,
+    launch_differs,
+    plan_variant,
+    routed_shapes,
+    variant_environ,
+    variant_plans,
+)
 from support.attention import H200_VERSIONS, h200_calibration
 
 H200 = "NVIDIA H200"
@@ -467,3 +475,105 @@ def test_figures_measured_on_the_cpu_decide_on_the_cpu_only(tmp_path: Path) -> N
     # Figures of a GPU are not used for ComfyUI on the CPU.
     gpu_records = replace(records, gpu=H200)
     assert decide_levers(True, CPU, gpu_records, ())[1] == []
+
+
+# --- the second phase: the launch as decided, measured against stock and the router off --
+
+
+def with_launch(check: CheckOutcome, name: str, launch: float | None, norouting: float | None,
+                shapes: dict[str, str] | None = None, ok: bool = True) -> CheckOutcome:  # fmt: skip
+    """``check`` with the second phase's figures on workflow ``name``."""
+    found = next(w for w in check.workflows if w.name == name)
+    distance = {"relative": 0.01 if ok else 0.6, "threshold_relative": 0.1, "ok": ok}
+    for variant, seconds, routed in (("launch", launch, shapes or {}),
+                                     ("launch-norouting", norouting, {})):  # fmt: skip
+        if seconds is None:
+            continue
+        runs = [RunResult(42, "cold", seconds * 5, None), RunResult(43, "warm", seconds, None)]
+        found.variants[variant] = VariantResult(
+            variant, "ok", runs=runs, distance=distance, routed_shapes=routed
+        )
+    return check
+
+
+def test_a_band_slower_as_launched_with_the_levers_is_not_routed(tmp_path: Path) -> None:
+    # Without levers routing is neutral on SDXL (1.00x); with the levers that went on, the
+    # router costs 4% (the H100's cuDNN band with dynamic VRAM off): that band goes.
+    shapes = {"fp16 D=64 N=36864": "sageattention"}
+    check = with_launch(two_workflows(1.0), "sdxl", 0.0591, 0.0568, shapes)
+    check.launch_levers = ("nodyn",)
+    record = levers_record(check)["tuned_vs_stock"]
+    assert record["launch_levers"] == ["nodyn"]
+    assert record["workflows"]["sdxl"]["launch_s"] == 0.0591
+    assert record["workflows"]["sdxl"]["launch_norouting_s"] == 0.0568
+    assert record["workflows"]["sdxl"]["launch_routed_shapes"] == shapes
+    assert "launch_s" not in record["workflows"]["wan"]
+    plan, _ = routed_plan(tmp_path, check)
+    attention = plan.tuning("attention")
+    assert attention is not None and attention.status == "on"
+    assert "sageattention for fp16 D=64 at 32768 and more tokens not routed" in attention.reason
+    assert "routing 0.96× on sdxl as launched (0.057 → 0.059 s a prompt" in attention.reason
+    assert len(bands(plan)) == 3
+    # A band the first phase lost through stays dropped though the second phase, which
+    # no longer routed it, measured nothing against it.
+    check = with_launch(two_workflows(0.0568 / 0.0591), "sdxl", 0.0568, 0.0568, {})
+    plan, _ = routed_plan(tmp_path, check)
+    assert len(bands(plan)) == 3
+    # Both pairs within the noise: every band stays.
+    plan, _ = routed_plan(tmp_path, with_launch(two_workflows(1.0), "sdxl", 0.059, 0.0585, shapes))
+    assert len(bands(plan)) == 4
+
+
+def lever_outcome(launch: float | None, *, ok: bool = True,
+                  levers: tuple[str, ...] = ("nodyn",)) -> CheckOutcome:  # fmt: skip
+    """Stock 0.12, tuned 0.10, nodyn 0.09 against tuned (on alone); the launch with it."""
+    check = outcome(0.12, 0.10, lever=0.09, routed=False)
+    check.launch_levers = levers
+    return with_launch(check, "sdxl", launch, None, ok=ok) if launch else check
+
+
+@pytest.mark.parametrize(
+    ("check", "status", "says"),
+    [
+        (lever_outcome(0.09), "on", "end to end the launch as decided 1.33× stock on sdxl"),
+        (lever_outcome(0.125), "off", "the launch with nodyn measured slower than stock (or "
+         "wrong) end to end: the launch as decided 0.96× stock on sdxl"),
+        (lever_outcome(0.09, ok=False), "off", "the launch as decided 1.33× stock on sdxl "
+         "(0.120 → 0.090 s a prompt, output differs)"),
+        (lever_outcome(0.125, levers=("autotune",)), "on",
+         "end to end, the launch was measured with autotune lever, not with these"),
+        (lever_outcome(None), "on", "measured faster on this GPU: 1.11× on sdxl"),
+    ],
+)  # fmt: skip
+def test_the_levers_that_go_on_are_judged_together_by_the_launch_with_them(
+    tmp_path: Path, check: CheckOutcome, status: str, says: str
+) -> None:
+    write_levers(tmp_path, H200, levers_record(check))
+    records = read_levers(tmp_path, GPU)
+    tunings, args = decide_levers(True, GPU, records, ())
+    [lever] = tunings
+    assert (lever.status, says in lever.reason) == (status, True), lever.reason
+    assert args == (["--disable-dynamic-vram"] if status == "on" else [])
+
+
+def test_the_second_phase_runs_only_when_the_launch_as_decided_is_not_tuned() -> None:
+    install = Path("/srv/i")
+    check = plan_check([workflow()], [], runs=1, budget_s=60)
+    tuned = check.variants[1]
+    facts = launch_facts(install)
+    plain = plan_variant(tuned, facts, install, (), {}, output="<o>")
+    [launch] = launch_variants(False)
+    # No lever on: the launch as decided is the tuned variant, measured already.
+    same = plan_variant(launch, replace(facts, levers=None), install, (), {}, output="<o>")
+    assert not launch_differs(plain, same)
+    # nodyn measured faster and on: the launch adds it, so the second phase runs.
+    records = first_phase_records(outcome(0.12, 0.10, lever=0.09, routed=False))
+    decided = plan_variant(launch, replace(facts, levers=records), install, (), {}, output="<o>")
+    assert "--disable-dynamic-vram" in decided.argv
+    assert launch_differs(plain, decided)
+    assert [(v.name, v.kind, v.router_off) for v in launch_variants(True)] == [
+        ("launch", "launch", False), ("launch-norouting", "launch_norouting", True),
+    ]  # fmt: skip
+    assert variant_environ(launch_variants(True)[1], {}) == {
+        "COMFY_INSTALL_ATTENTION_ROUTES": "off"
+    }

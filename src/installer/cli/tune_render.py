@@ -26,6 +26,7 @@ from installer.attention.rules.records import (
 )
 from installer.attention.rules.tables import describe_table, tokens_text
 from installer.benchmark.render import SHORT_NAMES
+from installer.plan.workflow_check import LAUNCH, LAUNCH_NOROUTING, SECOND_PHASE
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -200,6 +201,7 @@ def render_check_plan(plan: CheckPlan, commands: dict[str, str], console: Consol
     for lever in plan.levers:
         if not lever.runs:
             console.print(escape(f"  lever {lever.name} not measured: {lever.reason}"))
+    console.print(escape(f"  then: {SECOND_PHASE}"))
     console.print("(each run gets a free port and a scratch output folder)")
 
 
@@ -224,8 +226,11 @@ def render_check(check: CheckOutcome, decisions: list[Tuning], console: Console)
             table.add_column(column, justify="left" if column in ("variant", "status") else "right")
         stock = workflow.variants.get("stock")
         tuned = workflow.variants.get("tuned")
+        launch = workflow.variants.get(LAUNCH)
         for name, found in workflow.variants.items():
-            base = stock if name in ("stock", "tuned") else tuned
+            base = {"stock": stock, "tuned": stock, LAUNCH: stock, LAUNCH_NOROUTING: launch}.get(
+                name, tuned
+            )
             ratio = (
                 f"{base.warm_s / found.warm_s:.2f}×"
                 if base is not None and base.warm_s and found.warm_s
@@ -244,8 +249,16 @@ def render_check(check: CheckOutcome, decisions: list[Tuning], console: Console)
             )  # fmt: skip
         console.print(table)
     console.print(
-        "× : tuned against stock, tuned-norouting and each lever against tuned; output: "
-        "distance to stock's image at the same seed, relative to a new seed's change (≤ 0.1 ok)"
+        "× : tuned and launch against stock, tuned-norouting and each lever against tuned, "
+        "launch-norouting against launch; output: distance to stock's image at the same seed, "
+        "relative to a new seed's change (≤ 0.1 ok)"
     )
+    if check.launch_levers or any(LAUNCH in w.variants for w in check.workflows):
+        console.print(
+            escape(
+                "launch: the launch as decided from the first phase's figures (levers on: "
+                f"{', '.join(check.launch_levers) or 'none'})"
+            )
+        )
     for tuning in decisions:
         console.print(escape(f"launch: {tuning.name} {tuning.status} ({tuning.reason})"))

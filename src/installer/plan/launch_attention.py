@@ -61,16 +61,17 @@ from installer.attention.shim.routes import (
 from installer.core.facts import GpuReport
 from installer.plan.launch_settings import find_option
 from installer.plan.launch_tunings import Tuning, no_gpu_reason
-from installer.plan.levers import TunedVsStock
+from installer.plan.levers import END_TO_END_NOISE, TunedVsStock
 
 if TYPE_CHECKING:
     from installer.attention.shim.routes import RoutesData
 
 DISABLE_XFORMERS = "--disable-xformers"
-ROUTING_NOISE = 0.02
+ROUTING_NOISE = END_TO_END_NOISE
 """The tuned launch is "slower than stock" on a workflow below ``1 - ROUTING_NOISE`` times
 stock's speed: 2%, inside the 3% spread of one workflow's warm runs on one machine that
-`LEVER_MARGIN` allows, so a loss of 5% (issue 30's) is caught and noise is not."""
+`LEVER_MARGIN` allows, so a loss of 5% (issue 30's) is caught and noise is not (the levers'
+[`END_TO_END_NOISE`][installer.plan.levers.END_TO_END_NOISE])."""
 FLAG_BACKENDS = {
     "--use-sage-attention": "sageattention",
     "--use-ck-attention": "comfy_kitchen_int8",
@@ -222,18 +223,21 @@ def _drop_losing_bands(choice: AttentionChoice, verdict: TunedVsStock) -> Attent
     the router off) by more than ``ROUTING_NOISE`` loses every band of the table its routed
     calls went through: those lengths go to SDPA, as without the router, and the other
     bands stay (on the H100 of issue 30, SDXL's cuDNN band cost 4% while Wan's
-    SageAttention band gained 1.4×). Where such a workflow's routed shapes are not known,
-    routing is turned off: never slower comes first.
+    SageAttention band gained 1.4×). The second phase's pair (``launch`` against
+    ``launch-norouting``: the same with the levers that went on) judges the same way, and
+    a band either pair lost through is dropped. Where such a workflow's routed shapes are
+    not known, routing is turned off: never slower comes first.
     """
-    losing = [f for f in verdict.figures if (f.routing_speedup or 1.0) < 1.0 - ROUTING_NOISE]
-    measured = [f.describe_routing() for f in verdict.figures if f.routing_speedup is not None]
+    pairs = [pair for f in verdict.figures for pair in f.routing_figures()]
+    losing = [(routed, text) for speedup, routed, text in pairs if speedup < 1.0 - ROUTING_NOISE]
+    measured = [text for _, _, text in pairs]
     if not measured or choice.routes is None:
         return choice
     lines = [f"end to end, router off against on (tune --workflow): {'; '.join(measured)}"]
     if not losing:
         return replace(choice, details=(*choice.details, *lines))
-    why = "; ".join(f.describe_routing() for f in losing)
-    if any(not f.routed for f in losing):
+    why = "; ".join(text for _, text in losing)
+    if any(not routed for routed, _ in losing):
         reason = (
             f"the router measured slower than the same launch without it: {why} (the shapes "
             "it routed were not recorded); ComfyUI's own attention, every other tuning stays"
@@ -241,7 +245,8 @@ def _drop_losing_bands(choice: AttentionChoice, verdict: TunedVsStock) -> Attent
         return AttentionChoice(
             Tuning("attention", "off", reason), details=(*choice.details, *lines)
         )
-    routes, dropped = drop_bands(choice.routes, [shape for f in losing for shape, _ in f.routed])
+    shapes = [shape for routed, _ in losing for shape, _ in routed]
+    routes, dropped = drop_bands(choice.routes, shapes)
     lines.append(f"not routed, slower end to end through them ({why}): {'; '.join(dropped)}")
     if routes is None:
         reason = f"every band routed was slower end to end than the router off: {why}"

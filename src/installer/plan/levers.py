@@ -49,7 +49,7 @@ first). A `--fast` of the user's leaves every lever to them. Pure: the file is r
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from installer.core.facts import GpuReport
@@ -66,6 +66,10 @@ LEVER_MARGIN = 1.03
 """A lever must measure at least this many times as fast as the baseline on one workflow
 (3%: the spread of one workflow's warm runs on one machine) and no slower than
 ``1 / LEVER_MARGIN`` times on any."""
+END_TO_END_NOISE = 0.02
+"""A launch is "slower" than another on a workflow below ``1 - END_TO_END_NOISE`` times its
+speed: 2%, inside the 3% spread of one workflow's warm runs on one machine that
+`LEVER_MARGIN` allows, so a loss of 5% (issue 30's) is caught and noise is not."""
 FAST = "--fast"
 UNITS = {"s_per_step": "s/step", "prompt_s": "s a prompt"}
 
@@ -131,6 +135,17 @@ class EndToEnd:
     routed: tuple[tuple[str, str], ...] = ()
     """The call shapes the tuned runs routed away from SDPA, with the backend:
     ``(("fp16 D=64 N=4096", "cudnn"), ...)`` (the router's counters)."""
+    launch_s: float | None = None
+    """The second phase: the launch as decided from the first phase's figures (the levers
+    that went on, the routing the verdict left). None: not run (it was ``tuned``)."""
+    launch_norouting_s: float | None = None
+    """That launch with the attention router off. None: not run."""
+    launch_routed: tuple[tuple[str, str], ...] = ()
+    """The call shapes that launch routed away from SDPA, with the backend."""
+    launch_error: str | None = None
+    """Why that launch's run failed."""
+    launch_distance_ok: bool | None = None
+    """That launch's output against stock's (None: not compared)."""
 
     @property
     def speedup(self) -> float:
@@ -143,6 +158,44 @@ class EndToEnd:
         if not self.tuned_s or not self.norouting_s:
             return None
         return self.norouting_s / self.tuned_s
+
+    @property
+    def launch_speedup(self) -> float | None:
+        """How many times as fast as stock the launch as decided was (None: not run; 0: failed)."""
+        if self.launch_s is None and self.launch_error is None:
+            return None
+        return self.stock_s / self.launch_s if self.launch_s else 0.0
+
+    def routing_figures(self) -> list[tuple[float, tuple[tuple[str, str], ...], str]]:
+        """Each measured pair of router on against off: its speedup, routed shapes, text.
+
+        The first phase's (``tuned`` against ``tuned-norouting``, no lever) and the second's
+        (``launch`` against ``launch-norouting``, the levers on), where measured.
+        """
+        found = []
+        if self.routing_speedup is not None:
+            found.append((self.routing_speedup, self.routed, self.describe_routing()))
+        if self.launch_s and self.launch_norouting_s:
+            speedup = self.launch_norouting_s / self.launch_s
+            text = (
+                f"routing {speedup:.2f}× on {self.workflow} as launched ("
+                f"{self.launch_norouting_s:.3f} → {self.launch_s:.3f} s a prompt, router off → on)"
+            )
+            found.append((speedup, self.launch_routed, text))
+        return found
+
+    def describe_launch(self) -> str:
+        """E.g. ``the launch as decided 1.31× stock on sdxl (1.201 → 0.917 s a prompt)``."""
+        if self.launch_speedup is None:
+            return f"the launch as decided was the tuned one on {self.workflow}"
+        if not self.launch_s:
+            return f"the launch as decided failed on {self.workflow} ({self.launch_error})"
+        output = {None: "output not compared", True: "output ok", False: "output differs"}
+        return (
+            f"the launch as decided {self.launch_speedup:.2f}× stock on {self.workflow} "
+            f"({self.stock_s:.3f} → {self.launch_s:.3f} s a prompt, "
+            f"{output[self.launch_distance_ok]})"
+        )
 
     def describe_routing(self) -> str:
         """E.g. ``routing 0.96× on sdxl (0.0568 → 0.0591 s a prompt, router off → on)``."""
@@ -179,6 +232,8 @@ class TunedVsStock:
     calibration: str | None = None
     """When the calibration the tuned runs routed by was measured (its ``measured_at``)."""
     measured_at: str | None = None
+    launch_levers: tuple[str, ...] = ()
+    """The levers the second phase's launch turned on (its figures judge that set only)."""
 
 
 @dataclass(frozen=True)
@@ -222,7 +277,7 @@ def _figure(workflow: str, figure: Mapping[str, Any]) -> LeverFigure:
 def _tuned_vs_stock(record: Mapping[str, Any]) -> TunedVsStock:
     figures = []
     for workflow, figure in sorted(dict(record["workflows"]).items()):
-        ok = figure.get("distance_ok")
+        ok, launch_ok = figure.get("distance_ok"), figure.get("launch_distance_ok")
         found = EndToEnd(
             workflow=str(workflow),
             stock_s=float(figure["stock_s"]),
@@ -231,10 +286,12 @@ def _tuned_vs_stock(record: Mapping[str, Any]) -> TunedVsStock:
             distance_ok=None if ok is None else bool(ok),
             error=None if figure.get("error") is None else str(figure["error"]),
             norouting_s=_optional(figure.get("norouting_s")),
-            routed=tuple(
-                (str(shape), str(backend))
-                for shape, backend in sorted(dict(figure.get("routed_shapes") or {}).items())
-            ),
+            routed=_shapes(figure.get("routed_shapes")),
+            launch_s=_optional(figure.get("launch_s")),
+            launch_norouting_s=_optional(figure.get("launch_norouting_s")),
+            launch_routed=_shapes(figure.get("launch_routed_shapes")),
+            launch_error=_text(figure.get("launch_error")),
+            launch_distance_ok=None if launch_ok is None else bool(launch_ok),
         )
         if found.stock_s <= 0 or (found.error is None and not found.tuned_s):
             raise ValueError(f"tuned_vs_stock {workflow}: a time that is not positive")
@@ -246,7 +303,17 @@ def _tuned_vs_stock(record: Mapping[str, Any]) -> TunedVsStock:
         routed=bool(record.get("routed")),
         calibration=None if calibration is None else str(calibration),
         measured_at=None if measured is None else str(measured),
+        launch_levers=tuple(str(name) for name in record.get("launch_levers") or ()),
     )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _shapes(found: Any) -> tuple[tuple[str, str], ...]:
+    """A record's routed shapes (``{shape: backend}``) as sorted pairs."""
+    return tuple((str(shape), str(backend)) for shape, backend in sorted(dict(found or {}).items()))
 
 
 def parse_levers(document: Mapping[str, Any], gpu_name: str, source: str = "") -> LeverRecords:
@@ -381,7 +448,60 @@ def decide_levers(
         fast += [v for v in values if v not in fast]
         other += [a for a in extra if a not in other]
         tunings.append(Tuning(name, "on", f"adds {' '.join(lever.args)}: {why}"))
+    tunings, kept = launch_check(tunings, records.tuned_vs_stock)
+    if not kept:
+        return tunings, []
     return tunings, ([FAST, *fast] if fast else []) + other
+
+
+def launch_check(
+    tunings: Sequence[Tuning], verdict: TunedVsStock | None
+) -> tuple[list[Tuning], bool]:
+    """Judge the levers that go on together by the launch measured with them end to end.
+
+    Each lever was measured against the tuned launch alone; `tune --workflow`'s second
+    phase runs the launch with all of them (and the routing) against stock. Where that
+    launch, with exactly these levers on, was slower than stock by more than
+    `END_TO_END_NOISE`, failed, or changed the output on a workflow, every lever goes off:
+    the tuned launch without them is the one measured not slower (never slower than stock
+    comes first). Otherwise the figures join the levers' reasons.
+
+    Args:
+        tunings: The ``lever-NAME`` tunings as decided one by one.
+        verdict: The end-to-end record on this GPU (None: not measured).
+
+    Returns:
+        The tunings, and whether the levers that are on stay on.
+    """
+    on = [t for t in tunings if t.status == "on"]
+    names = sorted(t.name.removeprefix("lever-") for t in on)
+    if not on or verdict is None:
+        return list(tunings), True
+    figures = [f for f in verdict.figures if f.launch_speedup is not None]
+    if not figures:
+        return list(tunings), True
+    if sorted(verdict.launch_levers) != names:
+        note = (
+            f"; end to end, the launch was measured with {', '.join(verdict.launch_levers) or 'no'}"
+            " lever, not with these"
+        )
+        noted = [replace(t, reason=t.reason + note) if t.status == "on" else t for t in tunings]
+        return noted, True
+    shown = "; ".join(f.describe_launch() for f in figures)
+    bad = [
+        f
+        for f in figures
+        if (f.launch_speedup or 0.0) < 1.0 - END_TO_END_NOISE or f.launch_distance_ok is False
+    ]
+    if not bad:
+        return [replace(t, reason=f"{t.reason}; end to end {shown}") if t.status == "on" else t
+                for t in tunings], True  # fmt: skip
+    why = "; ".join(f.describe_launch() for f in bad)
+    off = (
+        f"the launch with {', '.join(names)} measured slower than stock (or wrong) end to end: "
+        f"{why}; off until `comfy-install tune DIR --workflow FILE` measures again"
+    )
+    return [Tuning(t.name, "off", off) if t.status == "on" else t for t in tunings], False
 
 
 def _split_fast(args: Sequence[str]) -> tuple[list[str], list[str]]:

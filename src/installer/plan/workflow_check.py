@@ -5,9 +5,13 @@ workflow runs, each time in a fresh ComfyUI, as ``stock`` (plain `main.py`, no t
 comfy-install's), ``tuned`` (exactly what `launch` starts, without levers) and
 ``tuned+LEVER`` for each candidate lever
 ([`KNOWN_LEVERS`][installer.plan.workflow_check.KNOWN_LEVERS]: ComfyUI's `--fast`
-options and VRAM modes). Per variant one cold run and ``runs`` warm runs, the seed one
-higher each run (ComfyUI would answer a repeated prompt from its cache), the same seeds
-for every variant so that outputs compare at the same seed.
+options and VRAM modes); then, as a second phase, ``launch`` (what `launch` starts once
+these figures are in levers.json: the levers that went on, together) and ``launch-norouting``
+where that launch is not ``tuned``
+([`launch_variants`][installer.plan.workflow_check.launch_variants]). Per variant one
+cold run and ``runs`` warm runs, the seed one higher each run (ComfyUI would answer a
+repeated prompt from its cache), the same seeds for every variant so that outputs compare
+at the same seed.
 [`plan_check`][installer.plan.workflow_check.plan_check] makes that plan from data: the
 workflows as parsed ([`parse_workflow`][installer.plan.workflow_check.parse_workflow]),
 the levers asked for, the GPU, the torch in the venv, and the options DIR's ComfyUI
@@ -114,12 +118,30 @@ class LeverChoice:
     reason: str
 
 
-VariantKind = Literal["stock", "tuned", "norouting", "lever"]
+VariantKind = Literal["stock", "tuned", "norouting", "lever", "launch", "launch_norouting"]
 NOROUTING = "tuned-norouting"
 """The variant with the attention router off (`COMFY_INSTALL_ATTENTION_ROUTES=off`) and every
 other tuning as ``tuned``'s, run when the tuned launch routes: the figure routing itself is
 judged against (issue 30: on an H100 with dynamic VRAM off, routing SDXL's calls to cuDNN
 made it 4% slower than the same launch without the router)."""
+
+
+LAUNCH = "launch"
+"""The second phase's variant: exactly what `launch` starts once the first phase's figures
+are in levers.json (the levers that go on, the routing that the verdict leaves), run when
+that differs from ``tuned``: the levers were each measured against ``tuned`` alone, and the
+launch that combines them with the router is the one the user gets."""
+LAUNCH_NOROUTING = "launch-norouting"
+"""``launch`` with the attention router off, run when ``launch`` routes: routing judged as
+the launch runs it (on the H100 of issue 30 the router's cost showed only with
+`--disable-dynamic-vram` on)."""
+
+SECOND_PHASE = (
+    f"{LAUNCH}: the launch as decided from these figures (the levers that go on, the routing "
+    f"the verdict leaves), and {LAUNCH_NOROUTING} with its router off, where that launch is "
+    "not the tuned one already measured"
+)
+"""What the check runs after the variants it lists (`tune --dry-run` shows it)."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +157,16 @@ class Variant:
     def tune(self) -> bool:
         """Whether comfy-install's tuning is on (all but ``stock``)."""
         return self.kind != "stock"
+
+    @property
+    def router_off(self) -> bool:
+        """Whether the attention router is turned off for it (the ``*-norouting`` variants)."""
+        return self.kind in ("norouting", "launch_norouting")
+
+    @property
+    def as_launched(self) -> bool:
+        """Whether it is planned from the first phase's figures (the second phase's)."""
+        return self.kind in ("launch", "launch_norouting")
 
 
 @dataclass(frozen=True)
@@ -170,6 +202,7 @@ class CheckPlan:
                 for w in self.workflows
             ],
             "variants": [asdict(v) | {"tune": v.tune} for v in self.variants],
+            "then": SECOND_PHASE,
             "levers": [asdict(lever) for lever in self.levers],
         }
 
@@ -405,3 +438,17 @@ def plan_check(
         if lever.runs
     ]
     return CheckPlan(tuple(workflows), tuple(variants), tuple(levers), runs, budget_s)
+
+
+def launch_variants(routed: bool) -> tuple[Variant, ...]:
+    """The second phase's variants: ``launch``, and ``launch-norouting`` where it routes.
+
+    They run only when the launch planned from the first phase's figures is not the
+    ``tuned`` variant already measured
+    ([`launch_differs`][installer.workflows.run.launch_differs]).
+
+    Args:
+        routed: The launch as decided routes attention.
+    """
+    launch = Variant(LAUNCH, "launch")
+    return (launch, Variant(LAUNCH_NOROUTING, "launch_norouting")) if routed else (launch,)

@@ -5,7 +5,9 @@ Per workflow and variant the runs (seed, seconds, image), the median of the warm
 [`levers_record`][installer.workflows.results.levers_record] turns them into this GPU's
 record of levers.json (schema 2 of [`installer.plan.levers`][installer.plan.levers]):
 each lever against ``tuned``, and ``tuned`` against ``stock`` and against itself with the
-attention router off (``tuned-norouting``), with the shapes its router sent away from SDPA.
+attention router off (``tuned-norouting``), with the shapes its router sent away from SDPA;
+where the second phase ran, the same for ``launch`` (what `launch` starts with the first
+phase's figures: the levers that went on) and ``launch-norouting``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from installer.plan.workflow_check import NOROUTING
+from installer.plan.workflow_check import LAUNCH, LAUNCH_NOROUTING, NOROUTING
 
 VariantStatus = Literal["ok", "failed", "skipped"]
 
@@ -107,6 +109,8 @@ class CheckOutcome:
     calibration: str | None
     lever_args: dict[str, tuple[str, ...]]
     workflows: list[WorkflowResult] = field(default_factory=list)
+    launch_levers: tuple[str, ...] = ()
+    """The levers the launch as decided from the first phase's figures turns on."""
     measured_at: str = ""
     took_s: float = 0.0
     path: Path | None = None
@@ -120,6 +124,7 @@ class CheckOutcome:
             "calibration": self.calibration,
             "measured_at": self.measured_at,
             "took_s": round(self.took_s, 2),
+            "launch_levers": list(self.launch_levers),
             "levers_file": str(self.path) if self.path else None,
             "workflows": [w.as_data() for w in self.workflows],
         }
@@ -166,6 +171,7 @@ def levers_record(outcome: CheckOutcome) -> dict[str, Any]:
                 **_distance_fields(tuned.distance),
                 "norouting_s": _round(norouting.warm_s) if norouting else None,
                 "routed_shapes": dict(sorted(tuned.routed_shapes.items())),
+                **_launch_fields(workflow),
             }
         base = tuned.warm_s if tuned else None
         if not base:
@@ -194,6 +200,23 @@ def levers_record(outcome: CheckOutcome) -> dict[str, Any]:
             "routed": outcome.routed,
             "calibration": outcome.calibration,
             "measured_at": outcome.measured_at,
+            "launch_levers": list(outcome.launch_levers),
             "workflows": verdict,
         },
+    }
+
+
+def _launch_fields(workflow: WorkflowResult) -> dict[str, Any]:
+    """The second phase's figures on one workflow (none where it did not run)."""
+    launch = workflow.variants.get(LAUNCH)
+    if launch is None or launch.status == "skipped":
+        return {}
+    norouting = workflow.variants.get(LAUNCH_NOROUTING)
+    fields = _distance_fields(launch.distance)
+    return {
+        "launch_s": _round(launch.warm_s),
+        "launch_error": launch.reason if launch.status == "failed" else None,
+        "launch_distance_ok": fields["distance_ok"],
+        "launch_norouting_s": _round(norouting.warm_s) if norouting else None,
+        "launch_routed_shapes": dict(sorted(launch.routed_shapes.items())),
     }

@@ -6,7 +6,11 @@ exactly as `launch` plans it ([`plan_launch`][installer.plan.launch.plan_launch]
 with `--no-tune`, the others tuned, with no levers.json figures, so neither an earlier
 verdict nor a lever of an earlier check is in them), started in the background on a free
 127.0.0.1 port with its outputs in a scratch folder, given one cold run and the warm runs,
-and stopped. A variant that would start after the budget is spent (by the time stock took
+and stopped. After every workflow ran every variant, the figures are read as `launch` will read
+them from levers.json, the launch is planned from them, and where it is not the ``tuned``
+variant (a lever went on, or the verdict changed the routing) it runs on every workflow as
+``launch`` and, where it routes, ``launch-norouting``: the levers judged together, and routing
+judged as launched. A variant that would start after the budget is spent (by the time stock took
 on that workflow) is skipped. Stock must run: a workflow that fails there, or a stock
 ComfyUI that does not start, stops the check with the node and ComfyUI's message and
 nothing is written. Any other variant that fails is recorded with its error (a tuned launch
@@ -36,11 +40,17 @@ from installer.launch.process import stop_comfyui
 from installer.launch.run import run_comfyui
 from installer.plan.launch import LaunchFacts, LaunchPlan, LaunchRequest, plan_launch
 from installer.plan.launch_settings import MARKER_ENV, WARMUP_ENV
-from installer.plan.levers import CPU_KEY
-from installer.plan.workflow_check import CheckPlan, Variant, Workflow
+from installer.plan.levers import CPU_KEY, LeverRecords, merge_levers, parse_levers
+from installer.plan.workflow_check import CheckPlan, Variant, Workflow, launch_variants
 from installer.workflows.client import ComfyClient, WorkflowError
 from installer.workflows.distance import distances
-from installer.workflows.results import CheckOutcome, RunResult, VariantResult, WorkflowResult
+from installer.workflows.results import (
+    CheckOutcome,
+    RunResult,
+    VariantResult,
+    WorkflowResult,
+    levers_record,
+)
 
 STARTUP_TIMEOUT_S = 600.0
 DRY_RUN_PORT = 8188
@@ -95,8 +105,8 @@ def variant_environ(variant: Variant, environ: Mapping[str, str]) -> dict[str, s
     """
     dropped = {WARMUP_ENV} | ({MARKER_ENV, ROUTES_ENV} if not variant.tune else set())
     env = {key: value for key, value in environ.items() if key not in dropped}
-    if variant.kind == "norouting":
-        env[ROUTES_ENV] = ROUTES_OFF[0]  # the router off, every other tuning as tuned's
+    if variant.router_off:
+        env[ROUTES_ENV] = ROUTES_OFF[0]  # the router off, every other tuning the same
     return env
 
 
@@ -144,13 +154,66 @@ def variant_plans(
         port: The port shown (a free one is chosen for each run).
     """
     return {
-        variant.name: plan_launch(
-            variant_request(install_dir, variant, comfy_args, "<scratch>/" + variant.name, port),
-            facts,
-            variant_environ(variant, environ),
-        )
+        variant.name: plan_variant(variant, facts, install_dir, comfy_args, environ, port)
         for variant in check.variants
     }
+
+
+def plan_variant(
+    variant: Variant,
+    facts: LaunchFacts,
+    install_dir: Path,
+    comfy_args: Sequence[str],
+    environ: Mapping[str, str],
+    port: int = DRY_RUN_PORT,
+    output: Path | str | None = None,
+) -> LaunchPlan:
+    """Plan one variant's launch exactly as `launch` plans it.
+
+    Args:
+        variant: The variant.
+        facts: The launch facts it is planned from (the second phase's carry the first
+            phase's figures as levers.json's).
+        install_dir: DIR.
+        comfy_args: The ComfyUI arguments every variant gets.
+        environ: The user's environment.
+        port: Its port.
+        output: Its output folder (default: a placeholder named after the variant).
+    """
+    folder = "<scratch>/" + variant.name if output is None else output
+    request = variant_request(install_dir, variant, comfy_args, folder, port)
+    return plan_launch(request, facts, variant_environ(variant, environ))
+
+
+def launch_differs(tuned: LaunchPlan, launch: LaunchPlan) -> bool:
+    """Whether the launch as decided from the first phase's figures is not ``tuned``'s.
+
+    The same command and variables and the same routing table: the second phase would
+    measure ``tuned`` again, so it does not run.
+
+    Args:
+        tuned: The ``tuned`` variant's plan.
+        launch: The ``launch`` variant's plan (the same port and output folder).
+    """
+
+    def routes(plan: LaunchPlan) -> object:
+        return plan.attention.routes if plan.routes_attention and plan.attention else None
+
+    return (tuned.argv, tuned.env_set, routes(tuned)) != (
+        launch.argv,
+        launch.env_set,
+        routes(launch),
+    )
+
+
+def first_phase_records(outcome: CheckOutcome) -> LeverRecords:
+    """Read the first phase's figures as `launch` will read them from levers.json.
+
+    Args:
+        outcome: The check so far (stock, tuned, the router off, each lever).
+    """
+    document = merge_levers(None, outcome.key, levers_record(outcome))
+    return parse_levers(document, outcome.key, "this check's first phase")
 
 
 def device_key(facts: LaunchFacts, tuned: LaunchPlan) -> str:
@@ -204,50 +267,136 @@ def run_check(
         lever_args={v.lever: v.lever_args for v in check.variants if v.lever},
         measured_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )
-    start = time.monotonic()
-    stock_times: list[float] = []
+    clock = _Budget(check.budget_s)
     with tempfile.TemporaryDirectory(prefix="comfy-install-tune-workflows-") as tmp:
         scratch = Path(tmp)
+        run = _VariantRunner(check, install_dir, comfy_args, env, scratch, log)
         for workflow in check.workflows:
             result = WorkflowResult(workflow.name, workflow.path)
             outcome.workflows.append(result)
-            estimate = sum(stock_times) / len(stock_times) if stock_times else 0.0
-            for variant in check.variants:
-                left = check.budget_s - (time.monotonic() - start)
-                if stock_times and left < estimate:
-                    result.variants[variant.name] = VariantResult(
-                        variant.name,
-                        "skipped",
-                        reason=f"the budget ({check.budget_s:g} s) would run out: "
-                        f"{max(left, 0):.0f} s left, a variant took {estimate:.0f} s",
-                    )
-                    log.warn(f"{workflow.name}: {variant.name} skipped (budget)")
-                    continue
-                began = time.monotonic()
-                found = _run_variant(
-                    check, workflow, variant, install_dir, comfy_args, facts, env, scratch, log
-                )
-                result.variants[variant.name] = found
-                if variant.kind == "stock":
-                    stock_times.append(time.monotonic() - began)
-                    estimate = stock_times[-1]
+            clock.run(run, workflow, check.variants, facts, result)
             _compare(result, facts, scratch / workflow.name)
-    outcome.took_s = time.monotonic() - start
+        second = _second_phase(check, outcome, facts, install_dir, comfy_args, env, log)
+        if second is not None:
+            decided, variants = second
+            for workflow, result in zip(check.workflows, outcome.workflows, strict=True):
+                clock.run(run, workflow, variants, decided, result)
+                _compare(result, facts, scratch / workflow.name, {v.name for v in variants})
+    outcome.took_s = clock.elapsed()
     return outcome
 
 
-def _compare(result: WorkflowResult, facts: LaunchFacts, scratch: Path) -> None:
+def _second_phase(
+    check: CheckPlan,
+    outcome: CheckOutcome,
+    facts: LaunchFacts,
+    install_dir: Path,
+    comfy_args: Sequence[str],
+    environ: Mapping[str, str],
+    log: InstallerLogger,
+) -> tuple[LaunchFacts, tuple[Variant, ...]] | None:
+    """The launch as decided from the first phase's figures, when it is not ``tuned``."""
+    records = first_phase_records(outcome)
+    decided = replace(facts, levers=records)
+    launch, *_ = launch_variants(False)
+    planned = plan_variant(launch, decided, install_dir, comfy_args, environ, output="<o>")
+    tuned = next(v for v in check.variants if v.kind == "tuned")
+    again = plan_variant(tuned, facts, install_dir, comfy_args, environ, output="<o>")
+    outcome.launch_levers = tuple(
+        t.name.removeprefix("lever-")
+        for t in planned.tunings
+        if t.name.startswith("lever-") and t.status == "on"
+    )
+    if not launch_differs(again, planned):
+        log.info("the launch as decided from these figures is the tuned variant's: measured")
+        return None
+    variants = launch_variants(planned.routes_attention)
+    log.info(
+        "second phase: the launch as decided from these figures"
+        f" ({', '.join(outcome.launch_levers) or 'no lever'}"
+        f"{', routed' if planned.routes_attention else ''}): {', '.join(v.name for v in variants)}"
+    )
+    return decided, variants
+
+
+class _Budget:
+    """The check's seconds: a variant that would start after they are spent is skipped."""
+
+    def __init__(self, budget_s: float) -> None:
+        self.budget_s = budget_s
+        self.start = time.monotonic()
+        self.stock_times: list[float] = []
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def run(
+        self,
+        runner: _VariantRunner,
+        workflow: Workflow,
+        variants: Sequence[Variant],
+        facts: LaunchFacts,
+        result: WorkflowResult,
+    ) -> None:
+        """Run ``variants`` on ``workflow`` into ``result``, each while the budget lasts."""
+        times = self.stock_times
+        estimate = sum(times) / len(times) if times else 0.0
+        for variant in variants:
+            left = self.budget_s - self.elapsed()
+            if times and left < estimate:
+                result.variants[variant.name] = VariantResult(
+                    variant.name,
+                    "skipped",
+                    reason=f"the budget ({self.budget_s:g} s) would run out: "
+                    f"{max(left, 0):.0f} s left, a variant took {estimate:.0f} s",
+                )
+                runner.log.warn(f"{workflow.name}: {variant.name} skipped (budget)")
+                continue
+            began = time.monotonic()
+            result.variants[variant.name] = runner.run(workflow, variant, facts)
+            if variant.kind == "stock":
+                times.append(time.monotonic() - began)
+                estimate = times[-1]
+
+
+def _compare(
+    result: WorkflowResult, facts: LaunchFacts, scratch: Path, only: set[str] | None = None
+) -> None:
+    """Set each variant's output distance to stock's (``only``: those variants)."""
     stock = result.variants["stock"].images()
     others = {
         name: found.images()
         for name, found in result.variants.items()
-        if name != "stock" and found.status == "ok"
+        if name != "stock" and found.status == "ok" and (only is None or name in only)
     }
     if not others:
         return
     scratch.mkdir(parents=True, exist_ok=True)
     for name, distance in distances(facts.venv_python, stock, others, scratch).items():
         result.variants[name].distance = distance
+
+
+class _VariantRunner:
+    """Runs one variant on one workflow: its ComfyUI started, the runs timed, ComfyUI stopped."""
+
+    def __init__(
+        self,
+        check: CheckPlan,
+        install_dir: Path,
+        comfy_args: Sequence[str],
+        environ: Mapping[str, str],
+        scratch: Path,
+        log: InstallerLogger,
+    ) -> None:
+        self.check, self.install_dir, self.comfy_args = check, install_dir, comfy_args
+        self.environ, self.scratch, self.log = environ, scratch, log
+
+    def run(self, workflow: Workflow, variant: Variant, facts: LaunchFacts) -> VariantResult:
+        """Run ``variant`` on ``workflow``, planned from ``facts``."""
+        return _run_variant(
+            self.check, workflow, variant, self.install_dir, self.comfy_args, facts,
+            self.environ, self.scratch, self.log,
+        )  # fmt: skip
 
 
 def _run_variant(
@@ -319,6 +468,6 @@ def _run_variant(
         if own_log is not None and log.log_path != own_log:
             log.attach_file(own_log)
     routes = plan.attention.routes if plan.attention is not None else None
-    if variant.kind == "tuned" and routes and routes.get("counts_file"):
+    if variant.kind in ("tuned", "launch") and routes and routes.get("counts_file"):
         found.routed_shapes = routed_shapes(Path(routes["counts_file"]))
     return found
