@@ -82,6 +82,7 @@ import result_runs  # noqa: E402 - bench/gpu/result_runs.py
 
 REPO = HERE.parents[1]
 sys.path.insert(1, str(REPO / "src"))  # the installer's lever table, from this checkout
+from installer.attention.shim.routes import ROUTES_ENV, ROUTES_OFF  # noqa: E402
 from installer.plan.workflow_check import KNOWN_LEVERS  # noqa: E402
 
 MARK_START = "<!-- gpu-workflows:start -->"
@@ -355,7 +356,7 @@ class Server:
             ]
             command += lever_args
             if base == "tuned-norouting":
-                env["COMFY_INSTALL_ATTENTION_ROUTES"] = "off"  # the router off, nothing else
+                env[ROUTES_ENV] = ROUTES_OFF[0]  # the router off, nothing else
             if base in COMPILED:
                 # Every recompilation goes to the log; inductor's and Triton's caches stay
                 # in DIR, where launch puts them, so a second start compiles from them.
