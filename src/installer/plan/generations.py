@@ -56,6 +56,7 @@ from installer.core.generations import (
     owning_install,
 )
 from installer.core.nodes import NodeFolder
+from installer.plan.records import PlannedStep
 
 DEFAULT_KEEP = 2
 
@@ -229,21 +230,42 @@ def next_generation_id(generations: Sequence[Generation], url: str, target: str)
     return max((g.id for g in generations), default=1) + 1
 
 
-def same_configured_nodes(recorded: Mapping[str, object], configured: Sequence[CustomNode]) -> bool:
-    """True when a built generation holds exactly the configured custom nodes at their pins.
+MACHINE_STEPS = ("preflight", "uv", "python", "gpu")
+"""Steps that check or record this machine (the tool, the interpreter, the GPUs), not what a
+generation holds: a build may run them again without the generation being rebuilt."""
 
-    An update to a ComfyUI commit that an already verified generation was built for switches
-    back to it instead of building again; that is only right when its step 9 installed the
-    same nodes (their requirements are in its venv), not fewer or at other commits.
+
+def reuse_refusal(steps: Sequence[PlannedStep]) -> str | None:
+    """Say why a built generation does not hold what a build would make (None: it does).
+
+    After a rollback, a build for a ComfyUI commit that a kept, verified generation was built
+    for switches back to it instead of building again, but only when it holds what the build
+    would install. The judge is the plan of the build's own options for that generation's root
+    (its state, venv and checkout), as a re-run of `install` there would make it: a step of the
+    generation it would run (other inputs: the torch set, the accelerators, the requirements,
+    the configured nodes; a `--force`; outputs that are gone) means a new generation. The
+    [`MACHINE_STEPS`][installer.plan.generations.MACHINE_STEPS] do not count, nor do steps that
+    run only in case a step they depend on changes its outputs (a cascade).
 
     Args:
-        recorded: The generation's step 9 outputs: each node's commit, by name.
-        configured: The configured nodes the update installs.
+        steps: The steps planned for the generation's root.
+
+    Returns:
+        None when no step of the generation would run; else each one that would for a reason
+        of its own (not because a step before it runs), with why, e.g. `requirements: inputs
+        changed (extra)`.
     """
-    wanted = {node.name: node.commit for node in configured}
-    if set(recorded) != set(wanted):
-        return False
-    return all(str(recorded[name]) == commit for name, commit in wanted.items())
+    running = [
+        step
+        for step in steps
+        if step.action == "run" and not step.cascade and step.id not in MACHINE_STEPS
+    ]
+    if not running:
+        return None
+    ids = {step.id for step in running}
+    # The first of a chain says why; the steps after it run because it does.
+    causes = [step for step in running if not ids.intersection(step.depends_on)]
+    return "; ".join(f"{step.id}: {step.reason}" for step in causes)
 
 
 def shares_custom_nodes(root: PurePath, platform: str) -> bool:
