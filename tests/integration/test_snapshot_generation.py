@@ -8,7 +8,9 @@ and `rollback` back to B's generation 1. Real uv, real git, the tiny wheels, off
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -179,3 +181,44 @@ def test_a_restore_that_fails_its_build_leaves_the_current_generation_as_it_was(
     assert user_hashes(b / "ComfyUI") == before, "a node folder was added before the build"
     status = json.loads(run(cli("status", b, "--json"), world["env"]).stdout)["data"]
     assert {g["id"]: g["status"] for g in status["generations"]}[2] == "failed"
+
+
+def test_a_restore_switches_back_only_to_a_generation_that_holds_its_lock(
+    world: dict[str, Any], b: Path, tmp_path: Path
+) -> None:
+    state = b / ".comfy-install"
+    done = restore(world, b)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert run(cli("rollback", b), world["env"]).returncode == 0
+
+    # The same snapshot again: generation 2 holds it, so the restore is a switch back.
+    again = restore(world, b, "--json")
+    assert again.returncode == 0, again.stderr[-3000:]
+    data = json.loads(again.stdout)["data"]
+    assert data["reused"] and data["generation"] == 2, again.stderr[-3000:]
+    assert "generation 2 is already built and verified" in again.stderr
+    assert not (state / "generations" / "3").exists(), "the staged files were left behind"
+    assert run(cli("rollback", b), world["env"]).returncode == 0
+
+    # Another lock for the same ComfyUI commit: generation 2's venv does not hold it.
+    snapshot = json.loads(world["file"].read_text())
+    wheel = next(Path(world["mirror"][3]).glob("plain_new-1.2-*.whl"))
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    lock, count = re.subn(
+        r"plain-new==1\.3 \\\n    --hash=sha256:[0-9a-f]{64}",
+        f"plain-new==1.2 \\\\\n    --hash=sha256:{digest}",
+        snapshot["lock"],
+    )
+    assert count == 1, "the lock pins plain-new with its hash"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**snapshot, "lock": lock}))
+    args = cli("snapshot", "restore", other, b, "--gpu", "none", *world["mirror"], "--json")
+    done = run(args, world["env"], timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(done.stdout)["data"]
+    assert not data["reused"] and data["generation"] == 3, done.stderr[-3000:]
+    said = " ".join(done.stderr.split())
+    assert "generation 2 is not reused" in said
+    assert "its .comfy-install/snapshot/locks is missing or not the same as this build's" in said
+    assert venv_dists(state / "generations" / "3")["plain-new"] == "1.2"
+    assert venv_dists(state / "generations" / "2")["plain-new"] == "1.3", "generation 2 changed"

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from installer.commands.executor import ExecutionResult, execute
 from installer.commands.planning import PlanContext, make_plan
@@ -48,6 +49,7 @@ from installer.edges.generations import (
     describe_root,
     read_generations,
     remove_paths,
+    same_files,
     share_bytecode,
     write_generations,
 )
@@ -116,7 +118,36 @@ class BuiltGeneration:
     """True when a generation that was already built and verified for the target was found."""
 
 
-def _reuse_refusal(request: GenerationBuild, generation: Generation, commit: str) -> str | None:
+_STAGED_INPUTS = ("config_path", "tools_manifest_path", "lock_dir")
+"""The options naming input files that a build may stage in its own generation folder."""
+
+
+def _own_copies(options: InstallOptions, build_root: Path, root: Path) -> InstallOptions | str:
+    """Point the input files staged in the build's own folder at ROOT's copies of them.
+
+    `snapshot restore` writes the snapshot's configuration and lock into the new generation's
+    folder, so their paths (step 8 records its lock's) name that folder; a generation restored
+    from the same snapshot holds the same files in its own folder, and is judged with those.
+
+    Returns:
+        The options, or why not: a copy in ROOT that is missing or holds other bytes.
+    """
+    changes: dict[str, Any] = {}
+    for name in _STAGED_INPUTS:
+        path = getattr(options, name)
+        if path is None or not path.is_relative_to(build_root):
+            continue
+        relative = path.relative_to(build_root)
+        theirs = root / relative
+        if not same_files(path, theirs):
+            return f"its {relative.as_posix()} is missing or not the same as this build's"
+        changes[name] = theirs
+    return replace(options, **changes)
+
+
+def _reuse_refusal(
+    request: GenerationBuild, generation: Generation, commit: str, build_root: Path
+) -> str | None:
     """Why a verified generation at the target commit is not switched back to (None: it is).
 
     The build's own options are planned for that generation's root, none of them taken from
@@ -125,7 +156,10 @@ def _reuse_refusal(request: GenerationBuild, generation: Generation, commit: str
     """
     from installer.plan.inputs import RECORDED_OPTIONS
 
-    options = generation_options(request, Path(generation.root), commit)
+    root = Path(generation.root)
+    options = _own_copies(generation_options(request, root, commit), build_root, root)
+    if isinstance(options, str):
+        return options
     options = replace(options, given=options.given | frozenset(RECORDED_OPTIONS))
     try:
         context = make_plan(options)
@@ -139,13 +173,14 @@ def _reusable(
     generations: list[Generation],
     current: int,
     commit: str,
+    build_root: Path,
     log: InstallerLogger,
 ) -> Generation | None:
-    """The kept, verified generation that holds what the build would make, if there is one."""
+    """The kept, verified generation that holds what the build in BUILD_ROOT would make."""
     for existing in generations:
         if not existing.verified or existing.id == current or existing.comfyui_commit != commit:
             continue
-        why = _reuse_refusal(request, existing, commit)
+        why = _reuse_refusal(request, existing, commit, build_root)
         if why is None:
             return existing
         log.info(
@@ -188,12 +223,12 @@ def build_generation(request: GenerationBuild, log: InstallerLogger) -> BuiltGen
     commit = fetch_commit(repo, request.url, request.target, log)
     # After a rollback, a build for a commit a kept generation was built for is a switch
     # back to it when it holds what this build would make (a `--force` of its steps: never).
-    reused = _reusable(request, registry.generations, current, commit, log)
+    number = next_generation_id(registry.generations, request.url, commit)
+    root = Path(generation_root(install_dir, number, platform))
+    reused = _reusable(request, registry.generations, current, commit, root, log)
     if reused is not None:
         log.info(f"generation {reused.id} is already built and verified at {commit[:12]}")
         return BuiltGeneration(reused, ExecutionResult(plan=None), reused=True)
-    number = next_generation_id(registry.generations, request.url, commit)
-    root = Path(generation_root(install_dir, number, platform))
     previous = registry.get(number)
     generation = Generation(
         id=number,

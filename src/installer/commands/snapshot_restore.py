@@ -25,7 +25,9 @@ node folder at another commit than the snapshot's makes the restore (and its `--
 refuse, naming each one (exit code 2), unless `--keep-nodes` says to leave them as they are
 (they are then reported, and step 9 of the build uses them as they are); node folders the
 snapshot does not have stay (reported: their requirements are not in the new venv). A DIR
-already holding the snapshot builds nothing.
+already holding the snapshot builds nothing; after a rollback, a kept generation restored from
+the same configuration and lock is switched back to, by `update`'s rule
+([`build_generation`][installer.commands.generations.build_generation]).
 """
 
 from __future__ import annotations
@@ -325,17 +327,16 @@ def restore_generation(
         url = request.sources.get("ComfyUI") or snapshot.comfyui.url
         commit = snapshot.comfyui.commit
         registry = read_generations(install_dir, platform)
-        force = _reuse_blocked(install_dir, registry.generations, current, commit, snapshot)
-        # A new (or unfinished) generation's own state folder holds the staged files; when
-        # build_generation switches back to a verified one instead, that folder is an orphan
-        # the prune below removes.
+        # A new (or unfinished) generation's own state folder holds the staged files. When
+        # build_generation switches back to a verified one instead (one restored from the same
+        # files whose steps are all done: the rule `update` follows too), that folder is an
+        # orphan the prune below removes.
         number = next_generation_id(registry.generations, url, commit)
         root = Path(generation_root(install_dir, number, platform))
         config_file, lock_dir, lock_file = _stage(request, snapshot, root)
         base = restore_options(request, snapshot, config_file, lock_dir)
         options = replace(
             base,
-            force=force,
             keep_nodes=request.keep_nodes,
             given=base.given | {"comfyui_url", "comfyui_ref"},
             next_command=f"comfy-install launch {install_dir}",
@@ -391,27 +392,6 @@ def _check_nodes(request: RestoreRequest, nodes: NodesDecision, log: InstallerLo
             "kept, not in the snapshot (their requirements are not in the new generation's "
             f"venv): {', '.join(nodes.extra)}"
         )
-
-
-def _reuse_blocked(
-    install_dir: Path, generations: list[Any], current: int, commit: str, snapshot: Snapshot
-) -> tuple[str, ...]:
-    """`--force` for the build when the generation it would reuse does not hold the lock.
-
-    `build_generation` switches back to a verified generation at the same ComfyUI commit
-    (after a rollback) instead of building; for a snapshot that one must also hold the
-    snapshot's packages, else a new generation is built.
-    """
-    platform = current_platform()
-    for generation in generations:
-        if generation.verified and generation.id != current and generation.comfyui_commit == commit:
-            venv = layout(Path(generation.root), platform)["venv"]
-            held = installed_distributions(venv, platform)
-            entries = parse_entries(snapshot.lock.splitlines())
-            diff = snapshot_diff(snapshot, entries, Holding(commit, {}, held, snapshot.python))
-            packages = [c for c in diff if not c.what.startswith("custom node ")]
-            return ("requirements",) if packages else ()
-    return ()
 
 
 def _add_nodes(
