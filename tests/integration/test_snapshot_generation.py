@@ -222,3 +222,36 @@ def test_a_restore_switches_back_only_to_a_generation_that_holds_its_lock(
     assert "its .comfy-install/snapshot/locks is missing or not the same as this build's" in said
     assert venv_dists(state / "generations" / "3")["plain-new"] == "1.2"
     assert venv_dists(state / "generations" / "2")["plain-new"] == "1.3", "generation 2 changed"
+
+
+def test_a_node_folder_with_local_changes_stops_the_restore_before_anything_changes(
+    world: dict[str, Any], b: Path
+) -> None:
+    node = b / "ComfyUI" / "custom_nodes" / "plain-node"
+    git("clone", "-q", str(world["repos"] / "plain-node"), str(node), cwd=b)
+    git("checkout", "-q", world["second"], cwd=node)  # the snapshot's commit, but edited
+    (node / "__init__.py").write_text("# my edit\n")
+    before = user_hashes(b / "ComfyUI")
+
+    for extra in (("--dry-run",), ()):  # the dry run says what the restore would refuse
+        refused = restore(world, b, *extra)
+        assert refused.returncode == 2, refused.stderr[-3000:]
+        said = " ".join(refused.stderr.split())
+        assert f"custom node plain-node in {node} has local changes (__init__.py)" in said
+        assert f"the snapshot pins {world['second'][:12]}" in said
+        assert "Nothing was changed." in said and "--keep-nodes" in said
+        assert f"git -C {node} stash" in said
+        assert not (b / ".comfy-install" / "generations").exists(), "a generation was started"
+        assert not (b / ".comfy-install" / "generations.json").exists()
+        assert not (b / ".comfy-install" / "current-generation").exists()
+        assert (node / "__init__.py").read_text() == "# my edit\n"
+        assert unchanged(before, user_hashes(b / "ComfyUI"))
+
+    kept = restore(world, b, "--keep-nodes", "--json")
+    assert kept.returncode == 0, kept.stderr[-3000:]
+    assert "used as it is (--keep-nodes)" in " ".join(kept.stderr.split())
+    assert [n["name"] for n in json.loads(kept.stdout)["data"]["nodes"]["differing"]] == [
+        "plain-node"
+    ]
+    assert (b / ".comfy-install" / "current-generation").read_text().strip() == "2"
+    assert (node / "__init__.py").read_text() == "# my edit\n"

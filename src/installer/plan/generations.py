@@ -41,9 +41,8 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Literal
+from typing import Literal, Protocol
 
-from installer.core.config import CustomNode
 from installer.core.errors import UsageError
 from installer.core.facts import pure_path
 from installer.core.generations import (
@@ -295,6 +294,18 @@ def shared_nodes_dir(root: PurePath, platform: str) -> PurePath:
 SharedNodeAction = Literal["clone", "reuse", "refuse"]
 
 
+class PinnedNode(Protocol):
+    """A custom node at a pinned commit: a configured one (`CustomNode`) or a snapshot's."""
+
+    @property
+    def name(self) -> str:
+        """Its folder's name in `custom_nodes/`."""
+
+    @property
+    def commit(self) -> str:
+        """The commit it is pinned at."""
+
+
 @dataclass(frozen=True)
 class SharedNode:
     """What a later generation's build does with one configured node's shared folder."""
@@ -320,12 +331,15 @@ class SharedNode:
 
 
 def plan_shared_nodes(
-    nodes: Sequence[CustomNode], found: Mapping[str, NodeFolder | None], folder: PurePath
+    nodes: Sequence[PinnedNode], found: Mapping[str, NodeFolder | None], folder: PurePath
 ) -> list[SharedNode]:
-    """Decide, for each configured node, what a later generation's build does with its folder.
+    """Decide, for each pinned node, what a later generation's build does with its folder.
+
+    The one rule of `update` (its preview), `snapshot restore` (before it builds) and step 9:
+    a shared folder is the user's, so a build never moves one.
 
     Args:
-        nodes: The configured nodes the build installs (step 9's).
+        nodes: The nodes the build installs (step 9's configured ones, or a snapshot's).
         found: Each node's folder in ``folder`` as it is, by name (None or absent: no folder).
         folder: `DIR/ComfyUI/custom_nodes`.
 
@@ -364,6 +378,9 @@ def shared_nodes_refusal(
     pinned_by: str,
     again: str,
     unchanged: str = "Nothing was changed.",
+    *,
+    repin: bool = True,
+    instead: str = "",
 ) -> UsageError | None:
     """Return the error that stops a build meeting shared node folders it may not use.
 
@@ -373,6 +390,10 @@ def shared_nodes_refusal(
         pinned_by: Who pins the commits, e.g. `this update`.
         again: The command to run once the folders are fixed, e.g. `comfy-install update DIR`.
         unchanged: The sentence that ends the message: what the refusal left as it was.
+        repin: Offer to pin a folder's own commit in dependencies.json instead (not for a
+            snapshot, whose pins are its own).
+        instead: Another way out, a sentence ending the hint (e.g. `snapshot restore`'s
+            `--keep-nodes`).
 
     Returns:
         None when no folder is refused; else one UsageError (exit code 2) naming each refused
@@ -391,12 +412,10 @@ def shared_nodes_refusal(
             continue
         keep = f"`git -C {d.path} stash`, then " if d.found.changes else ""
         fixes.append(f"{keep}`git -C {d.path} checkout {d.pinned}`")
-        if d.found.head != d.pinned:
+        if repin and d.found.head != d.pinned:
             fixes[-1] += f" (or pin {d.found.head} for {d.name} in dependencies.json)"
-    return UsageError(
-        f"{said}. {unchanged}",
-        f"Fix each folder yourself: {'; '.join(fixes)}; then run `{again}` again.",
-    )
+    hint = f"Fix each folder yourself: {'; '.join(fixes)}; then run `{again}` again."
+    return UsageError(f"{said}. {unchanged}", f"{hint} {instead}".strip())
 
 
 def verify_nodes_paths(root: PurePath, platform: str) -> str | None:
