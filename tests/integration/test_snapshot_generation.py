@@ -8,7 +8,9 @@ and `rollback` back to B's generation 1. Real uv, real git, the tiny wheels, off
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -179,3 +181,77 @@ def test_a_restore_that_fails_its_build_leaves_the_current_generation_as_it_was(
     assert user_hashes(b / "ComfyUI") == before, "a node folder was added before the build"
     status = json.loads(run(cli("status", b, "--json"), world["env"]).stdout)["data"]
     assert {g["id"]: g["status"] for g in status["generations"]}[2] == "failed"
+
+
+def test_a_restore_switches_back_only_to_a_generation_that_holds_its_lock(
+    world: dict[str, Any], b: Path, tmp_path: Path
+) -> None:
+    state = b / ".comfy-install"
+    done = restore(world, b)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert run(cli("rollback", b), world["env"]).returncode == 0
+
+    # The same snapshot again: generation 2 holds it, so the restore is a switch back.
+    again = restore(world, b, "--json")
+    assert again.returncode == 0, again.stderr[-3000:]
+    data = json.loads(again.stdout)["data"]
+    assert data["reused"] and data["generation"] == 2, again.stderr[-3000:]
+    assert "generation 2 is already built and verified" in again.stderr
+    assert not (state / "generations" / "3").exists(), "the staged files were left behind"
+    assert run(cli("rollback", b), world["env"]).returncode == 0
+
+    # Another lock for the same ComfyUI commit: generation 2's venv does not hold it.
+    snapshot = json.loads(world["file"].read_text())
+    wheel = next(Path(world["mirror"][3]).glob("plain_new-1.2-*.whl"))
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    lock, count = re.subn(
+        r"plain-new==1\.3 \\\n    --hash=sha256:[0-9a-f]{64}",
+        f"plain-new==1.2 \\\\\n    --hash=sha256:{digest}",
+        snapshot["lock"],
+    )
+    assert count == 1, "the lock pins plain-new with its hash"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**snapshot, "lock": lock}))
+    args = cli("snapshot", "restore", other, b, "--gpu", "none", *world["mirror"], "--json")
+    done = run(args, world["env"], timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(done.stdout)["data"]
+    assert not data["reused"] and data["generation"] == 3, done.stderr[-3000:]
+    said = " ".join(done.stderr.split())
+    assert "generation 2 is not reused" in said
+    assert "its .comfy-install/snapshot/locks is missing or not the same as this build's" in said
+    assert venv_dists(state / "generations" / "3")["plain-new"] == "1.2"
+    assert venv_dists(state / "generations" / "2")["plain-new"] == "1.3", "generation 2 changed"
+
+
+def test_a_node_folder_with_local_changes_stops_the_restore_before_anything_changes(
+    world: dict[str, Any], b: Path
+) -> None:
+    node = b / "ComfyUI" / "custom_nodes" / "plain-node"
+    git("clone", "-q", str(world["repos"] / "plain-node"), str(node), cwd=b)
+    git("checkout", "-q", world["second"], cwd=node)  # the snapshot's commit, but edited
+    (node / "__init__.py").write_text("# my edit\n")
+    before = user_hashes(b / "ComfyUI")
+
+    for extra in (("--dry-run",), ()):  # the dry run says what the restore would refuse
+        refused = restore(world, b, *extra)
+        assert refused.returncode == 2, refused.stderr[-3000:]
+        said = " ".join(refused.stderr.split())
+        assert f"custom node plain-node in {node} has local changes (__init__.py)" in said
+        assert f"the snapshot pins {world['second'][:12]}" in said
+        assert "Nothing was changed." in said and "--keep-nodes" in said
+        assert f"git -C {node} stash" in said
+        assert not (b / ".comfy-install" / "generations").exists(), "a generation was started"
+        assert not (b / ".comfy-install" / "generations.json").exists()
+        assert not (b / ".comfy-install" / "current-generation").exists()
+        assert (node / "__init__.py").read_text() == "# my edit\n"
+        assert unchanged(before, user_hashes(b / "ComfyUI"))
+
+    kept = restore(world, b, "--keep-nodes", "--json")
+    assert kept.returncode == 0, kept.stderr[-3000:]
+    assert "used as it is (--keep-nodes)" in " ".join(kept.stderr.split())
+    assert [n["name"] for n in json.loads(kept.stdout)["data"]["nodes"]["differing"]] == [
+        "plain-node"
+    ]
+    assert (b / ".comfy-install" / "current-generation").read_text().strip() == "2"
+    assert (node / "__init__.py").read_text() == "# my edit\n"

@@ -207,6 +207,25 @@ def test_bytecode_is_shared_only_for_the_very_same_source_file(tmp_path: Path) -
     assert share_bytecode(tmp_path / "old", tmp_path / "new", "linux") == 0, "linked twice"
 
 
+def test_staged_files_are_the_same_only_byte_for_byte(tmp_path: Path) -> None:
+    from installer.edges.generations import same_files
+
+    for name in ("a", "b"):
+        (tmp_path / name / "locks").mkdir(parents=True)
+        (tmp_path / name / "locks" / "linux.txt").write_text("x==1\n")
+    assert same_files(tmp_path / "a" / "locks", tmp_path / "b" / "locks")
+    assert same_files(
+        tmp_path / "a" / "locks" / "linux.txt", tmp_path / "b" / "locks" / "linux.txt"
+    )
+    (tmp_path / "b" / "locks" / "windows.txt").write_text("x==1\n")
+    assert not same_files(tmp_path / "a" / "locks", tmp_path / "b" / "locks")
+    (tmp_path / "b" / "locks" / "linux.txt").write_text("x==2\n")
+    assert not same_files(
+        tmp_path / "a" / "locks" / "linux.txt", tmp_path / "b" / "locks" / "linux.txt"
+    )
+    assert not same_files(tmp_path / "a" / "locks", tmp_path / "missing")
+
+
 def test_install_rerun_and_doctor_act_on_the_current_generation(
     install: Path, installed: tuple[Path, Path, dict[str, str]], index_server: tuple[Any, str]
 ) -> None:

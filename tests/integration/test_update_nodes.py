@@ -218,3 +218,28 @@ def test_a_built_generation_without_the_configured_node_is_not_switched_back_to(
     assert head(install / "ComfyUI" / "custom_nodes" / NODE) == world["second"]
     assert venv_dists(state / "generations" / "3")["plain-new"] == "1.3"
     assert "plain-new" not in venv_dists(state / "generations" / "2")
+
+
+def test_a_built_generation_with_other_packages_is_not_switched_back_to(
+    world: dict[str, Any], install: Path, index_server: tuple[Any, str], tmp_path: Path
+) -> None:
+    """Generation 2 was built for the same ComfyUI commit, but with another requirement pin:
+    switching back to it would launch the old packages, so a new generation is built."""
+    fixtures = world["fixtures"]
+    old = write_config(tmp_path / "old.json", fixtures, extra_requirements=["plain-new==1.2"])
+    first = update(world, install, old, index_server[1])
+    assert first.returncode == 0, first.stderr[-3000:]
+    state = install / ".comfy-install"
+    assert venv_dists(state / "generations" / "2")["plain-new"] == "1.2"
+    back = run(cli("rollback", install), world["env"])
+    assert back.returncode == 0, back.stderr[-3000:]
+
+    new = write_config(tmp_path / "new.json", fixtures, extra_requirements=["plain-new==1.3"])
+    done = update(world, install, new, index_server[1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = " ".join(done.stderr.split())
+    assert "already built and verified" not in said
+    assert "generation 2 is not reused" in said and "requirements: inputs changed (extra)" in said
+    assert (state / "current-generation").read_text().strip() == "3", said[-3000:]
+    assert venv_dists(state / "generations" / "3")["plain-new"] == "1.3"
+    assert venv_dists(state / "generations" / "2")["plain-new"] == "1.2", "generation 2 changed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import PurePosixPath, PureWindowsPath
+from typing import Any
 
 import pytest
 
@@ -16,14 +17,15 @@ from installer.plan.generations import (
     plan_prune,
     plan_shared_nodes,
     plan_switch,
+    reuse_refusal,
     rollback_target,
-    same_configured_nodes,
     shared_folder_args,
     shared_nodes_dir,
     shared_nodes_refusal,
     shares_custom_nodes,
     verify_nodes_paths,
 )
+from installer.plan.records import DEPENDS, PlannedStep
 
 WIN_DIR = PureWindowsPath(r"C:\Users\Ana\ComfyUI-install")
 POSIX_DIR = PurePosixPath("/srv/comfy")
@@ -204,9 +206,37 @@ def test_verify_loads_the_shared_nodes_only_for_a_later_generation() -> None:
     ]
 
 
-def test_a_generation_is_switched_back_to_only_with_the_same_configured_nodes() -> None:
-    assert same_configured_nodes({}, [])
-    assert same_configured_nodes({"cfg-node": PIN}, [node()])
-    assert not same_configured_nodes({}, [node()])  # built before the node was configured
-    assert not same_configured_nodes({"cfg-node": OTHER}, [node()])  # at another pin
-    assert not same_configured_nodes({"cfg-node": PIN, "gone": OTHER}, [node()])  # one more
+def planned(
+    step_id: str, action: str = "done", reason: str = "up to date", **extra: Any
+) -> PlannedStep:
+    return PlannedStep(
+        number=1, id=step_id, title=step_id, action=action, reason=reason,  # type: ignore[arg-type]
+        depends_on=list(DEPENDS[step_id]), **extra,
+    )  # fmt: skip
+
+
+def test_a_generation_is_switched_back_to_only_when_no_step_of_it_would_run() -> None:
+    done = [planned(s) for s in ("preflight", "venv", "torch", "requirements", "verify")]
+    assert reuse_refusal(done) is None
+    assert reuse_refusal([*done, planned("launchers", "skip", "skipped by --skip")]) is None
+    # The machine's own steps may run again (a new uv, another interpreter path) ...
+    machine = [planned("preflight", "run", "checks are made on every run (no network)"),
+               planned("uv", "run", "inputs changed (version)"),
+               planned("python", "run", "uv will run first", cascade=True)]  # fmt: skip
+    assert reuse_refusal([*machine, *done[1:]]) is None
+    # ... and so may a step that runs only in case the steps it depends on change outputs.
+    assert (
+        reuse_refusal([*machine, planned("venv", "run", "python will run first", cascade=True)])
+        is None
+    )
+    changed = [
+        planned("requirements", "run", "inputs changed (extra)"),
+        planned("custom_nodes", "run", "requirements will run first", cascade=True),
+        planned("verify", "run", "requirements will run first"),
+    ]
+    assert reuse_refusal(changed) == "requirements: inputs changed (extra)"
+    forced = [
+        planned("torch", "run", "forced by --force"),
+        planned("optimizations", "run", "torch will run first"),
+    ]
+    assert reuse_refusal(forced) == "torch: forced by --force"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 from installer.core.lockfile import parse_entries
+from installer.core.nodes import NodeFolder
 from installer.core.snapshot import (
     Snapshot,
     SnapshotAccelerator,
@@ -10,6 +13,7 @@ from installer.core.snapshot import (
     SnapshotSource,
     SnapshotTorch,
 )
+from installer.plan.generations import plan_shared_nodes, shared_nodes_refusal
 from installer.plan.optimization_records import PlannedOptimization, PlannedWheel
 from installer.plan.sage_sources import PlannedSource
 from installer.plan.snapshot import (
@@ -68,17 +72,38 @@ def test_a_restore_into_an_install_never_moves_a_node_folder_it_decides_about() 
     snap = snapshot()
     snap.nodes.append(SnapshotNode(name="n2", url="https://x/n2.git", commit="b" * 40))
     snap.nodes.append(SnapshotNode(name="n3", url="https://x/n3.git", commit="d" * 40))
-    decision = restore_nodes(snap, {"n1": "a" * 40, "n2": "e" * 40, "mine": None})
+    snap.nodes.append(SnapshotNode(name="n4", url="https://x/n4.git", commit="f" * 40))
+    folder = PurePosixPath("/d/ComfyUI/custom_nodes")
+    found = {
+        "n1": NodeFolder("a" * 40),
+        "n2": NodeFolder("e" * 40),
+        "n4": NodeFolder("f" * 40, ("__init__.py",)),  # at the pin, edited
+    }
+    decisions = plan_shared_nodes(snap.nodes, found, folder)
+    decision = restore_nodes(decisions, ["n1", "n2", "n4", "mine"])
     assert decision.same == ("n1",)
     assert decision.added == ("n3",)
-    assert [(c.what, c.now, c.snapshot) for c in decision.differing] == [("n2", "e" * 40, "b" * 40)]
+    assert [d.name for d in decision.differing] == ["n2", "n4"]
     assert decision.extra == ("mine",)
-    hand_made = restore_nodes(snap, {"n2": None})
-    assert hand_made.differing[0].now == "(not a git clone)"
-    assert restore_nodes(snap, {}).added == ("n1", "n2", "n3")
+    hand_made = restore_nodes(plan_shared_nodes(snap.nodes, {"n2": NodeFolder(None)}, folder), [])
+    assert hand_made.as_data()["differing"][0]["now"] == "(not a git clone)"
+    assert restore_nodes(plan_shared_nodes(snap.nodes, {}, folder), []).added == (
+        "n1", "n2", "n3", "n4",
+    )  # fmt: skip
     assert decision.as_data()["differing"] == [
-        {"name": "n2", "now": "e" * 40, "snapshot": "b" * 40}
-    ]
+        {"name": "n2", "now": "e" * 40, "snapshot": "b" * 40,
+         "reason": f"custom node n2 is at {'e' * 12} in {folder / 'n2'}"},
+        {"name": "n4", "now": "f" * 40, "snapshot": "f" * 40,
+         "reason": f"custom node n4 in {folder / 'n4'} has local changes (__init__.py)"},
+    ]  # fmt: skip
+    error = shared_nodes_refusal(
+        decisions, "the snapshot", "comfy-install snapshot restore S D", repin=False,
+        instead="Or pass --keep-nodes.",
+    )  # fmt: skip
+    assert error is not None and "dependencies.json" not in error.hint
+    assert error.hint.endswith(
+        "then run `comfy-install snapshot restore S D` again. Or pass --keep-nodes."
+    )
 
 
 def _planned_source(commit: str) -> PlannedOptimization:

@@ -96,7 +96,8 @@ def restore(
         typer.Option(
             "--keep-nodes",
             help="Into an install whose custom node folders are at other commits than the "
-            "snapshot's: restore anyway and leave those folders as they are.",
+            "snapshot's, or have local changes: restore anyway and leave those folders as they "
+            "are.",
         ),
     ] = False,
     index_url: IndexUrlOpt = None,
@@ -111,7 +112,7 @@ def restore(
 
     Into an existing install the snapshot becomes a new generation (`comfy-install rollback
     DIR` goes back); the user's folders are never changed, and node folders at other commits
-    than the snapshot's make it refuse unless --keep-nodes.
+    than the snapshot's or with local changes make it refuse unless --keep-nodes.
     """
     log = make_logger(verbose, quiet)
     command = ["snapshot", "restore", str(file), str(install_dir)]

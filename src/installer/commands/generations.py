@@ -33,10 +33,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from installer.commands.executor import ExecutionResult, execute
-from installer.commands.planning import PlanContext
-from installer.core.config import CustomNode
+from installer.commands.planning import PlanContext, make_plan
 from installer.core.errors import InstallerError, InterruptedByUserError, StepFailedError
 from installer.core.generations import Generation, data_root, generation_root
 from installer.core.log import InstallerLogger
@@ -49,6 +49,7 @@ from installer.edges.generations import (
     describe_root,
     read_generations,
     remove_paths,
+    same_files,
     share_bytecode,
     write_generations,
 )
@@ -59,7 +60,7 @@ from installer.plan.generations import (
     next_generation_id,
     plan_prune,
     plan_switch,
-    same_configured_nodes,
+    reuse_refusal,
 )
 from installer.plan.records import InstallOptions
 
@@ -117,22 +118,76 @@ class BuiltGeneration:
     """True when a generation that was already built and verified for the target was found."""
 
 
-def _configured_nodes(request: GenerationBuild) -> list[CustomNode]:
-    """The custom nodes the build installs: its plan's, else its configuration's."""
-    if request.planned is not None:
-        return list(request.planned.plan.custom_nodes)
-    from installer.core.config_files import load_dependencies
-
-    return list(load_dependencies(request.options.config_path).custom_nodes)
+_STAGED_INPUTS = ("config_path", "tools_manifest_path", "lock_dir")
+"""The options naming input files that a build may stage in its own generation folder."""
 
 
-def _built_nodes(generation: Generation) -> dict[str, object]:
-    """A built generation's custom nodes (step 9's outputs: each commit by name)."""
-    from installer.edges.state import read_state
+def _own_copies(options: InstallOptions, build_root: Path, root: Path) -> InstallOptions | str:
+    """Point the input files staged in the build's own folder at ROOT's copies of them.
 
-    state, _ = read_state(Path(generation.root))
-    done = state.done("custom_nodes") if state is not None else None
-    return dict((done.outputs.get("nodes") or {}) if done is not None else {})
+    `snapshot restore` writes the snapshot's configuration and lock into the new generation's
+    folder, so their paths (step 8 records its lock's) name that folder; a generation restored
+    from the same snapshot holds the same files in its own folder, and is judged with those.
+
+    Returns:
+        The options, or why not: a copy in ROOT that is missing or holds other bytes.
+    """
+    changes: dict[str, Any] = {}
+    for name in _STAGED_INPUTS:
+        path = getattr(options, name)
+        if path is None or not path.is_relative_to(build_root):
+            continue
+        relative = path.relative_to(build_root)
+        theirs = root / relative
+        if not same_files(path, theirs):
+            return f"its {relative.as_posix()} is missing or not the same as this build's"
+        changes[name] = theirs
+    return replace(options, **changes)
+
+
+def _reuse_refusal(
+    request: GenerationBuild, generation: Generation, commit: str, build_root: Path
+) -> str | None:
+    """Why a verified generation at the target commit is not switched back to (None: it is).
+
+    The build's own options are planned for that generation's root, none of them taken from
+    what it recorded (a build of a new generation would not take them either): see
+    [`reuse_refusal`][installer.plan.generations.reuse_refusal].
+    """
+    from installer.plan.inputs import RECORDED_OPTIONS
+
+    root = Path(generation.root)
+    options = _own_copies(generation_options(request, root, commit), build_root, root)
+    if isinstance(options, str):
+        return options
+    options = replace(options, given=options.given | frozenset(RECORDED_OPTIONS))
+    try:
+        context = make_plan(options)
+    except InstallerError as exc:
+        return f"it cannot be planned ({exc.message})"
+    return reuse_refusal(context.plan.steps)
+
+
+def _reusable(
+    request: GenerationBuild,
+    generations: list[Generation],
+    current: int,
+    commit: str,
+    build_root: Path,
+    log: InstallerLogger,
+) -> Generation | None:
+    """The kept, verified generation that holds what the build in BUILD_ROOT would make."""
+    for existing in generations:
+        if not existing.verified or existing.id == current or existing.comfyui_commit != commit:
+            continue
+        why = _reuse_refusal(request, existing, commit, build_root)
+        if why is None:
+            return existing
+        log.info(
+            f"generation {existing.id} is not reused: it was built for {commit[:12]}, but this "
+            f"build would change it ({why})"
+        )
+    return None
 
 
 def build_generation(request: GenerationBuild, log: InstallerLogger) -> BuiltGeneration:
@@ -140,7 +195,11 @@ def build_generation(request: GenerationBuild, log: InstallerLogger) -> BuiltGen
 
     The caller holds DIR's install lock. Nothing of the current generation is changed: the
     new checkout is a worktree of `DIR/ComfyUI`'s repository (its work tree stays as it is),
-    the new venv and state live in the generation's own folder.
+    the new venv and state live in the generation's own folder. A kept, verified generation
+    (not the current one) that holds what this build would make is returned instead, unbuilt
+    (`reused`): its root planned with the build's options finds every step of it done
+    ([`reuse_refusal`][installer.plan.generations.reuse_refusal]); the log says why each
+    other one at the target commit is not.
 
     Args:
         request: DIR, the install options, the ComfyUI source and the target commit or ref.
@@ -162,23 +221,14 @@ def build_generation(request: GenerationBuild, log: InstallerLogger) -> BuiltGen
     repo = Path(data_root(install_dir, platform))
     log.info(f"fetching {request.target} from {request.url} into {repo} (objects only)")
     commit = fetch_commit(repo, request.url, request.target, log)
-    configured = _configured_nodes(request)
-    for existing in registry.generations:
-        # After a rollback, updating to the same commit again is a switch, not a rebuild
-        # (`--force STEP` asks for a rebuild), when that generation has the same custom nodes.
-        reusable = existing.verified and existing.id != current and not request.options.force
-        if not (reusable and existing.comfyui_commit == commit):
-            continue
-        if not same_configured_nodes(_built_nodes(existing), configured):
-            log.info(
-                f"generation {existing.id} was built for {commit[:12]} with other custom nodes "
-                "than the configuration's: a new generation is built"
-            )
-            continue
-        log.info(f"generation {existing.id} is already built and verified at {commit[:12]}")
-        return BuiltGeneration(existing, ExecutionResult(plan=None), reused=True)
+    # After a rollback, a build for a commit a kept generation was built for is a switch
+    # back to it when it holds what this build would make (a `--force` of its steps: never).
     number = next_generation_id(registry.generations, request.url, commit)
     root = Path(generation_root(install_dir, number, platform))
+    reused = _reusable(request, registry.generations, current, commit, root, log)
+    if reused is not None:
+        log.info(f"generation {reused.id} is already built and verified at {commit[:12]}")
+        return BuiltGeneration(reused, ExecutionResult(plan=None), reused=True)
     previous = registry.get(number)
     generation = Generation(
         id=number,

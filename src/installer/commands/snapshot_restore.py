@@ -21,11 +21,14 @@ the generations beyond the default `--keep` are pruned. Nothing of the user's in
 rewritten. The node folders are those of `DIR/ComfyUI/custom_nodes`, the user's, shared by every
 generation (`launch` and the new generation's verify load them): a restore never moves one. A
 node of the snapshot that DIR lacks is cloned there as a new folder (step 9 of the build); a
-node folder at another commit than the snapshot's makes the restore (and its `--dry-run`)
-refuse, naming each one (exit code 2), unless `--keep-nodes` says to leave them as they are
-(they are then reported, and step 9 of the build uses them as they are); node folders the
+node folder at another commit than the snapshot's, with local changes or not a git checkout
+makes the restore (and its `--dry-run`) refuse before anything changes, naming each one (exit
+code 2): the check `update` makes of its configured nodes. `--keep-nodes` says to leave them as
+they are (they are then reported, and step 9 of the build uses them as they are); node folders the
 snapshot does not have stay (reported: their requirements are not in the new venv). A DIR
-already holding the snapshot builds nothing.
+already holding the snapshot builds nothing; after a rollback, a kept generation restored from
+the same configuration and lock is switched back to, by `update`'s rule
+([`build_generation`][installer.commands.generations.build_generation]).
 """
 
 from __future__ import annotations
@@ -53,8 +56,9 @@ from installer.edges.generations import current_generation, current_root, read_g
 from installer.edges.git import read_head
 from installer.edges.probe import installed_distributions, layout
 from installer.edges.state import InstallLock, atomic_write_text, read_state, state_dir
-from installer.nodes.files import node_folders
+from installer.nodes.files import node_folders, shared_node_decisions
 from installer.nodes.record import read_nodes, write_nodes
+from installer.plan.generations import SharedNode, shared_nodes_refusal
 from installer.plan.records import InstallOptions
 from installer.plan.snapshot import (
     Change,
@@ -161,8 +165,9 @@ def restore_snapshot(request: RestoreRequest, log: InstallerLogger) -> dict[str,
         log: Logger.
 
     Raises:
-        UsageError: Not a snapshot; DIR is not empty and holds no finished install; or its
-            node folders are at other commits than the snapshot's (without `--keep-nodes`).
+        UsageError: Not a snapshot; DIR is not empty and holds no finished install; or a
+            node folder of the snapshot's is at another commit, has local changes or is not a
+            git checkout (without `--keep-nodes`).
         SnapshotRefusedError: This machine cannot run it (exit code 3), with the plan's reasons.
         InstallerError: A step of the install failed (its own exit code).
     """
@@ -172,12 +177,13 @@ def restore_snapshot(request: RestoreRequest, log: InstallerLogger) -> dict[str,
     now = holding(request.install_dir)
     changes = snapshot_diff(snapshot, entries, now)
     existing = _is_existing(request.install_dir)
+    decisions = _node_decisions(request.install_dir, snapshot, log)
     data: dict[str, Any] = {
         "install_dir": str(request.install_dir),
         "snapshot": str(request.file),
         "changes": [_change(c) for c in changes],
         "dry_run": request.dry_run,
-        "nodes": restore_nodes(snapshot, now.nodes).as_data(),
+        "nodes": restore_nodes(decisions, now.nodes).as_data(),
     }
     if platform != snapshot.platform:
         raise SnapshotRefusedError(
@@ -186,7 +192,7 @@ def restore_snapshot(request: RestoreRequest, log: InstallerLogger) -> dict[str,
         )
     if request.dry_run:
         if existing and _is_install(request.install_dir):
-            _check_nodes(request, restore_nodes(snapshot, now.nodes), log)
+            _check_nodes(request, decisions, restore_nodes(decisions, now.nodes), log)
         return data
     if existing and _is_install(request.install_dir):
         return restore_generation(request, snapshot, entries, data, log)
@@ -291,7 +297,8 @@ def restore_generation(
         `switched`, `reused`, `pruned` and the `nodes` decision.
 
     Raises:
-        UsageError: Node folders of DIR are at other commits (without `--keep-nodes`).
+        UsageError: A node folder of DIR is at another commit, has local changes or is not a
+            git checkout (without `--keep-nodes`); nothing was changed.
         SnapshotRefusedError: This machine cannot run the snapshot.
         InstallerError: Building the generation failed; the current one is unchanged.
     """
@@ -309,12 +316,13 @@ def restore_generation(
     platform = current_platform()
     with InstallLock(install_dir, command="snapshot restore").held(log):
         now = holding(install_dir)
-        nodes = restore_nodes(snapshot, now.nodes)
+        decisions = _node_decisions(install_dir, snapshot, log)
+        nodes = restore_nodes(decisions, now.nodes)
         data["nodes"] = nodes.as_data()
         data["changes"] = [_change(c) for c in snapshot_diff(snapshot, entries, now)]
         current = current_generation(install_dir)
         data.update(previous_generation=current, generation=current, switched=False)
-        _check_nodes(request, nodes, log)
+        _check_nodes(request, decisions, nodes, log)
         if not [c for c in data["changes"] if not c["what"].startswith("custom node ")]:
             # ComfyUI and every package as the snapshot has them: only nodes DIR lacks are
             # cloned (their requirements are in the venv already).
@@ -325,17 +333,16 @@ def restore_generation(
         url = request.sources.get("ComfyUI") or snapshot.comfyui.url
         commit = snapshot.comfyui.commit
         registry = read_generations(install_dir, platform)
-        force = _reuse_blocked(install_dir, registry.generations, current, commit, snapshot)
-        # A new (or unfinished) generation's own state folder holds the staged files; when
-        # build_generation switches back to a verified one instead, that folder is an orphan
-        # the prune below removes.
+        # A new (or unfinished) generation's own state folder holds the staged files. When
+        # build_generation switches back to a verified one instead (one restored from the same
+        # files whose steps are all done: the rule `update` follows too), that folder is an
+        # orphan the prune below removes.
         number = next_generation_id(registry.generations, url, commit)
         root = Path(generation_root(install_dir, number, platform))
         config_file, lock_dir, lock_file = _stage(request, snapshot, root)
         base = restore_options(request, snapshot, config_file, lock_dir)
         options = replace(
             base,
-            force=force,
             keep_nodes=request.keep_nodes,
             given=base.given | {"comfyui_url", "comfyui_ref"},
             next_command=f"comfy-install launch {install_dir}",
@@ -371,47 +378,47 @@ def restore_generation(
     return data
 
 
-def _check_nodes(request: RestoreRequest, nodes: NodesDecision, log: InstallerLogger) -> None:
-    """Refuse node folders at other commits unless `--keep-nodes`; report the others."""
-    listed = ", ".join(f"{c.what} ({(c.now or '')[:12]} here, {(c.snapshot or '')[:12]} in the "
-                       "snapshot)" for c in nodes.differing)  # fmt: skip
-    if nodes.differing and not request.keep_nodes:
-        raise UsageError(
-            f"{request.install_dir}'s custom node folders are the user's and shared by every "
-            f"generation; these are at other commits than the snapshot's, and a restore never "
-            f"rewrites them: {listed}.",
-            "Pass --keep-nodes to restore anyway and leave them as they are, or move each one "
-            "to the snapshot's commit yourself (`git -C DIR/ComfyUI/custom_nodes/NAME checkout "
-            "COMMIT`), then run again.",
-        )
-    if nodes.differing:
-        log.warn(f"left as they are (--keep-nodes): {listed}")
+def _node_decisions(
+    install_dir: Path, snapshot: Snapshot, log: InstallerLogger
+) -> list[SharedNode]:
+    """What a restore does with the folder of each of the snapshot's nodes in DIR.
+
+    The check `update` makes of its configured nodes
+    ([`shared_node_decisions`][installer.nodes.files.shared_node_decisions]): a folder at
+    another commit than the snapshot's, with local changes or not a git checkout is refused.
+    """
+    folder = Path(data_root(install_dir, current_platform())) / "custom_nodes"
+    return shared_node_decisions(snapshot.nodes, folder, log)
+
+
+def _check_nodes(
+    request: RestoreRequest,
+    decisions: list[SharedNode],
+    nodes: NodesDecision,
+    log: InstallerLogger,
+) -> None:
+    """Refuse the node folders a build may not use unless `--keep-nodes`; report the others."""
+    from installer.core.log import command_text
+
+    again = list(request.command_line) or [
+        "snapshot", "restore", str(request.file), str(request.install_dir),
+    ]  # fmt: skip
+    refusal = shared_nodes_refusal(
+        decisions,
+        "the snapshot",
+        command_text(again),
+        repin=False,
+        instead="Or pass --keep-nodes to restore anyway and leave those folders as they are.",
+    )
+    if refusal is not None and not request.keep_nodes:
+        raise refusal
+    for decision in nodes.differing:
+        log.warn(f"{decision.reason}: used as it is (--keep-nodes)")
     if nodes.extra:
         log.warn(
             "kept, not in the snapshot (their requirements are not in the new generation's "
             f"venv): {', '.join(nodes.extra)}"
         )
-
-
-def _reuse_blocked(
-    install_dir: Path, generations: list[Any], current: int, commit: str, snapshot: Snapshot
-) -> tuple[str, ...]:
-    """`--force` for the build when the generation it would reuse does not hold the lock.
-
-    `build_generation` switches back to a verified generation at the same ComfyUI commit
-    (after a rollback) instead of building; for a snapshot that one must also hold the
-    snapshot's packages, else a new generation is built.
-    """
-    platform = current_platform()
-    for generation in generations:
-        if generation.verified and generation.id != current and generation.comfyui_commit == commit:
-            venv = layout(Path(generation.root), platform)["venv"]
-            held = installed_distributions(venv, platform)
-            entries = parse_entries(snapshot.lock.splitlines())
-            diff = snapshot_diff(snapshot, entries, Holding(commit, {}, held, snapshot.python))
-            packages = [c for c in diff if not c.what.startswith("custom node ")]
-            return ("requirements",) if packages else ()
-    return ()
 
 
 def _add_nodes(

@@ -26,14 +26,14 @@ from installer.core.generations import Generation, data_root, generation_root
 from installer.core.log import InstallerLogger
 from installer.edges.environment import current_platform
 from installer.edges.generations import current_generation, current_root, read_generations
-from installer.edges.git import fetch_commit, inspect_node_folder, show_file
+from installer.edges.git import fetch_commit, show_file
 from installer.edges.probe import installed_distributions, layout, parse_requirement_names
 from installer.edges.state import InstallLock, read_state
+from installer.nodes.files import shared_node_decisions
 from installer.plan.generations import (
     DEFAULT_KEEP,
     next_generation_id,
     plan_prune,
-    plan_shared_nodes,
     plan_switch,
     shared_nodes_dir,
     shared_nodes_refusal,
@@ -166,8 +166,7 @@ def preview_update(request: UpdateRequest, log: InstallerLogger) -> UpdatePrevie
         platform,
     )
     folder = Path(shared_nodes_dir(new_root, platform))
-    seen = {n.name: inspect_node_folder(folder / n.name, log) for n in plan.custom_nodes}
-    shared = plan_shared_nodes(plan.custom_nodes, seen, folder)
+    shared = shared_node_decisions(plan.custom_nodes, folder, log)
     diff = update_diff(
         install_dir=str(install_dir),
         current=current,

@@ -246,3 +246,27 @@ def share_bytecode(old_venv: Path, new_venv: Path, platform: str) -> int:
                 except OSError:
                     continue
     return linked
+
+
+def same_files(first: Path, second: Path) -> bool:
+    """True when two files, or two folders file by file, hold the same bytes.
+
+    Args:
+        first: A file or a folder.
+        second: Another one (missing or unreadable: not the same).
+    """
+    try:
+        return _contents(first) == _contents(second)
+    except OSError:
+        return False
+
+
+def _contents(path: Path) -> dict[str, bytes]:
+    """A file's bytes, or a folder's files' bytes by relative path (OSError: unreadable)."""
+    if not path.is_dir():
+        return {"": path.read_bytes()}
+    return {
+        item.relative_to(path).as_posix(): item.read_bytes()
+        for item in sorted(path.rglob("*"))
+        if item.is_file()
+    }

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+from installer.core.log import InstallerLogger
+from installer.edges.git import inspect_node_folder
 from installer.edges.node_files import read_node_files
+from installer.plan.generations import PinnedNode, SharedNode, plan_shared_nodes
 from installer.plan.nodes import NodeRequirements, node_requirements
 
 
@@ -43,3 +47,29 @@ def node_folders(custom_nodes: Path) -> list[Path]:
         and not entry.name.startswith((".", "__"))
         and not entry.name.endswith(".disabled")
     ]
+
+
+def shared_node_decisions(
+    nodes: Sequence[PinnedNode], folder: Path, log: InstallerLogger
+) -> list[SharedNode]:
+    """Look at each pinned node's folder in `DIR/ComfyUI/custom_nodes` and decide its fate.
+
+    The one check of every build that meets the user's shared node folders: `update`'s
+    preview, `snapshot restore` (and its `--dry-run`) before it builds, and step 9 of a later
+    generation. Each folder is read as git sees it, HEAD and local changes to tracked files
+    ([`inspect_node_folder`][installer.edges.git.inspect_node_folder]); nothing is written.
+
+    Args:
+        nodes: The nodes the build installs (configured ones, or a snapshot's).
+        folder: `DIR/ComfyUI/custom_nodes`.
+        log: Logger for git's output.
+
+    Returns:
+        What [`plan_shared_nodes`][installer.plan.generations.plan_shared_nodes] decided, one
+        decision a node; `shared_nodes_refusal` turns the refused ones into the error.
+
+    Raises:
+        EnvironmentUnsupportedError: git is not on PATH.
+    """
+    seen = {node.name: inspect_node_folder(folder / node.name, log) for node in nodes}
+    return plan_shared_nodes(nodes, seen, folder)

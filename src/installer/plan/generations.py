@@ -41,9 +41,8 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Literal
+from typing import Literal, Protocol
 
-from installer.core.config import CustomNode
 from installer.core.errors import UsageError
 from installer.core.facts import pure_path
 from installer.core.generations import (
@@ -56,6 +55,7 @@ from installer.core.generations import (
     owning_install,
 )
 from installer.core.nodes import NodeFolder
+from installer.plan.records import PlannedStep
 
 DEFAULT_KEEP = 2
 
@@ -229,21 +229,42 @@ def next_generation_id(generations: Sequence[Generation], url: str, target: str)
     return max((g.id for g in generations), default=1) + 1
 
 
-def same_configured_nodes(recorded: Mapping[str, object], configured: Sequence[CustomNode]) -> bool:
-    """True when a built generation holds exactly the configured custom nodes at their pins.
+MACHINE_STEPS = ("preflight", "uv", "python", "gpu")
+"""Steps that check or record this machine (the tool, the interpreter, the GPUs), not what a
+generation holds: a build may run them again without the generation being rebuilt."""
 
-    An update to a ComfyUI commit that an already verified generation was built for switches
-    back to it instead of building again; that is only right when its step 9 installed the
-    same nodes (their requirements are in its venv), not fewer or at other commits.
+
+def reuse_refusal(steps: Sequence[PlannedStep]) -> str | None:
+    """Say why a built generation does not hold what a build would make (None: it does).
+
+    After a rollback, a build for a ComfyUI commit that a kept, verified generation was built
+    for switches back to it instead of building again, but only when it holds what the build
+    would install. The judge is the plan of the build's own options for that generation's root
+    (its state, venv and checkout), as a re-run of `install` there would make it: a step of the
+    generation it would run (other inputs: the torch set, the accelerators, the requirements,
+    the configured nodes; a `--force`; outputs that are gone) means a new generation. The
+    [`MACHINE_STEPS`][installer.plan.generations.MACHINE_STEPS] do not count, nor do steps that
+    run only in case a step they depend on changes its outputs (a cascade).
 
     Args:
-        recorded: The generation's step 9 outputs: each node's commit, by name.
-        configured: The configured nodes the update installs.
+        steps: The steps planned for the generation's root.
+
+    Returns:
+        None when no step of the generation would run; else each one that would for a reason
+        of its own (not because a step before it runs), with why, e.g. `requirements: inputs
+        changed (extra)`.
     """
-    wanted = {node.name: node.commit for node in configured}
-    if set(recorded) != set(wanted):
-        return False
-    return all(str(recorded[name]) == commit for name, commit in wanted.items())
+    running = [
+        step
+        for step in steps
+        if step.action == "run" and not step.cascade and step.id not in MACHINE_STEPS
+    ]
+    if not running:
+        return None
+    ids = {step.id for step in running}
+    # The first of a chain says why; the steps after it run because it does.
+    causes = [step for step in running if not ids.intersection(step.depends_on)]
+    return "; ".join(f"{step.id}: {step.reason}" for step in causes)
 
 
 def shares_custom_nodes(root: PurePath, platform: str) -> bool:
@@ -273,6 +294,18 @@ def shared_nodes_dir(root: PurePath, platform: str) -> PurePath:
 SharedNodeAction = Literal["clone", "reuse", "refuse"]
 
 
+class PinnedNode(Protocol):
+    """A custom node at a pinned commit: a configured one (`CustomNode`) or a snapshot's."""
+
+    @property
+    def name(self) -> str:
+        """Its folder's name in `custom_nodes/`."""
+
+    @property
+    def commit(self) -> str:
+        """The commit it is pinned at."""
+
+
 @dataclass(frozen=True)
 class SharedNode:
     """What a later generation's build does with one configured node's shared folder."""
@@ -298,12 +331,15 @@ class SharedNode:
 
 
 def plan_shared_nodes(
-    nodes: Sequence[CustomNode], found: Mapping[str, NodeFolder | None], folder: PurePath
+    nodes: Sequence[PinnedNode], found: Mapping[str, NodeFolder | None], folder: PurePath
 ) -> list[SharedNode]:
-    """Decide, for each configured node, what a later generation's build does with its folder.
+    """Decide, for each pinned node, what a later generation's build does with its folder.
+
+    The one rule of `update` (its preview), `snapshot restore` (before it builds) and step 9:
+    a shared folder is the user's, so a build never moves one.
 
     Args:
-        nodes: The configured nodes the build installs (step 9's).
+        nodes: The nodes the build installs (step 9's configured ones, or a snapshot's).
         found: Each node's folder in ``folder`` as it is, by name (None or absent: no folder).
         folder: `DIR/ComfyUI/custom_nodes`.
 
@@ -342,6 +378,9 @@ def shared_nodes_refusal(
     pinned_by: str,
     again: str,
     unchanged: str = "Nothing was changed.",
+    *,
+    repin: bool = True,
+    instead: str = "",
 ) -> UsageError | None:
     """Return the error that stops a build meeting shared node folders it may not use.
 
@@ -351,6 +390,10 @@ def shared_nodes_refusal(
         pinned_by: Who pins the commits, e.g. `this update`.
         again: The command to run once the folders are fixed, e.g. `comfy-install update DIR`.
         unchanged: The sentence that ends the message: what the refusal left as it was.
+        repin: Offer to pin a folder's own commit in dependencies.json instead (not for a
+            snapshot, whose pins are its own).
+        instead: Another way out, a sentence ending the hint (e.g. `snapshot restore`'s
+            `--keep-nodes`).
 
     Returns:
         None when no folder is refused; else one UsageError (exit code 2) naming each refused
@@ -369,12 +412,10 @@ def shared_nodes_refusal(
             continue
         keep = f"`git -C {d.path} stash`, then " if d.found.changes else ""
         fixes.append(f"{keep}`git -C {d.path} checkout {d.pinned}`")
-        if d.found.head != d.pinned:
+        if repin and d.found.head != d.pinned:
             fixes[-1] += f" (or pin {d.found.head} for {d.name} in dependencies.json)"
-    return UsageError(
-        f"{said}. {unchanged}",
-        f"Fix each folder yourself: {'; '.join(fixes)}; then run `{again}` again.",
-    )
+    hint = f"Fix each folder yourself: {'; '.join(fixes)}; then run `{again}` again."
+    return UsageError(f"{said}. {unchanged}", f"{hint} {instead}".strip())
 
 
 def verify_nodes_paths(root: PurePath, platform: str) -> str | None:

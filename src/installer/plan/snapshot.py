@@ -12,7 +12,7 @@ holds now. Pure: no file, no process.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ from packaging.version import InvalidVersion, Version
 
 from installer.core.lockfile import LockEntry
 from installer.core.snapshot import Snapshot, SnapshotAccelerator
+from installer.plan.generations import SharedNode
 from installer.plan.nodes import entry_version
 from installer.plan.optimization_records import PlannedOptimization
 from installer.plan.records import Plan
@@ -235,16 +236,17 @@ class NodesDecision:
 
     The node folders live in `DIR/ComfyUI/custom_nodes`, shared by every generation and
     the user's: a restore never rewrites one. A node of the snapshot that DIR lacks is
-    cloned there as a new folder; one at another commit is refused (or, with
-    `--keep-nodes`, left as it is and reported); one DIR has and the snapshot lacks stays.
+    cloned there as a new folder; one at another commit, with local changes or not a git
+    checkout is refused (or, with `--keep-nodes`, left as it is and reported); one DIR has
+    and the snapshot lacks stays.
     """
 
     same: tuple[str, ...] = ()
-    """At the snapshot's commit already: used as they are."""
+    """At the snapshot's commit, without local changes: used as they are."""
     added: tuple[str, ...] = ()
     """Not in DIR: cloned into `DIR/ComfyUI/custom_nodes` at the snapshot's commit."""
-    differing: tuple[Change, ...] = ()
-    """At another commit (or not a git clone): never moved by a restore."""
+    differing: tuple[SharedNode, ...] = ()
+    """At another commit, with local changes, or not a git checkout: never moved by a restore."""
     extra: tuple[str, ...] = ()
     """In DIR, not in the snapshot: kept; their requirements are not in the new venv."""
 
@@ -254,30 +256,30 @@ class NodesDecision:
             "same": list(self.same),
             "added": list(self.added),
             "differing": [
-                {"name": c.what, "now": c.now, "snapshot": c.snapshot} for c in self.differing
+                {
+                    "name": d.name,
+                    "now": (d.found.head if d.found else None) or "(not a git clone)",
+                    "snapshot": d.pinned,
+                    "reason": d.reason,
+                }
+                for d in self.differing
             ],
             "extra": list(self.extra),
         }
 
 
-def restore_nodes(snapshot: Snapshot, now: Mapping[str, str | None]) -> NodesDecision:
-    """Decide what a restore does with each node folder of DIR (see `NodesDecision`).
+def restore_nodes(decisions: Sequence[SharedNode], folders: Iterable[str]) -> NodesDecision:
+    """Sort what a restore does with each node folder of DIR (see `NodesDecision`).
 
     Args:
-        snapshot: The snapshot.
-        now: The node folders DIR holds, by name, with their HEAD commit (None: not a git
-            clone, or unreadable).
+        decisions: What [`plan_shared_nodes`][installer.plan.generations.plan_shared_nodes]
+            decided for each node of the snapshot (the check `update` makes too).
+        folders: The names of the node folders DIR holds.
     """
-    same: list[str] = []
-    added: list[str] = []
-    differing: list[Change] = []
-    for node in snapshot.nodes:
-        if node.name not in now:
-            added.append(node.name)
-        elif now[node.name] == node.commit:
-            same.append(node.name)
-        else:
-            differing.append(Change(node.name, now[node.name] or "(not a git clone)", node.commit))
-    wanted = {node.name for node in snapshot.nodes}
-    extra = sorted(name for name in now if name not in wanted)
-    return NodesDecision(tuple(same), tuple(added), tuple(differing), tuple(extra))
+    wanted = {decision.name for decision in decisions}
+    return NodesDecision(
+        same=tuple(d.name for d in decisions if d.action == "reuse"),
+        added=tuple(d.name for d in decisions if d.action == "clone"),
+        differing=tuple(d for d in decisions if d.action == "refuse"),
+        extra=tuple(sorted(name for name in folders if name not in wanted)),
+    )

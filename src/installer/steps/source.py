@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from installer.core.generations import owning_install
-from installer.edges.git import checkout_pinned, inspect_node_folder
-from installer.nodes.files import read_node_requirements
+from installer.edges.git import checkout_pinned
+from installer.nodes.files import read_node_requirements, shared_node_decisions
 from installer.nodes.install import install_node_requirements
 from installer.plan.drafts import removed_node_line
-from installer.plan.generations import plan_shared_nodes, shared_nodes_refusal
+from installer.plan.generations import shared_nodes_refusal
 from installer.plan.records import PlannedStep
 from installer.steps.context import StepContext
 from installer.steps.packages import constraints_path, lock_path
@@ -79,9 +79,7 @@ def run_custom_nodes(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
         ctx.log.info(removed_node_line(name))
     folder = ctx.custom_nodes_dir
     if ctx.shares_custom_nodes:
-        nodes = ctx.plan.custom_nodes
-        seen = {node.name: inspect_node_folder(folder / node.name, ctx.log) for node in nodes}
-        decisions = plan_shared_nodes(nodes, seen, folder)
+        decisions = shared_node_decisions(ctx.plan.custom_nodes, folder, ctx.log)
         kept = {d.name: d for d in decisions if d.action == "refuse" and ctx.options.keep_nodes}
         refusal = shared_nodes_refusal(
             [d for d in decisions if d.name not in kept],
