@@ -243,3 +243,60 @@ def test_a_built_generation_with_other_packages_is_not_switched_back_to(
     assert (state / "current-generation").read_text().strip() == "3", said[-3000:]
     assert venv_dists(state / "generations" / "3")["plain-new"] == "1.3"
     assert venv_dists(state / "generations" / "2")["plain-new"] == "1.2", "generation 2 changed"
+
+
+def test_an_update_to_the_same_commit_builds_when_the_current_generation_lacks_a_requirement(
+    world: dict[str, Any], index_server: tuple[Any, str], tmp_path: Path
+) -> None:
+    """Only the configured requirement's pin changed, not ComfyUI's commit, the torch set or the
+    nodes: the current generation does not hold what the config asks for, so `update` builds a
+    new one (and says why) instead of saying it is up to date."""
+    fixtures, env, url = world["fixtures"], world["env"], index_server[1]
+    install = tmp_path / "pinned"
+    old = write_config(tmp_path / "old.json", fixtures, extra_requirements=["plain-new==1.2"])
+    links = ("--find-links", str(world["wheels"]))
+    done = run(install_args(install, old, url, *links), env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert venv_dists(install)["plain-new"] == "1.2"
+    first_venv = venv_dists(install)
+    state = install / ".comfy-install"
+
+    def update_to(config: Path, *extra: str) -> Any:
+        args = cli("update", install, "--config", config, "--index-url", url, *links,
+                   "--gpu", "none", *extra)  # fmt: skip
+        return run(args, env, timeout=300)
+
+    new = write_config(tmp_path / "new.json", fixtures, extra_requirements=["plain-new==1.3"])
+    preview = update_to(new, "--dry-run")
+    assert preview.returncode == 0, preview.stderr[-3000:]
+    shown = " ".join(preview.stdout.split())
+    assert "nothing would be built" not in shown
+    assert "generation 1 is at the target commit, but this update would change it" in shown
+    assert "requirements: inputs changed (extra)" in shown, shown
+    assert not (state / "generations").exists(), "a dry run built something"
+
+    done = update_to(new)
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = " ".join(done.stderr.split())
+    assert "nothing to do" not in said
+    assert "generation 1 is at" in said and "but this update would change it" in said, said
+    assert "requirements: inputs changed (extra)" in said
+    assert (state / "current-generation").read_text().strip() == "2", said[-3000:]
+    second = state / "generations" / "2"
+    assert (second / "ComfyUI" / ".git").exists()
+    assert venv_dists(second)["plain-new"] == "1.3"
+    assert venv_dists(install) == first_venv, "generation 1's venv was changed"
+
+    again = update_to(new)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "nothing to do" in again.stderr
+    assert not (state / "generations" / "3").exists()
+
+    # Back to the old pin: generation 2 (current) lacks it, generation 1 holds it.
+    back = update_to(old)
+    assert back.returncode == 0, back.stderr[-3000:]
+    said = " ".join(back.stderr.split())
+    assert "generation 2 is at" in said and "but this update would change it" in said, said
+    assert "generation 1 is already built and verified" in said
+    assert (state / "current-generation").read_text().strip() == "1"
+    assert not (state / "generations" / "3").exists()

@@ -163,6 +163,11 @@ def render_diff(diff: UpdateDiff, console: Console) -> None:
     )
     if diff.up_to_date:
         console.print("already up to date: nothing would be built")
+    elif diff.outdated is not None:
+        console.print(
+            f"generation {diff.current_generation} is at the target commit, but this update "
+            f"would change it: {escape(diff.outdated)}"
+        )
     table = Table(title="What changes")
     table.add_column("what")
     table.add_column("old -> new")

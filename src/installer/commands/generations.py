@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from installer.commands.executor import ExecutionResult, execute
-from installer.commands.planning import PlanContext, make_plan
+from installer.commands.planning import PlanContext, make_plan, replan, with_recorded_inputs
 from installer.core.errors import InstallerError, InterruptedByUserError, StepFailedError
 from installer.core.generations import Generation, data_root, generation_root
 from installer.core.log import InstallerLogger
@@ -145,14 +145,36 @@ def _own_copies(options: InstallOptions, build_root: Path, root: Path) -> Instal
     return replace(options, **changes)
 
 
-def _reuse_refusal(
-    request: GenerationBuild, generation: Generation, commit: str, build_root: Path
+def generation_lacks(
+    request: GenerationBuild,
+    generation: Generation,
+    commit: str,
+    build_root: Path,
+    *,
+    context: PlanContext | None = None,
 ) -> str | None:
-    """Why a verified generation at the target commit is not switched back to (None: it is).
+    """Say why a generation does not hold what a build would make (None: it does).
 
     The build's own options are planned for that generation's root, none of them taken from
-    what it recorded (a build of a new generation would not take them either): see
-    [`reuse_refusal`][installer.plan.generations.reuse_refusal].
+    what it recorded (a build of a new generation would not take them either), and every
+    step of it must be done: see [`reuse_refusal`][installer.plan.generations.reuse_refusal].
+    One question, two askers: a kept generation is switched back to only when it holds the
+    build, and `update` says "nothing to do" only when the current one does. Generation 1's
+    root is DIR itself; its launchers and models steps are skipped here as in any build.
+
+    Args:
+        request: What the build is made of (its options name the new generation's root).
+        generation: The generation to judge (its `root` is planned).
+        commit: The ComfyUI commit the build checks out.
+        build_root: The new generation's root, where a build stages its input files
+            (`snapshot restore`); the judged generation's own copies of them are used.
+        context: A plan already made for this build on this machine: its configuration,
+            machine and GPU report are used again and only the generation's root is probed
+            (no second GPU detection). None: everything is detected again.
+
+    Returns:
+        None when no step of the generation would run; else which would and why, e.g.
+        `requirements: inputs changed (extra)`, or why it cannot be judged.
     """
     from installer.plan.inputs import RECORDED_OPTIONS
 
@@ -162,10 +184,24 @@ def _reuse_refusal(
         return options
     options = replace(options, given=options.given | frozenset(RECORDED_OPTIONS))
     try:
-        context = make_plan(options)
+        if context is not None and _same_sources(context.options, options):
+            planned = replan(replace(context, options=with_recorded_inputs(options)))
+        else:
+            planned = make_plan(options)
     except InstallerError as exc:
         return f"it cannot be planned ({exc.message})"
-    return reuse_refusal(context.plan.steps)
+    return reuse_refusal(planned.plan.steps)
+
+
+_SOURCE_OPTIONS = (
+    "config_path", "tools_manifest_path", "gpu", "cuda_driver", "cuda_toolkit", "platform"
+)  # fmt: skip
+"""The options a plan's configuration, machine and GPU report are made from."""
+
+
+def _same_sources(made: InstallOptions, wanted: InstallOptions) -> bool:
+    """True when a plan made with MADE read the same configuration and machine as WANTED would."""
+    return all(getattr(made, name) == getattr(wanted, name) for name in _SOURCE_OPTIONS)
 
 
 def _reusable(
@@ -180,7 +216,7 @@ def _reusable(
     for existing in generations:
         if not existing.verified or existing.id == current or existing.comfyui_commit != commit:
             continue
-        why = _reuse_refusal(request, existing, commit, build_root)
+        why = generation_lacks(request, existing, commit, build_root)
         if why is None:
             return existing
         log.info(

@@ -18,6 +18,7 @@ from typing import Any
 from installer.commands.generations import (
     GenerationBuild,
     build_generation,
+    generation_lacks,
     prune_generations,
     switch_generation,
 )
@@ -40,7 +41,7 @@ from installer.plan.generations import (
 )
 from installer.plan.inputs import recorded_inputs
 from installer.plan.records import InstallOptions
-from installer.plan.update import UpdateDiff, update_diff
+from installer.plan.update import UpdateDiff, judge_current, update_diff
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,10 @@ def preview_update(request: UpdateRequest, log: InstallerLogger) -> UpdatePrevie
     Fetching writes git objects into `DIR/ComfyUI`'s repository (never its work tree);
     nothing else is written. The configured custom nodes' folders in
     `DIR/ComfyUI/custom_nodes` (shared by every generation) are read: the new generation
-    clones a node that is not there and uses one at its pin as it is.
+    clones a node that is not there and uses one at its pin as it is. When the current
+    generation is at the target commit with the planned torch set and nodes, the build's
+    options are also planned for its root (its venv is probed): it is up to date only when
+    every step of it is done ([`judge_current`][installer.plan.update.judge_current]).
 
     Args:
         request: The update's options.
@@ -182,13 +186,18 @@ def preview_update(request: UpdateRequest, log: InstallerLogger) -> UpdatePrevie
         prune=[item.generation for item in prune],
         shared_nodes=shared,
     )
+    build = GenerationBuild(
+        install_dir=install_dir, options=options, url=url, target=commit, ref=ref
+    )
+    # The same commit, torch set and nodes: up to date only when the build's options planned
+    # for the current root find every step done (as a kept generation is judged for reuse).
+    diff = judge_current(
+        diff, lambda: generation_lacks(build, current, commit, new_root, context=context)
+    )
     forced = bool(request.options and request.options.force)
     refusal = shared_nodes_refusal(shared, "this update", _again(request))
     if refusal is not None and (forced or not diff.up_to_date):
         raise refusal
-    build = GenerationBuild(
-        install_dir=install_dir, options=options, url=url, target=commit, ref=ref
-    )
     return UpdatePreview(diff=diff, build=build)
 
 
@@ -237,11 +246,17 @@ def update(request: UpdateRequest, log: InstallerLogger) -> UpdateResult:
         if diff.up_to_date and not (request.options and request.options.force):
             log.info(
                 f"generation {diff.current_generation} is already at "
-                f"{(diff.comfyui.new or '')[:12]} with the planned torch set; nothing to do"
+                f"{(diff.comfyui.new or '')[:12]} and holds what this update builds (every "
+                "step done); nothing to do"
             )
             pruned = prune_generations(request.install_dir, request.keep, log)
             return UpdateResult(
                 diff=diff, switched=False, pruned=[item.generation for item in pruned]
+            )
+        if diff.outdated is not None:
+            log.info(
+                f"generation {diff.current_generation} is at {(diff.comfyui.new or '')[:12]}, "
+                f"but this update would change it ({diff.outdated}): a new generation is built"
             )
         built = build_generation(preview.build, log)
         switch_generation(request.install_dir, built.generation.id, log)

@@ -4,11 +4,14 @@
 its venv and checkout hold) with the plan of the new one: the ComfyUI commit, the torch
 set, each accelerator, ComfyUI's requirements line by line, the configured custom nodes,
 and what the new generation's verify step checks before anything switches.
+[`judge_current`][installer.plan.update.judge_current] then decides whether the current
+generation is up to date: the same commit, torch set and nodes are not enough, every step
+of it must be done with the build's inputs (the rule a kept generation is reused by).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -52,6 +55,14 @@ class UpdateDiff(BaseModel):
     prune: list[int] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     up_to_date: bool = False
+    outdated: str | None = Field(
+        default=None,
+        description=(
+            "Why the current generation, at the target commit with the planned torch set and "
+            "nodes, is still not up to date: the steps of it the build's plan would run, e.g. "
+            "`requirements: inputs changed (extra)` (None: it is, or those already differ)."
+        ),
+    )
 
 
 def requirement_lines(text: str | None) -> dict[str, str]:
@@ -205,3 +216,29 @@ def update_diff(
             commit is not None and commit == current.comfyui_commit and same_torch and same_nodes
         ),
     )
+
+
+def judge_current(diff: UpdateDiff, lacks: Callable[[], str | None]) -> UpdateDiff:
+    """Decide whether the current generation is up to date, as a kept one is judged for reuse.
+
+    The diff's comparison (the ComfyUI commit, the torch set, the custom nodes) is the cheap
+    first look: when any of them differs, a new generation is built and ``lacks`` is not asked.
+    When none does, the current generation may still lack what the config asks for (another
+    `extra_requirements` pin, accelerator or lock): it is up to date only when ``lacks`` finds
+    every step of it done, the rule of
+    [`reuse_refusal`][installer.plan.generations.reuse_refusal].
+
+    Args:
+        diff: The update's diff, its `up_to_date` from the cheap comparison.
+        lacks: Says why the current generation does not hold what the build makes (None: it
+            does); it plans the build's options for the current root (it probes the venv).
+
+    Returns:
+        The diff, or a copy that is not up to date and says why (`outdated`).
+    """
+    if not diff.up_to_date:
+        return diff
+    why = lacks()
+    if why is None:
+        return diff
+    return diff.model_copy(update={"up_to_date": False, "outdated": why})
