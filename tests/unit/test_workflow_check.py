@@ -577,3 +577,20 @@ def test_the_second_phase_runs_only_when_the_launch_as_decided_is_not_tuned() ->
     assert variant_environ(launch_variants(True)[1], {}) == {
         "COMFY_INSTALL_ATTENTION_ROUTES": "off"
     }
+
+
+def test_figures_that_do_not_read_back_skip_the_second_phase_with_a_warning() -> None:
+    import io
+
+    from installer.core.log import InstallerLogger
+    from installer.workflows.run import _second_phase
+
+    # A lever "ran" in no time: levers.json could not hold that figure, so nothing is planned.
+    check = outcome(0.12, 0.10, lever=0.0, routed=False)
+    stream = io.StringIO()
+    plan = plan_check([workflow()], [], runs=1, budget_s=60)
+    install = Path("/srv/i")
+    found = _second_phase(plan, check, launch_facts(install), install, (), {},
+                          InstallerLogger(stream=stream))  # fmt: skip
+    assert found is None
+    assert "second phase not run: the first phase's figures do not read back" in stream.getvalue()

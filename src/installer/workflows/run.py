@@ -296,7 +296,11 @@ def _second_phase(
     log: InstallerLogger,
 ) -> tuple[LaunchFacts, tuple[Variant, ...]] | None:
     """The launch as decided from the first phase's figures, when it is not ``tuned``."""
-    records = first_phase_records(outcome)
+    try:
+        records = first_phase_records(outcome)
+    except ValueError as exc:  # a figure levers.json could not hold: nothing to plan from
+        log.warn(f"second phase not run: the first phase's figures do not read back ({exc})")
+        return None
     decided = replace(facts, levers=records)
     launch, *_ = launch_variants(False)
     planned = plan_variant(launch, decided, install_dir, comfy_args, environ, output="<o>")
