@@ -589,3 +589,44 @@ def test_a_lock_for_another_python_than_the_venvs_is_not_used(tmp_path: Path) ->
     assert "is for Python 3.12 but the venv has Python 3.11.7" in log_file.read_text()
     (venv / "pyvenv.cfg").write_text("home = /usr/bin\nversion_info = 3.12.1\n")
     assert lock_path(ctx) == shipped  # type: ignore[arg-type]
+
+
+def test_a_rewritten_lock_at_the_same_path_is_installed_again(world: dict, tmp_path: Path) -> None:
+    """Step 8's inputs hold the lock's content: a lock re-resolved to other pins (the same
+    inputs, so the same `inputs-sha256` header, at the same path) re-runs the step."""
+    from installer.core.lockfile import parse_lock
+    from support.cli import cli_path
+
+    lock_dir = tmp_path / "locks"
+    shutil.copytree(world["lock_dir"], lock_dir)
+    lock = lock_dir / world["lock"].name
+    target = tmp_path / "inst"
+    args = [
+        cli_path(), "install", str(target), "--config", str(world["config"]), "--gpu", "none",
+        "--torch-index", "default", "--python", PYTHON, "--lock-dir", str(lock_dir),
+        "--index-url", world["url"], "--json",
+    ]  # fmt: skip
+
+    def steps(done: subprocess.CompletedProcess[str]) -> dict[str, str]:
+        assert done.returncode == 0, done.stderr[-3000:]
+        return {s["id"]: s["result"] for s in json.loads(done.stdout)["data"]["steps"]}
+
+    steps(run(args, world["env"], timeout=300))
+    assert venv_dists(target)["lockdep"] == "1.1"
+    header = parse_lock(lock).header
+
+    old = next(world["links"].glob("lockdep-1.0-*.whl"))
+    new = next(world["links"].glob("lockdep-1.1-*.whl"))
+    text = lock.read_text()
+    text = text.replace("lockdep==1.1", "lockdep==1.0").replace(
+        hashlib.sha256(new.read_bytes()).hexdigest(), hashlib.sha256(old.read_bytes()).hexdigest()
+    )
+    lock.write_text(text)
+    assert parse_lock(lock).header.inputs_sha256 == header.inputs_sha256
+
+    again = steps(run(args, world["env"], timeout=300))
+    assert again["requirements"] not in ("up to date", "skipped"), again
+    assert venv_dists(target)["lockdep"] == "1.0"
+
+    unchanged = steps(run(args, world["env"], timeout=300))
+    assert unchanged["requirements"] == "up to date", unchanged

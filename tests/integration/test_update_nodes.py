@@ -300,3 +300,51 @@ def test_an_update_to_the_same_commit_builds_when_the_current_generation_lacks_a
     assert "generation 1 is already built and verified" in said
     assert (state / "current-generation").read_text().strip() == "1"
     assert not (state / "generations" / "3").exists()
+
+
+def test_an_update_without_config_plans_with_the_config_the_install_recorded(
+    world: dict[str, Any], index_server: tuple[Any, str], tmp_path: Path
+) -> None:
+    """Installed with `--config mine.json`: `update DIR` alone plans with mine.json (read again
+    from disk), the indexes, find-links and GPU the install recorded, not the shipped config."""
+    fixtures, env, url = world["fixtures"], world["env"], index_server[1]
+    install = tmp_path / "mine"
+    mine = write_config(tmp_path / "mine.json", fixtures, extra_requirements=["plain-new==1.2"])
+    links = ("--find-links", str(world["wheels"]))
+    done = run(install_args(install, mine, url, *links), env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = install / ".comfy-install"
+
+    preview = run(cli("update", install, "--dry-run", "--json"), env, timeout=300)
+    assert preview.returncode == 0, preview.stderr[-3000:]
+    diff = json.loads(preview.stdout)["data"]
+    assert f"config: {mine} (recorded by the install)" in diff["inputs"], diff["inputs"]
+    assert diff["up_to_date"], diff
+    shown = run(cli("update", install, "--dry-run"), env, timeout=300).stdout
+    assert "(recorded by the install)" in shown and "nothing would be built" in shown, shown
+
+    same = run(cli("update", install), env, timeout=300)
+    assert same.returncode == 0, same.stderr[-3000:]
+    assert "nothing to do" in same.stderr, same.stderr[-3000:]
+    assert not (state / "generations").exists()
+    assert venv_dists(install)["plain-new"] == "1.2"
+
+    write_config(mine, fixtures, extra_requirements=["plain-new==1.3"])  # the user edits it
+    moved = run(cli("update", install), env, timeout=300)
+    assert moved.returncode == 0, moved.stderr[-3000:]
+    said = " ".join(moved.stderr.split())
+    assert "requirements: inputs changed (extra)" in said, said[-3000:]
+    assert (state / "current-generation").read_text().strip() == "2"
+    second = state / "generations" / "2"
+    assert venv_dists(second)["plain-new"] == "1.3"
+    assert venv_dists(install)["plain-new"] == "1.2", "generation 1's venv was changed"
+    # Generation 2 recorded the same inputs: the next update plans with mine.json again.
+    again = run(cli("update", install), env, timeout=300)
+    assert again.returncode == 0 and "nothing to do" in again.stderr, again.stderr[-3000:]
+
+    mine.unlink()
+    gone = run(cli("update", install, "--dry-run"), env, timeout=300)
+    assert gone.returncode == 2, gone.stderr[-3000:]
+    said = " ".join(gone.stderr.split())
+    assert f"--config {mine}" in said and "no longer exists" in said, said
+    assert "pass --config" in said.lower(), said

@@ -102,3 +102,27 @@ def test_the_shipped_configuration_is_planned_ten_times_per_cuda_target_not_19(
     for target in targets:
         lock_inputs(deps, target)
     assert len(calls) == 70  # was 19 per CUDA target: 133 for the 7 of the shipped 10
+
+
+def test_step_8s_inputs_hold_the_locks_content_only_with_a_lock(tmp_path: Any) -> None:
+    """Two locks from the same inputs (one header) with other pins give step 8 other inputs;
+    an install resolved live keeps the inputs it always had."""
+    from installer.core.lockfile import LockTarget, read_header
+    from installer.plan.lock import lock_status
+
+    target = LockTarget("linux", "default", "3.12")
+    header = (
+        "# comfy-install lock v1 inputs-sha256=" + "a" * 64 + "\n"
+        "# platform: linux\n# torch-variant: default\n# python: 3.12\n"
+        "# config-sha256: cfg\n"
+    )
+    path = tmp_path / target.filename
+    inputs = []
+    for pin in ("lockdep==1.0", "lockdep==1.1"):
+        path.write_text(header + pin + "\n")
+        found = read_header(path)
+        assert found is not None and found.inputs_sha256 == "a" * 64
+        inputs.append(lock_status(found, "cfg", target).step_input())
+    assert inputs[0]["lock_sha256"] == inputs[1]["lock_sha256"]
+    assert inputs[0]["lock_content_sha256"] != inputs[1]["lock_content_sha256"]
+    assert "lock_content_sha256" not in lock_status(None, "cfg", target).step_input()

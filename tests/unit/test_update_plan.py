@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from installer.plan.update import Change, UpdateDiff, judge_current
 
 
@@ -37,3 +41,97 @@ def test_the_same_pins_are_up_to_date_only_when_every_step_is_done() -> None:
     assert not judged.up_to_date
     assert judged.outdated == why
     assert judged.model_dump(mode="json")["outdated"] == why
+
+
+def test_an_update_reuses_the_recorded_inputs_but_not_a_shipped_config_or_the_ref(
+    tmp_path: Path,
+) -> None:
+    from installer.commands.update import options_from_record
+    from installer.core.records import RecordedInputs
+    from installer.plan.records import InstallOptions
+
+    mine = tmp_path / "mine.json"
+    mine.write_text("{}")
+    recorded = RecordedInputs(
+        config_path=str(mine), gpu="none", index_url="http://index/simple",
+        find_links=["/wheels"], comfyui_ref="v1", torch_index="cpu",
+    )  # fmt: skip
+    options, lines = options_from_record(InstallOptions(install_dir=tmp_path), recorded)
+    assert options.config_path == mine and options.gpu == "none"
+    assert options.index_url == "http://index/simple" and options.find_links == ("/wheels",)
+    assert options.comfyui_ref is None, "update moves the ref: it is never reused"
+    assert {"config_path", "gpu", "index_url", "find_links"} <= options.given
+    assert f"config: {mine} (recorded by the install)" in lines
+    assert "gpu: none (recorded by the install)" in lines
+
+    # What the user gives wins.
+    given = InstallOptions(install_dir=tmp_path, gpu="8.9", given=frozenset({"gpu"}))
+    assert options_from_record(given, recorded)[0].gpu == "8.9"
+
+
+@pytest.mark.parametrize(
+    "shipped",
+    [
+        "this",
+        "/old/venv/lib/python3.12/site-packages/installer/_data/dependencies.json",
+        "checkout",
+    ],
+)
+def test_a_recorded_shipped_config_is_this_comfy_installs_own(shipped: str, tmp_path: Path) -> None:
+    """The shipped dependencies.json of the comfy-install that installed (this one's, an
+    installed package's of any version, gone or not, or a source checkout's) means this
+    comfy-install's pins."""
+    from installer.commands.update import options_from_record
+    from installer.core.config_files import shipped_path
+    from installer.core.records import RecordedInputs
+    from installer.plan.records import InstallOptions
+
+    if shipped == "this":
+        path = shipped_path("dependencies.json")
+    elif shipped == "checkout":
+        (tmp_path / "src" / "installer" / "core").mkdir(parents=True)
+        (tmp_path / "src" / "installer" / "core" / "config_files.py").write_text("")
+        path = tmp_path / "dependencies.json"
+        path.write_text("{}")
+    else:
+        path = Path(shipped)
+    recorded = RecordedInputs(config_path=str(path), gpu="none")
+    options, lines = options_from_record(InstallOptions(install_dir=tmp_path), recorded)
+    assert options.config_path is None
+    assert "config_path" not in options.given, "the new generation would record it"
+    assert options.gpu == "none"
+    assert any(line.startswith("config: this comfy-install's shipped") for line in lines)
+
+
+def test_a_recorded_config_that_is_gone_is_a_usage_error(tmp_path: Path) -> None:
+    from installer.commands.update import options_from_record
+    from installer.core.errors import UsageError
+    from installer.core.records import RecordedInputs
+    from installer.plan.records import InstallOptions
+
+    gone = tmp_path / "mine.json"
+    with pytest.raises(UsageError) as caught:
+        options_from_record(
+            InstallOptions(install_dir=tmp_path), RecordedInputs(config_path=str(gone))
+        )
+    assert caught.value.exit_code == 2
+    assert f"--config {gone}" in caught.value.message and "--config FILE" in caught.value.hint
+
+
+def test_a_config_a_snapshot_restore_staged_is_not_carried_on(tmp_path: Path) -> None:
+    """The staged snapshot config pins the snapshot (and lives in a generation a prune
+    removes): an update moves on to this comfy-install's pins."""
+    from installer.commands.update import options_from_record
+    from installer.core.records import RecordedInputs
+    from installer.plan.records import InstallOptions
+
+    staged = tmp_path / ".comfy-install" / "generations" / "2" / ".comfy-install" / "snapshot"
+    (staged / "locks").mkdir(parents=True)
+    (staged / "dependencies.json").write_text("{}")
+    recorded = RecordedInputs(
+        config_path=str(staged / "dependencies.json"), lock_dir=str(staged / "locks")
+    )
+    options, lines = options_from_record(InstallOptions(install_dir=tmp_path), recorded, tmp_path)
+    assert options.config_path is None and options.lock_dir is None
+    assert not {"config_path", "lock_dir"} & options.given
+    assert any("staged by a snapshot restore" in line for line in lines)

@@ -161,6 +161,8 @@ def render_diff(diff: UpdateDiff, console: Console) -> None:
         f"update {escape(diff.install_dir)}: generation {diff.current_generation} -> "
         f"{diff.new_generation} (built in {escape(diff.new_root)})"
     )
+    for line in diff.inputs:
+        console.print(escape(line))
     if diff.up_to_date:
         console.print("already up to date: nothing would be built")
     elif diff.outdated is not None:

@@ -25,6 +25,7 @@ from installer.commands.generations import (
 from installer.core.errors import UsageError
 from installer.core.generations import Generation, data_root, generation_root
 from installer.core.log import InstallerLogger
+from installer.core.records import RecordedInputs
 from installer.edges.environment import current_platform
 from installer.edges.generations import current_generation, current_root, read_generations
 from installer.edges.git import fetch_commit, show_file
@@ -129,9 +130,11 @@ def preview_update(request: UpdateRequest, log: InstallerLogger) -> UpdatePrevie
         )
     if request.keep < 1:
         raise UsageError(f"--keep {request.keep}: keep at least 1 generation.")
-    base = request.options or InstallOptions(install_dir=install_dir)
-    deps = load_dependencies(base.config_path)
     recorded = recorded_inputs(state)
+    base, reused = options_from_record(
+        request.options or InstallOptions(install_dir=install_dir), recorded, install_dir
+    )
+    deps = load_dependencies(base.config_path)
     url = request.comfyui_url or recorded.comfyui_url or deps.comfyui.url
     target = request.comfyui_ref or deps.comfyui.commit
     ref = request.comfyui_ref or deps.comfyui.ref
@@ -185,6 +188,7 @@ def preview_update(request: UpdateRequest, log: InstallerLogger) -> UpdatePrevie
         switch=plan_switch(install_dir, number, platform).describe(),
         prune=[item.generation for item in prune],
         shared_nodes=shared,
+        inputs=reused,
     )
     build = GenerationBuild(
         install_dir=install_dir, options=options, url=url, target=commit, ref=ref
@@ -199,6 +203,91 @@ def preview_update(request: UpdateRequest, log: InstallerLogger) -> UpdatePrevie
     if refusal is not None and (forced or not diff.up_to_date):
         raise refusal
     return UpdatePreview(diff=diff, build=build)
+
+
+_MOVED = ("comfyui_url", "comfyui_ref", "torch_index", "python")
+"""Recorded inputs `options_from_record` leaves alone: the ComfyUI commit is what an update
+moves (to the configuration's pin or `--comfyui-ref`); its source, the torch index and Python
+are the request's own fields, taken from the record by `preview_update` itself."""
+
+
+def options_from_record(
+    options: InstallOptions, recorded: RecordedInputs, install_dir: Path | None = None
+) -> tuple[InstallOptions, list[str]]:
+    """Fill the options not given to `update` from what the current generation recorded.
+
+    As a re-run of `install` does ([`apply_recorded`][installer.plan.inputs.apply_recorded]):
+    the configuration, tools manifest, indexes, find-links, GPU, lock folder... the install
+    was made with. A recorded file that is a comfy-install's own shipped one (of the version
+    that installed, see [`is_shipped_copy`][installer.core.config_files.is_shipped_copy]) is
+    replaced by this comfy-install's: that is how an update moves to its pins. A file of the
+    user's is used as it is on disk now (they may have edited it). So is a file that
+    `snapshot restore` staged in DIR's own `.comfy-install/` (the snapshot's configuration and
+    lock, in the folder of the generation it built, which a later prune removes): it pins that
+    snapshot, and an update moves on from it to this comfy-install's pins.
+
+    Args:
+        options: The update's options; `given` names those on its command line.
+        recorded: What the current generation recorded.
+        install_dir: DIR, whose `.comfy-install/` holds the staged files (None: none are).
+
+    Returns:
+        The options to plan the new generation with (the reused inputs count as given, so the
+        new generation records them too), and a line for each reused input, for the preview
+        (`config: /srv/mine.json (recorded by the install)`).
+
+    Raises:
+        UsageError: A recorded file or folder (not a shipped one) no longer exists (exit
+            code 2).
+    """
+    from installer.core.config_files import is_shipped_copy, shipped_path
+    from installer.core.lockfile import shipped_lock_dir
+    from installer.edges.state import state_dir
+    from installer.plan.inputs import RECORDED_OPTIONS, apply_recorded, planned_inputs
+
+    kept = recorded.model_copy(update=dict.fromkeys(_MOVED))
+    effective, _ = apply_recorded(options, kept)
+    shipped = {
+        "config_path": shipped_path("dependencies.json"),
+        "tools_manifest_path": shipped_path("tools_manifest.json"),
+        "lock_dir": shipped_lock_dir(),
+    }
+    staged = state_dir(install_dir) if install_dir is not None else None
+    notes: list[str] = []
+    changes: dict[str, Any] = {}
+    for name, own in shipped.items():
+        path = getattr(effective, name)
+        if name not in effective.recorded or path is None:
+            continue
+        flag = RECORDED_OPTIONS[name]
+        if is_shipped_copy(path, own):
+            changes[name] = None
+            notes.append(
+                f"{flag.removeprefix('--')}: this comfy-install's shipped {own.name} (the "
+                f"install used the shipped one, {path})"
+            )
+        elif staged is not None and path.is_relative_to(staged):
+            changes[name] = None
+            notes.append(
+                f"{flag.removeprefix('--')}: this comfy-install's shipped {own.name} (the "
+                f"install's was staged by a snapshot restore, {path})"
+            )
+        elif not path.exists():
+            raise UsageError(
+                f"The install was made with {flag} {path}, which no longer exists.",
+                f"Put it back, or pass {flag} FILE to update with another one "
+                f"(`comfy-install update DIR {flag} FILE`).",
+            )
+    reused = effective.recorded - changes.keys()
+    effective = replace(
+        effective, **changes, given=effective.given | reused, recorded=frozenset(reused)
+    )
+    lines = [
+        f"{item.option.removeprefix('--')}: {item.value or 'yes'} (recorded by the install)"
+        for item in planned_inputs(replace(effective, given=effective.given - reused))
+        if item.source == "recorded"
+    ]
+    return effective, lines + notes
 
 
 def _again(request: UpdateRequest) -> str:

@@ -46,6 +46,32 @@ def shipped_path(name: str) -> Path:
     return Path(__file__).resolve().parents[3] / name
 
 
+def is_shipped_copy(path: Path, shipped: Path) -> bool:
+    """Say whether PATH is a comfy-install's own shipped file (or folder), of any version.
+
+    An install made without `--config` records nothing, but one given the shipped file by
+    its path (or a state written by a version that recorded it) names the copy inside that
+    comfy-install: `.../installer/_data/NAME` in an installed package (perhaps of an older
+    version, perhaps gone), or `NAME` at the root of a source checkout. An update takes this
+    comfy-install's own copy instead: that is how it picks up new pins.
+
+    Args:
+        path: The recorded path (`--config`, `--tools-manifest` or `--lock-dir`).
+        shipped: This comfy-install's copy (its name is the one compared), e.g.
+            ``shipped_path("dependencies.json")``.
+    """
+    if path.name != shipped.name:
+        return False
+    if path.parent.name == "_data" and path.parent.parent.name == "installer":
+        return True
+    try:
+        if path.resolve() == shipped.resolve():
+            return True
+    except OSError:
+        return False
+    return (path.parent / "src" / "installer" / "core" / "config_files.py").is_file()
+
+
 def json_path(loc: tuple[int | str, ...], data: Any) -> str:
     """Turn a pydantic error location into a JSON path like ``a.b[2].c``.
 

@@ -177,6 +177,9 @@ class LockHeader:
     inputs_sha256: str
     target: LockTarget
     values: dict[str, str]
+    file_sha256: str = ""
+    """The sha256 of the whole file as read: two locks resolved from the same inputs (the same
+    header) at other times may pin other versions; this tells them apart."""
 
     @property
     def config_sha256(self) -> str:
@@ -278,10 +281,13 @@ def requirements_sha256(text: str) -> str:
 def read_header(path: Path) -> LockHeader | None:
     """Read the header of a lock file (its leading comment lines); None if it is not a lock.
 
+    The whole file is hashed too ([`LockHeader.file_sha256`][installer.core.lockfile.LockHeader]).
+
     Args:
         path: The file to read.
     """
     try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
         with path.open(encoding="utf-8") as handle:
             first = handle.readline().rstrip("\n")
             match = _FIRST_LINE.match(first)
@@ -299,7 +305,7 @@ def read_header(path: Path) -> LockHeader | None:
     target = LockTarget(
         values.get("platform", ""), values.get("torch-variant", ""), values.get("python", "")
     )
-    return LockHeader(path, int(match.group("format")), match.group("hash"), target, values)
+    return LockHeader(path, int(match.group("format")), match.group("hash"), target, values, digest)
 
 
 def parse_lock(path: Path) -> LockFile:

@@ -64,6 +64,8 @@ class LockChoice:
         stale: True when a lock for the target exists but was made from other
             inputs (the plan warns and resolves live).
         lock_sha256: The chosen lock's `inputs-sha256` (for the step fingerprint).
+        file_sha256: The sha256 of the chosen lock file's content (for the step fingerprint:
+            a lock re-resolved to other pins keeps its `inputs-sha256`).
         target: The lock target's name, e.g. `linux-default-py312`.
         warning: What the plan warns about a stale lock (None otherwise).
     """
@@ -73,6 +75,7 @@ class LockChoice:
     inputs_hash: str
     stale: bool = False
     lock_sha256: str | None = None
+    file_sha256: str | None = None
     target: str | None = None
     warning: str | None = None
 
@@ -82,11 +85,15 @@ class LockChoice:
         return self.path is not None
 
     def step_input(self) -> dict[str, str | None]:
-        """Return what goes into step 8's inputs (a new lock re-runs the step)."""
-        return {
+        """Return what goes into step 8's inputs (a new lock, or new pins in it, re-run it)."""
+        inputs = {
             "lock": display_path(self.path) if self.path else None,
             "lock_sha256": self.lock_sha256,
         }
+        if self.path is not None:
+            # Only with a lock, so that an install resolved live keeps its fingerprint.
+            inputs["lock_content_sha256"] = self.file_sha256
+        return inputs
 
 
 def python_minor(request: str) -> str | None:
@@ -281,6 +288,7 @@ def lock_status(header: LockHeader | None, expected_hash: str, target: LockTarge
             f"locked ({display_path(header.path)})",
             expected_hash,
             lock_sha256=header.inputs_sha256,
+            file_sha256=header.file_sha256 or None,
             target=target.name,
         )
     return _stale(header, why, expected_hash, target)

@@ -54,6 +54,13 @@ class UpdateDiff(BaseModel):
     switch: str
     prune: list[int] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    inputs: list[str] = Field(
+        default_factory=list,
+        description=(
+            "The options not given to `update` that come from what the current generation "
+            "recorded, e.g. `config: /srv/mine.json (recorded by the install)`."
+        ),
+    )
     up_to_date: bool = False
     outdated: str | None = Field(
         default=None,
@@ -118,6 +125,7 @@ def update_diff(
     switch: str,
     prune: list[int],
     shared_nodes: Sequence[SharedNode] = (),
+    inputs: Sequence[str] = (),
 ) -> UpdateDiff:
     """Compare the current generation with the plan of the new one.
 
@@ -137,6 +145,7 @@ def update_diff(
         shared_nodes: What the build does with each configured node's folder in
             `DIR/ComfyUI/custom_nodes`; a node's old side is then that folder's commit (the
             one `launch` loads), and a node to clone there makes the update not up to date.
+        inputs: The lines saying which options came from what the install recorded.
     """
     commit = new_commit or plan.comfyui.commit
     comfyui = Change(
@@ -212,6 +221,7 @@ def update_diff(
         switch=switch,
         prune=prune,
         warnings=list(plan.warnings),
+        inputs=list(inputs),
         up_to_date=(
             commit is not None and commit == current.comfyui_commit and same_torch and same_nodes
         ),
