@@ -27,7 +27,7 @@ from support.cli import (
     write_config,
 )
 from support.comfy_repo import git
-from support.http_server import Stall
+from support.http_server import LocalHTTPServer, Stall
 from support.package_index import file_path
 
 STEPS = [
@@ -214,9 +214,19 @@ def test_conflicting_requirement_keeps_torch(
 
 
 def _interrupt_at(
-    args: list[str], env: dict[str, str], marker: str, sig: int, grace: float = 0.5
+    args: list[str],
+    env: dict[str, str],
+    marker: str,
+    sig: int,
+    stalled: tuple[LocalHTTPServer, str] | None = None,
 ) -> tuple[int, str]:
-    """Start the installer, send ``sig`` once ``marker`` appears on stderr; return (rc, stderr)."""
+    """Start the installer, send ``sig`` once ``marker`` appears on stderr; return (rc, stderr).
+
+    With ``stalled`` (the index server and the path of a wheel it stalls), the signal waits
+    until that wheel's request has reached the server: it lands while uv is downloading,
+    however slow the machine, and no sooner (a fixed sleep after the marker guessed at that,
+    and cost 1-1.5 s a test).
+    """
     process = subprocess.Popen(
         args, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
     )
@@ -226,7 +236,12 @@ def _interrupt_at(
     for line in process.stderr:
         seen.append(line)
         if marker in line:
-            time.sleep(grace)
+            if stalled is not None:
+                server, path = stalled
+                while not server.requests_for(path):
+                    assert process.poll() is None, "the installer ended before the download"
+                    assert time.monotonic() < deadline, f"{path} was never requested"
+                    time.sleep(0.02)
             process.send_signal(sig)
             break
         assert time.monotonic() < deadline, "marker never appeared"
@@ -241,7 +256,8 @@ def test_sigint_during_a_step_then_resume(
 ) -> None:
     server, url = index_server
     slow = {"torch": "torch==2.9.1+cu128", "requirements": "needs-torch==1.0"}[step]
-    server.inject(file_path(fixtures.wheels[slow]), Stall(seconds=30), times=None)
+    wheel = file_path(fixtures.wheels[slow])
+    server.inject(wheel, Stall(seconds=30), times=None)
     config = write_config(tmp_path / "deps.json", fixtures)
     target = tmp_path / "inst"
     env = installer_env(fixtures, UV_HTTP_TIMEOUT="120", UV_CACHE_DIR=str(tmp_path / "cache"))
@@ -250,7 +266,7 @@ def test_sigint_during_a_step_then_resume(
         env,
         f"{STEPS.index(step) + 1}/13] {step}",
         signal.SIGINT,
-        grace=1.5,
+        stalled=(server, wheel),
     )
     assert code == 130, stderr
     assert f"Interrupted during step {step}; run the same command to continue." in stderr
@@ -268,12 +284,15 @@ def test_sigint_during_a_step_then_resume(
 def test_sigkill_mid_step_is_redone(tmp_path: Path, fixtures: Fixtures, index_server) -> None:
     server, url = index_server
     # uv, orphaned by the kill, keeps waiting on the stalled download: keep the stall short.
-    server.inject(file_path(fixtures.wheels["torch==2.9.1+cu128"]), Stall(seconds=4), times=None)
+    # The kill lands once the download has reached the server, so the stall only has to
+    # outlast the kill itself.
+    wheel = file_path(fixtures.wheels["torch==2.9.1+cu128"])
+    server.inject(wheel, Stall(seconds=2), times=None)
     config = write_config(tmp_path / "deps.json", fixtures)
     target = tmp_path / "inst"
     env = installer_env(fixtures, UV_HTTP_TIMEOUT="120", UV_CACHE_DIR=str(tmp_path / "cache"))
     code, _ = _interrupt_at(
-        install_args(target, config, url), env, "7/13] torch", signal.SIGKILL, grace=1.0
+        install_args(target, config, url), env, "7/13] torch", signal.SIGKILL, (server, wheel)
     )
     assert code == -signal.SIGKILL
     state = read_state(target)

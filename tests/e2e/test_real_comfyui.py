@@ -182,8 +182,19 @@ def test_without_a_gpu_nothing_is_measured(real_install: Path) -> None:
     assert "No GPU to benchmark" in result.stderr
 
 
-def test_cpu_run_measures_sdpa_and_saves_it(real_install: Path) -> None:
-    data = measured(real_install)
+def test_cpu_run_measures_sdpa_times_comfyui_and_a_workflow_and_saves_it(
+    real_install: Path, tmp_path: Path
+) -> None:
+    """One measured run (torch started in the venv once) with a workflow: SDPA's cells, then a
+    real ComfyUI start-up and workflow, saved.
+
+    The workflow rides on this run rather than a second measured run of its own (with
+    `--no-save --shapes tiny-unet --dtypes bf16`, options the unit tests cover), which cost
+    the suite another torch start in the venv and its SDPA measurement for the same evidence.
+    """
+    workflow = tmp_path / "empty-image.json"
+    workflow.write_text(json.dumps(WORKFLOW))
+    data = measured(real_install, "--workflow", str(workflow))
     run = data["run"]
     assert run["device"]["kind"] == "cpu"
     assert run["settings"]["timer"] == "perf_counter"
@@ -203,6 +214,15 @@ def test_cpu_run_measures_sdpa_and_saves_it(real_install: Path) -> None:
     assert saved.is_file() and saved.parent == real_install / ".comfy-install" / "benchmarks"
     assert load_run(saved).measurements[0].backend == "sdpa"
     assert data["headline"].startswith("CPU test run only")
+
+    [timing] = run["comfyui"]
+    assert timing["variant"] == "sdpa"
+    assert timing["flags"] == ["--cpu", "--use-pytorch-cross-attention"]
+    assert timing["error"] is None, timing
+    assert timing["startup_s"] > 0
+    assert timing["workflow_s"] > 0 and timing["workflow_warm_s"] > 0
+    assert run["workflow"] == str(workflow)
+    assert not (real_install / ".comfy-install" / "comfyui.pid").exists()
 
 
 def test_compare_flags_a_slower_run_and_fails_on_it(real_install: Path) -> None:
@@ -263,26 +283,3 @@ def test_compare_flags_a_slower_run_and_fails_on_it(real_install: Path) -> None:
     # A back end that cannot run here (cuDNN on a CPU) fails alike in both runs.
     assert set(verdicts.values()) <= {"slower", "unchanged"}
     assert f"{expected} regression(s) since the previous run" in " ".join(result.stderr.split())
-
-
-def test_comfyui_startup_and_a_workflow_are_timed(real_install: Path, tmp_path: Path) -> None:
-    workflow = tmp_path / "empty-image.json"
-    workflow.write_text(json.dumps(WORKFLOW))
-    data = measured(
-        real_install,
-        "--workflow",
-        str(workflow),
-        "--no-save",
-        "--shapes",
-        "tiny-unet",
-        "--dtypes",
-        "bf16",
-    )
-    [timing] = data["run"]["comfyui"]
-    assert timing["variant"] == "sdpa"
-    assert timing["flags"] == ["--cpu", "--use-pytorch-cross-attention"]
-    assert timing["error"] is None, timing
-    assert timing["startup_s"] > 0
-    assert timing["workflow_s"] > 0 and timing["workflow_warm_s"] > 0
-    assert data["run"]["workflow"] == str(workflow)
-    assert not (real_install / ".comfy-install" / "comfyui.pid").exists()
