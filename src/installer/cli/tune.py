@@ -94,11 +94,14 @@ def tune(
     With --workflow FILE it then runs each workflow in a fresh ComfyUI as stock
     (plain main.py), tuned (what launch starts), tuned with the attention router off
     (when it routes) and tuned plus each lever, one cold
-    and --runs warm runs each, compares the outputs with stock's at the same seed,
-    and writes DIR/.comfy-install/levers.json: launch adds a lever only where it
-    measured faster, keeps ComfyUI's own attention where the tuned launch
-    measured slower than stock, and stops routing the bands a workflow was slower
-    through than with the router off. Arguments after `--` go to every ComfyUI.
+    and --runs warm runs each; then the launch as decided from those figures (the
+    levers that went on, together), with and without the router, where it is not
+    the tuned one. It compares the outputs with stock's at the same seed and writes
+    DIR/.comfy-install/levers.json: launch adds a lever only where it measured
+    faster, and the levers together only where that launch was not slower than
+    stock; it keeps ComfyUI's own attention where the tuned launch measured slower
+    than stock, and stops routing the bands a workflow was slower through than
+    with the router off. Arguments after `--` go to every ComfyUI.
     """
     values = dict(locals())
     from installer.cli.common import guarded, make_logger, print_json
