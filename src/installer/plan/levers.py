@@ -18,16 +18,23 @@ turns routing off by); schema 1 (the benchmark's, s/step) reads the same way:
     "workflows": {"sdxl-1024": {"metric": "prompt_s", "baseline_s": 4.51, "s": 4.20,
                                 "speedup": 1.074, "distance": 0.005, "distance_ok": true}}}},
   "tuned_vs_stock": {"routed": true, "calibration": "2026-12-07T01:02:03+00:00",
+    "launch_levers": ["autotune"],
     "workflows": {"sdxl-1024": {"stock_s": 4.36, "tuned_s": 4.51, "speedup": 0.967,
                                 "norouting_s": 4.33,
                                 "routed_shapes": {"fp16 D=64 N=4096": "cudnn"},
-                                "distance": 0.004, "distance_ok": true}}}}}}
+                                "distance": 0.004, "distance_ok": true,
+                                "launch_s": 4.18, "launch_norouting_s": 4.16,
+                                "launch_routed_shapes": {"fp16 D=64 N=4096": "cudnn"},
+                                "launch_distance_ok": true, "launch_error": null}}}}}}
 ```
 
 ``norouting_s`` is the tuned launch with the router off and ``routed_shapes`` the call
 shapes its router sent away from SDPA: a band of the routing table that a workflow was
 slower through than with the router off is not routed
-([`apply_verdict`][installer.plan.launch_attention.apply_verdict]).
+([`apply_verdict`][installer.plan.launch_attention.apply_verdict]). The ``launch_*``
+figures are the second phase's: the launch as decided from the first phase's figures, with
+``launch_levers`` on, and it with the router off; they judge the levers together
+([`launch_check`][installer.plan.levers.launch_check]) and routing as launched.
 
 A machine without an NVIDIA GPU (or ComfyUI started with `--cpu`) keeps its figures
 under [`CPU_KEY`][installer.plan.levers.CPU_KEY].
