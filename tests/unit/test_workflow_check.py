@@ -590,7 +590,8 @@ def test_figures_that_do_not_read_back_skip_the_second_phase_with_a_warning() ->
     stream = io.StringIO()
     plan = plan_check([workflow()], [], runs=1, budget_s=60)
     install = Path("/srv/i")
-    found = _second_phase(plan, check, launch_facts(install), install, (), {},
-                          InstallerLogger(stream=stream))  # fmt: skip
+    facts = launch_facts(install)
+    tuned = variant_plans(plan, facts, install, (), {})["tuned"]
+    found = _second_phase(check, facts, install, (), {}, tuned, InstallerLogger(stream=stream))
     assert found is None
     assert "second phase not run: the first phase's figures do not read back" in stream.getvalue()

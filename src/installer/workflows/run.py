@@ -24,7 +24,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
@@ -40,7 +40,7 @@ from installer.launch.process import stop_comfyui
 from installer.launch.run import run_comfyui
 from installer.plan.launch import LaunchFacts, LaunchPlan, LaunchRequest, plan_launch
 from installer.plan.launch_settings import MARKER_ENV, WARMUP_ENV
-from installer.plan.levers import CPU_KEY, LeverRecords, merge_levers, parse_levers
+from installer.plan.levers import CPU_KEY, LeverRecords, levers_on, merge_levers, parse_levers
 from installer.plan.workflow_check import CheckPlan, Variant, Workflow, launch_variants
 from installer.workflows.client import ComfyClient, WorkflowError
 from installer.workflows.distance import distances
@@ -270,48 +270,53 @@ def run_check(
     clock = _Budget(check.budget_s)
     with tempfile.TemporaryDirectory(prefix="comfy-install-tune-workflows-") as tmp:
         scratch = Path(tmp)
-        run = _VariantRunner(check, install_dir, comfy_args, env, scratch, log)
+
+        def run(workflow: Workflow, variant: Variant, planned_from: LaunchFacts) -> VariantResult:
+            return _run_variant(check, workflow, variant, install_dir, comfy_args, planned_from,
+                                env, scratch, log)  # fmt: skip
+
         for workflow in check.workflows:
             result = WorkflowResult(workflow.name, workflow.path)
             outcome.workflows.append(result)
-            clock.run(run, workflow, check.variants, facts, result)
+            clock.run(run, log, workflow, check.variants, facts, result)
             _compare(result, facts, scratch / workflow.name)
-        second = _second_phase(check, outcome, facts, install_dir, comfy_args, env, log)
+        second = _second_phase(outcome, facts, install_dir, comfy_args, env, tuned, log)
         if second is not None:
             decided, variants = second
             for workflow, result in zip(check.workflows, outcome.workflows, strict=True):
-                clock.run(run, workflow, variants, decided, result)
+                clock.run(run, log, workflow, variants, decided, result)
                 _compare(result, facts, scratch / workflow.name, {v.name for v in variants})
     outcome.took_s = clock.elapsed()
     return outcome
 
 
 def _second_phase(
-    check: CheckPlan,
     outcome: CheckOutcome,
     facts: LaunchFacts,
     install_dir: Path,
     comfy_args: Sequence[str],
     environ: Mapping[str, str],
+    tuned: LaunchPlan,
     log: InstallerLogger,
 ) -> tuple[LaunchFacts, tuple[Variant, ...]] | None:
-    """The launch as decided from the first phase's figures, when it is not ``tuned``."""
+    """The launch as decided from the first phase's figures, when it is not ``tuned``.
+
+    ``tuned`` is the tuned variant's plan made by
+    [`variant_plans`][installer.workflows.run.variant_plans]; the launch is planned with
+    its port and output placeholder, so the two compare.
+    """
     try:
         records = first_phase_records(outcome)
     except ValueError as exc:  # a figure levers.json could not hold: nothing to plan from
         log.warn(f"second phase not run: the first phase's figures do not read back ({exc})")
         return None
     decided = replace(facts, levers=records)
-    launch, *_ = launch_variants(False)
-    planned = plan_variant(launch, decided, install_dir, comfy_args, environ, output="<o>")
-    tuned = next(v for v in check.variants if v.kind == "tuned")
-    again = plan_variant(tuned, facts, install_dir, comfy_args, environ, output="<o>")
-    outcome.launch_levers = tuple(
-        t.name.removeprefix("lever-")
-        for t in planned.tunings
-        if t.name.startswith("lever-") and t.status == "on"
+    (launch,) = launch_variants(False)
+    planned = plan_variant(
+        launch, decided, install_dir, comfy_args, environ, output="<scratch>/tuned"
     )
-    if not launch_differs(again, planned):
+    outcome.launch_levers = levers_on(planned.tunings)
+    if not launch_differs(tuned, planned):
         log.info("the launch as decided from these figures is the tuned variant's: measured")
         return None
     variants = launch_variants(planned.routes_attention)
@@ -336,7 +341,8 @@ class _Budget:
 
     def run(
         self,
-        runner: _VariantRunner,
+        runner: Callable[[Workflow, Variant, LaunchFacts], VariantResult],
+        log: InstallerLogger,
         workflow: Workflow,
         variants: Sequence[Variant],
         facts: LaunchFacts,
@@ -354,10 +360,10 @@ class _Budget:
                     reason=f"the budget ({self.budget_s:g} s) would run out: "
                     f"{max(left, 0):.0f} s left, a variant took {estimate:.0f} s",
                 )
-                runner.log.warn(f"{workflow.name}: {variant.name} skipped (budget)")
+                log.warn(f"{workflow.name}: {variant.name} skipped (budget)")
                 continue
             began = time.monotonic()
-            result.variants[variant.name] = runner.run(workflow, variant, facts)
+            result.variants[variant.name] = runner(workflow, variant, facts)
             if variant.kind == "stock":
                 times.append(time.monotonic() - began)
                 estimate = times[-1]
@@ -378,29 +384,6 @@ def _compare(
     scratch.mkdir(parents=True, exist_ok=True)
     for name, distance in distances(facts.venv_python, stock, others, scratch).items():
         result.variants[name].distance = distance
-
-
-class _VariantRunner:
-    """Runs one variant on one workflow: its ComfyUI started, the runs timed, ComfyUI stopped."""
-
-    def __init__(
-        self,
-        check: CheckPlan,
-        install_dir: Path,
-        comfy_args: Sequence[str],
-        environ: Mapping[str, str],
-        scratch: Path,
-        log: InstallerLogger,
-    ) -> None:
-        self.check, self.install_dir, self.comfy_args = check, install_dir, comfy_args
-        self.environ, self.scratch, self.log = environ, scratch, log
-
-    def run(self, workflow: Workflow, variant: Variant, facts: LaunchFacts) -> VariantResult:
-        """Run ``variant`` on ``workflow``, planned from ``facts``."""
-        return _run_variant(
-            self.check, workflow, variant, self.install_dir, self.comfy_args, facts,
-            self.environ, self.scratch, self.log,
-        )  # fmt: skip
 
 
 def _run_variant(
