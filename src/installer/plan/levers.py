@@ -78,6 +78,8 @@ END_TO_END_NOISE = 0.02
 speed: 2%, inside the 3% spread of one workflow's warm runs on one machine that
 `LEVER_MARGIN` allows, so a loss of 5% (issue 30's) is caught and noise is not."""
 FAST = "--fast"
+LEVER_PREFIX = "lever-"
+"""The name of a lever's tuning is this prefix and the lever's (``lever-nodyn``)."""
 UNITS = {"s_per_step": "s/step", "prompt_s": "s a prompt"}
 
 
@@ -184,10 +186,8 @@ class EndToEnd:
             found.append((self.routing_speedup, self.routed, self.describe_routing()))
         if self.launch_s and self.launch_norouting_s:
             speedup = self.launch_norouting_s / self.launch_s
-            text = (
-                f"routing {speedup:.2f}× on {self.workflow} as launched ("
-                f"{self.launch_norouting_s:.3f} → {self.launch_s:.3f} s a prompt, router off → on)"
-            )
+            text = _routing_text(self.workflow + " as launched", self.launch_norouting_s,
+                                 self.launch_s)  # fmt: skip
             found.append((speedup, self.launch_routed, text))
         return found
 
@@ -206,13 +206,9 @@ class EndToEnd:
 
     def describe_routing(self) -> str:
         """E.g. ``routing 0.96× on sdxl (0.0568 → 0.0591 s a prompt, router off → on)``."""
-        speedup = self.routing_speedup
-        if speedup is None:
+        if not self.tuned_s or not self.norouting_s:
             return f"routing not measured apart on {self.workflow}"
-        return (
-            f"routing {speedup:.2f}× on {self.workflow} ({self.norouting_s:.3f} → "
-            f"{self.tuned_s:.3f} s a prompt, router off → on)"
-        )
+        return _routing_text(self.workflow, self.norouting_s, self.tuned_s)
 
     def describe(self) -> str:
         """E.g. ``0.92× stock on sdxl (1.201 → 1.305 s a prompt, output distance 0.01 ok)``."""
@@ -254,6 +250,14 @@ class LeverRecords:
     """GPUs the file has figures for, when none are for this one."""
     tuned_vs_stock: TunedVsStock | None = None
     """The end-to-end verdict of the tuning on this GPU (schema 2), if measured."""
+
+
+def _routing_text(where: str, off_s: float, on_s: float) -> str:
+    """E.g. ``routing 0.96× on sdxl (0.057 → 0.059 s a prompt, router off → on)``."""
+    return (
+        f"routing {off_s / on_s:.2f}× on {where} ({off_s:.3f} → {on_s:.3f} s a prompt, "
+        "router off → on)"
+    )
 
 
 def _optional(value: Any) -> float | None:
@@ -440,7 +444,7 @@ def decide_levers(
     other: list[str] = []
     user_fast = find_option(comfy_args, FAST)[0]
     for lever in records.levers:
-        name = f"lever-{lever.name}"
+        name = f"{LEVER_PREFIX}{lever.name}"
         if not tune:
             tunings.append(Tuning(name, "off", "--no-tune"))
             continue
@@ -464,6 +468,19 @@ def decide_levers(
     return tunings, ([FAST, *fast] if fast else []) + other
 
 
+def levers_on(tunings: Sequence[Tuning]) -> tuple[str, ...]:
+    """The names of the levers a launch's tunings turn on (``nodyn`` for ``lever-nodyn``).
+
+    Args:
+        tunings: A launch's tunings (any others are ignored).
+    """
+    return tuple(
+        t.name.removeprefix(LEVER_PREFIX)
+        for t in tunings
+        if t.name.startswith(LEVER_PREFIX) and t.status == "on"
+    )
+
+
 def launch_check(
     tunings: Sequence[Tuning], verdict: TunedVsStock | None
 ) -> tuple[list[Tuning], bool]:
@@ -484,7 +501,7 @@ def launch_check(
         The tunings, and whether the levers that are on stay on.
     """
     on = [t for t in tunings if t.status == "on"]
-    names = sorted(t.name.removeprefix("lever-") for t in on)
+    names = sorted(levers_on(tunings))
     if not on or verdict is None:
         return list(tunings), True
     figures = [f for f in verdict.figures if f.launch_speedup is not None]
