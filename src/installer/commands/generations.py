@@ -216,7 +216,8 @@ def _reusable(
     for existing in generations:
         if not existing.verified or existing.id == current or existing.comfyui_commit != commit:
             continue
-        why = generation_lacks(request, existing, commit, build_root)
+        # The build's own plan, where it came with one, spares a second GPU detection.
+        why = generation_lacks(request, existing, commit, build_root, context=request.planned)
         if why is None:
             return existing
         log.info(
