@@ -86,6 +86,14 @@ def head(folder: Path) -> str:
     return git("rev-parse", "HEAD", cwd=folder)
 
 
+def clone_shared(world: dict[str, Any], install: Path, commit: str) -> Path:
+    """The user's own clone of the node in DIR/ComfyUI/custom_nodes, checked out at COMMIT."""
+    shared = install / "ComfyUI" / "custom_nodes" / NODE
+    git("clone", "-q", str(world["repo"]), str(shared), cwd=install)
+    git("checkout", "-q", commit, cwd=shared)
+    return shared
+
+
 def test_an_update_clones_a_new_configured_node_where_launch_loads_it(
     world: dict[str, Any], install: Path, index_server: tuple[Any, str], tmp_path: Path
 ) -> None:
@@ -139,9 +147,7 @@ def test_an_update_clones_a_new_configured_node_where_launch_loads_it(
 def test_a_node_already_at_the_pin_is_used_as_it_is(
     world: dict[str, Any], install: Path, index_server: tuple[Any, str], tmp_path: Path
 ) -> None:
-    shared = install / "ComfyUI" / "custom_nodes" / NODE
-    git("clone", "-q", str(world["repo"]), str(shared), cwd=tmp_path)
-    git("checkout", "-q", world["second"], cwd=shared)
+    shared = clone_shared(world, install, world["second"])
     marker = shared / "my-notes.txt"  # untracked: the user's, not a local change
     marker.write_text("mine\n")
     before = {p: os.stat(p) for p in (shared, marker, shared / "__init__.py")}
@@ -162,9 +168,7 @@ def test_a_node_already_at_the_pin_is_used_as_it_is(
 def test_a_node_at_another_commit_stops_the_update_before_anything_changes(
     world: dict[str, Any], install: Path, index_server: tuple[Any, str], tmp_path: Path
 ) -> None:
-    shared = install / "ComfyUI" / "custom_nodes" / NODE
-    git("clone", "-q", str(world["repo"]), str(shared), cwd=tmp_path)
-    git("checkout", "-q", world["first"], cwd=shared)
+    shared = clone_shared(world, install, world["first"])
     before = user_hashes(install / "ComfyUI")
     first_venv = venv_dists(install)
     config = configured(world, tmp_path, world["second"])
