@@ -19,17 +19,23 @@ Models (``--models``, comma separated):
   (type ``wan``; the file carries a SentencePiece model as ``spiece_model``, as
   the released file does) and the Wan 2.1 VAE for ``VAELoader``.
 - ``wan21-14b``: the 14B Wan 2.1 T2V diffusion model (28 GB in bf16).
+- ``flux``: FLUX.1 [dev] (12B, guidance-distilled) for ``UNETLoader`` (bf16, 23.8 GB,
+  the released file's keys: ``query_norm.scale``), CLIP-L and T5-XXL (fp16, as the
+  released ``clip_l`` and ``t5xxl_fp16`` files) for ``DualCLIPLoader`` (type ``flux``;
+  ComfyUI ships both tokenizers) and the 16-channel autoencoder for ``VAELoader``.
 
 ``--tiny`` writes small versions where ComfyUI's detection reads the sizes from
-the shapes (the Wan DiT and the Wan VAE); SDXL's detection pins its sizes, so it
-has no tiny version (the test proves its detection on zero-stride tensors).
+the shapes (the Wan DiT and VAE, the Flux DiT; no text encoders; Flux's autoencoder
+stays full size, 84M parameters, since ComfyUI assumes its encoder's width); SDXL's
+detection pins its sizes, so it has no tiny version (the test proves its detection on
+zero-stride tensors).
 
 Values are drawn once into a pool of random numbers and each tensor reads the
 pool from an offset of its own, so writing is disk-bound and memory stays at the
 pool plus one write buffer, whatever the model's size.
 
 Usage: ``python bench/gpu/make_models.py --comfyui DIR --out MODELS_DIR
-[--models sdxl,wan21] [--tiny] [--dtype auto|fp16|bf16|fp32]``. It needs
+[--models sdxl,wan21,flux] [--tiny] [--dtype auto|fp16|bf16|fp32]``. It needs
 ComfyUI's source (``--comfyui``) and a Python with torch; it uses no GPU.
 """
 
@@ -94,6 +100,28 @@ WAN_DIT = {
 }
 WAN_VAE_DIM = {"full": 96, "tiny": 16}
 
+FLUX_DIT: dict[str, dict[str, Any]] = {
+    # FLUX.1 [dev], as ComfyUI's detection reads it from the released file; tiny keeps
+    # Flux's rotary axes (16, 56, 56: 128 per head), so its width is a multiple of 128.
+    "dev": {"hidden_size": 3072, "num_heads": 24, "depth": 19, "depth_single_blocks": 38},
+    "tiny": {"hidden_size": 256, "num_heads": 2, "depth": 1, "depth_single_blocks": 1},
+}
+FLUX_FIXED: dict[str, Any] = {
+    "in_channels": 16,
+    "out_channels": 16,
+    "vec_in_dim": 768,
+    "context_in_dim": 4096,
+    "mlp_ratio": 4.0,
+    "axes_dim": [16, 56, 56],
+    "theta": 10000,
+    "patch_size": 2,
+    "qkv_bias": True,
+    "guidance_embed": True,
+    "txt_ids_dims": [],
+}
+FLUX_AE_DDCONFIG: dict[str, Any] = {**SD_VAE_DDCONFIG, "z_channels": 16}
+"""FLUX.1's autoencoder: SD's, with 16 latent channels and no quant convolutions."""
+
 FILE_NAMES = {
     "sdxl": "checkpoints/bench-sdxl.safetensors",
     "wan21-dit": "diffusion_models/bench-wan21-t2v-1.3b.safetensors",
@@ -102,6 +130,11 @@ FILE_NAMES = {
     "umt5": "text_encoders/bench-umt5-xxl.safetensors",
     "wan21-vae": "vae/bench-wan21-vae.safetensors",
     "wan21-vae-tiny": "vae/bench-wan21-vae-tiny.safetensors",
+    "flux-dit": "diffusion_models/bench-flux1-dev.safetensors",
+    "flux-dit-tiny": "diffusion_models/bench-flux1-tiny.safetensors",
+    "clip-l": "text_encoders/bench-clip-l.safetensors",
+    "t5xxl": "text_encoders/bench-t5xxl-fp16.safetensors",
+    "flux-ae": "vae/bench-flux-ae.safetensors",
 }
 
 SAFETENSORS_DTYPES = {
@@ -141,13 +174,16 @@ def import_comfy(comfyui: Path) -> Any:
     import comfy.cli_args
 
     comfy.cli_args.args.cpu = True
+    import comfy.ldm.flux.model
     import comfy.ldm.models.autoencoder
+    import comfy.ldm.modules.diffusionmodules.model
     import comfy.ldm.modules.diffusionmodules.openaimodel
     import comfy.ldm.wan.model
     import comfy.ldm.wan.vae
     import comfy.ops
     import comfy.sdxl_clip
     import comfy.supported_models
+    import comfy.text_encoders.flux
     import comfy.text_encoders.wan
 
     return comfy
@@ -230,6 +266,55 @@ def umt5_layout(comfy: Any, dtype: Any, comfyui: Path) -> FileLayout:
     return FileLayout(FILE_NAMES["umt5"], tensors, dtype)
 
 
+def flux_dit_layout(comfy: Any, dtype: Any, size: str) -> FileLayout:
+    """FLUX.1 [dev]'s diffusion model, keys as in the released single file.
+
+    ComfyUI's module names the Q·K norms' parameter ``weight``; the released file says
+    ``scale``, which ComfyUI's `Flux.process_unet_state_dict` renames on load.
+    """
+    ops = comfy.ops.disable_weight_init
+    dit = _meta_state_dict(
+        lambda: comfy.ldm.flux.model.Flux(
+            **FLUX_FIXED, **FLUX_DIT[size], device="meta", dtype=dtype, operations=ops
+        )
+    )
+    released = {}
+    for key, value in dit.items():
+        if key.endswith(("query_norm.weight", "key_norm.weight")):
+            key = key.removesuffix(".weight") + ".scale"
+        released[key] = value
+    name = "flux-dit-tiny" if size == "tiny" else "flux-dit"
+    return FileLayout(FILE_NAMES[name], released, dtype)
+
+
+def flux_text_layouts(comfy: Any, dtype: Any) -> list[FileLayout]:
+    """CLIP-L and T5-XXL for FLUX.1, each in its released standalone file's layout.
+
+    The keys are those of ComfyUI's Flux text encoder without its ``clip_l.transformer.``
+    and ``t5xxl.transformer.`` prefixes (``text_model...``, ``encoder.block.N...``), as
+    `DualCLIPLoader` reads the two files; ComfyUI ships both tokenizers.
+    """
+    model = _meta_state_dict(
+        lambda: comfy.text_encoders.flux.flux_clip()(device="meta", dtype=dtype)
+    )
+    out = []
+    for prefix, name in (("clip_l.transformer.", "clip-l"), ("t5xxl.transformer.", "t5xxl")):
+        tensors = {k[len(prefix) :]: v for k, v in model.items() if k.startswith(prefix)}
+        out.append(FileLayout(FILE_NAMES[name], tensors, dtype))
+    return out
+
+
+def flux_ae_layout(comfy: Any, dtype: Any) -> FileLayout:
+    """FLUX.1's autoencoder: ``encoder.``/``decoder.`` keys, no quant convolutions."""
+    config = dict(FLUX_AE_DDCONFIG)
+    diffusion = comfy.ldm.modules.diffusionmodules.model
+    tensors: dict[str, Any] = {}
+    for part, cls in (("encoder", diffusion.Encoder), ("decoder", diffusion.Decoder)):
+        state = _meta_state_dict(lambda cls=cls: cls(**config))
+        tensors.update({f"{part}.{k}": v for k, v in state.items()})
+    return FileLayout(FILE_NAMES["flux-ae"], tensors, dtype)
+
+
 def layouts(
     comfy: Any, comfyui: Path, models: Iterable[str], dtype: Any, tiny: bool
 ) -> list[FileLayout]:
@@ -248,8 +333,15 @@ def layouts(
             out.append(wan_vae_layout(comfy, dtype, tiny))
         elif name == "wan21-14b":
             out.append(wan_dit_layout(comfy, dtype, "14b"))
+        elif name == "flux":
+            import torch
+
+            out.append(flux_dit_layout(comfy, dtype, "tiny" if tiny else "dev"))
+            if not tiny:  # the released text encoders are fp16 whatever the DiT is
+                out += flux_text_layouts(comfy, torch.float16)
+            out.append(flux_ae_layout(comfy, dtype))
         else:
-            raise SystemExit(f"unknown model {name!r}: choose from sdxl, wan21, wan21-14b")
+            raise SystemExit(f"unknown model {name!r}: choose from sdxl, wan21, wan21-14b, flux")
     return out
 
 
@@ -357,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--comfyui", type=Path, required=True, help="ComfyUI source folder")
     parser.add_argument("--out", type=Path, required=True, help="models folder to write into")
     parser.add_argument(
-        "--models", default="sdxl,wan21", help="comma separated: sdxl,wan21,wan21-14b"
+        "--models", default="sdxl,wan21", help="comma separated: sdxl,wan21,wan21-14b,flux"
     )
     parser.add_argument("--dtype", default="auto", choices=["auto", "fp16", "bf16", "fp32"])
     parser.add_argument("--tiny", action="store_true", help="small shapes where detection allows")

@@ -29,7 +29,13 @@ for list in .whl/b*/*.whl.parts; do
   cat $(ls .whl/b*/"$wheel".part[0-9]* | sort) > "$WORK/parts/$wheel"
   echo "$digest  $WORK/parts/$wheel" | sha256sum -c --quiet -
 done
-for wheel in "$WORK"/parts/*.whl .whl/b*/*.whl; do unzip -q -o "$wheel" -d "$SITE"; done
+# One wheel per project: where two versions are staged (sageattention 1.0.6 from the registry
+# and the 2.2.0 built for the GPU, --add-wheel), the newer alone is unpacked, so the site holds
+# one dist-info and no stale module of the older one.
+for wheel in $(for w in "$WORK"/parts/*.whl .whl/b*/*.whl; do printf '%s\t%s\n' "$(basename "$w")" "$w"; done \
+    | sort -t "$(printf '\t')" -k1,1V | awk -F '\t' '{split($1, n, "-"); last[n[1]] = $2} END {for (p in last) print last[p]}'); do
+  unzip -q -o "$wheel" -d "$SITE"
+done
 rm -rf "$SITE"/comfy_kitchen/backends/hip "$SITE"/comfyui_frontend_package* \
   "$SITE"/comfyui_workflow_templates* "$SITE"/sageattention/_qattn_sm80* \
   "$SITE"/sageattention/_qattn_sm89* "$SITE"/kornia "$SITE"/kornia-* "$SITE"/kornia_rs*

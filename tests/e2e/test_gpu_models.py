@@ -7,7 +7,9 @@ ComfyUI v0.33.0 source: SDXL's full-size layout is detected as SDXL from
 zero-stride tensors (its detection pins the sizes), its CLIP part converts to
 exactly ComfyUI's CLIP keys, its VAE part is written and loaded; the tiny Wan
 files are written and loaded (Wan's detection reads sizes from shapes), the
-full-size Wan and umt5 layouts are detected right.
+full-size Wan and umt5 layouts are detected right; the tiny Flux DiT and the
+Flux autoencoder are written and loaded, the full-size Flux DiT, CLIP-L and T5-XXL
+layouts are detected right.
 
 The Python: ``GPU_BENCH_PYTHON`` and ``GPU_BENCH_COMFYUI`` when both are set (a
 venv with torch and ComfyUI's requirements, and a v0.33.0 checkout), else the venv
@@ -91,3 +93,13 @@ def test_generated_models_load_through_comfyui(
     assert found["umt5_te_model"] == "T5_XXL"
     assert found["umt5_key_diff"] == []
     assert found["umt5_tokens_ok"]
+
+    # FLUX.1 [dev]: the tiny DiT and the autoencoder loaded for real, full sizes detected.
+    assert found["flux_tiny_config"] == "Flux"
+    assert found["flux_tiny_hidden"] == 256
+    assert found["flux_vae_latent_channels"] == 16
+    assert found["flux_vae_decoded_shape"] == [1, 64, 64, 3]
+    assert found["flux_full_config"] == "Flux"
+    assert found["flux_full_dims"] == [3072, 24, 19, 38, True]
+    assert found["flux_te_models"] == ["CLIP_L", "T5_XXL"]
+    assert found["flux_te_key_diff"] == []

@@ -2,12 +2,14 @@
 # One device call of issue 30, from the repository root (any wheel batch carried in this call is
 # installed first):  bash tests/gpu/issue30_call.sh [attention] [WORKFLOW...]
 #   attention   the attention checks (tests/gpu/issue30.sh: SDPA back ends, tune, print-env, proof)
-#   WORKFLOW    sdxl, wan or wan720 (Wan 2.1 at 1280×720×33): bench/gpu/device_run.sh with that
-#               workflow's variants (SDXL_VARIANTS / WAN_VARIANTS / WAN720_VARIANTS:
-#               BASE[+LEVER...], see run_workflows.py)
+#   WORKFLOW    sdxl, wan, wan720 (Wan 2.1 at 1280×720×33) or flux (FLUX.1 [dev] at 1024², 20
+#               steps; its models are 34 GB on disk): bench/gpu/device_run.sh with that
+#               workflow's variants (SDXL_VARIANTS / WAN_VARIANTS / WAN720_VARIANTS /
+#               FLUX_VARIANTS: BASE[+LEVER...], see run_workflows.py)
 #   sagecompile the sage_per_warp route under torch.compile (tests/gpu/sage_compile_check.py)
 # Everything fits the 8 files a call brings back: summary.txt, results-gpu.json, levers.json,
-# sdpa-backends.json, attention-proof.json, sage-variants.json and bundle.tgz (the rest).
+# sdpa-backends.json, attention-proof.json, sage-variants.json, calibration.json (carry it in
+# .device/ to spare the next machine its tune) and bundle.tgz (the rest).
 # SKIP_BACKENDS=0 measures SDPA's back ends again (about a minute).
 set -uo pipefail
 START=$SECONDS
@@ -38,6 +40,11 @@ for part in "$@"; do
         TOTAL=$(cap "${WAN720_TOTAL:-}" $((left - 10))) \
         VARIANTS=${WAN720_VARIANTS:-stock,tuned+nodyn,tuned-compile+nodyn+fp16acc} \
         bash bench/gpu/device_run.sh > /dev/null ;;
+    flux)
+      OUT=$FINAL/work/flux WORKFLOWS=flux-1024 COMPILE_WORKFLOWS=flux-1024 MODELS=flux \
+        TOTAL=$(cap "${FLUX_TOTAL:-}" $((left - 10))) \
+        VARIANTS=${FLUX_VARIANTS:-stock,tuned+nodyn,tuned-norouting+nodyn,tuned-compile+nodyn} \
+        bash bench/gpu/device_run.sh > /dev/null ;;
     sagecompile)  # SageAttention is importable only after setup_machine.sh (PYTHONPATH)
       mkdir -p "$FINAL/work/sagecompile"
       ( source bench/gpu/setup_machine.sh > /dev/null 2>&1 || exit 1
@@ -52,5 +59,6 @@ cp /tmp/gpu-bench/results-gpu.json "$FINAL/" 2>/dev/null
 cp /tmp/gpu-bench/levers-measured.json "$FINAL/levers.json" 2>/dev/null
 cp "$FINAL/work/attention/attention-proof.json" "$FINAL/work/attention/sage-variants.json" "$FINAL/" 2>/dev/null
 cp "$FINAL/work/attention/sdpa-backends.json" "$FINAL/" 2>/dev/null
+cp /tmp/gpu-bench/.comfy-install/calibration.json "$FINAL/" 2>/dev/null  # carry it next time
 tar -czf "$FINAL/bundle.tgz" -C "$FINAL" work && rm -rf "$FINAL/work"
 cat "$FINAL/summary.txt"

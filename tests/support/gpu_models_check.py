@@ -15,6 +15,12 @@ ComfyUI's own code on the CPU:
   class from zero-stride tensors; the umt5 layout is detected as T5-XXL by
   `detect_te_model`, matches ComfyUI's Wan text encoder key for key, and its
   SentencePiece model tokenizes a prompt.
+- FLUX.1 [dev]: the tiny DiT file loads through `comfy.sd.load_diffusion_model`
+  (detected as `supported_models.Flux`, its ``scale`` norms renamed on load), the
+  autoencoder file loads through `comfy.sd.VAE` (16 latent channels) and decodes; the
+  full-size DiT layout is detected as Flux with dev's sizes from zero-stride tensors,
+  and the CLIP-L and T5-XXL files' layouts are detected as such by `detect_te_model`
+  and match ComfyUI's Flux text encoder key for key.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ def main() -> None:
     import comfy.sd
     import comfy.sdxl_clip
     import comfy.supported_models
+    import comfy.text_encoders.flux
     import comfy.text_encoders.wan
     import comfy.utils
     import torch
@@ -125,6 +132,34 @@ def main() -> None:
     tokens = tokenizer.tokenize_with_weights("a red fox in the snow")
     ids = [t[0] for t in tokens["umt5xxl"][0]]
     found["umt5_tokens_ok"] = bool(ids) and max(ids) < te_sd["shared.weight"].shape[0]
+
+    # FLUX.1 [dev]: tiny DiT and the autoencoder really loaded, full sizes detected.
+    assert (
+        mm.main(["--comfyui", str(comfyui), "--out", str(work), "--models", "flux", "--tiny"]) == 0
+    )
+    flux = comfy.sd.load_diffusion_model(str(work / mm.FILE_NAMES["flux-dit-tiny"]))
+    found["flux_tiny_config"] = type(flux.model.model_config).__name__
+    found["flux_tiny_hidden"] = flux.model.diffusion_model.hidden_size
+    flux_vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(str(work / mm.FILE_NAMES["flux-ae"])))
+    found["flux_vae_latent_channels"] = flux_vae.latent_channels
+    found["flux_vae_decoded_shape"] = list(flux_vae.decode(torch.zeros(1, 16, 8, 8)).shape)
+    flux_full = zero_stride(mm.flux_dit_layout(comfy, torch.bfloat16, "dev").tensors)
+    flux_config = comfy.model_detection.model_config_from_unet(flux_full, "")
+    found["flux_full_config"] = type(flux_config).__name__
+    found["flux_full_dims"] = [
+        flux_config.unet_config[k]
+        for k in ("hidden_size", "num_heads", "depth", "depth_single_blocks", "guidance_embed")
+    ]
+    clip_l, t5xxl = mm.flux_text_layouts(comfy, torch.float16)
+    found["flux_te_models"] = [
+        comfy.sd.detect_te_model(zero_stride(f.tensors)).name for f in (clip_l, t5xxl)
+    ]
+    with torch.device("meta"):
+        flux_te = comfy.text_encoders.flux.flux_clip()(device="meta", dtype=torch.float16)
+    te_wanted = set(flux_te.clip_l.transformer.state_dict()) | set(
+        flux_te.t5xxl.transformer.state_dict()
+    )
+    found["flux_te_key_diff"] = sorted(te_wanted ^ (set(clip_l.tensors) | set(t5xxl.tensors)))[:5]
     print(json.dumps(found))
 
 
