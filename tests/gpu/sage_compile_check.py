@@ -12,7 +12,10 @@ A block shaped like Wan 2.1's self-attention at 832×480×33 (2×14040 tokens, 1
 - compiled with inductor, ``fullgraph=True`` (which fails on any graph break), and its
   output compared with the eager block's (the same kernel: the difference must be 0 or
   at fp16 rounding);
-- timed eager and compiled (CUDA events, 50 calls, median: `sage_route_check.median_ms`).
+- timed eager and compiled (CUDA events, 50 calls, median: `sage_route_check.median_ms`);
+- profiled both ways (`torch.profiler`, 10 calls): the GPU kernels each runs, with their
+  time a call, and the compiled code's copies (where inductor copies the inputs into the
+  op's layout, the compiled block pays a copy of each before the kernel).
 
 Exit code 1 where the compiled block breaks, fails or differs.
 """
@@ -67,7 +70,47 @@ def main() -> int:
     eager_ms = median_ms(block, (q, k, v))
     compiled_ms = median_ms(compiled, (q, k, v))
     print(f"block median ms: eager {eager_ms:.3f}, compiled {compiled_ms:.3f}")
+    for name, fn in (("eager", block), ("compiled", compiled)):
+        print(f"{name} kernels (ms a call, 10 calls):")
+        for line in kernel_table(fn, (q, k, v)):
+            print(f"  {line}")
+    try:
+        from torch._inductor.utils import run_and_get_code
+
+        torch._dynamo.reset()
+        _, codes = run_and_get_code(torch.compile(block, fullgraph=True), q, k, v)
+        code = "\n".join(codes)
+        words = ("copy_", "clone", "as_strided", "reinterpret")
+        copies = [ln.strip() for ln in code.splitlines() if any(w in ln for w in words)]
+        print(f"compiled code: {code.count('@triton.jit')} triton kernel(s), "
+              f"{len(copies)} copy line(s)")  # fmt: skip
+        for line in copies[:8]:
+            print(f"  {line[:160]}")
+        for line in code.splitlines():
+            if "comfy_install" in line:
+                print(f"  op call: {line.strip()[:200]}")
+    except Exception as exc:  # the diagnosis is optional
+        print(f"compiled code: not read ({type(exc).__name__}: {str(exc)[:200]})")
     return 1 if failures else 0
+
+
+def kernel_table(fn, args, calls: int = 10) -> list[str]:
+    """The GPU kernels ``fn(*args)`` runs, longest first: ms a call and the name."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn(*args)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            fn(*args)
+        torch.cuda.synchronize()
+    rows = []
+    for event in prof.key_averages():
+        total = getattr(event, "device_time_total", None) or getattr(event, "cuda_time_total", 0)
+        if total > 0:
+            rows.append((total / 1000 / calls, event.count // calls, event.key))
+    rows.sort(reverse=True)
+    return [f"{ms:.3f} ms x{n} {key[:110]}" for ms, n, key in rows[:12]]
 
 
 if __name__ == "__main__":
