@@ -150,6 +150,7 @@ def test_node_folders_at_other_commits_are_never_rewritten(world: dict[str, Any]
 
     done = restore(world, b, "--keep-nodes", "--json")
     assert done.returncode == 0, done.stderr[-3000:]
+    assert " ".join(done.stderr.split()).count("used as it is (--keep-nodes)") == 1, done.stderr
     data = json.loads(done.stdout)["data"]
     assert [n["name"] for n in data["nodes"]["differing"]] == ["plain-node"]
     assert data["nodes"]["added"] == ["dry-node"]
@@ -249,7 +250,10 @@ def test_a_node_folder_with_local_changes_stops_the_restore_before_anything_chan
 
     kept = restore(world, b, "--keep-nodes", "--json")
     assert kept.returncode == 0, kept.stderr[-3000:]
-    assert "used as it is (--keep-nodes)" in " ".join(kept.stderr.split())
+    said = " ".join(kept.stderr.split())
+    assert said.count("has local changes (__init__.py)") == 1, "the warning is said once"
+    assert said.count("used as it is (--keep-nodes)") == 1, kept.stderr[-3000:]
+    assert f"plain-node at {world['second'][:12]}, as it is (--keep-nodes)" in said  # step 9
     assert [n["name"] for n in json.loads(kept.stdout)["data"]["nodes"]["differing"]] == [
         "plain-node"
     ]
