@@ -177,6 +177,9 @@ def test_a_restore_that_fails_its_build_leaves_the_current_generation_as_it_was(
                world["env"], timeout=300)  # fmt: skip
     assert done.returncode not in (0, 2), done.stderr[-2000:]
     assert "Generation 1 is still current and was not changed" in " ".join(done.stderr.split())
+    named = re.search(r"\(log: (\S+)\)", done.stderr)
+    assert named and Path(named[1]).is_file(), done.stderr[-2000:]
+    assert done.stderr.count(named[1]) == 1, "the log file is named once, in the message"
     assert not (b / ".comfy-install" / "current-generation").exists()
     assert venv_dists(b) == first_venv
     assert user_hashes(b / "ComfyUI") == before, "a node folder was added before the build"
