@@ -29,6 +29,7 @@ from faults.faultkit import (
     invoke,
     started_processes,
 )
+from installer.edges.environment import current_platform
 from support.cli import REPO_ROOT, cli_path, read_state
 
 SHIPPED_LOCK = REPO_ROOT / "locks" / "linux-default-py312.txt"
@@ -116,6 +117,22 @@ def test_unsupported_platform_says_so(case: Case, value: str) -> None:
     error, hint = error_and_hint(refused.stderr)
     assert "not a supported platform" in error
     assert "--platform linux" in hint and "--platform windows" in hint
+
+
+def test_another_platform_without_dry_run_names_dry_run_once(tmp_path: Path) -> None:
+    here = current_platform()
+    other = "windows" if here == "linux" else "linux"
+    target = tmp_path / "inst"
+    refused = invoke(["install", str(target), "--gpu", "none", "--platform", other])
+    assert refused.code == 2, refused.stderr
+    error, hint = error_and_hint(refused.stderr)
+    assert error == (
+        f"--platform {other} plans for another OS (this machine runs {here}): nothing can be "
+        "installed for it here."
+    )
+    assert hint == f"Add --dry-run to see that plan, or run the install on {other}."
+    assert refused.stderr.count("--dry-run") == 1, refused.stderr
+    assert not target.exists()
 
 
 @pytest.mark.parametrize(("value", "platform"), [("Windows", "windows"), ("LINUX", "linux")])

@@ -150,6 +150,7 @@ def test_node_folders_at_other_commits_are_never_rewritten(world: dict[str, Any]
 
     done = restore(world, b, "--keep-nodes", "--json")
     assert done.returncode == 0, done.stderr[-3000:]
+    assert " ".join(done.stderr.split()).count("used as it is (--keep-nodes)") == 1, done.stderr
     data = json.loads(done.stdout)["data"]
     assert [n["name"] for n in data["nodes"]["differing"]] == ["plain-node"]
     assert data["nodes"]["added"] == ["dry-node"]
@@ -176,6 +177,9 @@ def test_a_restore_that_fails_its_build_leaves_the_current_generation_as_it_was(
                world["env"], timeout=300)  # fmt: skip
     assert done.returncode not in (0, 2), done.stderr[-2000:]
     assert "Generation 1 is still current and was not changed" in " ".join(done.stderr.split())
+    named = re.search(r"\(log: (\S+)\)", done.stderr)
+    assert named and Path(named[1]).is_file(), done.stderr[-2000:]
+    assert done.stderr.count(named[1]) == 1, "the log file is named once, in the message"
     assert not (b / ".comfy-install" / "current-generation").exists()
     assert venv_dists(b) == first_venv
     assert user_hashes(b / "ComfyUI") == before, "a node folder was added before the build"
@@ -249,7 +253,10 @@ def test_a_node_folder_with_local_changes_stops_the_restore_before_anything_chan
 
     kept = restore(world, b, "--keep-nodes", "--json")
     assert kept.returncode == 0, kept.stderr[-3000:]
-    assert "used as it is (--keep-nodes)" in " ".join(kept.stderr.split())
+    said = " ".join(kept.stderr.split())
+    assert said.count("has local changes (__init__.py)") == 1, "the warning is said once"
+    assert said.count("used as it is (--keep-nodes)") == 1, kept.stderr[-3000:]
+    assert f"plain-node at {world['second'][:12]}, as it is (--keep-nodes)" in said  # step 9
     assert [n["name"] for n in json.loads(kept.stdout)["data"]["nodes"]["differing"]] == [
         "plain-node"
     ]

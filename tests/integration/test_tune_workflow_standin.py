@@ -9,12 +9,14 @@ tune` starts and stops real processes on real ports through `launch`'s code, and
 what it records and decides: a slower lever and a failing one stay off with their figures, a
 faster one goes on after the launch with it was measured against stock (the second phase), two
 levers each faster alone but slower together both stay off, a spent budget skips variants, a
-refused workflow in stock writes nothing. No torch, no ComfyUI, a few seconds (the tests that
-compare images use a venv with numpy and Pillow from the package registry).
+refused workflow in stock writes nothing. `benchmark --comfyui`'s timing starts and stops the
+same stand-in. No torch, no ComfyUI, a few seconds (the tests that compare images use a venv
+with numpy and Pillow from the package registry).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -297,3 +299,36 @@ def test_levers_faster_alone_but_slower_together_than_stock_stay_off(
     assert "lever-highvram: off (the launch with fp16acc, highvram measured slower" in " ".join(
         shown.stdout.split()
     )
+
+
+def test_benchmark_comfyui_times_each_variant_and_stops_it(
+    install: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`benchmark --comfyui`'s timing starts and stops the stand-in through launch's code too."""
+    from installer.benchmark.comfyui import time_comfyui
+    from installer.core.log import InstallerLogger
+
+    for key in [k for k in os.environ if k.startswith("COMFY")]:
+        monkeypatch.delenv(key)
+    own = tmp_path / "benchmark.log"
+    log = InstallerLogger(verbosity=-1, stream=io.StringIO(), log_file=own)
+    variants = [("sdpa", ["--use-pytorch-cross-attention"]), ("sage", ["--use-sage-attention"])]
+    timings = time_comfyui(install, variants, WORKFLOW, log, startup_timeout=60)
+    assert [t.variant for t in timings] == ["sdpa", "sage"]
+    for timing in timings:
+        assert timing.error is None, timing.error
+        assert timing.startup_s is not None and timing.workflow_s is not None
+        assert timing.workflow_warm_s is not None
+    # Each ComfyUI was stopped, and the lines between the launches went to the caller's log.
+    assert not (install / ".comfy-install" / "comfyui.pid").exists()
+    assert log.log_path == own
+    text = own.read_text()
+    assert text.count("(first run)") == 2 and text.count(") stopped.") == 2, text
+
+    # A ComfyUI that does not start: its error is kept, nothing is stopped, the log is back.
+    monkeypatch.setenv("STANDIN_EXIT", "1")
+    [failed] = time_comfyui(install, variants[:1], None, log, startup_timeout=60)
+    assert failed.startup_s is None and failed.error and "exited" in failed.error, failed
+    assert log.log_path == own
+    assert own.read_text().count(") stopped.") == 2
+    assert "not running" not in own.read_text()

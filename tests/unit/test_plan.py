@@ -169,7 +169,9 @@ def test_other_platform_needs_dry_run(
     with pytest.raises(UsageError) as caught:
         make(deps, manifest, fake_env, platform="windows", dry_run=False)
     assert caught.value.exit_code == 2
-    assert "--dry-run" in caught.value.message
+    assert "--platform windows plans for another OS" in caught.value.message
+    # The advice is given once, in the hint, not in the message as well.
+    assert "--dry-run" not in caught.value.message and "--dry-run" in caught.value.hint
 
 
 @pytest.mark.parametrize("flag", ["only", "skip", "force"])

@@ -179,8 +179,7 @@ def time_comfyui(
     """
     from installer.core.errors import InterruptedByUserError
     from installer.launch.ports import free_port
-    from installer.launch.process import stop_comfyui
-    from installer.launch.run import launch
+    from installer.launch.run import BackgroundComfyUI, launch
     from installer.plan.launch import LaunchRequest
     from installer.plan.launch_settings import WARMUP_ENV
 
@@ -201,12 +200,9 @@ def time_comfyui(
             log.info(f"Timing ComfyUI ({name}: {' '.join(flags)})")
             startup = first = warm = None
             error = None
-            started = False
+            comfyui = BackgroundComfyUI(install_dir, log, own_log)
             try:
-                outcome = launch(request, log, environ=environ)
-                started = True
-                if own_log is not None:
-                    log.attach_file(own_log)
+                outcome = comfyui.ready(launch(request, log, environ=environ))
                 startup = outcome.seconds_to_ready
                 if workflow is not None:
                     first = run_workflow(outcome.url, workflow, workflow_timeout)
@@ -219,10 +215,7 @@ def time_comfyui(
                 error = exc.message
                 log.warn(f"ComfyUI ({name}): {exc.message}")
             finally:
-                if started:
-                    stop_comfyui(install_dir, log)
-                if own_log is not None and log.log_path != own_log:
-                    log.attach_file(own_log)
+                comfyui.stop()
             timings.append(
                 ComfyTiming(
                     variant=name,

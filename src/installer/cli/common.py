@@ -103,7 +103,9 @@ def fail(
         import traceback
 
         log.debug("".join(traceback.format_exception(error)))
-    if log.log_path is not None:
+    # The footer names the log file unless the message or hint did already (a generation's
+    # failed build, a launch that did not get ready): each is said once.
+    if log.log_path is not None and str(log.log_path) not in f"{error.message} {error.hint}":
         log.info(f"log: {log.log_path}")
     log.close()
     raise typer.Exit(int(error.exit_code))

@@ -11,6 +11,8 @@ own process group with its output teed to
 on Ctrl-C stop it (SIGINT, then terminate, then kill). With `background` it
 records `DIR/.comfy-install/comfyui.pid` and returns once ComfyUI is ready;
 [`stop_comfyui`][installer.launch.process.stop_comfyui] ends it.
+[`BackgroundComfyUI`][installer.launch.run.BackgroundComfyUI] is that pair for the commands
+that start one ComfyUI after another to time it (`benchmark --comfyui`, `tune --workflow`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from installer.launch.process import (
     refuse_if_running,
     remove_pid_file,
     spawn,
+    stop_comfyui,
     stop_process,
     stop_signals_raise,
     write_pid_file,
@@ -310,3 +313,52 @@ def launch(
     facts = gather_facts(request, environ=env)
     plan = plan_launch(request, facts, env)
     return run_comfyui(plan, facts, request, log, environ=env)
+
+
+class BackgroundComfyUI:
+    """A ComfyUI started in the background to be timed, and stopped after.
+
+    `benchmark --comfyui` and `tune --workflow` start one such ComfyUI per variant. The
+    launch ([`run_comfyui`][installer.launch.run.run_comfyui]) attaches the launcher's log
+    file to the logger, so the caller's own log file is attached again once ComfyUI is
+    ready, and again when it is stopped (a start that failed may have attached the
+    launcher's):
+
+        comfyui = BackgroundComfyUI(install_dir, log, own_log)
+        try:
+            outcome = comfyui.ready(launch(request, log))
+            ...
+        finally:
+            comfyui.stop()
+    """
+
+    def __init__(self, install_dir: Path, log: InstallerLogger, own_log: Path | None) -> None:
+        """Prepare to start one ComfyUI of ``install_dir``.
+
+        Args:
+            install_dir: The install that ComfyUI is launched from (its pid file is there).
+            log: The logger the launch writes to.
+            own_log: The caller's log file, attached again after the launch (None: none).
+        """
+        self.install_dir = install_dir
+        self.log = log
+        self.own_log = own_log
+        self.started = False
+
+    def ready(self, outcome: LaunchOutcome) -> LaunchOutcome:
+        """Note that ComfyUI runs, and attach the caller's log file again.
+
+        Args:
+            outcome: What the background launch returned (it is returned as it is).
+        """
+        self.started = True
+        if self.own_log is not None:
+            self.log.attach_file(self.own_log)
+        return outcome
+
+    def stop(self) -> None:
+        """Stop ComfyUI if it started, and attach the caller's log file again."""
+        if self.started:
+            stop_comfyui(self.install_dir, self.log)
+        if self.own_log is not None and self.log.log_path != self.own_log:
+            self.log.attach_file(self.own_log)

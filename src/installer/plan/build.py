@@ -123,9 +123,11 @@ def build_plan(
                 else f"Pass {flag} a tag, branch or commit.",
             )
     if platform != env.platform and not options.dry_run:
+        # The message says why, the hint what to do: --dry-run is named once, in the hint.
         raise UsageError(
-            f"--platform {platform} plans for another OS; it works only with --dry-run.",
-            "Add --dry-run, or run the install on that OS.",
+            f"--platform {platform} plans for another OS (this machine runs {env.platform}): "
+            "nothing can be installed for it here.",
+            f"Add --dry-run to see that plan, or run the install on {platform}.",
         )
     probe = probe or InstallProbe(install_dir=options.install_dir)
     only = parse_steps(options.only, "--only")

@@ -57,8 +57,9 @@ def run_custom_nodes(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     generation. For a later generation that folder is shared and the user's: a node not there
     is cloned as a new folder, one at the pin is used as it is, and one at another commit (or
     with local changes, or not a git checkout) stops the step before any node is touched
-    (with `keep_nodes`, `snapshot restore --keep-nodes`, it is used as it is). Every node's
-    requirements go into this root's venv.
+    (with `keep_nodes`, `snapshot restore --keep-nodes`, it is used as it is: the restore
+    has warned of each such folder already, before it built anything, so this step only
+    names it with the others). Every node's requirements go into this root's venv.
 
     Args:
         ctx: The run's context.
@@ -89,17 +90,18 @@ def run_custom_nodes(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
         )
         if refusal is not None:
             raise refusal
-        for decision in kept.values():
-            ctx.log.warn(f"{decision.reason}: used as it is (--keep-nodes)")
     else:
         kept = {}
     for node in ctx.plan.custom_nodes:
         dest = folder / node.name
         if node.name in kept:
             as_it_is = kept[node.name].found
-            commit = (as_it_is.head if as_it_is else None) or "(not a git checkout)"
+            head = as_it_is.head if as_it_is else None
+            commit = head or "(not a git checkout)"
+            shown = f"{head[:12] if head else commit}, as it is (--keep-nodes)"
         else:
             commit = checkout_pinned(dest, node.url, node.commit, ctx.log, expected=node.commit)
+            shown = commit[:12]
         if node.requirements:
             found = read_node_requirements(dest)
             install_node_requirements(
@@ -118,7 +120,7 @@ def run_custom_nodes(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
                     f"`comfy-install nodes add DIR {node.url} --allow-install-script` runs it)"
                 )
         installed[node.name] = commit
-        ctx.log.info(f"{node.name} at {commit[:12]}")
+        ctx.log.info(f"{node.name} at {shown}")
     return {"nodes": installed}
 
 

@@ -36,8 +36,7 @@ from installer.core.errors import InstallerError, InterruptedByUserError, StepFa
 from installer.core.log import InstallerLogger
 from installer.launch.facts import gather_facts
 from installer.launch.ports import free_port
-from installer.launch.process import stop_comfyui
-from installer.launch.run import run_comfyui
+from installer.launch.run import BackgroundComfyUI, run_comfyui
 from installer.plan.launch import LaunchFacts, LaunchPlan, LaunchRequest, plan_launch
 from installer.plan.launch_settings import MARKER_ENV, WARMUP_ENV
 from installer.plan.levers import CPU_KEY, LeverRecords, levers_on, merge_levers, parse_levers
@@ -402,15 +401,11 @@ def _run_variant(
     env = variant_environ(variant, environ)
     plan = plan_launch(request, facts, env)
     found = VariantResult(variant.name, "ok", command=plan.command_line())
-    own_log = log.log_path
-    started = False
+    comfyui = BackgroundComfyUI(install_dir, log, log.log_path)
     log.info(f"{workflow.name}: {variant.name} ({' '.join(variant.lever_args) or 'no lever'})")
     try:
-        launched = run_comfyui(plan, facts, request, log, environ=env)
-        started = True
+        launched = comfyui.ready(run_comfyui(plan, facts, request, log, environ=env))
         found.startup_s = launched.seconds_to_ready
-        if own_log is not None:
-            log.attach_file(own_log)
         with ComfyClient(launched.url) as client:
             for index, seed in enumerate(check.seeds(workflow)):
                 run = client.run(workflow.with_seed(seed), folder / f"seed-{seed}")
@@ -450,10 +445,7 @@ def _run_variant(
         found.status, found.reason = "failed", f"ComfyUI did not start: {exc.message}"
         log.warn(f"{workflow.name}: {variant.name} failed: {found.reason}")
     finally:
-        if started:
-            stop_comfyui(install_dir, log)
-        if own_log is not None and log.log_path != own_log:
-            log.attach_file(own_log)
+        comfyui.stop()
     routes = plan.attention.routes if plan.attention is not None else None
     if variant.kind in ("tuned", "launch") and routes and routes.get("counts_file"):
         found.routed_shapes = routed_shapes(Path(routes["counts_file"]))
