@@ -116,6 +116,8 @@ def start_and_stop(install: Path, env: dict[str, str]) -> str:
 
 
 def test_launch_attaches_the_router(install: Path, tmp_path: Path) -> None:
+    """For v0.3.77 this is also the old pin's `launch` until `/object_info` lists KSampler
+    (test_real_legacy.py checks its install and start-up test only)."""
     env = routes_env(install, tmp_path)
     shown = run([cli_path(), "launch", str(install), "--print-env", "--json", "--", "--cpu"], env)
     assert shown.returncode == 0, shown.stderr

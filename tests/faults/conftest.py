@@ -86,25 +86,6 @@ def mountable() -> None:
 
 
 @pytest.fixture
-def fast_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Compress the downloader's backoff: no waiting between tries.
-
-    Every try and every request still happens (the shipped retry count of 5,
-    the resume logic and the messages); only the 1-8 s backoff between tries
-    is skipped, which would make each persistent fault cost about 15 s. A wait
-    a server asks for with `Retry-After` is still honoured, as shipped.
-    """
-    from installer.edges.download.retry import RetryPolicy
-
-    shipped_delay = RetryPolicy.delay
-
-    def delay(self: RetryPolicy, failures: int, retry_after: float | None = None) -> float:
-        return 0.0 if retry_after is None else shipped_delay(self, failures, retry_after)
-
-    monkeypatch.setattr(RetryPolicy, "delay", delay)
-
-
-@pytest.fixture
 def fast_uv_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Skip the waits between uv's install attempts; return the waits that were asked for.
 

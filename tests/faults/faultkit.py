@@ -374,13 +374,13 @@ class PortServer(LocalHTTPServer):
         """Bind the chosen port and serve in a background thread."""
         import threading
 
-        from support.http_server import _Handler
+        from support.http_server import POLL_INTERVAL, _Handler
 
         httpd = _Server(("127.0.0.1", self._wanted_port), _Handler)
         httpd.owner = self
         self._httpd = httpd
         self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            target=httpd.serve_forever, kwargs={"poll_interval": POLL_INTERVAL}, daemon=True
         )
         self._thread.start()
 

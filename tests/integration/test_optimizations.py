@@ -304,6 +304,7 @@ def test_bad_checksum_deletes_the_file_and_exits_4(
     assert "sageattention" not in installed_distributions(venv.parent.parent, "linux")
 
 
+@pytest.mark.usefixtures("fast_clock")  # the retry, not its 0.5-1 s backoff
 def test_dropped_connection_resumes(
     venv: Path, wheel_server, sa_files, monkeypatch, tmp_path: Path, fixtures: Fixtures
 ) -> None:
@@ -329,6 +330,7 @@ def test_dropped_connection_resumes(
     assert requests[1].bytes_sent == wheel.stat().st_size - half
 
 
+@pytest.mark.usefixtures("fast_clock")  # the retry, not its 0.5-1 s backoff
 def test_server_error_then_success(
     venv: Path, wheel_server, sa_files, monkeypatch, tmp_path: Path, fixtures: Fixtures
 ) -> None:

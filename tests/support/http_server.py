@@ -50,6 +50,10 @@ from typing import Any
 _BLOCK = 1024 * 1024
 _FLIP = bytes(b ^ 0xFF for b in range(256))
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+POLL_INTERVAL = 0.005
+"""Seconds between the serving thread's checks for `stop()`; requests are answered at once
+whatever it is. `stop()` waits for the next check: at 0.05 s that was 30 ms a stop on average,
+and the suite stops about 250 servers."""
 
 
 @dataclass(frozen=True)
@@ -311,7 +315,7 @@ class LocalHTTPServer:
             )
         self._httpd = httpd
         self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            target=httpd.serve_forever, kwargs={"poll_interval": POLL_INTERVAL}, daemon=True
         )
         self._thread.start()
 

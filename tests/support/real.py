@@ -91,35 +91,6 @@ def real_install_args(target: Path, ref: str = BUNDLE_REF) -> list[str]:
     ]
 
 
-def launch_and_stop(install: Path, env: dict[str, str]) -> dict[str, object]:
-    """`comfy-install launch --background` (no ComfyUI arguments), `/object_info`, then `stop`.
-
-    Returns:
-        The launch's JSON `data` and the node names `/object_info` listed (`nodes`).
-    """
-    port = free_port()
-    started = subprocess.run(
-        [cli_path(), "launch", str(install), "--listen", "127.0.0.1", "--port", str(port),
-         "--background", "--json"],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    try:
-        assert started.returncode == 0, started.stderr[-3000:]
-        data: dict[str, object] = json.loads(started.stdout)["data"]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/object_info", timeout=10) as r:
-            assert r.status == 200
-            data["nodes"] = sorted(json.loads(r.read()))
-    finally:
-        stopped = subprocess.run(
-            [cli_path(), "stop", str(install)],
-            env=env, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-    assert stopped.returncode == 0, stopped.stderr
-    with pytest.raises(OSError):
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/object_info", timeout=2)
-    return data
-
-
 def real_env() -> dict[str, str]:
     """The environment of the real installs and everything run on them: no colours, no
     Python downloads, and bytecode caching on, as on a user's machine.

@@ -58,6 +58,7 @@ from installer.benchmark.store import (
 from installer.cli.benchmark import benchmark
 from installer.core.errors import ExitCode, RegressionError, StepFailedError, UsageError
 from installer.core.facts import GpuInfo, GpuReport
+from support.http_server import POLL_INTERVAL
 
 DATA = Path(__file__).parent / "data" / "benchmark"
 RAW: dict[str, Any] = json.loads((DATA / "h100-raw.json").read_text(encoding="utf-8"))
@@ -682,7 +683,10 @@ class FakeComfyUI(BaseHTTPRequestHandler):
 def fake_comfyui() -> Iterator[tuple[str, type[FakeComfyUI]]]:
     handler = type("Handler", (FakeComfyUI,), {"polls": 0})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # socketserver's 0.5 s poll made each `shutdown()` below wait up to half a second.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": POLL_INTERVAL}, daemon=True
+    )
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}", handler
     server.shutdown()
