@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -155,3 +156,31 @@ def test_a_usable_dir_is_not_blocked(tmp_path: Path) -> None:
     document = json.loads(done.stdout)
     assert document["status"] == "ok" and document["data"]["blocking"] == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_real_run_with_several_problems_names_the_dry_run_that_shows_them(
+    tmp_path: Path,
+) -> None:
+    """The real run shows no plan; the dry run its error names (the same options) shows all."""
+    target = tmp_path / "notes.txt"
+    target.write_text("my notes")
+    wanted = str(int(shutil.disk_usage(tmp_path).free / 2**30 * 2) + 10)
+
+    real = install(target, "--min-free-gb", wanted)
+
+    assert real.returncode == 3, real.stderr
+    error, _ = error_and_hint(real.stderr)
+    dry_run = f"comfy-install install {target} --gpu none --min-free-gb {wanted} --dry-run"
+    assert error == (
+        f"{target} exists and is not a directory. (and 1 more problem: `{dry_run}` shows them all)"
+    )
+    words = shlex.split(dry_run)
+    shown = subprocess.run(
+        [cli_path(), *words[1:]], env=ENV, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert shown.returncode == 3, shown.stderr
+    assert f"blocked: {target} exists and is not a directory." in shown.stdout
+    assert f"blocked: Not enough free disk space at {target}: " in shown.stdout
+    assert "The install cannot start: 2 problem(s) above" in shown.stdout
+    assert target.read_text() == "my notes"

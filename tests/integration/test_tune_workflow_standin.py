@@ -63,7 +63,7 @@ def png(seed):
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
-if os.environ.get("STANDIN_EXIT"):
+if os.environ.get("STANDIN_EXIT") in ("1", *sys.argv):  # all starts, or those with this flag
     print("stand-in: no GPU driver found", flush=True)
     sys.exit(3)
 out = args.output_directory
@@ -332,3 +332,26 @@ def test_benchmark_comfyui_times_each_variant_and_stops_it(
     assert log.log_path == own
     assert own.read_text().count(") stopped.") == 2
     assert "not running" not in own.read_text()
+    # The warning that it did not start is the benchmark's, in its log, not the launcher's.
+    warning = f"WARN  ComfyUI (sdpa): {failed.error.splitlines()[0]}"
+    assert warning in own.read_text()
+    launcher_logs = list((install / ".comfy-install" / "logs").glob("comfyui-*.log"))
+    assert launcher_logs and not any("ComfyUI (sdpa):" in p.read_text() for p in launcher_logs)
+
+
+def test_a_lever_whose_comfyui_does_not_start_is_warned_of_in_tunes_log(install: Path) -> None:
+    """The variant's warning goes to tune's own log, not to the log of the launch that failed."""
+    done = tune(install, WORKFLOW, "--levers", "nodyn", "--runs", "1", "--json",
+                STANDIN_EXIT="--disable-dynamic-vram")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)["data"]["workflow_check"]["result"]
+    variants = {v["variant"]: v for v in result["workflows"][0]["variants"]}
+    assert variants["tuned"]["status"] == "ok"
+    failed = variants["tuned+nodyn"]
+    assert failed["status"] == "failed" and "ComfyUI did not start" in failed["reason"]
+    logs = install / ".comfy-install" / "logs"
+    [tune_log] = logs.glob("tune-*.log")
+    assert "wf: tuned+nodyn failed: ComfyUI did not start" in tune_log.read_text()
+    launcher_logs = list(logs.glob("comfyui-*.log"))
+    assert any("stand-in: no GPU driver found" in p.read_text() for p in launcher_logs)
+    assert not any("tuned+nodyn failed" in p.read_text() for p in launcher_logs)

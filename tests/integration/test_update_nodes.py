@@ -249,6 +249,26 @@ def test_a_built_generation_with_other_packages_is_not_switched_back_to(
     assert venv_dists(state / "generations" / "2")["plain-new"] == "1.2", "generation 2 changed"
 
 
+def _install_with(
+    world: dict[str, Any], url: str, tmp_path: Path, name: str, requirement: str
+) -> tuple[Path, Path]:
+    """Install the fixture into `tmp_path/name` with a config adding ``requirement``.
+
+    The config is `tmp_path/name.json`; the requirement's wheel comes from the node wheels'
+    find-links. Returns DIR and the config, once the install holds the requirement.
+    """
+    install = tmp_path / name
+    config = write_config(
+        tmp_path / f"{name}.json", world["fixtures"], extra_requirements=[requirement]
+    )
+    links = ("--find-links", str(world["wheels"]))
+    done = run(install_args(install, config, url, *links), world["env"], timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    wanted, version = requirement.split("==")
+    assert venv_dists(install)[wanted] == version
+    return install, config
+
+
 def test_an_update_to_the_same_commit_builds_when_the_current_generation_lacks_a_requirement(
     world: dict[str, Any], index_server: tuple[Any, str], tmp_path: Path
 ) -> None:
@@ -256,12 +276,8 @@ def test_an_update_to_the_same_commit_builds_when_the_current_generation_lacks_a
     nodes: the current generation does not hold what the config asks for, so `update` builds a
     new one (and says why) instead of saying it is up to date."""
     fixtures, env, url = world["fixtures"], world["env"], index_server[1]
-    install = tmp_path / "pinned"
-    old = write_config(tmp_path / "old.json", fixtures, extra_requirements=["plain-new==1.2"])
+    install, old = _install_with(world, url, tmp_path, "pinned", "plain-new==1.2")
     links = ("--find-links", str(world["wheels"]))
-    done = run(install_args(install, old, url, *links), env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert venv_dists(install)["plain-new"] == "1.2"
     first_venv = venv_dists(install)
     state = install / ".comfy-install"
 
@@ -311,12 +327,8 @@ def test_an_update_without_config_plans_with_the_config_the_install_recorded(
 ) -> None:
     """Installed with `--config mine.json`: `update DIR` alone plans with mine.json (read again
     from disk), the indexes, find-links and GPU the install recorded, not the shipped config."""
-    fixtures, env, url = world["fixtures"], world["env"], index_server[1]
-    install = tmp_path / "mine"
-    mine = write_config(tmp_path / "mine.json", fixtures, extra_requirements=["plain-new==1.2"])
-    links = ("--find-links", str(world["wheels"]))
-    done = run(install_args(install, mine, url, *links), env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    fixtures, env = world["fixtures"], world["env"]
+    install, mine = _install_with(world, index_server[1], tmp_path, "mine", "plain-new==1.2")
     state = install / ".comfy-install"
 
     preview = run(cli("update", install, "--dry-run", "--json"), env, timeout=300)

@@ -4,12 +4,8 @@ install and start them in tests."""
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import socket
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,21 +51,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def wait_for_object_info(port: int, process: subprocess.Popen[bytes], timeout: float) -> float:
-    """Poll /object_info until it answers 200; return the seconds it took."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        assert process.poll() is None, f"ComfyUI exited with {process.returncode}"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/object_info", timeout=5) as r:
-                if r.status == 200:
-                    json.loads(r.read())
-                    return time.monotonic() - start
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"/object_info did not answer within {timeout} s")
 
 
 def real_install_args(target: Path, ref: str = BUNDLE_REF) -> list[str]:

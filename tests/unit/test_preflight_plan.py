@@ -107,6 +107,37 @@ def test_every_problem_is_listed_and_the_error_counts_them() -> None:
     assert error.exit_code == 3
     assert error.message == found[0].message + " (and 2 more problems: see the plan)"
     assert error.hint == found[0].hint
+    one = blocking_error(found[:2])
+    assert one.message == found[0].message + " (and 1 more problem: see the plan)"
+    assert blocking_error(found[:1]).message == found[0].message
+
+
+def test_a_real_run_names_the_dry_run_that_shows_every_problem() -> None:
+    """The real run shows no plan: its own command with --dry-run does, options and all."""
+    env = make_env(target=FRESH, free_disk_bytes=0, git=Tool("git", error="git was not found"))
+    found = preflight_blockers(env, platform="linux", will_run=ALL_STEPS, min_free_gb=15)
+    typed = ["install", "/srv/my comfy", "--gpu", "none", "--index-url", "https://u:pw@idx/s"]
+    error = blocking_error(found, typed)
+    assert error.message == (
+        f"{found[0].message} (and 1 more problem: `comfy-install install '/srv/my comfy' "
+        "--gpu none --index-url https://u:***@idx/s --dry-run` shows them all)"
+    )
+    assert error.hint == found[0].hint
+
+
+def test_another_command_blocked_names_the_other_problems() -> None:
+    """An update's new generation has no dry run that lists its problems: they are named."""
+    env = make_env(target=FRESH, free_disk_bytes=0, git=Tool("git", error="git was not found"))
+    found = preflight_blockers(env, platform="linux", will_run=ALL_STEPS, min_free_gb=15)
+    error = blocking_error(found, ["update", "/srv/comfy"])
+    assert error.message == f"{found[0].message} (and 1 more problem: {found[1].message})"
+
+
+def test_the_typed_command_stands_in_for_an_install_started_through_the_api() -> None:
+    typed = InstallOptions(install_dir=Path("/srv/c"), command_line=("install", "/srv/c", "-v"))
+    assert typed.typed_command() == ["install", "/srv/c", "-v"]
+    generation = Path("/srv/c/.comfy-install/generations/2")
+    assert InstallOptions(install_dir=generation).typed_command() == ["install", "/srv/c"]
 
 
 def test_the_plan_carries_the_blockers(deps: Dependencies, manifest: ToolsManifest) -> None:

@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -202,7 +203,7 @@ def time_comfyui(
             error = None
             comfyui = BackgroundComfyUI(install_dir, log, own_log)
             try:
-                outcome = comfyui.ready(launch(request, log, environ=environ))
+                outcome = comfyui.start(partial(launch, request, log, environ=environ))
                 startup = outcome.seconds_to_ready
                 if workflow is not None:
                     first = run_workflow(outcome.url, workflow, workflow_timeout)

@@ -167,7 +167,7 @@ def execute(
     # written (the dry run of the same command shows the same problem and exit code).
     first = planned if planned is not None else make_plan(options)
     if first.plan.blocking:
-        raise blocking_error(first.plan.blocking)
+        raise blocking_error(first.plan.blocking, options.typed_command())
     install_dir = options.install_dir
     prepare_install_dir(install_dir)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")

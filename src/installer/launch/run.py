@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -320,14 +320,15 @@ class BackgroundComfyUI:
 
     `benchmark --comfyui` and `tune --workflow` start one such ComfyUI per variant. The
     launch ([`run_comfyui`][installer.launch.run.run_comfyui]) attaches the launcher's log
-    file to the logger, so the caller's own log file is attached again once ComfyUI is
-    ready, and again when it is stopped (a start that failed may have attached the
-    launcher's):
+    file to the logger, so the caller's own log file is attached again as soon as the launch
+    returns or fails, before the caller says how it went, and again when ComfyUI is stopped:
 
         comfyui = BackgroundComfyUI(install_dir, log, own_log)
         try:
-            outcome = comfyui.ready(launch(request, log))
+            outcome = comfyui.start(lambda: launch(request, log))
             ...
+        except InstallerError as exc:
+            log.warn(...)  # in the caller's own log, also when ComfyUI did not start
         finally:
             comfyui.stop()
     """
@@ -345,20 +346,32 @@ class BackgroundComfyUI:
         self.own_log = own_log
         self.started = False
 
-    def ready(self, outcome: LaunchOutcome) -> LaunchOutcome:
-        """Note that ComfyUI runs, and attach the caller's log file again.
+    def start(self, launching: Callable[[], LaunchOutcome]) -> LaunchOutcome:
+        """Start ComfyUI with ``launching``, then attach the caller's log file again.
 
         Args:
-            outcome: What the background launch returned (it is returned as it is).
+            launching: The background launch (it attaches the launcher's log file).
+
+        Returns:
+            What the launch returned.
+
+        Raises:
+            InstallerError: ComfyUI did not start (the launch's error, raised as it is, once
+                the caller's log file is attached again).
         """
+        try:
+            outcome = launching()
+        finally:
+            self._own_log_again()
         self.started = True
-        if self.own_log is not None:
-            self.log.attach_file(self.own_log)
         return outcome
 
     def stop(self) -> None:
         """Stop ComfyUI if it started, and attach the caller's log file again."""
         if self.started:
             stop_comfyui(self.install_dir, self.log)
+        self._own_log_again()
+
+    def _own_log_again(self) -> None:
         if self.own_log is not None and self.log.log_path != self.own_log:
             self.log.attach_file(self.own_log)

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from installer.core.errors import EnvironmentUnsupportedError
 from installer.core.facts import SUPPORTED_PLATFORMS, Environment
+from installer.core.log import command_text
 
 HEAVY_STEPS = (
     "python",
@@ -138,16 +139,32 @@ def _dir_blockers(env: Environment) -> list[Blocker]:
     return []
 
 
-def blocking_error(blockers: Sequence[Blocker]) -> EnvironmentUnsupportedError:
+def blocking_error(
+    blockers: Sequence[Blocker], command_line: Sequence[str] | None = None
+) -> EnvironmentUnsupportedError:
     """Return the error an install blocked by ``blockers`` ends with (exit code 3).
 
     Args:
         blockers: The plan's `blocking` list; not empty.
+        command_line: The arguments (after `comfy-install`) of the real run that was
+            blocked, which shows no plan: an `install` is repeated with `--dry-run`, whose
+            plan lists every problem; another command building an install (an update's new
+            generation) has no dry run that lists them, so the others are named. None: the
+            dry run, whose plan is shown with the error.
 
     Returns:
-        The first problem's message and hint, with a count of the others.
+        The first problem's message and hint, with a count of the others and where to see
+        them.
     """
     first = blockers[0]
     more = len(blockers) - 1
-    suffix = f" (and {more} more problem{'s' if more > 1 else ''}: see the plan)" if more else ""
-    return EnvironmentUnsupportedError(first.message + suffix, first.hint)
+    if not more:
+        return EnvironmentUnsupportedError(first.message, first.hint)
+    count = f"{more} more problem{'s' if more > 1 else ''}"
+    if command_line is None:
+        where = "see the plan"
+    elif command_line and command_line[0] == "install":
+        where = f"`{command_text([*command_line, '--dry-run'])}` shows them all"
+    else:
+        where = " ".join(blocker.message for blocker in blockers[1:])
+    return EnvironmentUnsupportedError(f"{first.message} (and {count}: {where})", first.hint)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from installer import __version__
 from installer.core.config import PLATFORMS, CustomNode, IndexOptions
 from installer.core.errors import UsageError
+from installer.core.generations import owning_install
 from installer.plan.optimizations import PlannedOptimization
 from installer.plan.preflight import Blocker
 
@@ -107,6 +108,14 @@ class InstallOptions:
     keep_nodes: bool = False
     """A later generation's step 9 uses configured nodes' shared folders at other commits as
     they are (`snapshot restore --keep-nodes`) instead of refusing them."""
+
+    def typed_command(self) -> list[str]:
+        """Return the arguments the user typed (after `comfy-install`), or `install DIR`.
+
+        `install DIR` stands in when none were recorded (the install was started through the
+        API); DIR is the install's, also when the options are for one of its generations.
+        """
+        return list(self.command_line) or ["install", str(owning_install(self.install_dir))]
 
 
 class PlannedGpu(BaseModel):

@@ -58,7 +58,7 @@ def run_preflight(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
         min_free_gb=plan.min_free_gb,
     )
     if blockers:
-        raise blocking_error(blockers)
+        raise blocking_error(blockers, ctx.options.typed_command())
     check_writable(ctx.install_dir)
     free = env.free_disk_bytes
     ctx.log.info(

@@ -404,7 +404,7 @@ def _run_variant(
     comfyui = BackgroundComfyUI(install_dir, log, log.log_path)
     log.info(f"{workflow.name}: {variant.name} ({' '.join(variant.lever_args) or 'no lever'})")
     try:
-        launched = comfyui.ready(run_comfyui(plan, facts, request, log, environ=env))
+        launched = comfyui.start(lambda: run_comfyui(plan, facts, request, log, environ=env))
         found.startup_s = launched.seconds_to_ready
         with ComfyClient(launched.url) as client:
             for index, seed in enumerate(check.seeds(workflow)):
