@@ -313,3 +313,36 @@ def test_torchs_fingerprint_changes_with_any_file_replaced_grown_or_removed(
     (site / "torch/__init__.py").unlink()
     assert distribution_digest(venv, "linux", "torch") != third
     assert distribution_digest(venv, "linux", "torchvision") is None
+
+
+def test_a_node_at_head_is_cloned_with_two_git_processes_and_detached_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HEAD is read from the clone's files (packed or loose), not asked of `git rev-parse`."""
+    import subprocess
+
+    import installer.edges.git as git_edge
+    from installer.core.log import InstallerLogger
+
+    repo = tmp_path / "node"
+    make_node_repo(repo, requirements=["plain-new"])
+    (repo / "more.py").write_text("x = 1\n")
+    for args in (["add", "-A"], ["commit", "-q", "-m", "more"], ["pack-refs", "--all"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    latest = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    started: list[list[str]] = []
+    real = git_edge.run_command
+
+    def recording(argv: list[Any], **kwargs: Any) -> Any:
+        started.append([str(a) for a in argv])
+        return real(argv, **kwargs)
+
+    monkeypatch.setattr(git_edge, "run_command", recording)
+    dest = tmp_path / "clone"
+    assert git_edge.checkout_pinned(dest, str(repo), "HEAD", InstallerLogger()) == latest
+    assert len(started) == 2, started
+    assert "clone" in started[0] and "checkout" in started[1], started
+    assert (dest / ".git" / "HEAD").read_text().strip() == latest  # detached at it
+    assert (dest / "more.py").is_file()

@@ -91,3 +91,20 @@ def test_the_groups_run_alone_are_the_ones_the_app_mounts() -> None:
     mounted = {info.name: info.typer_instance for info in app.registered_groups}
     for name, (module, attribute) in GROUPS.items():
         assert mounted[name] is getattr(importlib.import_module(module), attribute)
+
+
+def test_nodes_add_loads_no_planner_it_does_not_use(env: dict[str, str], tmp_path: Path) -> None:
+    # DIR holds no install: the run stops at open_install, with add's module graph loaded.
+    # What it must not pull in: the config and generation planners (about 40 ms of start-up,
+    # `nodes add` meets no generation), and the resolution of everything together (only
+    # when the install with the venv pinned fails).
+    _, modules = loaded(["nodes", "add", str(tmp_path / "none"), str(tmp_path / "node")], env)
+    assert "installer.commands.nodes" in modules
+    unused = {
+        "installer.core.config",
+        "installer.plan.generations",
+        "installer.plan.records",
+        "installer.nodes.resolve",
+        "installer.core.lockfile",
+    }
+    assert unused.isdisjoint(modules)

@@ -170,7 +170,9 @@ def _ensure_commit(
     repo: Path, url: str, target: str, log: InstallerLogger, hint: str = _UNREACHABLE_HINT
 ) -> str:
     """Make ``target`` (a commit or ref) available in ``repo`` and return its commit."""
-    commit = resolve(repo, target, log)
+    # HEAD (a node added without --ref) is read from the clone's files: one git process
+    # fewer (about 10 ms of `nodes add`); rev-parse still answers where they don't say.
+    commit = (read_head(repo) if target == "HEAD" else None) or resolve(repo, target, log)
     if commit is None:
         try:
             _git(

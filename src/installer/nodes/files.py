@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from installer.core.log import InstallerLogger
 from installer.edges.git import inspect_node_folder
 from installer.edges.node_files import read_node_files
-from installer.plan.generations import PinnedNode, SharedNode, plan_shared_nodes
 from installer.plan.nodes import NodeRequirements, node_requirements
+
+if TYPE_CHECKING:
+    from installer.plan.generations import PinnedNode, SharedNode
+
+# The generations planner (and through it the config and optimization records, about 40 ms
+# of imports) is loaded by `shared_node_decisions` only: `nodes add` reads requirements here
+# and never meets a generation.
 
 
 def read_node_requirements(node_dir: Path) -> NodeRequirements:
@@ -71,5 +78,7 @@ def shared_node_decisions(
     Raises:
         EnvironmentUnsupportedError: git is not on PATH.
     """
+    from installer.plan.generations import plan_shared_nodes
+
     seen = {node.name: inspect_node_folder(folder / node.name, log) for node in nodes}
     return plan_shared_nodes(nodes, seen, folder)
