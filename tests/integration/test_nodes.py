@@ -152,9 +152,11 @@ def test_install_py_runs_only_when_allowed_and_remove_takes_only_its_packages(
 ) -> None:
     ensure_added(world, "pins-old")  # shared-lib 1.0 comes with it, not with scripted
     node = world["dir"] / "ComfyUI" / "custom_nodes" / "scripted"
-    done = add(world, "scripted")
+    done = add(world, "scripted", "-q")
     assert done.returncode == 0, done.stderr
-    assert "install.py will not run" in done.stdout
+    # --quiet: the skipped script is still said, what was installed is not
+    assert done.stdout.startswith("scripted: ") and "install.py will not run" in done.stdout
+    assert "added" not in done.stdout and "torch unchanged" not in done.stdout
     assert not (node / "install-ran.txt").exists()
     assert {"only-mine", "only-dep"} <= set(venv_dists(world["dir"]))
     # shared-lib came with pins-old: the pyproject dependency does not make it scripted's.

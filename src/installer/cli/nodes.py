@@ -86,6 +86,10 @@ def add(
         if as_json:
             print_json(command, result.as_data())
             return
+        if quiet and not result.dry_run:  # --quiet: what was skipped, not what was done
+            for note in result.notes:
+                typer.echo(f"{result.name}: {note}")
+            return
         verb = "would add" if result.dry_run else "added"
         typer.echo(f"{verb} {result.name} at {result.commit}")
         for note in result.notes:
