@@ -1,4 +1,4 @@
-"""Configured custom nodes across generations: `update` puts them where `launch` loads them.
+"""Custom nodes across generations: `update` keeps every node where `launch` loads it.
 
 A later generation is launched with `--base-directory DIR/ComfyUI`, so ComfyUI loads nodes only
 from `DIR/ComfyUI/custom_nodes`. A real install of the fixture ComfyUI v2 (real uv, real git, the
@@ -6,7 +6,11 @@ tiny wheels) is updated to the fixture tagged `no-torchaudio` with a dependencie
 configures a node (a real git repository whose requirement is a tiny wheel): the node must end
 in DIR/ComfyUI/custom_nodes at its pin, with its requirement in the new generation's venv; a
 folder already at the pin is used as it is; one at another commit stops the update before
-anything changes.
+anything changes. A node added with `nodes add` (recorded in DIR's nodes.json, its requirement
+only in the old venv) gets its requirement in the new generation's venv too, and one whose
+requirement the new ComfyUI excludes stops the update before anything changes. An install
+restored from a snapshot keeps the snapshot's nodes when an update moves it to the shipped pins
+(a comfy-install copy whose shipped dependencies.json is the fixtures').
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from support.cli import (
+    REPO_ROOT,
     Fixtures,
     cli,
     install_args,
@@ -364,3 +370,148 @@ def test_an_update_without_config_plans_with_the_config_the_install_recorded(
     said = " ".join(gone.stderr.split())
     assert f"--config {mine}" in said and "no longer exists" in said, said
     assert "pass --config" in said.lower(), said
+
+
+def add_node(world: dict[str, Any], install: Path, repo: Path, url: str) -> None:
+    """`comfy-install nodes add DIR REPO` against the local index and the node wheels."""
+    args = cli("nodes", "add", install, repo, "--index-url", url, "--find-links", world["wheels"])
+    done = run(args, world["env"], timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_an_update_keeps_a_node_nodes_add_added_with_its_requirement(
+    world: dict[str, Any], install: Path, index_server: tuple[Any, str], tmp_path: Path
+) -> None:
+    url = index_server[1]
+    repo = tmp_path / "repos" / "added-node"
+    commit = make_node_repo(repo, requirements=["plain-new==1.2"])
+    add_node(world, install, repo, url)
+    assert venv_dists(install)["plain-new"] == "1.2"
+    config = world["root"] / "plain.json"
+
+    preview = update(world, install, config, url, "--dry-run", "--json")
+    assert preview.returncode == 0, preview.stderr[-3000:]
+    nodes = {c["name"]: c for c in json.loads(preview.stdout)["data"]["custom_nodes"]}
+    assert nodes["added-node"]["old"] == nodes["added-node"]["new"] == commit
+    assert "into the new venv: plain-new==1.2" in nodes["added-node"]["note"]
+    assert not (install / ".comfy-install" / "generations").exists(), "a dry run built"
+
+    done = update(world, install, config, url)
+    assert done.returncode == 0, done.stderr[-3000:]
+    second = install / ".comfy-install" / "generations" / "2"
+    assert (install / ".comfy-install" / "current-generation").read_text().strip() == "2"
+    assert venv_dists(second)["plain-new"] == "1.2", "the new venv lacks the added node's need"
+    assert head(install / "ComfyUI" / "custom_nodes" / "added-node") == commit
+
+    # The same update again: generation 2 holds the node's requirement, nothing to build.
+    again = update(world, install, config, url)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "nothing to do" in again.stderr
+
+    back = run(cli("rollback", install, "--json"), world["env"])
+    assert back.returncode == 0, back.stderr[-3000:]
+    data = json.loads(back.stdout)["data"]
+    assert data["to_generation"] == 1
+    assert data["nodes_without_requirements"] == {}, "generation 1 had the node's requirement"
+    assert (install / ".comfy-install" / "current-generation").read_text().strip() == "1"
+
+
+def test_a_node_the_new_comfyui_excludes_stops_the_update_before_anything_changes(
+    world: dict[str, Any], install: Path, index_server: tuple[Any, str], tmp_path: Path
+) -> None:
+    url = index_server[1]
+    repo = tmp_path / "repos" / "pins-node"
+    make_node_repo(repo, requirements=["shared-lib==1.0"])
+    add_node(world, install, repo, url)
+    # A newer ComfyUI (of a fork: another source) that requires shared-lib 2.
+    comfy = tmp_path / "comfy-fork"
+    git("clone", "-q", str(world["fixtures"].comfy_repo), str(comfy), cwd=tmp_path)
+    text = (comfy / "requirements.txt").read_text()
+    (comfy / "requirements.txt").write_text(text + "shared-lib==2.0\n")
+    git("commit", "-q", "-am", "needs shared-lib 2", cwd=comfy)
+    git("tag", "shared-two", cwd=comfy)
+    before = venv_dists(install)
+    pointer = install / ".comfy-install" / "current-generation"
+
+    for extra in (("--dry-run",), ()):
+        args = cli("update", install, "--config", world["root"] / "plain.json",
+                   "--comfyui-url", comfy, "--comfyui-ref", "shared-two", "--index-url", url,
+                   "--find-links", world["wheels"], "--gpu", "none", *extra)  # fmt: skip
+        refused = run(args, world["env"], timeout=300)
+        assert refused.returncode == 1, refused.stderr[-3000:]
+        said = " ".join(refused.stderr.split())
+        assert "this update cannot keep custom node pins-node" in said
+        assert "its requirement shared-lib==1.0 conflicts with" in said
+        assert "shared-lib==2.0 (required by ComfyUI)" in said
+        assert "nothing was changed" in said
+        assert f"comfy-install nodes remove {install} pins-node" in said
+        assert not pointer.exists(), "the current generation moved"
+        assert not (install / ".comfy-install" / "generations").exists(), "a generation was built"
+        assert venv_dists(install) == before
+        assert venv_dists(install)["shared-lib"] == "1.0"
+
+
+def shipping(world: dict[str, Any], tmp_path: Path, **changes: Any) -> Path:
+    """A copy of this comfy-install whose shipped dependencies.json is the fixtures' one.
+
+    The update of a restored install moves to the shipped pins; the real shipped file pins a
+    torch and a ComfyUI on the network. Its ComfyUI URL is one that cannot be reached.
+    """
+    site = tmp_path / "site"
+    shutil.copytree(REPO_ROOT / "src" / "installer", site / "installer",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    data = site / "installer" / "_data"
+    (data / "locks").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "tools_manifest.json", data / "tools_manifest.json")
+    config = write_config(data / "dependencies.json", world["fixtures"], **changes)
+    deps = json.loads(config.read_text())
+    deps["comfyui"]["url"] = "https://example.invalid/ComfyUI.git"
+    config.write_text(json.dumps(deps, indent=2))
+    return site
+
+
+def test_an_update_of_a_restored_install_keeps_the_snapshots_nodes(
+    world: dict[str, Any], install: Path, index_server: tuple[Any, str], tmp_path: Path
+) -> None:
+    url = index_server[1]
+    repo = tmp_path / "repos" / "snap-node"
+    commit = make_node_repo(repo, requirements=["plain-new==1.2"])
+    add_node(world, install, repo, url)
+    file = tmp_path / "snap.json"
+    saved = run(cli("snapshot", "save", install, file, "--config", world["root"] / "plain.json",
+                    "--index-url", url, "--find-links", world["wheels"]), world["env"])  # fmt: skip
+    assert saved.returncode == 0, saved.stderr[-3000:]
+    restored = tmp_path / "restored"
+    args = cli("snapshot", "restore", file, restored, "--gpu", "none", "--index-url", url,
+               "--find-links", world["wheels"])  # fmt: skip
+    done = run(args, world["env"], timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    staged = restored / ".comfy-install" / "snapshot" / "dependencies.json"
+    assert staged.is_file()
+
+    site = shipping(world, tmp_path, comfyui_ref=NO_TORCHAUDIO)
+    env = dict(world["env"], PYTHONPATH=str(site))
+    updater = [sys.executable, "-m", "installer", "update", str(restored), "--gpu", "none",
+               "--index-url", url, "--find-links", str(world["wheels"])]  # fmt: skip
+    preview = run([*updater, "--dry-run", "--json"], env, timeout=300)
+    assert preview.returncode == 0, preview.stderr[-3000:]
+    diff = json.loads(preview.stdout)["data"]
+    nodes = {c["name"]: c for c in diff["custom_nodes"]}
+    assert "no longer configured" not in nodes["snap-node"]["note"]
+    assert nodes["snap-node"]["new"] == commit
+    carried = " ".join(line for line in diff["inputs"] if line.startswith("carried over"))
+    assert "custom_nodes: snap-node" in carried and "plain-new==1.2" in carried
+    assert f"comfyui.url: {world['fixtures'].comfy_repo}" in carried
+    assert diff["comfyui"]["new"] == world["fixtures"].commits[NO_TORCHAUDIO]
+    assert not (restored / ".comfy-install" / "generations").exists(), "a dry run wrote"
+
+    done = run(updater, env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    second = restored / ".comfy-install" / "generations" / "2"
+    assert (restored / ".comfy-install" / "current-generation").read_text().strip() == "2"
+    assert venv_dists(second)["plain-new"] == "1.2", "the restored node's requirement is gone"
+    assert head(second / "ComfyUI") == world["fixtures"].commits[NO_TORCHAUDIO]
+    kept = json.loads((second / ".comfy-install" / "update" / "dependencies.json").read_text())
+    assert [node["name"] for node in kept["custom_nodes"]] == ["snap-node"]
+    assert kept["comfyui"]["url"] == str(world["fixtures"].comfy_repo)
+    assert kept["comfyui"]["commit"] == world["fixtures"].commits[NO_TORCHAUDIO]

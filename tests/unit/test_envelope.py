@@ -20,7 +20,7 @@ ENVELOPE = ["schema_version", "command", "status", "exit_code", "data", "errors"
 PLAN_KEYS = {
     "schema_version", "tool_version", "platform", "install_dir", "paths", "python",
     "python_supported", "min_free_gb", "comfyui", "gpu", "torch", "index", "lock", "inputs",
-    "custom_nodes", "removed_custom_nodes",
+    "custom_nodes", "removed_custom_nodes", "recorded_nodes",
     "optimizations", "models", "steps", "tune", "warnings", "blocking",
 }  # fmt: skip
 STEP_KEYS = {

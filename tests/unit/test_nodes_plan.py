@@ -118,6 +118,16 @@ def test_uv_conflict_names_the_new_nodes_requirement_and_the_installed_node() ->
     assert why.message.startswith("custom node new cannot be installed")
 
 
+def test_a_pin_of_the_same_project_by_comfyui_is_named_as_the_other_side() -> None:
+    from installer.core.nodes import ResolutionConflict
+
+    conflict = ResolutionConflict(("shared-lib==2.0", "shared-lib==1.0"))
+    sources = {"ComfyUI": ["shared-lib==2.0"], "pins-old": ["shared-lib==1.0"]}
+    why = explain_conflict("pins-old", ["shared-lib==1.0"], conflict, sources, {}, "cmd")
+    assert why.requirement == "shared-lib==1.0"
+    assert why.fights == "shared-lib==2.0 (required by ComfyUI)"
+
+
 def test_uv_conflict_through_a_dependency_on_torch_names_the_held_torch() -> None:
     conflict = resolution_conflict(UV_TORCH)
     assert conflict is not None

@@ -118,9 +118,10 @@ def test_a_recorded_config_that_is_gone_is_a_usage_error(tmp_path: Path) -> None
     assert f"--config {gone}" in caught.value.message and "--config FILE" in caught.value.hint
 
 
-def test_a_config_a_snapshot_restore_staged_is_not_carried_on(tmp_path: Path) -> None:
+def test_a_config_a_snapshot_restore_staged_gives_way_to_the_shipped_pins(tmp_path: Path) -> None:
     """The staged snapshot config pins the snapshot (and lives in a generation a prune
-    removes): an update moves on to this comfy-install's pins."""
+    removes): an update plans from this comfy-install's pins, and carries over only the
+    install's own parts of it (`carried_config`, below)."""
     from installer.commands.update import options_from_record
     from installer.core.records import RecordedInputs
     from installer.plan.records import InstallOptions
@@ -135,3 +136,32 @@ def test_a_config_a_snapshot_restore_staged_is_not_carried_on(tmp_path: Path) ->
     assert options.config_path is None and options.lock_dir is None
     assert not {"config_path", "lock_dir"} & options.given
     assert any("staged by a snapshot restore" in line for line in lines)
+
+
+def test_a_staged_config_carries_its_nodes_extras_and_source_onto_the_shipped_pins() -> None:
+    from installer.plan.update import carried_config, carried_lines
+
+    shipped = {
+        "python": {"default": "3.12"},
+        "comfyui": {"url": "https://github.com/x/ComfyUI.git", "ref": "v2", "commit": "b" * 40},
+        "torch": {"packages": ["torch==2.11.0"]},
+        "custom_nodes": [],
+        "extra_requirements": ["requests"],
+    }
+    node = {"name": "snap-node", "url": "/srv/snap-node", "commit": "c" * 40}
+    staged = {
+        "python": {"default": "3.11"},
+        "comfyui": {"url": "/srv/comfy-mirror", "ref": "v1", "commit": "a" * 40},
+        "torch": {"packages": ["torch==2.9.1"]},
+        "custom_nodes": [dict(node, requirements=False)],
+        "extra_requirements": ["plain-new==1.2"],
+    }
+    merged = carried_config(shipped, staged)
+    assert merged["comfyui"] == {"url": "/srv/comfy-mirror", "ref": "v2", "commit": "b" * 40}
+    assert merged["python"] == {"default": "3.12"} and merged["torch"] == shipped["torch"]
+    assert merged["custom_nodes"] == [dict(node, requirements=False)]
+    assert merged["extra_requirements"] == ["plain-new==1.2"]
+    assert shipped["custom_nodes"] == [], "the shipped configuration itself was changed"
+    (line,) = carried_lines(merged, "/d/.comfy-install/snapshot/dependencies.json")
+    assert "custom_nodes: snap-node; extra_requirements: plain-new==1.2" in line
+    assert line.endswith("comfyui.url: /srv/comfy-mirror")

@@ -62,7 +62,7 @@ from installer.plan.generations import (
     plan_switch,
     reuse_refusal,
 )
-from installer.plan.records import InstallOptions
+from installer.plan.records import InstallOptions, Plan
 
 GENERATION_SKIPS = ("launchers", "models")
 """Steps a new generation does not run: the launcher scripts and the models are DIR's."""
@@ -190,7 +190,27 @@ def generation_lacks(
             planned = make_plan(options)
     except InstallerError as exc:
         return f"it cannot be planned ({exc.message})"
-    return reuse_refusal(planned.plan.steps)
+    return reuse_refusal(planned.plan.steps) or _lacks_recorded_nodes(planned.plan, root)
+
+
+def _lacks_recorded_nodes(plan: Plan, root: Path) -> str | None:
+    """Say which recorded nodes' requirements ROOT's venv lacks (None: it holds them all).
+
+    They are not step 9's inputs (a node `nodes add` put into a venv is in it without a run of
+    step 9); the venv itself is asked, as `rollback` asks it.
+    """
+    from installer.edges.probe import installed_distributions, layout
+    from installer.plan.nodes import unmet_requirements
+
+    wanted = {node.name: list(node.requirements) for node in plan.recorded_nodes}
+    if not any(wanted.values()):
+        return None
+    venv = layout(root, plan.platform)["venv"]
+    unmet = unmet_requirements(wanted, installed_distributions(venv, plan.platform))
+    if not unmet:
+        return None
+    lines = "; ".join(f"{name}: {', '.join(lines)}" for name, lines in sorted(unmet.items()))
+    return f"custom_nodes: its venv lacks the requirements of the recorded nodes ({lines})"
 
 
 _SOURCE_OPTIONS = (

@@ -11,6 +11,7 @@ touched: the new generation reads them from `DIR/ComfyUI` at launch.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,15 +23,17 @@ from installer.commands.generations import (
     prune_generations,
     switch_generation,
 )
-from installer.core.errors import UsageError
+from installer.core.config import Dependencies
+from installer.core.errors import NodeConflictError, ResolutionError, UsageError
 from installer.core.generations import Generation, data_root, generation_root
 from installer.core.log import InstallerLogger
-from installer.core.records import RecordedInputs
+from installer.core.nodes import ResolutionConflict
+from installer.core.records import InstallState, RecordedInputs
 from installer.edges.environment import current_platform
 from installer.edges.generations import current_generation, current_root, read_generations
 from installer.edges.git import fetch_commit, show_file
 from installer.edges.probe import installed_distributions, layout, parse_requirement_names
-from installer.edges.state import InstallLock, read_state
+from installer.edges.state import InstallLock, atomic_write_text, read_state
 from installer.nodes.files import shared_node_decisions
 from installer.plan.generations import (
     DEFAULT_KEEP,
@@ -41,7 +44,8 @@ from installer.plan.generations import (
     shared_nodes_refusal,
 )
 from installer.plan.inputs import recorded_inputs
-from installer.plan.records import InstallOptions
+from installer.plan.nodes import Conflict, requirement_name
+from installer.plan.records import InstallOptions, Plan, RecordedNode
 from installer.plan.update import UpdateDiff, judge_current, update_diff
 
 
@@ -67,6 +71,8 @@ class UpdatePreview:
 
     diff: UpdateDiff
     build: GenerationBuild
+    builds: bool = True
+    """False when the current generation is up to date and nothing is forced: no build."""
 
 
 @dataclass
@@ -96,7 +102,12 @@ def preview_update(request: UpdateRequest, log: InstallerLogger) -> UpdatePrevie
     """Plan the update of DIR: fetch the target commit and diff the new generation's plan.
 
     Fetching writes git objects into `DIR/ComfyUI`'s repository (never its work tree);
-    nothing else is written. The configured custom nodes' folders in
+    nothing else is written (a real run writes, last, the configuration it carried over from
+    a snapshot restore into the new generation's folder). The nodes of DIR's `nodes.json`
+    (`nodes add`, a restore) are kept: their recorded requirements are resolved with the new
+    ComfyUI's, torch and the accelerators held, before anything changes
+    ([`check_recorded_nodes`][installer.commands.update.check_recorded_nodes]). The configured
+    custom nodes' folders in
     `DIR/ComfyUI/custom_nodes` (shared by every generation) are read: the new generation
     clones a node that is not there and uses one at its pin as it is. When the current
     generation is at the target commit with the planned torch set and nodes, the build's
@@ -111,13 +122,11 @@ def preview_update(request: UpdateRequest, log: InstallerLogger) -> UpdatePrevie
         UsageError: DIR is not a finished install, `--keep` is below 1, or an update that
             would build finds a configured node's shared folder at another commit than the
             pin, with local changes, or not a git checkout (exit code 2; nothing changed).
+        NodeConflictError: A node of `nodes.json` has a requirement the new ComfyUI, the
+            held torch or accelerators (or another node) exclude; nothing was changed.
         StepFailedError: The target cannot be fetched.
         ConfigError: The configuration is invalid.
     """
-    from installer.commands.planning import make_plan
-    from installer.core.config_files import load_dependencies
-    from installer.plan.build import build_plan
-
     install_dir = request.install_dir
     platform = (request.options.platform if request.options else None) or current_platform()
     root = current_root(install_dir, platform)
@@ -131,9 +140,41 @@ def preview_update(request: UpdateRequest, log: InstallerLogger) -> UpdatePrevie
     if request.keep < 1:
         raise UsageError(f"--keep {request.keep}: keep at least 1 generation.")
     recorded = recorded_inputs(state)
-    base, reused = options_from_record(
-        request.options or InstallOptions(install_dir=install_dir), recorded, install_dir
-    )
+    given = request.options or InstallOptions(install_dir=install_dir)
+    base, reused = options_from_record(given, recorded, install_dir)
+    with tempfile.TemporaryDirectory(prefix="comfy-install-update-") as scratch:
+        carried = _carry_staged_config(given, recorded, install_dir, Path(scratch))
+        if carried is not None:
+            base = replace(base, config_path=carried.planned, given=base.given | {"config_path"})
+            reused += carried.lines
+        preview = _preview(request, log, state, paths, platform, base, reused, recorded)
+        if carried is not None and preview.builds and not request.dry_run:
+            # Only now, with nothing refused: the new generation's own copy, which it records
+            # (the next update finds the install's nodes in it again).
+            build = preview.build
+            atomic_write_text(carried.final(build.options.install_dir), carried.text)
+            options = replace(build.options, config_path=carried.final(build.options.install_dir))
+            preview.build = replace(build, options=options)
+        return preview
+
+
+def _preview(
+    request: UpdateRequest,
+    log: InstallerLogger,
+    state: InstallState,
+    paths: dict[str, Path],
+    platform: str,
+    base: InstallOptions,
+    reused: list[str],
+    recorded: RecordedInputs,
+) -> UpdatePreview:
+    """Plan the update from the options filled from the record (`preview_update`'s body)."""
+    from installer.commands.planning import make_plan
+    from installer.core.config_files import load_dependencies
+    from installer.plan.build import build_plan
+
+    install_dir = request.install_dir
+    root = current_root(install_dir, platform)
     deps = load_dependencies(base.config_path)
     url = request.comfyui_url or recorded.comfyui_url or deps.comfyui.url
     target = request.comfyui_ref or deps.comfyui.commit
@@ -156,6 +197,7 @@ def preview_update(request: UpdateRequest, log: InstallerLogger) -> UpdatePrevie
         given=base.given | {"comfyui_url", "comfyui_ref", "torch_index", "python"},
         command_line=request.command_line,
         next_command=f"comfy-install launch {install_dir}",
+        recorded_nodes=recorded_nodes(install_dir, platform, log),
     )
     repo = Path(data_root(install_dir, platform))
     new_requirements = show_file(repo, commit, "requirements.txt", log)
@@ -163,6 +205,7 @@ def preview_update(request: UpdateRequest, log: InstallerLogger) -> UpdatePrevie
     names = parse_requirement_names(new_requirements) if new_requirements is not None else None
     probe = replace(context.probe, comfyui_requirements=names)
     plan = build_plan(context.deps, context.manifest, context.env, context.gpu, options, probe)
+    old_installed = installed_distributions(paths["venv"], platform)
     old_requirements = _read(paths["comfyui"] / "requirements.txt")
     nodes = state.done("custom_nodes")
     prune = plan_prune(
@@ -183,7 +226,7 @@ def preview_update(request: UpdateRequest, log: InstallerLogger) -> UpdatePrevie
         plan=plan,
         old_requirements=old_requirements,
         new_requirements=new_requirements,
-        old_installed=installed_distributions(paths["venv"], platform),
+        old_installed=old_installed,
         old_nodes=dict(nodes.outputs.get("nodes") or {}) if nodes else {},
         switch=plan_switch(install_dir, number, platform).describe(),
         prune=[item.generation for item in prune],
@@ -202,7 +245,229 @@ def preview_update(request: UpdateRequest, log: InstallerLogger) -> UpdatePrevie
     refusal = shared_nodes_refusal(shared, "this update", _again(request))
     if refusal is not None and (forced or not diff.up_to_date):
         raise refusal
-    return UpdatePreview(diff=diff, build=build)
+    if forced or not diff.up_to_date:
+        check_recorded_nodes(
+            plan, context.deps, new_requirements, old_installed, paths["venv_python"], request, log
+        )
+    return UpdatePreview(diff=diff, build=build, builds=forced or not diff.up_to_date)
+
+
+def recorded_nodes(
+    install_dir: Path, platform: str, log: InstallerLogger
+) -> tuple[RecordedNode, ...]:
+    """Return the nodes of DIR's `nodes.json` a new generation keeps: those whose folder is there.
+
+    Their requirements are in the current venv only (`nodes add` installed them there), while
+    `launch` loads their folders from `DIR/ComfyUI/custom_nodes` whichever generation is
+    current. A record whose folder is gone is left out, with a warning.
+
+    Args:
+        install_dir: DIR.
+        platform: The target OS.
+        log: Where the warning goes.
+    """
+    from installer.nodes.record import read_nodes
+
+    folder = Path(shared_nodes_dir(install_dir, platform))
+    kept: list[RecordedNode] = []
+    for node in read_nodes(install_dir, log).nodes:
+        if not (folder / node.name).is_dir():
+            log.warn(
+                f"custom node {node.name} is recorded in nodes.json but {folder / node.name} "
+                "is gone: its requirements are not carried into the new generation"
+            )
+            continue
+        kept.append(
+            RecordedNode(
+                name=node.name,
+                commit=node.commit,
+                requirements=tuple(node.requirements),
+                skipped_requirements=tuple(node.skipped_requirements),
+                no_deps=node.no_deps,
+            )
+        )
+    return tuple(kept)
+
+
+def check_recorded_nodes(
+    plan: Plan,
+    deps: Dependencies,
+    new_requirements: str | None,
+    installed: dict[str, str],
+    venv_python: Path,
+    request: UpdateRequest,
+    log: InstallerLogger,
+) -> None:
+    """Resolve the kept nodes' requirements with the new ComfyUI's, torch and accelerators held.
+
+    The same resolution `nodes add` makes (`uv pip compile`, never pip): the new ComfyUI's
+    `requirements.txt`, the extra requirements, the configured nodes' and each kept node's
+    recorded requirements, with the new generation's torch set and accelerators (and its lock's
+    pins) as constraints and the current venv's versions preferred. Nothing is written in DIR
+    (the scratch files go to a temporary folder). No kept node with requirements: no resolve.
+
+    Args:
+        plan: The new generation's plan (its `recorded_nodes` are the kept nodes).
+        deps: The configuration it was planned from.
+        new_requirements: The new commit's `requirements.txt` (None: it has none).
+        installed: ``{canonical name: version}`` of the current venv.
+        venv_python: The current venv's interpreter (its markers and version).
+        request: The update's options (for the hint).
+        log: Logger (uv's output).
+
+    Raises:
+        NodeConflictError: A kept node's requirement conflicts; the message names the node, the
+            requirement and what it fights (the new ComfyUI, an extra requirement, another node
+            or a held package).
+        NetworkError: An index could not be reached.
+    """
+    from installer.nodes.context import make_uv
+    from installer.nodes.files import read_node_requirements
+    from installer.nodes.resolve import ResolveRequest, resolve
+    from installer.plan.nodes import (
+        COMFYUI_SOURCE,
+        EXTRA_SOURCE,
+        held_conflict,
+        node_file_name,
+        requirements_txt_lines,
+    )
+    from installer.plan.update import kept_node_conflict, planned_held
+
+    nodes = [node for node in plan.recorded_nodes if node.requirements]
+    if not nodes:
+        return
+    held = planned_held(plan, installed)
+    for node in nodes:
+        found = held_conflict(node.name, node.requirements, held, "comfy-install")
+        if found is not None:
+            raise _kept_node_error(found, request)
+    folder = Path(shared_nodes_dir(request.install_dir, plan.platform))
+    sources: dict[str, list[str]] = {
+        COMFYUI_SOURCE: requirements_txt_lines(new_requirements or "")[0]
+    }
+    if deps.extra_requirements:
+        sources[EXTRA_SOURCE] = list(deps.extra_requirements)
+    for configured in plan.custom_nodes:
+        if configured.requirements and (folder / configured.name).is_dir():
+            sources[configured.name] = list(
+                read_node_requirements(folder / configured.name).requirements
+            )
+    for node in nodes:
+        sources[node.name] = list(node.requirements)
+    constraints = dict(held)
+    if plan.lock is not None and plan.lock.path:
+        constraints.update(_lock_pins(Path(plan.lock.path), held))
+    files = {"comfyui-requirements.txt": sources[COMFYUI_SOURCE]}
+    if EXTRA_SOURCE in sources:
+        files["extra-requirements.txt"] = sources[EXTRA_SOURCE]
+    files.update(
+        {node_file_name(who): lines for who, lines in sources.items()
+         if who not in (COMFYUI_SOURCE, EXTRA_SOURCE) and lines}
+    )  # fmt: skip
+    uv = make_uv(plan.index, log)
+    with tempfile.TemporaryDirectory(prefix="comfy-install-update-nodes-") as work:
+        try:
+            resolve(
+                uv,
+                ResolveRequest(
+                    files=files,
+                    held=constraints,
+                    preferences={n: v for n, v in installed.items() if n not in constraints},
+                    python=venv_python,
+                    extra_index_urls=[plan.torch.index_url] if plan.torch.index_url else [],
+                ),
+                Path(work),
+            )
+        except ResolutionError as exc:
+            conflict = exc.conflict if isinstance(exc.conflict, ResolutionConflict) else None
+            raise _kept_node_error(
+                kept_node_conflict(conflict, nodes, sources, held), request
+            ) from exc
+    log.info(
+        "the kept custom nodes resolve with the new ComfyUI, torch held: "
+        + ", ".join(node.name for node in nodes)
+    )
+
+
+def _lock_pins(lock: Path, held: dict[str, str]) -> dict[str, str]:
+    """The exact pins of a lock file (step 9 installs with it as a constraint), held ones aside."""
+    from installer.core.lockfile import parse_entries
+    from installer.plan.nodes import entry_version
+
+    try:
+        text = lock.read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    pins: dict[str, str] = {}
+    for entry in parse_entries(text.splitlines()):
+        version = entry_version(entry)
+        if version is not None and ";" not in entry.requirement and entry.name not in held:
+            pins[entry.name] = version
+    return pins
+
+
+def _kept_node_error(conflict: Conflict, request: UpdateRequest) -> NodeConflictError:
+    """The refusal of an update whose kept node conflicts: who, what, the ways out."""
+    install_dir = request.install_dir
+    name = requirement_name(conflict.requirement)
+    return NodeConflictError(
+        f"this update cannot keep custom node {conflict.node}: its requirement "
+        f"{conflict.requirement} conflicts with {conflict.fights} ({conflict.detail}); nothing "
+        "was changed (the current generation stays current).",
+        "Ways out: update to a ComfyUI the node fits (`comfy-install update "
+        f"{install_dir} --comfyui-ref REF`); or take the node out (`comfy-install nodes remove "
+        f"{install_dir} {conflict.node}`), run `{_again(request)}` again, then add it back "
+        f"without {name} (`comfy-install nodes add {install_dir} SOURCE --skip-requirement "
+        f"{name}`) or at a release that fits (`--ref REF`).",
+    )
+
+
+@dataclass(frozen=True)
+class _Carried:
+    """The configuration an update carries over from the one a snapshot restore staged."""
+
+    text: str
+    """The merged `dependencies.json`."""
+    planned: Path
+    """Where it was written for planning (a temporary folder, outside DIR)."""
+    lines: list[str]
+    """What was carried, for the preview."""
+
+    @staticmethod
+    def final(root: Path) -> Path:
+        """Where the new generation (in ROOT) keeps it, and records it as its `--config`."""
+        from installer.edges.state import state_dir
+
+        return state_dir(root) / "update" / "dependencies.json"
+
+
+def _carry_staged_config(
+    options: InstallOptions, recorded: RecordedInputs, install_dir: Path, scratch: Path
+) -> _Carried | None:
+    """Merge the shipped configuration with the install's own parts of a staged one.
+
+    None when the install's configuration was not staged by a snapshot restore (or `--config`
+    was given): then `options_from_record` alone decides. Else the shipped file (whose pins an
+    update moves to) with the staged file's `custom_nodes`, `extra_requirements` and
+    `comfyui.url` ([`carried_config`][installer.plan.update.carried_config]), written to
+    SCRATCH for planning.
+    """
+    import json
+
+    from installer.core.config_files import read_json, shipped_path
+    from installer.edges.state import state_dir
+    from installer.plan.update import carried_config, carried_lines
+
+    if "config_path" in options.given or not recorded.config_path:
+        return None
+    staged = Path(recorded.config_path)
+    if not staged.is_relative_to(state_dir(install_dir)) or not staged.is_file():
+        return None
+    merged = carried_config(read_json(shipped_path("dependencies.json")), read_json(staged))
+    text = json.dumps(merged, indent=2) + "\n"
+    planned = scratch / "dependencies.json"
+    planned.write_text(text, encoding="utf-8")
+    return _Carried(text=text, planned=planned, lines=carried_lines(merged, str(staged)))
 
 
 _MOVED = ("comfyui_url", "comfyui_ref", "torch_index", "python")
@@ -221,10 +486,12 @@ def options_from_record(
     was made with. A recorded file that is a comfy-install's own shipped one (of the version
     that installed, see [`is_shipped_copy`][installer.core.config_files.is_shipped_copy]) is
     replaced by this comfy-install's: that is how an update moves to its pins. A file of the
-    user's is used as it is on disk now (they may have edited it). So is a file that
-    `snapshot restore` staged in DIR's own `.comfy-install/` (the snapshot's configuration and
-    lock, in the folder of the generation it built, which a later prune removes): it pins that
-    snapshot, and an update moves on from it to this comfy-install's pins.
+    user's is used as it is on disk now (they may have edited it). A file that `snapshot
+    restore` staged in DIR's own `.comfy-install/` (the snapshot's configuration and lock, in
+    the folder of the generation it built, which a later prune removes) pins that snapshot:
+    it is replaced by this comfy-install's too, and `preview_update` then carries the
+    install's own parts of the staged configuration over (its custom nodes, extra
+    requirements and ComfyUI source; see [`carried_config`][installer.plan.update.carried_config]).
 
     Args:
         options: The update's options; `given` names those on its command line.

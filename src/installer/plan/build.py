@@ -36,7 +36,7 @@ from installer.core.facts import (
 from installer.core.git_arguments import git_argument_problem
 from installer.plan.compat import select_torch
 from installer.plan.decide import decide_steps
-from installer.plan.drafts import Step10Plan, draft_steps
+from installer.plan.drafts import Step10Plan, carried_nodes, draft_steps
 from installer.plan.inputs import planned_inputs, withheld_warnings
 from installer.plan.lock import choose_lock
 from installer.plan.optimizations import PlannedOptimization, plan_optimizations
@@ -297,6 +297,7 @@ def build_plan(
         removed_custom_nodes=sorted(
             node.name for node in deps.custom_nodes if node.name in probe.removed_nodes
         ),
+        recorded_nodes=carried_nodes(deps, options),
         optimizations=step10.planned,
         models=len(deps.models),
         steps=steps,

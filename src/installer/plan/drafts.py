@@ -18,7 +18,7 @@ from installer.core.facts import Environment, GpuReport, InstallProbe, launcher_
 from installer.plan.compat import TorchSelection
 from installer.plan.lock import LockChoice
 from installer.plan.optimizations import PlannedOptimization
-from installer.plan.records import ComfyUIPlan, InstallOptions, TorchPlan
+from installer.plan.records import ComfyUIPlan, InstallOptions, RecordedNode, TorchPlan
 from installer.plan.sage_routes import route_lines
 
 
@@ -196,13 +196,18 @@ def draft_steps(
     )
     kept_nodes = [node for node in deps.custom_nodes if node.name not in probe.removed_nodes]
     removed_nodes = [node for node in deps.custom_nodes if node.name in probe.removed_nodes]
+    recorded = carried_nodes(deps, options)
     drafts["custom_nodes"] = StepDraft(
+        # The recorded nodes are not inputs: a venv holds their requirements or not, and that
+        # is judged against the venv (`generation_lacks`), so a node `nodes add` put into the
+        # current venv does not make the step's inputs, and so the generation, outdated.
         inputs={"nodes": [node.model_dump() for node in kept_nodes]},
         details=[f"{node.name} @ {node.commit[:12]}" for node in kept_nodes]
+        + [node.describe() for node in recorded]
         + [removed_node_line(node.name) for node in removed_nodes],
         not_applicable=(
             None
-            if kept_nodes
+            if kept_nodes or any(node.requirements for node in recorded)
             else "; ".join(removed_node_line(node.name) for node in removed_nodes)
             or "no custom nodes configured"
         ),
@@ -274,6 +279,20 @@ def _torch_outputs_ok(outputs: dict[str, Any] | None, probe: InstallProbe) -> tu
                 f"not the recorded {recorded}"
             )
     return True, ""
+
+
+def carried_nodes(deps: Dependencies, options: InstallOptions) -> list[RecordedNode]:
+    """Return the recorded nodes step 9 installs the requirements of, beside the configured ones.
+
+    A node the configuration lists with `requirements: true` is left out: step 9 installs its
+    requirements from its folder already.
+
+    Args:
+        deps: The loaded `dependencies.json`.
+        options: The options; their `recorded_nodes` are DIR's `nodes.json` nodes (`update`).
+    """
+    read = {node.name for node in deps.custom_nodes if node.requirements}
+    return [node for node in options.recorded_nodes if node.name not in read]
 
 
 def removed_node_line(name: str) -> str:

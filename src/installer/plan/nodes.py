@@ -327,11 +327,10 @@ def explain_conflict(
     culprit = next((mine[name] for name in named if name in mine), None)
     if culprit is None:
         culprit = node_lines[0] if node_lines else "(none)"
-    culprit_name = requirement_name(culprit)
     others: list[str] = []
     for name in dict.fromkeys(named):
-        if name == culprit_name and name not in held:
-            continue
+        # The culprit's own project counts too: another source may pin it otherwise
+        # (`you require shared-lib==2.0 and shared-lib==1.0`); the node's own lines never do.
         if name in held:
             others.append(f"the held {name} {held[name]}")
             continue

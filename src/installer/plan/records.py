@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from installer import __version__
 from installer.core.config import PLATFORMS, CustomNode, IndexOptions
@@ -65,6 +65,35 @@ DEPENDS: dict[str, tuple[str, ...]] = {
 Action = Literal["run", "skip", "done"]
 
 
+class RecordedNode(BaseModel):
+    """A custom node of DIR's `nodes.json` (`nodes add`, a snapshot restore) a new generation keeps.
+
+    Its folder stays in `DIR/ComfyUI/custom_nodes`; its requirements go into the new venv as
+    they were recorded (the skips and `--no-deps` it was added with applied).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    commit: str
+    requirements: tuple[str, ...] = ()
+    skipped_requirements: tuple[str, ...] = ()
+    no_deps: bool = False
+
+    def describe(self) -> str:
+        """One line for the plan: the node and what of it goes into the venv."""
+        if self.requirements:
+            kept = ", ".join(self.requirements)
+        elif self.no_deps:
+            kept = "none of its requirements (--no-deps)"
+        else:
+            kept = "no requirements"
+        skipped = f"; skipped: {', '.join(self.skipped_requirements)}" if (
+            self.skipped_requirements and not self.no_deps
+        ) else ""  # fmt: skip
+        return f"{self.name} @ {self.commit[:12]} (recorded in nodes.json): {kept}{skipped}"
+
+
 @dataclass(frozen=True)
 class InstallOptions:
     """What the user asked for on the command line (`comfy-install install`)."""
@@ -108,6 +137,10 @@ class InstallOptions:
     keep_nodes: bool = False
     """A later generation's step 9 uses configured nodes' shared folders at other commits as
     they are (`snapshot restore --keep-nodes`) instead of refusing them."""
+    recorded_nodes: tuple[RecordedNode, ...] = ()
+    """The nodes of DIR's `nodes.json` whose requirements step 9 installs too (`update`: a new
+    generation keeps every node the install has); none for `install` itself, whose venv got
+    them when they were added."""
 
     def typed_command(self) -> list[str]:
         """Return the arguments the user typed (after `comfy-install`), or `install DIR`.
@@ -248,6 +281,10 @@ class Plan(BaseModel):
     removed_custom_nodes: list[str] = Field(
         default_factory=list,
         description="Configured nodes step 9 leaves out: `nodes remove` took them out of DIR.",
+    )
+    recorded_nodes: list[RecordedNode] = Field(
+        default_factory=list,
+        description="Nodes of DIR's nodes.json whose recorded requirements step 9 installs.",
     )
     optimizations: list[PlannedOptimization] = Field(default_factory=list)
     models: int = 0

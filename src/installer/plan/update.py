@@ -19,8 +19,10 @@ from packaging.utils import canonicalize_name
 from pydantic import BaseModel, Field
 
 from installer.core.generations import Generation
+from installer.core.nodes import ResolutionConflict
 from installer.plan.generations import SharedNode
-from installer.plan.records import Plan
+from installer.plan.nodes import Conflict
+from installer.plan.records import Plan, RecordedNode
 
 
 class Change(BaseModel):
@@ -197,10 +199,15 @@ def update_diff(
         head = decision.found.head if decision.found else None
         nodes.append(Change(name=node.name, old=head, new=node.commit, note=decision.note))
     same_nodes = not any(change.changed for change in nodes)
+    configured = {node.name for node in plan.custom_nodes}
+    nodes += [
+        recorded_node_change(node) for node in plan.recorded_nodes if node.name not in configured
+    ]
+    kept = configured | {node.name for node in plan.recorded_nodes}
     nodes += [
         Change(name=name, old=str(value), new=None, note="no longer configured; its folder stays")
         for name, value in old_nodes.items()
-        if name not in {node.name for node in plan.custom_nodes}
+        if name not in kept
     ]
     verify = plan.step("verify").details if plan.steps else []
     same_torch = all(
@@ -252,3 +259,121 @@ def judge_current(diff: UpdateDiff, lacks: Callable[[], str | None]) -> UpdateDi
     if why is None:
         return diff
     return diff.model_copy(update={"up_to_date": False, "outdated": why})
+
+
+def planned_held(plan: Plan, installed: Mapping[str, str]) -> dict[str, str]:
+    """Return the packages the new generation holds, with the versions it will have.
+
+    The torch set and the accelerators the plan installs, each at the version its planned
+    requirement pins (the current venv's own version where it meets the requirement: a local
+    tag such as `+cu128` is kept, as `nodes add` names it); an accelerator planned without an
+    exact pin and not in the venv is left out (it is not known yet).
+
+    Args:
+        plan: The new generation's plan.
+        installed: ``{canonical name: version}`` of the current venv.
+    """
+    specs = list(plan.torch.packages)
+    specs += [e.requirement for e in plan.optimizations if e.action == "install" and e.requirement]
+    held: dict[str, str] = {}
+    for spec in specs:
+        try:
+            requirement = Requirement(spec)
+        except InvalidRequirement:
+            continue
+        name = canonicalize_name(requirement.name)
+        have = installed.get(name)
+        if _satisfies(have, spec) and have is not None:
+            held[name] = have
+            continue
+        pins = [s.version for s in requirement.specifier if s.operator in ("==", "===")]
+        if pins and "*" not in pins[0]:
+            held[name] = pins[0]
+    return held
+
+
+def carried_config(shipped: Mapping[str, Any], staged: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the shipped configuration with what a restored install has of its own carried over.
+
+    A `snapshot restore` staged the snapshot's configuration in `DIR/.comfy-install/`; an update
+    moves on from its pins to the shipped ones (ComfyUI's ref and commit, torch, the Python
+    default, the lock), but keeps the install's own: its `custom_nodes`, `extra_requirements`
+    and `comfyui.url`.
+
+    Args:
+        shipped: This comfy-install's `dependencies.json`, as read.
+        staged: The staged configuration, as read.
+    """
+    import copy
+
+    merged = copy.deepcopy(dict(shipped))
+    merged["custom_nodes"] = copy.deepcopy(list(staged.get("custom_nodes") or []))
+    merged["extra_requirements"] = list(staged.get("extra_requirements") or [])
+    url = (staged.get("comfyui") or {}).get("url")
+    if url:
+        merged["comfyui"] = {**dict(merged.get("comfyui") or {}), "url": url}
+    return merged
+
+
+def carried_lines(merged: Mapping[str, Any], staged_path: str) -> list[str]:
+    """Say what an update carried over from a staged configuration, for the preview.
+
+    Args:
+        merged: The configuration [`carried_config`][installer.plan.update.carried_config] made.
+        staged_path: Where the staged configuration is.
+    """
+    nodes = ", ".join(str(node.get("name")) for node in merged.get("custom_nodes") or [])
+    extras = ", ".join(map(str, merged.get("extra_requirements") or []))
+    url = (merged.get("comfyui") or {}).get("url")
+    return [
+        f"carried over from the configuration a snapshot restore staged ({staged_path}): "
+        f"custom_nodes: {nodes or 'none'}; extra_requirements: {extras or 'none'}; "
+        f"comfyui.url: {url}"
+    ]
+
+
+def recorded_node_change(node: RecordedNode) -> Change:
+    """Return the diff's line for a node of `nodes.json` the new generation keeps.
+
+    Args:
+        node: The kept node (its folder stays; its recorded requirements go into the venv).
+    """
+    if node.requirements:
+        note = f"recorded in nodes.json; into the new venv: {', '.join(node.requirements)}"
+    elif node.no_deps:
+        note = "recorded in nodes.json; added with --no-deps: none of its requirements"
+    else:
+        note = "recorded in nodes.json; no requirements"
+    return Change(name=node.name, old=node.commit, new=node.commit, note=note)
+
+
+def kept_node_conflict(
+    conflict: ResolutionConflict | None,
+    nodes: Sequence[RecordedNode],
+    sources: Mapping[str, Sequence[str]],
+    held: Mapping[str, str],
+) -> Conflict:
+    """Name the kept node, its requirement and what it fights, from uv's resolver error.
+
+    Every node was installed beside the old ComfyUI, so the culprit is the first kept node with
+    a requirement uv names; the other side is the new ComfyUI, an extra requirement, another
+    node or a held package ([`explain_conflict`][installer.plan.nodes.explain_conflict]).
+
+    Args:
+        conflict: What uv's error named (None: it could not be read).
+        nodes: The kept nodes (those with requirements).
+        sources: Requirement lines by who asks for them (`ComfyUI`, a node's name).
+        held: The packages the new generation holds.
+    """
+    from installer.plan.nodes import explain_conflict, requirement_name
+
+    if conflict is None:
+        conflict = ResolutionConflict(requirements=())
+    named = {requirement_name(item) for item in conflict.requirements}
+    named |= {requirement_name(part) for pair in conflict.depends for part in pair}
+    culprit = next(
+        (n for n in nodes if any(requirement_name(r) in named for r in n.requirements)), nodes[0]
+    )
+    return explain_conflict(
+        culprit.name, list(culprit.requirements), conflict, sources, held, "comfy-install"
+    )

@@ -59,14 +59,18 @@ def run_custom_nodes(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     with local changes, or not a git checkout) stops the step before any node is touched
     (with `keep_nodes`, `snapshot restore --keep-nodes`, it is used as it is: the restore
     has warned of each such folder already, before it built anything, so this step only
-    names it with the others). Every node's requirements go into this root's venv.
+    names it with the others). Every node's requirements go into this root's venv, and so do
+    the recorded requirements of the nodes of DIR's `nodes.json` that the plan keeps (an
+    update's new generation: `ctx.plan.recorded_nodes`).
 
     Args:
         ctx: The run's context.
         step: The planned `custom_nodes` step (not used: ``ctx.plan`` holds what to do).
 
     Returns:
-        `nodes`: the commit of each custom node, by name.
+        `nodes`: the commit of each configured custom node, by name; `recorded` (only when
+        there are any): the requirements installed for each node of DIR's `nodes.json`
+        (an update's new generation keeps them).
 
     Raises:
         UsageError: A later generation meets a shared node folder it may not use.
@@ -121,7 +125,23 @@ def run_custom_nodes(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
                 )
         installed[node.name] = commit
         ctx.log.info(f"{node.name} at {shown}")
-    return {"nodes": installed}
+    recorded: dict[str, list[str]] = {}
+    for kept_node in ctx.plan.recorded_nodes:
+        # Resolved before the update changed anything (with the new ComfyUI's requirements,
+        # torch and the accelerators held); installed as `nodes add` installed them.
+        install_node_requirements(
+            ctx.uv,
+            ctx.venv_python,
+            ctx.paths["venv"],
+            ctx.plan.platform,
+            constraints_path(ctx),
+            kept_node.name,
+            kept_node.requirements,
+            extra_constraints=[lock] if (lock := lock_path(ctx)) else [],
+        )
+        recorded[kept_node.name] = list(kept_node.requirements)
+        ctx.log.info(f"{kept_node.describe()}: in this venv")
+    return {"nodes": installed, **({"recorded": recorded} if recorded else {})}
 
 
 def _again(ctx: StepContext) -> str:
