@@ -23,11 +23,9 @@ from installer.commands.generations import (
     prune_generations,
     switch_generation,
 )
-from installer.core.config import Dependencies
-from installer.core.errors import NodeConflictError, ResolutionError, UsageError
+from installer.core.errors import UsageError
 from installer.core.generations import Generation, data_root, generation_root
 from installer.core.log import InstallerLogger
-from installer.core.nodes import ResolutionConflict
 from installer.core.records import InstallState, RecordedInputs
 from installer.edges.environment import current_platform
 from installer.edges.generations import current_generation, current_root, read_generations
@@ -35,6 +33,7 @@ from installer.edges.git import fetch_commit, show_file
 from installer.edges.probe import installed_distributions, layout, parse_requirement_names
 from installer.edges.state import InstallLock, atomic_write_text, read_state
 from installer.nodes.files import shared_node_decisions
+from installer.nodes.kept import check_recorded_nodes, recorded_nodes
 from installer.plan.generations import (
     DEFAULT_KEEP,
     next_generation_id,
@@ -44,8 +43,7 @@ from installer.plan.generations import (
     shared_nodes_refusal,
 )
 from installer.plan.inputs import recorded_inputs
-from installer.plan.nodes import Conflict, requirement_name
-from installer.plan.records import InstallOptions, Plan, RecordedNode
+from installer.plan.records import InstallOptions
 from installer.plan.update import UpdateDiff, judge_current, update_diff
 
 
@@ -106,7 +104,7 @@ def preview_update(request: UpdateRequest, log: InstallerLogger) -> UpdatePrevie
     a snapshot restore into the new generation's folder). The nodes of DIR's `nodes.json`
     (`nodes add`, a restore) are kept: their recorded requirements are resolved with the new
     ComfyUI's, torch and the accelerators held, before anything changes
-    ([`check_recorded_nodes`][installer.commands.update.check_recorded_nodes]). The configured
+    ([`check_recorded_nodes`][installer.nodes.kept.check_recorded_nodes]). The configured
     custom nodes' folders in
     `DIR/ComfyUI/custom_nodes` (shared by every generation) are read: the new generation
     clones a node that is not there and uses one at its pin as it is. When the current
@@ -247,179 +245,16 @@ def _preview(
         raise refusal
     if forced or not diff.up_to_date:
         check_recorded_nodes(
-            plan, context.deps, new_requirements, old_installed, paths["venv_python"], request, log
+            plan,
+            context.deps,
+            new_requirements,
+            old_installed,
+            paths["venv_python"],
+            install_dir,
+            _again(request),
+            log,
         )
     return UpdatePreview(diff=diff, build=build, builds=forced or not diff.up_to_date)
-
-
-def recorded_nodes(
-    install_dir: Path, platform: str, log: InstallerLogger
-) -> tuple[RecordedNode, ...]:
-    """Return the nodes of DIR's `nodes.json` a new generation keeps: those whose folder is there.
-
-    Their requirements are in the current venv only (`nodes add` installed them there), while
-    `launch` loads their folders from `DIR/ComfyUI/custom_nodes` whichever generation is
-    current. A record whose folder is gone is left out, with a warning.
-
-    Args:
-        install_dir: DIR.
-        platform: The target OS.
-        log: Where the warning goes.
-    """
-    from installer.nodes.record import read_nodes
-
-    folder = Path(shared_nodes_dir(install_dir, platform))
-    kept: list[RecordedNode] = []
-    for node in read_nodes(install_dir, log).nodes:
-        if not (folder / node.name).is_dir():
-            log.warn(
-                f"custom node {node.name} is recorded in nodes.json but {folder / node.name} "
-                "is gone: its requirements are not carried into the new generation"
-            )
-            continue
-        kept.append(
-            RecordedNode(
-                name=node.name,
-                commit=node.commit,
-                requirements=tuple(node.requirements),
-                skipped_requirements=tuple(node.skipped_requirements),
-                no_deps=node.no_deps,
-            )
-        )
-    return tuple(kept)
-
-
-def check_recorded_nodes(
-    plan: Plan,
-    deps: Dependencies,
-    new_requirements: str | None,
-    installed: dict[str, str],
-    venv_python: Path,
-    request: UpdateRequest,
-    log: InstallerLogger,
-) -> None:
-    """Resolve the kept nodes' requirements with the new ComfyUI's, torch and accelerators held.
-
-    The same resolution `nodes add` makes (`uv pip compile`, never pip): the new ComfyUI's
-    `requirements.txt`, the extra requirements, the configured nodes' and each kept node's
-    recorded requirements, with the new generation's torch set and accelerators (and its lock's
-    pins) as constraints and the current venv's versions preferred. Nothing is written in DIR
-    (the scratch files go to a temporary folder). No kept node with requirements: no resolve.
-
-    Args:
-        plan: The new generation's plan (its `recorded_nodes` are the kept nodes).
-        deps: The configuration it was planned from.
-        new_requirements: The new commit's `requirements.txt` (None: it has none).
-        installed: ``{canonical name: version}`` of the current venv.
-        venv_python: The current venv's interpreter (its markers and version).
-        request: The update's options (for the hint).
-        log: Logger (uv's output).
-
-    Raises:
-        NodeConflictError: A kept node's requirement conflicts; the message names the node, the
-            requirement and what it fights (the new ComfyUI, an extra requirement, another node
-            or a held package).
-        NetworkError: An index could not be reached.
-    """
-    from installer.nodes.context import make_uv
-    from installer.nodes.files import read_node_requirements
-    from installer.nodes.resolve import ResolveRequest, resolve
-    from installer.plan.nodes import (
-        COMFYUI_SOURCE,
-        EXTRA_SOURCE,
-        held_conflict,
-        node_file_name,
-        requirements_txt_lines,
-    )
-    from installer.plan.update import kept_node_conflict, planned_held
-
-    nodes = [node for node in plan.recorded_nodes if node.requirements]
-    if not nodes:
-        return
-    held = planned_held(plan, installed)
-    for node in nodes:
-        found = held_conflict(node.name, node.requirements, held, "comfy-install")
-        if found is not None:
-            raise _kept_node_error(found, request)
-    folder = Path(shared_nodes_dir(request.install_dir, plan.platform))
-    sources: dict[str, list[str]] = {
-        COMFYUI_SOURCE: requirements_txt_lines(new_requirements or "")[0]
-    }
-    if deps.extra_requirements:
-        sources[EXTRA_SOURCE] = list(deps.extra_requirements)
-    for configured in plan.custom_nodes:
-        if configured.requirements and (folder / configured.name).is_dir():
-            sources[configured.name] = list(
-                read_node_requirements(folder / configured.name).requirements
-            )
-    for node in nodes:
-        sources[node.name] = list(node.requirements)
-    constraints = dict(held)
-    if plan.lock is not None and plan.lock.path:
-        constraints.update(_lock_pins(Path(plan.lock.path), held))
-    files = {"comfyui-requirements.txt": sources[COMFYUI_SOURCE]}
-    if EXTRA_SOURCE in sources:
-        files["extra-requirements.txt"] = sources[EXTRA_SOURCE]
-    files.update(
-        {node_file_name(who): lines for who, lines in sources.items()
-         if who not in (COMFYUI_SOURCE, EXTRA_SOURCE) and lines}
-    )  # fmt: skip
-    uv = make_uv(plan.index, log)
-    with tempfile.TemporaryDirectory(prefix="comfy-install-update-nodes-") as work:
-        try:
-            resolve(
-                uv,
-                ResolveRequest(
-                    files=files,
-                    held=constraints,
-                    preferences={n: v for n, v in installed.items() if n not in constraints},
-                    python=venv_python,
-                    extra_index_urls=[plan.torch.index_url] if plan.torch.index_url else [],
-                ),
-                Path(work),
-            )
-        except ResolutionError as exc:
-            conflict = exc.conflict if isinstance(exc.conflict, ResolutionConflict) else None
-            raise _kept_node_error(
-                kept_node_conflict(conflict, nodes, sources, held), request
-            ) from exc
-    log.info(
-        "the kept custom nodes resolve with the new ComfyUI, torch held: "
-        + ", ".join(node.name for node in nodes)
-    )
-
-
-def _lock_pins(lock: Path, held: dict[str, str]) -> dict[str, str]:
-    """The exact pins of a lock file (step 9 installs with it as a constraint), held ones aside."""
-    from installer.core.lockfile import parse_entries
-    from installer.plan.nodes import entry_version
-
-    try:
-        text = lock.read_text(encoding="utf-8")
-    except OSError:
-        return {}
-    pins: dict[str, str] = {}
-    for entry in parse_entries(text.splitlines()):
-        version = entry_version(entry)
-        if version is not None and ";" not in entry.requirement and entry.name not in held:
-            pins[entry.name] = version
-    return pins
-
-
-def _kept_node_error(conflict: Conflict, request: UpdateRequest) -> NodeConflictError:
-    """The refusal of an update whose kept node conflicts: who, what, the ways out."""
-    install_dir = request.install_dir
-    name = requirement_name(conflict.requirement)
-    return NodeConflictError(
-        f"this update cannot keep custom node {conflict.node}: its requirement "
-        f"{conflict.requirement} conflicts with {conflict.fights} ({conflict.detail}); nothing "
-        "was changed (the current generation stays current).",
-        "Ways out: update to a ComfyUI the node fits (`comfy-install update "
-        f"{install_dir} --comfyui-ref REF`); or take the node out (`comfy-install nodes remove "
-        f"{install_dir} {conflict.node}`), run `{_again(request)}` again, then add it back "
-        f"without {name} (`comfy-install nodes add {install_dir} SOURCE --skip-requirement "
-        f"{name}`) or at a release that fits (`--ref REF`).",
-    )
 
 
 @dataclass(frozen=True)
