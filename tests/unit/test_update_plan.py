@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -165,3 +166,44 @@ def test_a_staged_config_carries_its_nodes_extras_and_source_onto_the_shipped_pi
     (line,) = carried_lines(merged, "/d/.comfy-install/snapshot/dependencies.json")
     assert "custom_nodes: snap-node; extra_requirements: plain-new==1.2" in line
     assert line.endswith("comfyui.url: /srv/comfy-mirror")
+
+
+def _example_plan() -> Any:
+    """The documented dry-run plan of a cc 9.0 GPU (torch 2.11.0 trio, xformers, triton)."""
+    import json
+
+    from installer.plan.records import Plan
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "examples" / "dry-run-gpu-9.0.json"
+    return Plan.model_validate(json.loads(docs.read_text(encoding="utf-8"))["data"])
+
+
+def test_an_update_holds_the_new_torch_set_and_accelerators_at_their_planned_versions() -> None:
+    from installer.plan.update import planned_held
+
+    plan = _example_plan()
+    # The venv's torch meets the plan (its local tag is kept); its torchvision is older
+    # (the new generation's pin counts); triton is planned as a range: the venv's 3.6.1 counts.
+    installed = {"torch": "2.11.0+cu130", "torchvision": "0.25.0", "triton": "3.6.1"}
+    held = planned_held(plan, installed)
+    assert held == {
+        "torch": "2.11.0+cu130",
+        "torchvision": "0.26.0",
+        "torchaudio": "2.11.0",
+        "xformers": "0.0.35",
+        "triton": "3.6.1",
+        "sageattention": "1.0.6",
+    }
+    # Without triton in the venv its range names no version: left out, not guessed.
+    assert "triton" not in planned_held(plan, {})
+
+
+def test_a_kept_node_asking_for_another_torch_than_the_update_plans_is_a_conflict() -> None:
+    from installer.plan.nodes import held_conflict
+    from installer.plan.update import planned_held
+
+    held = planned_held(_example_plan(), {"torch": "2.10.0"})  # the update moves torch on
+    found = held_conflict("old-torch", ["torch==2.10.0"], held, "comfy-install")
+    assert found is not None and found.node == "old-torch"
+    assert found.requirement == "torch==2.10.0" and "torch" in found.fights
+    assert held_conflict("fits", ["torch>=2.11"], held, "comfy-install") is None
