@@ -24,6 +24,7 @@ from support.cli import (
     venv_dists,
     write_config,
 )
+from support.comfy_repo import git
 from support.node_repos import build_node_wheels, make_node_repo
 
 
@@ -321,8 +322,6 @@ def test_a_node_at_head_is_cloned_with_two_git_processes_and_detached_there(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """HEAD is read from the clone's files (packed or loose), not asked of `git rev-parse`."""
-    import subprocess
-
     import installer.edges.git as git_edge
     from installer.core.log import InstallerLogger
 
@@ -330,10 +329,8 @@ def test_a_node_at_head_is_cloned_with_two_git_processes_and_detached_there(
     make_node_repo(repo, requirements=["plain-new"])
     (repo / "more.py").write_text("x = 1\n")
     for args in (["add", "-A"], ["commit", "-q", "-m", "more"], ["pack-refs", "--all"]):
-        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
-    latest = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout.strip()
+        git(*args, cwd=repo)  # a fixed identity: CI's fresh machine has none configured
+    latest = git("rev-parse", "HEAD", cwd=repo).strip()
     started: list[list[str]] = []
     real = git_edge.run_command
 
