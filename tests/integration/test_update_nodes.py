@@ -379,14 +379,19 @@ def add_node(world: dict[str, Any], install: Path, repo: Path, url: str) -> None
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+def _added_node(world: dict[str, Any], install: Path, url: str, repo: Path) -> str:
+    """Make REPO, a node needing plain-new==1.2, add it to INSTALL (`nodes add`): its commit."""
+    commit = make_node_repo(repo, requirements=["plain-new==1.2"])
+    add_node(world, install, repo, url)
+    assert venv_dists(install)["plain-new"] == "1.2"
+    return commit
+
+
 def test_an_update_keeps_a_node_nodes_add_added_with_its_requirement(
     world: dict[str, Any], install: Path, index_server: tuple[Any, str], tmp_path: Path
 ) -> None:
     url = index_server[1]
-    repo = tmp_path / "repos" / "added-node"
-    commit = make_node_repo(repo, requirements=["plain-new==1.2"])
-    add_node(world, install, repo, url)
-    assert venv_dists(install)["plain-new"] == "1.2"
+    commit = _added_node(world, install, url, tmp_path / "repos" / "added-node")
     config = world["root"] / "plain.json"
 
     preview = update(world, install, config, url, "--dry-run", "--json")
@@ -474,9 +479,7 @@ def test_an_update_of_a_restored_install_keeps_the_snapshots_nodes(
     world: dict[str, Any], install: Path, index_server: tuple[Any, str], tmp_path: Path
 ) -> None:
     url = index_server[1]
-    repo = tmp_path / "repos" / "snap-node"
-    commit = make_node_repo(repo, requirements=["plain-new==1.2"])
-    add_node(world, install, repo, url)
+    commit = _added_node(world, install, url, tmp_path / "repos" / "snap-node")
     file = tmp_path / "snap.json"
     saved = run(cli("snapshot", "save", install, file, "--config", world["root"] / "plain.json",
                     "--index-url", url, "--find-links", world["wheels"]), world["env"])  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from installer.core.generations import owning_install
@@ -108,16 +109,7 @@ def run_custom_nodes(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
             shown = commit[:12]
         if node.requirements:
             found = read_node_requirements(dest)
-            install_node_requirements(
-                ctx.uv,
-                ctx.venv_python,
-                ctx.paths["venv"],
-                ctx.plan.platform,
-                constraints_path(ctx),
-                node.name,
-                found.requirements,
-                extra_constraints=[lock] if (lock := lock_path(ctx)) else [],
-            )
+            _install_held(ctx, node.name, found.requirements)
             if found.install_script:
                 ctx.log.warn(
                     f"{node.name} has an install.py; it was not run (it is arbitrary code: "
@@ -129,19 +121,24 @@ def run_custom_nodes(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     for kept_node in ctx.plan.recorded_nodes:
         # Resolved before the update changed anything (with the new ComfyUI's requirements,
         # torch and the accelerators held); installed as `nodes add` installed them.
-        install_node_requirements(
-            ctx.uv,
-            ctx.venv_python,
-            ctx.paths["venv"],
-            ctx.plan.platform,
-            constraints_path(ctx),
-            kept_node.name,
-            kept_node.requirements,
-            extra_constraints=[lock] if (lock := lock_path(ctx)) else [],
-        )
+        _install_held(ctx, kept_node.name, kept_node.requirements)
         recorded[kept_node.name] = list(kept_node.requirements)
         ctx.log.info(f"{kept_node.describe()}: in this venv")
     return {"nodes": installed, **({"recorded": recorded} if recorded else {})}
+
+
+def _install_held(ctx: StepContext, name: str, requirements: Sequence[str]) -> None:
+    """Install a node's requirements into this root's venv, torch held and the lock kept."""
+    install_node_requirements(
+        ctx.uv,
+        ctx.venv_python,
+        ctx.paths["venv"],
+        ctx.plan.platform,
+        constraints_path(ctx),
+        name,
+        requirements,
+        extra_constraints=[lock] if (lock := lock_path(ctx)) else [],
+    )
 
 
 def _again(ctx: StepContext) -> str:
