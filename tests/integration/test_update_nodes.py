@@ -518,3 +518,29 @@ def test_an_update_of_a_restored_install_keeps_the_snapshots_nodes(
     assert [node["name"] for node in kept["custom_nodes"]] == ["snap-node"]
     assert kept["comfyui"]["url"] == str(world["fixtures"].comfy_repo)
     assert kept["comfyui"]["commit"] == world["fixtures"].commits[NO_TORCHAUDIO]
+
+
+def test_an_update_finds_a_kept_nodes_wheels_where_nodes_add_found_them(
+    world: dict[str, Any], install: Path, index_server: tuple[Any, str], tmp_path: Path
+) -> None:
+    """The node's requirement is only in the find-links folder `nodes add` was given: an update
+    given no --find-links reuses nodes.json's, says so, and the new generation records it."""
+    url = index_server[1]
+    _added_node(world, install, url, tmp_path / "repos" / "links-node")
+    args = cli("update", install, "--config", world["root"] / "plain.json", "--comfyui-ref",
+               NO_TORCHAUDIO, "--index-url", url, "--gpu", "none")  # fmt: skip
+
+    preview = run([*args, "--dry-run", "--json"], world["env"], timeout=300)
+    assert preview.returncode == 0, preview.stderr[-3000:]
+    inputs = json.loads(preview.stdout)["data"]["inputs"]
+    assert (
+        f"find-links: {world['wheels']} (recorded by nodes add in nodes.json, for "
+        "links-node)" in inputs
+    ), inputs
+
+    done = run(args, world["env"], timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    second = install / ".comfy-install" / "generations" / "2"
+    assert venv_dists(second)["plain-new"] == "1.2"
+    state = json.loads((second / ".comfy-install" / "state.json").read_text())
+    assert state["inputs"]["find_links"] == [str(world["wheels"])]

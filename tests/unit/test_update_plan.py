@@ -207,3 +207,28 @@ def test_a_kept_node_asking_for_another_torch_than_the_update_plans_is_a_conflic
     assert found is not None and found.node == "old-torch"
     assert found.requirement == "torch==2.10.0" and "torch" in found.fights
     assert held_conflict("fits", ["torch>=2.11"], held, "comfy-install") is None
+
+
+def test_an_update_adds_the_nodes_index_options_only_for_kept_nodes_and_only_once() -> None:
+    from installer.core.uv_options import IndexOptions
+    from installer.plan.records import InstallOptions
+    from installer.plan.update import node_index_inputs
+
+    options = InstallOptions(install_dir=Path("/srv/comfy"), find_links=("/w/mine",),
+                             given=frozenset({"find_links"}))  # fmt: skip
+    index = IndexOptions(index_url="https://mirror.invalid/simple", offline=True,
+                         find_links=["/w/mine", "/w/node"],
+                         extra_index_urls=["https://extra.invalid/simple"])  # fmt: skip
+
+    assert node_index_inputs(options, index, []) == (options, [])
+    changed, lines = node_index_inputs(options, index, ["a-node", "b-node"])
+    assert changed.find_links == ("/w/mine", "/w/node")
+    assert changed.extra_index_urls == ("https://extra.invalid/simple",)
+    assert changed.index_url is None and not changed.offline, "the update's own options changed"
+    assert {"find_links", "extra_index_urls"} <= changed.given
+    assert lines == [
+        "find-links: /w/node (recorded by nodes add in nodes.json, for a-node, b-node)",
+        "extra-index-url: https://extra.invalid/simple (recorded by nodes add in nodes.json, "
+        "for a-node, b-node)",
+    ]
+    assert node_index_inputs(changed, index, ["a-node"]) == (changed, [])

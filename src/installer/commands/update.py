@@ -33,7 +33,7 @@ from installer.edges.git import fetch_commit, show_file
 from installer.edges.probe import installed_distributions, layout, parse_requirement_names
 from installer.edges.state import InstallLock, atomic_write_text, read_state
 from installer.nodes.files import shared_node_decisions
-from installer.nodes.kept import check_recorded_nodes, recorded_nodes
+from installer.nodes.kept import check_recorded_nodes, recorded_nodes, with_nodes_index
 from installer.plan.generations import (
     DEFAULT_KEEP,
     next_generation_id,
@@ -172,6 +172,9 @@ def _preview(
     from installer.plan.build import build_plan
 
     install_dir = request.install_dir
+    kept = recorded_nodes(install_dir, platform, log)
+    base, node_inputs = with_nodes_index(base, install_dir, kept, log)
+    reused = [*reused, *node_inputs]
     root = current_root(install_dir, platform)
     deps = load_dependencies(base.config_path)
     url = request.comfyui_url or recorded.comfyui_url or deps.comfyui.url
@@ -195,7 +198,7 @@ def _preview(
         given=base.given | {"comfyui_url", "comfyui_ref", "torch_index", "python"},
         command_line=request.command_line,
         next_command=f"comfy-install launch {install_dir}",
-        recorded_nodes=recorded_nodes(install_dir, platform, log),
+        recorded_nodes=kept,
     )
     repo = Path(data_root(install_dir, platform))
     new_requirements = show_file(repo, commit, "requirements.txt", log)

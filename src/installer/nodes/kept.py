@@ -12,6 +12,7 @@ named before anything changes.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from installer.core.config import Dependencies
@@ -20,7 +21,7 @@ from installer.core.log import InstallerLogger
 from installer.core.nodes import ResolutionConflict
 from installer.plan.generations import shared_nodes_dir
 from installer.plan.nodes import Conflict, requirement_name
-from installer.plan.records import Plan, RecordedNode
+from installer.plan.records import InstallOptions, Plan, RecordedNode
 
 
 def recorded_nodes(
@@ -58,6 +59,38 @@ def recorded_nodes(
             )
         )
     return tuple(kept)
+
+
+def with_nodes_index(
+    options: InstallOptions, install_dir: Path, kept: Sequence[RecordedNode], log: InstallerLogger
+) -> tuple[InstallOptions, list[str]]:
+    """Add the find-links and extra indexes of DIR's `nodes.json` to an update keeping its nodes.
+
+    See [`node_index_inputs`][installer.plan.update.node_index_inputs]; a local find-links
+    folder that no longer exists is left out, with a warning (the resolve then says what it
+    cannot find).
+
+    Args:
+        options: The update's options, filled from the install's record.
+        install_dir: DIR.
+        kept: The nodes the update keeps.
+        log: Where the warning goes.
+
+    Returns:
+        The options to plan with, and a line for each added input, for the preview.
+    """
+    from installer.nodes.record import read_nodes
+    from installer.plan.update import node_index_inputs
+
+    index = read_nodes(install_dir, log).index
+    present: list[str] = []
+    for link in index.find_links:
+        if "://" in link or Path(link).exists():
+            present.append(link)
+        else:
+            log.warn(f"--find-links {link}, recorded by nodes add in nodes.json, is gone")
+    index = index.model_copy(update={"find_links": present})
+    return node_index_inputs(options, index, [node.name for node in kept if node.requirements])
 
 
 def check_recorded_nodes(

@@ -12,6 +12,7 @@ of it must be done with the build's inputs (the rule a kept generation is reused
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -20,9 +21,10 @@ from pydantic import BaseModel, Field
 
 from installer.core.generations import Generation
 from installer.core.nodes import ResolutionConflict
+from installer.core.uv_options import IndexOptions
 from installer.plan.generations import SharedNode
 from installer.plan.nodes import Conflict
-from installer.plan.records import Plan, RecordedNode
+from installer.plan.records import InstallOptions, Plan, RecordedNode
 
 
 class Change(BaseModel):
@@ -377,3 +379,44 @@ def kept_node_conflict(
     return explain_conflict(
         culprit.name, list(culprit.requirements), conflict, sources, held, "comfy-install"
     )
+
+
+def node_index_inputs(
+    options: InstallOptions, nodes_index: IndexOptions, kept: Sequence[str]
+) -> tuple[InstallOptions, list[str]]:
+    """Add the find-links and extra indexes `nodes add` used to an update that keeps its nodes.
+
+    A node added with `nodes add DIR SOURCE --find-links WHEELS` may need a package that only
+    WHEELS holds; `nodes.json` records those index options, and an update that keeps the node
+    resolves and installs its requirements again, so it needs them too. They are added to the
+    update's own (never replacing them; `--index-url` and `--offline` are the update's alone),
+    counted as given (the new generation records them, so the next update finds them in its
+    inputs) and each said in the preview. The caller leaves out a local folder that is gone.
+
+    Args:
+        options: The update's options, filled from the install's record.
+        nodes_index: The index options of DIR's `nodes.json`.
+        kept: The names of the nodes the update keeps (none: nothing is added).
+
+    Returns:
+        The options to plan with, and a line for each added input, for the preview.
+    """
+    if not kept:
+        return options, []
+    who = f"recorded by nodes add in nodes.json, for {', '.join(kept)}"
+    links = [link for link in nodes_index.find_links if link not in options.find_links]
+    indexes = [url for url in nodes_index.extra_index_urls if url not in options.extra_index_urls]
+    lines = [f"find-links: {link} ({who})" for link in links]
+    lines += [f"extra-index-url: {url} ({who})" for url in indexes]
+    if not lines:
+        return options, []
+    given = set(options.given)
+    given.update(name for name, added in (("find_links", links), ("extra_index_urls", indexes))
+                 if added)  # fmt: skip
+    changed = replace(
+        options,
+        find_links=(*options.find_links, *links),
+        extra_index_urls=(*options.extra_index_urls, *indexes),
+        given=frozenset(given),
+    )
+    return changed, lines
