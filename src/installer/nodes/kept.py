@@ -127,6 +127,7 @@ def check_recorded_nodes(
             or a held package).
         NetworkError: An index could not be reached.
     """
+    from installer.edges.probe import venv_version
     from installer.nodes.context import make_uv
     from installer.nodes.files import read_node_requirements
     from installer.nodes.resolve import ResolveRequest, resolve
@@ -171,6 +172,7 @@ def check_recorded_nodes(
          if who not in (COMFYUI_SOURCE, EXTRA_SOURCE) and lines}
     )  # fmt: skip
     uv = make_uv(plan.index, log)
+    venv_dir = venv_python.parent.parent
     with tempfile.TemporaryDirectory(prefix="comfy-install-update-nodes-") as work:
         try:
             resolve(
@@ -180,6 +182,7 @@ def check_recorded_nodes(
                     held=constraints,
                     preferences={n: v for n, v in installed.items() if n not in constraints},
                     python=venv_python,
+                    python_version=target_python_version(plan.python, venv_version(venv_dir)),
                     extra_index_urls=[plan.torch.index_url] if plan.torch.index_url else [],
                 ),
                 Path(work),
@@ -193,6 +196,38 @@ def check_recorded_nodes(
         "the kept custom nodes resolve with the new ComfyUI, torch held: "
         + ", ".join(node.name for node in nodes)
     )
+
+
+def target_python_version(planned: str, current: str | None) -> str | None:
+    """The Python version to resolve kept nodes for, when the new generation's is another.
+
+    The resolve runs with the current venv's interpreter (its platform markers); an update
+    that moves to another Python (`--python 3.13`, or a new shipped default) must resolve for
+    that version, or a node's requirement that the new Python excludes (or only it needs) is
+    judged for the old one.
+
+    Args:
+        planned: The new generation's Python request (a version such as ``3.13``, or a path).
+        current: The current venv's Python version (None: unknown).
+
+    Returns:
+        ``planned`` where it is a version whose major.minor differs from ``current``'s;
+        None where the interpreter's own version is the right one (or ``planned`` is a path,
+        whose version is not known without running it).
+    """
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        target = Version(planned)
+    except InvalidVersion:
+        return None
+    try:
+        now = Version(current) if current else None
+    except InvalidVersion:
+        now = None
+    if now is not None and now.release[:2] == target.release[:2]:
+        return None
+    return planned
 
 
 def _lock_pins(lock: Path, held: dict[str, str]) -> dict[str, str]:

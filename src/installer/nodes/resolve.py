@@ -32,6 +32,9 @@ class ResolveRequest:
     python: Path
     """The venv's interpreter (its markers and version)."""
     extra_index_urls: Sequence[str] = ()
+    python_version: str | None = None
+    """Resolve for this Python version instead of the interpreter's (an update to another
+    Python: the interpreter still gives the platform's markers)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ def resolve(uv: Uv, request: ResolveRequest, workdir: Path) -> Resolution:
         "split",
         "--python",
         request.python,
+        *(["--python-version", request.python_version] if request.python_version else []),
         "--output-file",
         output,
         *uv.index_args(request.extra_index_urls),
