@@ -12,7 +12,7 @@ named before anything changes.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from installer.core.config import Dependencies
@@ -162,8 +162,10 @@ def check_recorded_nodes(
     for node in nodes:
         sources[node.name] = list(node.requirements)
     constraints = dict(held)
+    marked: list[str] = []
     if plan.lock is not None and plan.lock.path:
-        constraints.update(_lock_pins(Path(plan.lock.path), held))
+        pins, marked = lock_constraints(Path(plan.lock.path), held)
+        constraints.update(pins)
     files = {"comfyui-requirements.txt": sources[COMFYUI_SOURCE]}
     if EXTRA_SOURCE in sources:
         files["extra-requirements.txt"] = sources[EXTRA_SOURCE]
@@ -180,6 +182,7 @@ def check_recorded_nodes(
                 ResolveRequest(
                     files=files,
                     held=constraints,
+                    constraints=marked,
                     preferences={n: v for n, v in installed.items() if n not in constraints},
                     python=venv_python,
                     python_version=target_python_version(plan.python, venv_version(venv_dir)),
@@ -230,21 +233,36 @@ def target_python_version(planned: str, current: str | None) -> str | None:
     return planned
 
 
-def _lock_pins(lock: Path, held: dict[str, str]) -> dict[str, str]:
-    """The exact pins of a lock file (step 9 installs with it as a constraint), held ones aside."""
+def lock_constraints(lock: Path, held: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The pins of a lock file (step 9 installs with it as a constraint), held packages aside.
+
+    Args:
+        lock: The lock file the new generation installs with.
+        held: The packages held at their planned versions (they win over the lock's).
+
+    Returns:
+        ``{name: version}`` of the lock's unconditional `name==version` entries, and the
+        requirement lines of its entries with environment markers (`name==version ; marker`),
+        which uv applies where the marker holds; nothing where the file cannot be read.
+    """
     from installer.core.lockfile import parse_entries
     from installer.plan.nodes import entry_version
 
     try:
         text = lock.read_text(encoding="utf-8")
     except OSError:
-        return {}
+        return {}, []
     pins: dict[str, str] = {}
+    marked: list[str] = []
     for entry in parse_entries(text.splitlines()):
         version = entry_version(entry)
-        if version is not None and ";" not in entry.requirement and entry.name not in held:
+        if version is None or entry.name in held:
+            continue
+        if ";" in entry.requirement:
+            marked.append(entry.requirement)
+        else:
             pins[entry.name] = version
-    return pins
+    return pins, marked
 
 
 def _kept_node_error(conflict: Conflict, install_dir: Path, again: str) -> NodeConflictError:

@@ -32,6 +32,8 @@ class ResolveRequest:
     python: Path
     """The venv's interpreter (its markers and version)."""
     extra_index_urls: Sequence[str] = ()
+    constraints: Sequence[str] = ()
+    """More constraint lines, written after the held pins (a lock's entries with markers)."""
     python_version: str | None = None
     """Resolve for this Python version instead of the interpreter's (an update to another
     Python: the interpreter still gives the platform's markers)."""
@@ -64,7 +66,8 @@ def resolve(uv: Uv, request: ResolveRequest, workdir: Path) -> Resolution:
         path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
         files.append(path)
     held = workdir / "held.txt"
-    held.write_text("".join(f"{n}=={v}\n" for n, v in sorted(request.held.items())), "utf-8")
+    pinned = [f"{name}=={version}" for name, version in sorted(request.held.items())]
+    held.write_text("".join(f"{line}\n" for line in [*pinned, *request.constraints]), "utf-8")
     output = workdir / "resolved.txt"
     output.write_text(
         "".join(f"{n}=={v}\n" for n, v in sorted(request.preferences.items())), "utf-8"
