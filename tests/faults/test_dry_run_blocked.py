@@ -82,6 +82,11 @@ def test_a_file_as_dir(tmp_path: Path) -> None:
     check_blocked(target, f"{target} exists and is not a directory.")
 
     assert listing(tmp_path) == before
+    # The preflight's disk line names the folder it measured, never the file.
+    shown = install(target, "--dry-run", "--json")
+    preflight = json.loads(shown.stdout)["data"]["steps"][0]
+    assert preflight["id"] == "preflight"
+    assert preflight["details"][0].endswith(f"GiB free at {tmp_path}"), preflight["details"]
 
 
 def test_a_file_in_the_way_of_dir(tmp_path: Path) -> None:

@@ -36,8 +36,9 @@ def current_platform() -> str:
 def free_disk_bytes(path: Path) -> tuple[int | None, Path]:
     """Return the free bytes on the filesystem that holds (or will hold) ``path``.
 
-    The nearest existing ancestor is measured, so a DIR that does not exist
-    yet is measured where it will be created.
+    The nearest existing folder on the way is measured, so a DIR that does not exist
+    yet is measured where it will be created (and a file in the way, which the target-folder
+    check refuses, is never named as the folder measured).
 
     Args:
         path: The folder to measure; it need not exist.
@@ -47,8 +48,8 @@ def free_disk_bytes(path: Path) -> tuple[int | None, Path]:
         measured.
     """
     probe = path.absolute()
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    while not probe.is_dir() and probe != probe.parent:
+        probe = probe.parent  # a file in the way is not a folder: its folder is measured
     try:
         return shutil.disk_usage(probe).free, probe
     except OSError:
