@@ -221,6 +221,36 @@ def test_step_9_reads_pyproject_dependencies_too(
     assert state["steps"]["custom_nodes"]["outputs"]["nodes"] == {"cfg-node": commit}
 
 
+def test_step_9_installs_every_nodes_requirements_together(
+    tmp_path: Path, fixtures: Fixtures, world: dict
+) -> None:
+    """Two configured nodes that pin one package differently: installed one by one, the second
+    would silently move the first's package; installed in one uv call, the step fails naming
+    both pins, before either is installed. Compatible nodes share the one call."""
+    one = make_node_repo(tmp_path / "needs-13", requirements=["plain-new==1.3"])
+    two = make_node_repo(tmp_path / "needs-12", requirements=["plain-new==1.2"])
+    three = make_node_repo(tmp_path / "needs-any", requirements=["plain-new", "dry-lib"])
+    nodes = [{"name": "needs-13", "url": str(tmp_path / "needs-13"), "commit": one},
+             {"name": "needs-12", "url": str(tmp_path / "needs-12"), "commit": two}]  # fmt: skip
+    config = write_config(tmp_path / "deps.json", fixtures, custom_nodes=nodes)
+    args = install_args(tmp_path / "inst", config, "http://127.0.0.1:9/simple/")
+    at = args.index("--index-url")
+    args[at : at + 2] = world["mirror"]
+    done = run(args, world["env"])
+    assert done.returncode != 0, done.stderr[-3000:]
+    said = " ".join(done.stderr.split())
+    assert "requirements of custom nodes needs-13, needs-12" in said, said[-3000:]
+    assert "plain-new==1.3" in said and "plain-new==1.2" in said, said[-3000:]
+    assert "plain-new" not in venv_dists(tmp_path / "inst")
+
+    nodes[1] = {"name": "needs-any", "url": str(tmp_path / "needs-any"), "commit": three}
+    write_config(tmp_path / "deps.json", fixtures, custom_nodes=nodes)
+    again = run(args, world["env"])
+    assert again.returncode == 0, again.stderr[-3000:]
+    dists = venv_dists(tmp_path / "inst")
+    assert (dists["plain-new"], dists["dry-lib"]) == ("1.3", "1.0")
+
+
 def test_a_configured_node_taken_out_by_remove_stays_out_until_added_again(
     tmp_path: Path, fixtures: Fixtures
 ) -> None:

@@ -4,9 +4,11 @@
 installer (steps 8 and 9 and `nodes add` go through it): the installed torch trio pinned by a
 constraints file, and checked unchanged afterwards.
 [`install_node_requirements`][installer.nodes.install.install_node_requirements] installs one
-node's requirements (read as ComfyUI-Manager reads them) through it; step 9 and `nodes add`
-both call it. [`distribution_digest`][installer.nodes.install.distribution_digest] fingerprints
-an installed distribution (its dist-info files, and the size and time of every file its RECORD
+node's requirements (read as ComfyUI-Manager reads them) through it (`nodes add`), and
+[`install_nodes_requirements`][installer.nodes.install.install_nodes_requirements] several
+nodes' in one call (step 9).
+[`distribution_digest`][installer.nodes.install.distribution_digest] fingerprints an installed
+distribution (its dist-info files, and the size and time of every file its RECORD
 lists), so `nodes add` can prove torch is byte for byte the same distribution afterwards.
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -108,7 +110,7 @@ def install_node_requirements(
     extra_constraints: Sequence[Path] = (),
     extra_index_urls: Sequence[str] = (),
 ) -> CommandResult | None:
-    """Install one custom node's requirements with torch held (step 9 and `nodes add`).
+    """Install one custom node's requirements with torch held (`nodes add`).
 
     Args:
         uv: uv, bound to the index options.
@@ -126,19 +128,62 @@ def install_node_requirements(
     Returns:
         uv's result; None when there was nothing to install.
     """
-    if not requirements:
+    return install_nodes_requirements(
+        uv, venv_python, venv_dir, platform, constraints_file, {name: requirements},
+        extra_constraints=extra_constraints, extra_index_urls=extra_index_urls,
+    )  # fmt: skip
+
+
+def install_nodes_requirements(
+    uv: Uv,
+    venv_python: Path,
+    venv_dir: Path,
+    platform: str,
+    constraints_file: Path,
+    nodes: Mapping[str, Sequence[str]],
+    *,
+    extra_constraints: Sequence[Path] = (),
+    extra_index_urls: Sequence[str] = (),
+) -> CommandResult | None:
+    """Install several custom nodes' requirements in one uv call, torch held (step 9).
+
+    One `-r` file per node (`node-NAME-requirements.txt`, beside the constraints file), so uv
+    resolves them together: a package two nodes need is installed once at a version both
+    accept, and a later node cannot move one an earlier node's install chose (as separate
+    calls could), and a conflict between them fails before anything is installed.
+
+    Args:
+        uv: uv, bound to the index options.
+        venv_python: The venv's interpreter.
+        venv_dir: The venv.
+        platform: The target OS.
+        constraints_file: The torch constraints file.
+        nodes: Each node's requirement lines by node name (skips applied); a node without
+            any is left out.
+        extra_constraints: `-c` files: the lock, or the resolution `nodes add` made.
+        extra_index_urls: Indexes with priority (the torch index).
+
+    Returns:
+        uv's result; None when no node has anything to install.
+    """
+    wanted = {name: lines for name, lines in nodes.items() if lines}
+    if not wanted:
         return None
-    listed = constraints_file.parent / f"node-{name}-requirements.txt"
-    listed.write_text("".join(f"{line}\n" for line in requirements), encoding="utf-8")
+    files = []
+    for name, lines in wanted.items():
+        listed = constraints_file.parent / f"node-{name}-requirements.txt"
+        listed.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        files.append(listed)
+    names = ", ".join(wanted)
     return held_pip_install(
         uv,
         venv_python,
         venv_dir,
         platform,
         constraints_file,
-        requirement_files=[listed],
+        requirement_files=files,
         extra_index_urls=extra_index_urls,
-        what=f"requirements of custom node {name}",
+        what=f"requirements of custom node{'s' if len(wanted) > 1 else ''} {names}",
         extra_constraints=extra_constraints,
     )
 

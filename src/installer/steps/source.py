@@ -8,7 +8,7 @@ from typing import Any
 from installer.core.generations import owning_install
 from installer.edges.git import checkout_pinned
 from installer.nodes.files import read_node_requirements, shared_node_decisions
-from installer.nodes.install import install_node_requirements
+from installer.nodes.install import install_nodes_requirements
 from installer.plan.drafts import removed_node_line
 from installer.plan.generations import shared_nodes_refusal
 from installer.plan.records import PlannedStep
@@ -81,6 +81,7 @@ def run_custom_nodes(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
         TorchConflictError: A node's requirements want another torch.
     """
     installed: dict[str, str] = {}
+    pending: dict[str, Sequence[str]] = {}
     for name in ctx.plan.removed_custom_nodes:
         ctx.log.info(removed_node_line(name))
     folder = ctx.custom_nodes_dir
@@ -109,7 +110,7 @@ def run_custom_nodes(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
             shown = commit[:12]
         if node.requirements:
             found = read_node_requirements(dest)
-            _install_held(ctx, node.name, found.requirements)
+            pending[node.name] = found.requirements
             if found.install_script:
                 ctx.log.warn(
                     f"{node.name} has an install.py; it was not run (it is arbitrary code: "
@@ -120,25 +121,22 @@ def run_custom_nodes(ctx: StepContext, step: PlannedStep) -> dict[str, Any]:
     recorded: dict[str, list[str]] = {}
     for kept_node in ctx.plan.recorded_nodes:
         # Resolved before the update changed anything (with the new ComfyUI's requirements,
-        # torch and the accelerators held); installed as `nodes add` installed them.
-        _install_held(ctx, kept_node.name, kept_node.requirements)
+        # torch and the accelerators held); installed with the configured nodes' below.
+        pending[kept_node.name] = kept_node.requirements
         recorded[kept_node.name] = list(kept_node.requirements)
-        ctx.log.info(f"{kept_node.describe()}: in this venv")
-    return {"nodes": installed, **({"recorded": recorded} if recorded else {})}
-
-
-def _install_held(ctx: StepContext, name: str, requirements: Sequence[str]) -> None:
-    """Install a node's requirements into this root's venv, torch held and the lock kept."""
-    install_node_requirements(
+    # Every node's requirements in one uv call (torch held, the lock kept): resolved together.
+    install_nodes_requirements(
         ctx.uv,
         ctx.venv_python,
         ctx.paths["venv"],
         ctx.plan.platform,
         constraints_path(ctx),
-        name,
-        requirements,
+        pending,
         extra_constraints=[lock] if (lock := lock_path(ctx)) else [],
     )
+    for kept_node in ctx.plan.recorded_nodes:
+        ctx.log.info(f"{kept_node.describe()}: in this venv")
+    return {"nodes": installed, **({"recorded": recorded} if recorded else {})}
 
 
 def _again(ctx: StepContext) -> str:
