@@ -186,6 +186,7 @@ def test_a_real_run_with_several_problems_names_the_dry_run_that_shows_them(
     )  # fmt: skip
     assert shown.returncode == 3, shown.stderr
     assert f"blocked: {target} exists and is not a directory." in shown.stdout
-    assert f"blocked: Not enough free disk space at {target}: " in shown.stdout
+    # The disk line names the folder it measured: the file's, never the file.
+    assert f"blocked: Not enough free disk space at {tmp_path}: " in shown.stdout
     assert "The install cannot start: 2 problem(s) above" in shown.stdout
     assert target.read_text() == "my notes"
