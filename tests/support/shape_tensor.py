@@ -22,6 +22,11 @@ class ShapeTensor:
         self.dtype = dtype
         self.device = FakeDevice(device)
 
+    @property
+    def is_cuda(self) -> bool:
+        """Whether it is on a CUDA device (torch's `Tensor.is_cuda`; the router's key reads it)."""
+        return self.device.type == "cuda"
+
     def reshape(self, *shape: int) -> ShapeTensor:
         size = 1
         for n in self.shape:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import threading
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,6 +45,7 @@ class Tensor:
         self.shape = shape
         self.dtype = dtype
         self.device = Device(device)
+        self.is_cuda = device == "cuda"  # torch's Tensor.is_cuda, read by the router's cache key
 
 
 class Container:
@@ -194,8 +196,10 @@ def test_calls_are_counted_per_backend_and_shape(
     route = module.optimized_attention
     route(video, video, video, 40)
     route(sdxl, sdxl, sdxl, 10)
+    assert route.counter.wait()
     assert counts(env)["calls"] == {}  # not yet: every 3 calls
     route(sdxl, sdxl, sdxl, 10, mask="m")
+    assert route.counter.wait()  # the writer thread has written them
     seen = counts(env)
     assert seen["calls"] == {"sageattention": 1, "sdpa": 1, "comfyui": 1}
     assert seen["shapes"]["fp16 D=128 N=32760"] == {"sageattention": 1}
@@ -248,6 +252,35 @@ def test_another_signature_is_not_called(
         message
     )
     assert module.optimized_attention is own
+
+
+def test_a_function_with_comfyuis_keywords_in_another_order_gets_each_by_name(
+    calls: list[tuple[str, dict[str, Any]]], routes_env: Callable[..., dict[str, str]]
+) -> None:
+    # The router passes ComfyUI's arguments positionally (no dictionary per call); a
+    # function that orders them otherwise must still get mask, skip_reshape, ... by name.
+    module = comfy_attention(calls)
+
+    def attention_sage(q, k, v, heads, skip_reshape=False, skip_output_reshape=False,
+                       mask=None, attn_precision=None, **kwargs):  # type: ignore[no-untyped-def]  # fmt: skip
+        calls.append(("reordered", {"skip_reshape": skip_reshape, "mask": mask,
+                                    "skip_output_reshape": skip_output_reshape,
+                                    "attn_precision": attn_precision, **kwargs}))  # fmt: skip
+        return "reordered"
+
+    module.attention_sage = attention_sage
+    router.attach(module, routes_env())
+    layout = Tensor(1, 40, 32760, 128)
+    route = module.optimized_attention
+    assert route(layout, layout, layout, 40, skip_reshape=True, extra=1) == "reordered"
+    assert calls[-1] == ("reordered", {"skip_reshape": True, "mask": None,
+                                       "skip_output_reshape": False, "attn_precision": None,
+                                       "extra": 1})  # fmt: skip
+    assert route(layout, layout, layout, 40, None, "fp32", True, True) == "reordered"
+    assert calls[-1][1] == {"skip_reshape": True, "mask": None, "skip_output_reshape": True,
+                            "attn_precision": "fp32"}  # fmt: skip
+    # ComfyUI's own functions, in ComfyUI's order, are called as they are (no adapter).
+    assert router.positional(module.attention_pytorch) is module.attention_pytorch
 
 
 @pytest.mark.parametrize(
@@ -420,9 +453,35 @@ def test_under_torch_compile_the_router_is_traced_uncounted_and_routes_the_same(
     assert route(image, image, image, 10) == "attention_pytorch"  # no band: SDPA
     assert route(video, video, video, 40, "mask") == "attention_pytorch"  # masked: ComfyUI's
     assert state["disabled"] == 0  # no graph break
+    assert route.counter.wait()
     assert counts(env)["calls"] == {"sageattention": 1}  # the eager call only
     state["compiling"] = False
     assert route(video, video, video, 40) == "attention_sage"
+    assert route.counter.wait()
     assert counts(env)["calls"] == {"sageattention": 2}
     # Without torch.compiler (old torch) the router is the plain one.
     assert router.compiler_hooks(types.ModuleType("torch")) is None
+
+
+def test_the_counters_are_written_by_a_thread_never_by_the_call(tmp_path: Path) -> None:
+    # A write every flush_every calls on the caller's thread stalled that call on the disk
+    # (2 ms on an overlay /tmp: 4 µs a call at 500 calls a write, more than the router).
+    writers: list[str] = []
+
+    class Watched(router.Counter):
+        def _write(self) -> None:
+            writers.append(threading.current_thread().name)
+            super()._write()
+
+    path = tmp_path / "calls.json"
+    counter = Watched(str(path), flush_every=2)
+    slot = counter.slot("sdpa", "fp16 D=64 N=1024")
+    for _ in range(6):  # three requests in a row: one or two writes, none on this thread
+        slot[0] += 1
+        counter.tick()
+    assert counter.wait()
+    assert json.loads(path.read_text())["calls"] == {"sdpa": 6}
+    assert writers and set(writers) == {"comfy-install-attention-counts"}
+    assert len(writers) <= 2  # requests faster than WRITE_INTERVAL share a write
+    counter.flush()  # at exit: written at once, by the caller
+    assert writers[-1] == threading.current_thread().name

@@ -21,11 +21,13 @@ dtypes, cross-attention (key tokens ≠ query tokens, never measured), a
 tensor not on a CUDA device. Calls with a mask stay on ComfyUI's own choice.
 Every call is counted per backend; the counters go to a JSON file (the
 table's ``counts_file``, or `COMFY_INSTALL_ATTENTION_COUNTS`) every
-``flush_every`` calls and at exit, so tests and proofs can read what ran.
+``flush_every`` calls (by a writer thread: no call waits on the disk) and at exit,
+so tests and proofs can read what ran.
 
 The router decides once per call shape (q's and k's shapes, dtype, device,
 heads, layout) and caches the function and its counter: a later call of that
-shape costs one dictionary lookup and one increment.
+shape costs one dictionary lookup and one increment, and is passed on
+positionally (bench/gpu/router_overhead.py measures what the router adds).
 
 Beside ComfyUI's functions the table may name torch's own SDPA back ends,
 ``cudnn``, ``flash`` and ``efficient`` (and SageAttention's ``sage_per_warp``)
@@ -240,6 +242,41 @@ def compiler_hooks(torch: Any = None) -> Callable[[], bool] | None:
     return is_compiling if callable(is_compiling) else None
 
 
+ORDER = (*PARAMETERS, "mask", "attn_precision", "skip_reshape", "skip_output_reshape")
+"""The parameter order of ComfyUI's attention functions, which the router passes positionally."""
+
+
+def positional(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Return ``function`` where it takes ComfyUI's parameters in ComfyUI's order, else an adapter.
+
+    The router forwards every call positionally (`ORDER`): a function whose signature
+    cannot be read or orders them otherwise is called through an adapter that passes
+    them by keyword, as ComfyUI does.
+
+    Args:
+        function: An attention function (ComfyUI's, a route's, or ComfyUI's own choice).
+    """
+    import inspect
+
+    try:
+        names = tuple(inspect.signature(function).parameters)[: len(ORDER)]
+    except (TypeError, ValueError):
+        names = ()
+    if names == ORDER:
+        return function
+
+    def by_keyword(q: Any, k: Any, v: Any, heads: Any, mask: Any = None,
+                   attn_precision: Any = None, skip_reshape: bool = False,
+                   skip_output_reshape: bool = False, **kwargs: Any) -> Any:  # fmt: skip
+        """``function``, called with ComfyUI's keywords."""
+        return function(q, k, v, heads, mask=mask, attn_precision=attn_precision,
+                        skip_reshape=skip_reshape, skip_output_reshape=skip_output_reshape,
+                        **kwargs)  # fmt: skip
+
+    by_keyword.__name__ = getattr(function, "__name__", "by_keyword")
+    return by_keyword
+
+
 def make_router(
     routes: Routes,
     functions: Mapping[str, Callable[..., Any]],
@@ -274,9 +311,12 @@ def make_router(
         ``router(q, k, v, heads, mask=None, attn_precision=None,
         skip_reshape=False, skip_output_reshape=False, **kwargs)``.
     """
+    functions = {name: positional(function) for name, function in functions.items()}
+    original = positional(original)
     sdpa = functions["sdpa"]
     decided: dict[Any, tuple[Callable[..., Any], list[int]]] = {}
     masked = (original, counter.slot(COMFYUI, None))
+    left = [counter.flush_every]  # calls until the counters are written
 
     def decide(
         q: Any, k: Any, heads: Any, skip_reshape: bool
@@ -288,6 +328,19 @@ def make_router(
         name = "sdpa" if found is None else routes.backend(*found)
         shape = None if found is None else schema.shape_label(*found)
         return functions.get(name, sdpa), counter.slot(name, shape)
+
+    def remember(
+        q: Any, k: Any, heads: Any, skip_reshape: bool
+    ) -> tuple[Callable[..., Any], list[int]]:
+        """Decide a shape not seen yet and cache it (an unreadable one: per call)."""
+        chosen = decide(q, k, heads, skip_reshape)
+        try:
+            key = (q.shape, k.shape, q.dtype, q.is_cuda, heads, skip_reshape)
+            if len(decided) < MAX_SHAPES:
+                decided[key] = chosen
+        except Exception:  # noqa: S110 - containers, unhashable stand-ins: decided per call
+            pass
+        return chosen
 
     def comfy_install_attention_router(
         q: Any,
@@ -305,39 +358,33 @@ def make_router(
         Under torch.compile the choice is made at trace time and not counted.
         """
         if is_compiling is not None and is_compiling():
+            # Traced by torch.compile: chosen from the graph's constant shapes, not counted.
             function = original
             if mask is None:
                 found = call_shape(q, k, heads, skip_reshape)
                 function = sdpa if found is None else functions.get(routes.backend(*found), sdpa)
+            return function(q, k, v, heads, mask, attn_precision, skip_reshape,
+                            skip_output_reshape, **kwargs)  # fmt: skip
+        if mask is not None:
+            function, slot = masked
         else:
-            if mask is not None:
-                function, slot = masked
-            else:
-                try:
-                    key: Any = (q.shape, k.shape, q.dtype, q.device, heads, skip_reshape)
-                    chosen = decided.get(key)
-                except Exception:  # containers, unhashable stand-ins: decided per call
-                    key, chosen = None, None
-                if chosen is None:
-                    chosen = decide(q, k, heads, skip_reshape)
-                    if key is not None and len(decided) < MAX_SHAPES:
-                        decided[key] = chosen
-                function, slot = chosen
-            slot[0] += 1
-            counter.pending += 1
-            if counter.pending >= counter.flush_every:
-                counter.flush()
-        return function(
-            q,
-            k,
-            v,
-            heads,
-            mask=mask,
-            attn_precision=attn_precision,
-            skip_reshape=skip_reshape,
-            skip_output_reshape=skip_output_reshape,
-            **kwargs,
-        )
+            # The hot path: one tuple, one lookup, one increment; every µs of it is paid
+            # 140 times an SDXL step, and in full at small shapes, where the host's time
+            # per call is the call's time.
+            try:
+                key = (q.shape, k.shape, q.dtype, q.is_cuda, heads, skip_reshape)
+                function, slot = decided[key]
+            except Exception:  # a new shape, a container, an unhashable stand-in
+                function, slot = remember(q, k, heads, skip_reshape)
+        slot[0] += 1
+        left[0] -= 1
+        if left[0] <= 0:  # the writer thread writes them: no call waits on the disk
+            left[0] = counter.flush_every
+            counter.request()
+        # Positional: every function here takes ComfyUI's order (`positional` adapted any
+        # other at attach), and keywords would cost a dictionary per call.
+        return function(q, k, v, heads, mask, attn_precision, skip_reshape,
+                        skip_output_reshape, **kwargs)  # fmt: skip
 
     router: Any = comfy_install_attention_router
     router.container_function = None  # what ComfyUI's wrap_attn functions carry

@@ -69,6 +69,21 @@ def hold_cudnn_first(torch: Any) -> None:
     _HELD.append(context)
 
 
+def refused(kwargs: dict[str, Any]) -> bool:
+    """Whether a call's keywords ask for what the SDPA routes leave to ComfyUI's own function.
+
+    GQA (``enable_gqa``) and a node's ``optimized_attention_override`` in
+    ``transformer_options``.
+
+    Args:
+        kwargs: The call's other keywords.
+    """
+    if kwargs.get("enable_gqa"):
+        return True
+    options = kwargs.get("transformer_options")
+    return options is not None and "optimized_attention_override" in options
+
+
 def sdpa_backend_function(module: Any, backend: str, torch: Any = None) -> Callable[..., Any]:
     """Return ComfyUI's SDPA attention on one SDPA back end, `attention_pytorch`'s signature.
 
@@ -111,32 +126,32 @@ def sdpa_backend_function(module: Any, backend: str, torch: Any = None) -> Calla
                                skip_output_reshape: bool = False,
                                **kwargs: Any) -> Any:  # fmt: skip
         """ComfyUI's SDPA attention on one SDPA back end (ComfyUI's own where it cannot)."""
-        options = kwargs.get("transformer_options")
         if (
             mask is not None
-            or kwargs.get("enable_gqa")
+            or (kwargs and refused(kwargs))
             or hasattr(q, "peek")
-            or (options is not None and "optimized_attention_override" in options)
             or q.shape[0] > limit
         ):
             return fallback(q, k, v, heads, mask=mask, attn_precision=attn_precision,
                             skip_reshape=skip_reshape, skip_output_reshape=skip_output_reshape,
                             **kwargs)  # fmt: skip
-        batch = q.shape[0]
+        # Spelled out, no generator or keyword dictionary: at small shapes the host's time
+        # per call is the call's time.
+        batch, dim = q.shape[0], q.shape[-1]
         if skip_reshape:
-            dim = q.shape[-1]
             qh, kh, vh = q, k, v
         else:
-            dim = q.shape[-1] // heads
-            qh, kh, vh = (t.reshape(batch, -1, heads, dim).transpose(1, 2) for t in (q, k, v))
-        scale = kwargs.get("scale")
-        extra = {} if scale is None else {"scale": scale}
+            dim //= heads
+            qh = q.reshape(batch, -1, heads, dim).transpose(1, 2)
+            kh = k.reshape(batch, -1, heads, dim).transpose(1, 2)
+            vh = v.reshape(batch, -1, heads, dim).transpose(1, 2)
+        scale = kwargs.get("scale") if kwargs else None
         if pinned is None:
-            out = sdpa(qh, kh, vh, **extra)
+            out = sdpa(qh, kh, vh) if scale is None else sdpa(qh, kh, vh, scale=scale)
         else:
             try:
                 with sdpa_kernel(pinned):
-                    out = sdpa(qh, kh, vh, **extra)
+                    out = sdpa(qh, kh, vh) if scale is None else sdpa(qh, kh, vh, scale=scale)
             except RuntimeError:  # this back end cannot take the call
                 return fallback(q, k, v, heads, attn_precision=attn_precision,
                                 skip_reshape=skip_reshape,
