@@ -10,6 +10,12 @@ tensors (CUDA where there is a GPU, else CPU), and times direct and routed calls
 interleaved (best of the rounds, nanoseconds per call):
 
     python3 bench/gpu/router_overhead.py [--router PATH ...] [--device cpu|cuda]
+    python3 bench/gpu/router_overhead.py --comfyui DIR/ComfyUI [--router PATH ...]
+
+``--comfyui`` times the attention proof's failing comparison instead, on the GPU: ComfyUI's
+real `comfy.ldm.modules.attention`, a table routing 2×20×1024×64 (fp16, bf16) to SDPA's
+cuDNN back end, and the cuDNN route called directly against each router calling it (20
+calls queued between CUDA events, 8 interleaved rounds, the median; ms a call).
 
 ``--router`` loads another router file beside the installer's (e.g. an older one:
 ``git show REV:src/installer/attention/shim/router.py > /tmp/old.py``), so both are
@@ -81,6 +87,70 @@ def per_call_ns(function: Any, q: Any, heads: int, calls: int) -> float:
     return (time.perf_counter_ns() - start) / calls
 
 
+CUDNN_ROUTES = {
+    "schema_version": 1,
+    "flush_every": 500,
+    "routes": [
+        {"head_dim": 64, "dtype": dtype,
+         "bands": [{"min_tokens": 512, "max_tokens": 2048, "backend": "cudnn"}]}
+        for dtype in ("fp16", "bf16")
+    ],
+}  # fmt: skip
+"""The proof's small SDXL shape (1024 tokens, head dim 64) routed to cuDNN."""
+
+
+def comfyui_small_shape(comfyui: Path, routers: list[Path], tmp: Path) -> int:
+    """Time the cuDNN route direct and through each router at 2×20×1024×64 (CUDA events)."""
+    import statistics
+
+    sys.path.insert(0, str(comfyui))
+    sys.argv = ["main.py"]
+    import comfy.options
+
+    comfy.options.enable_args_parsing()
+    import comfy.ldm.modules.attention as attention
+    import torch
+
+    from installer.attention.shim import sdpa
+
+    table = tmp / "cudnn-routes.json"
+    table.write_text(json.dumps(CUDNN_ROUTES))
+    env = {"COMFY_INSTALL_ATTENTION_ROUTES": str(table),
+           "COMFY_INSTALL_ATTENTION_COUNTS": str(tmp / "calls.json")}  # fmt: skip
+    own = attention.optimized_attention
+    functions: dict[str, Any] = {"cudnn direct": sdpa.sdpa_backend_function(attention, "cudnn")}
+    for path in [None, *routers]:
+        message = load_router(path).attach(attention, env)
+        functions[f"routed {path.name if path else 'installer'}"] = attention.optimized_attention
+        attention.optimized_attention = own
+        print(f"  {path or 'installer'}: {message[:120]}")
+    dtypes = {"fp16": torch.float16, "bf16": torch.bfloat16}
+    for dtype in ("fp16", "bf16"):
+        q, k, v = (torch.randn(2, 1024, 20 * 64, device="cuda", dtype=dtypes[dtype])
+                   for _ in range(3))  # fmt: skip
+        samples: dict[str, list[float]] = {name: [] for name in functions}
+        for function in functions.values():
+            for _ in range(5):
+                function(q, k, v, 20)
+        names = list(functions)
+        for round_ in range(8):
+            for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+                start = torch.cuda.Event(enable_timing=True)
+                end = torch.cuda.Event(enable_timing=True)
+                start.record()
+                for _ in range(20):
+                    functions[name](q, k, v, 20)
+                end.record()
+                torch.cuda.synchronize()
+                samples[name].append(start.elapsed_time(end) / 20)
+        base = statistics.median(samples["cudnn direct"])
+        for name, values in samples.items():
+            ms = statistics.median(values)
+            print(f"  2x20x1024x64 {dtype} {name:<28}{ms:8.4f} ms  "
+                  f"(+{(ms - base) * 1000:.1f} µs, {ms / base:.3f}×)")  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Attach each router, time it against the direct call, print the overhead."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -88,7 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--comfyui", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.comfyui is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            return comfyui_small_shape(args.comfyui.absolute(), args.router, Path(tmp))
 
     import torch
 
