@@ -239,8 +239,12 @@ def test_step_9_installs_every_nodes_requirements_together(
     done = run(args, world["env"])
     assert done.returncode != 0, done.stderr[-3000:]
     said = " ".join(done.stderr.split())
-    assert "requirements of custom nodes needs-13, needs-12" in said, said[-3000:]
-    assert "plain-new==1.3" in said and "plain-new==1.2" in said, said[-3000:]
+    assert (
+        "The custom nodes needs-13, needs-12 ask for requirements no one venv can hold "
+        "together: needs-13 needs plain-new==1.3; needs-12 needs plain-new==1.2"
+    ) in said, said[-3000:]
+    assert "Nothing of theirs was installed." in said, said[-3000:]
+    assert '"requirements": false' in said and "comfy-install nodes remove DIR NAME" in said
     assert "plain-new" not in venv_dists(tmp_path / "inst")
 
     nodes[1] = {"name": "needs-any", "url": str(tmp_path / "needs-any"), "commit": three}

@@ -175,17 +175,74 @@ def install_nodes_requirements(
         listed.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
         files.append(listed)
     names = ", ".join(wanted)
-    return held_pip_install(
-        uv,
-        venv_python,
-        venv_dir,
-        platform,
-        constraints_file,
-        requirement_files=files,
-        extra_index_urls=extra_index_urls,
-        what=f"requirements of custom node{'s' if len(wanted) > 1 else ''} {names}",
-        extra_constraints=extra_constraints,
+    try:
+        return held_pip_install(
+            uv,
+            venv_python,
+            venv_dir,
+            platform,
+            constraints_file,
+            requirement_files=files,
+            extra_index_urls=extra_index_urls,
+            what=f"requirements of custom node{'s' if len(wanted) > 1 else ''} {names}",
+            extra_constraints=extra_constraints,
+        )
+    except StepFailedError as exc:
+        clash = nodes_clash(exc, wanted)
+        if clash is None:
+            raise
+        raise clash from exc
+
+
+def nodes_clash(
+    failure: StepFailedError, nodes: Mapping[str, Sequence[str]]
+) -> StepFailedError | None:
+    """Name the nodes whose requirements uv could not install together, and the ways out.
+
+    Args:
+        failure: The failed install of several nodes' requirements (uv's output in its
+            cause).
+        nodes: Each node's requirement lines, as installed.
+
+    Returns:
+        The error to show: each node and the requirement of its that uv's conflict names;
+        None when the failure was not a conflict between two or more of these nodes.
+    """
+    from installer.core.errors import CommandFailedError
+    from installer.edges.uv_output import resolution_conflict
+
+    cause = failure.__cause__
+    if not isinstance(cause, CommandFailedError):
+        return None
+    conflict = resolution_conflict(cause.output)
+    if conflict is None:
+        return None
+    named = {canonicalize_name(_project(text)) for text in conflict.requirements}
+    named |= {canonicalize_name(_project(req)) for _, req in conflict.depends}
+    fighting = {
+        node: [line for line in lines if canonicalize_name(_project(line)) in named]
+        for node, lines in nodes.items()
+    }
+    fighting = {node: lines for node, lines in fighting.items() if lines}
+    if len(fighting) < 2:
+        return None
+    who = "; ".join(f"{node} needs {', '.join(lines)}" for node, lines in fighting.items())
+    return StepFailedError(
+        f"The custom nodes {', '.join(fighting)} ask for requirements no one venv can hold "
+        f"together: {who} (uv: {conflict.summary}). Nothing of theirs was installed.",
+        "Pin another commit of one of them (its `commit` in dependencies.json's custom_nodes), "
+        'set `"requirements": false` for one and install what it needs yourself, or take one '
+        "out (`comfy-install nodes remove DIR NAME` for a node added with `nodes add`); then "
+        "run the same command again.",
     )
+
+
+def _project(requirement: str) -> str:
+    """The project name a requirement line starts with (``plain-new`` of ``plain-new==1.2``)."""
+    import re
+
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    return match.group(1) if match else requirement
 
 
 def install_script_note(found: NodeRequirements, allowed: bool) -> str | None:
