@@ -330,16 +330,12 @@ def make_router(
         return functions.get(name, sdpa), counter.slot(name, shape)
 
     def remember(
-        q: Any, k: Any, heads: Any, skip_reshape: bool
+        key: Any, q: Any, k: Any, heads: Any, skip_reshape: bool
     ) -> tuple[Callable[..., Any], list[int]]:
-        """Decide a shape not seen yet and cache it (an unreadable one: per call)."""
+        """Decide a shape not seen yet and cache it under ``key`` (up to `MAX_SHAPES`)."""
         chosen = decide(q, k, heads, skip_reshape)
-        try:
-            key = (q.shape, k.shape, q.dtype, q.is_cuda, heads, skip_reshape)
-            if len(decided) < MAX_SHAPES:
-                decided[key] = chosen
-        except Exception:  # noqa: S110 - containers, unhashable stand-ins: decided per call
-            pass
+        if len(decided) < MAX_SHAPES:
+            decided[key] = chosen
         return chosen
 
     def comfy_install_attention_router(
@@ -374,8 +370,10 @@ def make_router(
             try:
                 key = (q.shape, k.shape, q.dtype, q.is_cuda, heads, skip_reshape)
                 function, slot = decided[key]
-            except Exception:  # a new shape, a container, an unhashable stand-in
-                function, slot = remember(q, k, heads, skip_reshape)
+            except KeyError:  # a shape not seen yet
+                function, slot = remember(key, q, k, heads, skip_reshape)
+            except Exception:  # a container, an unhashable stand-in: decided per call
+                function, slot = decide(q, k, heads, skip_reshape)
         slot[0] += 1
         left[0] -= 1
         if left[0] <= 0:  # the writer thread writes them: no call waits on the disk
