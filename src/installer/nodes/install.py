@@ -28,7 +28,7 @@ from installer.edges.environment import site_packages_dirs
 from installer.edges.probe import installed_distributions
 from installer.edges.proc import CommandResult, run_command
 from installer.edges.uv import TORCH_TRIO, Uv, write_constraints
-from installer.plan.nodes import NodeRequirements
+from installer.plan.nodes import NodeRequirements, requirement_name
 
 
 def torch_pins(venv_dir: Path, platform: str) -> dict[str, str]:
@@ -217,10 +217,10 @@ def nodes_clash(
     conflict = resolution_conflict(cause.output)
     if conflict is None:
         return None
-    named = {canonicalize_name(_project(text)) for text in conflict.requirements}
-    named |= {canonicalize_name(_project(req)) for _, req in conflict.depends}
+    named = {requirement_name(text) for text in conflict.requirements}
+    named |= {requirement_name(req) for _, req in conflict.depends}
     fighting = {
-        node: [line for line in lines if canonicalize_name(_project(line)) in named]
+        node: [line for line in lines if requirement_name(line) in named]
         for node, lines in nodes.items()
     }
     fighting = {node: lines for node, lines in fighting.items() if lines}
@@ -235,14 +235,6 @@ def nodes_clash(
         "out (`comfy-install nodes remove DIR NAME` for a node added with `nodes add`); then "
         "run the same command again.",
     )
-
-
-def _project(requirement: str) -> str:
-    """The project name a requirement line starts with (``plain-new`` of ``plain-new==1.2``)."""
-    import re
-
-    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
-    return match.group(1) if match else requirement
 
 
 def install_script_note(found: NodeRequirements, allowed: bool) -> str | None:
