@@ -34,6 +34,7 @@ from installer.edges.probe import installed_distributions, layout, parse_require
 from installer.edges.state import InstallLock, atomic_write_text, read_state
 from installer.nodes.files import shared_node_decisions
 from installer.nodes.kept import check_recorded_nodes, recorded_nodes, with_nodes_index
+from installer.nodes.record import read_nodes
 from installer.plan.generations import (
     DEFAULT_KEEP,
     next_generation_id,
@@ -172,8 +173,9 @@ def _preview(
     from installer.plan.build import build_plan
 
     install_dir = request.install_dir
-    kept = recorded_nodes(install_dir, platform, log)
-    base, node_inputs = with_nodes_index(base, install_dir, kept, log)
+    record = read_nodes(install_dir, log)
+    kept = recorded_nodes(record, install_dir, platform, log)
+    base, node_inputs = with_nodes_index(base, record.index, kept, log)
     reused = [*reused, *node_inputs]
     root = current_root(install_dir, platform)
     deps = load_dependencies(base.config_path)

@@ -15,17 +15,17 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from installer.core.config import Dependencies
+from installer.core.config import Dependencies, IndexOptions
 from installer.core.errors import NodeConflictError, ResolutionError
 from installer.core.log import InstallerLogger
-from installer.core.nodes import ResolutionConflict
+from installer.core.nodes import NodesState, ResolutionConflict
 from installer.plan.generations import shared_nodes_dir
 from installer.plan.nodes import Conflict, requirement_name
 from installer.plan.records import InstallOptions, Plan, RecordedNode
 
 
 def recorded_nodes(
-    install_dir: Path, platform: str, log: InstallerLogger
+    record: NodesState, install_dir: Path, platform: str, log: InstallerLogger
 ) -> tuple[RecordedNode, ...]:
     """Return the nodes of DIR's `nodes.json` a new generation keeps: those whose folder is there.
 
@@ -34,15 +34,14 @@ def recorded_nodes(
     current. A record whose folder is gone is left out, with a warning.
 
     Args:
+        record: DIR's `nodes.json`, as read.
         install_dir: DIR.
         platform: The target OS.
         log: Where the warning goes.
     """
-    from installer.nodes.record import read_nodes
-
     folder = Path(shared_nodes_dir(install_dir, platform))
     kept: list[RecordedNode] = []
-    for node in read_nodes(install_dir, log).nodes:
+    for node in record.nodes:
         if not (folder / node.name).is_dir():
             log.warn(
                 f"custom node {node.name} is recorded in nodes.json but {folder / node.name} "
@@ -62,7 +61,10 @@ def recorded_nodes(
 
 
 def with_nodes_index(
-    options: InstallOptions, install_dir: Path, kept: Sequence[RecordedNode], log: InstallerLogger
+    options: InstallOptions,
+    index: IndexOptions,
+    kept: Sequence[RecordedNode],
+    log: InstallerLogger,
 ) -> tuple[InstallOptions, list[str]]:
     """Add the find-links and extra indexes of DIR's `nodes.json` to an update keeping its nodes.
 
@@ -72,17 +74,15 @@ def with_nodes_index(
 
     Args:
         options: The update's options, filled from the install's record.
-        install_dir: DIR.
+        index: The index options DIR's `nodes.json` recorded.
         kept: The nodes the update keeps.
         log: Where the warning goes.
 
     Returns:
         The options to plan with, and a line for each added input, for the preview.
     """
-    from installer.nodes.record import read_nodes
     from installer.plan.update import node_index_inputs
 
-    index = read_nodes(install_dir, log).index
     present: list[str] = []
     for link in index.find_links:
         if "://" in link or Path(link).exists():
